@@ -1,0 +1,561 @@
+/* PROTOCOL.md "Streaming": the upgrade, client messages -> session calls,
+ * session answers -> JSON messages, idle timeout, resume and drain.
+ *
+ * A `struct stream` pairs a session with its WebSocket (or none while the
+ * client is away and the session is resumable) and owns the idle timer,
+ * which lives as long as the session because a detached session must expire
+ * without a connection. */
+#include "api.h"
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "metrics.h"
+#include "session.h"
+#include "worker.h"
+#include "ws.h"
+#include "audio.h"
+
+struct stream {
+    struct asr_session *sess;     /* owned */
+    struct ws_conn *ws;           /* borrowed; NULL while detached */
+    uv_timer_t idle;              /* idle / resumable expiry */
+    uint64_t last_activity;       /* loop time, ms */
+    int      end_reason;          /* enum metric_end, -1 while not ending */
+    int      close_code;          /* to send when the session has drained */
+    const char *close_reason;
+    int      ended;               /* gone: not resumable */
+    int      destroyed;
+    struct stream *hnext;         /* registry chain */
+};
+
+/* ---- registry: id -> stream ------------------------------------------ */
+
+static struct stream **table;
+static size_t table_size, table_count;
+
+static size_t hash_id(const char *id) {
+    size_t h = 1469598103934665603ull;
+    for (; *id; id++) h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return h;
+}
+
+static void reg_add(struct stream *st) {
+    if (table_count + 1 > table_size) {
+        size_t ns = table_size ? table_size * 2 : 1024;
+        struct stream **nt = xcalloc(ns, sizeof *nt);
+        for (size_t i = 0; i < table_size; i++)
+            for (struct stream *e = table[i], *n; e; e = n) {
+                n = e->hnext;
+                size_t b = hash_id(sess_id(e->sess)) & (ns - 1);
+                e->hnext = nt[b];
+                nt[b] = e;
+            }
+        free(table);
+        table = nt;
+        table_size = ns;
+    }
+    size_t b = hash_id(sess_id(st->sess)) & (table_size - 1);
+    st->hnext = table[b];
+    table[b] = st;
+    table_count++;
+}
+
+static struct stream *reg_find(const char *id) {
+    if (!table_size) return NULL;
+    for (struct stream *e = table[hash_id(id) & (table_size - 1)]; e; e = e->hnext)
+        if (strcmp(sess_id(e->sess), id) == 0) return e;
+    return NULL;
+}
+
+static void reg_remove(struct stream *st) {
+    struct stream **pp = &table[hash_id(sess_id(st->sess)) & (table_size - 1)];
+    for (; *pp; pp = &(*pp)->hnext)
+        if (*pp == st) {
+            *pp = st->hnext;
+            table_count--;
+            return;
+        }
+}
+
+size_t api_stream_count(void) { return table_count; }
+
+/* ---- output ---------------------------------------------------------------- */
+
+static struct buf out_;   /* scratch for one message; process lifetime */
+
+static const struct config *cfg(void) { return worker_get()->cfg; }
+
+static void send_msg(struct stream *st, int droppable) {
+    if (st->ws) ws_send_text(st->ws, out_.data, out_.len, droppable);
+}
+
+static void on_speech_started(void *ctx, uint64_t seq, uint64_t offset_ms) {
+    struct stream *st = ctx;
+    buf_reset(&out_);
+    buf_printf(&out_, "{\"type\":\"speech_started\",\"sequence\":%llu,\"offset_ms\":%llu,\"timestamp\":%llu}",
+               (unsigned long long)seq, (unsigned long long)offset_ms, (unsigned long long)util_wall_ms());
+    send_msg(st, 0);
+}
+
+static void on_partial(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
+                       const struct sess_latency *lat) {
+    struct stream *st = ctx;
+    buf_reset(&out_);
+    buf_printf(&out_, "{\"type\":\"partial\",\"sequence\":%llu,\"text\":", (unsigned long long)seq);
+    buf_json_str(&out_, text, len);
+    buf_printf(&out_,
+               ",\"is_speech\":%s,\"timestamp\":%llu,\"latency_ms\":{\"queue\":%.3f,\"inference\":%.3f,\"total\":%.3f}}",
+               is_speech ? "true" : "false", (unsigned long long)util_wall_ms(), lat->queue_ms,
+               lat->inference_ms, lat->total_ms);
+    send_msg(st, 1);
+}
+
+static void on_final(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms, uint64_t end_ms) {
+    struct stream *st = ctx;
+    buf_reset(&out_);
+    buf_printf(&out_, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)seq);
+    buf_json_str(&out_, text, len);
+    buf_printf(&out_, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu}", (unsigned long long)start_ms,
+               (unsigned long long)end_ms, (unsigned long long)util_wall_ms());
+    send_msg(st, 0);
+}
+
+static void on_error(void *ctx, int err, int has_seq, uint64_t seq, const char *msg) {
+    struct stream *st = ctx;
+    buf_reset(&out_);
+    buf_puts(&out_, "{\"type\":\"error\",\"code\":");
+    buf_json_str(&out_, asr_err_code(err), strlen(asr_err_code(err)));
+    buf_puts(&out_, ",\"message\":");
+    buf_json_str(&out_, msg, strlen(msg));
+    if (has_seq) buf_printf(&out_, ",\"sequence\":%llu", (unsigned long long)seq);
+    buf_puts(&out_, "}");
+    send_msg(st, 0);
+}
+
+static void on_done(void *ctx) {
+    struct stream *st = ctx;
+    if (st->ws) ws_close(st->ws, st->close_code, st->close_reason, 1);
+}
+
+static void on_pending_low(void *ctx) {
+    struct stream *st = ctx;
+    if (st->ws) ws_resume(st->ws);
+}
+
+static const struct sess_sink sink = {
+    .on_speech_started = on_speech_started, .on_partial = on_partial, .on_final = on_final,
+    .on_error = on_error, .on_done = on_done, .on_pending_low = on_pending_low,
+};
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
+                                              "policy", "too_big", "shutdown", "error"};
+
+static void on_idle_closed(uv_handle_t *h) { free(h->data); }
+
+/* Frees the stream: logs the session's counters, counts its end. */
+static void stream_destroy(struct stream *st, int reason) {
+    if (st->destroyed) return;
+    st->destroyed = 1;
+    const struct sess_stats *ss = sess_stats(st->sess);
+    struct log_line *l = log_begin(LOG_INFO, "session end");
+    if (l) {
+        log_str(l, "session_id", sess_id(st->sess));
+        log_str(l, "reason", end_names[reason]);
+        log_u64(l, "audio_ms", ss->audio_ms);
+        log_u64(l, "bytes", ss->bytes);
+        log_u64(l, "chunks", ss->chunks);
+        log_u64(l, "partials", ss->partials);
+        log_u64(l, "finals", ss->finals);
+        log_u64(l, "errors", ss->errors);
+        log_u64(l, "duration_ms", util_wall_ms() - ss->created_ms);
+        log_end(l);
+    }
+    metrics.sessions_ended[reason]++;
+    metrics.sessions_active--;
+    reg_remove(st);
+    sess_transition(st->sess, SESS_CLOSED);
+    sess_destroy(st->sess);
+    st->sess = NULL;
+    uv_close((uv_handle_t *)&st->idle, on_idle_closed);
+}
+
+/* Ends the session the graceful way: pending chunks are answered, one final
+ * follows, then the close (code) once everything is out. */
+static void stream_end(struct stream *st, int reason, int code, const char *why) {
+    if (st->end_reason >= 0) return;
+    st->end_reason = reason;
+    st->close_code = code;
+    st->close_reason = why;
+    st->ended = code != 1001;
+    sess_stop(st->sess);
+}
+
+static void stream_touch(struct stream *st) { st->last_activity = uv_now(worker_get()->loop); }
+
+static void on_idle_timer(uv_timer_t *t) {
+    struct stream *st = t->data;
+    uint64_t now = uv_now(t->loop), limit = (uint64_t)cfg()->idle_timeout_s * 1000;
+    if (now - st->last_activity < limit) {
+        uv_timer_start(&st->idle, on_idle_timer, limit - (now - st->last_activity), 0);
+        return;
+    }
+    if (!st->ws) {
+        stream_destroy(st, END_EXPIRED);
+        return;
+    }
+    if (st->end_reason < 0) stream_end(st, END_IDLE, 1000, "idle timeout");
+}
+
+static void ws_on_closed(void *ctx, int code_sent, int code_received) {
+    struct stream *st = ctx;
+    st->ws = NULL;
+    metrics.sessions_attached--;
+    if (st->destroyed) return;
+    sess_attach(st->sess, NULL, NULL);
+    int reason;
+    if (code_sent == 1008) reason = st->end_reason >= 0 ? st->end_reason : END_SLOW_CLIENT;
+    else if (code_sent == 1009) reason = END_TOO_BIG;
+    else if (st->end_reason >= 0 && st->ended) reason = st->end_reason;
+    else if (code_received && code_sent != 1001) reason = END_STOP; /* the client closed the handshake */
+    else if (code_sent && code_sent != 1001 && code_sent != 1000) reason = END_ERROR;
+    else {
+        /* Dropped without a close handshake, or drained with 1001:
+         * resumable for idle_timeout_s (PROTOCOL.md "Idle timeout and resume"). */
+        if (worker_get()->draining) {
+            stream_destroy(st, END_SHUTDOWN);
+            return;
+        }
+        if (st->end_reason >= 0 && !st->ended) st->end_reason = -1;
+        stream_touch(st);
+        uv_timer_start(&st->idle, on_idle_timer, (uint64_t)cfg()->idle_timeout_s * 1000, 0);
+        struct log_line *l = log_begin(LOG_INFO, "session detached");
+        if (l) {
+            log_str(l, "session_id", sess_id(st->sess));
+            log_u64(l, "last_sequence", sess_last_sequence(st->sess));
+            log_end(l);
+        }
+        return;
+    }
+    stream_destroy(st, reason);
+}
+
+/* ---- client messages ----------------------------------------------------------- */
+
+static struct buf pcm_;   /* scratch for decoded base64 audio */
+
+static void after_chunk(struct stream *st) {
+    if (!st->ws) return;
+    if (sess_abusive(st->sess)) {
+        st->end_reason = END_POLICY;
+        st->ended = 1;
+        ws_close(st->ws, 1008, "rate limit exceeded repeatedly", 0);
+        return;
+    }
+    if (!cfg()->shed_load && sess_pending_full(st->sess)) ws_pause(st->ws);
+}
+
+static void ws_on_binary(void *ctx, const uint8_t *p, size_t n) {
+    struct stream *st = ctx;
+    stream_touch(st);
+    sess_chunk(st->sess, p, n, 0, 0, 0, util_now_ns());
+    after_chunk(st);
+}
+
+static void audio_chunk(struct stream *st, json_t *msg, uint64_t now_ns) {
+    json_t *data = json_object_get(msg, "data");
+    json_t *seq = json_object_get(msg, "sequence");
+    if (!json_is_string(data)) {
+        sess_invalid_message(st->sess, "audio_chunk needs \"data\": a base64 string");
+        return;
+    }
+    if (seq && !json_is_integer(seq)) {
+        sess_invalid_message(st->sess, "\"sequence\" must be an integer");
+        return;
+    }
+    int has_seq = seq != NULL;
+    json_int_t sv = has_seq ? json_integer_value(seq) : 0;
+    if (has_seq && sv < 0) {
+        sess_invalid_message(st->sess, "\"sequence\" must not be negative");
+        return;
+    }
+    const char *b64 = json_string_value(data);
+    size_t b64len = json_string_length(data), bin_len = 0;
+    int pre_err = 0;
+    buf_reset(&pcm_);
+    if (buf_reserve(&pcm_, b64len / 4 * 3 + 3) != 0 ||
+        sodium_base642bin((unsigned char *)pcm_.data, pcm_.cap, b64, b64len, NULL, &bin_len, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0)
+        pre_err = ASR_E_INVALID_AUDIO;
+    sess_chunk(st->sess, (const uint8_t *)pcm_.data, pre_err ? 0 : bin_len, pre_err, has_seq, (uint64_t)sv,
+               now_ns);
+    after_chunk(st);
+}
+
+static void ws_on_text(void *ctx, const uint8_t *p, size_t n) {
+    struct stream *st = ctx;
+    uint64_t now_ns = util_now_ns();
+    stream_touch(st);
+    json_error_t jerr;
+    json_t *msg = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!msg || !json_is_object(msg)) {
+        sess_invalid_message(st->sess, msg ? "a message must be a JSON object" : "message is not valid JSON");
+        json_decref(msg);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type) sess_invalid_message(st->sess, "message needs a string \"type\"");
+    else if (strcmp(type, "audio_chunk") == 0) audio_chunk(st, msg, now_ns);
+    else if (strcmp(type, "stop") == 0) stream_end(st, END_STOP, 1000, "");
+    else if (strcmp(type, "finalize") == 0) {
+        if (sess_state(st->sess) == SESS_ACTIVE) sess_finalize(st->sess);
+        else sess_invalid_message(st->sess, "the session is closing");
+    } else if (strcmp(type, "keepalive") == 0) {
+        /* activity recorded above */
+    } else {
+        char m[96];
+        snprintf(m, sizeof m, "unknown message type \"%.40s\"", type);
+        sess_invalid_message(st->sess, m);
+    }
+    json_decref(msg);
+}
+
+static void ws_on_ping(void *ctx) { stream_touch(ctx); }
+
+static const struct ws_handler ws_h = {
+    .on_text = ws_on_text, .on_binary = ws_on_binary, .on_ping = ws_on_ping, .on_closed = ws_on_closed,
+};
+
+/* ---- upgrade ----------------------------------------------------------------------- */
+
+static void session_message(struct stream *st, int resumed) {
+    const struct config *c = cfg();
+    unsigned rate = sess_sample_rate(st->sess);
+    buf_reset(&out_);
+    buf_printf(&out_, "{\"type\":\"session\",\"session_id\":\"%s\",\"worker_id\":", sess_id(st->sess));
+    buf_json_str(&out_, c->worker_id, strlen(c->worker_id));
+    buf_printf(&out_,
+               ",\"sample_rate\":%u,\"resumed\":%s,\"last_sequence\":%llu,\"limits\":{\"max_chunk_bytes\":%zu,"
+               "\"max_message_bytes\":%zu,\"max_audio_rate_bytes_per_sec\":%zu,\"idle_timeout_s\":%d,"
+               "\"endpointing_ms\":%d}}",
+               rate, resumed ? "true" : "false", (unsigned long long)sess_last_sequence(st->sess),
+               c->max_chunk_bytes, config_max_message_bytes(c), config_audio_rate(c, rate), c->idle_timeout_s,
+               c->endpointing_ms);
+    send_msg(st, 0);
+}
+
+static int header_has_token(const char *v, const char *tok) {
+    if (!v) return 0;
+    size_t tl = strlen(tok);
+    for (const char *p = v; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t')) t--;
+        if ((size_t)(t - p) == tl && strncasecmp(p, tok, tl) == 0) return 1;
+        p = e;
+    }
+    return 0;
+}
+
+static void refuse(struct http_conn *hc, int status, const char *code, const char *msg, const char *extra) {
+    http_respond_error(hc, status, code, msg, extra);
+}
+
+void api_stream_upgrade(struct http_conn *hc, struct http_req *req) {
+    const struct config *c = cfg();
+    struct worker *w = worker_get();
+    if (w->draining) {
+        refuse(hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
+        return;
+    }
+    if (api_check_key(req) != 0) {
+        http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+        return;
+    }
+    size_t kl = 0;
+    const char *up = http_header(req, "upgrade", NULL);
+    const char *key = http_header(req, "sec-websocket-key", &kl);
+    const char *ver = http_header(req, "sec-websocket-version", NULL);
+    if (!up || strcasecmp(up, "websocket") != 0 || !header_has_token(http_header(req, "connection", NULL), "upgrade")) {
+        refuse(hc, 426, "UPGRADE_REQUIRED", "this endpoint speaks WebSocket: send an upgrade request",
+               "Upgrade: websocket\r\n");
+        return;
+    }
+    unsigned char raw[20];
+    size_t raw_len = 0;
+    if (!key || kl != 24 ||
+        sodium_base642bin(raw, sizeof raw, key, kl, NULL, &raw_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        raw_len != 16) {
+        refuse(hc, 400, "BAD_REQUEST", "missing or malformed Sec-WebSocket-Key", NULL);
+        return;
+    }
+    if (!ver || strcmp(ver, "13") != 0) {
+        refuse(hc, 400, "BAD_REQUEST", "unsupported Sec-WebSocket-Version; use 13",
+               "Sec-WebSocket-Version: 13\r\n");
+        return;
+    }
+    char v[80];
+    int rate = 0;
+    int r = http_query(req, "sample_rate", v, sizeof v);
+    if (r >= 0) {
+        uint64_t x = 0;
+        if (util_parse_u64(v, (size_t)r, 1000000, &x) != 0 || !audio_rate_supported((unsigned)x)) {
+            refuse(hc, 400, "BAD_REQUEST", "sample_rate must be one of 8000, 16000, 32000, 48000", NULL);
+            return;
+        }
+        rate = (int)x;
+    } else if (r == -2) {
+        refuse(hc, 400, "BAD_REQUEST", "sample_rate must be one of 8000, 16000, 32000, 48000", NULL);
+        return;
+    }
+    r = http_query(req, "encoding", v, sizeof v);
+    if (r == -2 || (r >= 0 && strcmp(v, "pcm_s16le") != 0)) {
+        refuse(hc, 400, "BAD_REQUEST", "encoding must be pcm_s16le", NULL);
+        return;
+    }
+    char sid[80];
+    r = http_query(req, "session_id", sid, sizeof sid);
+    struct stream *st = NULL;
+    int resumed = 0;
+    if (r >= 0 || r == -2) {
+        st = r >= 0 ? reg_find(sid) : NULL;
+        if (!st || st->ended || st->destroyed) {
+            refuse(hc, 404, "SESSION_NOT_FOUND", "unknown or expired session_id", NULL);
+            return;
+        }
+        if (st->ws) {
+            refuse(hc, 409, "SESSION_BUSY", "that session is attached to a live connection", NULL);
+            return;
+        }
+        if (rate && (unsigned)rate != sess_sample_rate(st->sess)) {
+            refuse(hc, 400, "BAD_REQUEST", "sample_rate differs from the session's", NULL);
+            return;
+        }
+        resumed = 1;
+    } else {
+        if (api_stream_count() >= (size_t)c->max_sessions_per_worker) {
+            metrics.sessions_refused++;
+            refuse(hc, 503, "SESSION_LIMIT", "session limit reached", "Retry-After: 1\r\n");
+            return;
+        }
+        struct sess_cfg scfg = {
+            .sample_rate = rate ? (unsigned)rate : 16000,
+            .max_chunk_bytes = c->max_chunk_bytes,
+            .rate_bytes_per_sec = config_audio_rate(c, rate ? (unsigned)rate : 16000),
+            .max_pending_chunks = c->max_pending_chunks,
+            .shed_load = c->shed_load,
+            .rate_abuse_threshold = c->rate_abuse_threshold,
+            .vad = {.sample_rate = rate ? (unsigned)rate : 16000, .frame_ms = (unsigned)c->vad_frame_ms,
+                    .mode = c->vad_mode, .endpointing_ms = (unsigned)c->endpointing_ms},
+        };
+        st = calloc(1, sizeof *st);
+        if (st) st->sess = sess_create(&scfg);
+        if (!st || !st->sess) {
+            free(st);
+            refuse(hc, 500, "INTERNAL", "could not create a session", NULL);
+            return;
+        }
+        st->end_reason = -1;
+        uv_timer_init(w->loop, &st->idle);
+        st->idle.data = st;
+        reg_add(st);
+        metrics.sessions_total++;
+        metrics.sessions_active++;
+    }
+    char accept[29], hdrs[160];
+    ws_accept_key(key, kl, accept);
+    snprintf(hdrs, sizeof hdrs, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
+    char request_id[64];
+    memcpy(request_id, req->request_id, sizeof request_id);
+    struct conn *cn = http_conn_of(hc);
+    struct buf rest;
+    http_upgrade(hc, hdrs, &rest); /* hc and req are gone after this */
+    struct ws_limits lim = {
+        .max_message_bytes = config_max_message_bytes(c),
+        .max_queue_bytes = c->max_send_queue_bytes,
+        .max_queue_msgs = (size_t)c->max_send_queue_size,
+        .slow_client_threshold = c->slow_client_threshold,
+    };
+    if (resumed) metrics.sessions_resumed++;
+    if (sess_state(st->sess) == SESS_CREATED) sess_transition(st->sess, SESS_ACTIVE);
+    stream_touch(st);
+    uv_timer_start(&st->idle, on_idle_timer, (uint64_t)c->idle_timeout_s * 1000, 0);
+    metrics.sessions_attached++;
+    /* ws_start feeds bytes that came with the upgrade: attach first so that
+     * they reach the session, and send the session message before any answer. */
+    st->ws = NULL;
+    struct ws_conn *ws = ws_start(cn, &lim, &ws_h, st, NULL, 0);
+    if (!ws) {
+        buf_cleanup(&rest);
+        return; /* ws_on_closed runs when the conn is freed */
+    }
+    st->ws = ws;
+    session_message(st, resumed);
+    sess_attach(st->sess, &sink, st);
+    struct log_line *l = log_begin(LOG_INFO, resumed ? "session resumed" : "session start");
+    if (l) {
+        log_str(l, "session_id", sess_id(st->sess));
+        log_str(l, "request_id", request_id);
+        log_u64(l, "sample_rate", sess_sample_rate(st->sess));
+        log_str(l, "peer", cn->peer);
+        log_end(l);
+    }
+    if (rest.len) {
+        cn->h->on_read(cn, rest.data, rest.len);
+    }
+    buf_cleanup(&rest);
+}
+
+/* ---- drain and housekeeping ---------------------------------------------------------- */
+
+void api_stream_shutdown(void) {
+    for (size_t i = 0; i < table_size; i++)
+        for (struct stream *e = table[i], *n; e; e = n) {
+            n = e->hnext;
+            if (e->ws) stream_end(e, END_SHUTDOWN, 1001, "server shutting down");
+            else stream_destroy(e, END_SHUTDOWN);
+        }
+}
+
+void api_stream_tick(void) {}
+
+int api_check_key(const struct http_req *req) {
+    const char *keys = cfg()->api_keys;
+    if (!keys[0]) return 0;
+    char given[256] = "";
+    size_t gl = 0;
+    const char *h = http_header(req, "authorization", &gl);
+    if (h && gl > 7 && strncasecmp(h, "Bearer ", 7) == 0 && gl - 7 < sizeof given) {
+        memcpy(given, h + 7, gl - 7);
+        given[gl - 7] = '\0';
+    } else if ((h = http_header(req, "x-api-key", &gl)) && gl < sizeof given) {
+        memcpy(given, h, gl);
+        given[gl] = '\0';
+    } else if (http_query(req, "api_key", given, sizeof given) < 0) {
+        return ASR_E_UNAUTHORIZED;
+    }
+    /* Compare hashes so the time taken does not depend on where keys differ. */
+    unsigned char hg[crypto_generichash_BYTES], hk[crypto_generichash_BYTES];
+    crypto_generichash(hg, sizeof hg, (const unsigned char *)given, strlen(given), NULL, 0);
+    int ok = 0;
+    for (const char *p = keys; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        crypto_generichash(hk, sizeof hk, (const unsigned char *)p, l, NULL, 0);
+        if (l && sodium_memcmp(hg, hk, sizeof hg) == 0) ok = 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return ok ? 0 : ASR_E_UNAUTHORIZED;
+}

@@ -1,0 +1,70 @@
+/* asrd settings: every one comes from an ASR_* environment variable with an
+ * embedded default (README.md has the table; `asrd --help` prints it).
+ * config_load() validates each value against its range and names the
+ * variable on error; main() exits with status 2 then. */
+#ifndef ASRD_CONFIG_H
+#define ASRD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+    /* network */
+    char     host[256];                /* ASR_HOST, listen address */
+    int      port;                     /* ASR_PORT */
+    int      backlog;                  /* ASR_BACKLOG */
+    char     worker_id[64];            /* ASR_WORKER_ID */
+    char     api_keys[1024];           /* ASR_API_KEYS, comma separated; secret */
+    /* engine */
+    char     engine[32];               /* ASR_ENGINE */
+    int      mock_latency_ms;          /* ASR_MOCK_LATENCY_MS */
+    int      mock_words_per_chunk;     /* ASR_MOCK_WORDS_PER_CHUNK, words per 100 ms of speech */
+    double   mock_error_rate;          /* ASR_MOCK_ERROR_RATE, 0..1 */
+    long     mock_seed;                /* ASR_MOCK_SEED */
+    /* VAD */
+    int      vad_frame_ms;             /* ASR_VAD_FRAME_MS: 10, 20, 30 (an int choice) */
+    int      vad_mode;                 /* ASR_VAD_MODE: 0..3 */
+    int      endpointing_ms;           /* ASR_ENDPOINTING_MS */
+    /* sessions */
+    int      max_sessions_per_worker;  /* ASR_MAX_SESSIONS_PER_WORKER */
+    int      max_connections;          /* ASR_MAX_CONNECTIONS */
+    int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
+    int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head/body deadline */
+    /* limits */
+    size_t   max_chunk_bytes;          /* ASR_MAX_CHUNK_BYTES */
+    size_t   max_message_bytes;        /* ASR_MAX_MESSAGE_BYTES (0 = derived from chunk) */
+    size_t   max_audio_rate;           /* ASR_MAX_AUDIO_RATE_BYTES_PER_SEC (0 = 2x real time) */
+    size_t   max_header_bytes;         /* ASR_MAX_HEADER_BYTES */
+    size_t   max_upload_bytes;         /* ASR_MAX_UPLOAD_BYTES */
+    int      max_pending_chunks;       /* ASR_MAX_PENDING_CHUNKS */
+    int      shed_load;                /* ASR_SHED_LOAD: 1 = SERVER_BUSY instead of pausing */
+    size_t   max_send_queue_bytes;     /* ASR_MAX_SEND_QUEUE_BYTES */
+    int      max_send_queue_size;      /* ASR_MAX_SEND_QUEUE_SIZE, messages */
+    int      slow_client_threshold;    /* ASR_SLOW_CLIENT_THRESHOLD */
+    int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
+    /* logging */
+    char     log_level[16];            /* ASR_LOG_LEVEL */
+    char     log_format[16];           /* ASR_LOG_FORMAT: json | logfmt */
+};
+
+/* Fills cfg with defaults, then overrides from the environment (getenv).
+ * On error returns ASR_EINVAL and writes "ASR_X: <why>, allowed <range>" to
+ * err. */
+int config_load(struct config *cfg, char *err, size_t errlen);
+
+/* Same, reading variables through get (for tests). */
+int config_load_from(struct config *cfg, const char *(*get)(const char *name),
+                     char *err, size_t errlen);
+
+/* Prints every setting with its default and meaning (--help). */
+void config_print_help(FILE *out);
+
+/* Writes the effective configuration as one JSON object into buf with secrets
+ * masked ("****"). Returns bytes written (truncated at len - 1). */
+size_t config_dump_json(const struct config *cfg, char *buf, size_t len);
+
+/* Derived values. */
+size_t config_max_message_bytes(const struct config *cfg);
+size_t config_audio_rate(const struct config *cfg, unsigned sample_rate);
+
+#endif

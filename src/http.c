@@ -1,0 +1,515 @@
+#include "http.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "log.h"
+#include "worker.h"
+
+struct http_conn {
+    http_parser parser;
+    struct conn *c;                  /* borrowed: the connection we serve */
+    struct http_req req;
+    struct buf held;                 /* bytes received and not yet parsed; owned */
+    int  last_was_value;             /* header capture state */
+    int  in_header;                  /* a header name/value is being captured */
+    size_t header_bytes;             /* request line + headers so far */
+    int  error;                      /* asr_err found while parsing, 0 = none */
+    int  complete;                   /* the message is complete */
+    int  busy;                       /* a handler is answering */
+    int  in_process;
+    int  detached;                   /* upgraded: conn is no longer ours */
+    int  started;                    /* a request began */
+    void (*abort_fn)(void *ctx);     /* async handler's abort hook */
+    void *abort_ctx;
+};
+
+static const struct http_route *routes_;
+static size_t n_routes_;
+
+void http_set_routes(const struct http_route *routes, size_t n) {
+    routes_ = routes;
+    n_routes_ = n;
+}
+
+struct conn *http_conn_of(struct http_conn *hc) { return hc->c; }
+
+static const struct config *cfg_of(struct http_conn *hc) { return hc->c->w->cfg; }
+
+/* ---- request capture -------------------------------------------------- */
+
+static void req_reset(struct http_req *r) {
+    buf_reset(&r->head);
+    buf_reset(&r->body);
+    r->url_off = r->url_len = r->path_len = r->query_off = r->query_len = 0;
+    r->n_headers = 0;
+    r->keep_alive = r->upgrade = 0;
+    r->request_id[0] = '\0';
+    r->route = ROUTE_OTHER;
+}
+
+static int count_head(struct http_conn *hc, size_t n) {
+    hc->header_bytes += n;
+    if (hc->header_bytes > cfg_of(hc)->max_header_bytes) {
+        hc->error = ASR_E_HEADERS_TOO_LARGE;
+        return 1;
+    }
+    return 0;
+}
+
+static int cb_message_begin(http_parser *p) {
+    struct http_conn *hc = p->data;
+    req_reset(&hc->req);
+    hc->header_bytes = 0;
+    hc->last_was_value = 0;
+    hc->in_header = 0;
+    hc->started = 1;
+    hc->req.start_ns = util_now_ns();
+    return 0;
+}
+
+static int cb_url(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    if (count_head(hc, n)) return 1;
+    if (buf_append(&hc->req.head, at, n) != 0) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+    hc->req.url_len += n;
+    return 0;
+}
+
+/* Names and values arrive in pieces; each piece extends the current one.
+ * They are stored NUL-separated in req.head, which is bounded by the header
+ * limit. */
+static int cb_header_field(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    struct http_req *r = &hc->req;
+    if (count_head(hc, n)) return 1;
+    if (!hc->in_header || hc->last_was_value) {
+        if (r->n_headers == HTTP_MAX_HEADERS) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+        buf_append(&r->head, "", 1);
+        r->hdr_name[r->n_headers] = r->head.len;
+        r->hdr_name_len[r->n_headers] = 0;
+        r->hdr_val[r->n_headers] = 0;
+        r->hdr_val_len[r->n_headers] = 0;
+        r->n_headers++;
+        hc->in_header = 1;
+        hc->last_was_value = 0;
+    }
+    if (buf_append(&r->head, at, n) != 0) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+    r->hdr_name_len[r->n_headers - 1] += n;
+    return 0;
+}
+
+static int cb_header_value(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    struct http_req *r = &hc->req;
+    if (count_head(hc, n)) return 1;
+    if (!hc->last_was_value) {
+        buf_append(&r->head, "", 1);
+        r->hdr_val[r->n_headers - 1] = r->head.len;
+        hc->last_was_value = 1;
+    }
+    if (buf_append(&r->head, at, n) != 0) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+    r->hdr_val_len[r->n_headers - 1] += n;
+    return 0;
+}
+
+static int cb_headers_complete(http_parser *p) {
+    struct http_conn *hc = p->data;
+    struct http_req *r = &hc->req;
+    buf_append(&r->head, "", 1);
+    /* NUL-terminate names and values in place: each is followed by a
+     * separator byte we wrote, except the last value, terminated above. */
+    for (int i = 0; i < r->n_headers; i++) {
+        r->head.data[r->hdr_name[i] + r->hdr_name_len[i]] = '\0';
+        if (r->hdr_val[i]) r->head.data[r->hdr_val[i] + r->hdr_val_len[i]] = '\0';
+    }
+    const char *url = r->head.data;
+    const char *q = memchr(url, '?', r->url_len);
+    r->path_len = q ? (size_t)(q - url) : r->url_len;
+    if (q) {
+        r->query_off = (size_t)(q - url) + 1;
+        r->query_len = r->url_len - r->query_off;
+    }
+    r->method = p->method;
+    r->keep_alive = http_should_keep_alive(p);
+    r->upgrade = p->upgrade;
+    size_t idl = 0;
+    const char *rid = http_header(r, "x-request-id", &idl);
+    if (rid && idl > 0 && idl < sizeof r->request_id) {
+        int ok = 1;
+        for (size_t i = 0; i < idl; i++)
+            if (rid[i] <= 0x20 || rid[i] >= 0x7f || rid[i] == '"' || rid[i] == '\\') ok = 0;
+        if (ok) memcpy(r->request_id, rid, idl + 1);
+    }
+    if (!r->request_id[0]) {
+        char id[33];
+        util_random_id(id);
+        memcpy(r->request_id, id, 33);
+    }
+    int has_body_method = p->method == HTTP_POST || p->method == HTTP_PUT || p->method == HTTP_PATCH;
+    if (p->content_length != ULLONG_MAX && p->content_length > cfg_of(hc)->max_upload_bytes) {
+        hc->error = ASR_E_TOO_LARGE;
+        return 1;
+    }
+    if (has_body_method && !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX && !p->upgrade) {
+        hc->error = ASR_E_LENGTH_REQUIRED;
+        return 1;
+    }
+    buf_init(&r->body, cfg_of(hc)->max_upload_bytes);
+    return 0;
+}
+
+static int cb_body(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    if (buf_append(&hc->req.body, at, n) != 0) {
+        hc->error = ASR_E_TOO_LARGE;
+        return 1;
+    }
+    return 0;
+}
+
+static int cb_message_complete(http_parser *p) {
+    struct http_conn *hc = p->data;
+    hc->complete = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = cb_message_begin,
+    .on_url = cb_url,
+    .on_header_field = cb_header_field,
+    .on_header_value = cb_header_value,
+    .on_headers_complete = cb_headers_complete,
+    .on_body = cb_body,
+    .on_message_complete = cb_message_complete,
+};
+
+/* ---- lookups -------------------------------------------------------------- */
+
+const char *http_header(const struct http_req *r, const char *name, size_t *len) {
+    for (int i = 0; i < r->n_headers; i++) {
+        if (!r->hdr_val[i]) continue;
+        if (util_ieq(r->head.data + r->hdr_name[i], r->hdr_name_len[i], name)) {
+            if (len) *len = r->hdr_val_len[i];
+            return r->head.data + r->hdr_val[i];
+        }
+    }
+    return NULL;
+}
+
+const char *http_path(const struct http_req *r, size_t *len) {
+    *len = r->path_len;
+    return r->head.data + r->url_off;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int http_query(const struct http_req *r, const char *name, char *out, size_t outlen) {
+    const char *q = r->head.data + r->query_off, *end = q + r->query_len;
+    size_t nl = strlen(name);
+    if (!r->query_len) return -1;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - q) == nl && memcmp(q, name, nl) == 0) {
+            size_t o = 0;
+            for (const char *v = eq ? eq + 1 : pe; v < pe; v++) {
+                int ch = (unsigned char)*v;
+                if (ch == '+') ch = ' ';
+                else if (ch == '%' && pe - v >= 3 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
+                    ch = hexval(v[1]) * 16 + hexval(v[2]);
+                    v += 2;
+                }
+                if (o + 1 >= outlen) return -2;
+                out[o++] = (char)ch;
+            }
+            out[o] = '\0';
+            return (int)o;
+        }
+        q = pe + 1;
+    }
+    return -1;
+}
+
+/* ---- responses ------------------------------------------------------------- */
+
+static const char *reason(int status) {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void process(struct http_conn *hc);
+static void http_free(struct http_conn *hc);
+
+static void finish_request(struct http_conn *hc, int status, int close_after) {
+    struct http_req *r = &hc->req;
+    double ms = (double)(util_now_ns() - r->start_ns) / 1e6;
+    metrics_count_request(r->route, status);
+    if (r->route == ROUTE_TRANSCRIBE) hist_add(&metrics.lat_rest, ms);
+    struct log_line *l = log_begin(LOG_INFO, "request");
+    if (l) {
+        size_t pl;
+        const char *path = r->head.data ? http_path(r, &pl) : "";
+        char pbuf[256];
+        snprintf(pbuf, sizeof pbuf, "%.*s", (int)(r->head.data ? (pl < 200 ? pl : 200) : 0), path);
+        log_str(l, "request_id", r->request_id);
+        log_str(l, "method", hc->started ? http_method_str((enum http_method)r->method) : "-");
+        log_str(l, "path", pbuf);
+        log_u64(l, "status", (uint64_t)status);
+        log_f64(l, "duration_ms", ms);
+        log_str(l, "peer", hc->c->peer);
+        log_end(l);
+    }
+    hc->busy = 0;
+    hc->complete = 0;
+    hc->started = 0;
+    hc->abort_fn = NULL;
+    if (close_after || !r->keep_alive) {
+        conn_close_after_write(hc->c);
+        hc->error = ASR_EIO; /* parse nothing more */
+        return;
+    }
+    conn_timer(hc->c, (uint64_t)cfg_of(hc)->handshake_timeout_s * 1000);
+    conn_read_resume(hc->c);
+    process(hc);
+}
+
+static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra, int close_after) {
+    if (hc->detached || hc->c->closing) return;
+    struct buf h;
+    buf_init(&h, 0);
+    int keep = hc->req.keep_alive && !close_after;
+    buf_printf(&h,
+               "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "X-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
+               status, reason(status), ctype, len, hc->req.request_id[0] ? hc->req.request_id : "-",
+               keep ? "keep-alive" : "close", extra ? extra : "");
+    conn_write(hc->c, h.data, h.len);
+    if (len && hc->req.method != HTTP_HEAD) conn_write(hc->c, body, len);
+    buf_cleanup(&h);
+    finish_request(hc, status, !keep);
+}
+
+void http_respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
+                  const char *extra) {
+    respond(hc, status, ctype, body, len, extra, 0);
+}
+
+static void error_body(struct buf *b, const char *code, const char *msg) {
+    buf_puts(b, "{\"error\":{\"code\":");
+    buf_json_str(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, msg, strlen(msg));
+    buf_puts(b, "}}");
+}
+
+void http_respond_error(struct http_conn *hc, int status, const char *code, const char *msg,
+                        const char *extra) {
+    struct buf b;
+    buf_init(&b, 0);
+    error_body(&b, code, msg);
+    /* After a refused request the rest of the stream cannot be trusted. */
+    int close_after = status == 400 || status == 408 || status == 411 || status == 413 || status == 431;
+    respond(hc, status, "application/json", b.data, b.len, extra, close_after);
+    buf_cleanup(&b);
+}
+
+void http_respond_err(struct http_conn *hc, int err, const char *msg) {
+    http_respond_error(hc, asr_err_http_status(err), asr_err_code(err), msg ? msg : asr_strerror(err), NULL);
+}
+
+void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx) {
+    hc->abort_fn = fn;
+    hc->abort_ctx = ctx;
+}
+
+/* ---- dispatch --------------------------------------------------------------- */
+
+static void dispatch(struct http_conn *hc) {
+    struct http_req *r = &hc->req;
+    size_t pl;
+    const char *path = http_path(r, &pl);
+    int path_known = 0;
+    conn_timer(hc->c, 0);
+    hc->busy = 1;
+    for (size_t i = 0; i < n_routes_; i++) {
+        const struct http_route *rt = &routes_[i];
+        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
+        path_known = 1;
+        r->route = rt->route;
+        if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
+            rt->handler(hc, r);
+            return;
+        }
+    }
+    if (path_known) {
+        char allow[64] = "Allow: ";
+        for (size_t i = 0; i < n_routes_; i++)
+            if (strlen(routes_[i].path) == pl && memcmp(routes_[i].path, path, pl) == 0)
+                snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                         allow[7] ? ", " : "", http_method_str((enum http_method)routes_[i].method));
+        strncat(allow, "\r\n", sizeof allow - strlen(allow) - 1);
+        http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", allow);
+        return;
+    }
+    http_respond_error(hc, 404, "NOT_FOUND", "no such route", NULL);
+}
+
+static void fail_parse(struct http_conn *hc, int err, const char *msg) {
+    hc->busy = 1;
+    http_respond_err(hc, err, msg);
+}
+
+/* Parses held bytes while no handler is busy. A complete request pauses the
+ * parser; what follows it stays held until the response is done. */
+static void process(struct http_conn *hc) {
+    if (hc->in_process) return;
+    hc->in_process = 1;
+    while (!hc->busy && !hc->detached && !hc->error && !hc->c->closing && hc->held.len) {
+        struct buf t = hc->held;
+        buf_init(&hc->held, 0);
+        size_t np = http_parser_execute(&hc->parser, &settings, t.data, t.len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
+        if (np < t.len) buf_append(&hc->held, t.data + np, t.len - np);
+        buf_cleanup(&t);
+        if (hc->error) {
+            int err = hc->error;
+            hc->error = 0;
+            fail_parse(hc, err, err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
+                                : err == ASR_E_TOO_LARGE      ? "request body larger than the upload limit"
+                                                              : "a body needs Content-Length or chunked encoding");
+            break;
+        }
+        if (hc->parser.upgrade && !hc->complete) hc->complete = 1;
+        if (hc->complete) {
+            if (e == HPE_PAUSED) http_parser_pause(&hc->parser, 0);
+            dispatch(hc);
+            continue;
+        }
+        if (e != HPE_OK) {
+            char m[128];
+            snprintf(m, sizeof m, "malformed request: %s", http_errno_description(e));
+            fail_parse(hc, e == HPE_HEADER_OVERFLOW ? ASR_E_HEADERS_TOO_LARGE : ASR_E_BAD_REQUEST, m);
+            break;
+        }
+    }
+    hc->in_process = 0;
+    if (hc->detached) {
+        http_free(hc);
+        return;
+    }
+    if (hc->busy && hc->held.len > 65536) conn_read_pause(hc->c);
+}
+
+static void on_read(struct conn *c, const char *data, size_t n) {
+    struct http_conn *hc = c->proto;
+    if (hc->error) return; /* answered an error; closing */
+    if (buf_append(&hc->held, data, n) != 0) {
+        conn_close(c);
+        return;
+    }
+    process(hc);
+}
+
+static void on_eof(struct conn *c, int status) {
+    conn_close(c);
+}
+
+static void on_timer(struct conn *c) {
+    struct http_conn *hc = c->proto;
+    if (hc->started && !hc->busy) {
+        fail_parse(hc, ASR_E_TIMEOUT, "request not complete in time");
+        return;
+    }
+    conn_close(c);
+}
+
+static void http_free(struct http_conn *hc) {
+    buf_cleanup(&hc->held);
+    buf_cleanup(&hc->req.head);
+    buf_cleanup(&hc->req.body);
+    free(hc);
+}
+
+static void on_free(struct conn *c) {
+    struct http_conn *hc = c->proto;
+    if (!hc) return;
+    if (hc->abort_fn) hc->abort_fn(hc->abort_ctx);
+    http_free(hc);
+}
+
+static const struct conn_handler http_handler = {
+    .on_read = on_read, .on_eof = on_eof, .on_timer = on_timer, .on_free = on_free,
+};
+
+int http_conn_start(struct conn *c) {
+    struct http_conn *hc = calloc(1, sizeof *hc);
+    if (!hc) return ASR_ENOMEM;
+    hc->c = c;
+    http_parser_init(&hc->parser, HTTP_REQUEST);
+    hc->parser.data = hc;
+    buf_init(&hc->held, 0);
+    buf_init(&hc->req.head, c->w->cfg->max_header_bytes + 2 * HTTP_MAX_HEADERS + 16);
+    buf_init(&hc->req.body, c->w->cfg->max_upload_bytes);
+    conn_timer(c, (uint64_t)c->w->cfg->handshake_timeout_s * 1000);
+    return conn_start(c, &http_handler, hc);
+}
+
+void http_upgrade(struct http_conn *hc, const char *headers, struct buf *rest) {
+    struct http_req *r = &hc->req;
+    struct conn *c = hc->c;
+    struct buf h;
+    buf_init(&h, 0);
+    buf_printf(&h, "HTTP/1.1 101 Switching Protocols\r\nServer: asrd\r\nX-Request-Id: %s\r\n%s\r\n",
+               r->request_id, headers ? headers : "");
+    conn_write(c, h.data, h.len);
+    buf_cleanup(&h);
+    metrics_count_request(r->route, 101);
+    struct log_line *l = log_begin(LOG_INFO, "request");
+    if (l) {
+        log_str(l, "request_id", r->request_id);
+        log_str(l, "method", "GET");
+        log_str(l, "path", "/v1/transcribe/stream");
+        log_u64(l, "status", 101);
+        log_f64(l, "duration_ms", (double)(util_now_ns() - r->start_ns) / 1e6);
+        log_str(l, "peer", c->peer);
+        log_end(l);
+    }
+    *rest = hc->held;
+    buf_init(&hc->held, 0);
+    conn_timer(c, 0);
+    c->proto = NULL;
+    c->h = NULL;
+    hc->detached = 1;
+    if (!hc->in_process) http_free(hc); /* else process() frees it on the way out */
+}

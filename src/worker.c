@@ -1,0 +1,169 @@
+/* The worker: one libuv loop that owns the listener and every connection of
+ * this process. Signal handlers only flag (libuv delivers them on the loop);
+ * drain stops accepting, ends every session with a final and close 1001, and
+ * exits when the last connection is gone or ASR_DRAIN_TIMEOUT_S passed. */
+#include "worker.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "conn.h"
+#include "engine.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+
+static struct worker worker_;
+
+struct worker *worker_get(void) { return &worker_; }
+
+void worker_conn_closed(struct worker *w) {
+    metrics.connections_active--;
+    if (w->draining && metrics.connections_active == 0) uv_stop(w->loop);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    struct worker *w = server->data;
+    if (status < 0) {
+        struct log_line *l = log_begin(LOG_WARN, "accept failed");
+        if (l) { log_str(l, "error", uv_strerror(status)); log_end(l); }
+        return;
+    }
+    struct conn *c = conn_create(w);
+    if (!c) return;
+    metrics.connections_active++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    metrics.connections_total++;
+    if (w->draining || metrics.connections_active > (uint64_t)w->cfg->max_connections) {
+        metrics.connections_refused++;
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 77\r\n\r\n"
+                                   "{\"error\":{\"code\":\"CONNECTION_LIMIT\",\"message\":\"too many connections\"}}   ";
+        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        conn_close(c);
+        return;
+    }
+    if (http_conn_start(c) != 0) conn_close(c);
+}
+
+static void on_prepare(uv_prepare_t *h) { conn_flush_all(h->data); }
+static void on_check(uv_check_t *h) { conn_flush_all(h->data); }
+
+static void on_tick(uv_timer_t *t) {
+    struct worker *w = t->data;
+    metrics_tick();
+    api_stream_tick();
+    if (w->draining && uv_now(w->loop) >= w->drain_deadline_ms) {
+        struct log_line *l = log_begin(LOG_WARN, "drain timeout");
+        if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
+        uv_stop(w->loop);
+    }
+}
+
+static void start_drain(struct worker *w, const char *why) {
+    if (w->draining) return;
+    w->draining = 1;
+    w->drain_deadline_ms = uv_now(w->loop) + 10000;
+    struct log_line *l = log_begin(LOG_INFO, "draining");
+    if (l) { log_str(l, "signal", why); log_u64(l, "connections", metrics.connections_active); log_end(l); }
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = 0;
+    }
+    api_stream_shutdown();
+    if (metrics.connections_active == 0) uv_stop(w->loop);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    struct worker *w = s->data;
+    if (signum == SIGPIPE) return;
+    if (w->draining) { /* second signal: stop now */
+        uv_stop(w->loop);
+        return;
+    }
+    start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int bind_listener(struct worker *w) {
+    const struct config *c = w->cfg;
+    struct sockaddr_storage ss;
+    int r = uv_ip4_addr(c->host, c->port, (struct sockaddr_in *)&ss);
+    if (r != 0) r = uv_ip6_addr(c->host, c->port, (struct sockaddr_in6 *)&ss);
+    if (r != 0) {
+        fprintf(stderr, "asrd: ASR_HOST: \"%s\" is not an IPv4 or IPv6 address\n", c->host);
+        return 2;
+    }
+    uv_tcp_init(w->loop, &w->listener);
+    w->listener.data = w;
+    if ((r = uv_tcp_bind(&w->listener, (struct sockaddr *)&ss, 0)) != 0 ||
+        (r = uv_listen((uv_stream_t *)&w->listener, c->backlog, on_connection)) != 0) {
+        fprintf(stderr, "asrd: cannot listen on %s:%d: %s\n", c->host, c->port, uv_strerror(r));
+        return 1;
+    }
+    w->listening = 1;
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+int worker_run(const struct config *cfg) {
+    struct worker *w = &worker_;
+    memset(w, 0, sizeof *w);
+    w->loop = uv_default_loop();
+    w->cfg = cfg;
+    w->start_ms = util_wall_ms();
+    metrics_init();
+    api_routes_install();
+    struct engine_cfg ecfg = {.loop = w->loop, .config = cfg};
+    int r = engine_load(cfg->engine, &ecfg);
+    if (r != 0) {
+        fprintf(stderr, "asrd: ASR_ENGINE: cannot load engine \"%s\" (registered: %s)\n", cfg->engine,
+                engine_names());
+        return 2;
+    }
+    if ((r = bind_listener(w)) != 0) return r;
+    uv_prepare_init(w->loop, &w->prep);
+    w->prep.data = w;
+    uv_prepare_start(&w->prep, on_prepare);
+    uv_check_init(w->loop, &w->check);
+    w->check.data = w;
+    uv_check_start(&w->check, on_check);
+    uv_timer_init(w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    uv_signal_init(w->loop, &w->sig_term);
+    uv_signal_init(w->loop, &w->sig_int);
+    w->sig_term.data = w->sig_int.data = w;
+    uv_signal_start(&w->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&w->sig_int, on_signal, SIGINT);
+    signal(SIGPIPE, SIG_IGN);
+    metrics_tick();
+    struct log_line *l = log_begin(LOG_INFO, "listening");
+    if (l) {
+        log_str(l, "host", cfg->host);
+        log_u64(l, "port", (uint64_t)cfg->port);
+        log_str(l, "engine", cfg->engine);
+        log_u64(l, "pid", (uint64_t)getpid());
+        log_end(l);
+    }
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    /* Drained (or forced): close what is left and let callbacks run. */
+    api_stream_shutdown();
+    uv_walk(w->loop, close_walk, NULL);
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    engine_unload();
+    uv_loop_close(w->loop);
+    l = log_begin(LOG_INFO, "exit");
+    if (l) { log_u64(l, "connections_left", metrics.connections_active); log_end(l); }
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* One worker process: a libuv loop, the listener, the connection limit, the
+ * end-of-iteration write flush, the 1 s housekeeping tick, signals and
+ * graceful drain. */
+#ifndef ASRD_WORKER_H
+#define ASRD_WORKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+struct conn;
+
+struct worker {
+    uv_loop_t   *loop;               /* borrowed (uv_default_loop) */
+    const struct config *cfg;        /* borrowed, process lifetime */
+    uv_tcp_t     listener;
+    uv_prepare_t prep;               /* flush writes before polling */
+    uv_check_t   check;              /* flush writes after callbacks */
+    uv_timer_t   tick;               /* 1 s: rates, expiry, drain progress */
+    uv_signal_t  sig_term, sig_int, sig_pipe;
+    struct conn *flush_head;         /* connections with output to flush */
+    uint64_t     next_conn_id;
+    uint64_t     start_ms;           /* wall clock at start */
+    int          draining;           /* SIGTERM/SIGINT seen */
+    int          listening;
+    uint64_t     drain_deadline_ms;  /* loop time when drain gives up */
+    char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */
+};
+
+/* Binds, listens and runs the loop until drained. Returns the exit status. */
+int worker_run(const struct config *cfg);
+
+/* The process's worker (one per process). */
+struct worker *worker_get(void);
+/* Called by conn when a connection is freed. */
+void worker_conn_closed(struct worker *w);
+
+#endif

@@ -1,0 +1,140 @@
+"""GET /v1/health, GET /v1/metrics, GET /metrics: fields and counters."""
+import re
+
+import requests
+
+import asrd_harness as h
+from asrd_harness import WS, arun
+
+NUM = (int, float)
+
+
+def is_num(v):
+    return isinstance(v, NUM) and not isinstance(v, bool)
+
+
+def test_health_fields(server):
+    r = requests.get(server.http + "/v1/health", timeout=10)
+    assert r.status_code == 200
+    assert r.headers.get("Content-Type", "").startswith("application/json")
+    doc = r.json()
+    assert doc["status"] == "ok", doc
+    assert isinstance(doc["active_sessions"], int), doc
+    assert isinstance(doc["worker_id"], str) and doc["worker_id"], doc
+    assert is_num(doc["uptime_s"]) and doc["uptime_s"] >= 0, doc
+    cap = doc["capacity"]
+    assert isinstance(cap["max_sessions"], int) and isinstance(cap["free_sessions"], int), doc
+    assert 0 <= cap["free_sessions"] <= cap["max_sessions"], doc
+
+
+def test_worker_id_setting(start_server):
+    srv = start_server(ASR_WORKER_ID="it-worker-7")
+    assert srv.health()["worker_id"] == "it-worker-7"
+
+    async def go():
+        w, s = await WS.open_session(srv.stream_url)
+        await w.stop()
+        return s
+    assert arun(go())["worker_id"] == "it-worker-7"
+
+
+def test_metrics_fields(server):
+    r = requests.get(server.http + "/v1/metrics", timeout=10)
+    assert r.status_code == 200
+    assert r.headers.get("Content-Type", "").startswith("application/json")
+    m = r.json()
+    for k in ("connections.active", "sessions.active", "sessions.total", "chunks.total",
+              "requests.total", "bytes_in.total", "partials.dropped"):
+        v = h.metric(m, k)
+        assert isinstance(v, int) and not isinstance(v, bool) and v >= 0, (k, v)
+    for k in ("chunks.per_sec", "requests.per_sec"):
+        v = h.metric(m, k)
+        assert is_num(v) and v >= 0, (k, v)
+    assert isinstance(m.get("errors"), dict), m
+    for code, v in m["errors"].items():
+        assert isinstance(code, str) and isinstance(v, int), m["errors"]
+    for k in ("latency_ms.chunk", "latency_ms.rest"):
+        lat = h.metric(m, k)
+        assert isinstance(lat, dict), (k, m)
+        for p in ("p50", "p95", "p99"):
+            assert is_num(lat.get(p)) and lat[p] >= 0, (k, lat)
+        assert lat["p50"] <= lat["p95"] <= lat["p99"], (k, lat)
+
+
+def test_counters_match(start_server):
+    srv = start_server()
+    m0 = srv.metrics()
+    assert h.metric(m0, "chunks.total") == 0, m0
+    assert h.metric(m0, "sessions.total") == 0, m0
+    assert h.metric(m0, "sessions.active") == 0, m0
+    assert m0["errors"].get("INVALID_AUDIO", 0) == 0, m0
+
+    async def go():
+        w, s = await WS.open_session(srv.stream_url)
+        for _ in range(7):
+            await w.send_bytes(h.silence(100))
+        await w.answers(7)
+        m1 = srv.metrics()
+        await w.send_bytes(b"\0\0\0")
+        await w.answers(1)
+        await w.stop()
+        return m1
+
+    m1 = arun(go())
+    assert h.metric(m1, "chunks.total") == 7, m1
+    assert h.metric(m1, "sessions.active") == 1, m1
+    assert h.metric(m1, "sessions.total") == 1, m1
+    assert h.metric(m1, "bytes_in.total") >= 7 * 3200, m1
+    assert h.metric(m1, "latency_ms.chunk.p50") >= 15, m1       # mock latency 20 ms
+    m2 = h.poll(lambda: (lambda m: h.metric(m, "sessions.active") == 0 and m)(srv.metrics()),
+                5, desc="sessions.active back to 0")
+    assert m2["errors"].get("INVALID_AUDIO") == 1, m2["errors"]
+    assert sum(v for k, v in m2["errors"].items() if k != "total") == 1, m2["errors"]
+    assert h.metric(m2, "sessions.total") == 1, m2
+
+    # REST requests count
+    r0 = h.metric(srv.metrics(), "requests.total")
+    wav = h.read_bytes("speech16k.wav")
+    for _ in range(3):
+        r = requests.post(srv.http + "/v1/transcribe", data=wav,
+                          headers={"Content-Type": "audio/wav"}, timeout=30)
+        assert r.status_code == 200
+    m3 = srv.metrics()
+    # 3 transcriptions, plus the metrics request itself if it counts
+    assert 3 <= h.metric(m3, "requests.total") - r0 <= 4, (r0, m3)
+    assert h.metric(m3, "latency_ms.rest.p50") > 0, m3
+
+
+def test_error_counters_by_code(start_server):
+    srv = start_server()
+
+    async def go():
+        w, s = await WS.open_session(srv.stream_url)
+        await w.send_text("nope")                       # INVALID_MESSAGE
+        await w.next()
+        await w.send_bytes(b"\0" * 70000)               # CHUNK_TOO_LARGE
+        await w.send_bytes(b"")                         # INVALID_AUDIO
+        await w.answers(2)
+        await w.send_json({"type": "audio_chunk", "data": "AAAA", "sequence": 1})  # OUT_OF_ORDER
+        await w.answers(1)
+        await w.stop()
+    arun(go())
+    m = srv.metrics()
+    errs = {k: v for k, v in m["errors"].items() if v and k != "total"}
+    assert errs == {"INVALID_MESSAGE": 1, "CHUNK_TOO_LARGE": 1, "INVALID_AUDIO": 1,
+                    "OUT_OF_ORDER": 1}, m["errors"]
+
+
+def test_prometheus_text(server):
+    r = requests.get(server.http + "/metrics", timeout=10)
+    assert r.status_code == 200
+    assert r.headers.get("Content-Type", "").startswith("text/plain"), r.headers
+    names = set()
+    for line in r.text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+        assert m, "not exposition format: %r" % line
+        float(m.group(3))
+        names.add(m.group(1))
+    assert names and all(n.startswith("asrd_") for n in names), sorted(names)
