@@ -8,7 +8,6 @@
 #include "api.h"
 
 #include <http_parser.h>
-#include <jansson.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "session.h"
 #include "worker.h"
 #include "ws.h"
+#include "stream_msg.h"
 #include "audio.h"
 
 struct stream {
@@ -271,62 +271,30 @@ static void ws_on_binary(void *ctx, const uint8_t *p, size_t n) {
     after_chunk(st);
 }
 
-static void audio_chunk(struct stream *st, json_t *msg, uint64_t now_ns) {
-    json_t *data = json_object_get(msg, "data");
-    json_t *seq = json_object_get(msg, "sequence");
-    if (!json_is_string(data)) {
-        sess_invalid_message(st->sess, "audio_chunk needs \"data\": a base64 string");
-        return;
-    }
-    if (seq && !json_is_integer(seq)) {
-        sess_invalid_message(st->sess, "\"sequence\" must be an integer");
-        return;
-    }
-    int has_seq = seq != NULL;
-    json_int_t sv = has_seq ? json_integer_value(seq) : 0;
-    if (has_seq && sv < 0) {
-        sess_invalid_message(st->sess, "\"sequence\" must not be negative");
-        return;
-    }
-    const char *b64 = json_string_value(data);
-    size_t b64len = json_string_length(data), bin_len = 0;
-    int pre_err = 0;
-    buf_reset(&pcm_);
-    if (buf_reserve(&pcm_, b64len / 4 * 3 + 3) != 0 ||
-        sodium_base642bin((unsigned char *)pcm_.data, pcm_.cap, b64, b64len, NULL, &bin_len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0)
-        pre_err = ASR_E_INVALID_AUDIO;
-    sess_chunk(st->sess, (const uint8_t *)pcm_.data, pre_err ? 0 : bin_len, pre_err, has_seq, (uint64_t)sv,
-               now_ns);
-    after_chunk(st);
-}
-
 static void ws_on_text(void *ctx, const uint8_t *p, size_t n) {
     struct stream *st = ctx;
     uint64_t now_ns = util_now_ns();
     stream_touch(st);
-    json_error_t jerr;
-    json_t *msg = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
-    if (!msg || !json_is_object(msg)) {
-        sess_invalid_message(st->sess, msg ? "a message must be a JSON object" : "message is not valid JSON");
-        json_decref(msg);
+    struct stream_msg m;
+    if (stream_msg_decode(p, n, &pcm_, &m) != 0) {
+        sess_invalid_message(st->sess, m.why);
         return;
     }
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    if (!type) sess_invalid_message(st->sess, "message needs a string \"type\"");
-    else if (strcmp(type, "audio_chunk") == 0) audio_chunk(st, msg, now_ns);
-    else if (strcmp(type, "stop") == 0) stream_end(st, END_STOP, 1000, "");
-    else if (strcmp(type, "finalize") == 0) {
+    switch (m.type) {
+    case MSG_AUDIO_CHUNK:
+        sess_chunk(st->sess, m.audio, m.audio_len, m.audio_err, m.has_seq, m.seq, now_ns);
+        after_chunk(st);
+        break;
+    case MSG_STOP:
+        stream_end(st, END_STOP, 1000, "");
+        break;
+    case MSG_FINALIZE:
         if (sess_state(st->sess) == SESS_ACTIVE) sess_finalize(st->sess);
         else sess_invalid_message(st->sess, "the session is closing");
-    } else if (strcmp(type, "keepalive") == 0) {
-        /* activity recorded above */
-    } else {
-        char m[96];
-        snprintf(m, sizeof m, "unknown message type \"%.40s\"", type);
-        sess_invalid_message(st->sess, m);
+        break;
+    case MSG_KEEPALIVE:
+        break; /* activity recorded above */
     }
-    json_decref(msg);
 }
 
 static void ws_on_ping(void *ctx) { stream_touch(ctx); }

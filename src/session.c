@@ -117,7 +117,7 @@ struct asr_session *sess_create(const struct sess_cfg *cfg) {
     if (!s->eng) goto fail;
     buf_init(&s->ptext, 64 * 1024);
     s->tokens = 2.0 * (double)cfg->rate_bytes_per_sec;
-    s->tokens_ns = util_now_ns();
+    s->tokens_ns = 0; /* set by the first chunk's arrival time */
     s->stats.created_ms = util_wall_ms();
     return s;
 fail:
@@ -372,6 +372,7 @@ static void submit_part(struct asr_session *s, struct answer *p, const int16_t *
 
 static void refill(struct asr_session *s, uint64_t now_ns) {
     double cap = 2.0 * (double)s->cfg.rate_bytes_per_sec;
+    if (s->tokens_ns == 0) s->tokens_ns = now_ns;
     if (now_ns > s->tokens_ns) {
         s->tokens += (double)(now_ns - s->tokens_ns) / 1e9 * (double)s->cfg.rate_bytes_per_sec;
         if (s->tokens > cap) s->tokens = cap;

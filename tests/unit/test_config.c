@@ -1,0 +1,99 @@
+#include "test.h"
+
+#include "config.h"
+#include "err.h"
+
+static const char *vars[32][2];
+static int n_vars;
+static const char *get(const char *name) {
+    for (int i = 0; i < n_vars; i++)
+        if (strcmp(vars[i][0], name) == 0) return vars[i][1];
+    return NULL;
+}
+static void set(const char *k, const char *v) { vars[n_vars][0] = k; vars[n_vars][1] = v; n_vars++; }
+
+TEST(config_defaults) {
+    struct config c;
+    char err[256];
+    n_vars = 0;
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    ASSERT_STR_EQ(c.host, "0.0.0.0");
+    ASSERT_EQ_INT(c.port, 8000);
+    ASSERT_EQ_INT(c.mock_latency_ms, 50);
+    ASSERT_EQ_INT(c.mock_words_per_chunk, 2);
+    ASSERT_EQ_INT(c.endpointing_ms, 300);
+    ASSERT_EQ_INT(c.max_chunk_bytes, 65536);
+    ASSERT_EQ_INT(c.idle_timeout_s, 300);
+    ASSERT_EQ_INT(c.vad_frame_ms, 30);
+    ASSERT_EQ_INT(config_max_message_bytes(&c), 88000);
+    ASSERT_EQ_INT(config_audio_rate(&c, 16000), 64000);
+    ASSERT_EQ_INT(config_audio_rate(&c, 48000), 192000);
+}
+
+TEST(config_overrides) {
+    struct config c;
+    char err[256];
+    n_vars = 0;
+    set("ASR_PORT", "9001");
+    set("ASR_MOCK_ERROR_RATE", "0.25");
+    set("ASR_VAD_FRAME_MS", "10");
+    set("ASR_LOG_FORMAT", "logfmt");
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    ASSERT_EQ_INT(c.port, 9001);
+    ASSERT_NEAR(c.mock_error_rate, 0.25, 1e-9);
+    ASSERT_EQ_INT(c.vad_frame_ms, 10);
+    ASSERT_STR_EQ(c.log_format, "logfmt");
+}
+
+static void expect_bad(const char *k, const char *v) {
+    struct config c;
+    char err[256] = "";
+    n_vars = 0;
+    set(k, v);
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), ASR_EINVAL);
+    if (!strstr(err, k)) TEST_FAIL_("error for %s=%s does not name it: %s", k, v, err);
+    if (!strstr(err, "allowed")) TEST_FAIL_("error for %s=%s gives no range: %s", k, v, err);
+}
+
+TEST(config_rejects_bad_values_naming_the_variable) {
+    expect_bad("ASR_PORT", "70000");
+    expect_bad("ASR_PORT", "0");
+    expect_bad("ASR_PORT", "80a");
+    expect_bad("ASR_PORT", "");
+    expect_bad("ASR_VAD_MODE", "9");
+    expect_bad("ASR_VAD_FRAME_MS", "25");
+    expect_bad("ASR_MOCK_ERROR_RATE", "1.5");
+    expect_bad("ASR_MOCK_ERROR_RATE", "nan");
+    expect_bad("ASR_MOCK_LATENCY_MS", "-1");
+    expect_bad("ASR_MAX_CHUNK_BYTES", "2.5");
+    expect_bad("ASR_MAX_CHUNK_BYTES", "65535");
+    expect_bad("ASR_LOG_LEVEL", "loud");
+    expect_bad("ASR_ENDPOINTING_MS", "20");
+}
+
+TEST(config_dump_masks_secrets) {
+    struct config c;
+    char err[256], out[4096];
+    n_vars = 0;
+    set("ASR_API_KEYS", "supersecret,other");
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    config_dump_json(&c, out, sizeof out);
+    ASSERT(strstr(out, "supersecret") == NULL);
+    ASSERT(strstr(out, "\"ASR_API_KEYS\":\"****\"") != NULL);
+    ASSERT(strstr(out, "\"ASR_PORT\":8000") != NULL);
+}
+
+TEST(config_help_lists_every_setting) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_print_help(f);
+    fclose(f);
+    const char *must[] = {"ASR_HOST", "ASR_PORT", "ASR_MOCK_LATENCY_MS", "ASR_MOCK_WORDS_PER_CHUNK",
+                          "ASR_MOCK_ERROR_RATE", "ASR_MOCK_SEED", "ASR_VAD_FRAME_MS", "ASR_VAD_MODE",
+                          "ASR_ENDPOINTING_MS", "ASR_MAX_SESSIONS_PER_WORKER", "ASR_IDLE_TIMEOUT_S",
+                          "ASR_MAX_CHUNK_BYTES", "default"};
+    for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
+        if (!strstr(text, must[i])) TEST_FAIL_("--help lacks %s", must[i]);
+    free(text);
+}

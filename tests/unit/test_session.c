@@ -1,0 +1,310 @@
+/* Session logic: numbering, validation precedence, rate limit, answer order,
+ * utterances and the state machine, on a real loop with the mock engine. */
+#include "test.h"
+#include "synth.h"
+
+#include <uv.h>
+
+#include "config.h"
+#include "engine.h"
+#include "err.h"
+#include "session.h"
+
+#define MAXEV 512
+struct ev { char kind; int err; int has_seq; uint64_t seq; char text[512]; uint64_t a, b; int speech; };
+static struct ev evs[MAXEV];
+static int n_evs, done_calls, low_calls;
+
+static void on_ss(void *c, uint64_t seq, uint64_t off) { evs[n_evs++] = (struct ev){.kind = 'S', .seq = seq, .a = off}; }
+static void on_p(void *c, uint64_t seq, const char *t, size_t n, int sp, const struct sess_latency *l) {
+    struct ev e = {.kind = 'P', .seq = seq, .speech = sp};
+    snprintf(e.text, sizeof e.text, "%.*s", (int)n, t);
+    evs[n_evs++] = e;
+}
+static void on_f(void *c, uint64_t seq, const char *t, size_t n, uint64_t s, uint64_t e_) {
+    struct ev e = {.kind = 'F', .seq = seq, .a = s, .b = e_};
+    snprintf(e.text, sizeof e.text, "%.*s", (int)n, t);
+    evs[n_evs++] = e;
+}
+static void on_e(void *c, int err, int has_seq, uint64_t seq, const char *m) {
+    evs[n_evs++] = (struct ev){.kind = 'E', .err = err, .has_seq = has_seq, .seq = seq};
+}
+static void on_done(void *c) { done_calls++; }
+static void on_low(void *c) { low_calls++; }
+static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low};
+
+static struct config cfg;
+
+static void setup(int latency, double err_rate) {
+    memset(&cfg, 0, sizeof cfg);
+    cfg.mock_latency_ms = latency;
+    cfg.mock_words_per_chunk = 2;
+    cfg.mock_error_rate = err_rate;
+    cfg.mock_seed = 7;
+    struct engine_cfg ec = {.loop = uv_default_loop(), .config = &cfg};
+    ASSERT_EQ_INT(engine_load("mock", &ec), 0);
+    n_evs = done_calls = low_calls = 0;
+}
+
+static struct asr_session *mk(size_t rate_bps, int max_pending, int shed) {
+    struct sess_cfg sc = {.sample_rate = 16000, .max_chunk_bytes = 65536, .rate_bytes_per_sec = rate_bps,
+                          .max_pending_chunks = max_pending, .shed_load = shed, .rate_abuse_threshold = 3,
+                          .vad = {.sample_rate = 16000, .frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *s = sess_create(&sc);
+    ASSERT(s != NULL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+    sess_attach(s, &sink, NULL);
+    return s;
+}
+
+static void run(void) { uv_run(uv_default_loop(), UV_RUN_DEFAULT); }
+
+static const uint8_t zeros[3200];
+
+TEST(session_state_machine_only_moves_forward) {
+    setup(0, 0);
+    struct asr_session *s = mk(64000, 16, 0);
+    ASSERT_EQ_INT(sess_state(s), SESS_ACTIVE);
+    ASSERT_EQ_INT(sess_transition(s, SESS_CREATED), ASR_EINVAL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_CLOSING), 0);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), ASR_EINVAL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_CLOSED), 0);
+    ASSERT_EQ_INT(sess_transition(s, SESS_CLOSING), ASR_EINVAL);
+    sess_destroy(s);
+}
+
+TEST(session_ids_are_128_bit_hex_and_unique) {
+    setup(0, 0);
+    struct asr_session *a = mk(64000, 16, 0), *b = mk(64000, 16, 0);
+    ASSERT_EQ_INT(strlen(sess_id(a)), 32);
+    ASSERT(strspn(sess_id(a), "0123456789abcdef") == 32);
+    ASSERT(strcmp(sess_id(a), sess_id(b)) != 0);
+    sess_destroy(a);
+    sess_destroy(b);
+}
+
+TEST(session_one_partial_per_chunk_in_order) {
+    setup(5, 0);
+    struct asr_session *s = mk(1 << 30, 64, 0);
+    for (int i = 0; i < 10; i++) ASSERT_EQ_INT(sess_chunk(s, zeros, sizeof zeros, 0, 0, 0, 0), 0);
+    ASSERT_EQ_INT(sess_pending(s), 10);
+    run();
+    ASSERT_EQ_INT(n_evs, 10);
+    for (int i = 0; i < 10; i++) {
+        ASSERT_EQ_INT(evs[i].kind, 'P');
+        ASSERT_EQ_INT(evs[i].seq, i + 1);
+        ASSERT_STR_EQ(evs[i].text, "");   /* silence: no words */
+        ASSERT_EQ_INT(evs[i].speech, 0);
+    }
+    ASSERT_EQ_INT(sess_last_sequence(s), 10);
+    ASSERT_EQ_INT(sess_pending(s), 0);
+    sess_destroy(s);
+}
+
+TEST(session_explicit_sequence_and_out_of_order) {
+    setup(0, 0);
+    struct asr_session *s = mk(1 << 30, 64, 0);
+    sess_chunk(s, zeros, 320, 0, 1, 5, 0);         /* numbered 5 */
+    sess_chunk(s, zeros, 320, 0, 0, 0, 0);         /* last+1 = 6 */
+    /* OUT_OF_ORDER goes out at once, carries the number sent, last stays 6 */
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 320, 0, 1, 6, 0), ASR_E_OUT_OF_ORDER);
+    ASSERT_EQ_INT(n_evs, 1);
+    ASSERT_EQ_INT(evs[0].kind, 'E');
+    ASSERT_EQ_INT(evs[0].err, ASR_E_OUT_OF_ORDER);
+    ASSERT_EQ_INT(evs[0].seq, 6);
+    ASSERT_EQ_INT(sess_last_sequence(s), 6);
+    sess_chunk(s, zeros, 320, 0, 0, 0, 0);         /* 7 */
+    run();
+    ASSERT_EQ_INT(n_evs, 4);
+    ASSERT_EQ_INT(evs[1].seq, 5);
+    ASSERT_EQ_INT(evs[2].seq, 6);
+    ASSERT_EQ_INT(evs[3].seq, 7);
+    sess_destroy(s);
+}
+
+TEST(session_refusals_keep_sequence_order_and_precedence) {
+    setup(5, 0);
+    struct asr_session *s = mk(1 << 30, 64, 0);
+    static uint8_t big[70001];
+    sess_chunk(s, zeros, 320, 0, 0, 0, 0);                          /* 1 partial (pending) */
+    ASSERT_EQ_INT(sess_chunk(s, big, 70001, 0, 0, 0, 0), ASR_E_INVALID_AUDIO); /* odd beats too large */
+    ASSERT_EQ_INT(sess_chunk(s, big, 70000, 0, 0, 0, 0), ASR_E_CHUNK_TOO_LARGE);
+    ASSERT_EQ_INT(sess_chunk(s, NULL, 0, 0, 0, 0, 0), ASR_E_INVALID_AUDIO);  /* empty */
+    ASSERT_EQ_INT(sess_chunk(s, NULL, 0, ASR_E_INVALID_AUDIO, 0, 0, 0), ASR_E_INVALID_AUDIO); /* bad base64 */
+    ASSERT_EQ_INT(n_evs, 0);   /* errors wait behind partial 1 */
+    run();
+    ASSERT_EQ_INT(n_evs, 5);
+    ASSERT_EQ_INT(evs[0].kind, 'P');
+    for (int i = 1; i < 5; i++) {
+        ASSERT_EQ_INT(evs[i].kind, 'E');
+        ASSERT_EQ_INT(evs[i].seq, i + 1);
+        ASSERT_EQ_INT(evs[i].has_seq, 1);
+    }
+    ASSERT_EQ_INT(evs[2].err, ASR_E_CHUNK_TOO_LARGE);
+    sess_destroy(s);
+}
+
+TEST(session_rate_limit_token_bucket) {
+    setup(0, 0);
+    /* 32000 B/s, bucket holds 64000 B: 20 chunks of 3200 pass at t=0, the 21st not. */
+    struct asr_session *s = mk(32000, 1000, 0);
+    uint64_t t0 = 1000000000ull;
+    int refused = 0;
+    for (int i = 0; i < 25; i++)
+        if (sess_chunk(s, zeros, 3200, 0, 0, 0, t0) == ASR_E_RATE_LIMITED) refused++;
+    ASSERT(refused >= 4 && refused <= 5);
+    /* 100 ms later, 3200 bytes of tokens are back: one passes. */
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 3200, 0, 0, 0, t0 + 100000000ull), 0);
+    ASSERT_EQ_INT(sess_abusive(s), 0);
+    for (int i = 0; i < 3; i++) sess_chunk(s, zeros, 3200, 0, 0, 0, t0 + 100000000ull);
+    ASSERT_EQ_INT(sess_abusive(s), 1);
+    sess_destroy(s);
+}
+
+TEST(session_shed_load_answers_server_busy) {
+    setup(20, 0);
+    struct asr_session *s = mk(1 << 30, 2, 1);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 320, 0, 0, 0, 0), 0);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 320, 0, 0, 0, 0), 0);
+    ASSERT_EQ_INT(sess_pending_full(s), 1);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 320, 0, 0, 0, 0), ASR_E_SERVER_BUSY);
+    run();
+    ASSERT_EQ_INT(n_evs, 3);
+    ASSERT_EQ_INT(evs[2].err, ASR_E_SERVER_BUSY);
+    ASSERT_EQ_INT(evs[2].seq, 3);
+    ASSERT(low_calls >= 1);
+    sess_destroy(s);
+}
+
+TEST(session_model_error_answers_the_chunk) {
+    setup(0, 1.0);
+    struct asr_session *s = mk(1 << 30, 64, 0);
+    int16_t pcm[1600];
+    synth_voiced(pcm, 1600, 16000, 0);
+    sess_chunk(s, (const uint8_t *)pcm, sizeof pcm, 0, 0, 0, 0);
+    run();
+    int errors = 0;
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'E' && evs[i].err == ASR_E_MODEL_ERROR && evs[i].seq == 1) errors++;
+    ASSERT_EQ_INT(errors, 1);
+    sess_destroy(s);
+}
+
+/* Speech then silence: speech_started before the partial of its chunk, words
+ * only in speech chunks, one final after endpointing whose text is the
+ * partials' words, then stop gives exactly one (empty) final and on_done. */
+TEST(session_utterance_lifecycle) {
+    setup(1, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    static int16_t pcm[16000 * 3];
+    synth_voiced(pcm + 8000, 16000, 16000, 0.5);   /* 0.5 s silence, 1 s speech, 1.5 s silence */
+    for (int i = 0; i < 30; i++) sess_chunk(s, (const uint8_t *)(pcm + i * 1600), 3200, 0, 0, 0, 0);
+    run();
+    int ss_at = -1, finals = 0, partials = 0;
+    char words[4096] = "";
+    for (int i = 0; i < n_evs; i++) {
+        if (evs[i].kind == 'S') {
+            ASSERT_EQ_INT(ss_at, -1);
+            ss_at = i;
+            ASSERT(i + 1 < n_evs && evs[i + 1].kind == 'P' && evs[i + 1].seq == evs[i].seq);
+            ASSERT(evs[i].a >= 450 && evs[i].a <= 560);
+        } else if (evs[i].kind == 'P') {
+            partials++;
+            if (evs[i].text[0]) {
+                if (words[0]) strcat(words, " ");
+                strcat(words, evs[i].text);
+            }
+        } else if (evs[i].kind == 'F') {
+            finals++;
+            ASSERT_STR_EQ(evs[i].text, words);
+            ASSERT(evs[i].a >= 450 && evs[i].a <= 560);
+            ASSERT(evs[i].b >= 1400 && evs[i].b <= 1560);
+            ASSERT(evs[i].seq >= 15 && evs[i].seq <= 16);
+        }
+    }
+    ASSERT(ss_at >= 0);
+    ASSERT_EQ_INT(partials, 30);
+    ASSERT_EQ_INT(finals, 1);
+    ASSERT(strlen(words) > 0);
+    n_evs = 0;
+    ASSERT_EQ_INT(sess_stop(s), 0);
+    ASSERT_EQ_INT(sess_state(s), SESS_CLOSING);
+    run();
+    ASSERT_EQ_INT(n_evs, 1);
+    ASSERT_EQ_INT(evs[0].kind, 'F');
+    ASSERT_STR_EQ(evs[0].text, "");
+    ASSERT_EQ_INT(evs[0].seq, 30);
+    ASSERT_EQ_INT(evs[0].a, 3000);
+    ASSERT_EQ_INT(evs[0].b, 3000);
+    ASSERT_EQ_INT(done_calls, 1);
+    /* audio after stop is refused */
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 320, 0, 0, 0, 0), ASR_E_INVALID_MESSAGE);
+    sess_destroy(s);
+}
+
+TEST(session_finalize_mid_utterance_and_empty) {
+    setup(1, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    int16_t pcm[3200];
+    synth_voiced(pcm, 3200, 16000, 0);
+    sess_chunk(s, (const uint8_t *)pcm, sizeof pcm, 0, 0, 0, 0);
+    sess_finalize(s);
+    run();
+    ASSERT_EQ_INT(evs[n_evs - 1].kind, 'F');
+    ASSERT(evs[n_evs - 1].text[0] != '\0');
+    ASSERT_EQ_INT(evs[n_evs - 1].seq, 1);
+    n_evs = 0;
+    sess_finalize(s);  /* nothing open: empty final, session stays active */
+    run();
+    ASSERT_EQ_INT(n_evs, 1);
+    ASSERT_STR_EQ(evs[0].text, "");
+    ASSERT_EQ_INT(sess_state(s), SESS_ACTIVE);
+    sess_destroy(s);
+}
+
+TEST(session_detached_keeps_finals_for_resume) {
+    setup(5, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    int16_t pcm[3200];
+    synth_voiced(pcm, 3200, 16000, 0);
+    sess_chunk(s, (const uint8_t *)pcm, sizeof pcm, 0, 0, 0, 0);
+    sess_finalize(s);
+    n_evs = 0;                           /* speech_started went out at once */
+    sess_attach(s, NULL, NULL);          /* the client vanished */
+    run();
+    if (n_evs) TEST_FAIL_("detached session emitted '%c' seq %llu", evs[0].kind, (unsigned long long)evs[0].seq);
+    ASSERT_EQ_INT(sess_last_sequence(s), 1);
+    sess_attach(s, &sink, NULL);         /* resumed */
+    ASSERT_EQ_INT(n_evs, 1);
+    ASSERT_EQ_INT(evs[0].kind, 'F');
+    ASSERT(evs[0].text[0] != '\0');
+    sess_destroy(s);
+}
+
+TEST(session_destroy_with_work_outstanding) {
+    setup(50, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    for (int i = 0; i < 5; i++) sess_chunk(s, zeros, 3200, 0, 0, 0, 0);
+    sess_destroy(s);                     /* must cancel: no callback into freed memory */
+    run();
+    ASSERT_EQ_INT(n_evs, 0);
+}
+
+TEST(session_unaligned_pcm_is_accepted) {
+    setup(0, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    static uint8_t raw[3201];
+    ASSERT_EQ_INT(sess_chunk(s, raw + 1, 3200, 0, 0, 0, 0), 0);
+    run();
+    ASSERT_EQ_INT(n_evs, 1);
+    sess_destroy(s);
+}
+
+TEST(session_footprint_is_small) {
+    setup(0, 0);
+    struct asr_session *s = mk(64000, 16, 0);
+    size_t f = sess_footprint(s);
+    printf("  session footprint %zu bytes\n", f);
+    ASSERT(f < 8192);
+    sess_destroy(s);
+}

@@ -1,0 +1,68 @@
+#include "test.h"
+
+#include "err.h"
+#include "stream_msg.h"
+
+static int dec(const char *s, struct stream_msg *m) {
+    static struct buf scratch;
+    return stream_msg_decode((const uint8_t *)s, strlen(s), &scratch, m);
+}
+
+TEST(stream_msg_audio_chunk) {
+    struct stream_msg m;
+    ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"AAABAA==\",\"sequence\":7}", &m), 0);
+    ASSERT_EQ_INT(m.type, MSG_AUDIO_CHUNK);
+    ASSERT_EQ_INT(m.has_seq, 1);
+    ASSERT_EQ_INT(m.seq, 7);
+    ASSERT_EQ_INT(m.audio_len, 4);
+    ASSERT_EQ_INT(m.audio[2], 1);
+    ASSERT_EQ_INT(m.audio_err, 0);
+    ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"AAAA\"}", &m), 0);
+    ASSERT_EQ_INT(m.has_seq, 0);
+}
+
+TEST(stream_msg_bad_base64_is_invalid_audio_not_invalid_message) {
+    struct stream_msg m;
+    ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"@@@\"}", &m), 0);
+    ASSERT_EQ_INT(m.audio_err, ASR_E_INVALID_AUDIO);
+    ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"AAA\"}", &m), 0); /* bad padding */
+    ASSERT_EQ_INT(m.audio_err, ASR_E_INVALID_AUDIO);
+}
+
+TEST(stream_msg_control_messages) {
+    struct stream_msg m;
+    ASSERT_EQ_INT(dec("{\"type\":\"stop\"}", &m), 0);
+    ASSERT_EQ_INT(m.type, MSG_STOP);
+    ASSERT_EQ_INT(dec("{\"type\":\"finalize\"}", &m), 0);
+    ASSERT_EQ_INT(m.type, MSG_FINALIZE);
+    ASSERT_EQ_INT(dec("{\"type\":\"keepalive\",\"extra\":1}", &m), 0);
+    ASSERT_EQ_INT(m.type, MSG_KEEPALIVE);
+}
+
+TEST(stream_msg_invalid_messages) {
+    struct stream_msg m;
+    const char *bad[] = {
+        "not json", "", "[1,2]", "\"str\"", "{}", "{\"type\":5}", "{\"type\":\"dance\"}",
+        "{\"type\":\"audio_chunk\"}", "{\"type\":\"audio_chunk\",\"data\":5}",
+        "{\"type\":\"audio_chunk\",\"data\":\"AAAA\",\"sequence\":\"x\"}",
+        "{\"type\":\"audio_chunk\",\"data\":\"AAAA\",\"sequence\":1.5}",
+        "{\"type\":\"audio_chunk\",\"data\":\"AAAA\",\"sequence\":-1}",
+        "{\"type\":\"audio_chunk\",\"data\":\"AAAA\",\"sequence\":99999999999999999999999}",
+        "{\"type\":\"stop\",\"type\":\"stop\"}", "{\"type\":\"stop\"", "\xff\xfe{}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (dec(bad[i], &m) != ASR_E_INVALID_MESSAGE) TEST_FAIL_("accepted: %s", bad[i]);
+        ASSERT(m.why != NULL);
+    }
+}
+
+TEST(stream_msg_deep_nesting_is_refused_not_crashing) {
+    static char deep[200010];
+    size_t n = 0;
+    memcpy(deep, "{\"type\":\"stop\",\"x\":", 19);
+    n = 19;
+    for (int i = 0; i < 100000; i++) deep[n++] = '[';
+    deep[n] = 0;
+    struct stream_msg m;
+    ASSERT_EQ_INT(dec(deep, &m), ASR_E_INVALID_MESSAGE);
+}
