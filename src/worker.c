@@ -159,9 +159,9 @@ int worker_run(const struct config *cfg) {
     uv_run(w->loop, UV_RUN_DEFAULT);
     /* Drained (or forced): close what is left and let callbacks run. */
     api_stream_shutdown();
+    engine_unload();
     uv_walk(w->loop, close_walk, NULL);
     uv_run(w->loop, UV_RUN_DEFAULT);
-    engine_unload();
     uv_loop_close(w->loop);
     l = log_begin(LOG_INFO, "exit");
     if (l) { log_u64(l, "connections_left", metrics.connections_active); log_end(l); }
