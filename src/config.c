@@ -126,11 +126,11 @@ static int set_opt(struct config *cfg, const struct opt *o, const char *v, char 
     errno = 0;
     double d = strtod(v, &end);
     if (*v == '\0' || *end != '\0' || errno != 0 || isnan(d)) {
-        snprintf(err, errlen, "%s: \"%s\" is not a number, allowed %g..%g", o->name, v, o->min, o->max);
+        snprintf(err, errlen, "%s: \"%s\" is not a number, allowed %.17g..%.17g", o->name, v, o->min, o->max);
         return ASR_EINVAL;
     }
     if (o->type != OPT_DOUBLE && d != floor(d)) {
-        snprintf(err, errlen, "%s: \"%s\" is not an integer, allowed %g..%g", o->name, v, o->min, o->max);
+        snprintf(err, errlen, "%s: \"%s\" is not an integer, allowed %.0f..%.0f", o->name, v, o->min, o->max);
         return ASR_EINVAL;
     }
     if (d < o->min || d > o->max) {
@@ -188,7 +188,8 @@ void config_print_help(FILE *out) {
         const struct opt *o = &opts[i];
         char range[64] = "";
         if (o->type == OPT_CHOICE) snprintf(range, sizeof range, " (%s)", o->choices);
-        else if (o->type != OPT_STR) snprintf(range, sizeof range, " (%g..%g)", o->min, o->max);
+        else if (o->type == OPT_DOUBLE) snprintf(range, sizeof range, " (%g..%g)", o->min, o->max);
+        else if (o->type != OPT_STR) snprintf(range, sizeof range, " (%.0f..%.0f)", o->min, o->max);
         fprintf(out, "  %-34s default \"%s\"%s\n      %s\n", o->name, o->def, range, o->help);
     }
 }
