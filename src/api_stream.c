@@ -255,10 +255,15 @@ static struct buf pcm_;   /* scratch for decoded base64 audio */
 
 static void after_chunk(struct stream *st) {
     if (!st->ws) return;
-    if (sess_abusive(st->sess)) {
+    if (sess_abusive(st->sess) && st->end_reason < 0) {
+        /* Answer what is pending (the RATE_LIMITED errors among it), then
+         * close 1008; read nothing more meanwhile. */
         st->end_reason = END_POLICY;
         st->ended = 1;
-        ws_close(st->ws, 1008, "rate limit exceeded repeatedly", 0);
+        st->close_code = 1008;
+        st->close_reason = "rate limit exceeded repeatedly";
+        ws_pause(st->ws);
+        sess_drain(st->sess);
         return;
     }
     if (!cfg()->shed_load && sess_pending_full(st->sess)) ws_pause(st->ws);

@@ -554,10 +554,15 @@ int sess_finalize(struct asr_session *s) {
     return 0;
 }
 
-int sess_stop(struct asr_session *s) {
+int sess_drain(struct asr_session *s) {
     if (s->state == SESS_CLOSING || s->state == SESS_CLOSED) return 0;
-    if (s->state == SESS_ACTIVE) sess_finalize(s);
     if (sess_transition(s, SESS_CLOSING) != 0) return ASR_EINVAL;
     flush(s);
     return 0;
+}
+
+int sess_stop(struct asr_session *s) {
+    if (s->state == SESS_CLOSING || s->state == SESS_CLOSED) return 0;
+    if (s->state == SESS_ACTIVE) sess_finalize(s);
+    return sess_drain(s);
 }

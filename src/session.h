@@ -93,6 +93,10 @@ int sess_finalize(struct asr_session *s);
  * stop, idle timeout and shutdown alike. Idempotent. */
 int sess_stop(struct asr_session *s);
 
+/* CLOSING without a final: pending chunks are still answered, then on_done
+ * fires (a policy close after the refusals that caused it went out). */
+int sess_drain(struct asr_session *s);
+
 /* Chunks accepted and not yet answered. */
 int sess_pending(const struct asr_session *s);
 /* 1 when the pending limit is reached (caller pauses reading). */

@@ -278,8 +278,9 @@ def test_finalize_keeps_session_open(server):
     f = fin1[-1]
     check_final(f)
     assert f["text"], f
-    assert f["start_ms"] < f["end_ms"] <= 800, f
-    assert 1 <= f["sequence"] <= 8, f
+    # (VAD frames are up to 30 ms: the last speech frame may reach past 800)
+    assert f["start_ms"] < f["end_ms"] <= 900, f
+    assert 1 <= f["sequence"] <= 9, f
     assert (f["sequence"] - 1) * h.CHUNK_MS <= f["end_ms"] <= f["sequence"] * h.CHUNK_MS, f
     check_utterance_texts(part + fin1)
     assert nxt["type"] == "partial" and nxt["sequence"] == 11, nxt
