@@ -38,7 +38,7 @@ struct conn_handler {
 struct conn {
     uv_tcp_t  tcp;                   /* the socket; handle.data = this */
     uv_timer_t timer;                /* handshake / keep-alive / close linger */
-    uv_write_t wreq;                 /* the one write in flight */
+    uv_write_t *wreq;                /* owned: the one write in flight, allocated on a short write */
     struct worker *w;                /* borrowed: owning worker */
     const struct conn_handler *h;    /* borrowed: active protocol handler */
     void     *proto;                 /* owned by the handler: http_conn or ws_conn */

@@ -213,6 +213,7 @@ struct loadstat_run {
     uint64_t finals;
     uint64_t missing;                 /* chunks sent and never answered */
     uint64_t out_of_order;            /* answers whose sequence did not increase */
+    uint64_t unmatched;               /* answers for no chunk in flight (unknown or repeated sequence) */
     struct loadstat_counts errors;    /* `error` messages by code */
     struct loadstat_counts close_codes; /* received close codes, "none" for a bare TCP close */
     double   chunk_rate;              /* chunks sent per second of wall time */
@@ -247,6 +248,12 @@ struct loadstat_result {
     struct loadstat_point *timeline; /* owned; one point a second */
     size_t n_timeline;
 };
+
+/* Adds src's counters, counts, wall and CPU time to dst; sessions_target
+ * becomes the larger; server_before is kept from the first run merged
+ * (when dst has none) and server_after taken from src. Percentiles are not
+ * mergeable: the caller sets them from a merged histogram. */
+void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src);
 
 void loadstat_result_init(struct loadstat_result *r);
 void loadstat_result_cleanup(struct loadstat_result *r);

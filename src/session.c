@@ -71,7 +71,7 @@ struct asr_session {
     struct answer *ring;             /* owned; answers waiting to leave */
     unsigned ring_cap, ring_head, ring_len;
     struct buf ptext;                /* text of the partial being completed */
-    struct answer kept[KEPT_FINALS_MAX]; /* finals decided while detached */
+    struct answer *kept;             /* owned, allocated on first use: finals decided while detached */
     unsigned n_kept;
     int      flushing;               /* re-entrancy guard for flush */
     struct sess_stats stats;
@@ -132,6 +132,7 @@ void sess_destroy(struct asr_session *s) {
     vad_destroy(s->vad);
     for (unsigned i = 0; i < s->ring_len; i++) free(s->ring[(s->ring_head + i) % s->ring_cap].text);
     for (unsigned i = 0; i < s->n_kept; i++) free(s->kept[i].text);
+    free(s->kept);
     free(s->ring);
     buf_cleanup(&s->ptext);
     free(s);
@@ -152,7 +153,7 @@ static struct answer *ring_at(struct asr_session *s, unsigned i) {
  * the pending-chunk limit times the answers one chunk can make. */
 static struct answer *ring_push(struct asr_session *s, enum ans_kind kind, uint64_t seq) {
     if (s->ring_len == s->ring_cap) {
-        unsigned cap = s->ring_cap ? s->ring_cap * 2 : 8;
+        unsigned cap = s->ring_cap ? s->ring_cap * 2 : 4;
         struct answer *r = xmalloc(cap * sizeof *r);
         for (unsigned i = 0; i < s->ring_len; i++) r[i] = *ring_at(s, i);
         free(s->ring);
@@ -201,7 +202,8 @@ static void emit_final(struct asr_session *s, struct answer *a) {
     if (s->sink) {
         s->sink->on_final(s->sink_ctx, a->seq, a->text ? a->text : "", a->text_len, a->a, a->b);
         free(a->text);
-    } else if (s->n_kept < KEPT_FINALS_MAX) {
+    } else if (s->n_kept < KEPT_FINALS_MAX &&
+               (s->kept || (s->kept = malloc(KEPT_FINALS_MAX * sizeof *s->kept)) != NULL)) {
         s->kept[s->n_kept++] = *a; /* adopts a->text */
     } else {
         free(a->text);
@@ -289,6 +291,8 @@ void sess_attach(struct asr_session *s, const struct sess_sink *sink, void *ctx)
                        s->kept[i].a, s->kept[i].b);
         free(s->kept[i].text);
     }
+    free(s->kept);
+    s->kept = NULL;
 }
 
 /* ---- engine completions ----------------------------------------------------- */
