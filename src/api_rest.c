@@ -61,7 +61,7 @@ static void rest_error(void *ctx, int err, int has_seq, uint64_t seq, const char
 
 static void rest_final(void *ctx, uint64_t seq, const char *t, size_t n, uint64_t start_ms, uint64_t end_ms) {
     struct rest_job *j = ctx;
-    if (n == 0) return; /* the empty final of stop */
+    if (n == 0 && start_ms == end_ms) return; /* the empty final of stop: no utterance */
     buf_printf(&j->segments, "%s{\"start_ms\":%llu,\"end_ms\":%llu,\"text\":", j->n_segments ? "," : "",
                (unsigned long long)start_ms, (unsigned long long)end_ms);
     buf_json_str(&j->segments, t, n);

@@ -142,12 +142,14 @@ static void on_error(void *ctx, int err, int has_seq, uint64_t seq, const char *
 
 static void on_done(void *ctx) {
     struct stream *st = ctx;
-    if (st->ws) ws_close(st->ws, st->close_code, st->close_reason, 1);
+    if (!st->ws) return;
+    ws_resume(st->ws); /* read the peer's close reply (wslay drops data frames now) */
+    ws_close(st->ws, st->close_code, st->close_reason, 1);
 }
 
 static void on_pending_low(void *ctx) {
     struct stream *st = ctx;
-    if (st->ws) ws_resume(st->ws);
+    if (st->ws && st->end_reason != END_POLICY) ws_resume(st->ws);
 }
 
 static const struct sess_sink sink = {
@@ -464,15 +466,17 @@ void api_stream_upgrade(struct http_conn *hc, struct http_req *req) {
     if (sess_state(st->sess) == SESS_CREATED) sess_transition(st->sess, SESS_ACTIVE);
     stream_touch(st);
     uv_timer_start(&st->idle, on_idle_timer, (uint64_t)c->idle_timeout_s * 1000, 0);
-    metrics.sessions_attached++;
-    /* ws_start feeds bytes that came with the upgrade: attach first so that
-     * they reach the session, and send the session message before any answer. */
+    /* The session message goes before any answer, and bytes that came with
+     * the upgrade are fed only once the session is attached. */
     st->ws = NULL;
     struct ws_conn *ws = ws_start(cn, &lim, &ws_h, st, NULL, 0);
     if (!ws) {
+        /* The conn is closing without a WebSocket: the session stays
+         * resumable (or expires), like a dropped connection. */
         buf_cleanup(&rest);
-        return; /* ws_on_closed runs when the conn is freed */
+        return;
     }
+    metrics.sessions_attached++;
     st->ws = ws;
     session_message(st, resumed);
     sess_attach(st->sess, &sink, st);

@@ -30,6 +30,7 @@ struct config {
     int      max_connections;          /* ASR_MAX_CONNECTIONS */
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
     int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head/body deadline */
+    int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
     /* limits */
     size_t   max_chunk_bytes;          /* ASR_MAX_CHUNK_BYTES */
     size_t   max_message_bytes;        /* ASR_MAX_MESSAGE_BYTES (0 = derived from chunk) */

@@ -46,6 +46,9 @@ struct conn *conn_create(struct worker *w) {
     uv_timer_init(w->loop, &c->timer);
     c->timer.data = c;
     c->handles_open = 2;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
     buf_init(&c->out, 0);
     buf_init(&c->inflight, 0);
     return c;
@@ -121,6 +124,8 @@ static void on_handle_closed(uv_handle_t *h) {
     buf_cleanup(&c->inflight);
     free(c->wreq);
     struct worker *w = c->w;
+    if (c->prev) c->prev->next = c->next; else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
     free(c);
     worker_conn_closed(w);
 }

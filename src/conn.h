@@ -52,6 +52,7 @@ struct conn {
     int       handles_open;          /* uv handles still to close */
     int       on_flush_list;
     struct conn *flush_next;         /* worker's flush list */
+    struct conn *next, *prev;        /* worker's list of open connections */
     char      peer[64];              /* "ip:port" */
     uint64_t  id;                    /* worker-unique number */
 };

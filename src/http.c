@@ -24,6 +24,7 @@ struct http_conn {
     int  in_process;
     int  detached;                   /* upgraded: conn is no longer ours */
     int  started;                    /* a request began */
+    int  draining;                   /* answer the current request, then close */
     void (*abort_fn)(void *ctx);     /* async handler's abort hook */
     void *abort_ctx;
 };
@@ -293,7 +294,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     hc->complete = 0;
     hc->started = 0;
     hc->abort_fn = NULL;
-    if (close_after || !r->keep_alive) {
+    if (close_after || !r->keep_alive || hc->draining) {
         conn_close_after_write(hc->c);
         hc->error = ASR_EIO; /* parse nothing more */
         return;
@@ -308,7 +309,7 @@ static void respond(struct http_conn *hc, int status, const char *ctype, const c
     if (hc->detached || hc->c->closing) return;
     struct buf h;
     buf_init(&h, 0);
-    int keep = hc->req.keep_alive && !close_after;
+    int keep = hc->req.keep_alive && !close_after && !hc->draining;
     buf_printf(&h,
                "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "X-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
@@ -512,4 +513,11 @@ void http_upgrade(struct http_conn *hc, const char *headers, struct buf *rest) {
     c->h = NULL;
     hc->detached = 1;
     if (!hc->in_process) http_free(hc); /* else process() frees it on the way out */
+}
+
+void http_conn_drain(struct conn *c) {
+    struct http_conn *hc = c->proto;
+    if (c->kind != CONN_HTTP || !hc || hc->detached) return;
+    hc->draining = 1;
+    if (!hc->busy && !hc->started && hc->held.len == 0) conn_close(c); /* idle keep-alive */
 }

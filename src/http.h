@@ -80,6 +80,10 @@ void http_respond_err(struct http_conn *hc, int err, const char *msg);
 /* Async handlers: fn(ctx) runs if the connection closes before they answer. */
 void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx);
 
+/* Graceful drain: an idle keep-alive connection closes now; one in the
+ * middle of a request answers it with Connection: close. */
+void http_conn_drain(struct conn *c);
+
 /* The upgrade hand-off (STYLE.md 3): writes "101 Switching Protocols" with
  * headers ("Name: value\r\n"...), counts and logs the request, hands the
  * bytes read after the request head to *rest (caller owns; buf_cleanup) and

@@ -520,9 +520,9 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
     X(churn_life_s) X(connect_timeout_s) X(grace_s)
 
 #define RUN_U64(X) X(sessions_opened) X(sessions_completed) X(connect_failures) X(chunks_sent) \
-    X(chunks_skipped) X(answers) X(partials) X(finals) X(missing) X(out_of_order) X(unmatched) X(slow_sessions) \
+    X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(finals) X(missing) X(out_of_order) X(unmatched) X(slow_sessions) \
     X(slow_closed) X(requests) X(request_failures)
-#define RUN_DBL(X) X(wall_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
+#define RUN_DBL(X) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
 #define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status)
 #define RUN_PCT(X) X(latency) X(added)
 
@@ -650,9 +650,10 @@ void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src
     RUN_CNT(M_)
 #undef M_
     dst->wall_s += src->wall_s;
+    dst->stream_s += src->stream_s;
     dst->client_cpu_s += src->client_cpu_s;
-    dst->chunk_rate = dst->wall_s > 0 ? (double)dst->chunks_sent / dst->wall_s : 0;
-    dst->answer_rate = dst->wall_s > 0 ? (double)dst->answers / dst->wall_s : 0;
+    dst->chunk_rate = dst->stream_s > 0 ? (double)dst->chunks_sent / dst->stream_s : 0;
+    dst->answer_rate = dst->stream_s > 0 ? (double)(dst->answers + dst->requests) / dst->stream_s : 0;
     dst->client_cpu_pct = dst->wall_s > 0 ? 100.0 * dst->client_cpu_s / dst->wall_s : 0;
     if (!dst->server_before.ok) dst->server_before = src->server_before;
     dst->server_after = src->server_after;

@@ -201,13 +201,16 @@ struct loadstat_opts {
 /* One phase: the whole run, or one capacity step. Latencies in ms. */
 struct loadstat_run {
     unsigned sessions_target;
-    double   wall_s;                  /* phase wall time */
+    double   wall_s;                  /* phase wall time, the drain after `stop` included */
+    double   stream_s;                /* seconds of streaming (ramp + duration, or less if cut) */
     uint64_t sessions_opened;         /* got the `session` message */
     uint64_t sessions_completed;      /* got `final` and close 1000 */
     uint64_t connect_failures;
     struct loadstat_counts connect_errors;  /* "ECONNREFUSED", "http_503", "timeout", ... */
     uint64_t chunks_sent;
     uint64_t chunks_skipped;          /* dropped by the catch-up policy: client too late */
+    uint64_t chunks_blocked;          /* not sent: the session's unsent bytes passed the client's cap */
+    uint64_t sessions_stalled;        /* sessions whose unsent bytes backed up (server not reading) */
     uint64_t answers;                 /* partial + error answers matched to a chunk */
     uint64_t partials;
     uint64_t finals;
@@ -216,7 +219,7 @@ struct loadstat_run {
     uint64_t unmatched;               /* answers for no chunk in flight (unknown or repeated sequence) */
     struct loadstat_counts errors;    /* `error` messages by code */
     struct loadstat_counts close_codes; /* received close codes, "none" for a bare TCP close */
-    double   chunk_rate;              /* chunks sent per second of wall time */
+    double   chunk_rate;              /* chunks sent per second of streaming */
     double   answer_rate;
     struct loadstat_pct latency;      /* answer receive - chunk send */
     struct loadstat_pct added;        /* latency - mock latency, floored at 0 */
@@ -249,7 +252,7 @@ struct loadstat_result {
     size_t n_timeline;
 };
 
-/* Adds src's counters, counts, wall and CPU time to dst; sessions_target
+/* Adds src's counters, counts, wall, streaming and CPU time to dst; sessions_target
  * becomes the larger; server_before is kept from the first run merged
  * (when dst has none) and server_after taken from src. Percentiles are not
  * mergeable: the caller sets them from a merged histogram. */

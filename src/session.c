@@ -44,6 +44,7 @@ struct answer {
     uint64_t t_arrival_ns;     /* PARTIAL timing */
     uint64_t t_submit_ns;
     uint64_t t_done_ns;
+    const char *why;           /* ERROR without a sequence (INVALID_MESSAGE): static reason */
     char    *text;             /* FINAL: owned, malloc'd; NULL = empty */
     size_t   text_len;
 };
@@ -74,6 +75,8 @@ struct asr_session {
     struct answer *kept;             /* owned, allocated on first use: finals decided while detached */
     unsigned n_kept;
     int      flushing;               /* re-entrancy guard for flush */
+    struct { uint64_t seq, start; } recent[8]; /* last accepted chunks: sequence, first sample */
+    unsigned n_recent;
     struct sess_stats stats;
 };
 
@@ -101,7 +104,12 @@ uint64_t sess_last_sequence(const struct asr_session *s) { return s->last_seq; }
 const struct sess_stats *sess_stats(const struct asr_session *s) { return &s->stats; }
 int sess_pending(const struct asr_session *s) { return s->pending; }
 int sess_pending_full(const struct asr_session *s) { return s->pending >= s->cfg.max_pending_chunks; }
-int sess_abusive(const struct asr_session *s) { return s->rate_strikes >= s->cfg.rate_abuse_threshold; }
+/* Abuse: the rate limit broken too often in a row, or so many refusals
+ * waiting behind owed answers that the ring passes its bound. */
+int sess_abusive(const struct asr_session *s) {
+    return s->rate_strikes >= s->cfg.rate_abuse_threshold ||
+           s->ring_len > 4 * (unsigned)s->cfg.max_pending_chunks + 256;
+}
 
 /* ---- create / destroy ---------------------------------------------------- */
 
@@ -166,6 +174,38 @@ static struct answer *ring_push(struct asr_session *s, enum ans_kind kind, uint6
     a->kind = (uint8_t)kind;
     a->seq = seq;
     return a;
+}
+
+/* Inserts a zeroed answer before position i (0 = head). */
+static struct answer *ring_insert(struct asr_session *s, unsigned i, enum ans_kind kind, uint64_t seq) {
+    ring_push(s, kind, seq);
+    for (unsigned k = s->ring_len - 1; k > i; k--) *ring_at(s, k) = *ring_at(s, k - 1);
+    struct answer *a = ring_at(s, i);
+    memset(a, 0, sizeof *a);
+    a->kind = (uint8_t)kind;
+    a->seq = seq;
+    return a;
+}
+
+/* speech_started names the chunk holding the first speech frame's start
+ * (PROTOCOL.md), which can be an earlier chunk than the one whose audio
+ * completed that frame. If that chunk's partial is still waiting, the event
+ * goes just before it; otherwise it goes out now. */
+static void queue_speech_started(struct asr_session *s, uint64_t cur_seq, uint64_t offset_ms) {
+    uint64_t sample = offset_ms * s->cfg.sample_rate / 1000, seq = cur_seq;
+    for (unsigned k = 0; k < s->n_recent && k < 8; k++) {
+        unsigned idx = (s->n_recent - 1 - k) % 8;
+        if (s->recent[idx].start <= sample) { seq = s->recent[idx].seq; break; }
+    }
+    if (seq != cur_seq)
+        for (unsigned i = 0; i < s->ring_len; i++) {
+            struct answer *a = ring_at(s, i);
+            if ((a->kind == ANS_PARTIAL || a->kind == ANS_ERROR) && a->seq == seq && !a->why) {
+                ring_insert(s, i, ANS_SPEECH, seq)->a = offset_ms;
+                return;
+            }
+        }
+    ring_push(s, ANS_SPEECH, seq)->a = offset_ms;
 }
 
 static int answer_ready(const struct answer *a) {
@@ -251,7 +291,9 @@ static void emit(struct asr_session *s, struct answer *a) {
     case ANS_ERROR:
         metrics_count_error(a->err);
         s->stats.errors++;
-        if (s->sink) {
+        if (s->sink && a->why) {
+            s->sink->on_error(s->sink_ctx, a->err, 0, 0, a->why);
+        } else if (s->sink) {
             error_message(s, a, msg, sizeof msg);
             s->sink->on_error(s->sink_ctx, a->err, 1, a->seq, msg);
         }
@@ -453,6 +495,9 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
 
     uint64_t c0 = vad_samples(s->vad);
     uint64_t speech0 = vad_speech_ms_total(s->vad);
+    s->recent[s->n_recent % 8].seq = seq;
+    s->recent[s->n_recent % 8].start = c0;
+    s->n_recent++;
     struct vad_event ev[32];
     size_t n_ev = 0, cap = sizeof ev / sizeof ev[0];
     /* The VAD reports at most two events per frame; feed in pieces small
@@ -473,7 +518,7 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
         vad_feed(s->vad, samples + off, take, ev, cap, &n_ev);
         for (size_t i = 0; i < n_ev; i++) {
             if (ev[i].type == VAD_SPEECH_START) {
-                ring_push(s, ANS_SPEECH, seq)->a = ev[i].offset_ms;
+                queue_speech_started(s, seq, ev[i].offset_ms);
                 s->utt_start_ms = ev[i].offset_ms;
             } else if (n_finals < SESS_MAX_FINALS_PER_CHUNK) {
                 uint64_t fseq = ev[i].speech_ms_total > speech0 ? seq : s->last_speech_seq;
@@ -541,10 +586,13 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     return 0;
 }
 
+/* Takes no number, but waits its turn behind answers owed (PROTOCOL.md
+ * "Fine points": only OUT_OF_ORDER skips the line). */
 void sess_invalid_message(struct asr_session *s, const char *why) {
-    metrics_count_error(ASR_E_INVALID_MESSAGE);
-    s->stats.errors++;
-    if (s->sink) s->sink->on_error(s->sink_ctx, ASR_E_INVALID_MESSAGE, 0, 0, why);
+    struct answer *a = ring_push(s, ANS_ERROR, 0);
+    a->err = ASR_E_INVALID_MESSAGE;
+    a->why = why;
+    flush(s);
 }
 
 int sess_finalize(struct asr_session *s) {

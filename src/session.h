@@ -84,7 +84,8 @@ const struct sess_stats *sess_stats(const struct asr_session *s);
 int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,
                uint64_t seq, uint64_t now_ns);
 
-/* An invalid text message: answered with INVALID_MESSAGE and no sequence. */
+/* An invalid text message: answered with INVALID_MESSAGE and no sequence,
+ * in order behind answers still owed. why must be static storage. */
 void sess_invalid_message(struct asr_session *s, const char *why);
 
 /* Ends the open utterance; exactly one final follows (empty if none open). */
@@ -101,7 +102,8 @@ int sess_drain(struct asr_session *s);
 int sess_pending(const struct asr_session *s);
 /* 1 when the pending limit is reached (caller pauses reading). */
 int sess_pending_full(const struct asr_session *s);
-/* 1 when the client broke the rate limit rate_abuse_threshold times in a row. */
+/* 1 when the client broke the rate limit rate_abuse_threshold times in a
+ * row, or piled up more refusals than the answer ring's bound. */
 int sess_abusive(const struct asr_session *s);
 
 /* Approximate heap bytes held by the session (for the memory budget). */

@@ -43,9 +43,10 @@ static void on_connection(uv_stream_t *server, int status) {
     metrics.connections_total++;
     if (w->draining || metrics.connections_active > (uint64_t)w->cfg->max_connections) {
         metrics.connections_refused++;
+#define BUSY_BODY "{\"error\":{\"code\":\"CONNECTION_LIMIT\",\"message\":\"too many connections\"}}"
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 77\r\n\r\n"
-                                   "{\"error\":{\"code\":\"CONNECTION_LIMIT\",\"message\":\"too many connections\"}}   ";
+                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 70\r\n\r\n" BUSY_BODY;
+        _Static_assert(sizeof BUSY_BODY - 1 == 70, "Content-Length of the refusal");
         uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         conn_close(c);
@@ -71,7 +72,7 @@ static void on_tick(uv_timer_t *t) {
 static void start_drain(struct worker *w, const char *why) {
     if (w->draining) return;
     w->draining = 1;
-    w->drain_deadline_ms = uv_now(w->loop) + 10000;
+    w->drain_deadline_ms = uv_now(w->loop) + (uint64_t)w->cfg->drain_timeout_s * 1000;
     struct log_line *l = log_begin(LOG_INFO, "draining");
     if (l) { log_str(l, "signal", why); log_u64(l, "connections", metrics.connections_active); log_end(l); }
     if (w->listening) {
@@ -79,6 +80,10 @@ static void start_drain(struct worker *w, const char *why) {
         w->listening = 0;
     }
     api_stream_shutdown();
+    for (struct conn *c = w->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
+    }
     if (metrics.connections_active == 0) uv_stop(w->loop);
 }
 
@@ -157,8 +162,11 @@ int worker_run(const struct config *cfg) {
         log_end(l);
     }
     uv_run(w->loop, UV_RUN_DEFAULT);
-    /* Drained (or forced): close what is left and let callbacks run. */
+    /* Drained, or the drain timed out: close every connection that is left
+     * (their close callbacks free sessions and log them), then the rest. */
     api_stream_shutdown();
+    for (struct conn *c = w->conns; c; c = c->next) conn_close(c);
+    uv_run(w->loop, UV_RUN_NOWAIT);
     engine_unload();
     uv_walk(w->loop, close_walk, NULL);
     uv_run(w->loop, UV_RUN_DEFAULT);

@@ -1,6 +1,6 @@
 /* One worker process: a libuv loop, the listener, the connection limit, the
  * end-of-iteration write flush, the 1 s housekeeping tick, signals and
- * graceful drain. */
+ * graceful drain (ASR_DRAIN_TIMEOUT_S). */
 #ifndef ASRD_WORKER_H
 #define ASRD_WORKER_H
 
@@ -20,6 +20,7 @@ struct worker {
     uv_timer_t   tick;               /* 1 s: rates, expiry, drain progress */
     uv_signal_t  sig_term, sig_int, sig_pipe;
     struct conn *flush_head;         /* connections with output to flush */
+    struct conn *conns;              /* every open connection (conn.c links them) */
     uint64_t     next_conn_id;
     uint64_t     start_ms;           /* wall clock at start */
     int          draining;           /* SIGTERM/SIGINT seen */

@@ -182,10 +182,13 @@ static void on_timer(struct conn *c) {
 static void on_free(struct conn *c) {
     struct ws_conn *ws = c->proto;
     if (!ws) return;
-    int sent = wslay_event_get_close_sent(ws->ctx) ? wslay_event_get_status_code_sent(ws->ctx) : 0;
+    /* code_sent is a close this side initiated: ours (ws_close) or wslay's
+     * own (1009 too big, 1002 protocol error: it stops reading then, so the
+     * peer's reply is never seen). An echo of the peer's close is not one. */
     int rcvd = wslay_event_get_close_received(ws->ctx) ? wslay_event_get_status_code_received(ws->ctx) : 0;
-    if (sent && !ws->close_code) metrics_count_close(sent); /* wslay's own close (1009, 1002, echo) */
-    if (!sent && !ws->close_code) metrics_count_close(0);
+    int sent = ws->close_code;
+    if (!sent && wslay_event_get_close_sent(ws->ctx) && !rcvd) sent = wslay_event_get_status_code_sent(ws->ctx);
+    if (!(ws->close_code && ws->close_queued)) metrics_count_close(ws->close_code ? 0 : sent);
     if (ws->h->on_closed) ws->h->on_closed(ws->hctx, sent, rcvd);
     queue_free(ws);
     wslay_event_context_free(ws->ctx);
@@ -235,13 +238,21 @@ int ws_send_text(struct ws_conn *ws, const char *p, size_t n, int droppable) {
         metrics.partials_dropped++;
         overflow = 1;
     }
+    /* Nothing left to drop and still over: only finals, errors and events
+     * remain. They may pass the soft bounds (they are never dropped), but not
+     * twice them: a peer that reads nothing and keeps provoking answers is
+     * too slow. */
+    if (ws->q_bytes + n > 2 * ws->lim.max_queue_bytes || ws->q_msgs + 1 > 2 * ws->lim.max_queue_msgs) {
+        ws_close(ws, 1008, "client too slow", 0);
+        return ASR_EIO;
+    }
     if (overflow) {
         if (++ws->overflows >= ws->lim.slow_client_threshold) {
             ws_close(ws, 1008, "client too slow", 0);
             return ASR_EIO;
         }
-    } else if (ws->q_msgs == 0) {
-        ws->overflows = 0;
+    } else {
+        ws->overflows = 0; /* the queue had room: the run of overflows is over */
     }
     if (droppable && (n > ws->lim.max_queue_bytes || ws->q_msgs + 1 > ws->lim.max_queue_msgs)) {
         metrics.partials_dropped++;

@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,8 +44,9 @@
 #define STREAM_PATH       "/v1/transcribe/stream"
 #define SAMPLE_RATE       16000
 #define RING              128          /* chunks in flight remembered per session */
-#define SLOW_RCVBUF       4096         /* SO_RCVBUF of slow readers, bytes */
-#define MAX_WQ_BYTES      (1u << 20)   /* unsent bytes per session before chunks are skipped */
+#define SLOW_RCVBUF       16384        /* default SO_RCVBUF of slow readers, bytes */
+#define MAX_WQ_BYTES      (256u << 10) /* unsent bytes per session before chunks are held back */
+#define STALL_BYTES       (64u << 10)  /* unsent bytes that mark a session stalled */
 #define SPAWN_EVERY_MS    10
 #define SPAWN_BATCH       256          /* connects started per spawner wake-up */
 #define REST_TIMEOUT_NS   (30ull * 1000000000ull)
@@ -64,6 +67,7 @@ static struct cfg {
     struct sockaddr_storage addr;       /* resolved loopback address */
     char     api_key[256];
     char     json_out[512], svg_out[512];
+    unsigned slow_rcvbuf;               /* SO_RCVBUF of slow readers, 0 = kernel default */
     int      quiet;
 } C;
 
@@ -124,6 +128,7 @@ struct sess {
     unsigned    close_code;
     int         counted_open;           /* got `session`: counts in the results */
     int         lost_streaming;         /* connection ended before our `stop` */
+    int         stalled;                /* unsent bytes passed STALL_BYTES: server not reading */
 };
 
 struct rest_client {
@@ -233,6 +238,8 @@ static void usage(FILE *f) {
         "  --json FILE             write the machine-readable result          default none\n"
         "  --svg FILE              write a latency chart                      default none\n"
         "  --slow-fraction F       slow-readers: share of sessions that never read  default 0.1\n"
+        "  --slow-rcvbuf BYTES     slow-readers: their SO_RCVBUF, 0 = kernel default  default 16384\n"
+        "                          (below ~8192 loopback TCP stalls the client's own sends)\n"
         "  --capacity-start N      capacity: sessions of the first step       default 500\n"
         "  --capacity-step N       capacity: sessions added per step          default 500\n"
         "  --capacity-max N        capacity: largest step                     default 10000\n"
@@ -344,9 +351,10 @@ static void parse_args(int argc, char **argv) {
     o->connect_timeout_s = 10;
     o->grace_s = 10;
     int wav_given = 0;
+    C.slow_rcvbuf = SLOW_RCVBUF;
     enum { O_URL = 256, O_SC, O_SESS, O_RAMP, O_DUR, O_CHUNK, O_MODE, O_WAV, O_TONE, O_JSON, O_SVG, O_SLOW,
            O_CSTART, O_CSTEP, O_CMAX, O_P99, O_MOCK, O_RESTC, O_CHURN, O_BURST, O_CTO, O_GRACE, O_KEY,
-           O_QUIET, O_HELP };
+           O_QUIET, O_HELP, O_RCVBUF };
     static const struct option lo[] = {
         {"url", 1, 0, O_URL}, {"scenario", 1, 0, O_SC}, {"sessions", 1, 0, O_SESS}, {"ramp", 1, 0, O_RAMP},
         {"duration", 1, 0, O_DUR}, {"chunk-ms", 1, 0, O_CHUNK}, {"mode", 1, 0, O_MODE}, {"wav", 1, 0, O_WAV},
@@ -355,7 +363,7 @@ static void parse_args(int argc, char **argv) {
         {"p99-threshold-ms", 1, 0, O_P99}, {"mock-latency-ms", 1, 0, O_MOCK},
         {"rest-concurrency", 1, 0, O_RESTC}, {"churn-life", 1, 0, O_CHURN}, {"max-burst", 1, 0, O_BURST},
         {"connect-timeout", 1, 0, O_CTO}, {"grace", 1, 0, O_GRACE}, {"api-key", 1, 0, O_KEY},
-        {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"slow-rcvbuf", 1, 0, O_RCVBUF}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
@@ -401,6 +409,7 @@ static void parse_args(int argc, char **argv) {
         case O_GRACE: o->grace_s = opt_num("grace", optarg, 0.5, 30); break;
         case O_KEY: snprintf(C.api_key, sizeof C.api_key, "%s", optarg); break;
         case O_QUIET: C.quiet = 1; break;
+        case O_RCVBUF: C.slow_rcvbuf = opt_uint("slow-rcvbuf", optarg, 0, 1u << 24); break;
         case 'h': case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -668,6 +677,7 @@ static int sess_write(struct sess *s, const void *p, size_t n) {
         return r;
     }
     s->wq_bytes += n;
+    if (s->wq_bytes > STALL_BYTES) s->stalled = 1;
     return 0;
 }
 
@@ -789,7 +799,7 @@ static void sess_service(struct sess *s, uint64_t now) {
         size_t ci = (size_t)(slot % AU.nchunks);
         if (s->wq_bytes > MAX_WQ_BYTES) {
             /* The socket does not drain: sending more would only queue here. */
-            A.ph.run.chunks_skipped++;
+            A.ph.run.chunks_blocked++;
             continue;
         }
         uint64_t seq = ++s->seq;
@@ -1050,6 +1060,7 @@ static void sess_end(struct sess *s) {
         loadstat_counts_add(&run->close_codes, code, 1);
         if (s->got_final && s->got_close && s->close_code == 1000) run->sessions_completed++;
         if (s->slow && (s->lost_streaming || (s->got_close && s->close_code == 1008))) run->slow_closed++;
+        if (s->stalled) run->sessions_stalled++;
     }
     loadstat_heap_remove(&A.heap, &s->hn);
     s->st = ST_ENDED;
@@ -1112,8 +1123,10 @@ static void sess_start(void) {
     uv_tcp_nodelay(&s->tcp, 1);
     if (s->slow) {
         uv_os_fd_t fd;
-        int sz = SLOW_RCVBUF;
-        if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        int sz;
+        sz = (int)C.slow_rcvbuf;
+        if (sz > 0 && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     }
     r = uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&C.addr, on_sess_connect);
     if (r != 0) sess_fail(s, uv_err_name(r));
@@ -1359,6 +1372,9 @@ static void judge_step(struct loadstat_run *r) {
     else if (r->chunks_skipped)
         snprintf(r->verdict, sizeof r->verdict, "client saturated: %llu chunks skipped",
                  (unsigned long long)r->chunks_skipped);
+    else if (r->sessions_stalled)
+        snprintf(r->verdict, sizeof r->verdict, "%llu sessions stalled (server not reading)",
+                 (unsigned long long)r->sessions_stalled);
     else if (r->added.p99 > C.o.p99_threshold_ms)
         snprintf(r->verdict, sizeof r->verdict, "p99 added %.2f ms > %.2f ms", r->added.p99, C.o.p99_threshold_ms);
     else if (r->sessions_opened < r->sessions_target)
@@ -1377,11 +1393,13 @@ static void phase_finish_cb(uv_timer_t *t) {
     getrusage(RUSAGE_SELF, &ru1);
     uv_timer_stop(&A.phase_timer);
     r->sessions_target = ph->target;
-    r->wall_s = (double)(now_ns() - ph->t_start) / 1e9;
+    uint64_t now = now_ns();
+    r->wall_s = (double)(now - ph->t_start) / 1e9;
+    r->stream_s = (double)((ph->t_stop < now ? ph->t_stop : now) - ph->t_start) / 1e9;
     r->client_cpu_s = rusage_cpu(&ru1) - rusage_cpu(&ph->ru0);
     r->client_cpu_pct = r->wall_s > 0 ? 100.0 * r->client_cpu_s / r->wall_s : 0;
-    r->chunk_rate = r->wall_s > 0 ? (double)r->chunks_sent / r->wall_s : 0;
-    r->answer_rate = r->wall_s > 0 ? (double)(C.sc == SC_REST ? r->requests : r->answers) / r->wall_s : 0;
+    r->chunk_rate = r->stream_s > 0 ? (double)r->chunks_sent / r->stream_s : 0;
+    r->answer_rate = r->stream_s > 0 ? (double)(C.sc == SC_REST ? r->requests : r->answers) / r->stream_s : 0;
     loadstat_hist_summary(&ph->lat, &r->latency);
     loadstat_hist_summary(&ph->added, &r->added);
     fetch_metrics(&r->server_after);
@@ -1435,9 +1453,21 @@ static void tick_cb(uv_timer_t *t) {
     uint64_t now = now_ns();
     struct phase *ph = &A.ph;
     if (ph->finishing || A.done) return;
-    /* Timeouts of individual states. */
+    /* Timeouts of individual states, and stalls: unsent bytes in libuv's
+     * queue plus the kernel's send queue (SIOCOUTQ) past STALL_BYTES mean
+     * the server stopped reading this connection. */
+    unsigned stalled_now = 0;
     for (unsigned i = 0; i < A.nsess; i++) {
         struct sess *s = &A.sess[i];
+        if (s->st == ST_STREAMING || s->st == ST_STOPPING) {
+            uv_os_fd_t fd;
+            int outq = 0;
+            if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+                (size_t)outq + s->wq_bytes > STALL_BYTES) {
+                s->stalled = 1;
+                stalled_now++;
+            }
+        }
         if (s->st == ST_IDLE || s->st == ST_ENDED || !s->deadline || now < s->deadline) continue;
         if (s->st < ST_STREAMING) sess_fail(s, "timeout");
         else sess_end(s);
@@ -1472,11 +1502,11 @@ static void tick_cb(uv_timer_t *t) {
     else
         fprintf(stderr,
                 "[%6.1fs] open %u  chunks/s %llu  answers/s %llu  p99 %.1f ms (added %.1f)  errors %llu  "
-                "connect-fail %llu%s\n",
+                "connect-fail %llu  stalled %u%s\n",
                 pt.t_s, streaming, (unsigned long long)d_chunks, (unsigned long long)d_ans,
                 (double)loadstat_hist_percentile(&ph->lat, 99) / 1000.0,
                 (double)loadstat_hist_percentile(&ph->added, 99) / 1000.0, (unsigned long long)errs,
-                (unsigned long long)r->connect_failures, ph->stopping ? "  (stopping)" : "");
+                (unsigned long long)r->connect_failures, stalled_now, ph->stopping ? "  (stopping)" : "");
 }
 
 static void sigint_cb(uv_signal_t *h, int sig) {
@@ -1568,11 +1598,15 @@ static void print_report(void) {
                (unsigned long long)t->sessions_opened, (unsigned long long)t->sessions_completed,
                (unsigned long long)t->connect_failures);
         if (t->connect_errors.len) print_counts("connect errs", &t->connect_errors);
-        printf("%-14ssent %llu (%.1f/s)  skipped %llu  answers %llu (%.1f/s)  missing %llu  out of order %llu  "
-               "unmatched %llu  finals %llu\n",
-               "chunks", (unsigned long long)t->chunks_sent, t->chunk_rate, (unsigned long long)t->chunks_skipped,
+        printf("%-14ssent %llu (%.1f/s)  skipped (client late) %llu  held back (socket full) %llu\n", "chunks",
+               (unsigned long long)t->chunks_sent, t->chunk_rate, (unsigned long long)t->chunks_skipped,
+               (unsigned long long)t->chunks_blocked);
+        printf("%-14s%llu (%.1f/s)  missing %llu  out of order %llu  unmatched %llu  finals %llu\n", "answers",
                (unsigned long long)t->answers, t->answer_rate, (unsigned long long)t->missing,
                (unsigned long long)t->out_of_order, (unsigned long long)t->unmatched, (unsigned long long)t->finals);
+        if (t->sessions_stalled)
+            printf("%-14s%llu sessions had > %u KiB unsent (the server stopped reading them)\n", "stalled",
+                   (unsigned long long)t->sessions_stalled, STALL_BYTES >> 10);
         print_pct("latency ms", &t->latency);
         print_pct("added ms", &t->added);
         print_counts("errors", &t->errors);
@@ -1581,8 +1615,8 @@ static void print_report(void) {
             printf("%-14s%llu slow sessions, %llu closed by the server (write error, EOF or 1008)\n", "slow readers",
                    (unsigned long long)t->slow_sessions, (unsigned long long)t->slow_closed);
     }
-    printf("%-14s%.2f s CPU over %.1f s wall (%.1f %% of one core)\n", "client", t->client_cpu_s, t->wall_s,
-           t->client_cpu_pct);
+    printf("%-14s%.2f s CPU over %.1f s wall (%.1f %% of one core); %.1f s of streaming\n", "client",
+           t->client_cpu_s, t->wall_s, t->client_cpu_pct, t->stream_s);
     if (C.sc == SC_CAPACITY && A.res.n_steps) {
         struct loadstat_run both = *t;
         both.server_before = A.res.steps[0].server_before;

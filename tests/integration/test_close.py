@@ -246,3 +246,29 @@ def test_close_1011():
                          "worker in v1: limits known before the upgrade answer 503")
 def test_close_1013():
     pass
+
+
+def test_sigterm_with_idle_keepalive_connection(start_server):
+    """Draining: /v1/health answers 503 "draining" (or the idle connection is
+    closed), and an idle keep-alive HTTP client does not hold the process:
+    it exits 0 within a few seconds, well inside the 10 s a supervisor (and
+    this harness) waits."""
+    srv = start_server()
+    with h.RawConn(srv.port) as c:
+        c.send(h.build_request("GET", "/v1/health"))
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        srv.terminate()
+        time.sleep(0.2)
+        try:
+            c.send(h.build_request("GET", "/v1/health"))
+            r = c.read_response()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            r = None
+        if r is not None:
+            assert r.status == 503, r
+            assert r.json()["status"] == "draining", r
+        rc = srv.wait(10)
+        took = time.monotonic() - t0
+    assert rc == 0, rc
+    assert took < 5, "SIGTERM to exit took %.1f s with one idle keep-alive connection" % took

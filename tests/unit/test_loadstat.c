@@ -448,6 +448,9 @@ static void fill_run(struct loadstat_run *r, unsigned seed) {
     memset(r, 0, sizeof *r);
     r->sessions_target = 200 + seed;
     r->wall_s = 10.25 + seed;
+    r->stream_s = 10 + seed;
+    r->chunks_blocked = 5;
+    r->sessions_stalled = 2;
     r->sessions_opened = 199;
     r->sessions_completed = 198;
     r->connect_failures = 1;
@@ -522,6 +525,9 @@ TEST(loadstat_result_json_round_trip) {
     ASSERT_NEAR(back.opts.ramp_s, 2.5, 0);
     ASSERT_EQ_INT(back.total.chunks_sent, 19900);
     ASSERT_EQ_INT(back.total.unmatched, 1);
+    ASSERT_EQ_INT(back.total.chunks_blocked, 5);
+    ASSERT_EQ_INT(back.total.sessions_stalled, 2);
+    ASSERT_NEAR(back.total.stream_s, 10, 0);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.errors, "RATE_LIMITED"), 10);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.close_codes, "1000"), 198);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.connect_errors, "http_503"), 1);
@@ -547,6 +553,7 @@ TEST(loadstat_result_json_round_trip) {
     ASSERT_EQ_INT(json_integer_value(json_object_get(d, "chunks_total")), 19900);
     ASSERT_EQ_INT(json_integer_value(json_object_get(d, "rss_bytes")), 7000000);
     json_decref(doc);
+    loadstat_result_cleanup(&back);
     ASSERT_EQ_INT(loadstat_result_from_json("{\"x\":1}", 7, &back), ASR_EINVAL);
     ASSERT_EQ_INT(loadstat_result_from_json("nope", 4, &back), ASR_EINVAL);
     loadstat_result_cleanup(&back);
@@ -564,7 +571,9 @@ TEST(loadstat_run_merge_sums) {
     ASSERT_EQ_INT(a.chunks_sent, 2 * 19900);
     ASSERT_EQ_INT(loadstat_counts_get(&a.close_codes, "1000"), 2 * 198);
     ASSERT_NEAR(a.wall_s, 20.5, 1e-12);
-    ASSERT_NEAR(a.chunk_rate, 2 * 19900 / 20.5, 1e-9);
+    ASSERT_NEAR(a.stream_s, 20, 1e-12);
+    ASSERT_NEAR(a.chunk_rate, 2 * 19900 / 20.0, 1e-9);
+    ASSERT_EQ_INT(a.sessions_stalled, 4);
     ASSERT_EQ_INT(a.sessions_target, 200);
     ASSERT_EQ_INT(a.server_before.chunks_total, 10);
 }

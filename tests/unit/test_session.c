@@ -308,3 +308,27 @@ TEST(session_footprint_is_small) {
     ASSERT(f < 8192);
     sess_destroy(s);
 }
+
+/* Speech that starts inside a frame which straddles two chunks: the event
+ * names the chunk holding its offset, and comes before that chunk's partial. */
+TEST(session_speech_started_names_the_chunk_holding_its_offset) {
+    setup(20, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    static int16_t pcm[16000];
+    synth_voiced(pcm + 1000, 15000, 16000, 0);   /* speech from 62.5 ms */
+    /* 40 ms chunks: the 30 ms frame 60..90 ms starts in chunk 2 (40..80) and
+     * is completed, so classified, by chunk 3's audio. */
+    for (int i = 0; i < 10; i++) sess_chunk(s, (const uint8_t *)(pcm + i * 640), 1280, 0, 0, 0, 0);
+    run();
+    int found = 0;
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'S') {
+            found = 1;
+            uint64_t seq = evs[i].seq;
+            printf("  speech_started seq %llu offset %llu\n", (unsigned long long)seq, (unsigned long long)evs[i].a);
+            ASSERT((seq - 1) * 40 <= evs[i].a && evs[i].a < seq * 40);
+            ASSERT(i + 1 < n_evs && evs[i + 1].kind == 'P' && evs[i + 1].seq == seq);
+        }
+    ASSERT(found);
+    sess_destroy(s);
+}

@@ -29,7 +29,7 @@ function freePort() {
 
 function get(url) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 1000 }, (res) => {
+    const req = http.get(url, { timeout: 1000, agent: false }, (res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
       res.on('end', () => resolve({ status: res.statusCode, body }));
@@ -40,6 +40,15 @@ function get(url) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves like p, or rejects after ms; the timer never outlives p.
+function withTimeout(p, ms, what) {
+  let t;
+  const timer = new Promise((_, reject) => {
+    t = setTimeout(() => reject(new Error(`timeout (${ms} ms): ${what}`)), ms);
+  });
+  return Promise.race([p, timer]).finally(() => clearTimeout(t));
+}
 
 async function startServer() {
   const port = await freePort();
@@ -70,13 +79,16 @@ async function startServer() {
 }
 
 async function stopServer(srv) {
+  const t0 = Date.now();
   srv.proc.kill('SIGTERM');
-  const timer = sleep(10000).then(() => 'timeout');
-  const r = await Promise.race([srv.exited, timer]);
-  if (r === 'timeout') {
+  let r;
+  try {
+    r = await withTimeout(srv.exited, 10000, 'asrd exit after SIGTERM');
+  } catch (e) {
     srv.proc.kill('SIGKILL');
-    throw new Error('asrd did not exit within 10 s of SIGTERM');
+    throw e;
   }
+  if (process.env.ASRD_DEBUG) console.log(`stop took ${Date.now() - t0} ms`);
   for (const m of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer']) {
     assert.ok(!srv.stderr().includes(m), `server stderr has ${m}:\n${srv.stderr()}`);
   }
@@ -111,7 +123,9 @@ test('ws client: full binary streaming session', { timeout: 60000 }, async () =>
       onMsg = () => { if (pred()) { clearTimeout(t); onMsg = () => {}; resolve(); } };
       onMsg();
     });
-    await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+    await withTimeout(new Promise((resolve, reject) => {
+      ws.on('open', resolve); ws.on('error', reject);
+    }), 10000, 'WebSocket open');
     await waitFor(() => msgs.length >= 1, 10000, 'session');
     const s = msgs[0];
     assert.equal(s.type, 'session');
@@ -129,8 +143,7 @@ test('ws client: full binary streaming session', { timeout: 60000 }, async () =>
     await waitFor(() => count('partial') >= n && count('final') >= 1, 30000, 'partials and final');
     const before = msgs.length;
     ws.send(JSON.stringify({ type: 'stop' }));
-    const { code, reason } = await Promise.race([
-      closed, sleep(15000).then(() => { throw new Error('no close within 15 s'); })]);
+    const { code, reason } = await withTimeout(closed, 15000, 'close after stop');
     assert.equal(code, 1000, `close ${code} ${reason}`);
 
     const partials = msgs.filter((m) => m.type === 'partial');
