@@ -520,7 +520,7 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
     X(churn_life_s) X(connect_timeout_s) X(grace_s)
 
 #define RUN_U64(X) X(sessions_opened) X(sessions_completed) X(connect_failures) X(chunks_sent) \
-    X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(finals) X(missing) X(out_of_order) X(unmatched) X(slow_sessions) \
+    X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(finals) X(missing) X(out_of_order) X(unmatched) X(slow_sessions) X(slow_chunks) \
     X(slow_closed) X(requests) X(request_failures)
 #define RUN_DBL(X) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
 #define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status)

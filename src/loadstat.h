@@ -224,6 +224,7 @@ struct loadstat_run {
     struct loadstat_pct latency;      /* answer receive - chunk send */
     struct loadstat_pct added;        /* latency - mock latency, floored at 0 */
     uint64_t slow_sessions;           /* slow-readers: sessions that never read */
+    uint64_t slow_chunks;             /* ... chunks they sent (in chunks_sent, answers not measured) */
     uint64_t slow_closed;             /* ... that the server closed during the run */
     uint64_t requests;                /* rest: responses received */
     uint64_t request_failures;        /* rest: non-200, connect or timeout */

@@ -757,6 +757,14 @@ static int sess_pump(struct sess *s) {
  * our close reply has left. */
 static void sess_check_closed(struct sess *s) {
     if (!s->ctx || s->st == ST_ENDED) return;
+    if (s->st == ST_OPEN && s->got_close) {
+        /* Closed before the `session` message: a limit found after the
+         * upgrade (1013, PROTOCOL.md) or a refusal. */
+        char why[32];
+        snprintf(why, sizeof why, "close_%u", s->close_code);
+        sess_fail(s, why);
+        return;
+    }
     if (wslay_event_get_close_received(s->ctx) && !wslay_event_want_write(s->ctx)) {
         if (s->wq_bytes == 0) sess_end(s);
         else s->close_after_write = 1;
@@ -806,6 +814,7 @@ static void sess_service(struct sess *s, uint64_t now) {
         s->ring[seq % RING].seq = seq;
         s->ring[seq % RING].t_ns = now_ns();
         A.ph.run.chunks_sent++;
+        if (s->slow) A.ph.run.slow_chunks++;
         if (C.json_mode) {
             A.scratch.len = 0;
             buf_printf(&A.scratch, "{\"type\":\"audio_chunk\",\"data\":\"%s\",\"sequence\":%llu}", AU.b64[ci],
@@ -1074,11 +1083,14 @@ static void sess_end(struct sess *s) {
     }
 }
 
-/* A connect, upgrade or `session` that did not happen. */
+/* A connect, upgrade or `session` that did not happen. why NULL: cancelled
+ * by the end of the phase, not counted. */
 static void sess_fail(struct sess *s, const char *why) {
     if (s->st == ST_ENDED || s->st == ST_IDLE) return;
-    A.ph.run.connect_failures++;
-    loadstat_counts_add(&A.ph.run.connect_errors, why, 1);
+    if (why) {
+        A.ph.run.connect_failures++;
+        loadstat_counts_add(&A.ph.run.connect_errors, why, 1);
+    }
     s->counted_open = 0;
     sess_end(s);
 }
@@ -1306,8 +1318,9 @@ static void phase_stop(void) {
     uv_timer_stop(&A.spawner);
     for (unsigned i = 0; i < A.nsess; i++) {
         struct sess *s = &A.sess[i];
-        /* Sessions still connecting will never stream now. */
-        if (s->st == ST_CONNECTING || s->st == ST_HANDSHAKE) sess_fail(s, "phase_ended");
+        /* Sessions still connecting will never stream now (churn replaces
+         * sessions up to the end): cancelled, not failures. */
+        if (s->st == ST_CONNECTING || s->st == ST_HANDSHAKE) sess_fail(s, NULL);
     }
     if (A.rest)
         for (unsigned i = 0; i < C.o.rest_concurrency; i++)
@@ -1581,8 +1594,10 @@ static void print_report(void) {
                    (unsigned long long)loadstat_counts_sum(&r->errors), (unsigned long long)r->missing,
                    (unsigned long long)r->connect_failures, r->client_cpu_pct, r->verdict);
         }
-        printf("\ncapacity      %u sessions held (p99 added <= %.2f ms, no errors, nothing missing)\n\n",
-               A.res.capacity_sessions, C.o.p99_threshold_ms);
+        printf("\ncapacity      %u sessions held (p99 added <= %.2f ms, no errors, nothing missing)%s\n\n",
+               A.res.capacity_sessions, C.o.p99_threshold_ms,
+               A.res.n_steps && A.res.steps[A.res.n_steps - 1].held ? "; the largest step asked for held, "
+                                                                      "raise --capacity-max to find the limit" : "");
         printf("all steps:\n");
     } else {
         printf("\n");
@@ -1612,8 +1627,9 @@ static void print_report(void) {
         print_counts("errors", &t->errors);
         print_counts("close codes", &t->close_codes);
         if (C.sc == SC_SLOW)
-            printf("%-14s%llu slow sessions, %llu closed by the server (write error, EOF or 1008)\n", "slow readers",
-                   (unsigned long long)t->slow_sessions, (unsigned long long)t->slow_closed);
+            printf("%-14s%llu slow sessions sent %llu chunks (answers not measured); %llu closed by the server "
+                   "(write error, EOF or 1008)\n", "slow readers", (unsigned long long)t->slow_sessions,
+                   (unsigned long long)t->slow_chunks, (unsigned long long)t->slow_closed);
     }
     printf("%-14s%.2f s CPU over %.1f s wall (%.1f %% of one core); %.1f s of streaming\n", "client",
            t->client_cpu_s, t->wall_s, t->client_cpu_pct, t->stream_s);
