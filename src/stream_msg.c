@@ -11,7 +11,55 @@ static int invalid(struct stream_msg *out, const char *why) {
     return ASR_E_INVALID_MESSAGE;
 }
 
-static int decode_audio(json_t *msg, struct buf *scratch, struct stream_msg *out) {
+/* Performance (docs/BENCHMARKS.md): jansson lexes strings a byte at a time
+ * into a growing buffer, which for a 4 KB+ base64 `data` value costs more
+ * than everything else a chunk does. find_data_span() finds the top-level
+ * "data" member's string value when it holds no escapes, so the message is
+ * parsed by jansson with that value blanked out, and the base64 is decoded
+ * straight from the original bytes. Anything unusual (escapes, a non-string
+ * value, odd nesting) is left to jansson alone. */
+static int find_data_span(const char *p, size_t n, size_t *vs, size_t *ve) {
+    int depth = 0, expect_key = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '"') {
+            size_t j = i + 1;
+            int esc = 0;
+            while (j < n && p[j] != '"') {
+                if (p[j] == '\\') { esc = 1; j++; }
+                j++;
+            }
+            if (j >= n) return 0;
+            int is_data_key = depth == 1 && expect_key && !esc && j - i - 1 == 4 && memcmp(p + i + 1, "data", 4) == 0;
+            if (depth == 1 && expect_key) expect_key = 0;
+            i = j;
+            if (is_data_key) {
+                size_t k = j + 1;
+                while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\n' || p[k] == '\r')) k++;
+                if (k >= n || p[k] != ':') return 0;
+                k++;
+                while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\n' || p[k] == '\r')) k++;
+                if (k >= n || p[k] != '"') return 0;
+                const char *q = memchr(p + k + 1, '"', n - k - 1);
+                if (!q || memchr(p + k + 1, '\\', (size_t)(q - p) - k - 1)) return 0;
+                size_t e = (size_t)(q - p);
+                *vs = k + 1;
+                *ve = e;
+                return 1;
+            }
+            continue;
+        }
+        if (c == '{' || c == '[') { depth++; expect_key = c == '{' && depth == 1; }
+        else if (c == '}' || c == ']') depth--;
+        else if (c == ',' && depth == 1) expect_key = 1;
+    }
+    return 0;
+}
+
+static struct buf blanked_;  /* the message with its data value blanked; loop thread only */
+
+static int decode_audio(json_t *msg, const char *span, size_t span_len, struct buf *scratch,
+                        struct stream_msg *out) {
     json_t *data = json_object_get(msg, "data");
     json_t *seq = json_object_get(msg, "sequence");
     if (!json_is_string(data)) return invalid(out, "audio_chunk needs \"data\": a base64 string");
@@ -21,8 +69,8 @@ static int decode_audio(json_t *msg, struct buf *scratch, struct stream_msg *out
         out->has_seq = 1;
         out->seq = (uint64_t)json_integer_value(seq);
     }
-    const char *b64 = json_string_value(data);
-    size_t b64len = json_string_length(data), bin_len = 0;
+    const char *b64 = span ? span : json_string_value(data);
+    size_t b64len = span ? span_len : json_string_length(data), bin_len = 0;
     buf_reset(scratch);
     if (buf_reserve(scratch, b64len / 4 * 3 + 3) != 0 ||
         sodium_base642bin((unsigned char *)scratch->data, scratch->cap, b64, b64len, NULL, &bin_len, NULL,
@@ -38,7 +86,17 @@ static int decode_audio(json_t *msg, struct buf *scratch, struct stream_msg *out
 int stream_msg_decode(const uint8_t *p, size_t n, struct buf *scratch, struct stream_msg *out) {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
-    json_t *msg = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
+    const char *text = (const char *)p, *span = NULL;
+    size_t vs = 0, ve = 0;
+    if (n > 256 && find_data_span(text, n, &vs, &ve)) {
+        buf_reset(&blanked_);
+        if (buf_append(&blanked_, text, vs) == 0 && buf_append(&blanked_, text + ve, n - ve) == 0) {
+            span = text + vs;
+            text = blanked_.data;
+            n = blanked_.len;
+        }
+    }
+    json_t *msg = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
     int r;
     if (!msg) return invalid(out, "message is not valid JSON");
     if (!json_is_object(msg)) r = invalid(out, "a message must be a JSON object");
@@ -47,7 +105,7 @@ int stream_msg_decode(const uint8_t *p, size_t n, struct buf *scratch, struct st
         if (!type) r = invalid(out, "message needs a string \"type\"");
         else if (strcmp(type, "audio_chunk") == 0) {
             out->type = MSG_AUDIO_CHUNK;
-            r = decode_audio(msg, scratch, out);
+            r = decode_audio(msg, span, ve - vs, scratch, out);
         } else if (strcmp(type, "stop") == 0) { out->type = MSG_STOP; r = 0; }
         else if (strcmp(type, "finalize") == 0) { out->type = MSG_FINALIZE; r = 0; }
         else if (strcmp(type, "keepalive") == 0) { out->type = MSG_KEEPALIVE; r = 0; }

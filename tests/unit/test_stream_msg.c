@@ -3,6 +3,8 @@
 #include "err.h"
 #include "stream_msg.h"
 
+#include <sodium.h>
+
 static int dec(const char *s, struct stream_msg *m) {
     static struct buf scratch;
     return stream_msg_decode((const uint8_t *)s, strlen(s), &scratch, m);
@@ -65,4 +67,43 @@ TEST(stream_msg_deep_nesting_is_refused_not_crashing) {
     deep[n] = 0;
     struct stream_msg m;
     ASSERT_EQ_INT(dec(deep, &m), ASR_E_INVALID_MESSAGE);
+}
+
+/* Long messages take the fast path that decodes `data` in place; it must
+ * agree with jansson on everything. */
+TEST(stream_msg_fast_path_agrees_with_jansson) {
+    static char msg[20000];
+    char b64[8000];
+    unsigned char raw[3000];
+    for (int i = 0; i < 3000; i++) raw[i] = (unsigned char)(i * 7);
+    sodium_bin2base64(b64, sizeof b64, raw, 3000, sodium_base64_VARIANT_ORIGINAL);
+    struct stream_msg m;
+    /* plain, with extra members before and after, and a nested "data" decoy */
+    snprintf(msg, sizeof msg, "{\"meta\":{\"data\":\"decoy\"},\"type\":\"audio_chunk\", \"data\" : \"%s\",\"sequence\":3}", b64);
+    ASSERT_EQ_INT(dec(msg, &m), 0);
+    ASSERT_EQ_INT(m.audio_len, 3000);
+    ASSERT(memcmp(m.audio, raw, 3000) == 0);
+    ASSERT_EQ_INT(m.seq, 3);
+    /* an escaped slash is valid JSON: falls back to jansson, same bytes */
+    char *slash = strchr(b64, '/');
+    if (slash) {
+        char esc[8200];
+        size_t pre = (size_t)(slash - b64);
+        snprintf(esc, sizeof esc, "%.*s\\/%s", (int)pre, b64, slash + 1);
+        snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"%s\"}", esc);
+        ASSERT_EQ_INT(dec(msg, &m), 0);
+        ASSERT_EQ_INT(m.audio_len, 3000);
+        ASSERT(memcmp(m.audio, raw, 3000) == 0);
+    }
+    /* duplicate data members are refused */
+    snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"%s\",\"data\":\"AAAA\"}", b64);
+    ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
+    /* broken JSON around a valid data value is refused */
+    snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"%s\",}", b64);
+    ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
+    snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"%s\"", b64);
+    ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
+    /* a long message whose data is not a string */
+    snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"pad\":\"%s\",\"data\":5}", b64);
+    ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
 }
