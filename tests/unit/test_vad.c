@@ -5,6 +5,7 @@
  * silence is digital zeros, so the expected events are exact. */
 #define _GNU_SOURCE
 #include "test.h"
+#include "synth.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -30,24 +31,6 @@ int WebRtcVad_Process(void *inst, int fs, const int16_t *frame, size_t len) {
 static const unsigned rates[] = {8000, 16000, 32000, 48000};
 static const unsigned frames[] = {10, 20, 30};
 
-/* Fills out[0..n) with voiced synthetic speech starting at stream time t0 (s). */
-static void synth_speech(int16_t *out, size_t n, unsigned rate, double t0) {
-    for (size_t i = 0; i < n; i++) {
-        double t = t0 + (double)i / rate;
-        double f0 = 120.0 + 20.0 * sin(2 * M_PI * 1.5 * t);
-        double s = 0;
-        for (int h = 1; h <= 30; h++) {
-            double f = f0 * h;
-            if (f > 3800) break;
-            double g = 1.0 / h;
-            if (fabs(f - 700) < 200 || fabs(f - 1200) < 250) g *= 3;
-            s += g * sin(2 * M_PI * f * t + h);
-        }
-        s *= 0.6 + 0.4 * sin(2 * M_PI * 4 * t);
-        out[i] = (int16_t)lrint(s * 3000);
-    }
-}
-
 /* Zeros for lead_ms, speech for speech_ms, zeros for tail_ms. Caller frees. */
 static int16_t *make_signal(unsigned rate, unsigned lead_ms, unsigned speech_ms,
                             unsigned tail_ms, size_t *n) {
@@ -55,7 +38,7 @@ static int16_t *make_signal(unsigned rate, unsigned lead_ms, unsigned speech_ms,
     *n = (size_t)rate * (lead_ms + speech_ms + tail_ms) / 1000;
     int16_t *pcm = calloc(*n, sizeof(int16_t));
     ASSERT(pcm != NULL);
-    synth_speech(pcm + lead, sp, rate, (double)lead_ms / 1000);
+    synth_voiced(pcm + lead, sp, rate, (double)lead_ms / 1000);
     return pcm;
 }
 
@@ -135,7 +118,7 @@ TEST(vad_zeros_never_reach_classifier) {
     ASSERT_EQ_INT(got, 0);
     ASSERT_EQ_INT(webrtc_calls, 0);
     /* Speech does reach it, one call per frame. */
-    synth_speech(pcm, 4800, 16000, 0);
+    synth_voiced(pcm, 4800, 16000, 0);
     ASSERT_EQ_INT(vad_feed(v, pcm, 4800, ev, EV_MAX, &got), 0);
     ASSERT_EQ_INT(webrtc_calls, 10);
     ASSERT_EQ_INT(got, 1);
@@ -334,7 +317,7 @@ TEST(vad_end_utterance_forces_end) {
 
     /* 300 ms speech plus 100 samples of the next frame (kept as remainder). */
     int16_t pcm[4900];
-    synth_speech(pcm, 4900, 16000, 0);
+    synth_voiced(pcm, 4900, 16000, 0);
     ASSERT_EQ_INT(vad_feed(v, pcm, 4900, ev, EV_MAX, &got), 0);
     ASSERT_EQ_INT(got, 1);
     ASSERT_EQ_INT(ev[0].offset_ms, 0);
@@ -350,7 +333,7 @@ TEST(vad_end_utterance_forces_end) {
 
     /* The carried 100 samples are still stream audio: speech resumes with a
      * new START at the frame they begin. */
-    synth_speech(pcm, 4900, 16000, 4900.0 / 16000);
+    synth_voiced(pcm, 4900, 16000, 4900.0 / 16000);
     ASSERT_EQ_INT(vad_feed(v, pcm, 4900, ev, EV_MAX, &got), 0);
     ASSERT_EQ_INT(got, 1);
     ASSERT_EQ_INT(ev[0].type, VAD_SPEECH_START);
