@@ -15,8 +15,6 @@ size_t api_stream_count(void);
 /* Drain: every live session gets its final and close 1001; resumable ones
  * are dropped. */
 void api_stream_shutdown(void);
-/* 1 s housekeeping. */
-void api_stream_tick(void);
 
 /* API keys (ASR_API_KEYS): 0 when the request may pass, ASR_E_UNAUTHORIZED
  * otherwise. Keys come from Authorization: Bearer, X-API-Key or ?api_key=. */

@@ -505,7 +505,6 @@ void api_stream_shutdown(void) {
         }
 }
 
-void api_stream_tick(void) {}
 
 int api_check_key(const struct http_req *req) {
     const char *keys = cfg()->api_keys;

@@ -61,7 +61,6 @@ static void on_check(uv_check_t *h) { conn_flush_all(h->data); }
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     metrics_tick();
-    api_stream_tick();
     if (w->draining && uv_now(w->loop) >= w->drain_deadline_ms) {
         struct log_line *l = log_begin(LOG_WARN, "drain timeout");
         if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
