@@ -138,3 +138,26 @@ def test_prometheus_text(server):
         float(m.group(3))
         names.add(m.group(1))
     assert names and all(n.startswith("asrd_") for n in names), sorted(names)
+
+
+def test_prometheus_passes_promtool(start_server):
+    """GET /metrics after real traffic (a stream with errors, a REST call) is
+    accepted by Prometheus' own linter (promtool from Debian's prometheus)."""
+    import shutil, subprocess
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: scripts/deps.sh installs Debian's prometheus package"
+    srv = start_server()
+    wav = open(h.GEN_DIR + "/speech16k.wav", "rb").read()
+    r = requests.post(srv.http + "/v1/transcribe", data=wav, headers={"Content-Type": "audio/wav"}, timeout=30)
+    assert r.status_code == 200, r.text
+
+    async def go():
+        w, _ = await WS.open_session(srv.stream_url)
+        await w.send_bytes(b"\x00" * 3200)
+        await w.send_bytes(b"\x00" * 3)
+        await w.stop()
+    arun(go(), 30)
+    text = requests.get(srv.http + "/metrics", timeout=10).text
+    assert "asrd_chunk_latency_seconds_bucket" in text
+    p = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    assert p.returncode == 0, (p.stdout + p.stderr).decode()
