@@ -185,7 +185,8 @@ int metrics_json(struct buf *b, const char *worker_id) {
         if (name) buf_printf(b, "%s\"%s\":%llu", i ? "," : "", name, (unsigned long long)metrics.close_codes[i]);
         else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)metrics.close_codes[i]);
     }
-    buf_printf(b, "},\"engine\":{\"requests\":%llu,\"errors\":%llu}", (unsigned long long)metrics.engine_requests,
+    buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)metrics.ws_paused);
+    buf_printf(b, ",\"engine\":{\"requests\":%llu,\"errors\":%llu}", (unsigned long long)metrics.engine_requests,
                (unsigned long long)metrics.engine_errors);
     buf_printf(b, ",\"vad\":{\"frames\":%llu,\"speech_frames\":%llu,\"speech_ratio\":%.4f}",
                (unsigned long long)metrics.vad_frames, (unsigned long long)metrics.vad_speech_frames,
@@ -269,6 +270,8 @@ int metrics_prometheus(struct buf *b, const char *w) {
             if (metrics.requests[r][s])
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
                            route_names[r], status_codes[s], (unsigned long long)metrics.requests[r][s]);
+    prom_one(b, "counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", w,
+             (double)metrics.ws_paused);
     prom_one(b, "counter", "engine_requests_total", "Engine requests made.", w, (double)metrics.engine_requests);
     prom_one(b, "counter", "engine_errors_total", "Engine requests that failed.", w, (double)metrics.engine_errors);
     prom_one(b, "gauge", "vad_speech_ratio", "Share of VAD frames classified as speech.", w,

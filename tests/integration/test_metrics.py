@@ -161,3 +161,26 @@ def test_prometheus_passes_promtool(start_server):
     assert "asrd_chunk_latency_seconds_bucket" in text
     p = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     assert p.returncode == 0, (p.stdout + p.stderr).decode()
+
+
+def test_engine_backlog_pauses_reading_losslessly(start_server):
+    """Without ASR_SHED_LOAD, chunks past ASR_MAX_PENDING_CHUNKS are not refused:
+    the socket stops being read (counted as a read pause) and every chunk still
+    gets its partial, in order."""
+    srv = start_server(ASR_MAX_PENDING_CHUNKS=2, ASR_MOCK_LATENCY_MS=200)
+    c = h.silence(100)
+
+    async def go():
+        w, _ = await WS.open_session(srv.stream_url)
+        for _ in range(12):
+            await w.send_bytes(c)
+        msgs = await w.answers(12, 30)
+        await w.stop()
+        return msgs
+    msgs = arun(go(), 60)
+    assert [m["sequence"] for m in msgs] == list(range(1, 13)), h.short(msgs)
+    assert all(m["type"] == "partial" for m in msgs), h.short(msgs)
+    m = srv.metrics()
+    assert h.metric(m, "backpressure.read_pauses") >= 1, m.get("backpressure")
+    assert h.metric(m, "errors.total") == 0, m["errors"]
+    assert "asrd_read_pauses_total" in requests.get(srv.http + "/metrics", timeout=10).text

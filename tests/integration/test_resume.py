@@ -141,3 +141,24 @@ def test_finals_not_sent_again(server):
     assert [m["type"] for m in after] == ["final"], h.short(after)
     assert after[0]["text"] == "", "a final repeated after resume: %r" % after[0]
     assert code == 1000
+
+
+def test_client_close_handshake_ends_the_session(server):
+    """Only a dropped connection is resumable (PROTOCOL.md "Idle timeout and
+    resume"): a session whose client completed a close handshake is gone,
+    whatever code the client used, 1001 ("going away") included."""
+    for code in (1000, 1001, 4000):
+        async def go():
+            w, s = await WS.open_session(server.stream_url)
+            await w.send_bytes(h.silence(100))
+            await w.answers(1)
+            await asyncio.wait_for(w.conn.close(code=code), 6)
+            return s
+        s = arun(go(), 20)
+        deadline = time.monotonic() + 5
+        while True:  # the server frees the connection just after the handshake
+            r = h.raw_upgrade(server.port, "?session_id=" + s["session_id"])
+            if r.status == 404 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        h.assert_json_error(r, 404, "SESSION_NOT_FOUND")
