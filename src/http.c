@@ -271,7 +271,9 @@ static const char *reason(int status) {
 static void process(struct http_conn *hc);
 static void http_free(struct http_conn *hc);
 
-static void finish_request(struct http_conn *hc, int status, int close_after) {
+/* Counts a response and writes its one log line (every request, upgrades
+ * included). */
+static void account_request(struct http_conn *hc, int status) {
     struct http_req *r = &hc->req;
     double ms = (double)(util_now_ns() - r->start_ns) / 1e6;
     metrics_count_request(r->route, status);
@@ -290,6 +292,11 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
         log_str(l, "peer", hc->c->peer);
         log_end(l);
     }
+}
+
+static void finish_request(struct http_conn *hc, int status, int close_after) {
+    struct http_req *r = &hc->req;
+    account_request(hc, status);
     hc->busy = 0;
     hc->complete = 0;
     hc->started = 0;
@@ -495,17 +502,7 @@ void http_upgrade(struct http_conn *hc, const char *headers, struct buf *rest) {
                r->request_id, headers ? headers : "");
     conn_write(c, h.data, h.len);
     buf_cleanup(&h);
-    metrics_count_request(r->route, 101);
-    struct log_line *l = log_begin(LOG_INFO, "request");
-    if (l) {
-        log_str(l, "request_id", r->request_id);
-        log_str(l, "method", "GET");
-        log_str(l, "path", "/v1/transcribe/stream");
-        log_u64(l, "status", 101);
-        log_f64(l, "duration_ms", (double)(util_now_ns() - r->start_ns) / 1e6);
-        log_str(l, "peer", c->peer);
-        log_end(l);
-    }
+    account_request(hc, 101);
     *rest = hc->held;
     buf_init(&hc->held, 0);
     conn_timer(c, 0);

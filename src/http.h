@@ -59,8 +59,10 @@ int  http_conn_start(struct conn *c);
 
 struct conn *http_conn_of(struct http_conn *hc);
 
-/* Header lookup (case-insensitive name). Returns the value (not
- * NUL-terminated beyond *len... it is NUL-terminated in practice) or NULL. */
+/* Header lookup (case-insensitive name): the first header of that name.
+ * Returns its value, NUL-terminated, borrowed from req (valid until the
+ * response is sent), with its length in *len when len is not NULL; NULL when
+ * absent. */
 const char *http_header(const struct http_req *req, const char *name, size_t *len);
 /* Percent-decodes query parameter name into out (NUL-terminated). Returns its
  * length, or -1 when absent, or -2 when longer than outlen - 1. */

@@ -75,11 +75,6 @@ void log_u64(struct log_line *l, const char *key, uint64_t val) {
     buf_printf(&l->b, "%llu", (unsigned long long)val);
 }
 
-void log_i64(struct log_line *l, const char *key, int64_t val) {
-    put_key(l, key);
-    buf_printf(&l->b, "%lld", (long long)val);
-}
-
 void log_f64(struct log_line *l, const char *key, double val) {
     put_key(l, key);
     buf_printf(&l->b, "%.3f", val);

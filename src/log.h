@@ -22,7 +22,6 @@ struct log_line;
 struct log_line *log_begin(enum log_level level, const char *msg);
 void log_str(struct log_line *l, const char *key, const char *val);
 void log_u64(struct log_line *l, const char *key, uint64_t val);
-void log_i64(struct log_line *l, const char *key, int64_t val);
 void log_f64(struct log_line *l, const char *key, double val);
 /* Adds pre-formatted JSON as the value (json format) or as-is (logfmt). */
 void log_raw(struct log_line *l, const char *key, const char *json);

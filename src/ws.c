@@ -294,5 +294,3 @@ void ws_resume(struct ws_conn *ws) {
     conn_read_resume(ws->c);
 }
 
-int ws_closing(const struct ws_conn *ws) { return ws->close_pending || ws->close_queued || ws->c->closing; }
-size_t ws_queued_bytes(const struct ws_conn *ws) { return ws->q_bytes; }

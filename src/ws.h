@@ -55,7 +55,5 @@ void ws_close(struct ws_conn *ws, int code, const char *reason, int after_queued
 
 void ws_pause(struct ws_conn *ws);
 void ws_resume(struct ws_conn *ws);
-int  ws_closing(const struct ws_conn *ws);
-size_t ws_queued_bytes(const struct ws_conn *ws);
 
 #endif
