@@ -77,3 +77,6 @@ test: deps
 
 clean:
 	rm -rf build
+
+# Optional parts (fuzzing, valgrind, ...) each in their own file.
+-include $(wildcard mk/*.mk)
