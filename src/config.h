@@ -15,6 +15,11 @@ struct config {
     int      backlog;                  /* ASR_BACKLOG */
     char     worker_id[64];            /* ASR_WORKER_ID */
     char     api_keys[1024];           /* ASR_API_KEYS, comma separated; secret */
+    int      workers;                  /* ASR_WORKERS: worker processes (0 = one per core) */
+    /* session store */
+    char     redis_url[512];           /* ASR_REDIS_URL: empty = in-memory store; secret (password) */
+    int      store_required;           /* ASR_STORE_REQUIRED: 1 = refuse sessions while the store is down */
+    int      max_global_sessions;      /* ASR_MAX_GLOBAL_SESSIONS: across workers (0 = unlimited) */
     /* engine */
     char     engine[32];               /* ASR_ENGINE */
     int      mock_latency_ms;          /* ASR_MOCK_LATENCY_MS */
@@ -28,6 +33,7 @@ struct config {
     /* sessions */
     int      max_sessions_per_worker;  /* ASR_MAX_SESSIONS_PER_WORKER */
     int      max_connections;          /* ASR_MAX_CONNECTIONS */
+    int      max_connections_per_ip;   /* ASR_MAX_CONNECTIONS_PER_IP (0 = unlimited) */
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
     int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head/body deadline */
     int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
@@ -38,10 +44,12 @@ struct config {
     size_t   max_header_bytes;         /* ASR_MAX_HEADER_BYTES */
     size_t   max_upload_bytes;         /* ASR_MAX_UPLOAD_BYTES */
     int      max_pending_chunks;       /* ASR_MAX_PENDING_CHUNKS */
+    size_t   max_session_buffer_bytes; /* ASR_MAX_SESSION_BUFFER_BYTES: audio waiting in VAD/engine */
     int      shed_load;                /* ASR_SHED_LOAD: 1 = SERVER_BUSY instead of pausing */
     size_t   max_send_queue_bytes;     /* ASR_MAX_SEND_QUEUE_BYTES */
     int      max_send_queue_size;      /* ASR_MAX_SEND_QUEUE_SIZE, messages */
     int      slow_client_threshold;    /* ASR_SLOW_CLIENT_THRESHOLD */
+    int      send_timeout_s;           /* ASR_SEND_TIMEOUT_S: a write making no progress */
     int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
     /* logging */
     char     log_level[16];            /* ASR_LOG_LEVEL */

@@ -36,7 +36,9 @@
     X(ASR_E_SESSION_BUSY,      -29, "SESSION_BUSY",      409, "session attached to a live connection") \
     X(ASR_E_SESSION_LIMIT,     -30, "SESSION_LIMIT",     503, "session limit reached") \
     X(ASR_E_DRAINING,          -31, "DRAINING",          503, "server draining")      \
-    X(ASR_E_TIMEOUT,           -32, "TIMEOUT",           408, "request timeout")
+    X(ASR_E_TIMEOUT,           -32, "TIMEOUT",           408, "request timeout")      \
+    X(ASR_E_STORE_UNAVAILABLE, -33, "STORE_UNAVAILABLE", 503, "session store unavailable") \
+    X(ASR_E_TOO_MANY_CONNECTIONS, -34, "TOO_MANY_CONNECTIONS", 503, "too many connections")
 
 enum asr_err {
 #define ASR_ERR_ENUM_(name, val, code, status, msg) name = val,
