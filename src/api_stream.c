@@ -20,6 +20,7 @@
 #include "session.h"
 #include "worker.h"
 #include "ws.h"
+#include "store.h"
 #include "stream_msg.h"
 #include "audio.h"
 
@@ -33,8 +34,37 @@ struct stream {
     const char *close_reason;
     int      ended;               /* gone: not resumable */
     int      destroyed;
+    int      upgrading;           /* waiting for the store before the 101 */
+    int      uncounted;           /* refused before it started: no end logged or counted */
+    int      stored;              /* this worker owns its record in the store */
+    int      unsynced;            /* created while the store was down: register later */
     struct stream *hnext;         /* registry chain */
 };
+
+/* An upgrade waiting for the session store. */
+struct pending_upgrade {
+    struct http_conn *hc;         /* borrowed; invalid once aborted */
+    struct stream *st;            /* new session being registered, or NULL */
+    unsigned rate;                /* requested sample_rate, 0 = none */
+    int      aborted;             /* the connection died meanwhile */
+    char     accept[29];
+    char     request_id[64];
+    char     sid[STORE_ID_MAX];
+};
+
+struct sync_ctx { char id[STORE_ID_MAX]; };
+
+static struct store *store_;      /* owned; opened by api_stream_init */
+static uv_timer_t sync_timer_;    /* 1 s: snapshots of changed sessions (shared store) */
+
+static int shared(void) { return store_ && strcmp(store_backend(store_), "redis") == 0; }
+
+static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int resumed);
+static void on_created(void *arg, int status);
+static void on_claimed(void *arg, int status, const struct store_record *rec, const char *prev_owner);
+static void pending_abort(void *ctx);
+static void stream_sync(struct stream *st);
+static void on_sync_tick(uv_timer_t *t);
 
 /* ---- registry: id -> stream ------------------------------------------ */
 
@@ -126,6 +156,9 @@ static void on_final(void *ctx, uint64_t seq, const char *text, size_t len, uint
     buf_printf(&out_, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu}", (unsigned long long)start_ms,
                (unsigned long long)end_ms, (unsigned long long)util_wall_ms());
     send_msg(st, 0);
+    /* a final is written through to a shared store: a resume elsewhere must
+     * neither repeat nor lose it */
+    if (shared() && st->sess) stream_sync(st);
 }
 
 static void on_error(void *ctx, int err, int has_seq, uint64_t seq, const char *msg) {
@@ -160,35 +193,50 @@ static const struct sess_sink sink = {
 /* ---- lifecycle ----------------------------------------------------------------- */
 
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
-                                              "policy", "too_big", "shutdown", "error"};
+                                              "policy", "too_big", "shutdown", "error", "moved"};
 
 static void on_idle_closed(uv_handle_t *h) { free(h->data); }
 
-/* Frees the stream: logs the session's counters, counts its end. */
+/* Frees the stream: logs the session's counters, counts its end, and settles
+ * its store record: deleted when the session is over; kept (detached, with a
+ * last snapshot) when a shutdown leaves it resumable on another worker. */
 static void stream_destroy(struct stream *st, int reason) {
     if (st->destroyed) return;
-    st->destroyed = 1;
-    const struct sess_stats *ss = sess_stats(st->sess);
-    struct log_line *l = log_begin(LOG_INFO, "session end");
-    if (l) {
-        log_str(l, "session_id", sess_id(st->sess));
-        log_str(l, "reason", end_names[reason]);
-        log_u64(l, "audio_ms", ss->audio_ms);
-        log_u64(l, "bytes", ss->bytes);
-        log_u64(l, "chunks", ss->chunks);
-        log_u64(l, "partials", ss->partials);
-        log_u64(l, "finals", ss->finals);
-        log_u64(l, "errors", ss->errors);
-        log_u64(l, "duration_ms", util_wall_ms() - ss->created_ms);
-        log_end(l);
+    if (st->stored && store_) {
+        if (reason == END_SHUTDOWN && !st->ended && shared()) stream_sync(st);
+        else if (reason != END_MOVED) store_delete(store_, sess_id(st->sess), NULL, NULL);
     }
-    metrics.sessions_ended[reason]++;
+    st->destroyed = 1;
+    if (!st->uncounted) {
+        const struct sess_stats *ss = sess_stats(st->sess);
+        struct log_line *l = log_begin(LOG_INFO, "session end");
+        if (l) {
+            log_str(l, "session_id", sess_id(st->sess));
+            log_str(l, "reason", end_names[reason]);
+            log_u64(l, "audio_ms", ss->audio_ms);
+            log_u64(l, "bytes", ss->bytes);
+            log_u64(l, "chunks", ss->chunks);
+            log_u64(l, "partials", ss->partials);
+            log_u64(l, "finals", ss->finals);
+            log_u64(l, "errors", ss->errors);
+            log_u64(l, "duration_ms", util_wall_ms() - ss->created_ms);
+            log_end(l);
+        }
+        metrics.sessions_ended[reason]++;
+    }
     metrics.sessions_active--;
     reg_remove(st);
     sess_transition(st->sess, SESS_CLOSED);
     sess_destroy(st->sess);
     st->sess = NULL;
     uv_close((uv_handle_t *)&st->idle, on_idle_closed);
+}
+
+/* A session refused before it started (store said no): not counted. */
+static void stream_destroy_uncounted(struct stream *st) {
+    st->uncounted = 1;
+    metrics.sessions_total--;
+    stream_destroy(st, END_ERROR);
 }
 
 /* Ends the session the graceful way: pending chunks are answered, one final
@@ -240,6 +288,7 @@ static void ws_on_closed(void *ctx, int code_sent, int code_received) {
         if (st->end_reason >= 0 && !st->ended) st->end_reason = -1;
         stream_touch(st);
         uv_timer_start(&st->idle, on_idle_timer, (uint64_t)cfg()->idle_timeout_s * 1000, 0);
+        stream_sync(st); /* detached: resumable by any worker */
         struct log_line *l = log_begin(LOG_INFO, "session detached");
         if (l) {
             log_str(l, "session_id", sess_id(st->sess));
@@ -347,6 +396,90 @@ static void refuse(struct http_conn *hc, int status, const char *code, const cha
     http_respond_error(hc, status, code, msg, extra);
 }
 
+/* Second half of an upgrade, once the session is known: the 101, the
+ * WebSocket, the `session` message. pu is freed. */
+static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int resumed) {
+    const struct config *c = cfg();
+    struct http_conn *hc = pu->hc;
+    char hdrs[160];
+    snprintf(hdrs, sizeof hdrs, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", pu->accept);
+    char request_id[64];
+    memcpy(request_id, pu->request_id, sizeof request_id);
+    free(pu);
+    struct conn *cn = http_conn_of(hc);
+    struct buf rest;
+    http_upgrade(hc, hdrs, &rest); /* hc and req are gone after this */
+    struct ws_limits lim = {
+        .max_message_bytes = config_max_message_bytes(c),
+        .max_queue_bytes = c->max_send_queue_bytes,
+        .max_queue_msgs = (size_t)c->max_send_queue_size,
+        .slow_client_threshold = c->slow_client_threshold,
+    };
+    if (resumed) metrics.sessions_resumed++;
+    if (sess_state(st->sess) == SESS_CREATED) sess_transition(st->sess, SESS_ACTIVE);
+    stream_touch(st);
+    uv_timer_start(&st->idle, on_idle_timer, (uint64_t)c->idle_timeout_s * 1000, 0);
+    /* The session message goes before any answer, and bytes that came with
+     * the upgrade are fed only once the session is attached. */
+    st->ws = NULL;
+    struct ws_conn *ws = ws_start(cn, &lim, &ws_h, st, NULL, 0);
+    if (!ws) {
+        /* The conn is closing without a WebSocket: the session stays
+         * resumable (or expires), like a dropped connection. */
+        buf_cleanup(&rest);
+        if (st->stored && shared()) store_update(store_, sess_id(st->sess), 0, NULL, 0, NULL, NULL);
+        return;
+    }
+    metrics.sessions_attached++;
+    st->ws = ws;
+    session_message(st, resumed);
+    sess_attach(st->sess, &sink, st);
+    struct log_line *l = log_begin(LOG_INFO, resumed ? "session resumed" : "session start");
+    if (l) {
+        log_str(l, "session_id", sess_id(st->sess));
+        log_str(l, "request_id", request_id);
+        log_u64(l, "sample_rate", sess_sample_rate(st->sess));
+        log_str(l, "peer", cn->peer);
+        log_end(l);
+    }
+    if (rest.len) {
+        cn->h->on_read(cn, rest.data, rest.len);
+    }
+    buf_cleanup(&rest);
+}
+
+static void sess_cfg_for(struct sess_cfg *scfg, unsigned rate) {
+    const struct config *c = cfg();
+    *scfg = (struct sess_cfg){
+        .sample_rate = rate,
+        .max_chunk_bytes = c->max_chunk_bytes,
+        .rate_bytes_per_sec = config_audio_rate(c, rate),
+        .max_pending_chunks = c->max_pending_chunks,
+        .shed_load = c->shed_load,
+        .rate_abuse_threshold = c->rate_abuse_threshold,
+        .vad = {.sample_rate = rate, .frame_ms = (unsigned)c->vad_frame_ms,
+                .mode = c->vad_mode, .endpointing_ms = (unsigned)c->endpointing_ms},
+    };
+}
+
+/* A stream around a new session (sess NULL: fails), registered. */
+static struct stream *stream_new(struct asr_session *sess) {
+    if (!sess) return NULL;
+    struct stream *st = calloc(1, sizeof *st);
+    if (!st) {
+        sess_destroy(sess);
+        return NULL;
+    }
+    st->sess = sess;
+    st->end_reason = -1;
+    uv_timer_init(worker_get()->loop, &st->idle);
+    st->idle.data = st;
+    reg_add(st);
+    metrics.sessions_total++;
+    metrics.sessions_active++;
+    return st;
+}
+
 void api_stream_upgrade(struct http_conn *hc, struct http_req *req) {
     const struct config *c = cfg();
     struct worker *w = worker_get();
@@ -401,97 +534,265 @@ void api_stream_upgrade(struct http_conn *hc, struct http_req *req) {
     }
     char sid[80];
     r = http_query(req, "session_id", sid, sizeof sid);
-    struct stream *st = NULL;
-    int resumed = 0;
+    struct pending_upgrade *pu = xcalloc(1, sizeof *pu);
+    pu->hc = hc;
+    pu->rate = (unsigned)rate;
+    ws_accept_key(key, kl, pu->accept);
+    memcpy(pu->request_id, req->request_id, sizeof pu->request_id);
     if (r >= 0 || r == -2) {
-        st = r >= 0 ? reg_find(sid) : NULL;
-        if (!st || st->ended || st->destroyed) {
+        struct stream *st = r >= 0 ? reg_find(sid) : NULL;
+        if (st && (st->ended || st->destroyed)) st = NULL;
+        if (st) { /* held here */
+            if (st->ws || st->upgrading) {
+                free(pu);
+                refuse(hc, 409, "SESSION_BUSY", "that session is attached to a live connection", NULL);
+                return;
+            }
+            if (rate && (unsigned)rate != sess_sample_rate(st->sess)) {
+                free(pu);
+                refuse(hc, 400, "BAD_REQUEST", "sample_rate differs from the session's", NULL);
+                return;
+            }
+            if (st->stored && shared()) store_update(store_, sess_id(st->sess), 1, NULL, 0, NULL, NULL);
+            finish_upgrade(pu, st, 1);
+            return;
+        }
+        if (r < 0 || !shared() || strlen(sid) >= STORE_ID_MAX) {
+            free(pu);
             refuse(hc, 404, "SESSION_NOT_FOUND", "unknown or expired session_id", NULL);
             return;
         }
-        if (st->ws) {
-            refuse(hc, 409, "SESSION_BUSY", "that session is attached to a live connection", NULL);
-            return;
+        /* Maybe another worker's: claim it from the shared store. */
+        snprintf(pu->sid, sizeof pu->sid, "%s", sid);
+        http_set_abort(hc, pending_abort, pu);
+        if (store_claim(store_, sid, on_claimed, pu) != 0) {
+            http_set_abort(hc, NULL, NULL);
+            free(pu);
+            refuse(hc, 503, "STORE_UNAVAILABLE", "session store unavailable", "Retry-After: 1\r\n");
         }
-        if (rate && (unsigned)rate != sess_sample_rate(st->sess)) {
-            refuse(hc, 400, "BAD_REQUEST", "sample_rate differs from the session's", NULL);
-            return;
-        }
-        resumed = 1;
-    } else {
-        if (api_stream_count() >= (size_t)c->max_sessions_per_worker) {
-            metrics.sessions_refused++;
-            refuse(hc, 503, "SESSION_LIMIT", "session limit reached", "Retry-After: 1\r\n");
-            return;
-        }
-        struct sess_cfg scfg = {
-            .sample_rate = rate ? (unsigned)rate : 16000,
-            .max_chunk_bytes = c->max_chunk_bytes,
-            .rate_bytes_per_sec = config_audio_rate(c, rate ? (unsigned)rate : 16000),
-            .max_pending_chunks = c->max_pending_chunks,
-            .shed_load = c->shed_load,
-            .rate_abuse_threshold = c->rate_abuse_threshold,
-            .vad = {.sample_rate = rate ? (unsigned)rate : 16000, .frame_ms = (unsigned)c->vad_frame_ms,
-                    .mode = c->vad_mode, .endpointing_ms = (unsigned)c->endpointing_ms},
-        };
-        st = calloc(1, sizeof *st);
-        if (st) st->sess = sess_create(&scfg);
-        if (!st || !st->sess) {
-            free(st);
-            refuse(hc, 500, "INTERNAL", "could not create a session", NULL);
-            return;
-        }
-        st->end_reason = -1;
-        uv_timer_init(w->loop, &st->idle);
-        st->idle.data = st;
-        reg_add(st);
-        metrics.sessions_total++;
-        metrics.sessions_active++;
-    }
-    char accept[29], hdrs[160];
-    ws_accept_key(key, kl, accept);
-    snprintf(hdrs, sizeof hdrs, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
-    char request_id[64];
-    memcpy(request_id, req->request_id, sizeof request_id);
-    struct conn *cn = http_conn_of(hc);
-    struct buf rest;
-    http_upgrade(hc, hdrs, &rest); /* hc and req are gone after this */
-    struct ws_limits lim = {
-        .max_message_bytes = config_max_message_bytes(c),
-        .max_queue_bytes = c->max_send_queue_bytes,
-        .max_queue_msgs = (size_t)c->max_send_queue_size,
-        .slow_client_threshold = c->slow_client_threshold,
-    };
-    if (resumed) metrics.sessions_resumed++;
-    if (sess_state(st->sess) == SESS_CREATED) sess_transition(st->sess, SESS_ACTIVE);
-    stream_touch(st);
-    uv_timer_start(&st->idle, on_idle_timer, (uint64_t)c->idle_timeout_s * 1000, 0);
-    /* The session message goes before any answer, and bytes that came with
-     * the upgrade are fed only once the session is attached. */
-    st->ws = NULL;
-    struct ws_conn *ws = ws_start(cn, &lim, &ws_h, st, NULL, 0);
-    if (!ws) {
-        /* The conn is closing without a WebSocket: the session stays
-         * resumable (or expires), like a dropped connection. */
-        buf_cleanup(&rest);
         return;
     }
-    metrics.sessions_attached++;
-    st->ws = ws;
-    session_message(st, resumed);
-    sess_attach(st->sess, &sink, st);
-    struct log_line *l = log_begin(LOG_INFO, resumed ? "session resumed" : "session start");
+    if (api_stream_count() >= (size_t)c->max_sessions_per_worker) {
+        free(pu);
+        metrics.sessions_refused++;
+        refuse(hc, 503, "SESSION_LIMIT", "session limit reached", "Retry-After: 1\r\n");
+        return;
+    }
+    struct sess_cfg scfg;
+    sess_cfg_for(&scfg, rate ? (unsigned)rate : 16000);
+    struct stream *st = stream_new(sess_create(&scfg));
+    if (!st) {
+        free(pu);
+        refuse(hc, 500, "INTERNAL", "could not create a session", NULL);
+        return;
+    }
+    pu->st = st;
+    st->upgrading = 1;
+    http_set_abort(hc, pending_abort, pu);
+    struct buf snap;
+    buf_init(&snap, 0);
+    if (shared()) sess_snapshot(st->sess, &snap);
+    r = store_create(store_, sess_id(st->sess), snap.data, snap.len, on_created, pu);
+    buf_cleanup(&snap);
+    if (r != 0) on_created(pu, STORE_UNAVAILABLE);
+}
+
+/* ---- the session store ---------------------------------------------------------- */
+
+static void on_created(void *arg, int status) {
+    struct pending_upgrade *pu = arg;
+    struct stream *st = pu->st;
+    st->upgrading = 0;
+    if (pu->aborted) {
+        /* the client left while we waited: nothing was promised */
+        st->stored = status == STORE_OK;
+        stream_destroy_uncounted(st);
+        free(pu);
+        return;
+    }
+    http_set_abort(pu->hc, NULL, NULL);
+    if (status == STORE_LIMIT) {
+        metrics.sessions_refused++;
+        stream_destroy_uncounted(st);
+        refuse(pu->hc, 503, "SESSION_LIMIT", "global session limit reached", "Retry-After: 1\r\n");
+        free(pu);
+        return;
+    }
+    if (status != STORE_OK) {
+        if (cfg()->store_required || status != STORE_UNAVAILABLE) {
+            stream_destroy_uncounted(st);
+            if (status == STORE_UNAVAILABLE) {
+                metrics.sessions_refused++;
+                refuse(pu->hc, 503, "STORE_UNAVAILABLE", "session store unavailable", "Retry-After: 1\r\n");
+            } else {
+                refuse(pu->hc, 500, "INTERNAL", "could not register the session", NULL);
+            }
+            free(pu);
+            return;
+        }
+        st->unsynced = 1; /* served locally; registered when the store is back */
+    } else {
+        st->stored = 1;
+    }
+    finish_upgrade(pu, st, 0);
+}
+
+static void on_claimed(void *arg, int status, const struct store_record *rec, const char *prev_owner) {
+    struct pending_upgrade *pu = arg;
+    if (pu->aborted) {
+        /* claimed for nobody: leave it detached and resumable */
+        if (status == STORE_OK) store_update(store_, rec->id, 0, NULL, 0, NULL, NULL);
+        free(pu);
+        return;
+    }
+    http_set_abort(pu->hc, NULL, NULL);
+    if (status == STORE_NOT_FOUND) {
+        refuse(pu->hc, 404, "SESSION_NOT_FOUND", "unknown or expired session_id", NULL);
+        free(pu);
+        return;
+    }
+    if (status == STORE_BUSY) {
+        refuse(pu->hc, 409, "SESSION_BUSY", "that session is attached to a live connection", NULL);
+        free(pu);
+        return;
+    }
+    if (status != STORE_OK) {
+        refuse(pu->hc, 503, "STORE_UNAVAILABLE", "session store unavailable", "Retry-After: 1\r\n");
+        free(pu);
+        return;
+    }
+    unsigned srate = sess_snapshot_rate(rec->blob, rec->blob_len);
+    if (pu->rate && srate && pu->rate != srate) {
+        store_update(store_, rec->id, 0, NULL, 0, NULL, NULL);
+        refuse(pu->hc, 400, "BAD_REQUEST", "sample_rate differs from the session's", NULL);
+        free(pu);
+        return;
+    }
+    struct sess_cfg scfg;
+    sess_cfg_for(&scfg, srate ? srate : 16000);
+    struct stream *st = reg_find(rec->id) ? NULL : stream_new(sess_restore(&scfg, rec->id, rec->blob, rec->blob_len));
+    if (!st) {
+        store_update(store_, rec->id, 0, NULL, 0, NULL, NULL);
+        refuse(pu->hc, 500, "INTERNAL", "could not restore the session", NULL);
+        free(pu);
+        return;
+    }
+    st->stored = 1;
+    metrics.sessions_total--; /* a move, not a new session */
+    struct log_line *l = log_begin(LOG_INFO, "session claimed");
     if (l) {
-        log_str(l, "session_id", sess_id(st->sess));
-        log_str(l, "request_id", request_id);
-        log_u64(l, "sample_rate", sess_sample_rate(st->sess));
-        log_str(l, "peer", cn->peer);
+        log_str(l, "session_id", rec->id);
+        log_str(l, "from_worker", prev_owner ? prev_owner : "");
+        log_u64(l, "last_sequence", sess_last_sequence(st->sess));
         log_end(l);
     }
-    if (rest.len) {
-        cn->h->on_read(cn, rest.data, rest.len);
+    finish_upgrade(pu, st, 1);
+}
+
+/* The connection died while the store answered. */
+static void pending_abort(void *ctx) {
+    struct pending_upgrade *pu = ctx;
+    pu->aborted = 1;
+}
+
+static void on_sync_done(void *arg, int status);
+
+/* Writes the session's snapshot (shared store only). */
+static void stream_sync(struct stream *st) {
+    if (!shared() || !st->stored || st->destroyed || !st->sess) return;
+    static struct buf snap;
+    if (!snap.limit) buf_init(&snap, STORE_BLOB_MAX);
+    buf_reset(&snap);
+    if (sess_snapshot(st->sess, &snap) != 0) return;
+    struct sync_ctx *sc = xmalloc(sizeof *sc);
+    snprintf(sc->id, sizeof sc->id, "%s", sess_id(st->sess));
+    metrics.store_writes++;
+    if (store_update(store_, sc->id, st->ws != NULL, snap.data, snap.len, on_sync_done, sc) != 0) free(sc);
+}
+
+static void on_sync_done(void *arg, int status) {
+    struct sync_ctx *sc = arg;
+    if (status == STORE_NOT_OWNER || status == STORE_NOT_FOUND) {
+        struct stream *st = reg_find(sc->id);
+        /* claimed by another worker (or expired there): our copy is stale */
+        if (st && !st->ws && !st->destroyed) {
+            st->stored = 0;
+            stream_destroy(st, END_MOVED);
+        }
     }
-    buf_cleanup(&rest);
+    free(sc);
+}
+
+static void on_released(void *ctx, const char *id) {
+    struct stream *st = reg_find(id);
+    if (st && !st->ws && !st->destroyed) {
+        st->stored = 0;
+        stream_destroy(st, END_MOVED);
+    }
+}
+
+static void on_store_state(void *ctx, int available) {
+    struct log_line *l = log_begin(available ? LOG_INFO : LOG_WARN,
+                                   available ? "session store available" : "session store unavailable");
+    if (l) { log_str(l, "backend", store_backend(store_)); log_end(l); }
+    if (!available) return;
+    /* reconcile: register the sessions served while the store was down */
+    for (size_t i = 0; i < table_size; i++)
+        for (struct stream *e = table[i]; e; e = e->hnext) {
+            if (!e->unsynced || e->destroyed) continue;
+            e->unsynced = 0;
+            e->stored = 1;
+            struct buf snap;
+            buf_init(&snap, 0);
+            sess_snapshot(e->sess, &snap);
+            store_create(store_, sess_id(e->sess), snap.data, snap.len, NULL, NULL);
+            buf_cleanup(&snap);
+        }
+}
+
+int api_stream_init(uv_loop_t *loop) {
+    const struct config *c = cfg();
+    struct store_cfg sc = {
+        .redis_url = c->redis_url,
+        .worker_id = c->worker_id,
+        .session_ttl_s = (unsigned)c->idle_timeout_s + 60,
+        .max_global_sessions = (uint64_t)c->max_global_sessions,
+        .on_released = on_released,
+        .on_state = on_store_state,
+    };
+    int r = store_open(loop, &sc, &store_);
+    if (r != 0) return r;
+    uv_timer_init(loop, &sync_timer_);
+    uv_timer_start(&sync_timer_, on_sync_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&sync_timer_);
+    return 0;
+}
+
+static void on_store_closed(void *arg) { *(int *)arg = 1; }
+
+void api_stream_close(uv_loop_t *loop) {
+    if (!store_) return;
+    uv_timer_stop(&sync_timer_);
+    if (!uv_is_closing((uv_handle_t *)&sync_timer_)) uv_close((uv_handle_t *)&sync_timer_, NULL);
+    int closed = 0;
+    store_close(store_, on_store_closed, &closed); /* writes in flight finish first (bounded) */
+    while (!closed && uv_run(loop, UV_RUN_ONCE)) {}
+    store_ = NULL;
+}
+
+static void on_sync_tick(uv_timer_t *t) {
+    const struct store_stats *ss = store_stats(store_);
+    metrics.store_up = store_available(store_) ? 1 : 0;
+    metrics.store_errors = ss->errors;
+    metrics.store_timeouts = ss->timeouts;
+    metrics.store_reconnects = ss->reconnects;
+    uint64_t ops = 0;
+    for (int i = 0; i < STORE_OP__N; i++) ops += ss->ops[i];
+    metrics.store_ops = ops;
+    if (!shared()) return;
+    for (size_t i = 0; i < table_size; i++)
+        for (struct stream *e = table[i]; e; e = e->hnext)
+            if (!e->destroyed && e->sess && sess_take_dirty(e->sess)) stream_sync(e);
 }
 
 /* ---- drain and housekeeping ---------------------------------------------------------- */

@@ -13,7 +13,7 @@ struct config {
     char     host[256];                /* ASR_HOST, listen address */
     int      port;                     /* ASR_PORT */
     int      backlog;                  /* ASR_BACKLOG */
-    char     worker_id[64];            /* ASR_WORKER_ID */
+    char     worker_id[64];            /* ASR_WORKER_ID: prefix; the master appends the worker index */
     char     api_keys[1024];           /* ASR_API_KEYS, comma separated; secret */
     int      workers;                  /* ASR_WORKERS: worker processes (0 = one per core) */
     /* session store */

@@ -1,10 +1,12 @@
-/* asrd entry point: settings from the environment, then the worker. */
+/* asrd entry point: settings from the environment, then the master, which
+ * forks the workers (master.h). */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
 #include "log.h"
+#include "master.h"
 #include "worker.h"
 
 int main(int argc, char **argv) {
@@ -31,7 +33,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "asrd: libsodium failed to initialize\n");
         return 1;
     }
-    log_setup(cfg.log_level, cfg.log_format, cfg.worker_id);
+    log_setup(cfg.log_level, cfg.log_format, "master");
     char dump[4096];
     config_dump_json(&cfg, dump, sizeof dump);
     struct log_line *l = log_begin(LOG_INFO, "configuration");
@@ -40,5 +42,5 @@ int main(int argc, char **argv) {
         log_raw(l, "config", dump);
         log_end(l);
     }
-    return worker_run(&cfg);
+    return master_run(&cfg);
 }

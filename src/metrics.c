@@ -4,12 +4,20 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "err.h"
 #include "log.h"
 
 struct metrics metrics;
+
+/* One worker's metrics to render. */
+struct mview {
+    const char *wid;
+    const struct metrics *m;
+    int pid;
+};
 
 /* Bucket i covers (BASE * R^(i-1), BASE * R^i] ms, with R = 2^(1/8): from
  * 1 us up to about 1e5 ms over HIST_BUCKETS buckets. */
@@ -25,7 +33,7 @@ static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
                                                   "metrics_json", "metrics_prom", "other"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
-                                              "policy", "too_big", "shutdown", "error"};
+                                              "policy", "too_big", "shutdown", "error", "moved"};
 
 /* Per-second rates: a ring of samples taken by metrics_tick(). */
 #define RATE_WINDOW 11
@@ -93,12 +101,15 @@ void metrics_count_request(enum metric_route route, int status) {
     metrics.requests_total++;
 }
 
+static void publish(void);
+
 void metrics_tick(void) {
     samples[sample_head].t_ms = util_wall_ms();
     samples[sample_head].chunks = metrics.chunks_total;
     samples[sample_head].requests = metrics.requests_total;
     sample_head = (sample_head + 1) % RATE_WINDOW;
     if (sample_count < RATE_WINDOW) sample_count++;
+    publish();
 }
 
 /* Rate over the sampled window (up to 10 s), per second. */
@@ -138,79 +149,97 @@ static void json_hist(struct buf *b, const char *name, const struct hist *h) {
                hist_percentile(h, 99.9));
 }
 
-int metrics_json(struct buf *b, const char *worker_id) {
-    double cps, rps;
-    rates(&cps, &rps);
+static void render_json(struct buf *b, const char *worker_id, const struct metrics *M, const struct mview *v, int nv) {
+    double cps = 0, rps = 0;
+    if (nv == 1) rates(&cps, &rps);
+    else
+        for (int k = 0; k < nv; k++) cps += v[k].m->chunks_per_s, rps += v[k].m->requests_per_s;
     uint64_t sum_err = 0;
-    for (int i = 0; i < MERR__N; i++) sum_err += metrics.errors[i];
+    for (int i = 0; i < MERR__N; i++) sum_err += M->errors[i];
     buf_puts(b, "{\"worker_id\":");
     buf_json_str(b, worker_id, strlen(worker_id));
-    buf_printf(b, ",\"uptime_s\":%.1f", (double)(util_wall_ms() - metrics.start_ms) / 1000.0);
+    buf_printf(b, ",\"uptime_s\":%.1f", (double)(util_wall_ms() - M->start_ms) / 1000.0);
     buf_printf(b, ",\"connections\":{\"active\":%llu,\"total\":%llu,\"refused\":%llu}",
-               (unsigned long long)metrics.connections_active, (unsigned long long)metrics.connections_total,
-               (unsigned long long)metrics.connections_refused);
+               (unsigned long long)M->connections_active, (unsigned long long)M->connections_total,
+               (unsigned long long)M->connections_refused);
     buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
-               (unsigned long long)metrics.sessions_active, (unsigned long long)metrics.sessions_attached,
-               (unsigned long long)metrics.sessions_total, (unsigned long long)metrics.sessions_resumed,
-               (unsigned long long)metrics.sessions_refused);
+               (unsigned long long)M->sessions_active, (unsigned long long)M->sessions_attached,
+               (unsigned long long)M->sessions_total, (unsigned long long)M->sessions_resumed,
+               (unsigned long long)M->sessions_refused);
     for (int i = 0; i < END__N; i++)
-        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", end_names[i], (unsigned long long)metrics.sessions_ended[i]);
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", end_names[i], (unsigned long long)M->sessions_ended[i]);
     buf_printf(b, "}},\"chunks\":{\"total\":%llu,\"accepted\":%llu,\"per_sec\":%.2f}",
-               (unsigned long long)metrics.chunks_total, (unsigned long long)metrics.chunks_accepted, cps);
-    buf_printf(b, ",\"partials\":{\"total\":%llu,\"dropped\":%llu}", (unsigned long long)metrics.partials_total,
-               (unsigned long long)metrics.partials_dropped);
+               (unsigned long long)M->chunks_total, (unsigned long long)M->chunks_accepted, cps);
+    buf_printf(b, ",\"partials\":{\"total\":%llu,\"dropped\":%llu}", (unsigned long long)M->partials_total,
+               (unsigned long long)M->partials_dropped);
     buf_printf(b, ",\"finals\":{\"total\":%llu},\"speech_started\":{\"total\":%llu}",
-               (unsigned long long)metrics.finals_total, (unsigned long long)metrics.speech_started_total);
+               (unsigned long long)M->finals_total, (unsigned long long)M->speech_started_total);
     buf_printf(b, ",\"bytes_in\":{\"total\":%llu},\"audio_ms_in\":{\"total\":%llu}",
-               (unsigned long long)metrics.bytes_in, (unsigned long long)metrics.audio_ms_in);
+               (unsigned long long)M->bytes_in, (unsigned long long)M->audio_ms_in);
     buf_printf(b, ",\"requests\":{\"total\":%llu,\"per_sec\":%.2f,\"by_route\":{",
-               (unsigned long long)metrics.requests_total, rps);
+               (unsigned long long)M->requests_total, rps);
     for (int r = 0; r < ROUTE__N; r++) {
         buf_printf(b, "%s\"%s\":{", r ? "," : "", route_names[r]);
         int first = 1;
         for (int s = 0; s < METRIC_STATUSES; s++) {
-            if (!metrics.requests[r][s]) continue;
+            if (!M->requests[r][s]) continue;
             buf_printf(b, "%s\"%d\":%llu", first ? "" : ",", status_codes[s] ? status_codes[s] : 0,
-                       (unsigned long long)metrics.requests[r][s]);
+                       (unsigned long long)M->requests[r][s]);
             first = 0;
         }
         buf_puts(b, "}");
     }
     buf_printf(b, "}},\"errors\":{\"total\":%llu", (unsigned long long)sum_err);
     for (int i = 0; i < MERR__N; i++)
-        buf_printf(b, ",\"%s\":%llu", err_names[i], (unsigned long long)metrics.errors[i]);
+        buf_printf(b, ",\"%s\":%llu", err_names[i], (unsigned long long)M->errors[i]);
     buf_puts(b, "},\"close_codes\":{");
     for (int i = 0; i < METRIC_CLOSE_CODES; i++) {
         const char *name = close_codes[i] > 0 ? NULL : (close_codes[i] < 0 ? "other" : "none");
-        if (name) buf_printf(b, "%s\"%s\":%llu", i ? "," : "", name, (unsigned long long)metrics.close_codes[i]);
-        else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)metrics.close_codes[i]);
+        if (name) buf_printf(b, "%s\"%s\":%llu", i ? "," : "", name, (unsigned long long)M->close_codes[i]);
+        else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)M->close_codes[i]);
     }
-    buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)metrics.ws_paused);
-    buf_printf(b, ",\"engine\":{\"requests\":%llu,\"errors\":%llu}", (unsigned long long)metrics.engine_requests,
-               (unsigned long long)metrics.engine_errors);
+    buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)M->ws_paused);
+    buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
+                  "\"snapshot_writes\":%llu}",
+               (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
+               (unsigned long long)M->store_timeouts, (unsigned long long)M->store_reconnects,
+               (unsigned long long)M->store_writes);
+    buf_printf(b, ",\"engine\":{\"requests\":%llu,\"errors\":%llu}", (unsigned long long)M->engine_requests,
+               (unsigned long long)M->engine_errors);
     buf_printf(b, ",\"vad\":{\"frames\":%llu,\"speech_frames\":%llu,\"speech_ratio\":%.4f}",
-               (unsigned long long)metrics.vad_frames, (unsigned long long)metrics.vad_speech_frames,
-               metrics.vad_frames ? (double)metrics.vad_speech_frames / (double)metrics.vad_frames : 0.0);
+               (unsigned long long)M->vad_frames, (unsigned long long)M->vad_speech_frames,
+               M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
     buf_puts(b, ",\"latency_ms\":{");
-    json_hist(b, "chunk", &metrics.lat_total);
+    json_hist(b, "chunk", &M->lat_total);
     buf_puts(b, ",");
-    json_hist(b, "chunk_queue", &metrics.lat_queue);
+    json_hist(b, "chunk_queue", &M->lat_queue);
     buf_puts(b, ",");
-    json_hist(b, "chunk_engine", &metrics.lat_engine);
+    json_hist(b, "chunk_engine", &M->lat_engine);
     buf_puts(b, ",");
-    json_hist(b, "rest", &metrics.lat_rest);
-    buf_printf(b, "},\"process\":{\"rss_bytes\":%llu,\"open_fds\":%llu,\"log_lines_dropped\":%llu}}",
-               (unsigned long long)rss_bytes(), (unsigned long long)open_fds(),
-               (unsigned long long)log_dropped());
-    return b->len ? 0 : ASR_ENOMEM;
+    json_hist(b, "rest", &M->lat_rest);
+    buf_printf(b, "},\"process\":{\"rss_bytes\":%llu,\"open_fds\":%llu,\"log_lines_dropped\":%llu}",
+               (unsigned long long)M->rss_bytes, (unsigned long long)M->open_fds,
+               (unsigned long long)M->log_dropped);
+    buf_puts(b, ",\"workers\":[");
+    for (int k = 0; k < nv; k++) {
+        const struct metrics *w = v[k].m;
+        buf_printf(b, "%s{\"worker_id\":", k ? "," : "");
+        buf_json_str(b, v[k].wid, strlen(v[k].wid));
+        buf_printf(b, ",\"pid\":%d,\"uptime_s\":%.1f,\"connections_active\":%llu,\"sessions_active\":%llu,"
+                      "\"sessions_attached\":%llu,\"chunks_total\":%llu,\"rss_bytes\":%llu}",
+                   v[k].pid, (double)(util_wall_ms() - w->start_ms) / 1000.0,
+                   (unsigned long long)w->connections_active, (unsigned long long)w->sessions_active,
+                   (unsigned long long)w->sessions_attached, (unsigned long long)w->chunks_total,
+                   (unsigned long long)w->rss_bytes);
+    }
+    buf_puts(b, "]}");
 }
 
 /* Prometheus buckets: cumulative counts at fixed le bounds, read off the fine
  * log buckets (a fine bucket counts under the first le >= its upper bound). */
 static const double prom_le[] = {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
 
-static void prom_hist(struct buf *b, const char *name, const char *help, const struct hist *h, const char *w) {
-    buf_printf(b, "# HELP asrd_%s %s\n# TYPE asrd_%s histogram\n", name, help, name);
+static void prom_hist_lines(struct buf *b, const char *name, const struct hist *h, const char *w) {
     uint64_t cum = 0;
     int fi = 0;
     for (size_t k = 0; k < sizeof prom_le / sizeof prom_le[0]; k++) {
@@ -223,70 +252,231 @@ static void prom_hist(struct buf *b, const char *name, const char *help, const s
     buf_printf(b, "asrd_%s_count{worker=\"%s\"} %llu\n", name, w, (unsigned long long)h->count);
 }
 
-static void prom_one(struct buf *b, const char *type, const char *name, const char *help, const char *w,
-                     double v) {
-    buf_printf(b, "# HELP asrd_%s %s\n# TYPE asrd_%s %s\nasrd_%s{worker=\"%s\"} %.17g\n", name, help, name, type,
-               name, w, v);
+static void prom_head(struct buf *b, const char *type, const char *name, const char *help) {
+    buf_printf(b, "# HELP asrd_%s %s\n# TYPE asrd_%s %s\n", name, help, name, type);
 }
 
-int metrics_prometheus(struct buf *b, const char *w) {
-    prom_one(b, "gauge", "connections_active", "Open client connections.", w, (double)metrics.connections_active);
-    prom_one(b, "counter", "connections_total", "Client connections accepted.", w, (double)metrics.connections_total);
-    prom_one(b, "counter", "connections_refused_total", "Connections refused at the connection limit.", w,
-             (double)metrics.connections_refused);
-    prom_one(b, "gauge", "sessions_active", "Streaming sessions, live or resumable.", w, (double)metrics.sessions_active);
-    prom_one(b, "gauge", "sessions_attached", "Streaming sessions with a live connection.", w,
-             (double)metrics.sessions_attached);
-    prom_one(b, "counter", "sessions_total", "Streaming sessions created.", w, (double)metrics.sessions_total);
-    prom_one(b, "counter", "sessions_resumed_total", "Streaming sessions resumed.", w, (double)metrics.sessions_resumed);
-    prom_one(b, "counter", "sessions_refused_total", "Sessions refused at the session limit.", w,
-             (double)metrics.sessions_refused);
+/* One family, one sample per worker; EXPR reads M (that worker's metrics). */
+#define PROM_EACH(type, name, help, EXPR)                                                  \
+    do {                                                                                  \
+        prom_head(b, type, name, help);                                                   \
+        for (int k_ = 0; k_ < nv; k_++) {                                                 \
+            const struct metrics *M = v[k_].m;                                            \
+            buf_printf(b, "asrd_%s{worker=\"%s\"} %.17g\n", name, v[k_].wid, (double)(EXPR)); \
+        }                                                                                 \
+    } while (0)
+#define EACH_WORKER \
+    for (int k_ = 0, once_ = 1; k_ < nv; k_++, once_ = 1) \
+        for (const struct metrics *M = v[k_].m; once_; once_ = 0) \
+            for (const char *w = v[k_].wid; once_; once_ = 0)
+#define PROM_HIST(name, help, field)                                                      \
+    do {                                                                                  \
+        prom_head(b, "histogram", name, help);                                            \
+        for (int k_ = 0; k_ < nv; k_++) prom_hist_lines(b, name, &v[k_].m->field, v[k_].wid); \
+    } while (0)
+
+static void render_prom(struct buf *b, const struct mview *v, int nv) {
+    PROM_EACH("gauge", "connections_active", "Open client connections.", (double)M->connections_active);
+    PROM_EACH("counter", "connections_total", "Client connections accepted.", (double)M->connections_total);
+    PROM_EACH("counter", "connections_refused_total", "Connections refused at the connection limit.", (double)M->connections_refused);
+    PROM_EACH("gauge", "sessions_active", "Streaming sessions, live or resumable.", (double)M->sessions_active);
+    PROM_EACH("gauge", "sessions_attached", "Streaming sessions with a live connection.", (double)M->sessions_attached);
+    PROM_EACH("counter", "sessions_total", "Streaming sessions created.", (double)M->sessions_total);
+    PROM_EACH("counter", "sessions_resumed_total", "Streaming sessions resumed.", (double)M->sessions_resumed);
+    PROM_EACH("counter", "sessions_refused_total", "Sessions refused at the session limit.", (double)M->sessions_refused);
     buf_puts(b, "# HELP asrd_sessions_ended_total Sessions ended, by reason.\n# TYPE asrd_sessions_ended_total counter\n");
-    for (int i = 0; i < END__N; i++)
+    EACH_WORKER for (int i = 0; i < END__N; i++)
         buf_printf(b, "asrd_sessions_ended_total{worker=\"%s\",reason=\"%s\"} %llu\n", w, end_names[i],
-                   (unsigned long long)metrics.sessions_ended[i]);
-    prom_one(b, "counter", "chunks_total", "Audio chunks received.", w, (double)metrics.chunks_total);
-    prom_one(b, "counter", "partials_total", "Partial results sent.", w, (double)metrics.partials_total);
-    prom_one(b, "counter", "partials_dropped_total", "Partials dropped from full send queues.", w,
-             (double)metrics.partials_dropped);
-    prom_one(b, "counter", "finals_total", "Final results sent.", w, (double)metrics.finals_total);
-    prom_one(b, "counter", "bytes_in_total", "PCM bytes of accepted chunks.", w, (double)metrics.bytes_in);
+                   (unsigned long long)M->sessions_ended[i]);
+    PROM_EACH("counter", "chunks_total", "Audio chunks received.", (double)M->chunks_total);
+    PROM_EACH("counter", "partials_total", "Partial results sent.", (double)M->partials_total);
+    PROM_EACH("counter", "partials_dropped_total", "Partials dropped from full send queues.", (double)M->partials_dropped);
+    PROM_EACH("counter", "finals_total", "Final results sent.", (double)M->finals_total);
+    PROM_EACH("counter", "bytes_in_total", "PCM bytes of accepted chunks.", (double)M->bytes_in);
     buf_puts(b, "# HELP asrd_errors_total Streaming error answers, by code.\n# TYPE asrd_errors_total counter\n");
-    for (int i = 0; i < MERR__N; i++)
+    EACH_WORKER for (int i = 0; i < MERR__N; i++)
         buf_printf(b, "asrd_errors_total{worker=\"%s\",code=\"%s\"} %llu\n", w, err_names[i],
-                   (unsigned long long)metrics.errors[i]);
+                   (unsigned long long)M->errors[i]);
     buf_puts(b, "# HELP asrd_ws_close_total WebSocket close codes sent.\n# TYPE asrd_ws_close_total counter\n");
-    for (int i = 0; i < METRIC_CLOSE_CODES; i++) {
+    EACH_WORKER for (int i = 0; i < METRIC_CLOSE_CODES; i++) {
         if (close_codes[i] > 0)
             buf_printf(b, "asrd_ws_close_total{worker=\"%s\",code=\"%d\"} %llu\n", w, close_codes[i],
-                       (unsigned long long)metrics.close_codes[i]);
+                       (unsigned long long)M->close_codes[i]);
         else
             buf_printf(b, "asrd_ws_close_total{worker=\"%s\",code=\"%s\"} %llu\n", w,
-                       close_codes[i] < 0 ? "other" : "none", (unsigned long long)metrics.close_codes[i]);
+                       close_codes[i] < 0 ? "other" : "none", (unsigned long long)M->close_codes[i]);
     }
     buf_puts(b, "# HELP asrd_requests_total HTTP responses, by route and status.\n# TYPE asrd_requests_total counter\n");
-    for (int r = 0; r < ROUTE__N; r++)
+    EACH_WORKER for (int r = 0; r < ROUTE__N; r++)
         for (int s = 0; s < METRIC_STATUSES; s++)
-            if (metrics.requests[r][s])
+            if (M->requests[r][s])
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
-                           route_names[r], status_codes[s], (unsigned long long)metrics.requests[r][s]);
-    prom_one(b, "counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", w,
-             (double)metrics.ws_paused);
-    prom_one(b, "counter", "engine_requests_total", "Engine requests made.", w, (double)metrics.engine_requests);
-    prom_one(b, "counter", "engine_errors_total", "Engine requests that failed.", w, (double)metrics.engine_errors);
-    prom_one(b, "gauge", "vad_speech_ratio", "Share of VAD frames classified as speech.", w,
-             metrics.vad_frames ? (double)metrics.vad_speech_frames / (double)metrics.vad_frames : 0.0);
-    prom_hist(b, "chunk_queue_seconds", "Chunk arrival to engine submit.", &metrics.lat_queue, w);
-    prom_hist(b, "chunk_engine_seconds", "Engine submit to result.", &metrics.lat_engine, w);
-    prom_hist(b, "chunk_latency_seconds", "Chunk arrival to answer queued.", &metrics.lat_total, w);
-    prom_hist(b, "rest_latency_seconds", "REST transcription request to response.", &metrics.lat_rest, w);
-    prom_one(b, "gauge", "process_resident_memory_bytes", "Resident set size.", w, (double)rss_bytes());
-    prom_one(b, "gauge", "process_open_fds", "Open file descriptors.", w, (double)open_fds());
-    prom_one(b, "counter", "log_lines_dropped_total", "Log lines dropped because stderr would block.", w,
-             (double)log_dropped());
-    prom_one(b, "gauge", "uptime_seconds", "Seconds since start.", w,
-             (double)(util_wall_ms() - metrics.start_ms) / 1000.0);
-    buf_printf(b, "# HELP asrd_build_info Build information.\n# TYPE asrd_build_info gauge\n"
-                  "asrd_build_info{worker=\"%s\",version=\"%s\"} 1\n", w, ASRD_VERSION);
+                           route_names[r], status_codes[s], (unsigned long long)M->requests[r][s]);
+    PROM_EACH("counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", (double)M->ws_paused);
+    PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
+    PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
+    PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
+    PROM_EACH("counter", "store_reconnects_total", "Session store reconnections.", M->store_reconnects);
+    PROM_EACH("counter", "store_snapshot_writes_total", "Session snapshots written to a shared store.", M->store_writes);
+    PROM_EACH("counter", "engine_requests_total", "Engine requests made.", (double)M->engine_requests);
+    PROM_EACH("counter", "engine_errors_total", "Engine requests that failed.", (double)M->engine_errors);
+    PROM_EACH("gauge", "vad_speech_ratio", "Share of VAD frames classified as speech.", M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
+    PROM_HIST("chunk_queue_seconds", "Chunk arrival to engine submit.", lat_queue);
+    PROM_HIST("chunk_engine_seconds", "Engine submit to result.", lat_engine);
+    PROM_HIST("chunk_latency_seconds", "Chunk arrival to answer queued.", lat_total);
+    PROM_HIST("rest_latency_seconds", "REST transcription request to response.", lat_rest);
+    PROM_EACH("gauge", "process_resident_memory_bytes", "Resident set size.", (double)M->rss_bytes);
+    PROM_EACH("gauge", "process_open_fds", "Open file descriptors.", (double)M->open_fds);
+    PROM_EACH("counter", "log_lines_dropped_total", "Log lines dropped because stderr would block.", (double)M->log_dropped);
+    PROM_EACH("gauge", "uptime_seconds", "Seconds since start.", (double)(util_wall_ms() - M->start_ms) / 1000.0);
+    prom_head(b, "gauge", "build_info", "Build information.");
+    for (int k = 0; k < nv; k++)
+        buf_printf(b, "asrd_build_info{worker=\"%s\",version=\"%s\"} 1\n", v[k].wid, ASRD_VERSION);
+}
+#undef EACH_WORKER
+#undef PROM_EACH
+#undef PROM_HIST
+
+/* ---- workers' metrics in shared memory ---------------------------------- */
+
+/* One slot per worker (two per master slot: the old and the new worker of a
+ * rolling restart). The owner writes its whole struct each second under a
+ * seqlock; readers retry on a torn copy. pid 0 = empty (the master clears a
+ * slot when it reaps the worker). */
+struct metrics_slot {
+    uint64_t seq;                     /* odd while being written */
+    int32_t  pid;
+    char     wid[64];
+    struct metrics m;
+};
+
+static struct metrics_slot *shared_;  /* MAP_SHARED region, nshared_ slots; NULL = stand-alone */
+static int nshared_;
+static int self_slot_ = -1;
+static char self_wid_[64] = "w0";
+
+int metrics_shared_create(int n) {
+    void *p = mmap(NULL, sizeof(struct metrics_slot) * (size_t)n, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return ASR_ENOMEM;
+    shared_ = p;
+    nshared_ = n;
+    return 0;
+}
+
+void metrics_shared_bind(int slot) {
+    if (!shared_ || slot < 0 || slot >= nshared_) return;
+    self_slot_ = slot;
+    __atomic_store_n(&shared_[slot].pid, 0, __ATOMIC_RELEASE);
+}
+
+void metrics_shared_clear(int slot) {
+    if (!shared_ || slot < 0 || slot >= nshared_) return;
+    __atomic_store_n(&shared_[slot].pid, 0, __ATOMIC_RELEASE);
+}
+
+void metrics_set_worker_id(const char *id) { snprintf(self_wid_, sizeof self_wid_, "%s", id); }
+
+static void fill_process(struct metrics *m) {
+    m->rss_bytes = rss_bytes();
+    m->open_fds = open_fds();
+    m->log_dropped = log_dropped();
+    rates(&m->chunks_per_s, &m->requests_per_s);
+}
+
+static void publish(void) {
+    if (self_slot_ < 0) return;
+    struct metrics_slot *s = &shared_[self_slot_];
+    fill_process(&metrics);
+    uint64_t q = s->seq;
+    __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELEASE);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    memcpy(&s->m, &metrics, sizeof metrics);
+    snprintf(s->wid, sizeof s->wid, "%s", self_wid_);
+    __atomic_store_n(&s->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
+}
+
+/* Copies slot i if it holds a live worker other than this one. */
+static int read_slot(int i, struct metrics *out, char *wid, int32_t *pid) {
+    struct metrics_slot *s = &shared_[i];
+    for (int tries = 0; tries < 100; tries++) {
+        uint64_t a = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        if (a & 1) continue;
+        int32_t p = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+        if (p == 0 || p == getpid()) return 0;
+        memcpy(out, &s->m, sizeof *out);
+        memcpy(wid, s->wid, 64);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->seq, __ATOMIC_ACQUIRE) == a) {
+            wid[63] = 0;
+            *pid = p;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void hist_sum(struct hist *a, const struct hist *b) {
+    a->count += b->count;
+    a->sum_ms += b->sum_ms;
+    for (int i = 0; i < HIST_BUCKETS; i++) a->b[i] += b->b[i];
+}
+
+/* Adds every counter and gauge of b to a. */
+static void metrics_sum(struct metrics *a, const struct metrics *b) {
+#define S_(f) a->f += b->f
+#define SA_(f) for (size_t i_ = 0; i_ < sizeof a->f / sizeof a->f[0]; i_++) a->f[i_] += b->f[i_]
+    S_(connections_active); S_(connections_total); S_(connections_refused);
+    S_(sessions_active); S_(sessions_attached); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
+    SA_(sessions_ended);
+    S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
+    S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
+    SA_(errors); SA_(close_codes);
+    S_(requests_total);
+    for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
+    S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
+    S_(engine_requests); S_(engine_errors); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
+    hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
+    hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);
+    if (b->start_ms && (a->start_ms == 0 || b->start_ms < a->start_ms)) a->start_ms = b->start_ms;
+#undef S_
+#undef SA_
+}
+
+/* This worker (live) first, then the other live workers. */
+#define MAX_VIEWS 520
+static struct metrics others_[MAX_VIEWS];
+static char other_wid_[MAX_VIEWS][64];
+
+static int collect(struct mview *v) {
+    fill_process(&metrics);
+    int n = 0;
+    v[n++] = (struct mview){.wid = self_wid_, .m = &metrics, .pid = (int)getpid()};
+    for (int i = 0; shared_ && i < nshared_ && n < MAX_VIEWS; i++) {
+        int32_t pid;
+        if (i == self_slot_ || !read_slot(i, &others_[n], other_wid_[n], &pid)) continue;
+        v[n] = (struct mview){.wid = other_wid_[n], .m = &others_[n], .pid = pid};
+        n++;
+    }
+    return n;
+}
+
+int metrics_json(struct buf *b, const char *worker_id) {
+    static struct mview v[MAX_VIEWS];
+    int nv = collect(v);
+    static struct metrics sum;
+    memset(&sum, 0, sizeof sum);
+    for (int k = 0; k < nv; k++) metrics_sum(&sum, v[k].m);
+    render_json(b, worker_id, &sum, v, nv);
+    return b->len ? 0 : ASR_ENOMEM;
+}
+
+int metrics_prometheus(struct buf *b, const char *worker_id) {
+    static struct mview v[MAX_VIEWS];
+    int nv = collect(v);
+    (void)worker_id;
+    render_prom(b, v, nv);
     return b->len ? 0 : ASR_ENOMEM;
 }

@@ -31,7 +31,7 @@ enum metric_route {
 
 enum metric_end {                     /* why a session ended */
     END_STOP, END_IDLE, END_EXPIRED, END_SLOW_CLIENT, END_POLICY, END_TOO_BIG, END_SHUTDOWN,
-    END_ERROR, END__N
+    END_ERROR, END_MOVED, END__N
 };
 
 #define METRIC_STATUSES 16
@@ -65,10 +65,19 @@ struct metrics {
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;
     uint64_t ws_paused;               /* times a socket was paused for backpressure */
+    uint64_t store_up;                /* gauge: 1 while the session store is available */
+    uint64_t store_ops;               /* store operations started */
+    uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */
+    uint64_t store_timeouts;
+    uint64_t store_reconnects;
+    uint64_t store_writes;            /* session snapshots written (shared store) */
     struct hist lat_queue;            /* chunk arrival -> engine submit */
     struct hist lat_engine;           /* engine submit -> result */
     struct hist lat_total;            /* chunk arrival -> answer queued */
     struct hist lat_rest;             /* REST transcribe request -> response */
+    /* process figures, sampled when published or rendered */
+    uint64_t rss_bytes, open_fds, log_dropped;
+    double   chunks_per_s, requests_per_s;
 };
 
 extern struct metrics metrics;
@@ -86,7 +95,18 @@ void metrics_count_request(enum metric_route route, int status);
 /* Samples the counters behind per-second rates; call once a second. */
 void metrics_tick(void);
 
-/* Renders snapshots. worker_id labels them. Return 0 or ASR_ENOMEM. */
+/* Workers of one master share their metrics (master.h): the master maps n
+ * slots before forking; a worker binds to its slot and publishes a copy of
+ * its counters there every metrics_tick(); the master clears the slot of a
+ * worker it reaped. Rendering then covers every live worker: JSON sums them
+ * (with a per-worker list), Prometheus gives one series per worker label.
+ * Other workers' figures are up to one second old; this worker's are live. */
+int  metrics_shared_create(int n);
+void metrics_shared_bind(int slot);
+void metrics_shared_clear(int slot);
+void metrics_set_worker_id(const char *id);
+
+/* Renders snapshots. worker_id is the answering worker. Return 0 or ASR_ENOMEM. */
 int metrics_json(struct buf *out, const char *worker_id);
 int metrics_prometheus(struct buf *out, const char *worker_id);
 

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "engine.h"
 #include "err.h"
 #include "metrics.h"
@@ -47,9 +49,11 @@ struct answer {
     const char *why;           /* ERROR without a sequence (INVALID_MESSAGE): static reason */
     char    *text;             /* FINAL: owned, malloc'd; NULL = empty */
     size_t   text_len;
+    uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
 };
 
 #define KEPT_FINALS_MAX 16
+#define SESS_UTT_TEXT_MAX (16 * 1024)
 /* Utterance ends one chunk can report; more (only possible with huge chunks
  * and tiny endpointing) are merged into the next utterance. */
 #define SESS_MAX_FINALS_PER_CHUNK 64
@@ -78,6 +82,17 @@ struct asr_session {
     struct { uint64_t seq, start; } recent[8]; /* last accepted chunks: sequence, first sample */
     unsigned n_recent;
     struct sess_stats stats;
+    /* What the client has been told (answers emitted), for the store's
+     * snapshot: a resume elsewhere continues from exactly here. */
+    uint64_t ans_seq;                /* highest sequence answered */
+    uint64_t ans_samples;            /* stream position after that chunk */
+    int      ans_utt_open;           /* speech_started sent, its final not yet */
+    uint64_t ans_utt_start_ms;
+    struct buf utt_text;             /* partial texts of the open utterance, space-joined */
+    uint64_t finals_sent;
+    char    *utt_prefix;             /* owned: restored text of an utterance open at the
+                                        move; prefixed to its final */
+    int      dirty;                  /* SESS_DIRTY_* since sess_take_dirty() */
 };
 
 /* ---- state machine ---------------------------------------------------- */
@@ -124,6 +139,7 @@ struct asr_session *sess_create(const struct sess_cfg *cfg) {
     s->eng = engine_session_create(&ecfg);
     if (!s->eng) goto fail;
     buf_init(&s->ptext, 64 * 1024);
+    buf_init(&s->utt_text, SESS_UTT_TEXT_MAX);
     s->tokens = 2.0 * (double)cfg->rate_bytes_per_sec;
     s->tokens_ns = 0; /* set by the first chunk's arrival time */
     s->stats.created_ms = util_wall_ms();
@@ -143,6 +159,8 @@ void sess_destroy(struct asr_session *s) {
     free(s->kept);
     free(s->ring);
     buf_cleanup(&s->ptext);
+    buf_cleanup(&s->utt_text);
+    free(s->utt_prefix);
     free(s);
 }
 
@@ -236,9 +254,32 @@ static void error_message(const struct asr_session *s, const struct answer *a, c
     }
 }
 
+/* Prepends the text of an utterance that was open when the session moved
+ * here (resume on another worker) to that utterance's final. */
+static void apply_prefix(struct asr_session *s, struct answer *a) {
+    size_t pl = strlen(s->utt_prefix);
+    char *t = malloc(pl + 1 + a->text_len);
+    if (t) {
+        memcpy(t, s->utt_prefix, pl);
+        size_t n = pl;
+        if (a->text_len && pl) t[n++] = ' ';
+        if (a->text_len) memcpy(t + n, a->text, a->text_len);
+        free(a->text);
+        a->text = t;
+        a->text_len = n + a->text_len;
+    }
+    free(s->utt_prefix);
+    s->utt_prefix = NULL;
+}
+
 static void emit_final(struct asr_session *s, struct answer *a) {
     metrics.finals_total++;
     s->stats.finals++;
+    if (s->utt_prefix) apply_prefix(s, a);
+    s->ans_utt_open = 0;
+    buf_reset(&s->utt_text);
+    s->finals_sent++;
+    s->dirty |= SESS_DIRTY_CHANGED | SESS_DIRTY_FINAL;
     if (s->sink) {
         s->sink->on_final(s->sink_ctx, a->seq, a->text ? a->text : "", a->text_len, a->a, a->b);
         free(a->text);
@@ -255,6 +296,10 @@ static void emit(struct asr_session *s, struct answer *a) {
     char msg[160];
     switch (a->kind) {
     case ANS_SPEECH:
+        s->ans_utt_open = 1;
+        s->ans_utt_start_ms = a->a;
+        buf_reset(&s->utt_text);
+        s->dirty |= SESS_DIRTY_CHANGED;
         metrics.speech_started_total++;
         if (s->sink && s->sink->on_speech_started) s->sink->on_speech_started(s->sink_ctx, a->seq, a->a);
         break;
@@ -282,6 +327,13 @@ static void emit(struct asr_session *s, struct answer *a) {
             hist_add(&metrics.lat_total, lat.total_ms);
             metrics.partials_total++;
             s->stats.partials++;
+            if (a->seq > s->ans_seq) s->ans_seq = a->seq;
+            s->ans_samples = a->end_sample;
+            if (s->ans_utt_open && s->ptext.len) {
+                if (s->utt_text.len) buf_append(&s->utt_text, " ", 1);
+                buf_append(&s->utt_text, s->ptext.data, s->ptext.len); /* bounded: may stop growing */
+            }
+            s->dirty |= SESS_DIRTY_CHANGED;
             if (s->sink)
                 s->sink->on_partial(s->sink_ctx, a->seq, s->ptext.data ? s->ptext.data : "", s->ptext.len,
                                     a->is_speech, &lat);
@@ -291,6 +343,10 @@ static void emit(struct asr_session *s, struct answer *a) {
     case ANS_ERROR:
         metrics_count_error(a->err);
         s->stats.errors++;
+        if (!a->why && a->seq > s->ans_seq) {
+            s->ans_seq = a->seq;
+            s->dirty |= SESS_DIRTY_CHANGED;
+        }
         if (s->sink && a->why) {
             s->sink->on_error(s->sink_ctx, a->err, 0, 0, a->why);
         } else if (s->sink) {
@@ -555,6 +611,7 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     metrics.vad_speech_frames += (speech_end - speech0) / s->cfg.vad.frame_ms;
 
     struct answer *p = ring_push(s, ANS_PARTIAL, seq);
+    p->end_sample = vad_samples(s->vad);
     p->is_speech = speech_end > speech0 || vad_in_utterance(s->vad);
     p->t_arrival_ns = now_ns;
     /* Engine requests in audio order: segments and finalizes interleaved.
@@ -617,4 +674,106 @@ int sess_stop(struct asr_session *s) {
     if (s->state == SESS_CLOSING || s->state == SESS_CLOSED) return 0;
     if (s->state == SESS_ACTIVE) sess_finalize(s);
     return sess_drain(s);
+}
+
+/* ---- snapshot and restore (the session store) ------------------------------ */
+
+int sess_take_dirty(struct asr_session *s) {
+    int d = s->dirty;
+    s->dirty = 0;
+    return d;
+}
+
+static void json_text(struct buf *b, const char *key, const char *t, size_t n) {
+    buf_printf(b, ",\"%s\":", key);
+    buf_json_str(b, t ? t : "", t ? n : 0);
+}
+
+int sess_snapshot(const struct asr_session *s, struct buf *b) {
+    int bad = 0;
+    buf_printf(b, "{\"v\":1,\"rate\":%u,\"seq\":%llu,\"samples\":%llu,\"utt\":%d,\"utt_start_ms\":%llu",
+               s->cfg.sample_rate, (unsigned long long)s->ans_seq, (unsigned long long)s->ans_samples,
+               s->ans_utt_open, (unsigned long long)s->ans_utt_start_ms);
+    /* an utterance that already moved once keeps its earlier text */
+    if (s->ans_utt_open) {
+        struct buf t;
+        buf_init(&t, SESS_UTT_TEXT_MAX * 2);
+        if (s->utt_prefix) buf_puts(&t, s->utt_prefix);
+        if (s->utt_prefix && s->utt_text.len) buf_append(&t, " ", 1);
+        if (s->utt_text.len) buf_append(&t, s->utt_text.data, s->utt_text.len);
+        json_text(b, "utt_text", t.data, t.len);
+        buf_cleanup(&t);
+    }
+    buf_printf(b, ",\"finals_sent\":%llu,\"created_ms\":%llu,\"stats\":[%llu,%llu,%llu,%llu,%llu,%llu]",
+               (unsigned long long)s->finals_sent, (unsigned long long)s->stats.created_ms,
+               (unsigned long long)s->stats.audio_ms, (unsigned long long)s->stats.bytes,
+               (unsigned long long)s->stats.chunks, (unsigned long long)s->stats.partials,
+               (unsigned long long)s->stats.finals, (unsigned long long)s->stats.errors);
+    buf_puts(b, ",\"kept\":[");
+    for (unsigned i = 0; i < s->n_kept; i++) {
+        buf_printf(b, "%s{\"seq\":%llu,\"start_ms\":%llu,\"end_ms\":%llu", i ? "," : "",
+                   (unsigned long long)s->kept[i].seq, (unsigned long long)s->kept[i].a,
+                   (unsigned long long)s->kept[i].b);
+        json_text(b, "text", s->kept[i].text, s->kept[i].text_len);
+        buf_puts(b, "}");
+    }
+    bad |= buf_puts(b, "]}");
+    return bad ? ASR_ENOMEM : 0;
+}
+
+struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, const void *blob, size_t len) {
+    json_error_t jerr;
+    json_t *j = json_loadb(blob, len, 0, &jerr);
+    if (!j || !json_is_object(j) || json_integer_value(json_object_get(j, "v")) != 1 ||
+        (unsigned)json_integer_value(json_object_get(j, "rate")) != cfg->sample_rate ||
+        strlen(id) >= sizeof ((struct asr_session *)0)->id) {
+        json_decref(j);
+        return NULL;
+    }
+    struct asr_session *s = sess_create(cfg);
+    if (!s) {
+        json_decref(j);
+        return NULL;
+    }
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->ans_seq = s->last_seq = s->last_speech_seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+    s->ans_samples = (uint64_t)json_integer_value(json_object_get(j, "samples"));
+    s->ans_utt_open = json_is_true(json_object_get(j, "utt")) || json_integer_value(json_object_get(j, "utt")) == 1;
+    s->ans_utt_start_ms = s->utt_start_ms = (uint64_t)json_integer_value(json_object_get(j, "utt_start_ms"));
+    vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms);
+    const char *ut = json_string_value(json_object_get(j, "utt_text"));
+    if (s->ans_utt_open && ut && *ut) s->utt_prefix = strdup(ut);
+    s->finals_sent = (uint64_t)json_integer_value(json_object_get(j, "finals_sent"));
+    s->stats.created_ms = (uint64_t)json_integer_value(json_object_get(j, "created_ms"));
+    json_t *st = json_object_get(j, "stats");
+    uint64_t *f[] = {&s->stats.audio_ms, &s->stats.bytes, &s->stats.chunks, &s->stats.partials,
+                     &s->stats.finals, &s->stats.errors};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) *f[i] = (uint64_t)json_integer_value(json_array_get(st, i));
+    json_t *kept = json_object_get(j, "kept");
+    size_t n = json_array_size(kept);
+    if (n > KEPT_FINALS_MAX) n = KEPT_FINALS_MAX;
+    if (n && (s->kept = calloc(KEPT_FINALS_MAX, sizeof *s->kept)) != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *k = json_array_get(kept, i);
+            struct answer *a = &s->kept[s->n_kept++];
+            a->kind = ANS_FINAL;
+            a->seq = (uint64_t)json_integer_value(json_object_get(k, "seq"));
+            a->a = (uint64_t)json_integer_value(json_object_get(k, "start_ms"));
+            a->b = (uint64_t)json_integer_value(json_object_get(k, "end_ms"));
+            const char *t = json_string_value(json_object_get(k, "text"));
+            if (t && *t) {
+                a->text = strdup(t);
+                a->text_len = a->text ? strlen(t) : 0;
+            }
+        }
+    }
+    json_decref(j);
+    return s;
+}
+
+unsigned sess_snapshot_rate(const void *blob, size_t len) {
+    json_t *j = json_loadb(blob, len, 0, NULL);
+    unsigned r = (unsigned)json_integer_value(json_object_get(j, "rate"));
+    json_decref(j);
+    return r;
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
 #include "vad.h"
 
 enum sess_state { SESS_CREATED, SESS_ACTIVE, SESS_CLOSING, SESS_CLOSED };
@@ -105,6 +106,26 @@ int sess_pending_full(const struct asr_session *s);
 /* 1 when the client broke the rate limit rate_abuse_threshold times in a
  * row, or piled up more refusals than the answer ring's bound. */
 int sess_abusive(const struct asr_session *s);
+
+/* ---- the session store (store.h) ----
+ * A snapshot is the portable state at the last answer the client was given:
+ * last sequence answered, stream position, the open utterance (start and the
+ * partial texts sent so far), finals sent, finals kept for a detached client,
+ * counters. JSON; written by the owner, read by whichever worker resumes. */
+#define SESS_DIRTY_CHANGED 1   /* something in the snapshot changed */
+#define SESS_DIRTY_FINAL   2   /* a final was emitted (write through) */
+/* Returns SESS_DIRTY_* bits gathered since the last call, and clears them. */
+int sess_take_dirty(struct asr_session *s);
+/* Appends the snapshot to out. 0 or ASR_ENOMEM. */
+int sess_snapshot(const struct asr_session *s, struct buf *out);
+/* A session rebuilt from another worker's snapshot, with that id. cfg as for
+ * sess_create (its sample_rate must match the snapshot's). An utterance open
+ * in the snapshot continues: its final carries the earlier text first.
+ * NULL on a bad snapshot or no memory. */
+struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, const void *blob, size_t len);
+
+/* The sample rate a snapshot was made at (0 when unreadable). */
+unsigned sess_snapshot_rate(const void *blob, size_t len);
 
 /* Approximate heap bytes held by the session (for the memory budget). */
 size_t sess_footprint(const struct asr_session *s);

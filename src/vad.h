@@ -64,6 +64,11 @@ int vad_feed(struct vad *v, const int16_t *pcm, size_t n,
  * partial frame is kept (it is still audio of the stream). */
 int vad_end_utterance(struct vad *v, struct vad_event *ev);
 
+/* Continues a stream that another detector ran up to position samples
+ * (resume on another worker): no frame carried; in_utt says whether an
+ * utterance starting at utt_start_ms is open there. */
+void vad_restore(struct vad *v, uint64_t samples, int in_utt, uint64_t utt_start_ms);
+
 int      vad_in_utterance(const struct vad *v);  /* 1 between START and END */
 uint64_t vad_utterance_start_ms(const struct vad *v);
 uint64_t vad_samples(const struct vad *v);       /* samples fed so far */

@@ -96,8 +96,20 @@ static void on_signal(uv_signal_t *s, int signum) {
     start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static int bind_listener(struct worker *w) {
+static int bind_listener(struct worker *w, int fd) {
     const struct config *c = w->cfg;
+    if (fd >= 0) { /* inherited from the master */
+        int r;
+        uv_tcp_init(w->loop, &w->listener);
+        w->listener.data = w;
+        if ((r = uv_tcp_open(&w->listener, fd)) != 0 ||
+            (r = uv_listen((uv_stream_t *)&w->listener, c->backlog, on_connection)) != 0) {
+            fprintf(stderr, "asrd: worker cannot listen on its socket: %s\n", uv_strerror(r));
+            return 1;
+        }
+        w->listening = 1;
+        return 0;
+    }
     struct sockaddr_storage ss;
     int r = uv_ip4_addr(c->host, c->port, (struct sockaddr_in *)&ss);
     if (r != 0) r = uv_ip6_addr(c->host, c->port, (struct sockaddr_in6 *)&ss);
@@ -120,13 +132,14 @@ static void close_walk(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-int worker_run(const struct config *cfg) {
+int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     struct worker *w = &worker_;
     memset(w, 0, sizeof *w);
     w->loop = uv_default_loop();
     w->cfg = cfg;
     w->start_ms = util_wall_ms();
     metrics_init();
+    metrics_set_worker_id(cfg->worker_id);
     api_routes_install();
     struct engine_cfg ecfg = {.loop = w->loop, .config = cfg};
     int r = engine_load(cfg->engine, &ecfg);
@@ -135,7 +148,12 @@ int worker_run(const struct config *cfg) {
                 engine_names());
         return 2;
     }
-    if ((r = bind_listener(w)) != 0) return r;
+    if ((r = api_stream_init(w->loop)) != 0) {
+        fprintf(stderr, "asrd: ASR_REDIS_URL: cannot use \"%s\" (redis://[:password@]host:port[/db] or unix:///path)\n",
+                cfg->redis_url);
+        return 2;
+    }
+    if ((r = bind_listener(w, boot ? boot->listen_fd : -1)) != 0) return r;
     uv_prepare_init(w->loop, &w->prep);
     w->prep.data = w;
     uv_prepare_start(&w->prep, on_prepare);
@@ -151,6 +169,7 @@ int worker_run(const struct config *cfg) {
     uv_signal_start(&w->sig_term, on_signal, SIGTERM);
     uv_signal_start(&w->sig_int, on_signal, SIGINT);
     signal(SIGPIPE, SIG_IGN);
+    if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
     metrics_tick();
     struct log_line *l = log_begin(LOG_INFO, "listening");
     if (l) {
@@ -160,12 +179,17 @@ int worker_run(const struct config *cfg) {
         log_u64(l, "pid", (uint64_t)getpid());
         log_end(l);
     }
+    if (boot && boot->ready_fd >= 0) {
+        (void)!write(boot->ready_fd, "r", 1);
+        close(boot->ready_fd);
+    }
     uv_run(w->loop, UV_RUN_DEFAULT);
     /* Drained, or the drain timed out: close every connection that is left
      * (their close callbacks free sessions and log them), then the rest. */
     api_stream_shutdown();
     for (struct conn *c = w->conns; c; c = c->next) conn_close(c);
     uv_run(w->loop, UV_RUN_NOWAIT);
+    api_stream_close(w->loop);
     engine_unload();
     uv_walk(w->loop, close_walk, NULL);
     uv_run(w->loop, UV_RUN_DEFAULT);

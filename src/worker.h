@@ -4,6 +4,7 @@
 #ifndef ASRD_WORKER_H
 #define ASRD_WORKER_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -29,8 +30,17 @@ struct worker {
     char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */
 };
 
-/* Binds, listens and runs the loop until drained. Returns the exit status. */
-int worker_run(const struct config *cfg);
+/* How the master started this worker (NULL boot: a stand-alone process that
+ * binds its own socket). */
+struct worker_boot {
+    int index;                       /* slot number (worker id suffix) */
+    int listen_fd;                   /* inherited listening socket, or -1 to bind */
+    int ready_fd;                    /* one byte is written here once listening, then closed; -1 = none */
+    const sigset_t *unblock;         /* signals the master blocked; unblocked once the loop handles them */
+};
+
+/* Listens and runs the loop until drained. Returns the exit status. */
+int worker_run(const struct config *cfg, const struct worker_boot *boot);
 
 /* The process's worker (one per process). */
 struct worker *worker_get(void);

@@ -97,7 +97,9 @@ class Server:
 
     def __init__(self, env=None, name="asrd"):
         self.port = free_port()
-        self.env = {"ASR_HOST": "127.0.0.1", "ASR_PORT": self.port}
+        # one worker unless a test asks for more: counters and in-memory
+        # resume are per worker, and this machine has several cores
+        self.env = {"ASR_HOST": "127.0.0.1", "ASR_PORT": self.port, "ASR_WORKERS": 1}
         self.env.update(env or {})
         self.name = name
         self.stderr_path = os.path.join(log_dir(), "%s-%d.stderr" % (name, self.port))
