@@ -455,6 +455,7 @@ static void sess_cfg_for(struct sess_cfg *scfg, unsigned rate) {
         .max_chunk_bytes = c->max_chunk_bytes,
         .rate_bytes_per_sec = config_audio_rate(c, rate),
         .max_pending_chunks = c->max_pending_chunks,
+        .max_pending_bytes = c->max_session_buffer_bytes,
         .shed_load = c->shed_load,
         .rate_abuse_threshold = c->rate_abuse_threshold,
         .vad = {.sample_rate = rate, .frame_ms = (unsigned)c->vad_frame_ms,

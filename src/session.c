@@ -50,6 +50,7 @@ struct answer {
     char    *text;             /* FINAL: owned, malloc'd; NULL = empty */
     size_t   text_len;
     uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
+    size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
 };
 
 #define KEPT_FINALS_MAX 16
@@ -67,6 +68,7 @@ struct asr_session {
     const struct sess_sink *sink;    /* borrowed; NULL while detached */
     void    *sink_ctx;               /* borrowed */
     uint64_t last_seq;               /* highest sequence answered (PROTOCOL.md `last`) */
+    size_t   pending_bytes;          /* PCM bytes of pending chunks (ASR_MAX_SESSION_BUFFER_BYTES) */
     int      pending;                /* accepted chunks not yet answered */
     int      rate_strikes;           /* RATE_LIMITED in a row */
     double   tokens;                 /* rate bucket, bytes */
@@ -118,7 +120,10 @@ unsigned sess_sample_rate(const struct asr_session *s) { return s->cfg.sample_ra
 uint64_t sess_last_sequence(const struct asr_session *s) { return s->last_seq; }
 const struct sess_stats *sess_stats(const struct asr_session *s) { return &s->stats; }
 int sess_pending(const struct asr_session *s) { return s->pending; }
-int sess_pending_full(const struct asr_session *s) { return s->pending >= s->cfg.max_pending_chunks; }
+int sess_pending_full(const struct asr_session *s) {
+    return s->pending >= s->cfg.max_pending_chunks ||
+           (s->cfg.max_pending_bytes && s->pending_bytes >= s->cfg.max_pending_bytes);
+}
 /* Abuse: the rate limit broken too often in a row, or so many refusals
  * waiting behind owed answers that the ring passes its bound. */
 int sess_abusive(const struct asr_session *s) {
@@ -247,7 +252,8 @@ static void error_message(const struct asr_session *s, const struct answer *a, c
         snprintf(m, n, "audio faster than %zu bytes/s", s->cfg.rate_bytes_per_sec);
         break;
     case ASR_E_SERVER_BUSY:
-        snprintf(m, n, "server busy: chunk skipped, %d chunks already waiting", s->cfg.max_pending_chunks);
+        snprintf(m, n, "server busy: chunk skipped, %d chunks (%zu bytes) already waiting", s->pending,
+                 s->pending_bytes);
         break;
     case ASR_E_MODEL_ERROR: snprintf(m, n, "the engine failed on this chunk"); break;
     default: snprintf(m, n, "%s", asr_strerror(a->err)); break;
@@ -308,6 +314,7 @@ static void emit(struct asr_session *s, struct answer *a) {
         break;
     case ANS_PARTIAL:
         s->pending--;
+        s->pending_bytes -= a->bytes;
         if (a->failed) {
             a->kind = ANS_ERROR;
             a->err = ASR_E_MODEL_ERROR;
@@ -612,6 +619,8 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
 
     struct answer *p = ring_push(s, ANS_PARTIAL, seq);
     p->end_sample = vad_samples(s->vad);
+    p->bytes = len;
+    s->pending_bytes += len;
     p->is_speech = speech_end > speech0 || vad_in_utterance(s->vad);
     p->t_arrival_ns = now_ns;
     /* Engine requests in audio order: segments and finalizes interleaved.

@@ -26,6 +26,7 @@ struct sess_cfg {
     size_t   max_chunk_bytes;      /* CHUNK_TOO_LARGE above */
     size_t   rate_bytes_per_sec;   /* token bucket refill; holds 2 s */
     int      max_pending_chunks;   /* chunks waiting for the engine */
+    size_t   max_pending_bytes;    /* their PCM bytes (0 = unbounded) */
     int      shed_load;            /* 1: SERVER_BUSY past max_pending_chunks */
     int      rate_abuse_threshold; /* RATE_LIMITED in a row before sess_abusive() */
     struct vad_cfg vad;
