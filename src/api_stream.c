@@ -38,6 +38,7 @@ struct stream {
     int      uncounted;           /* refused before it started: no end logged or counted */
     int      stored;              /* this worker owns its record in the store */
     int      unsynced;            /* created while the store was down: register later */
+    uint64_t stored_ms;           /* loop time of the last snapshot write */
     struct stream *hnext;         /* registry chain */
 };
 
@@ -705,6 +706,7 @@ static void stream_sync(struct stream *st) {
     if (!snap.limit) buf_init(&snap, STORE_BLOB_MAX);
     buf_reset(&snap);
     if (sess_snapshot(st->sess, &snap) != 0) return;
+    st->stored_ms = uv_now(worker_get()->loop);
     struct sync_ctx *sc = xmalloc(sizeof *sc);
     snprintf(sc->id, sizeof sc->id, "%s", sess_id(st->sess));
     metrics.store_writes++;
@@ -791,9 +793,13 @@ static void on_sync_tick(uv_timer_t *t) {
     for (int i = 0; i < STORE_OP__N; i++) ops += ss->ops[i];
     metrics.store_ops = ops;
     if (!shared()) return;
+    /* changed sessions, and (so that the record's TTL never runs out under a
+     * session that only sends keepalives) any not written for a minute */
+    uint64_t now = uv_now(t->loop);
     for (size_t i = 0; i < table_size; i++)
         for (struct stream *e = table[i]; e; e = e->hnext)
-            if (!e->destroyed && e->sess && sess_take_dirty(e->sess)) stream_sync(e);
+            if (!e->destroyed && e->sess && (sess_take_dirty(e->sess) || now - e->stored_ms >= 60000))
+                stream_sync(e);
 }
 
 /* ---- drain and housekeeping ---------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "store.h"
 #include "worker.h"
 
 int main(int argc, char **argv) {
@@ -27,6 +28,12 @@ int main(int argc, char **argv) {
     char err[256];
     if (config_load(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "asrd: invalid configuration: %s\n", err);
+        return 2;
+    }
+    struct store_url su;
+    if (cfg.redis_url[0] && store_url_parse(cfg.redis_url, &su) != 0) {
+        fprintf(stderr, "asrd: invalid configuration: ASR_REDIS_URL: not a redis://[:password@]host[:port][/db] "
+                        "or unix:///path URL\n");
         return 2;
     }
     if (sodium_init() < 0) {

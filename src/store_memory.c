@@ -181,7 +181,9 @@ static int do_claim(struct mstore *m, struct store__op *op, const struct store__
     r->attached = 1;
     r->last_ms = util_wall_ms();
     r->expires_ms = mono_ms() + m->base.session_ttl_ms_;
-    return res_from(op, r, 1);
+    int st = res_from(op, r, 1);
+    if (st != STORE_OK) r->attached = 0;           /* not claimed after all */
+    return st;
 }
 
 static int do_list(struct mstore *m, struct store__op *op, const struct store__args *a) {

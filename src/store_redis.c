@@ -148,12 +148,19 @@ static const char *const script_body[S__N] = {
     /* count -> sessions of live workers */
     [S_COUNT] =
     "return count_active(now_ms())\n",
-    /* register: ARGV[3] heartbeat ttl ms, [4] instance nonce, [5] first
-     * connect of this process -> sessions an earlier process with this
-     * worker id left attached, now detached */
+    /* register (each connect): ARGV[3] heartbeat ttl ms, [4] instance
+     * nonce, [5] first connect of this process. Sets the heartbeat, prunes
+     * dead workers with no sessions left from the set, and on the first
+     * connect detaches what an earlier process with this worker id left
+     * attached -> the number detached */
     [S_REGISTER] =
     "redis.call('SET', hbkey(me), ARGV[4], 'PX', ARGV[3])\n"
     "redis.call('SADD', p .. 'workers', me)\n"
+    "for _, w in ipairs(redis.call('SMEMBERS', p .. 'workers')) do\n"
+    "  if not alive(w) and redis.call('EXISTS', zkey(w)) == 0 then\n"
+    "    redis.call('SREM', p .. 'workers', w)\n"
+    "  end\n"
+    "end\n"
     "if ARGV[5] ~= '1' then return 0 end\n"
     "local now = now_ms()\n"
     "local zk = zkey(me)\n"
