@@ -431,6 +431,16 @@ static uint64_t jnum_u64(json_t *v) {
 
 static double jnum_dbl(json_t *v) { return json_is_number(v) ? json_number_value(v) : 0.0; }
 
+/* Every numeric member of object o, as counts (other members skipped). */
+static void counts_from_object(json_t *o, struct loadstat_counts *c) {
+    const char *k;
+    json_t *v;
+    memset(c, 0, sizeof *c);
+    if (!json_is_object(o)) return;
+    json_object_foreach(o, k, v)
+        if (json_is_number(v)) loadstat_counts_add(c, k, jnum_u64(v));
+}
+
 int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out) {
     memset(out, 0, sizeof *out);
     json_t *root = json_loadb(p, n, 0, NULL);
@@ -440,10 +450,17 @@ int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out)
         return ASR_EINVAL;
     }
     out->chunks_total = jnum_u64(jpath(root, "chunks.total"));
+    out->partials_total = jnum_u64(jpath(root, "partials.total"));
     out->partials_dropped = jnum_u64(jpath(root, "partials.dropped"));
+    out->finals_total = jnum_u64(jpath(root, "finals.total"));
+    out->sessions_total = jnum_u64(jpath(root, "sessions.total"));
+    counts_from_object(json_object_get(root, "close_codes"), &out->close_codes);
+    counts_from_object(jpath(root, "requests.by_route.transcribe"), &out->rest_status);
+    counts_from_object(jpath(root, "requests.by_route.stream"), &out->stream_status);
     out->rss_bytes = jnum_u64(jpath(root, "process.rss_bytes"));
     out->sessions_active = jnum_u64(jpath(root, "sessions.active"));
     out->connections_active = jnum_u64(jpath(root, "connections.active"));
+    out->workers = json_array_size(json_object_get(root, "workers"));
     out->slow_client_closes = jnum_u64(jpath(root, "sessions.ended.slow_client"));
     out->chunk_p99_ms = jnum_dbl(jpath(root, "latency_ms.chunk.p99"));
     json_t *errs = json_object_get(root, "errors");
@@ -491,6 +508,74 @@ void loadstat_counts_merge(struct loadstat_counts *dst, const struct loadstat_co
     for (size_t i = 0; i < src->len; i++) loadstat_counts_add(dst, src->v[i].name, src->v[i].n);
 }
 
+void loadstat_counts_delta(struct loadstat_counts *out, const struct loadstat_counts *after,
+                           const struct loadstat_counts *before) {
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < after->len; i++) {
+        uint64_t b = loadstat_counts_get(before, after->v[i].name);
+        if (after->v[i].n > b) loadstat_counts_add(out, after->v[i].name, after->v[i].n - b);
+    }
+}
+
+/* ---- client against server ------------------------------------------- */
+
+static size_t check_add(struct loadstat_check *out, size_t n, size_t max, const char *name, uint64_t client,
+                        uint64_t server) {
+    if (n >= max) return n;
+    snprintf(out[n].name, sizeof out[n].name, "%s", name);
+    out[n].client = client;
+    out[n].server = server;
+    return n + 1;
+}
+
+static uint64_t ctr_delta(uint64_t before, uint64_t after) { return after > before ? after - before : 0; }
+
+size_t loadstat_agreement(const struct loadstat_run *r, int rest, struct loadstat_check *out, size_t max) {
+    const struct loadstat_server *a = &r->server_before, *b = &r->server_after;
+    if (!a->ok || !b->ok) return 0;
+    size_t n = 0;
+    char name[48];
+    if (rest) {
+        /* Every status either side saw. */
+        struct loadstat_counts d;
+        loadstat_counts_delta(&d, &b->rest_status, &a->rest_status);
+        for (size_t i = 0; i < r->http_status.len; i++) {
+            snprintf(name, sizeof name, "http_%s", r->http_status.v[i].name);
+            n = check_add(out, n, max, name, r->http_status.v[i].n, loadstat_counts_get(&d, r->http_status.v[i].name));
+        }
+        for (size_t i = 0; i < d.len; i++) {
+            if (loadstat_counts_get(&r->http_status, d.v[i].name)) continue;
+            snprintf(name, sizeof name, "http_%s", d.v[i].name);
+            n = check_add(out, n, max, name, 0, d.v[i].n);
+        }
+        return n;
+    }
+    uint64_t sent = ctr_delta(a->partials_total, b->partials_total), dropped = ctr_delta(a->partials_dropped,
+                                                                                          b->partials_dropped);
+    n = check_add(out, n, max, "chunks", r->chunks_sent, ctr_delta(a->chunks_total, b->chunks_total));
+    n = check_add(out, n, max, "partials", r->partial_msgs, sent > dropped ? sent - dropped : 0);
+    n = check_add(out, n, max, "errors", loadstat_counts_sum(&r->errors) - loadstat_counts_get(&r->errors, "UNPARSEABLE"),
+                  ctr_delta(a->errors_total, b->errors_total));
+    n = check_add(out, n, max, "finals", r->finals, ctr_delta(a->finals_total, b->finals_total));
+    n = check_add(out, n, max, "sessions", r->sessions_opened, ctr_delta(a->sessions_total, b->sessions_total));
+    /* Close codes: 1000 always, every other numeric code either side has. */
+    struct loadstat_counts d;
+    loadstat_counts_delta(&d, &b->close_codes, &a->close_codes);
+    n = check_add(out, n, max, "close_1000", loadstat_counts_get(&r->close_codes, "1000"),
+                  loadstat_counts_get(&d, "1000"));
+    for (int pass = 0; pass < 2; pass++) {
+        const struct loadstat_counts *c = pass ? &d : &r->close_codes;
+        for (size_t i = 0; i < c->len; i++) {
+            const char *code = c->v[i].name;
+            if (code[0] < '1' || code[0] > '9' || strcmp(code, "1000") == 0) continue;
+            if (pass && loadstat_counts_get(&r->close_codes, code)) continue;   /* done in pass 0 */
+            snprintf(name, sizeof name, "close_%s", code);
+            n = check_add(out, n, max, name, loadstat_counts_get(&r->close_codes, code), loadstat_counts_get(&d, code));
+        }
+    }
+    return n;
+}
+
 /* ---- results ----------------------------------------------------------- */
 
 void loadstat_result_init(struct loadstat_result *r) { memset(r, 0, sizeof *r); }
@@ -515,23 +600,29 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
  * so the two cannot drift apart. */
 #define OPTS_STR(X) X(url) X(scenario) X(mode) X(wav)
 #define OPTS_INT(X) X(tone) X(sessions) X(chunk_ms) X(capacity_start) X(capacity_step) \
-    X(capacity_max) X(rest_concurrency) X(max_burst)
+    X(capacity_max) X(max_errors) X(rest_concurrency) X(rest_requests) \
+    X(max_burst)
 #define OPTS_DBL(X) X(ramp_s) X(duration_s) X(slow_fraction) X(p99_threshold_ms) X(mock_latency_ms) \
     X(churn_life_s) X(connect_timeout_s) X(grace_s)
 
 #define RUN_U64(X) X(sessions_opened) X(sessions_completed) X(connect_failures) X(chunks_sent) \
-    X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(finals) X(missing) X(out_of_order) X(unmatched) X(slow_sessions) X(slow_chunks) \
-    X(slow_closed) X(requests) X(request_failures)
-#define RUN_DBL(X) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
-#define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status)
+    X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(partial_msgs) X(finals) \
+    X(missing) X(out_of_order) X(unmatched) X(slow_sessions) X(slow_chunks) X(slow_answers) X(slow_closed) \
+    X(requests) X(request_failures)
+#define RUN_DBL(X) X(start_s) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
+#define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status) X(request_errors)
 #define RUN_PCT(X) X(latency) X(added)
 
 #define PCT_FIELDS(X) X(p50) X(p90) X(p99) X(p999) X(max) X(mean)
 
-#define SRV_U64(X) X(chunks_total) X(errors_total) X(partials_dropped) X(rss_bytes) X(sessions_active) \
-    X(connections_active) X(slow_client_closes)
+/* Counters (their deltas are written) and gauges (before -> after). */
+#define SRV_CTR(X) X(chunks_total) X(errors_total) X(partials_total) X(partials_dropped) X(finals_total) \
+    X(sessions_total) X(slow_client_closes)
+#define SRV_GAUGE(X) X(rss_bytes) X(sessions_active) X(connections_active) X(workers)
+#define SRV_U64(X) SRV_CTR(X) SRV_GAUGE(X)
+#define SRV_CNT(X) X(close_codes) X(rest_status) X(stream_status)
 
-#define POINT_DBL(X) X(t_s) X(p50_ms) X(p99_ms)
+#define POINT_DBL(X) X(t_s) X(p50_ms) X(p90_ms) X(p99_ms)
 
 static json_t *ju(uint64_t v) { return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v)); }
 
@@ -557,10 +648,13 @@ static json_t *server_json(const struct loadstat_server *s) {
     SRV_U64(W_)
 #undef W_
     json_object_set_new(o, "chunk_p99_ms", json_real(s->chunk_p99_ms));
+#define W_(f) json_object_set_new(o, #f, counts_json(&s->f));
+    SRV_CNT(W_)
+#undef W_
     return o;
 }
 
-static json_t *run_json(const struct loadstat_run *r) {
+static json_t *run_json(const struct loadstat_run *r, int rest) {
     json_t *o = json_object();
     json_object_set_new(o, "sessions_target", ju(r->sessions_target));
 #define W_(f) json_object_set_new(o, #f, ju(r->f));
@@ -581,22 +675,31 @@ static json_t *run_json(const struct loadstat_run *r) {
     json_object_set_new(srv, "before", server_json(&r->server_before));
     json_object_set_new(srv, "after", server_json(&r->server_after));
     if (r->server_before.ok && r->server_after.ok) {
-        /* Deltas are derived; the reader recomputes them, so they are only
-         * written. Gauges (rss, sessions) may go down: signed. */
+        /* Deltas and checks are derived from what is read back, so they
+         * are only written. Every delta is signed (a gauge may go down, a
+         * counter too across a server restart). */
         json_t *d = json_object();
         const struct loadstat_server *a = &r->server_before, *b = &r->server_after;
-        json_object_set_new(d, "chunks_total", json_integer((json_int_t)(b->chunks_total - a->chunks_total)));
-        json_object_set_new(d, "errors_total", json_integer((json_int_t)(b->errors_total - a->errors_total)));
-        json_object_set_new(d, "partials_dropped",
-                            json_integer((json_int_t)(b->partials_dropped - a->partials_dropped)));
-        json_object_set_new(d, "slow_client_closes",
-                            json_integer((json_int_t)(b->slow_client_closes - a->slow_client_closes)));
-        json_object_set_new(d, "rss_bytes", json_integer((json_int_t)b->rss_bytes - (json_int_t)a->rss_bytes));
-        json_object_set_new(d, "sessions_active",
-                            json_integer((json_int_t)b->sessions_active - (json_int_t)a->sessions_active));
+#define W_(f) json_object_set_new(d, #f, json_integer((json_int_t)b->f - (json_int_t)a->f));
+        SRV_U64(W_)
+#undef W_
+#define W_(f) do { struct loadstat_counts c_; loadstat_counts_delta(&c_, &b->f, &a->f); \
+        json_object_set_new(d, #f, counts_json(&c_)); } while (0);
+        SRV_CNT(W_)
+#undef W_
         json_object_set_new(srv, "delta", d);
     }
     json_object_set_new(o, "server", srv);
+    struct loadstat_check ck[2 * LOADSTAT_MAX_NAMES + 8];
+    size_t nck = loadstat_agreement(r, rest, ck, sizeof ck / sizeof ck[0]);
+    if (nck) {
+        json_t *ag = json_object();
+        for (size_t i = 0; i < nck; i++)
+            json_object_set_new(ag, ck[i].name, json_pack("{s:I,s:I,s:b}", "client", (json_int_t)ck[i].client,
+                                                          "server", (json_int_t)ck[i].server, "match",
+                                                          ck[i].client == ck[i].server));
+        json_object_set_new(o, "agreement", ag);
+    }
     return o;
 }
 
@@ -615,9 +718,10 @@ int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
     OPTS_DBL(W_)
 #undef W_
     json_object_set_new(root, "options", opts);
-    json_object_set_new(root, "total", run_json(&r->total));
+    int rest = strcmp(r->opts.scenario, "rest") == 0;
+    json_object_set_new(root, "total", run_json(&r->total, rest));
     json_t *steps = json_array();
-    for (size_t i = 0; i < r->n_steps; i++) json_array_append_new(steps, run_json(&r->steps[i]));
+    for (size_t i = 0; i < r->n_steps; i++) json_array_append_new(steps, run_json(&r->steps[i], rest));
     json_object_set_new(root, "steps", steps);
     json_object_set_new(root, "capacity_sessions", ju(r->capacity_sessions));
     json_t *tl = json_array();
@@ -642,6 +746,7 @@ int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
 }
 
 void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src) {
+    if (dst->wall_s == 0) dst->start_s = src->start_s;   /* nothing merged yet */
     if (src->sessions_target > dst->sessions_target) dst->sessions_target = src->sessions_target;
 #define M_(f) dst->f += src->f;
     RUN_U64(M_)
@@ -682,6 +787,9 @@ static void server_read(json_t *o, struct loadstat_server *s) {
     SRV_U64(R_)
 #undef R_
     s->chunk_p99_ms = jnum_dbl(json_object_get(o, "chunk_p99_ms"));
+#define R_(f) counts_read(json_object_get(o, #f), &s->f);
+    SRV_CNT(R_)
+#undef R_
 }
 
 static int run_read(json_t *o, struct loadstat_run *r) {
@@ -753,12 +861,13 @@ int loadstat_result_from_json(const char *p, size_t n, struct loadstat_result *r
 
 /* ---- SVG --------------------------------------------------------------- */
 
-#define SVG_W 860
-#define SVG_H 440
-#define SVG_L 70   /* plot area margins */
-#define SVG_R 150
-#define SVG_T 50
-#define SVG_B 60
+#define SVG_W     860
+#define SVG_PANEL 390   /* height of one chart panel */
+#define SVG_TOP   40    /* title band */
+#define SVG_L     70    /* plot area margins within a panel */
+#define SVG_R     150
+#define SVG_T     20
+#define SVG_B     50
 
 /* A "nice" tick step (1, 2 or 5 times a power of ten) giving about n ticks. */
 static double nice_step(double range, int n) {
@@ -779,109 +888,142 @@ static void svg_text_esc(struct buf *b, const char *s) {
     }
 }
 
+/* One panel: its plot rectangle and scales. */
 struct svg_axes {
+    double x0, y0, w, h;          /* plot area, px */
     double xmax, ymax, xstep, ystep;
 };
 
-static double sx(const struct svg_axes *a, double x) {
-    return SVG_L + (a->xmax > 0 ? x / a->xmax : 0) * (SVG_W - SVG_L - SVG_R);
-}
+static double sx(const struct svg_axes *a, double x) { return a->x0 + (a->xmax > 0 ? x / a->xmax : 0) * a->w; }
 static double sy(const struct svg_axes *a, double y) {
-    return SVG_H - SVG_B - (a->ymax > 0 ? y / a->ymax : 0) * (SVG_H - SVG_T - SVG_B);
+    if (y > a->ymax) y = a->ymax;
+    return a->y0 + a->h - (a->ymax > 0 ? y / a->ymax : 0) * a->h;
 }
 
-static void svg_axes(struct buf *b, struct svg_axes *a, double xmax, double ymax, const char *xlabel,
-                     const char *ylabel) {
+/* Draws the frame, grid and labels of a panel whose top is at top px. */
+static void svg_axes(struct buf *b, struct svg_axes *a, double top, double xmax, double ymax, const char *title,
+                     const char *xlabel, const char *ylabel) {
+    a->x0 = SVG_L;
+    a->y0 = top + SVG_T;
+    a->w = SVG_W - SVG_L - SVG_R;
+    a->h = SVG_PANEL - SVG_T - SVG_B;
     a->xstep = nice_step(xmax > 0 ? xmax : 1, 8);
     a->xmax = ceil((xmax > 0 ? xmax : 1) / a->xstep) * a->xstep;
     a->ystep = nice_step(ymax > 0 ? ymax : 1, 6);
     a->ymax = ceil((ymax > 0 ? ymax * 1.05 : 1) / a->ystep) * a->ystep;
-    buf_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#888\"/>\n", SVG_L,
-               SVG_T, SVG_W - SVG_L - SVG_R, SVG_H - SVG_T - SVG_B);
+    buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-weight=\"bold\">%s</text>\n", a->x0, a->y0 - 6, title);
+    buf_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"#fff\" stroke=\"#888\"/>\n", a->x0,
+               a->y0, a->w, a->h);
     for (double x = 0; x <= a->xmax + a->xstep / 2; x += a->xstep) {
-        buf_printf(b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#eee\"/>"
-                      "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n",
-                   sx(a, x), SVG_T, sx(a, x), SVG_H - SVG_B, sx(a, x), SVG_H - SVG_B + 16, x);
+        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                      "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
+                   sx(a, x), a->y0, sx(a, x), a->y0 + a->h, sx(a, x), a->y0 + a->h + 16, x);
     }
     for (double y = 0; y <= a->ymax + a->ystep / 2; y += a->ystep) {
-        buf_printf(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#eee\"/>"
-                      "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
-                   SVG_L, sy(a, y), SVG_W - SVG_R, sy(a, y), SVG_L - 6, sy(a, y) + 4, y);
+        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                      "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+                   a->x0, sy(a, y), a->x0 + a->w, sy(a, y), a->x0 - 6, sy(a, y) + 4, y);
     }
-    buf_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", (SVG_L + SVG_W - SVG_R) / 2,
-               SVG_H - 20, xlabel);
-    buf_printf(b, "<text x=\"18\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 18 %d)\">%s</text>\n",
-               (SVG_T + SVG_H - SVG_B) / 2, (SVG_T + SVG_H - SVG_B) / 2, ylabel);
+    buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", a->x0 + a->w / 2,
+               a->y0 + a->h + 34, xlabel);
+    double cy = a->y0 + a->h / 2;
+    buf_printf(b, "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">%s</text>\n", cy,
+               cy, ylabel);
 }
 
-static void svg_legend(struct buf *b, int i, const char *color, const char *label, int dashed) {
-    int y = SVG_T + 14 + i * 20, x = SVG_W - SVG_R + 12;
-    buf_printf(b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"%s/>"
-                  "<text x=\"%d\" y=\"%d\">%s</text>\n",
+static void svg_legend(struct buf *b, const struct svg_axes *a, int i, const char *color, const char *label,
+                       int dashed) {
+    double y = a->y0 + 14 + i * 20, x = a->x0 + a->w + 12;
+    buf_printf(b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\"%s/>"
+                  "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
                x, y, x + 24, y, color, dashed ? " stroke-dasharray=\"6 4\"" : "", x + 30, y + 4, label);
+}
+
+static const char *const svg_colors[3] = {"#1f77b4", "#ff7f0e", "#d62728"};
+
+/* Latency percentiles (p50, p90, p99) per second over the whole run; for a
+ * capacity run the step boundaries are marked with their session counts. */
+static void svg_timeline(struct buf *b, const struct loadstat_result *r, double top) {
+    struct svg_axes a;
+    double xmax = 0, ymax = 0;
+    for (size_t i = 0; i < r->n_timeline; i++) {
+        if (r->timeline[i].t_s > xmax) xmax = r->timeline[i].t_s;
+        if (r->timeline[i].answers && r->timeline[i].p99_ms > ymax) ymax = r->timeline[i].p99_ms;
+    }
+    svg_axes(b, &a, top, xmax, ymax, "latency per second", "time (s)", "latency (ms)");
+    for (size_t i = 0; i < r->n_steps; i++) {
+        double x = sx(&a, r->steps[i].start_s);
+        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#bbb\" stroke-dasharray=\"3 3\"/>"
+                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#666\">%u</text>\n",
+                   x, a.y0, x, a.y0 + a.h, x + 3, a.y0 + 12, r->steps[i].sessions_target);
+    }
+    for (int k = 0; k < 3; k++) {
+        buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", svg_colors[k]);
+        for (size_t i = 0; i < r->n_timeline; i++) {
+            const struct loadstat_point *pt = &r->timeline[i];
+            if (!pt->answers) continue;
+            double v = k == 0 ? pt->p50_ms : k == 1 ? pt->p90_ms : pt->p99_ms;
+            buf_printf(b, "%.1f,%.1f ", sx(&a, pt->t_s), sy(&a, v));
+        }
+        buf_puts(b, "\"/>\n");
+    }
+    svg_legend(b, &a, 0, svg_colors[0], "p50", 0);
+    svg_legend(b, &a, 1, svg_colors[1], "p90", 0);
+    svg_legend(b, &a, 2, svg_colors[2], "p99", 0);
+    buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\">%llu %s</text>\n", a.x0 + a.w + 12, a.y0 + 84,
+               (unsigned long long)(r->total.requests ? r->total.requests : r->total.sessions_opened),
+               r->total.requests ? "requests" : "sessions");
+}
+
+/* Capacity: p50 and p99 added latency of each step against its sessions;
+ * steps that did not hold are drawn black. */
+static void svg_capacity(struct buf *b, const struct loadstat_result *r, double top) {
+    struct svg_axes a;
+    double xmax = 0, ymax = r->opts.p99_threshold_ms;
+    for (size_t i = 0; i < r->n_steps; i++) {
+        if (r->steps[i].sessions_target > xmax) xmax = r->steps[i].sessions_target;
+        if (r->steps[i].added.p99 > ymax) ymax = r->steps[i].added.p99;
+    }
+    svg_axes(b, &a, top, xmax, ymax, "p99 against sessions", "sessions", "added latency (ms)");
+    buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n",
+               a.x0, sy(&a, r->opts.p99_threshold_ms), a.x0 + a.w, sy(&a, r->opts.p99_threshold_ms));
+    static const int pick[2] = {0, 2};   /* p50, p99 colours */
+    for (int k = 0; k < 2; k++) {
+        const char *color = svg_colors[pick[k]];
+        buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+        for (size_t i = 0; i < r->n_steps; i++) {
+            const struct loadstat_run *st = &r->steps[i];
+            buf_printf(b, "%.1f,%.1f ", sx(&a, st->sessions_target), sy(&a, k ? st->added.p99 : st->added.p50));
+        }
+        buf_puts(b, "\"/>\n");
+        for (size_t i = 0; i < r->n_steps; i++) {
+            const struct loadstat_run *st = &r->steps[i];
+            buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", sx(&a, st->sessions_target),
+                       sy(&a, k ? st->added.p99 : st->added.p50), st->held ? color : "#000");
+        }
+    }
+    svg_legend(b, &a, 0, svg_colors[0], "p50 added", 0);
+    svg_legend(b, &a, 1, svg_colors[2], "p99 added", 0);
+    svg_legend(b, &a, 2, "#999", "threshold", 1);
+    buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\">held: %u sessions</text>\n", a.x0 + a.w + 12, a.y0 + 84,
+               r->capacity_sessions);
 }
 
 int loadstat_svg(const struct loadstat_result *r, struct buf *b) {
     int cap = strcmp(r->opts.scenario, "capacity") == 0;
+    int h = SVG_TOP + SVG_PANEL * (cap ? 2 : 1);
     buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                   "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n",
-               SVG_W, SVG_H, SVG_W, SVG_H);
-    buf_puts(b, "<text x=\"70\" y=\"28\" font-size=\"15\">asrd-load ");
+               SVG_W, h, SVG_W, h);
+    buf_puts(b, "<text x=\"70\" y=\"26\" font-size=\"15\">asrd-load ");
     svg_text_esc(b, r->opts.scenario);
-    buf_printf(b, " (%s, %u ms chunks): ", r->opts.mode, r->opts.chunk_ms);
+    buf_puts(b, " (");
+    svg_text_esc(b, r->opts.mode);
+    buf_printf(b, ", %u ms chunks): ", r->opts.chunk_ms);
     svg_text_esc(b, r->opts.url);
     buf_puts(b, "</text>\n");
-    struct svg_axes a;
-    if (cap) {
-        double xmax = 0, ymax = r->opts.p99_threshold_ms;
-        for (size_t i = 0; i < r->n_steps; i++) {
-            if (r->steps[i].sessions_target > xmax) xmax = r->steps[i].sessions_target;
-            if (r->steps[i].added.p99 > ymax) ymax = r->steps[i].added.p99;
-        }
-        svg_axes(b, &a, xmax, ymax, "sessions", "added latency (ms)");
-        buf_printf(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n",
-                   SVG_L, sy(&a, r->opts.p99_threshold_ms), SVG_W - SVG_R, sy(&a, r->opts.p99_threshold_ms));
-        static const char *const colors[2] = {"#1f77b4", "#d62728"};
-        for (int k = 0; k < 2; k++) {
-            buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[k]);
-            for (size_t i = 0; i < r->n_steps; i++) {
-                const struct loadstat_run *st = &r->steps[i];
-                buf_printf(b, "%.1f,%.1f ", sx(&a, st->sessions_target), sy(&a, k ? st->added.p99 : st->added.p50));
-            }
-            buf_puts(b, "\"/>\n");
-            for (size_t i = 0; i < r->n_steps; i++) {
-                const struct loadstat_run *st = &r->steps[i];
-                buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", sx(&a, st->sessions_target),
-                           sy(&a, k ? st->added.p99 : st->added.p50), st->held ? colors[k] : "#000");
-            }
-        }
-        svg_legend(b, 0, colors[0], "p50 added", 0);
-        svg_legend(b, 1, colors[1], "p99 added", 0);
-        svg_legend(b, 2, "#999", "threshold", 1);
-        buf_printf(b, "<text x=\"%d\" y=\"%d\">held: %u sessions</text>\n", SVG_W - SVG_R + 12, SVG_T + 84,
-                   r->capacity_sessions);
-    } else {
-        double xmax = 0, ymax = 0;
-        for (size_t i = 0; i < r->n_timeline; i++) {
-            if (r->timeline[i].t_s > xmax) xmax = r->timeline[i].t_s;
-            if (r->timeline[i].p99_ms > ymax) ymax = r->timeline[i].p99_ms;
-        }
-        svg_axes(b, &a, xmax, ymax, "time (s)", "latency (ms)");
-        static const char *const colors[2] = {"#1f77b4", "#d62728"};
-        for (int k = 0; k < 2; k++) {
-            buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[k]);
-            for (size_t i = 0; i < r->n_timeline; i++) {
-                const struct loadstat_point *pt = &r->timeline[i];
-                if (!pt->answers) continue;
-                buf_printf(b, "%.1f,%.1f ", sx(&a, pt->t_s), sy(&a, k ? pt->p99_ms : pt->p50_ms));
-            }
-            buf_puts(b, "\"/>\n");
-        }
-        svg_legend(b, 0, colors[0], "p50", 0);
-        svg_legend(b, 1, colors[1], "p99", 0);
-        buf_printf(b, "<text x=\"%d\" y=\"%d\">%llu sessions</text>\n", SVG_W - SVG_R + 12, SVG_T + 64,
-                   (unsigned long long)r->total.sessions_opened);
-    }
+    svg_timeline(b, r, SVG_TOP);
+    if (cap) svg_capacity(b, r, SVG_TOP + SVG_PANEL);
     buf_puts(b, "</svg>\n");
     return b->len && (b->limit == 0 || b->len < b->limit) ? 0 : ASR_ENOMEM;
 }

@@ -6,6 +6,7 @@
  *   - an intrusive min-heap the tool uses as its one process-wide timer queue;
  *   - a fast scanner for the server's streaming messages (PROTOCOL.md
  *     "Server -> client") and a parser for GET /v1/metrics;
+ *   - the comparison of the client's counts with the server's deltas;
  *   - the result record, its JSON form (written by --json, read back by
  *     loadstat_result_from_json) and its SVG chart (--svg).
  *
@@ -143,23 +144,6 @@ int loadstat_msg_parse(const char *p, size_t n, struct loadstat_msg *out);
 
 /* ---- GET /v1/metrics --------------------------------------------------- */
 
-struct loadstat_server {
-    int      ok;                  /* 1 when the snapshot was read */
-    uint64_t chunks_total;        /* chunks.total */
-    uint64_t errors_total;        /* errors.total, or the sum of errors.* */
-    uint64_t partials_dropped;    /* partials.dropped */
-    uint64_t rss_bytes;           /* process.rss_bytes */
-    uint64_t sessions_active;     /* sessions.active */
-    uint64_t connections_active;  /* connections.active */
-    uint64_t slow_client_closes;  /* sessions.ended.slow_client (0 if absent) */
-    double   chunk_p99_ms;        /* latency_ms.chunk.p99 (0 if absent) */
-};
-
-/* Parses a /v1/metrics body (jansson). Fields that are absent read as 0;
- * returns ASR_EINVAL (out->ok = 0) when the body is not a JSON object or
- * lacks chunks.total, else 0 with out->ok = 1. */
-int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out);
-
 /* ---- named counters ---------------------------------------------------- */
 
 /* A small name -> count map (error codes, close codes, connect failures).
@@ -174,6 +158,36 @@ void     loadstat_counts_add(struct loadstat_counts *c, const char *name, uint64
 uint64_t loadstat_counts_get(const struct loadstat_counts *c, const char *name);
 uint64_t loadstat_counts_sum(const struct loadstat_counts *c);
 void     loadstat_counts_merge(struct loadstat_counts *dst, const struct loadstat_counts *src);
+/* out = after - before, name by name (names of after; a count that went
+ * down, e.g. across a server restart, reads 0; zero deltas are left out). */
+void     loadstat_counts_delta(struct loadstat_counts *out, const struct loadstat_counts *after,
+                               const struct loadstat_counts *before);
+
+/* ---- GET /v1/metrics --------------------------------------------------- */
+
+struct loadstat_server {
+    int      ok;                  /* 1 when the snapshot was read */
+    uint64_t chunks_total;        /* chunks.total */
+    uint64_t errors_total;        /* errors.total, or the sum of errors.* */
+    uint64_t partials_total;      /* partials.total (sent or dropped) */
+    uint64_t partials_dropped;    /* partials.dropped */
+    uint64_t finals_total;        /* finals.total */
+    uint64_t sessions_total;      /* sessions.total (created) */
+    uint64_t rss_bytes;           /* process.rss_bytes */
+    uint64_t sessions_active;     /* sessions.active */
+    uint64_t connections_active;  /* connections.active */
+    uint64_t workers;             /* entries of "workers" (a master's processes), 0 when absent */
+    uint64_t slow_client_closes;  /* sessions.ended.slow_client (0 if absent) */
+    double   chunk_p99_ms;        /* latency_ms.chunk.p99 (0 if absent) */
+    struct loadstat_counts close_codes;  /* close_codes.*: "1000", "1008", ..., "none" */
+    struct loadstat_counts rest_status;  /* requests.by_route.transcribe.<status> */
+    struct loadstat_counts stream_status; /* requests.by_route.stream.<status> ("101", "503", ...) */
+};
+
+/* Parses a /v1/metrics body (jansson). Fields that are absent read as 0;
+ * returns ASR_EINVAL (out->ok = 0) when the body is not a JSON object or
+ * lacks chunks.total, else 0 with out->ok = 1. */
+int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out);
 
 /* ---- results ----------------------------------------------------------- */
 
@@ -190,8 +204,10 @@ struct loadstat_opts {
     double   slow_fraction;
     unsigned capacity_start, capacity_step, capacity_max;
     double   p99_threshold_ms;
+    unsigned max_errors;          /* capacity: errors + connect failures + missing a step may have */
     double   mock_latency_ms;
     unsigned rest_concurrency;
+    unsigned rest_requests;       /* rest: requests in all, 0 = as many as the duration allows */
     double   churn_life_s;
     unsigned max_burst;
     double   connect_timeout_s;
@@ -201,6 +217,7 @@ struct loadstat_opts {
 /* One phase: the whole run, or one capacity step. Latencies in ms. */
 struct loadstat_run {
     unsigned sessions_target;
+    double   start_s;                 /* phase start, seconds since the run started */
     double   wall_s;                  /* phase wall time, the drain after `stop` included */
     double   stream_s;                /* seconds of streaming (ramp + duration, or less if cut) */
     uint64_t sessions_opened;         /* got the `session` message */
@@ -212,7 +229,8 @@ struct loadstat_run {
     uint64_t chunks_blocked;          /* not sent: the session's unsent bytes passed the client's cap */
     uint64_t sessions_stalled;        /* sessions whose unsent bytes backed up (server not reading) */
     uint64_t answers;                 /* partial + error answers matched to a chunk */
-    uint64_t partials;
+    uint64_t partials;                /* ... of which partials */
+    uint64_t partial_msgs;            /* every `partial` message received, slow readers' and unmatched included */
     uint64_t finals;
     uint64_t missing;                 /* chunks sent and never answered */
     uint64_t out_of_order;            /* answers whose sequence did not increase */
@@ -225,10 +243,12 @@ struct loadstat_run {
     struct loadstat_pct added;        /* latency - mock latency, floored at 0 */
     uint64_t slow_sessions;           /* slow-readers: sessions that never read */
     uint64_t slow_chunks;             /* ... chunks they sent (in chunks_sent, answers not measured) */
+    uint64_t slow_answers;            /* ... answers they received (late, when reading again at `stop`) */
     uint64_t slow_closed;             /* ... that the server closed during the run */
     uint64_t requests;                /* rest: responses received */
     uint64_t request_failures;        /* rest: non-200, connect or timeout */
-    struct loadstat_counts http_status; /* rest: "200", "503", ... */
+    struct loadstat_counts http_status; /* rest: responses by status, "200", "503", ... */
+    struct loadstat_counts request_errors; /* rest: requests without a response, by cause ("EOF", "timeout", ...) */
     double   client_cpu_s;            /* user + system CPU of asrd-load */
     double   client_cpu_pct;          /* of one core, over wall_s */
     int      held;                    /* capacity: this step met the criteria */
@@ -240,7 +260,7 @@ struct loadstat_point {
     double   t_s;         /* seconds since the run started (end of the interval) */
     unsigned sessions;    /* sessions open */
     uint64_t answers;     /* answers in the interval */
-    double   p50_ms, p99_ms;  /* latency in the interval */
+    double   p50_ms, p90_ms, p99_ms;  /* latency in the interval */
 };
 
 struct loadstat_result {
@@ -252,6 +272,30 @@ struct loadstat_result {
     struct loadstat_point *timeline; /* owned; one point a second */
     size_t n_timeline;
 };
+
+/* ---- client against server ------------------------------------------- */
+
+/* One count the client and the server both keep, for one run: what the
+ * client saw against the delta of the server's /v1/metrics over the run. */
+struct loadstat_check {
+    char     name[48];     /* "chunks", "partials", "finals", "errors", "sessions", "close_1000", "http_200", ... */
+    uint64_t client, server;
+};
+
+/* Fills out[0..max) with the checks that apply to r (streaming, or rest
+ * when rest is set) and returns how many; 0 when either metrics snapshot is
+ * missing. They match exactly when the tool was the server's only client
+ * and every session ended cleanly:
+ *   chunks      chunks sent                  chunks.total
+ *   partials    partial messages received    partials.total - partials.dropped
+ *   errors      `error` messages received    errors.total
+ *   finals      `final` messages received    finals.total
+ *   sessions    `session` messages received  sessions.total
+ *   close_C     close frames with code C     close_codes.C   (1000 always, others when seen)
+ *   http_S      rest responses with status S requests.by_route.transcribe.S
+ * (A server's 1008 discards its queued partials without counting them as
+ * dropped, so partials may differ when slow readers were closed.) */
+size_t loadstat_agreement(const struct loadstat_run *r, int rest, struct loadstat_check *out, size_t max);
 
 /* Adds src's counters, counts, wall, streaming and CPU time to dst; sessions_target
  * becomes the larger; server_before is kept from the first run merged
@@ -271,9 +315,11 @@ int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out);
  * here; release with loadstat_result_cleanup). Returns 0 or ASR_EINVAL. */
 int loadstat_result_from_json(const char *p, size_t n, struct loadstat_result *r);
 
-/* Draws r as a standalone SVG: for capacity, p99 added latency (and p50)
- * against sessions per step; otherwise p50 and p99 latency per second over
- * time. Returns 0 or ASR_ENOMEM. */
+/* Draws r as a standalone SVG (no scripts, no external files): p50, p90
+ * and p99 latency per second over the run (capacity steps marked); for
+ * capacity a second panel with p50 and p99 added latency of each step
+ * against its sessions, the threshold and the steps that did not hold.
+ * Returns 0 or ASR_ENOMEM. */
 int loadstat_svg(const struct loadstat_result *r, struct buf *out);
 
 #endif

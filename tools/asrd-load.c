@@ -31,6 +31,9 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <limits.h>
 #include <unistd.h>
 #include <uv.h>
 #include <wslay/wslay.h>
@@ -41,13 +44,13 @@
 #include "util.h"
 
 #define DEFAULT_WAV       "tests/data/generated/speech16k.wav"
+#define DEFAULT_TEXT      "hello world this is a speech test"   /* what tests/integration/run.sh speaks */
 #define STREAM_PATH       "/v1/transcribe/stream"
 #define SAMPLE_RATE       16000
 #define RING              128          /* chunks in flight remembered per session */
 #define SLOW_RCVBUF       16384        /* default SO_RCVBUF of slow readers, bytes */
 #define MAX_WQ_BYTES      (256u << 10) /* unsent bytes per session before chunks are held back */
 #define STALL_BYTES       (64u << 10)  /* unsent bytes that mark a session stalled */
-#define SPAWN_EVERY_MS    10
 #define SPAWN_BATCH       256          /* connects started per spawner wake-up */
 #define REST_TIMEOUT_NS   (30ull * 1000000000ull)
 #define WS_GUID           "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -129,6 +132,7 @@ struct sess {
     int         counted_open;           /* got `session`: counts in the results */
     int         lost_streaming;         /* connection ended before our `stop` */
     int         stalled;                /* unsent bytes passed STALL_BYTES: server not reading */
+    int         failed;                 /* counted as a connect failure */
 };
 
 struct rest_client {
@@ -149,6 +153,7 @@ struct phase {
     unsigned target;                    /* sessions to hold (rest: clients) */
     uint64_t t_start, t_stop, t_hard;   /* ns */
     unsigned started;                   /* sessions started */
+    unsigned rest_sent;                 /* rest: requests sent */
     unsigned open;                      /* slots in use */
     int      stopping;                  /* t_stop passed: nothing new starts */
     int      hard;                      /* t_hard passed */
@@ -194,6 +199,7 @@ static void sess_fail(struct sess *s, const char *why);
 static void phase_maybe_finish(void);
 static void phase_start(unsigned target);
 static void sched_arm(void);
+static void spawn_kick(uint64_t delay_ms);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -244,8 +250,11 @@ static void usage(FILE *f) {
         "  --capacity-step N       capacity: sessions added per step          default 500\n"
         "  --capacity-max N        capacity: largest step                     default 10000\n"
         "  --p99-threshold-ms MS   capacity: highest p99 added latency that holds  default 10\n"
+        "  --max-errors N          capacity: most connect failures + errors + missing answers\n"
+        "                          a step may have and hold                   default 0\n"
         "  --mock-latency-ms MS    the server's engine latency, subtracted for \"added\"  default 50\n"
         "  --rest-concurrency N    rest: requests in flight                   default 8\n"
+        "  --requests N            rest: stop after N requests, 0 = until --duration ends  default 0\n"
         "  --churn-life S          churn: mean seconds a session streams      default 3\n"
         "  --max-burst N           most chunks sent at once after a late wake-up;\n"
         "                          older missed chunks are skipped            default 10\n"
@@ -330,6 +339,66 @@ static void parse_url(const char *url) {
     else snprintf(C.host, sizeof C.host, "%s:%u", host, port);
 }
 
+/* The default audio: the repo's speech file, looked for relative to the
+ * working directory and then to this executable (build/<dir>/asrd-load ->
+ * ../../tests/data/generated), so the tool runs from anywhere in or outside
+ * the tree. Without it, the same sentence tests/integration/run.sh speaks
+ * is made with espeak-ng into a temporary WAV (any rate: load_audio
+ * resamples). Dies when neither works. */
+static char tmp_wav[64];
+
+static void remove_tmp_wav(void) {
+    if (tmp_wav[0]) unlink(tmp_wav);
+}
+
+static void find_default_wav(char *out, size_t n) {
+    if (access(DEFAULT_WAV, R_OK) == 0) {
+        snprintf(out, n, "%s", DEFAULT_WAV);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            char cand[PATH_MAX + 64];
+            snprintf(cand, sizeof cand, "%s/../../%s", exe, DEFAULT_WAV);
+            if (access(cand, R_OK) == 0 && strlen(cand) < n) {
+                snprintf(out, n, "%s", cand);
+                return;
+            }
+        }
+    }
+    snprintf(tmp_wav, sizeof tmp_wav, "/tmp/asrd-load-speech-XXXXXX.wav");
+    int fd = mkstemps(tmp_wav, 4);
+    if (fd < 0) die("no audio: %s is not there and no temporary file for espeak-ng (%s); pass --wav FILE or --tone",
+                    DEFAULT_WAV, strerror(errno));
+    close(fd);
+    atexit(remove_tmp_wav);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execlp("espeak-ng", "espeak-ng", "-v", "en", "-s", "160", "-w", tmp_wav, DEFAULT_TEXT, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        remove_tmp_wav();
+        tmp_wav[0] = 0;
+        die("no audio: %s is not there (tests/integration/run.sh --gen-only makes it) and espeak-ng %s; "
+            "pass --wav FILE or --tone", DEFAULT_WAV,
+            pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127 ? "is not installed" : "failed");
+    }
+    snprintf(out, n, "%s", tmp_wav);
+    fprintf(stderr, "asrd-load: %s is not there; made the audio with espeak-ng\n", DEFAULT_WAV);
+}
+
 static void parse_args(int argc, char **argv) {
     struct loadstat_opts *o = &C.o;
     snprintf(o->url, sizeof o->url, "ws://127.0.0.1:8000");
@@ -344,6 +413,7 @@ static void parse_args(int argc, char **argv) {
     o->capacity_step = 500;
     o->capacity_max = 10000;
     o->p99_threshold_ms = 10;
+    o->max_errors = 0;
     o->mock_latency_ms = 50;
     o->rest_concurrency = 8;
     o->churn_life_s = 3;
@@ -354,14 +424,14 @@ static void parse_args(int argc, char **argv) {
     C.slow_rcvbuf = SLOW_RCVBUF;
     enum { O_URL = 256, O_SC, O_SESS, O_RAMP, O_DUR, O_CHUNK, O_MODE, O_WAV, O_TONE, O_JSON, O_SVG, O_SLOW,
            O_CSTART, O_CSTEP, O_CMAX, O_P99, O_MOCK, O_RESTC, O_CHURN, O_BURST, O_CTO, O_GRACE, O_KEY,
-           O_QUIET, O_HELP, O_RCVBUF };
+           O_QUIET, O_HELP, O_RCVBUF, O_MAXERR, O_RESTN };
     static const struct option lo[] = {
         {"url", 1, 0, O_URL}, {"scenario", 1, 0, O_SC}, {"sessions", 1, 0, O_SESS}, {"ramp", 1, 0, O_RAMP},
         {"duration", 1, 0, O_DUR}, {"chunk-ms", 1, 0, O_CHUNK}, {"mode", 1, 0, O_MODE}, {"wav", 1, 0, O_WAV},
         {"tone", 0, 0, O_TONE}, {"json", 1, 0, O_JSON}, {"svg", 1, 0, O_SVG}, {"slow-fraction", 1, 0, O_SLOW},
         {"capacity-start", 1, 0, O_CSTART}, {"capacity-step", 1, 0, O_CSTEP}, {"capacity-max", 1, 0, O_CMAX},
-        {"p99-threshold-ms", 1, 0, O_P99}, {"mock-latency-ms", 1, 0, O_MOCK},
-        {"rest-concurrency", 1, 0, O_RESTC}, {"churn-life", 1, 0, O_CHURN}, {"max-burst", 1, 0, O_BURST},
+        {"p99-threshold-ms", 1, 0, O_P99}, {"max-errors", 1, 0, O_MAXERR}, {"mock-latency-ms", 1, 0, O_MOCK},
+        {"rest-concurrency", 1, 0, O_RESTC}, {"requests", 1, 0, O_RESTN}, {"churn-life", 1, 0, O_CHURN}, {"max-burst", 1, 0, O_BURST},
         {"connect-timeout", 1, 0, O_CTO}, {"grace", 1, 0, O_GRACE}, {"api-key", 1, 0, O_KEY},
         {"slow-rcvbuf", 1, 0, O_RCVBUF}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     int c;
@@ -401,8 +471,10 @@ static void parse_args(int argc, char **argv) {
         case O_CSTEP: o->capacity_step = opt_uint("capacity-step", optarg, 1, 100000); break;
         case O_CMAX: o->capacity_max = opt_uint("capacity-max", optarg, 1, 100000); break;
         case O_P99: o->p99_threshold_ms = opt_num("p99-threshold-ms", optarg, 0, 1e6); break;
+        case O_MAXERR: o->max_errors = opt_uint("max-errors", optarg, 0, 1000000000); break;
         case O_MOCK: o->mock_latency_ms = opt_num("mock-latency-ms", optarg, 0, 60000); break;
         case O_RESTC: o->rest_concurrency = opt_uint("rest-concurrency", optarg, 1, 10000); break;
+        case O_RESTN: o->rest_requests = opt_uint("requests", optarg, 0, 1000000000); break;
         case O_CHURN: o->churn_life_s = opt_num("churn-life", optarg, 0.2, 3600); break;
         case O_BURST: o->max_burst = opt_uint("max-burst", optarg, 1, 1000); break;
         case O_CTO: o->connect_timeout_s = opt_num("connect-timeout", optarg, 0.1, 600); break;
@@ -421,11 +493,8 @@ static void parse_args(int argc, char **argv) {
     if (C.sc == SC_RAMP && o->ramp_s <= 0) die("--scenario ramp needs --ramp > 0");
     if (C.sc == SC_CAPACITY && o->capacity_start > o->capacity_max) die("--capacity-start is above --capacity-max");
     C.json_mode = strcmp(o->mode, "json") == 0;
-    if (!wav_given && !o->tone) {
-        if (access(DEFAULT_WAV, R_OK) == 0) snprintf(o->wav, sizeof o->wav, "%s", DEFAULT_WAV);
-        else die("no audio: %s is not there; pass --wav FILE or --tone", DEFAULT_WAV);
-    }
     if (o->tone && wav_given) die("--tone and --wav exclude each other");
+    if (!wav_given && !o->tone) find_default_wav(o->wav, sizeof o->wav);
     parse_url(o->url);
 }
 
@@ -579,6 +648,29 @@ static void fetch_metrics(struct loadstat_server *out) {
 done:
     close(fd);
     buf_cleanup(&m.body);
+}
+
+/* The snapshot after a phase, once the server has settled: its counters of
+ * a session are complete only when that session has ended there too, which
+ * can be a little after our side saw the close. So the snapshot is retaken
+ * (every 100 ms, for at most 3 s) until sessions.active and
+ * connections.active are back to their values before the phase. A master's
+ * workers publish their counters once a second (the answering worker's are
+ * live), so with more than one worker the first read waits 1.1 s. */
+static void fetch_metrics_settled(const struct loadstat_server *before, struct loadstat_server *out) {
+    uint64_t deadline = now_ns() + 3 * NS;
+    if (before->workers > 1) {
+        struct timespec ts = {1, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    for (;;) {
+        fetch_metrics(out);
+        if (!out->ok || !before->ok || now_ns() >= deadline) return;
+        if (out->sessions_active <= before->sessions_active && out->connections_active <= before->connections_active)
+            return;
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* ---- scheduler timer --------------------------------------------------- */
@@ -833,7 +925,10 @@ static void sess_service(struct sess *s, uint64_t now) {
 static void sess_answer(struct sess *s, uint64_t seq, int partial) {
     struct loadstat_run *run = &A.ph.run;
     uint64_t t = now_ns();
-    if (s->slow) return;    /* slow readers read late on purpose: not measured */
+    if (s->slow) {          /* slow readers read late on purpose: counted, not measured */
+        run->slow_answers++;
+        return;
+    }
     if (s->answered && seq <= s->last_ans) run->out_of_order++;
     if (seq > s->last_ans) s->last_ans = seq;
     if (seq == 0 || seq > s->seq || s->ring[seq % RING].seq != seq || s->ring[seq % RING].t_ns == 0) {
@@ -886,6 +981,7 @@ static void sess_on_text(struct sess *s, const uint8_t *msg, size_t len) {
         break;
     }
     case LOADSTAT_MSG_PARTIAL:
+        run->partial_msgs++;
         if (m.has_sequence) sess_answer(s, m.sequence, 1);
         break;
     case LOADSTAT_MSG_ERROR:
@@ -1049,6 +1145,9 @@ static void on_sess_close(uv_handle_t *h) {
     s->st = ST_IDLE;
     A.freelist[A.nfree++] = s->idx;
     A.ph.open--;
+    /* Churn replaces it: at once, or after 100 ms when it never opened (a
+     * refusing server is not hammered in a tight connect loop). */
+    if (C.sc == SC_CHURN) spawn_kick(s->failed ? 100 : 0);
     /* Everything started has ended early (refused, closed by the server):
      * nothing is left to measure, so the phase stops now. */
     if (!A.ph.stopping && C.sc != SC_CHURN && A.ph.open == 0 && A.ph.started >= A.ph.target)
@@ -1088,6 +1187,7 @@ static void sess_end(struct sess *s) {
 static void sess_fail(struct sess *s, const char *why) {
     if (s->st == ST_ENDED || s->st == ST_IDLE) return;
     if (why) {
+        s->failed = 1;
         A.ph.run.connect_failures++;
         loadstat_counts_add(&A.ph.run.connect_errors, why, 1);
     }
@@ -1148,14 +1248,24 @@ static void sess_start(void) {
 
 static void rest_start(struct rest_client *rc);
 
+/* --requests reached: no request starts any more. */
+static int rest_quota_done(void) { return C.o.rest_requests && A.ph.rest_sent >= C.o.rest_requests; }
+
 static void on_rest_close(uv_handle_t *h) {
     struct rest_client *rc = h->data;
     rc->in_use = rc->closing = 0;
     A.ph.open--;
     /* A failed connection is retried by the spawner after 100 ms, so a
      * refusing server is not hammered in a tight connect loop. */
-    if (rc->failed) rc->retry_at = now_ns() + 100000000ull;
-    else if (!A.ph.stopping) rest_start(rc);
+    if (rest_quota_done()) {
+        /* The last requests are answered: the phase ends now. */
+        if (!A.ph.stopping && A.ph.open == 0) uv_timer_start(&A.phase_timer, phase_timer_cb, 0, 0);
+    } else if (rc->failed) {
+        rc->retry_at = now_ns() + 100000000ull;
+        spawn_kick(101);
+    } else if (!A.ph.stopping) {
+        rest_start(rc);
+    }
     phase_maybe_finish();
 }
 
@@ -1168,7 +1278,7 @@ static void rest_close(struct rest_client *rc) {
 static void rest_failed(struct rest_client *rc, const char *why) {
     A.ph.run.request_failures++;
     rc->failed = 1;
-    loadstat_counts_add(&A.ph.run.http_status, why, 1);
+    loadstat_counts_add(&A.ph.run.request_errors, why, 1);
     rc->busy = 0;
     rest_close(rc);
 }
@@ -1182,6 +1292,12 @@ static void on_rest_write(uv_write_t *req, int status) {
 }
 
 static void rest_send(struct rest_client *rc) {
+    if (rest_quota_done()) {
+        rc->busy = 0;
+        rest_close(rc);
+        return;
+    }
+    A.ph.rest_sent++;
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "POST /v1/transcribe HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -1257,7 +1373,7 @@ static void on_rest_connect(uv_connect_t *req, int status) {
 }
 
 static void rest_start(struct rest_client *rc) {
-    if (A.ph.stopping) return;
+    if (A.ph.stopping || rest_quota_done()) return;
     memset(rc, 0, sizeof *rc);
     if (uv_tcp_init_ex(A.loop, &rc->tcp, C.addr.ss_family) != 0) return;
     rc->tcp.data = rc;
@@ -1280,24 +1396,46 @@ static unsigned sessions_streaming(void) {
     return n;
 }
 
+/* The spawner is a one-shot timer, armed only while it has work: during
+ * the ramp (for the next session's start), after a batch limit, when a churn
+ * session's slot comes free (spawn_kick from on_sess_close), and for a rest
+ * client's retry after a failure. Between those it sleeps. */
+static void spawn_cb(uv_timer_t *t);
+
+static void spawn_kick(uint64_t delay_ms) {
+    if (A.ph.stopping || A.done) return;
+    uint64_t due = uv_now(A.loop) + delay_ms;
+    if (uv_is_active((uv_handle_t *)&A.spawner) && uv_timer_get_due_in(&A.spawner) + uv_now(A.loop) <= due) return;
+    uv_timer_start(&A.spawner, spawn_cb, delay_ms, 0);
+}
+
 static void spawn_cb(uv_timer_t *t) {
     struct phase *ph = &A.ph;
-    if (ph->stopping) {
-        uv_timer_stop(&A.spawner);
-        return;
-    }
+    if (ph->stopping) return;
     uint64_t now = now_ns();
     if (C.sc == SC_REST) {
-        for (unsigned i = 0; i < C.o.rest_concurrency; i++)
-            if (!A.rest[i].in_use && now >= A.rest[i].retry_at) rest_start(&A.rest[i]);
+        uint64_t next = UINT64_MAX;
+        for (unsigned i = 0; i < C.o.rest_concurrency; i++) {
+            struct rest_client *rc = &A.rest[i];
+            if (rc->in_use) continue;
+            if (now >= rc->retry_at) rest_start(rc);
+            else if (rc->retry_at < next) next = rc->retry_at;
+        }
+        if (next != UINT64_MAX) spawn_kick((next - now) / 1000000 + 1);
         return;
     }
     unsigned want = ph->target;
+    int ramping = 0;
     if (C.o.ramp_s > 0) {
         double f = (double)(now - ph->t_start) / (C.o.ramp_s * 1e9);
-        if (f < 1) want = (unsigned)ceil(f * ph->target);
+        if (f < 1) {
+            want = (unsigned)ceil(f * ph->target);
+            ramping = 1;
+        }
         if (want < 1) want = 1;
     }
+    /* Churn holds a population (slots in use, stopping ones included);
+     * the others start each session once. */
     unsigned have = C.sc == SC_CHURN ? ph->open : ph->started;
     unsigned batch = 0;
     while (have < want && batch < SPAWN_BATCH && A.nfree) {
@@ -1305,7 +1443,13 @@ static void spawn_cb(uv_timer_t *t) {
         have++;
         batch++;
     }
-    if (C.sc != SC_CHURN && ph->started >= ph->target) uv_timer_stop(&A.spawner);
+    if (have < want && A.nfree) {
+        spawn_kick(1);   /* the batch limit: the rest on the next turn */
+    } else if (ramping && have < ph->target) {
+        /* Session have + 1 is due when the ramp reaches have / target. */
+        uint64_t due = ph->t_start + (uint64_t)(C.o.ramp_s * 1e9 * have / ph->target);
+        spawn_kick(due > now ? (due - now + 999999) / 1000000 : 1);
+    }
 }
 
 static void phase_timer_cb(uv_timer_t *t);
@@ -1316,12 +1460,10 @@ static void phase_stop(void) {
     struct phase *ph = &A.ph;
     ph->stopping = 1;
     uv_timer_stop(&A.spawner);
-    for (unsigned i = 0; i < A.nsess; i++) {
-        struct sess *s = &A.sess[i];
-        /* Sessions still connecting will never stream now (churn replaces
-         * sessions up to the end): cancelled, not failures. */
-        if (s->st == ST_CONNECTING || s->st == ST_HANDSHAKE) sess_fail(s, NULL);
-    }
+    /* Sessions still connecting (churn replaces sessions up to the end) are
+     * left to finish: once their `session` message comes they stop at once
+     * (stop_at = t_stop is past), so the server sees a clean `stop` and
+     * close rather than a dropped connection it would keep resumable. */
     if (A.rest)
         for (unsigned i = 0; i < C.o.rest_concurrency; i++)
             if (A.rest[i].in_use && !A.rest[i].busy) rest_close(&A.rest[i]);
@@ -1349,7 +1491,8 @@ static void phase_timer_cb(uv_timer_t *t) {
     struct phase *ph = &A.ph;
     uint64_t now = now_ns();
     if (!ph->stopping) {
-        int all_gone = C.sc != SC_CHURN && C.sc != SC_REST && ph->open == 0 && ph->started >= ph->target;
+        int all_gone = C.sc == SC_REST ? rest_quota_done() && ph->open == 0
+                                       : C.sc != SC_CHURN && ph->open == 0 && ph->started >= ph->target;
         if (now + 500000 < ph->t_stop && !all_gone) {
             uv_timer_start(&A.phase_timer, phase_timer_cb, (ph->t_stop - now) / 1000000 + 1, 0);
             return;
@@ -1376,12 +1519,11 @@ static void close_all_and_quit(void) {
 /* Capacity: does a step hold? Sets run->held and run->verdict. */
 static void judge_step(struct loadstat_run *r) {
     r->held = 0;
-    if (r->connect_failures)
-        snprintf(r->verdict, sizeof r->verdict, "%llu connect failures", (unsigned long long)r->connect_failures);
-    else if (loadstat_counts_sum(&r->errors))
-        snprintf(r->verdict, sizeof r->verdict, "%llu errors", (unsigned long long)loadstat_counts_sum(&r->errors));
-    else if (r->missing)
-        snprintf(r->verdict, sizeof r->verdict, "%llu answers missing", (unsigned long long)r->missing);
+    uint64_t errs = loadstat_counts_sum(&r->errors);
+    if (r->connect_failures + errs + r->missing > C.o.max_errors)
+        snprintf(r->verdict, sizeof r->verdict, "%llu connect failures + %llu errors + %llu missing > %u",
+                 (unsigned long long)r->connect_failures, (unsigned long long)errs, (unsigned long long)r->missing,
+                 C.o.max_errors);
     else if (r->chunks_skipped)
         snprintf(r->verdict, sizeof r->verdict, "client saturated: %llu chunks skipped",
                  (unsigned long long)r->chunks_skipped);
@@ -1410,12 +1552,12 @@ static void phase_finish_cb(uv_timer_t *t) {
     r->wall_s = (double)(now - ph->t_start) / 1e9;
     r->stream_s = (double)((ph->t_stop < now ? ph->t_stop : now) - ph->t_start) / 1e9;
     r->client_cpu_s = rusage_cpu(&ru1) - rusage_cpu(&ph->ru0);
-    r->client_cpu_pct = r->wall_s > 0 ? 100.0 * r->client_cpu_s / r->wall_s : 0;
+    r->client_cpu_pct = r->wall_s >= 0.1 ? 100.0 * r->client_cpu_s / r->wall_s : 0;   /* too short to say */
     r->chunk_rate = r->stream_s > 0 ? (double)r->chunks_sent / r->stream_s : 0;
     r->answer_rate = r->stream_s > 0 ? (double)(C.sc == SC_REST ? r->requests : r->answers) / r->stream_s : 0;
     loadstat_hist_summary(&ph->lat, &r->latency);
     loadstat_hist_summary(&ph->added, &r->added);
-    fetch_metrics(&r->server_after);
+    fetch_metrics_settled(&r->server_before, &r->server_after);
     loadstat_hist_merge(&A.all_lat, &ph->lat);
     loadstat_hist_merge(&A.all_added, &ph->added);
     loadstat_run_merge(&A.res.total, r);
@@ -1449,6 +1591,7 @@ static void phase_start(unsigned target) {
     fetch_metrics(&ph->run.server_before);
     getrusage(RUSAGE_SELF, &ph->ru0);
     ph->t_start = now_ns();
+    ph->run.start_s = (double)(ph->t_start - A.run_t0) / 1e9;
     double len = (C.sc == SC_REST ? 0 : C.o.ramp_s) + C.o.duration_s;
     ph->t_stop = ph->t_start + (uint64_t)(len * 1e9);
     ph->t_hard = ph->t_stop + (uint64_t)(C.o.grace_s * 1e9);
@@ -1457,7 +1600,7 @@ static void phase_start(unsigned target) {
     uv_timer_start(&A.phase_timer, phase_timer_cb, (uint64_t)(len * 1000) + 1, 0);
     if (C.sc == SC_REST)
         for (unsigned i = 0; i < C.o.rest_concurrency; i++) rest_start(&A.rest[i]);
-    uv_timer_start(&A.spawner, spawn_cb, 0, SPAWN_EVERY_MS);
+    if (C.sc != SC_REST) uv_timer_start(&A.spawner, spawn_cb, 0, 0);
 }
 
 /* ---- progress ---------------------------------------------------------- */
@@ -1502,6 +1645,7 @@ static void tick_cb(uv_timer_t *t) {
         .sessions = streaming,
         .answers = A.interval.count,
         .p50_ms = (double)loadstat_hist_percentile(&A.interval, 50) / 1000.0,
+        .p90_ms = (double)loadstat_hist_percentile(&A.interval, 90) / 1000.0,
         .p99_ms = (double)loadstat_hist_percentile(&A.interval, 99) / 1000.0,
     };
     loadstat_result_add_point(&A.res, &pt);
@@ -1565,19 +1709,52 @@ static void print_step_line(const struct loadstat_run *r) {
             (unsigned long long)r->missing, r->verdict);
 }
 
+static unsigned long long dlt(uint64_t before, uint64_t after) {
+    return after > before ? (unsigned long long)(after - before) : 0;
+}
+
 static void print_server(const struct loadstat_run *r) {
     const struct loadstat_server *a = &r->server_before, *b = &r->server_after;
     if (!a->ok || !b->ok) {
         printf("%-14s/v1/metrics unavailable%s\n", "server", a->ok || b->ok ? " (before or after)" : "");
         return;
     }
-    printf("%-14schunks.total +%llu  errors +%llu  partials.dropped +%llu  slow_client closes +%llu\n", "server",
-           (unsigned long long)(b->chunks_total - a->chunks_total), (unsigned long long)(b->errors_total - a->errors_total),
-           (unsigned long long)(b->partials_dropped - a->partials_dropped),
-           (unsigned long long)(b->slow_client_closes - a->slow_client_closes));
-    printf("%-14srss %.1f MB -> %.1f MB  sessions.active %llu -> %llu  chunk p99 (server) %.2f ms\n", "",
+    printf("%-14ssessions.total +%llu  chunks.total +%llu  partials.total +%llu (dropped +%llu)  finals.total +%llu\n",
+           "server", dlt(a->sessions_total, b->sessions_total), dlt(a->chunks_total, b->chunks_total),
+           dlt(a->partials_total, b->partials_total), dlt(a->partials_dropped, b->partials_dropped),
+           dlt(a->finals_total, b->finals_total));
+    struct loadstat_counts cc, rs;
+    loadstat_counts_delta(&cc, &b->close_codes, &a->close_codes);
+    loadstat_counts_delta(&rs, &b->rest_status, &a->rest_status);
+    printf("%-14serrors +%llu  slow_client closes +%llu  close codes", "", dlt(a->errors_total, b->errors_total),
+           dlt(a->slow_client_closes, b->slow_client_closes));
+    if (!cc.len) printf(" none");
+    for (size_t i = 0; i < cc.len; i++) printf("%s %s +%llu", i ? "," : "", cc.v[i].name, (unsigned long long)cc.v[i].n);
+    if (rs.len) {
+        printf("  transcribe");
+        for (size_t i = 0; i < rs.len; i++)
+            printf("%s %s +%llu", i ? "," : "", rs.v[i].name, (unsigned long long)rs.v[i].n);
+    }
+    printf("\n");
+    printf("%-14srss %.1f MB -> %.1f MB  sessions.active %llu -> %llu  chunk p99 (server) %.2f ms", "",
            (double)a->rss_bytes / 1048576.0, (double)b->rss_bytes / 1048576.0, (unsigned long long)a->sessions_active,
            (unsigned long long)b->sessions_active, b->chunk_p99_ms);
+    if (b->workers > 1) printf("  (%llu workers)", (unsigned long long)b->workers);
+    printf("\n");
+    /* The counts both sides keep, side by side (see loadstat_agreement). */
+    struct loadstat_check ck[2 * LOADSTAT_MAX_NAMES + 8];
+    size_t n = loadstat_agreement(r, C.sc == SC_REST, ck, sizeof ck / sizeof ck[0]);
+    size_t bad = 0;
+    printf("%-14s", "client/server");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s%s %llu/%llu%s", i ? "  " : "", ck[i].name, (unsigned long long)ck[i].client,
+               (unsigned long long)ck[i].server, ck[i].client == ck[i].server ? "" : " (differs)");
+        if (ck[i].client != ck[i].server) bad++;
+    }
+    printf("\n");
+    if (bad)
+        printf("%-14s%zu count(s) differ: other clients on this server, sessions cut at the end, or slow readers "
+               "closed 1008 (their queued partials are discarded uncounted)\n", "", bad);
 }
 
 static void print_report(void) {
@@ -1594,8 +1771,8 @@ static void print_report(void) {
                    (unsigned long long)loadstat_counts_sum(&r->errors), (unsigned long long)r->missing,
                    (unsigned long long)r->connect_failures, r->client_cpu_pct, r->verdict);
         }
-        printf("\ncapacity      %u sessions held (p99 added <= %.2f ms, no errors, nothing missing)%s\n\n",
-               A.res.capacity_sessions, C.o.p99_threshold_ms,
+        printf("\ncapacity      %u sessions held (p99 added <= %.2f ms, connect failures + errors + missing <= %u)%s\n\n",
+               A.res.capacity_sessions, C.o.p99_threshold_ms, C.o.max_errors,
                A.res.n_steps && A.res.steps[A.res.n_steps - 1].held ? "; the largest step asked for held, "
                                                                       "raise --capacity-max to find the limit" : "");
         printf("all steps:\n");
@@ -1607,6 +1784,7 @@ static void print_report(void) {
                C.o.rest_concurrency, (unsigned long long)t->requests, t->answer_rate,
                (unsigned long long)t->request_failures, (unsigned long long)t->connect_failures);
         print_counts("http status", &t->http_status);
+        if (t->request_errors.len) print_counts("no response", &t->request_errors);
         print_pct("latency ms", &t->latency);
     } else {
         printf("%-14starget %u  opened %llu  completed %llu  connect failures %llu\n", "sessions", t->sessions_target,
@@ -1627,9 +1805,10 @@ static void print_report(void) {
         print_counts("errors", &t->errors);
         print_counts("close codes", &t->close_codes);
         if (C.sc == SC_SLOW)
-            printf("%-14s%llu slow sessions sent %llu chunks (answers not measured); %llu closed by the server "
-                   "(write error, EOF or 1008)\n", "slow readers", (unsigned long long)t->slow_sessions,
-                   (unsigned long long)t->slow_chunks, (unsigned long long)t->slow_closed);
+            printf("%-14s%llu slow sessions sent %llu chunks and got %llu answers, late (not measured); %llu closed "
+                   "by the server (write error, EOF or 1008)\n", "slow readers", (unsigned long long)t->slow_sessions,
+                   (unsigned long long)t->slow_chunks, (unsigned long long)t->slow_answers,
+                   (unsigned long long)t->slow_closed);
     }
     printf("%-14s%.2f s CPU over %.1f s wall (%.1f %% of one core); %.1f s of streaming\n", "client",
            t->client_cpu_s, t->wall_s, t->client_cpu_pct, t->stream_s);
@@ -1660,16 +1839,36 @@ static int write_file(const char *path, const struct buf *b) {
 
 /* ---- main -------------------------------------------------------------- */
 
+/* One descriptor per session or rest client, plus a few for the loop, the
+ * metrics fetch and stdio. */
+static rlim_t nofile_needed(void) {
+    unsigned n = C.sc == SC_CAPACITY ? C.o.capacity_max : C.sc == SC_REST ? C.o.rest_concurrency : C.o.sessions;
+    return (rlim_t)n + 64;
+}
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit; when even the hard
+ * limit is below what the run needs, tries to raise it too (allowed to root,
+ * up to fs.nr_open). Warns when the result is still short: sessions past it
+ * fail to connect with EMFILE (counted as connect failures). */
 static void raise_nofile(void) {
     struct rlimit rl;
+    rlim_t need = nofile_needed();
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        struct rlimit up = {need, need};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+    }
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && rl.rlim_max == RLIM_INFINITY) {
+            rl.rlim_cur = need;   /* an infinite hard limit: ask for what is needed */
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     getrlimit(RLIMIT_NOFILE, &rl);
-    unsigned need = C.sc == SC_CAPACITY ? C.o.capacity_max : C.sc == SC_REST ? C.o.rest_concurrency : C.o.sessions;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)need + 64)
-        fprintf(stderr, "asrd-load: warning: RLIMIT_NOFILE is %llu, below the %u sessions asked for\n",
-                (unsigned long long)rl.rlim_cur, need);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        fprintf(stderr, "asrd-load: warning: RLIMIT_NOFILE is %llu (hard %llu), below the %llu this run needs\n",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, (unsigned long long)need);
 }
 
 int main(int argc, char **argv) {

@@ -1,7 +1,8 @@
 /* Unit tests for src/loadstat.c: percentile math against hand-computed
  * values, the histogram's error bound, absolute-deadline scheduling (no
- * drift, catch-up policy), the deadline heap, the message scanner, the
- * /v1/metrics parser, and the result JSON round trip. */
+ * drift, catch-up policy, many sessions on one heap), the deadline heap, the
+ * message scanner, the /v1/metrics parser, count deltas and the client/server
+ * agreement, the result JSON round trip, and the SVG panels. */
 #include "test.h"
 
 #include <jansson.h>
@@ -393,7 +394,11 @@ static const char metrics_body[] =
     "\"idle\":0,\"expired\":0,\"slow_client\":5,\"policy\":0}},\"chunks\":{\"total\":123456,\"accepted\":123000,"
     "\"per_sec\":99.50},\"partials\":{\"total\":123000,\"dropped\":77},\"errors\":{\"total\":12,"
     "\"INVALID_MESSAGE\":2,\"RATE_LIMITED\":10},\"latency_ms\":{\"chunk\":{\"count\":5,\"mean\":50.1,\"p50\":50.0,"
-    "\"p95\":51.0,\"p99\":52.5,\"p999\":60.0}},\"process\":{\"rss_bytes\":5541888,\"open_fds\":14}}";
+    "\"p95\":51.0,\"p99\":52.5,\"p999\":60.0}},\"process\":{\"rss_bytes\":5541888,\"open_fds\":14},"
+    "\"finals\":{\"total\":321},\"close_codes\":{\"1000\":4,\"1001\":0,\"1008\":5,\"other\":0,\"none\":1},"
+    "\"requests\":{\"total\":30,\"per_sec\":1.5,\"by_route\":{\"transcribe\":{\"200\":11,\"415\":2},"
+    "\"stream\":{\"101\":7,\"503\":1},\"health\":{}}},"
+    "\"workers\":[{\"worker_id\":\"w0\",\"pid\":10},{\"worker_id\":\"w1\",\"pid\":11}]}";
 
 TEST(loadstat_metrics_parse_fields) {
     struct loadstat_server s;
@@ -407,6 +412,18 @@ TEST(loadstat_metrics_parse_fields) {
     ASSERT_EQ_INT(s.connections_active, 3);
     ASSERT_EQ_INT(s.slow_client_closes, 5);
     ASSERT_NEAR(s.chunk_p99_ms, 52.5, 1e-12);
+    ASSERT_EQ_INT(s.partials_total, 123000);
+    ASSERT_EQ_INT(s.finals_total, 321);
+    ASSERT_EQ_INT(s.sessions_total, 7);
+    ASSERT_EQ_INT(s.workers, 2);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.close_codes, "1000"), 4);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.close_codes, "1008"), 5);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.close_codes, "none"), 1);
+    ASSERT_EQ_INT(s.close_codes.len, 5);                  /* zero counts are kept: they are a baseline */
+    ASSERT_EQ_INT(loadstat_counts_get(&s.rest_status, "200"), 11);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.rest_status, "415"), 2);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.stream_status, "101"), 7);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.stream_status, "503"), 1);
 }
 
 TEST(loadstat_metrics_parse_partial_and_bad) {
@@ -419,6 +436,9 @@ TEST(loadstat_metrics_parse_partial_and_bad) {
     ASSERT_EQ_INT(s.errors_total, 5);
     ASSERT_EQ_INT(s.rss_bytes, 0);
     ASSERT_EQ_INT(s.sessions_active, 0);
+    ASSERT_EQ_INT(s.workers, 0);
+    ASSERT_EQ_INT(s.close_codes.len, 0);
+    ASSERT_EQ_INT(s.rest_status.len, 0);
     static const char *const bad[] = {"", "not json", "[1,2]", "{\"chunks\":{}}", "{\"chunks\":{\"total\":\"5\"}}",
                                       "{\"chunks\":{\"total\":5}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -476,8 +496,32 @@ static void fill_run(struct loadstat_run *r, unsigned seed) {
     r->client_cpu_pct = 1.2;
     r->held = (int)(seed & 1);
     snprintf(r->verdict, sizeof r->verdict, "p99 added 24.75 ms > 10.00 ms");
-    r->server_before = (struct loadstat_server){1, 10, 0, 0, 5541888, 0, 1, 0, 0};
-    r->server_after = (struct loadstat_server){1, 19910, 10, 7, 12541888, 0, 1, 19, 77.94};
+    r->start_s = 1.5 * seed;
+    r->partial_msgs = 19885;
+    r->slow_answers = 11;
+    loadstat_counts_add(&r->request_errors, "EOF", 2);
+    memset(&r->server_before, 0, sizeof r->server_before);
+    r->server_before.ok = 1;
+    r->server_before.chunks_total = 10;
+    r->server_before.partials_total = 5;
+    r->server_before.rss_bytes = 5541888;
+    r->server_before.connections_active = 1;
+    loadstat_counts_add(&r->server_before.close_codes, "1000", 3);
+    r->server_after = r->server_before;
+    r->server_after.chunks_total = 19910;
+    r->server_after.errors_total = 10;
+    r->server_after.partials_total = 19897;
+    r->server_after.partials_dropped = 7;
+    r->server_after.finals_total = 400;
+    r->server_after.sessions_total = 199;
+    r->server_after.rss_bytes = 12541888;
+    r->server_after.slow_client_closes = 19;
+    r->server_after.chunk_p99_ms = 77.94;
+    r->server_after.workers = 2;
+    memset(&r->server_after.close_codes, 0, sizeof r->server_after.close_codes);
+    loadstat_counts_add(&r->server_after.close_codes, "1000", 201);
+    loadstat_counts_add(&r->server_after.close_codes, "none", 1);
+    loadstat_counts_add(&r->server_after.stream_status, "101", 199);
 }
 
 TEST(loadstat_result_json_round_trip) {
@@ -498,6 +542,8 @@ TEST(loadstat_result_json_round_trip) {
     r.opts.p99_threshold_ms = 10;
     r.opts.mock_latency_ms = 50;
     r.opts.rest_concurrency = 8;
+    r.opts.rest_requests = 40;
+    r.opts.max_errors = 3;
     r.opts.churn_life_s = 3;
     r.opts.max_burst = 10;
     r.opts.connect_timeout_s = 10;
@@ -510,7 +556,7 @@ TEST(loadstat_result_json_round_trip) {
     }
     r.capacity_sessions = 1000;
     for (int i = 1; i <= 5; i++) {
-        struct loadstat_point pt = {i, 200u + (unsigned)i, 2000u + (uint64_t)i, 50.1 + i, 52.123456789 + i};
+        struct loadstat_point pt = {i, 200u + (unsigned)i, 2000u + (uint64_t)i, 50.1 + i, 51.5 + i, 52.123456789 + i};
         loadstat_result_add_point(&r, &pt);
     }
     struct buf a, b;
@@ -552,6 +598,39 @@ TEST(loadstat_result_json_round_trip) {
     json_t *d = json_object_get(json_object_get(json_object_get(doc, "total"), "server"), "delta");
     ASSERT_EQ_INT(json_integer_value(json_object_get(d, "chunks_total")), 19900);
     ASSERT_EQ_INT(json_integer_value(json_object_get(d, "rss_bytes")), 7000000);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(d, "partials_total")), 19892);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(d, "sessions_total")), 199);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(d, "close_codes"), "1000")), 198);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(d, "close_codes"), "none")), 1);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(d, "stream_status"), "101")), 199);
+    /* ... and the client/server agreement (see loadstat_agreement_*). */
+    json_t *ag = json_object_get(json_object_get(doc, "total"), "agreement");
+    ASSERT(json_is_object(ag));
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(ag, "chunks"), "server")), 19900);
+    ASSERT(json_is_true(json_object_get(json_object_get(ag, "chunks"), "match")));
+    /* partials: 19897 - 5 produced, 7 of them dropped = the 19885 received. */
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(ag, "partials"), "server")), 19885);
+    const char *k_;
+    json_t *v_;
+    size_t nag = 0;
+    json_object_foreach(ag, k_, v_) {
+        if (!json_is_true(json_object_get(v_, "match"))) TEST_FAIL_("agreement %s does not match", k_);
+        nag++;
+    }
+    ASSERT_EQ_INT(nag, 6);   /* chunks partials errors finals sessions close_1000 */
+    /* Every new field read back. */
+    ASSERT_EQ_INT(back.opts.rest_requests, 40);
+    ASSERT_EQ_INT(back.opts.max_errors, 3);
+    ASSERT_EQ_INT(back.total.partial_msgs, 19885);
+    ASSERT_EQ_INT(back.total.slow_answers, 11);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.request_errors, "EOF"), 2);
+    ASSERT_NEAR(back.steps[2].start_s, 4.5, 0);
+    ASSERT_NEAR(back.timeline[1].p90_ms, 53.5, 0);
+    ASSERT_EQ_INT(back.total.server_after.partials_total, 19897);
+    ASSERT_EQ_INT(back.total.server_after.finals_total, 400);
+    ASSERT_EQ_INT(back.total.server_after.workers, 2);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.close_codes, "1000"), 201);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.stream_status, "101"), 199);
     json_decref(doc);
     loadstat_result_cleanup(&back);
     ASSERT_EQ_INT(loadstat_result_from_json("{\"x\":1}", 7, &back), ASR_EINVAL);
@@ -585,7 +664,7 @@ TEST(loadstat_svg_draws) {
     snprintf(r.opts.scenario, sizeof r.opts.scenario, "sustained");
     snprintf(r.opts.url, sizeof r.opts.url, "ws://127.0.0.1:1/<&>");
     for (int i = 1; i <= 10; i++) {
-        struct loadstat_point pt = {i, 10, 100, 50 + i, 60 + i};
+        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i};
         loadstat_result_add_point(&r, &pt);
     }
     buf_init(&b, 0);
@@ -611,4 +690,196 @@ TEST(loadstat_svg_draws) {
     buf_init(&b, 0);
     ASSERT_EQ_INT(loadstat_svg(&r, &b), 0);
     buf_cleanup(&b);
+}
+
+TEST(loadstat_counts_delta) {
+    struct loadstat_counts a, b, d;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    loadstat_counts_add(&a, "1000", 5);
+    loadstat_counts_add(&a, "1008", 2);
+    loadstat_counts_add(&a, "gone", 9);      /* not in after: not in the delta */
+    loadstat_counts_add(&b, "1000", 25);
+    loadstat_counts_add(&b, "1008", 2);      /* unchanged: left out */
+    loadstat_counts_add(&b, "1001", 3);      /* new name: all of it */
+    loadstat_counts_add(&b, "none", 0);
+    loadstat_counts_delta(&d, &b, &a);
+    ASSERT_EQ_INT(d.len, 2);
+    ASSERT_EQ_INT(loadstat_counts_get(&d, "1000"), 20);
+    ASSERT_EQ_INT(loadstat_counts_get(&d, "1001"), 3);
+    ASSERT_EQ_INT(loadstat_counts_get(&d, "1008"), 0);
+    /* A count that went down (server restarted) reads 0, not a huge number. */
+    loadstat_counts_delta(&d, &a, &b);
+    ASSERT_EQ_INT(loadstat_counts_get(&d, "1000"), 0);
+    ASSERT_EQ_INT(loadstat_counts_get(&d, "gone"), 9);
+}
+
+static const struct loadstat_check *find_check(const struct loadstat_check *c, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(c[i].name, name) == 0) return &c[i];
+    TEST_FAIL_("no check %s", name);
+    return NULL;
+}
+
+/* Client counts against server deltas: each check follows its own field,
+ * so a difference in any one shows in that check only. */
+TEST(loadstat_agreement_streaming) {
+    struct loadstat_run r;
+    struct loadstat_check c[32];
+    fill_run(&r, 0);
+    size_t n = loadstat_agreement(&r, 0, c, 32);
+    ASSERT_EQ_INT(n, 6);
+    for (size_t i = 0; i < n; i++)
+        if (c[i].client != c[i].server) TEST_FAIL_("%s: %llu != %llu", c[i].name, (unsigned long long)c[i].client,
+                                                  (unsigned long long)c[i].server);
+    ASSERT_EQ_INT(find_check(c, n, "chunks")->server, 19900);
+    ASSERT_EQ_INT(find_check(c, n, "partials")->server, 19885);   /* produced - dropped */
+    ASSERT_EQ_INT(find_check(c, n, "close_1000")->client, 198);
+    /* One more chunk on the client: only "chunks" differs. */
+    r.chunks_sent++;
+    n = loadstat_agreement(&r, 0, c, 32);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += c[i].client != c[i].server;
+    ASSERT_EQ_INT(bad, 1);
+    ASSERT(find_check(c, n, "chunks")->client == 19901);
+    r.chunks_sent--;
+    /* A dropped partial more on the server: "partials" differs. */
+    r.server_after.partials_dropped++;
+    n = loadstat_agreement(&r, 0, c, 32);
+    ASSERT_EQ_INT(find_check(c, n, "partials")->server, 19884);
+    r.server_after.partials_dropped--;
+    /* The client's own UNPARSEABLE is not a server error. */
+    loadstat_counts_add(&r.errors, "UNPARSEABLE", 4);
+    n = loadstat_agreement(&r, 0, c, 32);
+    ASSERT_EQ_INT(find_check(c, n, "errors")->client, 10);
+    /* Other close codes appear when either side has them; "none"/"timeout" are not codes. */
+    loadstat_counts_add(&r.close_codes, "1008", 2);
+    loadstat_counts_add(&r.close_codes, "timeout", 1);
+    loadstat_counts_add(&r.server_after.close_codes, "1001", 1);
+    n = loadstat_agreement(&r, 0, c, 32);
+    ASSERT_EQ_INT(n, 8);
+    ASSERT_EQ_INT(find_check(c, n, "close_1008")->client, 2);
+    ASSERT_EQ_INT(find_check(c, n, "close_1008")->server, 0);
+    ASSERT_EQ_INT(find_check(c, n, "close_1001")->client, 0);
+    ASSERT_EQ_INT(find_check(c, n, "close_1001")->server, 1);
+    /* The output array bounds the checks. */
+    ASSERT_EQ_INT(loadstat_agreement(&r, 0, c, 3), 3);
+    /* Without both snapshots there is nothing to compare. */
+    r.server_after.ok = 0;
+    ASSERT_EQ_INT(loadstat_agreement(&r, 0, c, 32), 0);
+}
+
+TEST(loadstat_agreement_rest) {
+    struct loadstat_run r;
+    struct loadstat_check c[32];
+    memset(&r, 0, sizeof r);
+    r.server_before.ok = r.server_after.ok = 1;
+    loadstat_counts_add(&r.server_before.rest_status, "200", 100);
+    loadstat_counts_add(&r.server_after.rest_status, "200", 140);
+    loadstat_counts_add(&r.server_after.rest_status, "503", 2);
+    loadstat_counts_add(&r.http_status, "200", 40);
+    loadstat_counts_add(&r.http_status, "413", 1);
+    size_t n = loadstat_agreement(&r, 1, c, 32);
+    ASSERT_EQ_INT(n, 3);
+    ASSERT_EQ_INT(find_check(c, n, "http_200")->client, 40);
+    ASSERT_EQ_INT(find_check(c, n, "http_200")->server, 40);
+    ASSERT_EQ_INT(find_check(c, n, "http_413")->server, 0);
+    ASSERT_EQ_INT(find_check(c, n, "http_503")->client, 0);
+    ASSERT_EQ_INT(find_check(c, n, "http_503")->server, 2);
+}
+
+/* The scheduler and the heap together, as the tool drives them: many
+ * sessions on one timer, every wake-up late by a random amount (sometimes
+ * by several periods). No session ever sends more than max_burst at once,
+ * none drifts (sent + skipped = due slots, exactly), and each stays on its
+ * own grid of deadlines. */
+TEST(loadstat_sched_many_sessions) {
+    enum { N = 300 };
+    const uint64_t period = 100 * MS, end = 30000 * MS;
+    struct sim { struct loadstat_heap_node hn; struct loadstat_sched s; uint64_t sent, skipped, last_slot; int any; };
+    struct sim *v = calloc(N, sizeof *v);
+    struct loadstat_heap h;
+    loadstat_heap_init(&h);
+    uint64_t x = 99991;
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        loadstat_sched_init(&v[i].s, 1000 * MS + (x >> 33) % period, period, 10);
+        v[i].hn.key = loadstat_sched_next(&v[i].s);
+        loadstat_heap_push(&h, &v[i].hn);
+    }
+    uint64_t now = 0;
+    struct loadstat_heap_node *top;
+    while ((top = loadstat_heap_peek(&h)) && top->key < end) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t late = (x >> 33) % 1000 == 0 ? 1500 * MS : (x >> 33) % (3 * MS);   /* rare long stall */
+        if (top->key + late > now) now = top->key + late;
+        if (now > end) now = end;
+        while ((top = loadstat_heap_peek(&h)) && top->key <= now) {
+            struct sim *s = (struct sim *)top;   /* hn is the first member */
+            loadstat_heap_pop(&h);
+            uint64_t first, skipped;
+            unsigned k = loadstat_sched_due(&s->s, now, &first, &skipped);
+            ASSERT(k >= 1 && k <= 10);
+            if (s->any) ASSERT_EQ_INT(first, s->last_slot + 1 + skipped);   /* contiguous but for skips */
+            ASSERT(loadstat_sched_deadline(&s->s, first + k - 1) <= now);
+            ASSERT(loadstat_sched_deadline(&s->s, first + k) > now);         /* the newest due slot was sent */
+            s->sent += k;
+            s->skipped += skipped;
+            s->last_slot = first + k - 1;
+            s->any = 1;
+            s->hn.key = loadstat_sched_next(&s->s);
+            loadstat_heap_push(&h, &s->hn);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        /* Every slot due by the last wake-up was sent or skipped, none twice. */
+        uint64_t due = (now - v[i].s.t0_ns) / period + 1;
+        ASSERT_EQ_INT(v[i].sent + v[i].skipped, due);
+        ASSERT_EQ_INT(v[i].s.next_slot, due);
+        ASSERT_EQ_INT(loadstat_sched_next(&v[i].s), v[i].s.t0_ns + due * period);
+    }
+    loadstat_heap_cleanup(&h);
+    free(v);
+}
+
+/* Capacity charts have both panels: percentiles over time (with the step
+ * boundaries) and p99 against sessions; the others only the first. */
+TEST(loadstat_svg_panels) {
+    struct loadstat_result r;
+    struct buf b;
+    loadstat_result_init(&r);
+    snprintf(r.opts.scenario, sizeof r.opts.scenario, "capacity");
+    snprintf(r.opts.mode, sizeof r.opts.mode, "binary");
+    r.opts.p99_threshold_ms = 10;
+    for (int i = 1; i <= 6; i++) {
+        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i};
+        loadstat_result_add_point(&r, &pt);
+    }
+    for (unsigned k = 0; k < 3; k++) {
+        struct loadstat_run st;
+        fill_run(&st, k);
+        st.sessions_target = 100 * (k + 1);
+        st.start_s = 2.0 * k;
+        loadstat_result_add_step(&r, &st);
+    }
+    buf_init(&b, 0);
+    ASSERT_EQ_INT(loadstat_svg(&r, &b), 0);
+    ASSERT(strstr(b.data, "latency per second") != NULL);
+    ASSERT(strstr(b.data, "p99 against sessions") != NULL);
+    ASSERT(strstr(b.data, ">p90<") != NULL);
+    ASSERT(strstr(b.data, ">300<") != NULL);                 /* a step boundary label */
+    size_t polylines = 0;
+    for (const char *p = b.data; (p = strstr(p, "<polyline")); p++) polylines++;
+    ASSERT_EQ_INT(polylines, 5);                             /* p50 p90 p99 over time; p50 p99 per step */
+    ASSERT(strstr(b.data, "height=\"820\"") != NULL);
+    /* It parses as XML-ish: as many opening <svg as closing. */
+    ASSERT(strstr(b.data, "</svg>") == b.data + b.len - 7);
+    buf_cleanup(&b);
+    snprintf(r.opts.scenario, sizeof r.opts.scenario, "sustained");
+    buf_init(&b, 0);
+    ASSERT_EQ_INT(loadstat_svg(&r, &b), 0);
+    ASSERT(strstr(b.data, "p99 against sessions") == NULL);
+    ASSERT(strstr(b.data, "height=\"430\"") != NULL);
+    buf_cleanup(&b);
+    loadstat_result_cleanup(&r);
 }

@@ -1,0 +1,312 @@
+"""tools/asrd-load against the real server (docs/LOAD.md).
+
+Each test starts its own server, takes /v1/metrics itself before and after a
+short, bounded run of the tool (--json), and checks the tool's counts against
+the server's deltas: exactly where the protocol makes them exact (every chunk
+gets one answer, every `stop` one final and a 1000 close, ...), as bounds
+where it does not (a slow reader closed with 1008 loses what was queued for
+it). The tool's own before/after reading (its "agreement" block) is checked
+too, but the test does not rely on it.
+
+The tool runs from a directory outside the tree, so it must find its default
+audio next to its executable. Loads are small (<= 20 sessions, 3-4 s) so the
+file stays well under a minute, also against the ASan build.
+"""
+import json
+import math
+import os
+import re
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import asrd_harness as h
+
+MOCK_MS = 20          # the fixture's ASR_MOCK_LATENCY_MS
+
+
+def load_bin():
+    """asrd-load from the server's build directory (build/release or build/asan)."""
+    return os.path.join(os.path.dirname(h.asrd_bin()), "asrd-load")
+
+
+def run_load(srv, *args, timeout=60):
+    """Runs asrd-load against srv with --json; returns (result, stdout)."""
+    binary = load_bin()
+    assert os.access(binary, os.X_OK), "no %s (make builds it next to asrd)" % binary
+    with tempfile.TemporaryDirectory(prefix="asrd-load-") as d:
+        out = os.path.join(d, "result.json")
+        cmd = [binary, "--url", srv.ws, "--json", out, "--quiet", "--mock-latency-ms", str(MOCK_MS)]
+        cmd += [str(a) for a in args]
+        env = dict(os.environ)
+        env.update(h.sanitizer_env())
+        p = subprocess.run(cmd, cwd=d, env=env, capture_output=True, timeout=timeout)
+        stdout = p.stdout.decode("utf-8", "replace")
+        stderr = p.stderr.decode("utf-8", "replace")
+        h.check_sanitizer_output(stderr, "asrd-load")
+        assert p.returncode == 0, "asrd-load exited %d\n%s\n%s" % (p.returncode, stdout, h.tail(stderr))
+        with open(out) as f:
+            res = json.load(f)
+    assert res["tool"] == "asrd-load" and res["format"] == 1, res.keys()
+    return res, stdout
+
+
+def settled_metrics(srv, m0, timeout=5.0):
+    """/v1/metrics once every connection and session the run opened has
+    ended on the server too (its counters of a session are complete then)."""
+    def ready():
+        m = srv.metrics()
+        return (h.metric(m, "connections.active") <= h.metric(m0, "connections.active") and
+                h.metric(m, "sessions.active") <= h.metric(m0, "sessions.active") and m)
+    return h.poll(ready, timeout, interval=0.1, desc="server back to its connections and sessions")
+
+
+def delta(m0, m1, path):
+    return h.metric(m1, path, 0) - h.metric(m0, path, 0)
+
+
+def check_latency(lat, n):
+    """Percentiles are of n samples, ordered, and none is below the engine's
+    own latency (an answer cannot come before the mock engine answered)."""
+    assert lat["count"] == n, lat
+    if n == 0:
+        return
+    assert MOCK_MS * 0.95 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"], lat
+    assert lat["mean"] <= lat["max"], lat
+
+
+def check_agreement(run, expect_match=True):
+    """The tool's own client/server comparison is present; all of it matches
+    when expect_match."""
+    ag = run.get("agreement")
+    assert ag, "no agreement block in the result (did the tool read /v1/metrics?): %r" % run["server"]
+    if expect_match:
+        bad = {k: v for k, v in ag.items() if not v["match"]}
+        assert not bad, "the tool's own client/server counts differ: %r" % bad
+    return ag
+
+
+def check_streaming_exact(res, m0, m1, sessions):
+    """A clean streaming run: every count of the tool equals the server's
+    delta over the run."""
+    t = res["total"]
+    assert t["connect_failures"] == 0, t["connect_errors"]
+    assert t["sessions_opened"] == sessions == delta(m0, m1, "sessions.total"), (t["sessions_opened"], sessions)
+    assert delta(m0, m1, "requests.by_route.stream.101") == sessions
+    assert t["sessions_completed"] == sessions, t["close_codes"]
+    assert t["close_codes"] == {"1000": sessions}, t["close_codes"]
+    assert delta(m0, m1, "close_codes.1000") == sessions
+    # every chunk sent reached the server and got exactly one answer, in order
+    assert t["chunks_sent"] > 0
+    assert t["chunks_sent"] == delta(m0, m1, "chunks.total"), (t["chunks_sent"], delta(m0, m1, "chunks.total"))
+    assert t["chunks_skipped"] == 0 and t["chunks_blocked"] == 0, t
+    errors = sum(t["errors"].values())
+    assert errors == delta(m0, m1, "errors.total"), (t["errors"], m1["errors"])
+    for code, n in t["errors"].items():
+        assert n == delta(m0, m1, "errors." + code), (code, t["errors"], m1["errors"])
+    assert t["answers"] == t["chunks_sent"], t
+    assert t["partials"] + errors == t["answers"], t
+    assert t["partial_msgs"] == t["partials"] == delta(m0, m1, "partials.total"), \
+        (t["partial_msgs"], delta(m0, m1, "partials.total"))
+    assert delta(m0, m1, "partials.dropped") == 0
+    assert t["missing"] == 0 and t["out_of_order"] == 0 and t["unmatched"] == 0, t
+    assert t["finals"] == delta(m0, m1, "finals.total"), (t["finals"], delta(m0, m1, "finals.total"))
+    assert t["finals"] >= sessions      # at least the one `stop` gives
+    check_latency(t["latency_ms"], t["answers"])
+    assert t["added_ms"]["count"] == t["answers"]
+    # the tool's own reading of the server agrees with the test's
+    d = t["server"]["delta"]
+    assert d["chunks_total"] == delta(m0, m1, "chunks.total")
+    assert d["sessions_total"] == sessions
+    assert d["close_codes"].get("1000") == sessions
+    check_agreement(t)
+
+
+def expect_chunks(res, sessions, seconds):
+    """Chunks are sent on absolute deadlines: each session sends one per
+    period from its first deadline (within one period of its `session`
+    message) until the end, so the total is within a chunk per session of
+    sessions * seconds / period."""
+    t = res["total"]
+    per = res["options"]["chunk_ms"] / 1000.0
+    ideal = sessions * seconds / per
+    assert sessions * (seconds / per - 2) <= t["chunks_sent"] <= ideal + sessions, (t["chunks_sent"], ideal)
+
+
+@pytest.mark.timeout(60)
+def test_sustained_binary_counts_match_server(start_server):
+    srv = start_server()
+    m0 = srv.metrics()
+    with tempfile.TemporaryDirectory() as d:
+        svg = os.path.join(d, "chart.svg")
+        res, out = run_load(srv, "--sessions", 20, "--duration", 3, "--svg", svg)
+        root = ET.parse(svg).getroot()          # well-formed, standalone
+        assert root.tag.endswith("svg"), root.tag
+        assert len(root.findall(".//{http://www.w3.org/2000/svg}polyline")) == 3   # p50 p90 p99
+    m1 = settled_metrics(srv, m0)
+    check_streaming_exact(res, m0, m1, 20)
+    expect_chunks(res, 20, 3)
+    t = res["total"]
+    assert t["errors"] == {}, t["errors"]
+    # default audio found from another directory (next to the executable)
+    assert res["options"]["wav"].endswith("tests/data/generated/speech16k.wav"), res["options"]["wav"]
+    assert res["options"]["mode"] == "binary"
+    # one progress point a second, with the sessions streaming
+    tl = res["timeline"]
+    assert len(tl) >= 2 and max(p["sessions"] for p in tl) == 20, tl
+    assert sum(p["answers"] for p in tl) <= t["answers"]
+    # the table shows what the JSON holds
+    assert re.search(r"^chunks\s+sent %d " % t["chunks_sent"], out, re.M), out
+    assert "close codes   1000 20" in out, out
+    assert "chunks %d/%d" % (t["chunks_sent"], t["chunks_sent"]) in out, out
+    assert t["client_cpu_s"] > 0 and 0 < t["client_cpu_pct"] < 100, t
+
+
+@pytest.mark.timeout(60)
+def test_json_mode_with_model_errors(start_server):
+    """JSON audio_chunk messages carrying their sequence; the engine fails
+    some chunks: each failure is an `error` answer with that chunk's
+    sequence, counted by code on both sides."""
+    srv = start_server(ASR_MOCK_ERROR_RATE=0.1, ASR_MOCK_SEED=7)
+    m0 = srv.metrics()
+    res, out = run_load(srv, "--sessions", 10, "--duration", 3, "--mode", "json")
+    m1 = settled_metrics(srv, m0)
+    check_streaming_exact(res, m0, m1, 10)
+    expect_chunks(res, 10, 3)
+    t = res["total"]
+    assert res["options"]["mode"] == "json"
+    assert set(t["errors"]) == {"MODEL_ERROR"}, t["errors"]
+    assert t["errors"]["MODEL_ERROR"] == delta(m0, m1, "errors.MODEL_ERROR") > 0
+    assert "MODEL_ERROR %d" % t["errors"]["MODEL_ERROR"] in out, out
+
+
+def server_caps_sndbuf(srv):
+    """True when the server bounds the kernel send buffer of its WebSocket
+    connections (ss shows the socket's sndbuf, "tb"): then a client that
+    never reads fills it within seconds and must be closed with 1008. With
+    the kernel's autotuning (up to tcp_wmem max, ~4 MB on loopback) it takes
+    minutes."""
+    c = h.raw_ws_connect(srv.port)
+    try:
+        time.sleep(0.1)
+        p = subprocess.run(["ss", "-tmnH", "state", "established", "( sport = :%d )" % srv.port],
+                           capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        c.close()
+    tbs = [int(x) for x in re.findall(rb"\btb(\d+)", p.stdout)]
+    return bool(tbs) and max(tbs) <= 256 * 1024
+
+
+@pytest.mark.timeout(60)
+def test_slow_readers(start_server):
+    """Half of the sessions never read. The others must be answered fully
+    and in time; the slow ones are either closed 1008 by the server (then
+    counted on both sides the same) or read everything late at `stop`."""
+    N = 10
+    srv = start_server(ASR_MAX_SEND_QUEUE_BYTES=2048, ASR_SLOW_CLIENT_THRESHOLD=2)
+    capped = server_caps_sndbuf(srv)
+    m0 = srv.metrics()
+    # 10 ms chunks: a partial every 10 ms per session, ~15 KB/s of answers a
+    # slow reader leaves unread; with a small receive buffer (8 KiB) and the
+    # server's send buffer bounded, its queue overflows after about 2.5 s
+    res, out = run_load(srv, "--scenario", "slow-readers", "--sessions", N, "--slow-fraction", 0.5,
+                        "--duration", 4, "--chunk-ms", 10, "--slow-rcvbuf", 8192, "--grace", 10)
+    m1 = settled_metrics(srv, m0)
+    t = res["total"]
+    assert t["sessions_opened"] == N == delta(m0, m1, "sessions.total")
+    assert t["slow_sessions"] == N // 2, t
+    assert t["connect_failures"] == 0, t["connect_errors"]
+    fast_chunks = t["chunks_sent"] - t["slow_chunks"]
+    assert fast_chunks > 0 and t["slow_chunks"] > 0, t
+    # the readers: every chunk answered, in order, nothing dropped
+    assert t["answers"] == fast_chunks and t["missing"] == 0, t
+    assert t["out_of_order"] == 0 and t["unmatched"] == 0, t
+    check_latency(t["latency_ms"], t["answers"])
+    # closes: the tool's count of slow readers the server closed is the
+    # server's count of slow_client ends and of 1008 closes
+    closed = delta(m0, m1, "sessions.ended.slow_client")
+    assert t["slow_closed"] == closed == delta(m0, m1, "close_codes.1008"), \
+        (t["slow_closed"], closed, m1["close_codes"])
+    assert t["close_codes"].get("1000", 0) == delta(m0, m1, "close_codes.1000") == N - closed, \
+        (t["close_codes"], m1["close_codes"])
+    assert t["close_codes"].get("1008", 0) <= closed      # a reset may beat the close frame
+    assert sum(t["close_codes"].values()) == N, t["close_codes"]
+    assert t["sessions_completed"] == N - closed
+    assert t["errors"] == {} and delta(m0, m1, "errors.total") == 0
+    # every partial received was counted once: timed (readers) or late (slow)
+    assert t["partial_msgs"] == t["partials"] + t["slow_answers"], t
+    if capped:
+        assert closed > 0, "the server bounds its send buffer, yet no slow reader was closed in 4 s"
+    if closed == 0:
+        # nobody was closed: everything is exact, the slow readers got all
+        # their answers when they read again at `stop`
+        assert t["chunks_sent"] == delta(m0, m1, "chunks.total")
+        assert t["slow_answers"] == t["slow_chunks"], t
+        assert delta(m0, m1, "partials.dropped") == 0
+        assert t["partial_msgs"] == delta(m0, m1, "partials.total")
+        assert t["finals"] == delta(m0, m1, "finals.total")
+        check_agreement(t)
+    else:
+        # a 1008 stops the server reading (chunks in flight are never
+        # counted) and discards what was queued (never received)
+        assert fast_chunks <= delta(m0, m1, "chunks.total") <= t["chunks_sent"]
+        assert t["slow_answers"] < t["slow_chunks"], t
+        sent = delta(m0, m1, "partials.total") - delta(m0, m1, "partials.dropped")
+        assert t["answers"] <= t["partial_msgs"] <= sent, (t["partial_msgs"], sent)
+        assert t["finals"] <= delta(m0, m1, "finals.total")
+        ag = check_agreement(t, expect_match=False)
+        assert ag["close_1008"]["match"] and ag["close_1000"]["match"], ag
+    assert "slow readers  %d slow sessions" % (N // 2) in out, out
+
+
+@pytest.mark.timeout(60)
+def test_churn_keeps_population(start_server):
+    """Sessions of 0.5..1.5 s each, replaced as they end, for 4 s: many
+    sessions pass through, each ends with its final and a 1000 close, and
+    the population stays near the target."""
+    srv = start_server()
+    m0 = srv.metrics()
+    res, out = run_load(srv, "--scenario", "churn", "--sessions", 10, "--churn-life", 1, "--duration", 4)
+    m1 = settled_metrics(srv, m0)
+    t = res["total"]
+    n = t["sessions_opened"]
+    # 4 s of 10 slots with lives of at most 1.5 s: at least 2 generations
+    assert n >= 25, n
+    check_streaming_exact(res, m0, m1, n)
+    # sessions that connected as the run ended were stopped cleanly too:
+    # nothing stays resumable on the server
+    assert h.metric(m1, "sessions.active") == h.metric(m0, "sessions.active")
+    # steady population: in every full second, nearly all slots streamed
+    mid = [p["sessions"] for p in res["timeline"] if 1 <= p["t_s"] <= 4]
+    assert mid and min(mid) >= 7 and max(mid) <= 10, res["timeline"]
+
+
+@pytest.mark.timeout(60)
+def test_rest_uploads(start_server):
+    """--requests 6 over 3 clients: six POSTs of the WAV, each a 200 on
+    both sides; uploads are not streaming sessions."""
+    srv = start_server()
+    m0 = srv.metrics()
+    res, out = run_load(srv, "--scenario", "rest", "--rest-concurrency", 3, "--requests", 6, "--duration", 20)
+    m1 = settled_metrics(srv, m0)
+    t = res["total"]
+    assert t["requests"] == 6 and t["request_failures"] == 0, t
+    assert t["http_status"] == {"200": 6}, t["http_status"]
+    assert t["request_errors"] == {}, t["request_errors"]
+    assert delta(m0, m1, "requests.by_route.transcribe.200") == 6
+    assert sum(h.metric(m1, "requests.by_route.transcribe", {}).values()) - \
+        sum(h.metric(m0, "requests.by_route.transcribe", {}).values()) == 6
+    assert delta(m0, m1, "latency_ms.rest.count") == 6
+    assert delta(m0, m1, "sessions.total") == 0
+    assert t["latency_ms"]["count"] == 6
+    assert 0 < t["latency_ms"]["p50"] <= t["latency_ms"]["max"]
+    ag = check_agreement(t)
+    assert set(ag) == {"http_200"}, ag
+    assert "http status   200 6" in out, out
+    # --requests ends the run once they are answered, not at --duration
+    assert t["wall_s"] < 15, t["wall_s"]
