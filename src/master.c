@@ -227,7 +227,7 @@ static void rolling_restart(const struct config *cfg) {
         s->pid = pid;
         s->gen = gen;
         s->started_ms = mono_ms();
-        kill(s->old_pid, SIGTERM);
+        kill(s->old_pid, SIGUSR2); /* drain and stop accepting: the new one accepts */
         log_worker(LOG_INFO, "worker replaced", i, pid, NULL, NULL);
         reap(0);
     }
@@ -257,6 +257,7 @@ int master_run(const struct config *cfg) {
     sigaddset(&sigs_, SIGINT);
     sigaddset(&sigs_, SIGHUP);
     sigaddset(&sigs_, SIGCHLD);
+    sigaddset(&sigs_, SIGUSR2);   /* workers unblock it once they handle it (rolling restart) */
     sigprocmask(SIG_BLOCK, &sigs_, NULL);
     signal(SIGPIPE, SIG_IGN);
     struct log_line *l = log_begin(LOG_INFO, "master started");

@@ -29,8 +29,19 @@ void worker_conn_closed(struct worker *w) {
 static void on_connection(uv_stream_t *server, int status) {
     struct worker *w = server->data;
     if (status < 0) {
-        struct log_line *l = log_begin(LOG_WARN, "accept failed");
-        if (l) { log_str(l, "error", uv_strerror(status)); log_end(l); }
+        /* EMFILE/ENFILE: libuv accepts and closes the pending connection
+         * with its reserve fd (no busy loop); count it, log once a second */
+        metrics.connections_refused++;
+        static uint64_t last_log_ms;
+        if (uv_now(w->loop) - last_log_ms >= 1000) {
+            last_log_ms = uv_now(w->loop);
+            struct log_line *l = log_begin(LOG_WARN, "accept failed");
+            if (l) {
+                log_str(l, "error", uv_strerror(status));
+                log_u64(l, "open_connections", metrics.connections_active);
+                log_end(l);
+            }
+        }
         return;
     }
     struct conn *c = conn_create(w);
@@ -41,7 +52,7 @@ static void on_connection(uv_stream_t *server, int status) {
         return;
     }
     metrics.connections_total++;
-    if (w->draining || metrics.connections_active > (uint64_t)w->cfg->max_connections) {
+    if (metrics.connections_active > (uint64_t)w->cfg->max_connections) {
         metrics.connections_refused++;
 #define BUSY_BODY "{\"error\":{\"code\":\"CONNECTION_LIMIT\",\"message\":\"too many connections\"}}"
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -58,9 +69,21 @@ static void on_connection(uv_stream_t *server, int status) {
 static void on_prepare(uv_prepare_t *h) { conn_flush_all(h->data); }
 static void on_check(uv_check_t *h) { conn_flush_all(h->data); }
 
+/* While draining, requests are still answered (health: 503 draining, new
+ * sessions: 503 DRAINING) so a balancer sees the state; keep-alive
+ * connections idle between requests are closed each tick. */
+static void close_idle_http(struct worker *w) {
+    for (struct conn *c = w->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
+    }
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     metrics_tick();
+    conn_check_timeouts(w);
+    if (w->draining) close_idle_http(w);
     if (w->draining && uv_now(w->loop) >= w->drain_deadline_ms) {
         struct log_line *l = log_begin(LOG_WARN, "drain timeout");
         if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
@@ -68,21 +91,21 @@ static void on_tick(uv_timer_t *t) {
     }
 }
 
-static void start_drain(struct worker *w, const char *why) {
+/* close_listener: 1 when this worker is being replaced (rolling restart: its
+ * successor accepts on the same socket); 0 on shutdown, where the listener
+ * stays open so that health checks see 503 "draining" until the exit. */
+static void start_drain(struct worker *w, const char *why, int close_listener) {
     if (w->draining) return;
     w->draining = 1;
     w->drain_deadline_ms = uv_now(w->loop) + (uint64_t)w->cfg->drain_timeout_s * 1000;
     struct log_line *l = log_begin(LOG_INFO, "draining");
     if (l) { log_str(l, "signal", why); log_u64(l, "connections", metrics.connections_active); log_end(l); }
-    if (w->listening) {
+    if (w->listening && close_listener) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listening = 0;
     }
     api_stream_shutdown();
-    for (struct conn *c = w->conns, *n; c; c = n) {
-        n = c->next;
-        if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
-    }
+    close_idle_http(w);
     if (metrics.connections_active == 0) uv_stop(w->loop);
 }
 
@@ -93,7 +116,8 @@ static void on_signal(uv_signal_t *s, int signum) {
         uv_stop(w->loop);
         return;
     }
-    start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (signum == SIGUSR2) start_drain(w, "SIGUSR2 (replaced)", 1);
+    else start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
 }
 
 static int bind_listener(struct worker *w, int fd) {
@@ -168,6 +192,9 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     w->sig_term.data = w->sig_int.data = w;
     uv_signal_start(&w->sig_term, on_signal, SIGTERM);
     uv_signal_start(&w->sig_int, on_signal, SIGINT);
+    uv_signal_init(w->loop, &w->sig_usr2);
+    w->sig_usr2.data = w;
+    uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
     signal(SIGPIPE, SIG_IGN);
     if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
     metrics_tick();

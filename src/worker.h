@@ -19,7 +19,7 @@ struct worker {
     uv_prepare_t prep;               /* flush writes before polling */
     uv_check_t   check;              /* flush writes after callbacks */
     uv_timer_t   tick;               /* 1 s: rates, expiry, drain progress */
-    uv_signal_t  sig_term, sig_int, sig_pipe;
+    uv_signal_t  sig_term, sig_int, sig_usr2, sig_pipe; /* USR2: replaced (rolling restart) */
     struct conn *flush_head;         /* connections with output to flush */
     struct conn *conns;              /* every open connection (conn.c links them) */
     uint64_t     next_conn_id;

@@ -252,6 +252,8 @@ def test_redis_restart_is_survived(redis, start_server):
         h.poll(lambda: h.metric(a.metrics(), "store.available") == 0, 5, desc="store down in metrics")
         redis.start()
         h.poll(lambda: h.metric(a.metrics(), "store.available") == 1, 15, desc="store back in metrics")
+        # new sessions are admitted again (a client retries a 503 after Retry-After)
+        h.poll(lambda: h.raw_upgrade(a.port).status == 101, 5, interval=0.3, desc="new sessions admitted")
         w2, s2 = await WS.open_session(a.stream_url)
         await stream(w2, chunks[:3])
         await w2.stop()
