@@ -51,6 +51,8 @@ struct answer {
     size_t   text_len;
     uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
     size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
+    uint32_t vad_silence_ms;   /* PARTIAL: VAD state after its chunk (snapshot) */
+    uint64_t vad_speech_end_ms;
 };
 
 #define KEPT_FINALS_MAX 16
@@ -88,6 +90,8 @@ struct asr_session {
      * snapshot: a resume elsewhere continues from exactly here. */
     uint64_t ans_seq;                /* highest sequence answered */
     uint64_t ans_samples;            /* stream position after that chunk */
+    unsigned ans_silence_ms;         /* VAD silence run and last speech end there */
+    uint64_t ans_speech_end_ms;
     int      ans_utt_open;           /* speech_started sent, its final not yet */
     uint64_t ans_utt_start_ms;
     struct buf utt_text;             /* partial texts of the open utterance, space-joined */
@@ -336,6 +340,8 @@ static void emit(struct asr_session *s, struct answer *a) {
             s->stats.partials++;
             if (a->seq > s->ans_seq) s->ans_seq = a->seq;
             s->ans_samples = a->end_sample;
+            s->ans_silence_ms = a->vad_silence_ms;
+            s->ans_speech_end_ms = a->vad_speech_end_ms;
             if (s->ans_utt_open && s->ptext.len) {
                 if (s->utt_text.len) buf_append(&s->utt_text, " ", 1);
                 buf_append(&s->utt_text, s->ptext.data, s->ptext.len); /* bounded: may stop growing */
@@ -619,6 +625,8 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
 
     struct answer *p = ring_push(s, ANS_PARTIAL, seq);
     p->end_sample = vad_samples(s->vad);
+    p->vad_silence_ms = vad_silence_ms(s->vad);
+    p->vad_speech_end_ms = vad_last_speech_end_ms(s->vad);
     p->bytes = len;
     s->pending_bytes += len;
     p->is_speech = speech_end > speech0 || vad_in_utterance(s->vad);
@@ -700,9 +708,11 @@ static void json_text(struct buf *b, const char *key, const char *t, size_t n) {
 
 int sess_snapshot(const struct asr_session *s, struct buf *b) {
     int bad = 0;
-    buf_printf(b, "{\"v\":1,\"rate\":%u,\"seq\":%llu,\"samples\":%llu,\"utt\":%d,\"utt_start_ms\":%llu",
+    buf_printf(b, "{\"v\":1,\"rate\":%u,\"seq\":%llu,\"samples\":%llu,\"utt\":%d,\"utt_start_ms\":%llu"
+                  ",\"silence_ms\":%u,\"speech_end_ms\":%llu",
                s->cfg.sample_rate, (unsigned long long)s->ans_seq, (unsigned long long)s->ans_samples,
-               s->ans_utt_open, (unsigned long long)s->ans_utt_start_ms);
+               s->ans_utt_open, (unsigned long long)s->ans_utt_start_ms, s->ans_silence_ms,
+               (unsigned long long)s->ans_speech_end_ms);
     /* an utterance that already moved once keeps its earlier text */
     if (s->ans_utt_open) {
         struct buf t;
@@ -749,7 +759,10 @@ struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, con
     s->ans_samples = (uint64_t)json_integer_value(json_object_get(j, "samples"));
     s->ans_utt_open = json_is_true(json_object_get(j, "utt")) || json_integer_value(json_object_get(j, "utt")) == 1;
     s->ans_utt_start_ms = s->utt_start_ms = (uint64_t)json_integer_value(json_object_get(j, "utt_start_ms"));
-    vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms);
+    s->ans_silence_ms = (unsigned)json_integer_value(json_object_get(j, "silence_ms"));
+    s->ans_speech_end_ms = (uint64_t)json_integer_value(json_object_get(j, "speech_end_ms"));
+    vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms, s->ans_silence_ms,
+                s->ans_speech_end_ms);
     const char *ut = json_string_value(json_object_get(j, "utt_text"));
     if (s->ans_utt_open && ut && *ut) s->utt_prefix = strdup(ut);
     s->finals_sent = (uint64_t)json_integer_value(json_object_get(j, "finals_sent"));

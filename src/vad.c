@@ -232,12 +232,17 @@ uint64_t vad_offset_ms(const struct vad *v) { return samples_to_ms(v, v->samples
 
 uint64_t vad_speech_ms_total(const struct vad *v) { return v->speech_ms_total; }
 
-void vad_restore(struct vad *v, uint64_t samples, int in_utt, uint64_t utt_start_ms) {
+void vad_restore(struct vad *v, uint64_t samples, int in_utt, uint64_t utt_start_ms,
+                 unsigned silence_ms, uint64_t last_speech_end_ms) {
     v->samples = samples;
     v->rem_n = 0;
     v->in_utt = in_utt ? 1 : 0;
-    v->silence_ms = 0;
+    v->silence_ms = in_utt ? silence_ms : 0;
     v->utt_start_sample = utt_start_ms * v->rate / 1000;
     if (v->utt_start_sample > samples) v->utt_start_sample = samples;
-    v->last_speech_end = samples;
+    v->last_speech_end = last_speech_end_ms * v->rate / 1000;
+    if (v->last_speech_end > samples || !in_utt) v->last_speech_end = samples;
 }
+
+unsigned vad_silence_ms(const struct vad *v) { return v->silence_ms; }
+uint64_t vad_last_speech_end_ms(const struct vad *v) { return v->last_speech_end * 1000 / v->rate; }

@@ -67,7 +67,13 @@ int vad_end_utterance(struct vad *v, struct vad_event *ev);
 /* Continues a stream that another detector ran up to position samples
  * (resume on another worker): no frame carried; in_utt says whether an
  * utterance starting at utt_start_ms is open there. */
-void vad_restore(struct vad *v, uint64_t samples, int in_utt, uint64_t utt_start_ms);
+void vad_restore(struct vad *v, uint64_t samples, int in_utt, uint64_t utt_start_ms,
+                 unsigned silence_ms, uint64_t last_speech_end_ms);
+/* Silence since the last speech frame of the open utterance, and where that
+ * speech ended (ms of audio): what vad_restore needs to end the utterance
+ * where an uninterrupted stream would. */
+unsigned vad_silence_ms(const struct vad *v);
+uint64_t vad_last_speech_end_ms(const struct vad *v);
 
 int      vad_in_utterance(const struct vad *v);  /* 1 between START and END */
 uint64_t vad_utterance_start_ms(const struct vad *v);
