@@ -178,11 +178,14 @@ static void route_health(struct http_conn *hc, struct http_req *req) {
     size_t max = (size_t)c->max_sessions_per_worker;
     struct buf b;
     buf_init(&b, 0);
-    buf_printf(&b, "{\"status\":\"%s\",\"active_sessions\":%zu,\"worker_id\":", w->draining ? "draining" : "ok", active);
+    /* a worker being replaced (rolling restart) is not the host going away:
+     * its successor already accepts on the same socket */
+    int down = w->draining && !w->retiring;
+    buf_printf(&b, "{\"status\":\"%s\",\"active_sessions\":%zu,\"worker_id\":", down ? "draining" : "ok", active);
     buf_json_str(&b, c->worker_id, strlen(c->worker_id));
     buf_printf(&b, ",\"uptime_s\":%llu,\"capacity\":{\"max_sessions\":%zu,\"free_sessions\":%zu}}",
                (unsigned long long)((util_wall_ms() - w->start_ms) / 1000), max, active < max ? max - active : 0);
-    http_respond(hc, w->draining ? 503 : 200, "application/json", b.data, b.len, NULL);
+    http_respond(hc, down ? 503 : 200, "application/json", b.data, b.len, NULL);
     buf_cleanup(&b);
 }
 

@@ -170,6 +170,7 @@ static int mock_enqueue(struct mock_session *s, enum mock_kind kind, unsigned sp
                         engine_done_fn done, void *arg) {
     struct mock_req *r = mock_req_get();
     if (!r) return ASR_ENOMEM;
+    uv_update_time(mock.loop); /* uv_now is stale within a busy iteration */
     uint64_t due = uv_now(mock.loop) + mock.latency_ms;
     if (mock.tail && mock.tail->due > due) due = mock.tail->due;
     *r = (struct mock_req){

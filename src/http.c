@@ -19,6 +19,18 @@ struct http_conn {
     int  in_header;                  /* a header name/value is being captured */
     size_t header_bytes;             /* request line + headers so far */
     int  error;                      /* asr_err found while parsing, 0 = none */
+    const char *error_msg;           /* its message (static), NULL = the default */
+    int  head_done;                  /* headers complete: later fields are trailers */
+    int  method_known;               /* the request line's method was read */
+    int  fold;                       /* obs-fold scanner state (scan_head) */
+    int  in_request_line;            /* scan_head is in the request line */
+    unsigned char rl_n;              /* bytes in rl_tail */
+    char rl_tail[9];                 /* the request line's last bytes: "HTTP/1.1\r" */
+    int  peer_eof;                   /* the client half-closed during a request */
+    unsigned served;                 /* responses written on this connection */
+    uint64_t chunk_left;             /* bytes of the current chunk still to come */
+    int  crlf_need;                  /* bytes of the CRLF after a chunk still to check */
+    const char *exec_end;            /* end of the bytes being parsed */
     int  complete;                   /* the message is complete */
     int  busy;                       /* a handler is answering */
     int  in_process;
@@ -53,11 +65,79 @@ static void req_reset(struct http_req *r) {
     r->route = ROUTE_OTHER;
 }
 
+/* Records why the request is refused; returns 1 so callbacks can stop the
+ * parser with `return refuse(...)`. */
+static int refuse(struct http_conn *hc, int err, const char *msg) {
+    hc->error = err;
+    hc->error_msg = msg;
+    return 1;
+}
+
 static int count_head(struct http_conn *hc, size_t n) {
     hc->header_bytes += n;
-    if (hc->header_bytes > cfg_of(hc)->max_header_bytes) {
-        hc->error = ASR_E_HEADERS_TOO_LARGE;
-        return 1;
+    if (hc->header_bytes > cfg_of(hc)->max_header_bytes) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
+    return 0;
+}
+
+/* RFC 9110 5.6.2 tchar. Non-strict http-parser lets spaces into a header
+ * name and then matches "Transfer-Encoding " as Transfer-Encoding: a
+ * request smuggling vector that RFC 9112 5.1 says to refuse with 400. */
+static int is_tchar(unsigned char ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* What non-strict http-parser lets through in the head is checked on the
+ * bytes it took, before the request is acted on:
+ * - obsolete line folding (a header line starting with SP or HT) is refused
+ *   with 400 (RFC 9112 5.2 allows that or unfolding; http-parser unfolds,
+ *   which makes "Transfer-Encoding:\r\n chunked" chunked);
+ * - the protocol name: it checks "HTTP/" only loosely ("HTTX/1.1" passes).
+ * Line starts are tracked from the request line to the blank line that
+ * ends the head, across reads. */
+enum { FOLD_START, FOLD_LINE, FOLD_LF, FOLD_LF_CR, FOLD_DONE };
+
+static int version_ok(const struct http_conn *hc) {
+    const char *t = hc->rl_tail;
+    size_t n = hc->rl_n;
+    if (n && t[n - 1] == '\r') n--;
+    return n >= 8 && memcmp(t + n - 8, "HTTP/", 5) == 0 && t[n - 3] >= '0' && t[n - 3] <= '9' &&
+           t[n - 2] == '.' && t[n - 1] >= '0' && t[n - 1] <= '9';
+}
+
+static int scan_head(struct http_conn *hc, const char *p, size_t n) {
+    for (size_t i = 0; i < n && hc->fold != FOLD_DONE; i++) {
+        char ch = p[i];
+        if (hc->fold == FOLD_START) { /* empty lines before the request line are skipped */
+            if (ch == '\r' || ch == '\n') continue;
+            hc->fold = FOLD_LINE;
+            hc->in_request_line = 1;
+            hc->rl_n = 0;
+        }
+        switch (hc->fold) {
+        case FOLD_LINE:
+            if (ch == '\n') {
+                hc->fold = FOLD_LF;
+                if (hc->in_request_line && !version_ok(hc))
+                    return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: bad HTTP version");
+                hc->in_request_line = 0;
+            } else if (hc->in_request_line) {
+                if (hc->rl_n == sizeof hc->rl_tail) {
+                    memmove(hc->rl_tail, hc->rl_tail + 1, sizeof hc->rl_tail - 1);
+                    hc->rl_n--;
+                }
+                hc->rl_tail[hc->rl_n++] = ch;
+            }
+            break;
+        case FOLD_LF:
+            if (ch == ' ' || ch == '\t')
+                return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: obsolete line folding in a header");
+            hc->fold = ch == '\r' ? FOLD_LF_CR : ch == '\n' ? FOLD_DONE : FOLD_LINE;
+            break;
+        case FOLD_LF_CR:
+            hc->fold = ch == '\n' ? FOLD_DONE : FOLD_LINE;
+            break;
+        }
     }
     return 0;
 }
@@ -68,6 +148,10 @@ static int cb_message_begin(http_parser *p) {
     hc->header_bytes = 0;
     hc->last_was_value = 0;
     hc->in_header = 0;
+    hc->head_done = 0;
+    hc->method_known = 0;
+    hc->chunk_left = 0;
+    hc->crlf_need = 0;
     hc->started = 1;
     hc->req.start_ns = util_now_ns();
     return 0;
@@ -75,21 +159,29 @@ static int cb_message_begin(http_parser *p) {
 
 static int cb_url(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
+    hc->req.method = p->method; /* known once the URL starts: for the log line */
+    hc->method_known = 1;
     if (count_head(hc, n)) return 1;
-    if (buf_append(&hc->req.head, at, n) != 0) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+    if (buf_append(&hc->req.head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
     hc->req.url_len += n;
     return 0;
 }
 
 /* Names and values arrive in pieces; each piece extends the current one.
  * They are stored NUL-separated in req.head, which is bounded by the header
- * limit. */
+ * limit. Trailer fields of a chunked body count toward the limit but are
+ * not stored: they must not act as headers (RFC 9110 6.5.1), e.g. supply a
+ * Content-Type or a key after the body. */
 static int cb_header_field(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
     struct http_req *r = &hc->req;
     if (count_head(hc, n)) return 1;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: invalid character in a header name");
+    if (hc->head_done) return 0;
     if (!hc->in_header || hc->last_was_value) {
-        if (r->n_headers == HTTP_MAX_HEADERS) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+        if (r->n_headers == HTTP_MAX_HEADERS) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
         buf_append(&r->head, "", 1);
         r->hdr_name[r->n_headers] = r->head.len;
         r->hdr_name_len[r->n_headers] = 0;
@@ -99,7 +191,7 @@ static int cb_header_field(http_parser *p, const char *at, size_t n) {
         hc->in_header = 1;
         hc->last_was_value = 0;
     }
-    if (buf_append(&r->head, at, n) != 0) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+    if (buf_append(&r->head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
     r->hdr_name_len[r->n_headers - 1] += n;
     return 0;
 }
@@ -108,14 +200,24 @@ static int cb_header_value(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
     struct http_req *r = &hc->req;
     if (count_head(hc, n)) return 1;
+    if (hc->head_done) return 0;
     if (!hc->last_was_value) {
         buf_append(&r->head, "", 1);
         r->hdr_val[r->n_headers - 1] = r->head.len;
         hc->last_was_value = 1;
     }
-    if (buf_append(&r->head, at, n) != 0) { hc->error = ASR_E_HEADERS_TOO_LARGE; return 1; }
+    if (buf_append(&r->head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
     r->hdr_val_len[r->n_headers - 1] += n;
     return 0;
+}
+
+/* v, without surrounding spaces and tabs, equals lit ignoring case. */
+static int value_is(const char *v, const char *lit) {
+    if (!v) return 0;
+    while (*v == ' ' || *v == '\t') v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    return util_ieq(v, n, lit);
 }
 
 static int cb_headers_complete(http_parser *p) {
@@ -151,24 +253,57 @@ static int cb_headers_complete(http_parser *p) {
         util_random_id(id);
         memcpy(r->request_id, id, 33);
     }
+    hc->head_done = 1;
+    if (p->http_major != 1) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: unsupported HTTP version");
+    /* The one transfer coding understood is chunked, alone: with another one
+     * the body length cannot be known (RFC 9112 6.3: 400 when chunked is not
+     * last) or the body would be read still encoded. */
+    int n_te = 0;
+    for (int i = 0; i < r->n_headers; i++)
+        if (util_ieq(r->head.data + r->hdr_name[i], r->hdr_name_len[i], "transfer-encoding")) n_te++;
+    if (n_te && (n_te > 1 || !(p->flags & F_CHUNKED) ||
+                 !value_is(http_header(r, "transfer-encoding", NULL), "chunked")))
+        return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: Transfer-Encoding other than chunked");
     int has_body_method = p->method == HTTP_POST || p->method == HTTP_PUT || p->method == HTTP_PATCH;
-    if (p->content_length != ULLONG_MAX && p->content_length > cfg_of(hc)->max_upload_bytes) {
-        hc->error = ASR_E_TOO_LARGE;
-        return 1;
-    }
-    if (has_body_method && !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX && !p->upgrade) {
-        hc->error = ASR_E_LENGTH_REQUIRED;
-        return 1;
-    }
+    if (p->content_length != ULLONG_MAX && p->content_length > cfg_of(hc)->max_upload_bytes)
+        return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    if (has_body_method && !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX && !p->upgrade)
+        return refuse(hc, ASR_E_LENGTH_REQUIRED, NULL);
+    /* A body a handler did not adopt (another route, an early answer) is
+     * freed here rather than forgotten. */
+    buf_cleanup(&r->body);
     buf_init(&r->body, cfg_of(hc)->max_upload_bytes);
+    return 0;
+}
+
+/* A chunk that cannot fit in what is left of the upload limit is refused
+ * before its bytes are read (like a too large Content-Length). */
+static int cb_chunk_header(http_parser *p) {
+    struct http_conn *hc = p->data;
+    size_t limit = cfg_of(hc)->max_upload_bytes, have = hc->req.body.len;
+    if (p->content_length > limit - have) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    hc->chunk_left = p->content_length;
+    return 0;
+}
+
+/* Non-strict http-parser skips the two bytes after a chunk's data without
+ * looking at them, so "4\r\nabcdXY0\r\n\r\n" is a complete body: a framing
+ * a stricter front end reads differently (request smuggling). The bytes are
+ * checked here: in [p, end), and where they are not there yet, at the start
+ * of the next read. */
+static int check_crlf(struct http_conn *hc, const char *p, const char *end) {
+    for (; hc->crlf_need && p < end; p++, hc->crlf_need--)
+        if (*p != "\r\n"[2 - hc->crlf_need])
+            return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: chunk data not followed by CRLF");
     return 0;
 }
 
 static int cb_body(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
-    if (buf_append(&hc->req.body, at, n) != 0) {
-        hc->error = ASR_E_TOO_LARGE;
-        return 1;
+    if (buf_append(&hc->req.body, at, n) != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    if ((p->flags & F_CHUNKED) && n && (hc->chunk_left -= n) == 0) {
+        hc->crlf_need = 2;
+        return check_crlf(hc, at + n, hc->exec_end);
     }
     return 0;
 }
@@ -187,6 +322,7 @@ static const http_parser_settings settings = {
     .on_header_value = cb_header_value,
     .on_headers_complete = cb_headers_complete,
     .on_body = cb_body,
+    .on_chunk_header = cb_chunk_header,
     .on_message_complete = cb_message_complete,
 };
 
@@ -285,7 +421,7 @@ static void account_request(struct http_conn *hc, int status) {
         char pbuf[256];
         snprintf(pbuf, sizeof pbuf, "%.*s", (int)(r->head.data ? (pl < 200 ? pl : 200) : 0), path);
         log_str(l, "request_id", r->request_id);
-        log_str(l, "method", hc->started ? http_method_str((enum http_method)r->method) : "-");
+        log_str(l, "method", hc->started && hc->method_known ? http_method_str((enum http_method)r->method) : "-");
         log_str(l, "path", pbuf);
         log_u64(l, "status", (uint64_t)status);
         log_f64(l, "duration_ms", ms);
@@ -297,11 +433,19 @@ static void account_request(struct http_conn *hc, int status) {
 static void finish_request(struct http_conn *hc, int status, int close_after) {
     struct http_req *r = &hc->req;
     account_request(hc, status);
+    hc->served++;
     hc->busy = 0;
     hc->complete = 0;
     hc->started = 0;
     hc->abort_fn = NULL;
-    if (close_after || !r->keep_alive || hc->draining) {
+    hc->head_done = 0;
+    /* Bytes that fail before the next request begins are not this request. */
+    r->request_id[0] = '\0';
+    r->url_len = r->path_len = r->query_len = 0;
+    r->route = ROUTE_OTHER;
+    hc->method_known = 0;
+    buf_cleanup(&r->body); /* an idle keep-alive connection holds no body */
+    if (close_after || !r->keep_alive || hc->draining || hc->peer_eof) {
         conn_close_after_write(hc->c);
         hc->error = ASR_EIO; /* parse nothing more */
         return;
@@ -316,7 +460,7 @@ static void respond(struct http_conn *hc, int status, const char *ctype, const c
     if (hc->detached || hc->c->closing) return;
     struct buf h;
     buf_init(&h, 0);
-    int keep = hc->req.keep_alive && !close_after && !hc->draining;
+    int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
     buf_printf(&h,
                "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "X-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
@@ -395,6 +539,7 @@ static void dispatch(struct http_conn *hc) {
 
 static void fail_parse(struct http_conn *hc, int err, const char *msg) {
     hc->busy = 1;
+    if (!hc->req.request_id[0]) util_random_id(hc->req.request_id); /* refused before the head was read */
     http_respond_err(hc, err, msg);
 }
 
@@ -406,19 +551,34 @@ static void process(struct http_conn *hc) {
     while (!hc->busy && !hc->detached && !hc->error && !hc->c->closing && hc->held.len) {
         struct buf t = hc->held;
         buf_init(&hc->held, 0);
-        size_t np = http_parser_execute(&hc->parser, &settings, t.data, t.len);
+        hc->exec_end = t.data + t.len;
+        size_t np = 0;
+        if (!check_crlf(hc, t.data, hc->exec_end)) np = http_parser_execute(&hc->parser, &settings, t.data, t.len);
         enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
+        /* What the parser took is checked (scan_head) before it is acted on;
+         * it stops at the end of a message, so this is one request's bytes. */
+        if (!hc->error) scan_head(hc, t.data, np);
+        if (hc->complete) hc->fold = FOLD_START; /* the next request's head is scanned afresh */
         if (np < t.len) buf_append(&hc->held, t.data + np, t.len - np);
         buf_cleanup(&t);
         if (hc->error) {
             int err = hc->error;
+            const char *msg = hc->error_msg;
             hc->error = 0;
-            fail_parse(hc, err, err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
-                                : err == ASR_E_TOO_LARGE      ? "request body larger than the upload limit"
-                                                              : "a body needs Content-Length or chunked encoding");
+            hc->error_msg = NULL;
+            hc->complete = 0;
+            if (!msg)
+                msg = err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
+                      : err == ASR_E_TOO_LARGE       ? "request body larger than the upload limit"
+                                                     : "a body needs Content-Length or chunked encoding";
+            fail_parse(hc, err, msg);
             break;
         }
-        if (hc->parser.upgrade && !hc->complete) hc->complete = 1;
+        /* An upgrade ends the HTTP part once its head is in. parser.upgrade
+         * is stale until the next head completes: without the head_done and
+         * errno checks, a byte that fails the parser after an answered
+         * upgrade request re-dispatched that request forever. */
+        if (hc->parser.upgrade && hc->head_done && e == HPE_OK && !hc->complete) hc->complete = 1;
         if (hc->complete) {
             if (e == HPE_PAUSED) http_parser_pause(&hc->parser, 0);
             dispatch(hc);
@@ -449,7 +609,20 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     process(hc);
 }
 
+/* The client shut its sending side. A request in hand is still answered
+ * (half-close is legal TCP and some clients end their upload that way),
+ * then the connection closes; an answer already written is flushed first. */
 static void on_eof(struct conn *c, int status) {
+    struct http_conn *hc = c->proto;
+    if (status == UV_EOF && hc && hc->busy) {
+        hc->peer_eof = 1;
+        conn_read_pause(c);
+        return;
+    }
+    if (status == UV_EOF && conn_unsent(c) > 0) {
+        conn_close_after_write(c);
+        return;
+    }
     conn_close(c);
 }
 
@@ -484,6 +657,7 @@ int http_conn_start(struct conn *c) {
     struct http_conn *hc = calloc(1, sizeof *hc);
     if (!hc) return ASR_ENOMEM;
     hc->c = c;
+    hc->req.route = ROUTE_OTHER; /* a request refused before it began is no route's */
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
     buf_init(&hc->held, 0);
@@ -516,5 +690,9 @@ void http_conn_drain(struct conn *c) {
     struct http_conn *hc = c->proto;
     if (c->kind != CONN_HTTP || !hc || hc->detached) return;
     hc->draining = 1;
-    if (!hc->busy && !hc->started && hc->held.len == 0) conn_close(c); /* idle keep-alive */
+    /* An idle keep-alive connection goes now. One that was accepted but
+     * has not sent (or we have not read) its first request yet is not idle:
+     * closing it answered a request in flight with a bare disconnect. It is
+     * answered with Connection: close, or closed by its handshake timer. */
+    if (!hc->busy && !hc->started && hc->held.len == 0 && hc->served) conn_close(c);
 }

@@ -11,6 +11,19 @@ static int invalid(struct stream_msg *out, const char *why) {
     return ASR_E_INVALID_MESSAGE;
 }
 
+/* Why jansson refused the text. Valid JSON that jansson cannot hold (an
+ * integer beyond 2^63 - 1, \u0000 in a string) or that breaks a rule of
+ * ours (duplicate keys) is named as such rather than called "not JSON". */
+static const char *json_why(const json_error_t *e) {
+    switch (json_error_code(e)) {
+    case json_error_numeric_overflow: return "a number is out of range (\"sequence\" must be below 2^63)";
+    case json_error_duplicate_key: return "a key appears twice in the message";
+    case json_error_null_character: return "\\u0000 is not allowed in a string";
+    case json_error_stack_overflow: return "message nested too deeply";
+    default: return "message is not valid JSON";
+    }
+}
+
 /* Performance (docs/BENCHMARKS.md): jansson lexes strings a byte at a time
  * into a growing buffer, which for a 4 KB+ base64 `data` value costs more
  * than everything else a chunk does. find_data_span() finds the top-level
@@ -56,6 +69,21 @@ static int find_data_span(const char *p, size_t n, size_t *vs, size_t *ve) {
     return 0;
 }
 
+/* libsodium 1.0.18 takes every byte >= 0x80 for a base64 digit (a negative
+ * char slips through its range checks), so "\u00c4\u00c4\u00c4\u00c4" decoded
+ * to 6 bytes of audio. Only the alphabet and '=' may reach it. */
+static int b64_alphabet_only(const char *p, size_t n) {
+    static unsigned char ok[256];
+    if (!ok['A']) {
+        for (int c = 0; c < 256; c++)
+            ok[c] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+                    c == '/' || c == '=';
+    }
+    unsigned char bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= (unsigned char)!ok[(unsigned char)p[i]];
+    return !bad;
+}
+
 static struct buf blanked_;  /* the message with its data value blanked; loop thread only */
 
 static int decode_audio(json_t *msg, const char *span, size_t span_len, struct buf *scratch,
@@ -72,7 +100,7 @@ static int decode_audio(json_t *msg, const char *span, size_t span_len, struct b
     const char *b64 = span ? span : json_string_value(data);
     size_t b64len = span ? span_len : json_string_length(data), bin_len = 0;
     buf_reset(scratch);
-    if (buf_reserve(scratch, b64len / 4 * 3 + 3) != 0 ||
+    if (!b64_alphabet_only(b64, b64len) || buf_reserve(scratch, b64len / 4 * 3 + 3) != 0 ||
         sodium_base642bin((unsigned char *)scratch->data, scratch->cap, b64, b64len, NULL, &bin_len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0) {
         out->audio_err = ASR_E_INVALID_AUDIO;
@@ -98,7 +126,7 @@ int stream_msg_decode(const uint8_t *p, size_t n, struct buf *scratch, struct st
     }
     json_t *msg = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
     int r;
-    if (!msg) return invalid(out, "message is not valid JSON");
+    if (!msg) return invalid(out, json_why(&jerr));
     if (!json_is_object(msg)) r = invalid(out, "a message must be a JSON object");
     else {
         const char *type = json_string_value(json_object_get(msg, "type"));

@@ -97,6 +97,7 @@ static void on_tick(uv_timer_t *t) {
 static void start_drain(struct worker *w, const char *why, int close_listener) {
     if (w->draining) return;
     w->draining = 1;
+    w->retiring = close_listener;
     w->drain_deadline_ms = uv_now(w->loop) + (uint64_t)w->cfg->drain_timeout_s * 1000;
     struct log_line *l = log_begin(LOG_INFO, "draining");
     if (l) { log_str(l, "signal", why); log_u64(l, "connections", metrics.connections_active); log_end(l); }

@@ -24,7 +24,8 @@ struct worker {
     struct conn *conns;              /* every open connection (conn.c links them) */
     uint64_t     next_conn_id;
     uint64_t     start_ms;           /* wall clock at start */
-    int          draining;           /* SIGTERM/SIGINT seen */
+    int          draining;           /* SIGTERM/SIGINT/SIGUSR2 seen */
+    int          retiring;           /* SIGUSR2: replaced by a new worker (rolling restart) */
     int          listening;
     uint64_t     drain_deadline_ms;  /* loop time when drain gives up */
     char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */

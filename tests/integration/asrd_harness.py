@@ -7,9 +7,12 @@ about PROTOCOL.md behaviour.
 """
 import asyncio
 import base64
+import glob
 import json
 import os
+import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -56,6 +59,42 @@ def check_sanitizer_output(text, what="server"):
         return
     for m in SANITIZER_MARKERS:
         assert m not in text, "%s stderr has %r:\n%s" % (what, m, tail(text, 60))
+
+
+# ASRD_WRAPPER: a command every server runs under, e.g. (make valgrind)
+#   valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+#            --suppressions=tests/valgrind.supp
+# valgrind's report goes to <server stderr>.vg.<pid> (one per process: the
+# master and each forked worker) unless the wrapper gives --log-file, where
+# %q{ASRD_SERVER_TAG} names the server. stop() fails on errors or definite
+# leaks in them, as on a sanitizer report. Start and stop waits are
+# WRAP_SLOW times longer.
+WRAPPER = shlex.split(os.environ.get("ASRD_WRAPPER", ""))
+WRAP_SLOW = 10 if WRAPPER else 1
+
+
+def wrapper_argv(stderr_path):
+    """(argv prefix, glob of the wrapper's report files) for one server."""
+    if not WRAPPER:
+        return [], None
+    argv = list(WRAPPER)
+    if os.path.basename(argv[0]) != "valgrind":
+        return argv, None
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--log-file=")]
+    if not given:
+        given = [stderr_path + ".vg.%p"]
+        argv.insert(1, "--log-file=" + given[0])
+    tag = os.path.basename(stderr_path)
+    return argv, given[-1].replace("%q{ASRD_SERVER_TAG}", tag).replace("%p", "*")
+
+
+def check_wrapper_output(pattern, what="server"):
+    """Fails when a valgrind report of the server has errors or definite leaks."""
+    for path in sorted(glob.glob(pattern)) if pattern else []:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        bad = re.search(r"ERROR SUMMARY: [1-9]|definitely lost: [1-9]", text)
+        assert not bad, "%s: valgrind found problems (%s):\n%s" % (what, path, tail(text, 80))
 
 
 def tail(text, n=40):
@@ -105,6 +144,7 @@ class Server:
         self.stderr_path = os.path.join(log_dir(), "%s-%d.stderr" % (name, self.port))
         self.stdout_path = os.path.join(log_dir(), "%s-%d.stdout" % (name, self.port))
         self.proc = None
+        self.wrapper_logs = None
         self.exit_code = None
         self.checked = False
         self.term_sent = False
@@ -128,8 +168,12 @@ class Server:
         assert os.access(binary, os.X_OK), "no server binary at %s (set ASRD_BIN)" % binary
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen([binary], env=base_env(self.env), stdin=subprocess.DEVNULL,
+        wrap, self.wrapper_logs = wrapper_argv(self.stderr_path)
+        env = base_env(self.env)
+        env["ASRD_SERVER_TAG"] = os.path.basename(self.stderr_path)
+        self.proc = subprocess.Popen(wrap + [binary], env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err, cwd=REPO)
+        timeout *= WRAP_SLOW
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -179,6 +223,7 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
 
     def wait(self, timeout=10.0):
+        timeout *= WRAP_SLOW
         try:
             self.exit_code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -199,6 +244,7 @@ class Server:
         self.terminate()
         rc = self.wait(timeout)
         check_sanitizer_output(self.stderr(), "server :%d" % self.port)
+        check_wrapper_output(self.wrapper_logs, "server :%d" % self.port)
         assert rc == 0, "server exited with %r after SIGTERM:\n%s" % (rc, tail(self.stderr()))
         return rc
 
