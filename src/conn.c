@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "err.h"
 #include "log.h"
@@ -110,6 +111,11 @@ int conn_write(struct conn *c, const void *p, size_t n) {
 
 size_t conn_unsent(const struct conn *c) { return c->out.len + c->inflight.len; }
 
+int conn_set_sndbuf(struct conn *c, int bytes) {
+    int v = bytes;
+    return uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
+}
+
 void conn_timer(struct conn *c, uint64_t ms) {
     if (c->closing) return;
     if (ms) uv_timer_start(&c->timer, on_timer_cb, ms, 0);
@@ -140,6 +146,14 @@ void conn_close(struct conn *c) {
     c->reading = 0;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void conn_abort(struct conn *c) {
+    if (c->closing) return;
+    uv_os_fd_t fd;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    conn_close(c);
 }
 
 void conn_close_after_write(struct conn *c) {
@@ -200,6 +214,8 @@ static void flush_one(struct conn *c) {
     if (!c->wreq) c->wreq = xmalloc(sizeof *c->wreq);
     c->wreq->data = c;
     c->writing = 1;
+    c->wprogress_ms = uv_now(c->w->loop);
+    c->wleft = c->inflight.len;
     if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
         c->writing = 0;
         conn_close(c);
@@ -213,5 +229,35 @@ void conn_flush_all(struct worker *w) {
         c->on_flush_list = 0;
         c->flush_next = NULL;
         flush_one(c);
+    }
+}
+
+/* Progress is the write queue getting shorter (libuv writes what the socket
+ * takes as it becomes writable) or a new write starting (flush_one). A
+ * stuck write means the kernel's send buffer is full too: the peer reads
+ * nothing. One scan a second over every connection is cheap next to their
+ * traffic. */
+void conn_check_timeouts(struct worker *w) {
+    uint64_t now = uv_now(w->loop), limit = (uint64_t)w->cfg->send_timeout_s * 1000;
+    for (struct conn *c = w->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->closing || !c->writing) continue;
+        size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (left < c->wleft) {
+            c->wleft = left;
+            c->wprogress_ms = now;
+            continue;
+        }
+        if (now - c->wprogress_ms < limit) continue;
+        struct log_line *l = log_begin(LOG_INFO, "send timeout");
+        if (l) {
+            log_str(l, "peer", c->peer);
+            log_u64(l, "conn", c->id);
+            log_u64(l, "unsent", left + c->out.len);
+            log_end(l);
+        }
+        c->wprogress_ms = now;
+        if (c->send_timeouts++ == 0 && c->h && c->h->on_send_timeout) c->h->on_send_timeout(c);
+        else conn_abort(c);
     }
 }

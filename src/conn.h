@@ -33,6 +33,10 @@ struct conn_handler {
     void (*on_timer)(struct conn *c);        /* the connection timer fired */
     void (*on_free)(struct conn *c);         /* release protocol state; last call */
     void (*on_flush)(struct conn *c);        /* before a flush: queue what is pending */
+    /* The write in flight made no progress for send_timeout_s. NULL: reset
+     * the connection. Called once; if the write is still stuck another
+     * send_timeout_s later, the connection is reset. */
+    void (*on_send_timeout)(struct conn *c);
 };
 
 struct conn {
@@ -51,6 +55,9 @@ struct conn {
     int       close_after_write;     /* close once out/inflight are written */
     int       handles_open;          /* uv handles still to close */
     int       on_flush_list;
+    int       send_timeouts;         /* on_send_timeout calls made */
+    uint64_t  wprogress_ms;          /* loop time of the last progress of the write in flight */
+    size_t    wleft;                 /* bytes the write in flight still had then */
     struct conn *flush_next;         /* worker's flush list */
     struct conn *next, *prev;        /* worker's list of open connections */
     char      peer[64];              /* "ip:port" */
@@ -72,14 +79,23 @@ int  conn_write(struct conn *c, const void *p, size_t n);
 void conn_want_flush(struct conn *c);
 /* Bytes not yet handed to the kernel. */
 size_t conn_unsent(const struct conn *c);
+/* Sets SO_SNDBUF (the kernel doubles it and stops autotuning): bounds what
+ * the kernel holds for a peer that does not read. Returns 0 or a libuv error. */
+int  conn_set_sndbuf(struct conn *c, int bytes);
 /* Arms the connection timer (ms); 0 stops it. */
 void conn_timer(struct conn *c, uint64_t ms);
 /* Closes once everything queued is written. */
 void conn_close_after_write(struct conn *c);
 /* Closes now (deferred free). */
 void conn_close(struct conn *c);
+/* Closes now with a TCP reset (SO_LINGER 0): unsent bytes are discarded
+ * instead of staying in the kernel for a peer that does not read. */
+void conn_abort(struct conn *c);
 
 /* Flushes every connection marked since the last call (worker calls this). */
 void conn_flush_all(struct worker *w);
+/* Ends connections whose write made no progress for the worker's
+ * send_timeout_s (worker calls this once a second). */
+void conn_check_timeouts(struct worker *w);
 
 #endif

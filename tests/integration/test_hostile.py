@@ -736,8 +736,6 @@ def test_bad_upgrade(srv, name, changes, status, code):
     assert_serves(srv)
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.c: 426 is not in status_codes[], so a refused "
-                   "upgrade without Connection: upgrade is counted as by_route.stream.\"0\"")
 def test_426_is_counted_as_426(srv):
     m0 = srv.metrics()
     rs, _ = exchange(srv.port, upgrade_bytes(changes={"Connection": None}), count=1)
