@@ -1,7 +1,9 @@
 # asrd build. One entry point:
 #   make            release build (build/release/asrd) and tools
 #   make run        install missing Debian packages, build, start on defaults
-#   make test       install, build, unit + integration, then again under ASan+UBSan
+#   make test       install, build, unit + integration, then again under ASan+UBSan,
+#                   then every fuzz target for 10 s (mk/fuzz.mk)
+#   make fuzz | valgrind    longer fuzzing (FUZZ_SECONDS=N); the integration suite under memcheck
 #   make unit | integration | asan-test
 #   SANITIZER=address,undefined make ...   (any -fsanitize= list; build dir follows)
 CC        ?= cc
@@ -73,6 +75,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory asan-test
+	@$(MAKE) --no-print-directory fuzz-ci
 	@echo "make test: all suites passed"
 
 clean:
