@@ -132,8 +132,8 @@ static void on_handle_closed(uv_handle_t *h) {
     struct worker *w = c->w;
     if (c->prev) c->prev->next = c->next; else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    worker_conn_closed(w, c);
     free(c);
-    worker_conn_closed(w);
 }
 
 /* Deferred close: uv_close frees nothing now; on_handle_closed runs on a

@@ -61,6 +61,7 @@ struct conn {
     struct conn *flush_next;         /* worker's flush list */
     struct conn *next, *prev;        /* worker's list of open connections */
     char      peer[64];              /* "ip:port" */
+    void     *ip_slot;               /* worker.c: per-address connection count (ASR_MAX_CONNECTIONS_PER_IP) */
     uint64_t  id;                    /* worker-unique number */
 };
 

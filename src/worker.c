@@ -21,7 +21,61 @@ static struct worker worker_;
 
 struct worker *worker_get(void) { return &worker_; }
 
-void worker_conn_closed(struct worker *w) {
+/* ---- connections per client address (ASR_MAX_CONNECTIONS_PER_IP) ----
+ * A chained hash of addresses with open connections; an entry lives while
+ * its count is above zero. Only used when the limit is set. */
+struct ip_slot {
+    struct ip_slot *next;
+    unsigned count;
+    char ip[48];
+};
+#define IP_BUCKETS 4096
+static struct ip_slot *ip_table[IP_BUCKETS];
+
+static unsigned ip_hash(const char *ip) {
+    unsigned h = 2166136261u;
+    for (; *ip; ip++) h = (h ^ (unsigned char)*ip) * 16777619u;
+    return h % IP_BUCKETS;
+}
+
+/* Counts c under its peer address; 0, or -1 when the address is at the limit. */
+static int ip_take(struct conn *c, unsigned limit) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[48] = "";
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+    else return 0;
+    unsigned b = ip_hash(ip);
+    struct ip_slot *e = ip_table[b];
+    while (e && strcmp(e->ip, ip) != 0) e = e->next;
+    if (e && e->count >= limit) return -1;
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e) return 0;
+        snprintf(e->ip, sizeof e->ip, "%s", ip);
+        e->next = ip_table[b];
+        ip_table[b] = e;
+    }
+    e->count++;
+    c->ip_slot = e;
+    return 0;
+}
+
+static void ip_release(struct conn *c) {
+    struct ip_slot *e = c->ip_slot;
+    if (!e) return;
+    c->ip_slot = NULL;
+    if (--e->count) return;
+    struct ip_slot **pp = &ip_table[ip_hash(e->ip)];
+    while (*pp && *pp != e) pp = &(*pp)->next;
+    if (*pp) *pp = e->next;
+    free(e);
+}
+
+void worker_conn_closed(struct worker *w, struct conn *c) {
+    ip_release(c);
     metrics.connections_active--;
     if (w->draining && metrics.connections_active == 0) uv_stop(w->loop);
 }
@@ -52,15 +106,16 @@ static void on_connection(uv_stream_t *server, int status) {
         return;
     }
     metrics.connections_total++;
-    if (metrics.connections_active > (uint64_t)w->cfg->max_connections) {
+    int per_ip_full = w->cfg->max_connections_per_ip > 0 &&
+                      ip_take(c, (unsigned)w->cfg->max_connections_per_ip) != 0;
+    if (per_ip_full || metrics.connections_active > (uint64_t)w->cfg->max_connections) {
         metrics.connections_refused++;
 #define BUSY_BODY "{\"error\":{\"code\":\"CONNECTION_LIMIT\",\"message\":\"too many connections\"}}"
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 70\r\n\r\n" BUSY_BODY;
         _Static_assert(sizeof BUSY_BODY - 1 == 70, "Content-Length of the refusal");
-        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        conn_close(c);
+        if (conn_write(c, busy, sizeof busy - 1) == 0) conn_close_after_write(c);
+        else conn_close(c);
         return;
     }
     if (http_conn_start(c) != 0) conn_close(c);

@@ -46,6 +46,6 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot);
 /* The process's worker (one per process). */
 struct worker *worker_get(void);
 /* Called by conn when a connection is freed. */
-void worker_conn_closed(struct worker *w);
+void worker_conn_closed(struct worker *w, struct conn *c);
 
 #endif

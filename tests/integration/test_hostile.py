@@ -660,8 +660,6 @@ def test_connection_opened_before_drain_is_answered(start_server):
     assert s.wait(10) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="ASR_MAX_CONNECTIONS_PER_IP (README settings) is parsed in "
-                   "config.c but enforced nowhere in src/: connections past it are served")
 def test_connection_cap_per_client_address(start_server):
     """ASR_MAX_CONNECTIONS_PER_IP: one client address past its share is
     refused like the global cap (err.h TOO_MANY_CONNECTIONS, 503) while the
