@@ -1,0 +1,144 @@
+/* fuzz_query: http_query() (src/http.h), the query-string lookup and
+ * percent-decoding behind sample_rate, encoding, session_id and api_key,
+ * and the two consumers of its output that take client text: the API key
+ * check (api_check_key, with keys configured) and util_parse_u64 as the
+ * upgrade applies it to sample_rate.
+ *
+ * Input: one byte choosing the extra parameter name and output size, then
+ * the request target ("/path?query"), laid out in a struct http_req the way
+ * http.c's header callback does it (url at the start of req.head, path up
+ * to the first '?', query after it).
+ *
+ * Oracle: a plain re-implementation of the documented behaviour (http.h:
+ * the first parameter of that exact name, '+' is a space, %XX with two hex
+ * digits is that byte, anything else literal; -1 absent, -2 when the value
+ * does not fit outlen - 1 bytes, else its length with a NUL after it). The
+ * output buffer is a heap block of exactly outlen bytes, so ASan sees any
+ * write past it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "config.h"
+#include "common.h"
+#include "err.h"
+#include "http.h"
+#include "util.h"
+#include "worker.h"
+
+static struct config cfg_;
+
+static int hexv(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Returns the decoded length (value in out, room for any length), or -1. */
+static long ref_query(const char *q, size_t ql, const char *name, char *out) {
+    size_t nl = strlen(name), i = 0;
+    while (i < ql) {
+        size_t j = i;
+        while (j < ql && q[j] != '&') j++;               /* [i, j) one parameter */
+        size_t k = i;
+        while (k < j && q[k] != '=') k++;                /* [i, k) its name */
+        if (k - i == nl && memcmp(q + i, name, nl) == 0) {
+            size_t o = 0;
+            for (size_t v = k < j ? k + 1 : j; v < j; v++) {
+                int c = (unsigned char)q[v];
+                if (c == '+') c = ' ';
+                else if (c == '%' && j - v >= 3 && hexv(q[v + 1]) >= 0 && hexv(q[v + 2]) >= 0) {
+                    c = hexv(q[v + 1]) * 16 + hexv(q[v + 2]);
+                    v += 2;
+                }
+                out[o++] = (char)c;
+            }
+            return (long)o;
+        }
+        if (j >= ql) break;
+        i = j + 1;
+    }
+    return -1;
+}
+
+/* The defaults, plus API keys so that api_check_key has work to do. */
+static const char *fuzz_env(const char *name) {
+    if (strcmp(name, "ASR_API_KEYS") == 0) return "fuzzkey1,k2 with space,";
+    return NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int init;
+    if (!init) {
+        fuzz_common_init();
+        char err[256];
+        if (config_load_from(&cfg_, fuzz_env, err, sizeof err) != 0) abort();
+        worker_get()->cfg = &cfg_;
+        init = 1;
+    }
+    if (size < 1) return 0;
+    uint8_t sel = data[0];
+    data++;
+    size--;
+
+    struct http_req req;
+    memset(&req, 0, sizeof req);
+    buf_init(&req.head, 0);
+    buf_append(&req.head, data, size);
+    buf_append(&req.head, "", 1); /* http.c ends the url with a separator */
+    req.url_off = 0;
+    req.url_len = size;
+    const char *qm = memchr(req.head.data, '?', size);
+    req.path_len = qm ? (size_t)(qm - req.head.data) : size;
+    if (qm) {
+        req.query_off = (size_t)(qm - req.head.data) + 1;
+        req.query_len = size - req.query_off;
+    }
+
+    static const char *const names[] = {"sample_rate", "encoding", "session_id", "api_key", "a", "", "a=b", "%41"};
+    static const size_t outlens[] = {1, 2, 3, 8, 16, 80, 256, 4096};
+    const char *extra = names[sel & 7];
+    size_t extra_len = outlens[(sel >> 3) & 7];
+    const char *qs = req.head.data + req.query_off;
+    char *ref = malloc(size + 1);
+
+    const char *try_names[] = {"sample_rate", "encoding", "session_id", "api_key", extra};
+    size_t try_lens[] = {80, 80, 80, 256, extra_len};
+    for (int i = 0; i < 5; i++) {
+        size_t outlen = try_lens[i];
+        char *out = malloc(outlen);
+        memset(out, 0x55, outlen);
+        int r = http_query(&req, try_names[i], out, outlen);
+        long want = req.query_len ? ref_query(qs, req.query_len, try_names[i], ref) : -1;
+        if (want >= 0 && (size_t)want > outlen - 1) want = -2;
+        if (r != want) {
+            fuzz_fail("fuzz_query: http_query(\"%s\", outlen %zu) = %d, expected %ld", try_names[i], outlen, r, want);
+        }
+        if (r >= 0 && (out[r] != '\0' || memcmp(out, ref, (size_t)r) != 0)) {
+            fuzz_fail("fuzz_query: http_query(\"%s\") decoded differently", try_names[i]);
+        }
+        if (i == 0 && r >= 0) {
+            uint64_t x = 0;
+            if (util_parse_u64(out, (size_t)r, 1000000, &x) == 0 && x > 1000000)
+                fuzz_fail("fuzz_query: util_parse_u64 passed its maximum");
+        }
+        free(out);
+    }
+    int k = api_check_key(&req);
+    if (k != 0 && k != ASR_E_UNAUTHORIZED) fuzz_fail("fuzz_query: api_check_key returned %d", k);
+    /* Only "fuzzkey1" and "k2 with space" open the door (the empty key after
+     * the trailing comma must not). */
+    if (k == 0) {
+        long l = ref_query(qs, req.query_len, "api_key", ref);
+        if (!req.query_len || l < 0) fuzz_fail("fuzz_query: a key passed without any api_key parameter");
+        ref[l] = '\0';
+        if (strcmp(ref, "fuzzkey1") != 0 && strcmp(ref, "k2 with space") != 0) {
+            fuzz_fail("fuzz_query: api_key \"%s\" accepted", ref);
+        }
+    }
+    free(ref);
+    buf_cleanup(&req.head);
+    return 0;
+}

@@ -1,0 +1,132 @@
+/* fuzz_stream_msg: stream_msg_decode() (src/stream_msg.h), the decoder of
+ * every client text message, on arbitrary bytes.
+ *
+ * Besides the sanitizers, each input is checked against a reference decoder
+ * written from PROTOCOL.md "Client -> server" with nothing but jansson
+ * (JSON_REJECT_DUPLICATES) and the strict base64 decoder of common.c (API.md:
+ * standard alphabet, padded, no whitespace): same verdict (message or
+ * INVALID_MESSAGE), same type, same sequence, same INVALID_AUDIO verdict,
+ * same PCM bytes. stream_msg.c takes a faster path for messages over 256
+ * bytes (the base64 value is cut out before jansson sees the rest), so this
+ * is a differential test of that path against the plain one.
+ *
+ * Two known differences (docs/FUZZING.md) can be tolerated while they are
+ * open: FUZZ_SPAN_LENIENT=1, on the fast path raw control characters or
+ * non-ASCII bytes inside the "data" string are answered INVALID_AUDIO (a
+ * chunk with a sequence number) where JSON makes the message
+ * INVALID_MESSAGE; FUZZ_B64_LENIENT=1, libsodium 1.0.18 takes bytes >= 0x80
+ * in "data" for base64 digits, so such data is accepted as audio. */
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "err.h"
+#include "stream_msg.h"
+#include "util.h"
+
+struct ref {
+    int rc;                  /* 0 or ASR_E_INVALID_MESSAGE */
+    int type, has_seq, audio_err;
+    uint64_t seq;
+    unsigned char *audio;    /* owned */
+    size_t audio_len;
+};
+
+static void ref_decode(const uint8_t *p, size_t n, struct ref *r) {
+    memset(r, 0, sizeof *r);
+    r->rc = ASR_E_INVALID_MESSAGE;
+    json_error_t e;
+    json_t *m = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
+    if (!m) return;
+    const char *type = json_is_object(m) ? json_string_value(json_object_get(m, "type")) : NULL;
+    if (!type) goto out;
+    if (strcmp(type, "stop") == 0) r->type = MSG_STOP;
+    else if (strcmp(type, "finalize") == 0) r->type = MSG_FINALIZE;
+    else if (strcmp(type, "keepalive") == 0) r->type = MSG_KEEPALIVE;
+    else if (strcmp(type, "audio_chunk") == 0) {
+        json_t *data = json_object_get(m, "data"), *seq = json_object_get(m, "sequence");
+        if (!json_is_string(data)) goto out;
+        if (seq) {
+            if (!json_is_integer(seq) || json_integer_value(seq) < 0) goto out;
+            r->has_seq = 1;
+            r->seq = (uint64_t)json_integer_value(seq);
+        }
+        r->type = MSG_AUDIO_CHUNK;
+        size_t bl = json_string_length(data);
+        r->audio = xmalloc(bl / 4 * 3 + 1);
+        if (fuzz_b64_strict((const uint8_t *)json_string_value(data), bl, r->audio, &r->audio_len) != 0)
+            r->audio_err = ASR_E_INVALID_AUDIO;
+    } else {
+        goto out;
+    }
+    r->rc = 0;
+out:
+    json_decref(m);
+}
+
+/* The known fast-path difference: the message is refused by JSON only for
+ * raw bytes < 0x20 or >= 0x80 (which base64 never contains). */
+static int has_raw_bytes(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] >= 0x80) return 1;
+    return 0;
+}
+
+static void mismatch(const char *what, const struct stream_msg *m, const struct ref *r, int rc) {
+    fuzz_fail("fuzz_stream_msg: %s: decode rc %d type %d seq %d/%llu audio_err %d len %zu; "
+              "reference rc %d type %d seq %d/%llu audio_err %d len %zu",
+              what, rc, rc ? 0 : (int)m->type, m->has_seq, (unsigned long long)m->seq, m->audio_err, m->audio_len,
+              r->rc, r->type, r->has_seq, (unsigned long long)r->seq, r->audio_err, r->audio_len);
+}
+
+static int has_high_bytes(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] >= 0x80) return 1;
+    return 0;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    fuzz_common_init();
+    if (sodium_init() < 0) abort();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static struct buf scratch; /* reused across messages, as api_stream.c does */
+    static int lenient = -1, b64_lenient = -1;
+    if (lenient < 0) lenient = getenv("FUZZ_SPAN_LENIENT") != NULL;
+    if (b64_lenient < 0) b64_lenient = getenv("FUZZ_B64_LENIENT") != NULL;
+    struct stream_msg m;
+    int rc = stream_msg_decode(data, size, &scratch, &m);
+    struct ref r;
+    ref_decode(data, size, &r);
+
+    if (rc != 0 && rc != ASR_E_INVALID_MESSAGE) mismatch("unexpected return code", &m, &r, rc);
+    if (rc == ASR_E_INVALID_MESSAGE && !m.why) mismatch("INVALID_MESSAGE without a reason", &m, &r, rc);
+    if (rc == 0 && r.rc != 0 && lenient && m.type == MSG_AUDIO_CHUNK && m.audio_err && size > 256 &&
+        has_raw_bytes(data, size))
+        goto done;
+    if (rc != r.rc) mismatch("verdicts differ", &m, &r, rc);
+    if (rc == 0) {
+        if ((int)m.type != r.type) mismatch("types differ", &m, &r, rc);
+        if (m.has_seq != r.has_seq || (m.has_seq && m.seq != r.seq)) mismatch("sequences differ", &m, &r, rc);
+        if (m.type == MSG_AUDIO_CHUNK) {
+            if (m.audio_err != r.audio_err && !(b64_lenient && !m.audio_err && has_high_bytes(data, size)))
+                mismatch("base64 verdicts differ", &m, &r, rc);
+            if (!m.audio_err && !r.audio_err) {
+                if (m.audio_len != r.audio_len || (m.audio_len && memcmp(m.audio, r.audio, m.audio_len) != 0))
+                    mismatch("decoded audio differs", &m, &r, rc);
+                /* The PCM lies in the scratch buffer the caller owns. */
+                if (m.audio_len && ((const char *)m.audio < scratch.data ||
+                                    (const char *)m.audio + m.audio_len > scratch.data + scratch.cap))
+                    mismatch("audio outside the scratch buffer", &m, &r, rc);
+            }
+        }
+    }
+done:
+    free(r.audio);
+    return 0;
+}
