@@ -56,6 +56,14 @@ static int find_data_span(const char *p, size_t n, size_t *vs, size_t *ve) {
                 const char *q = memchr(p + k + 1, '"', n - k - 1);
                 if (!q || memchr(p + k + 1, '\\', (size_t)(q - p) - k - 1)) return 0;
                 size_t e = (size_t)(q - p);
+                /* a raw control character (invalid JSON) or any non-ASCII
+                 * byte (maybe invalid UTF-8): leave the verdict to jansson */
+                unsigned char ctl = 0;
+                for (size_t x = k + 1; x < e; x++) {
+                    unsigned char ch = (unsigned char)p[x];
+                    ctl |= (unsigned char)(ch < 0x20 || ch >= 0x80);
+                }
+                if (ctl) return 0;
                 *vs = k + 1;
                 *ve = e;
                 return 1;

@@ -31,6 +31,19 @@ TEST(stream_msg_bad_base64_is_invalid_audio_not_invalid_message) {
     ASSERT_EQ_INT(m.audio_err, ASR_E_INVALID_AUDIO);
 }
 
+/* Found by fuzz_stream_msg: a raw control character inside a long `data`
+ * value (the fast path's span) must give the same verdict as jansson:
+ * not JSON, INVALID_MESSAGE. */
+TEST(stream_msg_raw_control_char_in_long_data_is_invalid_json) {
+    struct stream_msg m;
+    char msg[600];
+    int n = snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"");
+    for (int i = 0; i < 400; i++) msg[n++] = 'A';
+    msg[n++] = '\t';
+    n += snprintf(msg + n, sizeof msg - (size_t)n, "\"}");
+    ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
+}
+
 TEST(stream_msg_control_messages) {
     struct stream_msg m;
     ASSERT_EQ_INT(dec("{\"type\":\"stop\"}", &m), 0);
