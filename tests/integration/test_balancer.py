@@ -36,6 +36,7 @@ import requests
 import websockets
 
 import asrd_harness as h
+from redis_fixture import RedisServer
 from asrd_harness import WS, arun, of_type
 
 pytestmark = [pytest.mark.needs_redis, pytest.mark.slow]
@@ -75,47 +76,6 @@ def total_ms(chunks):
 
 # --------------------------------------------------------------------------
 # processes: redis-server, haproxy, nginx
-
-class Redis:
-    def __init__(self):
-        self.port = h.free_port()
-        self.dir = tempfile.mkdtemp(prefix="asrd-bal-redis-")
-        self.proc = None
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
-
-    def start(self):
-        exe = shutil.which("redis-server")
-        assert exe, "redis-server is not installed (scripts/deps.sh installs it)"
-        self.log = open(os.path.join(self.dir, "redis.log"), "wb")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        h.poll(self.ping, 10, desc="redis-server answering PING")
-        return self
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 def haproxy_test_cfg(text, backends, port, stats_port, sock, check_ms=200):
     """deploy/haproxy.cfg made runnable here: loopback binds on free ports,
@@ -423,11 +383,11 @@ def kill9(srv):
 
 @pytest.fixture
 def redis():
-    r = Redis().start()
+    r = RedisServer().start()
     try:
         yield r
     finally:
-        r.stop()
+        r.cleanup()
 
 
 @pytest.fixture
