@@ -677,6 +677,9 @@ def test_connection_cap_per_client_address(start_server):
     finally:
         for c in held:
             c.close()
+    # the places are given back once the server has seen the closes
+    h.poll(lambda: requests.get(s.http + "/v1/health", timeout=5).status_code == 200, 5 * SLOW,
+           desc="the address admitted again")
     assert_serves(s)
 
 
