@@ -481,6 +481,9 @@ struct ws_conn *ws_start(struct conn *c, const struct ws_limits *lim, const stru
      * acts, after at most 2 * WS_SNDBUF in the kernel. */
     conn_set_sndbuf(c, WS_SNDBUF);
     conn_set_handler(c, &ws_handler, ws, CONN_WS);
+    /* HTTP may have paused reading while the upgrade waited (a client that
+     * pipelined more than 64 KiB behind the head): the WebSocket reads. */
+    conn_read_resume(c);
     if (rest_len) on_read(c, rest, rest_len);
     return ws;
 fail:

@@ -9,13 +9,7 @@
  * same PCM bytes. stream_msg.c takes a faster path for messages over 256
  * bytes (the base64 value is cut out before jansson sees the rest), so this
  * is a differential test of that path against the plain one.
- *
- * Two known differences (docs/FUZZING.md) can be tolerated while they are
- * open: FUZZ_SPAN_LENIENT=1, on the fast path raw control characters or
- * non-ASCII bytes inside the "data" string are answered INVALID_AUDIO (a
- * chunk with a sequence number) where JSON makes the message
- * INVALID_MESSAGE; FUZZ_B64_LENIENT=1, libsodium 1.0.18 takes bytes >= 0x80
- * in "data" for base64 digits, so such data is accepted as audio. */
+ * (It found docs/FUZZING.md findings 3 and 4.) */
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -67,25 +61,11 @@ out:
     json_decref(m);
 }
 
-/* The known fast-path difference: the message is refused by JSON only for
- * raw bytes < 0x20 or >= 0x80 (which base64 never contains). */
-static int has_raw_bytes(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < 0x20 || p[i] >= 0x80) return 1;
-    return 0;
-}
-
 static void mismatch(const char *what, const struct stream_msg *m, const struct ref *r, int rc) {
     fuzz_fail("fuzz_stream_msg: %s: decode rc %d type %d seq %d/%llu audio_err %d len %zu; "
               "reference rc %d type %d seq %d/%llu audio_err %d len %zu",
               what, rc, rc ? 0 : (int)m->type, m->has_seq, (unsigned long long)m->seq, m->audio_err, m->audio_len,
               r->rc, r->type, r->has_seq, (unsigned long long)r->seq, r->audio_err, r->audio_len);
-}
-
-static int has_high_bytes(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] >= 0x80) return 1;
-    return 0;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -96,9 +76,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct buf scratch; /* reused across messages, as api_stream.c does */
-    static int lenient = -1, b64_lenient = -1;
-    if (lenient < 0) lenient = getenv("FUZZ_SPAN_LENIENT") != NULL;
-    if (b64_lenient < 0) b64_lenient = getenv("FUZZ_B64_LENIENT") != NULL;
     struct stream_msg m;
     int rc = stream_msg_decode(data, size, &scratch, &m);
     struct ref r;
@@ -106,16 +83,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     if (rc != 0 && rc != ASR_E_INVALID_MESSAGE) mismatch("unexpected return code", &m, &r, rc);
     if (rc == ASR_E_INVALID_MESSAGE && !m.why) mismatch("INVALID_MESSAGE without a reason", &m, &r, rc);
-    if (rc == 0 && r.rc != 0 && lenient && m.type == MSG_AUDIO_CHUNK && m.audio_err && size > 256 &&
-        has_raw_bytes(data, size))
-        goto done;
     if (rc != r.rc) mismatch("verdicts differ", &m, &r, rc);
     if (rc == 0) {
         if ((int)m.type != r.type) mismatch("types differ", &m, &r, rc);
         if (m.has_seq != r.has_seq || (m.has_seq && m.seq != r.seq)) mismatch("sequences differ", &m, &r, rc);
         if (m.type == MSG_AUDIO_CHUNK) {
-            if (m.audio_err != r.audio_err && !(b64_lenient && !m.audio_err && has_high_bytes(data, size)))
-                mismatch("base64 verdicts differ", &m, &r, rc);
+            if (m.audio_err != r.audio_err) mismatch("base64 verdicts differ", &m, &r, rc);
             if (!m.audio_err && !r.audio_err) {
                 if (m.audio_len != r.audio_len || (m.audio_len && memcmp(m.audio, r.audio, m.audio_len) != 0))
                     mismatch("decoded audio differs", &m, &r, rc);
@@ -126,7 +99,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
     }
-done:
     free(r.audio);
     return 0;
 }

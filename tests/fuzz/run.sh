@@ -9,8 +9,7 @@
 # BUILD_DIR/work/<target>/, the full log to BUILD_DIR/work/<target>/log.
 # Exit status: 0 when every target ran clean, 1 otherwise.
 # Environment: FUZZ_KEEP_CORPUS=1 keeps the scratch corpus of a previous run
-# (default: start from the seeds); FUZZ_ABORT_ON_STALL (default 1, see net.c);
-# FUZZ_SPAN_LENIENT / FUZZ_B64_LENIENT tolerate known findings (docs/FUZZING.md).
+# (default: start from the seeds); FUZZ_ABORT_ON_STALL (default 1, see net.c).
 # Targets run one at a time under nice -n 10.
 set -u
 build=${1:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
