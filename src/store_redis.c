@@ -820,14 +820,22 @@ static void rc_ready(struct rconn *rc) {
 /* Handshake replies (AUTH, SELECT, SCRIPT LOAD): any error drops the
  * connection. privdata is the rconn; a reply for an older context is
  * ignored. */
+
+/* A reply callback's common start: 0 when the reply belongs to a connection
+ * that was replaced (ignore it) or is NULL (the connection is lost; handled
+ * here). */
+static int reply_live(struct rconn *rc, redisAsyncContext *ac, const redisReply *reply) {
+    if (ac != rc->ac) return 0;
+    if (!reply) {
+        rc_lost(rc, ac_err(ac));
+        return 0;
+    }
+    return 1;
+}
 static void on_hs_reply(redisAsyncContext *ac, void *r, void *priv) {
     struct rconn *rc = priv;
     redisReply *reply = r;
-    if (ac != rc->ac) return;
-    if (!reply) {
-        rc_lost(rc, ac_err(ac));
-        return;
-    }
+    if (!reply_live(rc, ac, reply)) return;
     if (reply->type == REDIS_REPLY_ERROR) rc_drop(rc, reply->str);
 }
 
@@ -835,11 +843,7 @@ static void on_register(redisAsyncContext *ac, void *r, void *priv) {
     struct rconn *rc = priv;
     struct rstore *rs = rc->rs;
     redisReply *reply = r;
-    if (ac != rc->ac) return;
-    if (!reply) {
-        rc_lost(rc, ac_err(ac));
-        return;
-    }
+    if (!reply_live(rc, ac, reply)) return;
     if (reply->type != REDIS_REPLY_INTEGER) {
         rc_drop(rc, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected register reply");
         return;
@@ -862,11 +866,7 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *priv) {
     struct rconn *rc = priv;
     struct rstore *rs = rc->rs;
     redisReply *reply = r;
-    if (ac != rc->ac) return;
-    if (!reply) {
-        rc_lost(rc, ac_err(ac));
-        return;
-    }
+    if (!reply_live(rc, ac, reply)) return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || !is_str(reply->element[0]))
         return;
     const char *kind = reply->element[0]->str;
