@@ -255,6 +255,23 @@ class Server:
         self.checked = True
         self._close_files()
 
+    def kill9(self):
+        """kill -9 of the whole instance: the master first (so it cannot
+        start a replacement), then its workers; waits until they are gone.
+        No SIGTERM/exit-code check at teardown afterwards."""
+        master = self.proc.pid
+        workers = worker_pids(master)
+        assert workers, "asrd master %d has no worker process" % master
+        os.kill(master, signal.SIGKILL)
+        for p in workers:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(5)
+        poll(lambda: all(pid_gone(p) for p in workers), 5, desc="killed workers gone")
+        self.kill()
+
     # -- HTTP shortcuts
     def get_json(self, path, **kw):
         r = requests.get(self.http + path, timeout=kw.pop("timeout", 10), **kw)
@@ -269,6 +286,31 @@ class Server:
         code, body = self.get_json("/v1/metrics")
         assert code == 200, (code, body)
         return body
+
+
+def worker_pids(master_pid):
+    """Children of an asrd master (its workers), from /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master_pid:
+                out.append(int(d))
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def pid_gone(pid):
+    """True once pid has exited (zombie or reaped)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 def metric(m, dotted, default=None):

@@ -1,12 +1,10 @@
 """A throwaway redis-server for the tests that need a shared session store:
 started on a free loopback port with no persistence, stoppable and
 restartable on the same port (Redis restart tests)."""
-import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
 import asrd_harness as h
 
@@ -62,34 +60,3 @@ class RedisServer:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def worker_pids(master_pid):
-    """Children of an asrd master (its workers)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == master_pid:
-                out.append(int(d))
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-
-def wait_gone(pid, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not os.path.exists("/proc/%d" % pid):
-            return True
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False

@@ -339,48 +339,6 @@ def host_env(redis, prefix, **extra):
     return env
 
 
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(d))
-    return out
-
-
-def gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
-def kill9(srv):
-    """kill -9 of a whole asrd instance: its master and worker processes.
-    (The harness starts the master in the test runner's process group, so
-    the group cannot be signalled as a whole: master first, so that it
-    cannot start a replacement, then its workers.)"""
-    master = srv.proc.pid
-    workers = children(master)
-    assert workers, "asrd master %d has no worker process" % master
-    os.kill(master, signal.SIGKILL)
-    for p in workers:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    srv.proc.wait(5)
-    h.poll(lambda: all(gone(p) for p in workers), 5, desc="killed workers gone")
-    srv.kill()      # bookkeeping only: no SIGTERM/exit-code check at teardown
-
-
 @pytest.fixture
 def redis():
     r = RedisServer().start()
@@ -678,7 +636,7 @@ def test_host_killed_sessions_resume_on_the_other_host(stack):
 
     async def go():
         control = asyncio.ensure_future(control_run(host_b.stream_url, chunks))
-        t_kill = await run_clients(clients, KILL_AT, lambda: kill9(host_a))
+        t_kill = await run_clients(clients, KILL_AT, lambda: host_a.kill9())
         return t_kill, await control
 
     t_kill, control = arun(go(), 80)

@@ -1,7 +1,6 @@
 """Close codes (PROTOCOL.md "Close codes", "Idle timeout and resume",
 "Slow readers")."""
 import asyncio
-import os
 import socket
 import time
 

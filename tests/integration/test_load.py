@@ -105,7 +105,7 @@ def test_disconnect_mid_stream(start_server):
             None, lambda: h.poll(sess_down, 6, desc="sessions.active down by one"))
         stop_feeding.set()
         n = await feeder
-        msgs = await stay.answers(n, 10)
+        await stay.answers(n, 10)
         after = await stay.stop()
         return m_both, m_conn, m_sess, n, stay.msgs, after, stay.close_code
 

@@ -13,7 +13,6 @@ audio next to its executable. Loads are small (<= 20 sessions, 3-4 s) so the
 file stays well under a minute, also against the ASan build.
 """
 import json
-import math
 import os
 import re
 import subprocess

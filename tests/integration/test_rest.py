@@ -1,6 +1,5 @@
 """REST (PROTOCOL.md "REST"): POST /v1/transcribe and its refusals, HTTP/1.1
 framing (chunked, keep-alive, limits)."""
-import os
 
 import pytest
 import requests

@@ -89,7 +89,7 @@ def test_api_keys(start_server):
     # accepted: each of the three places
     async def ok(query, headers):
         w, s = await WS.open_session(srv.stream_url, query, headers)
-        after = await w.stop()
+        await w.stop()
         return s, w.close_code
 
     for query, headers in [("", {"Authorization": "Bearer k1"}),
