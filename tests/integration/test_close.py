@@ -236,6 +236,37 @@ def test_slow_reader_closed_1008(start_server):
            h.metric(m0, "connections.active"), 10, desc="connection released")
 
 
+def test_send_timeout_closes_a_stuck_writer(start_server):
+    """ASR_SEND_TIMEOUT_S: with the queue limits out of reach, a client that
+    never reads is still ended once the server's pending write has made no
+    progress for the timeout (sessions.ended.slow_client, a "send timeout"
+    log line), and no partial was dropped on the way."""
+    srv = start_server(ASR_SEND_TIMEOUT_S=1, ASR_MAX_SEND_QUEUE_BYTES=67108864,
+                       ASR_MAX_SEND_QUEUE_SIZE=1000000, ASR_SLOW_CLIENT_THRESHOLD=1000000,
+                       ASR_MOCK_LATENCY_MS=0, ASR_MOCK_WORDS_PER_CHUNK=20,
+                       ASR_MAX_AUDIO_RATE_BYTES_PER_SEC=1073741824)
+    m0 = srv.metrics()
+    c = h.raw_ws_connect(srv.port, rcvbuf=2048, timeout=1.0)
+    batch = h.ws_frame(b"\0" * 320) * 100
+    deadline = time.monotonic() + 30
+    ended = False
+    try:
+        while time.monotonic() < deadline and not ended:
+            try:
+                c.sock.sendall(batch)
+            except socket.timeout:
+                time.sleep(0.2)           # the server stopped reading us
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            ended = h.metric(srv.metrics(), "sessions.ended.slow_client", 0) > \
+                h.metric(m0, "sessions.ended.slow_client", 0)
+    finally:
+        c.close()
+    assert ended, "a client that never reads was kept for 30 s with ASR_SEND_TIMEOUT_S=1"
+    assert h.metric(srv.metrics(), "partials.dropped") == 0, "the queue policy acted, not the timeout"
+    assert any(l.get("msg") == "send timeout" for l in srv.log_lines())
+
+
 @pytest.mark.skip(reason="1011 (internal error) cannot be provoked from outside in v1")
 def test_close_1011():
     pass
