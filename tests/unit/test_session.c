@@ -176,6 +176,29 @@ TEST(session_shed_load_answers_server_busy) {
     sess_destroy(s);
 }
 
+/* ASR_MAX_SESSION_BUFFER_BYTES: the pending bound also counts bytes, so a
+ * few big chunks fill it long before the chunk count does. */
+TEST(session_pending_bytes_bound) {
+    setup(20, 0);
+    struct sess_cfg sc = {.sample_rate = 16000, .max_chunk_bytes = 65536, .rate_bytes_per_sec = 1 << 30,
+                          .max_pending_chunks = 64, .max_pending_bytes = 6400, .shed_load = 1,
+                          .rate_abuse_threshold = 3,
+                          .vad = {.sample_rate = 16000, .frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *s = sess_create(&sc);
+    ASSERT(s != NULL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+    sess_attach(s, &sink, NULL);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 3200, 0, 0, 0, 0), 0);
+    ASSERT_EQ_INT(sess_pending_full(s), 0);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 3200, 0, 0, 0, 0), 0);
+    ASSERT_EQ_INT(sess_pending_full(s), 1);         /* 2 chunks of 64, but 6400 bytes */
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 320, 0, 0, 0, 0), ASR_E_SERVER_BUSY);
+    run();                                          /* answered: the bytes are given back */
+    ASSERT_EQ_INT(sess_pending_full(s), 0);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 3200, 0, 0, 0, 0), 0);
+    sess_destroy(s);
+}
+
 TEST(session_model_error_answers_the_chunk) {
     setup(0, 1.0);
     struct asr_session *s = mk(1 << 30, 64, 0);
