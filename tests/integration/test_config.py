@@ -28,6 +28,10 @@ def run_bin(args=(), env=None, timeout=10):
     ("ASR_MOCK_ERROR_RATE", "1.5"),
     ("ASR_ENDPOINTING_MS", "-1"),
     ("ASR_LOG_LEVEL", "loud"),
+    ("ASR_WORKERS", "-1"),
+    ("ASR_REDIS_URL", "http://127.0.0.1:6379"),
+    ("ASR_REDIS_URL", "redis://127.0.0.1:99999"),
+    ("ASR_MAX_CONNECTIONS_PER_IP", "x"),
 ])
 def test_bad_setting_exits_2(name, value):
     rc, out, err = run_bin(env={name: value})
