@@ -1,7 +1,9 @@
 /* The worker: one libuv loop that owns the listener and every connection of
- * this process. Signal handlers only flag (libuv delivers them on the loop);
- * drain stops accepting, ends every session with a final and close 1001, and
- * exits when the last connection is gone or ASR_DRAIN_TIMEOUT_S passed. */
+ * this process. Signal handlers only flag (libuv delivers them on the loop).
+ * Drain (SIGTERM/SIGINT: keeps accepting so health says "draining"; SIGUSR2
+ * from the master's rolling restart: stops accepting) ends every session with
+ * a final and close 1001, and exits when the last connection is gone or
+ * ASR_DRAIN_TIMEOUT_S passed. */
 #include "worker.h"
 
 #include <signal.h>
