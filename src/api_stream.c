@@ -50,7 +50,6 @@ struct pending_upgrade {
     int      aborted;             /* the connection died meanwhile */
     char     accept[29];
     char     request_id[64];
-    char     sid[STORE_ID_MAX];
 };
 
 struct sync_ctx { char id[STORE_ID_MAX]; };
@@ -236,7 +235,6 @@ static void stream_destroy(struct stream *st, int reason) {
 /* A session refused before it started (store said no): not counted. */
 static void stream_destroy_uncounted(struct stream *st) {
     st->uncounted = 1;
-    metrics.sessions_total--;
     stream_destroy(st, END_ERROR);
 }
 
@@ -417,6 +415,7 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
         .slow_client_threshold = c->slow_client_threshold,
     };
     if (resumed) metrics.sessions_resumed++;
+    else metrics.sessions_total++;
     if (sess_state(st->sess) == SESS_CREATED) sess_transition(st->sess, SESS_ACTIVE);
     stream_touch(st);
     uv_timer_start(&st->idle, on_idle_timer, (uint64_t)c->idle_timeout_s * 1000, 0);
@@ -477,7 +476,6 @@ static struct stream *stream_new(struct asr_session *sess) {
     uv_timer_init(worker_get()->loop, &st->idle);
     st->idle.data = st;
     reg_add(st);
-    metrics.sessions_total++;
     metrics.sessions_active++;
     return st;
 }
@@ -565,7 +563,6 @@ void api_stream_upgrade(struct http_conn *hc, struct http_req *req) {
             return;
         }
         /* Maybe another worker's: claim it from the shared store. */
-        snprintf(pu->sid, sizeof pu->sid, "%s", sid);
         http_set_abort(hc, pending_abort, pu);
         if (store_claim(store_, sid, on_claimed, pu) != 0) {
             http_set_abort(hc, NULL, NULL);
@@ -680,7 +677,6 @@ static void on_claimed(void *arg, int status, const struct store_record *rec, co
         return;
     }
     st->stored = 1;
-    metrics.sessions_total--; /* a move, not a new session */
     struct log_line *l = log_begin(LOG_INFO, "session claimed");
     if (l) {
         log_str(l, "session_id", rec->id);
