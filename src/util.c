@@ -97,6 +97,35 @@ int buf_printf(struct buf *b, const char *fmt, ...) {
     return 0;
 }
 
+/* Writes v's digits ending just before end; returns where they start. */
+static char *u64_digits(char *end, uint64_t v) {
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+int buf_put_u64(struct buf *b, uint64_t v) {
+    char tmp[20];
+    char *p = u64_digits(tmp + sizeof tmp, v);
+    return buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+int buf_put_fixed3(struct buf *b, double v) {
+    /* !(v > 0) also catches NaN */
+    uint64_t m = !(v > 0) ? 0 : v >= 1e15 ? (uint64_t)1e18 : (uint64_t)(v * 1000.0 + 0.5);
+    char tmp[24];
+    char *end = tmp + sizeof tmp;
+    char *p = end - 4;
+    p[0] = '.';
+    p[1] = (char)('0' + m / 100 % 10);
+    p[2] = (char)('0' + m / 10 % 10);
+    p[3] = (char)('0' + m % 10);
+    p = u64_digits(p, m / 1000);
+    return buf_append(b, p, (size_t)(end - p));
+}
+
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
 static size_t utf8_seq_len(const unsigned char *p, size_t n) {
     unsigned char c = p[0];

@@ -35,6 +35,11 @@ int  buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 /* Appends s[0..n) as a JSON string literal, quotes included. Invalid UTF-8
  * bytes are replaced by U+FFFD so the output is always valid JSON. */
 int  buf_json_str(struct buf *b, const char *s, size_t n);
+/* Decimal without printf, for the per-chunk messages: an unsigned integer,
+ * and a non-negative number with exactly three decimals (rounded half up,
+ * like "%.3f"; NaN and negative print as 0.000, 1e15 and above clamp). */
+int  buf_put_u64(struct buf *b, uint64_t v);
+int  buf_put_fixed3(struct buf *b, double v);
 
 /* Clocks. */
 uint64_t util_now_ns(void);     /* monotonic */

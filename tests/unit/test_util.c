@@ -37,3 +37,45 @@ TEST(util_err_table_maps_codes_and_statuses) {
     ASSERT_EQ_INT(asr_err_http_status(ASR_E_SESSION_BUSY), 409);
     ASSERT_STR_EQ(asr_err_code(-9999), "INTERNAL");
 }
+
+TEST(util_buf_put_u64_matches_printf) {
+    static const uint64_t vals[] = {0, 1, 9, 10, 99, 100, 12345, 4294967295ull, 4294967296ull,
+                                    18446744073709551615ull};
+    struct buf b;
+    char want[32];
+    buf_init(&b, 0);
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        buf_reset(&b);
+        buf_puts(&b, "x");
+        buf_put_u64(&b, vals[i]);
+        snprintf(want, sizeof want, "x%llu", (unsigned long long)vals[i]);
+        ASSERT_STR_EQ(b.data, want);
+    }
+    buf_cleanup(&b);
+}
+
+/* buf_put_fixed3 writes what "%.3f" writes, except on exact ties between two
+ * thousandths where it rounds up (printf rounds the binary value) and for
+ * values it clamps (negative, NaN, >= 1e15). */
+TEST(util_buf_put_fixed3_matches_printf) {
+    struct buf b;
+    char want[64];
+    buf_init(&b, 0);
+    for (int i = 0; i < 200000; i++) {
+        double v = i * 0.0137 + (i % 7) * 1e-5 + (i % 3 ? 1000.0 * (i % 11) : 0);
+        double frac = v * 1000.0 - (double)(uint64_t)(v * 1000.0);
+        if (frac > 0.4999 && frac < 0.5001) continue;   /* a tie within rounding error */
+        buf_reset(&b);
+        buf_put_fixed3(&b, v);
+        snprintf(want, sizeof want, "%.3f", v);
+        ASSERT_STR_EQ(b.data, want);
+    }
+    buf_reset(&b);
+    buf_put_fixed3(&b, -2.5);
+    buf_put_fixed3(&b, 0.0 / 0.0);
+    buf_put_fixed3(&b, 0.0004);
+    buf_put_fixed3(&b, 0.0006);
+    buf_put_fixed3(&b, 52.25);
+    ASSERT_STR_EQ(b.data, "0.0000.0000.0000.00152.250");
+    buf_cleanup(&b);
+}
