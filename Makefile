@@ -7,7 +7,7 @@
 #   make unit | integration | asan-test
 #   SANITIZER=address,undefined make ...   (any -fsanitize= list; build dir follows)
 CC        ?= cc
-PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle
+PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lwslay \
               -lwebrtc_audio_processing -lstdc++ -lm -lpthread

@@ -6,7 +6,7 @@ set -e
 PKGS="build-essential pkg-config clang libclang-rt-14-dev valgrind
 libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsodium-dev
 libhiredis-dev libwebrtc-audio-processing-dev libsndfile1-dev libsoxr-dev
-nettle-dev espeak-ng sox python3 python3-websockets python3-requests python3-pytest
+nettle-dev libssl-dev espeak-ng sox python3 python3-websockets python3-requests python3-pytest
 redis-server prometheus haproxy nginx-light curl"
 missing=""
 for p in $PKGS; do

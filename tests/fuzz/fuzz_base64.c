@@ -1,5 +1,5 @@
 /* fuzz_base64: the base64 decoding of `audio_chunk.data` (stream_msg.c:
- * decode_audio, sodium_base642bin with sodium_base64_VARIANT_ORIGINAL into
+ * decode_audio: b64_decode_strict, OpenSSL's EVP_DecodeBlock after a strict check, into
  * the caller's scratch buffer), reached the way a client reaches it: the
  * input is put into {"type":"audio_chunk","data":"<input>"...} and handed to
  * stream_msg_decode(). Oracles:
