@@ -21,7 +21,7 @@ TEXT="hello world this is a speech test"
 
 gen_audio() {
   [ -s $GEN/speech16k.pcm ] && [ -s $GEN/speech16k.wav ] && [ -s $GEN/speech44k_stereo.wav ] &&
-    [ -s $GEN/speech8k.wav ] && [ -s $GEN/silence16k.wav ] && return 0
+    [ -s $GEN/speech8k.wav ] && [ -s $GEN/silence16k.wav ] && [ -s $GEN/conversation16k.wav ] && return 0
   command -v espeak-ng >/dev/null && command -v sox >/dev/null || {
     echo "run.sh: espeak-ng and sox are needed (scripts/deps.sh installs them)" >&2; return 1; }
   mkdir -p $GEN || return 1
@@ -32,7 +32,20 @@ gen_audio() {
   sox $tmp -r 44100 -c 2 -b 16 -e signed-integer $GEN/speech44k_stereo.wav || return 1
   sox $tmp -r 8000 -c 1 -b 16 -e signed-integer $GEN/speech8k.wav || return 1
   sox -n -r 16000 -c 1 -b 16 -e signed-integer $GEN/silence16k.wav trim 0 2 || return 1
-  rm -f $tmp
+  # One side of a conversation, for capacity runs (docs/BENCHMARKS.md): four
+  # sentences, each followed by a pause about as long (the other party's
+  # turn), so about half of the 30 ms frames are speech.
+  i=0; parts=""
+  for t in "good morning, thank you for calling, how can I help you today" \
+           "I would like to check the status of my order from last week" \
+           "sure, can you give me the order number and the name on the account" \
+           "it is four seven one two, under the name of Alex Smith"; do
+    espeak-ng -v en -s 160 -w $GEN/.turn$i.raw.wav "$t" || return 1
+    sox $GEN/.turn$i.raw.wav -r 16000 -c 1 -b 16 -e signed-integer $GEN/.turn$i.wav pad 0 3 || return 1
+    parts="$parts $GEN/.turn$i.wav"; i=$((i+1))
+  done
+  sox $parts $GEN/conversation16k.wav || return 1
+  rm -f $tmp $GEN/.turn*.wav
   echo "run.sh: generated audio in $GEN"
 }
 
