@@ -369,7 +369,7 @@ int http_query(const struct http_req *r, const char *name, char *out, size_t out
                     ch = hexval(v[1]) * 16 + hexval(v[2]);
                     v += 2;
                 }
-                if (o + 1 >= outlen) return -2;
+                if (ch == 0 || o + 1 >= outlen) return -2; /* %00: no C string holds it */
                 out[o++] = (char)ch;
             }
             out[o] = '\0';

@@ -65,7 +65,9 @@ struct conn *http_conn_of(struct http_conn *hc);
  * absent. */
 const char *http_header(const struct http_req *req, const char *name, size_t *len);
 /* Percent-decodes query parameter name into out (NUL-terminated). Returns its
- * length, or -1 when absent, or -2 when longer than outlen - 1. */
+ * length, or -1 when absent, or -2 when present but unusable: longer than
+ * outlen - 1, or holding a NUL byte (%00), which would cut the C string
+ * short ("id%00junk" must not read as "id"). out is unspecified on -2. */
 int http_query(const struct http_req *req, const char *name, char *out, size_t outlen);
 const char *http_path(const struct http_req *req, size_t *len);
 

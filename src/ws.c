@@ -50,7 +50,11 @@ struct ws_conn {
     int    close_code;               /* pending close (after queue) */
     char   close_reason[64];
     int    close_pending;
-    int    close_queued;             /* handed to wslay */
+    int    close_queued;             /* handed to wslay (or written by fail_protocol) */
+    int    close_counted;            /* close_codes has counted this connection's close frame */
+    int    bad_close;                /* the peer's close frame had a 1-byte payload (on_msg_cb) */
+    int    proto_error;              /* the peer broke RFC 6455: its close, if any, is not one */
+    int    raw_close;                /* fail_protocol wrote our 1002: wslay writes nothing more */
     int    paused;                   /* ws_pause: the session wants no input */
     int    ctrl_flood;               /* we stopped wslay reading: pings pile up behind a stuck write */
     int    lingering;                /* our close is out; the linger timer runs */
@@ -265,6 +269,13 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         buf_reset(&ws->msg);
         return;
     }
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
+        /* A close payload is empty or holds a 2-byte code (RFC 6455
+         * 5.5.1); wslay takes one byte as "no code" and has queued an empty
+         * close. on_read answers 1002 instead (fail_protocol). */
+        ws->bad_close = 1;
+        return;
+    }
     if (ws->c->closing || arg->opcode != WSLAY_PING) return;
     if (ws->h->on_ping) ws->h->on_ping(ws->hctx);
     if (ws->c->writing && wslay_event_get_queued_msg_count(ctx) > WS_MAX_CTRL_QUEUED && !ws->ctrl_flood) {
@@ -283,7 +294,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
  * or ours sent and the peer's read side is shut (wslay stops reading after a
  * protocol error), with everything written. */
 static void check_done(struct ws_conn *ws) {
-    if (ws->c->closing) return;
+    if (ws->c->closing || ws->raw_close) return;
     if (!wslay_event_get_close_sent(ws->ctx)) return;
     if (conn_unsent(ws->c) > 0 || wslay_event_want_write(ws->ctx)) return;
     if (wslay_event_get_close_received(ws->ctx) || !wslay_event_get_read_enabled(ws->ctx)) {
@@ -301,7 +312,7 @@ static void check_done(struct ws_conn *ws) {
  * send_cb takes everything, so wslay keeps nothing between flushes. */
 static void on_flush(struct conn *c) {
     struct ws_conn *ws = c->proto;
-    if (!ws) return;
+    if (!ws || ws->raw_close) return;
     struct ws_rec *r;
     while (!ws->close_queued && conn_unsent(c) < WS_PUMP_BYTES && (r = queue_front(ws))) {
         struct wslay_event_msg wm = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)(r + 1), .msg_length = r->len};
@@ -314,6 +325,7 @@ static void on_flush(struct conn *c) {
         wslay_event_queue_close(ws->ctx, (uint16_t)ws->close_code, (const uint8_t *)ws->close_reason,
                                 strlen(ws->close_reason));
         metrics_count_close(ws->close_code);
+        ws->close_counted = 1;
     }
     if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
         conn_close(c);
@@ -323,7 +335,7 @@ static void on_flush(struct conn *c) {
 
 static void on_drain(struct conn *c) {
     struct ws_conn *ws = c->proto;
-    if (!ws) return;
+    if (!ws || ws->raw_close) return;
     if (ws->q_msgs || ws->close_pending || wslay_event_want_write(ws->ctx)) conn_want_flush(c);
     check_done(ws);
 }
@@ -368,6 +380,36 @@ static void fast_binary(struct ws_conn *ws, const uint8_t *p, size_t size) {
     if (!closing(ws)) ws->h->on_binary(ws->hctx, len ? payload_ : NULL, len);
 }
 
+/* The peer broke RFC 6455 where wslay answers with a close frame without
+ * a status code: a frame its parser refuses (a control frame fragmented or
+ * over 125 bytes, a 64-bit length with the top bit set, a length not
+ * minimally encoded: wslay_event_recv returns WSLAY_ERR_CALLBACK_FAILURE,
+ * which our callbacks never cause while receiving), or a close frame with
+ * a 1-byte payload (on_msg_cb). RFC 6455 7.4.1 wants 1002, and wslay has
+ * no way to replace a close it has queued; so this writes the 1002 frame
+ * itself, and wslay, which has stopped reading, writes nothing more (what
+ * it holds, its close and any pong queued before it, is dropped with our
+ * queue). The connection closes once the frame is written; a write that is
+ * stuck gets the grace, or the send timeout, then a reset. */
+static void fail_protocol(struct ws_conn *ws) {
+    static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xEA}; /* FIN + close, 2 bytes: 1002 */
+    struct conn *c = ws->c;
+    queue_free(ws);
+    ws->close_pending = 0;
+    ws->close_queued = 1;
+    ws->close_code = WSLAY_CODE_PROTOCOL_ERROR;
+    ws->close_reason[0] = '\0';
+    ws->raw_close = 1;
+    if (conn_write(c, close_1002, sizeof close_1002) != 0) {
+        conn_close(c);
+        return;
+    }
+    metrics_count_close(WSLAY_CODE_PROTOCOL_ERROR);
+    ws->close_counted = 1;
+    if (c->writing) conn_timer(c, WS_CLOSE_GRACE_MS);
+    conn_close_after_write(c);
+}
+
 /* wslay is between frames with nothing buffered when every byte fed to it
  * belongs to a complete frame (unframed == 0, kept by recv_cb and
  * frame_end_cb) and no fragmented message is open. Only then may a frame
@@ -377,6 +419,7 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     struct ws_conn *ws = c->proto;
     const uint8_t *p = (const uint8_t *)data;
     size_t size;
+    if (ws->raw_close) return; /* failed: the rest is not read */
     while (n && !c->closing && ws->wslay_reading && ws->unframed == 0 && !ws->fast_off && !ws->msg_open &&
            (size = fast_frame_size(p, n, ws->lim.max_message_bytes))) {
         fast_binary(ws, p, size);
@@ -395,7 +438,15 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     ws->wslay_reading = wslay_event_get_read_enabled(ws->ctx);
     if (!ws->msg_open) buf_cleanup(&ws->msg); /* between messages: hold no input memory */
     if (c->closing) return;
-    if (r != 0 || ws->recv_failed) {
+    if (r == WSLAY_ERR_CALLBACK_FAILURE || (r == 0 && ws->bad_close)) {
+        ws->proto_error = 1;
+        if (!ws->close_queued) {
+            fail_protocol(ws);
+            return;
+        }
+        /* Our close is out already, and wslay queued nothing after it:
+         * finish as below (wslay reads nothing more). */
+    } else if (r != 0 || ws->recv_failed) {
         conn_close(c);
         return;
     }
@@ -439,13 +490,20 @@ static void on_send_timeout(struct conn *c) {
 static void on_free(struct conn *c) {
     struct ws_conn *ws = c->proto;
     if (!ws) return;
-    /* code_sent is a close this side initiated: ours (ws_close) or wslay's
-     * own (1009 too big, 1002 protocol error: it stops reading then, so the
-     * peer's reply is never seen). An echo of the peer's close is not one. */
-    int rcvd = wslay_event_get_close_received(ws->ctx) ? wslay_event_get_status_code_received(ws->ctx) : 0;
+    /* code_sent is a close this side initiated: ours (ws_close,
+     * fail_protocol) or wslay's own (1009 too big, 1002/1007 protocol
+     * error: it stops reading then, so the peer's reply is never seen). An
+     * echo of the peer's close is not one, and a close frame that broke the
+     * protocol is no close from the peer. close_codes counts the close frame
+     * that went out, echoes included (1005: one without a code), unless
+     * on_flush or fail_protocol did; none when no close frame was sent. */
+    int rcvd = 0, wire = 0;
+    if (wslay_event_get_close_received(ws->ctx) && !ws->proto_error)
+        rcvd = wslay_event_get_status_code_received(ws->ctx);
+    if (wslay_event_get_close_sent(ws->ctx)) wire = wslay_event_get_status_code_sent(ws->ctx);
     int sent = ws->close_code;
-    if (!sent && wslay_event_get_close_sent(ws->ctx) && !rcvd) sent = wslay_event_get_status_code_sent(ws->ctx);
-    if (!(ws->close_code && ws->close_queued)) metrics_count_close(ws->close_code ? 0 : sent);
+    if (!sent && !rcvd) sent = wire;
+    if (!ws->close_counted) metrics_count_close(wire);
     if (ws->h->on_closed) ws->h->on_closed(ws->hctx, sent, rcvd);
     queue_free(ws);
     buf_cleanup(&ws->msg);

@@ -1,9 +1,10 @@
 /* WebSocket connection after the upgrade: wslay does framing, masking,
  * fragmentation rules, UTF-8 validation, ping/pong and the close handshake;
  * this module adds message reassembly with its size cap (close 1009), the
- * bounded send queue with its drop policy (PROTOCOL.md "Slow readers") and
- * read pausing for backpressure. docs/internals/backpressure.md has the
- * numbers.
+ * bounded send queue with its drop policy (PROTOCOL.md "Slow readers"), read
+ * pausing for backpressure, and the 1002 for the protocol errors wslay
+ * would answer with a close without a code (those its frame parser finds,
+ * a 1-byte close payload). docs/internals/backpressure.md has the numbers.
  *
  * Receiving: wslay runs without buffering. A message that arrives as one
  * frame within one read is handed to on_text/on_binary straight from wslay's
@@ -49,8 +50,8 @@ struct ws_handler {
     void (*on_ping)(void *ctx);
     /* Once, when the connection is gone. code_sent: close code this side
      * decided (0 = none; the frame may not have reached the peer);
-     * code_received: close code the peer sent (0 = none, 1005 = a close
-     * frame without a code). */
+     * code_received: close code the peer sent (0 = none, or a close frame
+     * that broke the protocol; 1005 = a close frame without a code). */
     void (*on_closed)(void *ctx, int code_sent, int code_received);
 };
 

@@ -12,7 +12,8 @@
  * Oracle: a plain re-implementation of the documented behaviour (http.h:
  * the first parameter of that exact name, '+' is a space, %XX with two hex
  * digits is that byte, anything else literal; -1 absent, -2 when the value
- * does not fit outlen - 1 bytes, else its length with a NUL after it). The
+ * does not fit outlen - 1 bytes or holds a NUL byte, else its length with a
+ * NUL after it). The
  * output buffer is a heap block of exactly outlen bytes, so ASan sees any
  * write past it. */
 #include <stdio.h>
@@ -53,6 +54,7 @@ static long ref_query(const char *q, size_t ql, const char *name, char *out) {
                     c = hexv(q[v + 1]) * 16 + hexv(q[v + 2]);
                     v += 2;
                 }
+                if (c == 0) return -2; /* a NUL (raw or %00): present but unusable */
                 out[o++] = (char)c;
             }
             return (long)o;

@@ -747,6 +747,50 @@ def test_426_is_counted_as_426(srv):
     assert_counted(srv, m0, {"requests.by_route.stream.426": 1})
 
 
+def test_query_nul_byte(srv):
+    """A query value that decodes to a NUL byte (%00) is invalid as a whole,
+    never cut at the NUL: session_id=<id>%00junk does not resume <id> (404
+    SESSION_NOT_FOUND, as for any id never issued), sample_rate and encoding
+    are 400 BAD_REQUEST. The session stays resumable by its real id."""
+    ws = RawWS(srv.port)
+    sid = ws.session["session_id"]
+    ws.close()  # dropped without a close frame: resumable
+    h.poll(lambda: h.metric(srv.metrics(), "sessions.attached") == 0, 5 * SLOW, desc="session detached")
+    m0 = srv.metrics()
+    for query, status, code in [("?session_id=%s%%00junk" % sid, 404, "SESSION_NOT_FOUND"),
+                                ("?session_id=%s%%00" % sid, 404, "SESSION_NOT_FOUND"),
+                                ("?sample_rate=16000%00", 400, "BAD_REQUEST"),
+                                ("?sample_rate=8000%0016000", 400, "BAD_REQUEST"),
+                                ("?encoding=pcm_s16le%00", 400, "BAD_REQUEST"),
+                                ("?encoding=pcm_s16le%00x&session_id=" + sid, 400, "BAD_REQUEST")]:
+        r = h.raw_upgrade(srv.port, query)
+        assert r.status != 101, "%s was accepted" % query
+        h.assert_json_error(r, status, code)
+    assert_counted(srv, m0, {"requests.by_route.stream.404": 2, "requests.by_route.stream.400": 4,
+                             "requests.by_route.stream.101": 0, "sessions.resumed": 0, "sessions.total": 0})
+
+    async def resume():
+        w, s = await WS.open_session(srv.stream_url, "?session_id=" + sid)
+        await w.stop()
+        return s
+    s = arun(resume(), 20 * SLOW)
+    assert s["resumed"] is True and s["session_id"] == sid, s
+    assert_serves(srv)
+
+
+def test_query_nul_byte_in_api_key(start_server):
+    """api_key=<key>%00junk is not the key <key>: 401."""
+    s = start_server(ASR_API_KEYS="k1", ASR_MOCK_LATENCY_MS=5)
+    for query in ("?api_key=k1%00junk", "?api_key=k1%00"):
+        h.assert_json_error(h.raw_upgrade(s.port, query), 401, "UNAUTHORIZED")
+
+    async def ok():
+        w, _ = await WS.open_session(s.stream_url, "?api_key=k1")
+        await w.stop()
+        return w.close_code
+    assert arun(ok(), 20 * SLOW) == 1000
+
+
 def test_post_upgrade_405(srv):
     """An upgrade with POST: 405 with Allow: GET, no session."""
     m0 = srv.metrics()
@@ -904,22 +948,19 @@ PROTOCOL_ERRORS = [
     ("close_reason_invalid_utf8", frame(b"\x03\xe8\xff", opcode=0x8), 1007),
 ]
 
-# frame-level errors wslay reports from its frame parser: ws.c closes the
-# TCP connection without sending the close frame wslay queued
-NO_CLOSE_FRAME = "ws.c on_read: WSLAY_ERR_CALLBACK_FAILURE after a frame-level protocol error " \
-                 "(wslay_frame_recv WSLAY_ERR_PROTO) is answered with conn_close() at once: " \
-                 "no 1002 close frame, and the session stays resumable"
-PROTOCOL_ERRORS_XFAIL = [
-    ("fragmented_ping", frame(b"x", opcode=0x9, fin=False), 1002, NO_CLOSE_FRAME),
-    ("ping_126_bytes", frame(b"p" * 126, opcode=0x9), 1002, NO_CLOSE_FRAME),
-    ("close_126_bytes", frame(b"\x03\xe8" + b"r" * 124, opcode=0x8), 1002, NO_CLOSE_FRAME),
-    ("length_msb_set", frame(b"", length=2 ** 63, ext=127)[:14] + b"\0" * 16, 1002, NO_CLOSE_FRAME),
-    ("length_16bit_not_minimal", frame(b"\0\0", ext=126), 1002, NO_CLOSE_FRAME),
-    ("length_64bit_not_minimal", frame(S100, ext=127), 1002, NO_CLOSE_FRAME),
-    ("close_1_byte_payload", frame(b"\x03", opcode=0x8), 1002,
-     "wslay treats a 1-byte close payload as 'no status' and echoes an empty close; "
-     "RFC 6455 5.5.1 makes it a protocol error (ws.c would have to check it)"),
+# Errors wslay answers with a close frame without a status code (its frame
+# parser's WSLAY_ERR_PROTO; a 1-byte close payload, which it takes for "no
+# code"): ws.c writes the 1002 itself (fail_protocol).
+FRAME_LEVEL_ERRORS = [
+    ("fragmented_ping", frame(b"x", opcode=0x9, fin=False), 1002),
+    ("ping_126_bytes", frame(b"p" * 126, opcode=0x9), 1002),
+    ("close_126_bytes", frame(b"\x03\xe8" + b"r" * 124, opcode=0x8), 1002),
+    ("length_msb_set", frame(b"", length=2 ** 63, ext=127)[:14] + b"\0" * 16, 1002),
+    ("length_16bit_not_minimal", frame(b"\0\0", ext=126), 1002),
+    ("length_64bit_not_minimal", frame(S100, ext=127), 1002),
+    ("close_1_byte_payload", frame(b"\x03", opcode=0x8), 1002),
 ]
+PROTOCOL_ERRORS += FRAME_LEVEL_ERRORS
 
 
 def run_protocol_error(srv, data, want):
@@ -944,25 +985,56 @@ def test_ws_protocol_error(srv, name, data, want):
     run_protocol_error(srv, data, want)
 
 
-@pytest.mark.parametrize("name,data,want", [p[:3] for p in PROTOCOL_ERRORS_XFAIL],
-                         ids=[p[0] for p in PROTOCOL_ERRORS_XFAIL])
-def test_ws_protocol_error_without_close_frame(srv, name, data, want, request):
-    reason = dict((p[0], p[3]) for p in PROTOCOL_ERRORS_XFAIL)[name]
-    request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-    run_protocol_error(srv, data, want)
+@pytest.mark.parametrize("name,data", [p[:2] for p in FRAME_LEVEL_ERRORS], ids=[p[0] for p in FRAME_LEVEL_ERRORS])
+def test_ws_protocol_error_after_messages(srv, name, data):
+    """A frame-level error behind a ping and a chunk in the same write: the
+    pong and the partial that were due may go out or not, but nothing
+    follows the 1002, which comes whole, and the session is gone."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    sid = ws.session["session_id"]
+    ws.send(frame(b"hi", opcode=0x9) + frame(S100) + data)
+    frames, eof = ws.read_until_eof(5 * SLOW)
+    ws.close()
+    ops = [op for op, _ in frames]
+    assert eof and ops and ops[-1] == 0x8 and ops.count(0x8) == 1, frames
+    assert close_code_of(frames[-1][1]) == 1002 and len(frames[-1][1]) == 2, frames[-1]
+    assert set(ops[:-1]) <= {0x1, 0xA}, frames
+    assert_counted(srv, m0, {"close_codes.other": 1, "sessions.ended.error": 1})
+    assert_gone(srv, sid)
+
+
+def test_ws_protocol_error_after_server_close(srv):
+    """A frame-level error after the server's own close (1000 after stop):
+    no second close frame; the connection ends, the session as stopped."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    sid = ws.session["session_id"]
+    ws.send(text('{"type":"stop"}'))
+    f = None
+    while f is None or f[0] != 0x8:
+        f = ws.next_frame(5 * SLOW)
+        assert f is not None, "no close frame"
+    assert close_code_of(f[1]) == 1000, f
+    ws.send(frame(b"x", opcode=0x9, fin=False))
+    frames, eof = ws.read_until_eof(5 * SLOW)
+    ws.close()
+    assert eof and frames == [], frames
+    assert_counted(srv, m0, {"close_codes.1000": 1, "close_codes.other": 0, "sessions.ended.stop": 1})
+    assert_gone(srv, sid)
 
 
 def test_ws_protocol_error_leaves_server_healthy(srv):
     """Whatever the close, the frame-level errors above never take the
     server down or leak the connection."""
     m0 = srv.metrics()
-    for _, data, _, _ in PROTOCOL_ERRORS_XFAIL:
+    for _, data, _ in FRAME_LEVEL_ERRORS:
         ws = RawWS(srv.port)
         ws.send(data)
         ws.read_until_eof(5 * SLOW)
         ws.close()
     h.poll(lambda: h.metric(srv.metrics(), "connections.active") == 1, 5 * SLOW, desc="connections released")
-    assert delta(m0, srv.metrics(), "sessions.total") == len(PROTOCOL_ERRORS_XFAIL)
+    assert delta(m0, srv.metrics(), "sessions.total") == len(FRAME_LEVEL_ERRORS)
     assert_serves(srv)
 
 
@@ -1003,7 +1075,32 @@ def test_ws_close_inside_fragmented_message(srv):
     code, msgs, eof = ws.close_code(5)
     ws.close()
     assert code == 4000 and msgs == [] and eof, (code, msgs, eof)
-    assert_counted(srv, m0, {"chunks.total": 0, "sessions.ended.stop": 1})
+    assert_counted(srv, m0, {"chunks.total": 0, "sessions.ended.stop": 1, "close_codes.other": 1,
+                             "close_codes.none": 0})
+    assert_serves(srv)
+
+
+# (name, close payload the client sends, close_codes counter of the echo)
+CLIENT_CLOSES = [
+    ("code_1000", (1000).to_bytes(2, "big"), "close_codes.1000"),
+    ("code_1001", (1001).to_bytes(2, "big") + b"going away", "close_codes.1001"),
+    ("code_4000", (4000).to_bytes(2, "big"), "close_codes.other"),
+    ("no_code", b"", "close_codes.other"),
+]
+
+
+@pytest.mark.parametrize("name,payload,counter", CLIENT_CLOSES, ids=[c[0] for c in CLIENT_CLOSES])
+def test_ws_client_close_echo_is_counted(srv, name, payload, counter):
+    """close_codes counts the close frames the server sent (API.md), the
+    echo of a client's close included: under the echoed code (1005, a close
+    without a code, is "other"), never as none."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    ws.send(frame(payload, opcode=0x8))
+    frames, eof = ws.read_until_eof(5 * SLOW)
+    ws.close()
+    assert eof and frames == [(0x8, payload)], frames
+    assert_counted(srv, m0, {counter: 1, "close_codes.none": 0, "sessions.ended.stop": 1})
     assert_serves(srv)
 
 
