@@ -35,7 +35,8 @@ struct config {
     int      max_connections;          /* ASR_MAX_CONNECTIONS */
     int      max_connections_per_ip;   /* ASR_MAX_CONNECTIONS_PER_IP (0 = unlimited) */
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
-    int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head/body deadline */
+    int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head deadline, keep-alive idle */
+    int      body_timeout_s;           /* ASR_BODY_TIMEOUT_S: body progress deadline (1 KiB per period) */
     int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
     /* limits */
     size_t   max_chunk_bytes;          /* ASR_MAX_CHUNK_BYTES */

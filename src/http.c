@@ -10,6 +10,11 @@
 #include "log.h"
 #include "worker.h"
 
+/* A body renews its ASR_BODY_TIMEOUT_S deadline with every this many bytes:
+ * any real client on any real link sends 1 KiB in seconds, a slowloris body
+ * trickled a byte at a time does not. */
+#define HTTP_BODY_PROGRESS_BYTES 1024
+
 struct http_conn {
     http_parser parser;
     struct conn *c;                  /* borrowed: the connection we serve */
@@ -29,6 +34,7 @@ struct http_conn {
     int  peer_eof;                   /* the client half-closed during a request */
     unsigned served;                 /* responses written on this connection */
     uint64_t chunk_left;             /* bytes of the current chunk still to come */
+    size_t   body_mark;              /* body length when the body timer was last renewed */
     int  crlf_need;                  /* bytes of the CRLF after a chunk still to check */
     const char *exec_end;            /* end of the bytes being parsed */
     int  complete;                   /* the message is complete */
@@ -273,6 +279,13 @@ static int cb_headers_complete(http_parser *p) {
      * freed here rather than forgotten. */
     buf_cleanup(&r->body);
     buf_init(&r->body, cfg_of(hc)->max_upload_bytes);
+    /* The head deadline is over; a body gets its own, renewed by progress
+     * (cb_body), so a large upload on a slow link passes and a trickle
+     * does not. */
+    if ((p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0)) {
+        hc->body_mark = 0;
+        conn_timer(hc->c, (uint64_t)cfg_of(hc)->body_timeout_s * 1000);
+    }
     return 0;
 }
 
@@ -301,6 +314,10 @@ static int check_crlf(struct http_conn *hc, const char *p, const char *end) {
 static int cb_body(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
     if (buf_append(&hc->req.body, at, n) != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    if (hc->req.body.len - hc->body_mark >= HTTP_BODY_PROGRESS_BYTES) {
+        hc->body_mark = hc->req.body.len;
+        conn_timer(hc->c, (uint64_t)cfg_of(hc)->body_timeout_s * 1000);
+    }
     if ((p->flags & F_CHUNKED) && n && (hc->chunk_left -= n) == 0) {
         hc->crlf_need = 2;
         return check_crlf(hc, at + n, hc->exec_end);

@@ -38,6 +38,7 @@ UPLOAD_LIMIT = 1000000
 HEADER_LIMIT = 4096
 ENV = {
     "ASR_HANDSHAKE_TIMEOUT_S": HANDSHAKE_S,
+    "ASR_BODY_TIMEOUT_S": HANDSHAKE_S,
     "ASR_MAX_UPLOAD_BYTES": UPLOAD_LIMIT,
     "ASR_MAX_HEADER_BYTES": HEADER_LIMIT,
     "ASR_MOCK_LATENCY_MS": 5,
@@ -529,6 +530,41 @@ def test_slowloris(srv):
     assert closed and buf == b"", "a silent connection got %r / was not closed" % buf
     assert took >= HANDSHAKE_S - 0.3, took
     assert_counted(srv, m0, {"requests.by_route.other.408": 2})
+
+
+def test_slow_steady_upload_is_not_cut(srv):
+    """A body that keeps coming (1 KiB or more per ASR_BODY_TIMEOUT_S) is
+    read to its end however long it takes: an upload of a few seconds on a
+    slow link, longer than both the head and the body timeout, gets its
+    transcript (it used to get 408 at the head deadline). A body that stalls
+    gets 408 one body timeout after its last progress."""
+    wav = h.read_bytes("speech16k.wav")
+    head = (POST_T + "Content-Type: audio/wav\r\nContent-Length: %d\r\n\r\n" % len(wav)).encode()
+    piece = 6000
+    chunks = [head] + [wav[i:i + piece] for i in range(0, len(wav), piece)]
+    interval = 0.4
+    assert (len(chunks) - 1) * interval > HANDSHAKE_S + 1, "the upload must outlast both timeouts"
+    m0 = srv.metrics()
+    r, took = trickle(srv.port, chunks, interval)
+    assert r is not None, "no answer"
+    assert r.status == 200, (r.status, r.body[:200])
+    assert took > HANDSHAKE_S + 1
+    assert "text" in json.loads(r.body)
+
+    # the same upload stalling after 3 pieces: 408 about one body timeout later
+    stalled = chunks[:4]
+    c = h.RawConn(srv.port, 30 * SLOW)
+    try:
+        for ch in stalled:
+            c.sock.sendall(ch)
+        t_last = time.monotonic()
+        r3 = c.read_response()
+        waited = time.monotonic() - t_last
+    finally:
+        c.close()
+    h.assert_json_error(r3, 408, "TIMEOUT")
+    assert HANDSHAKE_S - 0.3 <= waited <= HANDSHAKE_S + 2 * SLOW, waited
+    assert_counted(srv, m0, {"requests.by_route.transcribe.200": 1})
 
 
 def test_half_open_sockets(srv):
