@@ -340,16 +340,21 @@ static void on_drain(struct conn *c) {
     check_done(ws);
 }
 
-/* The binary fast path. wslay unmasks byte by byte through its context,
- * which costs as much CPU per audio chunk as the VAD's biggest function; no
- * wslay setting avoids it. So the commonest frame, a whole binary message in
- * one final frame, is taken here when wslay is between frames with nothing
- * buffered (on_read), if it is one wslay would accept as it is: FIN, no RSV
- * bits, masked, a 7- or minimal 16-bit length, payload within the message
- * cap, all of it in this read. Returns its size on the wire, or 0: wslay
- * takes this frame and the rest of the read, and decides about errors. */
+/* The fast path. wslay unmasks byte by byte through its context, checks the
+ * UTF-8 of text with a table lookup per byte, and copies a frame longer than
+ * its 4 KiB input buffer (a JSON chunk) into our reassembly buffer: a
+ * quarter of the server's CPU per JSON chunk, no wslay setting avoids it
+ * (docs/internals/chunk-pipeline.md has the numbers). So the commonest
+ * frames, a whole message in one final frame (binary audio, or a JSON
+ * audio_chunk), are taken here when wslay is between frames with nothing
+ * buffered (on_read), if they are ones wslay would accept as they are: FIN,
+ * no RSV bits, opcode 1 or 2, masked, a 7- or minimal 16-bit length, payload
+ * within the message cap (wslay's 1009 check: at the cap is allowed), all of
+ * it in this read. Returns its size on the wire, or 0: wslay takes this
+ * frame and the rest of the read, and decides about errors. */
 static size_t fast_frame_size(const uint8_t *p, size_t n, size_t max) {
-    if (n < 6 || p[0] != (0x80 | WSLAY_BINARY_FRAME) || !(p[1] & 0x80)) return 0;
+    if (n < 6 || (p[0] != (0x80 | WSLAY_BINARY_FRAME) && p[0] != (0x80 | WSLAY_TEXT_FRAME)) || !(p[1] & 0x80))
+        return 0;
     size_t len = p[1] & 0x7f, hdr = 6;
     if (len == 127) return 0;
     if (len == 126) {
@@ -362,22 +367,64 @@ static size_t fast_frame_size(const uint8_t *p, size_t n, size_t max) {
     return hdr + len;
 }
 
-/* Unmasks the frame (a word at a time) and delivers it as on_msg_cb would. */
-static void fast_binary(struct ws_conn *ws, const uint8_t *p, size_t size) {
-    static uint8_t payload_[65535]; /* process lifetime; borrowed by on_binary for the call */
+/* Whether p[0..n) is well-formed UTF-8 (the Unicode standard, table 3-7:
+ * no overlong forms, no surrogates, nothing above U+10FFFF): exactly the
+ * strings that the DFA in wslay_event.c accepts for a whole text message. */
+static int utf8_valid(const uint8_t *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t more;
+        uint8_t lo = 0x80, hi = 0xBF; /* range of the second byte */
+        if (c >= 0xC2 && c <= 0xDF) more = 1;
+        else if (c == 0xE0) more = 2, lo = 0xA0;
+        else if (c == 0xED) more = 2, hi = 0x9F;
+        else if (c >= 0xE1 && c <= 0xEF) more = 2;
+        else if (c == 0xF0) more = 3, lo = 0x90;
+        else if (c == 0xF4) more = 3, hi = 0x8F;
+        else if (c >= 0xF1 && c <= 0xF3) more = 3;
+        else return 0;
+        if (n - i - 1 < more || p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (size_t k = 2; k <= more; k++)
+            if ((p[i + k] & 0xC0) != 0x80) return 0;
+        i += 1 + more;
+    }
+    return 1;
+}
+
+/* Unmasks the frame a word at a time into a scratch buffer, checks the
+ * UTF-8 of text (nothing to do when no byte has its top bit set, the JSON
+ * case), and delivers the message as on_msg_cb would. Returns -1, having
+ * delivered nothing, for text that is not valid UTF-8: wslay is given the
+ * frame and answers it (close 1007, counted as before). */
+static int fast_message(struct ws_conn *ws, const uint8_t *p, size_t size) {
+    static uint8_t payload_[65535]; /* process lifetime; borrowed by the handler for the call */
     size_t hdr = (p[1] & 0x7f) == 126 ? 8 : 6, len = size - hdr, i = 0;
     const uint8_t *key = p + hdr - 4, *src = p + hdr;
     uint32_t k32;
     memcpy(&k32, key, 4);
-    uint64_t k64 = (uint64_t)k32 << 32 | k32;
+    uint64_t k64 = (uint64_t)k32 << 32 | k32, high = 0;
     for (; i + 8 <= len; i += 8) {
         uint64_t v;
         memcpy(&v, src + i, 8);
         v ^= k64;
+        high |= v;
         memcpy(payload_ + i, &v, 8);
     }
-    for (; i < len; i++) payload_[i] = src[i] ^ key[i & 3];
-    if (!closing(ws)) ws->h->on_binary(ws->hctx, len ? payload_ : NULL, len);
+    for (; i < len; i++) {
+        payload_[i] = src[i] ^ key[i & 3];
+        high |= payload_[i];
+    }
+    int text = p[0] == (0x80 | WSLAY_TEXT_FRAME);
+    if (text && (high & 0x8080808080808080u) && !utf8_valid(payload_, len)) return -1;
+    if (closing(ws)) return 0;
+    if (text) ws->h->on_text(ws->hctx, len ? payload_ : NULL, len);
+    else ws->h->on_binary(ws->hctx, len ? payload_ : NULL, len);
+    return 0;
 }
 
 /* The peer broke RFC 6455 where wslay answers with a close frame without
@@ -421,8 +468,7 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     size_t size;
     if (ws->raw_close) return; /* failed: the rest is not read */
     while (n && !c->closing && ws->wslay_reading && ws->unframed == 0 && !ws->fast_off && !ws->msg_open &&
-           (size = fast_frame_size(p, n, ws->lim.max_message_bytes))) {
-        fast_binary(ws, p, size);
+           (size = fast_frame_size(p, n, ws->lim.max_message_bytes)) && fast_message(ws, p, size) == 0) {
         p += size;
         n -= size;
     }

@@ -10,11 +10,15 @@
  * frame within one read is handed to on_text/on_binary straight from wslay's
  * input buffer; only fragmented messages, or frames split across reads, are
  * copied together into a per-connection buffer (released after each read
- * that ends between messages). The commonest frame, a whole binary message
- * in one read while wslay is between frames, is unmasked here a word at a
- * time and never passes through wslay (whose byte-wise unmasking was a
- * quarter of the user-space instructions per audio chunk); ws.c checks it
- * exactly as wslay would, and anything else goes to wslay. Either way the handler's pointer is borrowed for the call.
+ * that ends between messages). The commonest frames, a whole binary or
+ * text message in one final frame, in one read while wslay is between
+ * frames, are unmasked here a word at a time (text: its UTF-8 checked,
+ * with a shortcut for ASCII) and never pass through wslay, whose byte-wise
+ * unmasking and UTF-8 check were a quarter of the user-space instructions
+ * per audio chunk. ws.c checks such a frame exactly as wslay would; any
+ * other frame, and a text frame that is not valid UTF-8, goes to wslay,
+ * which gives its usual answers (1002, 1007, 1009). Either way the
+ * handler's pointer is borrowed for the call.
  *
  * Send queue: ws_send_text() copies a message into the connection's queue,
  * one growable byte buffer of length-prefixed records (no allocation per

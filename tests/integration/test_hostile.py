@@ -1444,3 +1444,160 @@ def test_zero_length_and_tiny_chunks(srv):
     assert after[-1]["type"] == "final"
     assert_counted(srv, m0, {"errors.INVALID_AUDIO": 3, "chunks.accepted": 50})
     assert_serves(srv)
+
+
+# --------------------------------------------------------------------------
+# text frames on ws.c's fast path (docs/internals/chunk-pipeline.md): a
+# whole, final, masked text frame in one read is unmasked a word at a time
+# and its UTF-8 checked by ws.c, not wslay. The answers must be wslay's: the
+# cases put the edges where a word-wise loop could go wrong (a sequence
+# across an 8-byte word boundary, an error in the last bytes after the last
+# whole word, 7-bit and 16-bit lengths).
+
+def chunk_json(ms=100, extra=""):
+    return '{"type":"audio_chunk","data":"%s"%s}' % (h.b64(h.silence(ms)), extra)
+
+
+# (name, payload of one text frame); each is invalid UTF-8 and closes 1007.
+# The offsets are counted in the payload, which is unmasked in 8-byte words.
+FAST_TEXT_INVALID = [
+    ("bad_byte_last_of_word", b'{"type"\xff:"keepalive"}'),
+    ("bad_byte_first_of_word", b'{"type":\xff"keepalive"}'),
+    ("three_byte_cut_at_word_boundary", b'{"type"\xe2\x82:"keepalive"}'),
+    ("four_byte_cut_at_word_boundary", b'{"type\xf0\x9f\x98":"keepalive"}'),
+    ("overlong_across_words", b'{"type"\xc0\xaf:"keepalive"}'),
+    ("surrogate_across_words", b'{"type\xed\xa0\x80":"keepalive"}'),
+    ("above_10ffff_across_words", b'{"type\xf4\x90\x80\x80":"keepalive"}'),
+    ("stray_continuation_after_valid", b'{"type":"keepalive","x":"\xc3\xa9\x80"}'),
+    ("truncated_in_tail_bytes", b'{"type":"keepalive","x":"' + b"a" * 3 + b'"}\xc3'),
+    ("truncated_at_end_16bit_length", b'{"type":"keepalive","x":"' + b"a" * 200 + b'"}\xf0\x9f\x98'),
+    ("bad_byte_mid_16bit_length", b'{"type":"keepalive","x":"' + b"a" * 100 + b"\xfe" + b"a" * 100 + b'"}'),
+]
+
+
+@pytest.mark.parametrize("name,payload", FAST_TEXT_INVALID, ids=[c[0] for c in FAST_TEXT_INVALID])
+def test_ws_fast_text_invalid_utf8(srv, name, payload):
+    """Invalid UTF-8 wherever it sits relative to the unmasking words: close
+    1007, counted as close_codes.other and sessions.ended.error, as wslay
+    answers it."""
+    run_protocol_error(srv, text(payload), 1007)
+
+
+def test_ws_fast_text_valid_utf8_across_words(srv):
+    """Valid 2-, 3- and 4-byte sequences at every offset around a word
+    boundary (and U+10FFFF, U+FFFF, the last code points before the
+    surrogates) are accepted: each audio_chunk is a chunk, answered in
+    order, nothing closes."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    chars = ["\u00e9", "\u20ac", "\U0001F600", "\U0010FFFF", "\uFFFF", "\uD7FF"]
+    msgs = []
+    for i, ch in enumerate(chars):
+        for pad in range(8):
+            msgs.append(chunk_json(10, ',"x":"%s%s"' % ("a" * pad, ch)))
+    ws.send(b"".join(text(m.encode("utf-8")) for m in msgs))
+    got = [ws.next_json(10) for _ in msgs]
+    assert [(m["type"], m["sequence"]) for m in got] == [("partial", i + 1) for i in range(len(msgs))], h.short(got)
+    ws.send(text('{"type":"stop"}'))
+    code, after, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1000 and [m["type"] for m in after] == ["final"], (code, after)
+    assert_counted(srv, m0, {"chunks.accepted": len(msgs), "errors.total": 0, "close_codes.1000": 1})
+
+
+def test_ws_fast_text_then_ping_in_one_write(srv):
+    """A text chunk, a ping and another text chunk in one write (the fast
+    path hands the ping and all after it to wslay), and a ping before two
+    text chunks (wslay takes the whole read): each ping gets its pong, each
+    chunk its partial, in order."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    c = chunk_json()
+    ws.send(text(c) + frame(b"ping-a", opcode=0x9) + text(c))
+    ws.send(frame(b"ping-b", opcode=0x9) + text(c) + text(c))
+    pongs, parts = [], []
+    while len(parts) < 4:
+        f = ws.next_frame(10 * SLOW)
+        assert f is not None, (pongs, parts)
+        if f[0] == 0xA:
+            pongs.append(f[1])
+        else:
+            assert f[0] == 0x1, f
+            parts.append(json.loads(f[1]))
+    assert pongs == [b"ping-a", b"ping-b"], pongs
+    assert [(m["type"], m["sequence"]) for m in parts] == [("partial", i) for i in range(1, 5)], h.short(parts)
+    ws.send(text('{"type":"stop"}'))
+    code, after, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1000, (code, after)
+    assert_counted(srv, m0, {"chunks.accepted": 4, "errors.total": 0})
+
+
+def test_ws_fast_text_pipelined_behind_binary(srv):
+    """Binary and text chunks mixed in one write, a keepalive among them,
+    then a text frame split across two writes followed by whole ones: every
+    chunk answered once, in order."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    b = frame(h.silence(100))
+    t = text(chunk_json())
+    ws.send(b + t + text('{"type":"keepalive"}') + t + b + t)
+    got = [ws.next_json(10) for _ in range(5)]
+    assert [(m["type"], m["sequence"]) for m in got] == [("partial", i) for i in range(1, 6)], h.short(got)
+    ws.send(t[:37])
+    time.sleep(0.2 * SLOW)
+    ws.send(t[37:] + t + b)
+    got = [ws.next_json(10) for _ in range(3)]
+    assert [(m["type"], m["sequence"]) for m in got] == [("partial", i) for i in range(6, 9)], h.short(got)
+    ws.send(text('{"type":"stop"}'))
+    code, after, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1000, (code, after)
+    assert_counted(srv, m0, {"chunks.accepted": 8, "errors.total": 0})
+
+
+def test_ws_fast_text_invalid_behind_good_frames(srv):
+    """Two chunks (binary, text) and then an audio_chunk with invalid UTF-8,
+    all in one write: the first two reach the session, the third does not,
+    and the connection closes 1007."""
+    m0 = srv.metrics()
+    ws = RawWS(srv.port)
+    ws.send(frame(h.silence(100)) + text(chunk_json()) + text(chunk_json(100, ',"x":"\xff"').encode("latin-1")))
+    code, msgs, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1007 and eof, (code, msgs)
+    assert_counted(srv, m0, {"chunks.total": 2, "close_codes.other": 1, "sessions.ended.error": 1})
+    assert_serves(srv)
+
+
+def test_ws_fast_text_at_and_over_a_small_limit(start_server):
+    """With max_message_bytes below 64 KiB the cap is met by frames with a
+    16-bit length, which the fast path takes: a text audio_chunk of exactly
+    the cap is a chunk, one byte more closes 1009 (sessions.ended.too_big);
+    the same for binary."""
+    limit = 4000
+    srv = start_server(ASR_MAX_MESSAGE_BYTES=limit, ASR_MOCK_LATENCY_MS=5)
+    m0 = srv.metrics()
+
+    def padded(n):
+        body = chunk_json(50)
+        assert len(body) <= n
+        return body[:-1] + " " * (n - len(body)) + "}"
+
+    ws = RawWS(srv.port)
+    assert ws.session["limits"]["max_message_bytes"] == limit
+    ws.send(text(padded(limit)) + frame(b"\0" * limit))
+    got = [ws.next_json(10) for _ in range(2)]
+    assert [(m["type"], m["sequence"]) for m in got] == [("partial", 1), ("partial", 2)], h.short(got)
+    ws.send(text(padded(limit + 1)))
+    code, msgs, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1009 and eof, (code, msgs)
+
+    ws = RawWS(srv.port)
+    ws.send(frame(b"\0" * (limit + 1)))
+    code, msgs, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1009 and eof, (code, msgs)
+    assert_counted(srv, m0, {"chunks.accepted": 2, "close_codes.1009": 2, "sessions.ended.too_big": 2})
+    assert_serves(srv)
