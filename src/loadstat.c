@@ -195,6 +195,40 @@ struct loadstat_heap_node *loadstat_heap_pop(struct loadstat_heap *h) {
 
 int loadstat_heap_contains(const struct loadstat_heap_node *node) { return node->idx_ != 0; }
 
+/* ---- session roles and churn rate -------------------------------------- */
+
+int loadstat_spread(uint64_t idx, uint64_t n, uint64_t total) {
+    if (total == 0 || idx >= total || n == 0) return 0;
+    if (n >= total) return 1;
+    /* idx * n < total * n: no overflow for any count this tool can hold. */
+    return (idx + 1) * n / total > idx * n / total;
+}
+
+enum loadstat_role loadstat_role(uint64_t idx, uint64_t total, uint64_t n_slow, uint64_t n_flood) {
+    if (n_slow > total) n_slow = total;
+    if (n_flood > total - n_slow) n_flood = total - n_slow;
+    uint64_t k = n_slow + n_flood;
+    if (!loadstat_spread(idx, k, total)) return LOADSTAT_ROLE_NORMAL;
+    uint64_t j = (idx + 1) * k / total - 1;   /* which special slot this is, 0..k-1 */
+    return loadstat_spread(j, n_slow, k) ? LOADSTAT_ROLE_SLOW : LOADSTAT_ROLE_FLOOD;
+}
+
+/* Start times are rounded to the nearest ns, and the count due is derived
+ * from them (the estimate corrected by at most a step either way), so the
+ * two always agree whatever the floating-point rounding. */
+uint64_t loadstat_churn_start_ns(double rate, uint64_t k) {
+    if (!(rate > 0)) return 0;
+    return (uint64_t)llround((double)k * 1e9 / rate);
+}
+
+uint64_t loadstat_churn_due(double rate, uint64_t elapsed_ns) {
+    if (!(rate > 0)) return 1;
+    uint64_t k = (uint64_t)floor((double)elapsed_ns * rate / 1e9);   /* the last session due, about */
+    while (loadstat_churn_start_ns(rate, k + 1) <= elapsed_ns) k++;
+    while (k > 0 && loadstat_churn_start_ns(rate, k) > elapsed_ns) k--;
+    return k + 1;
+}
+
 /* ---- message scanner --------------------------------------------------- */
 
 /* A strict-enough JSON scanner over p..e: enough to find three top-level
@@ -458,6 +492,9 @@ int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out)
     counts_from_object(jpath(root, "requests.by_route.transcribe"), &out->rest_status);
     counts_from_object(jpath(root, "requests.by_route.stream"), &out->stream_status);
     out->rss_bytes = jnum_u64(jpath(root, "process.rss_bytes"));
+    out->open_fds = jnum_u64(jpath(root, "process.open_fds"));
+    out->policy_closes = jnum_u64(jpath(root, "sessions.ended.policy"));
+    counts_from_object(jpath(root, "sessions.ended"), &out->ended);
     out->sessions_active = jnum_u64(jpath(root, "sessions.active"));
     out->connections_active = jnum_u64(jpath(root, "connections.active"));
     out->workers = json_array_size(json_object_get(root, "workers"));
@@ -470,6 +507,12 @@ int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out)
         const char *k;
         json_t *v;
         json_object_foreach(errs, k, v) out->errors_total += jnum_u64(v);
+    }
+    if (json_is_object(errs)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(errs, k, v)
+            if (strcmp(k, "total") != 0 && json_is_number(v)) loadstat_counts_add(&out->error_codes, k, jnum_u64(v));
     }
     out->ok = 1;
     json_decref(root);
@@ -601,28 +644,34 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
 #define OPTS_STR(X) X(url) X(scenario) X(mode) X(wav)
 #define OPTS_INT(X) X(tone) X(sessions) X(chunk_ms) X(capacity_start) X(capacity_step) \
     X(capacity_max) X(max_errors) X(rest_concurrency) X(rest_requests) \
-    X(max_burst)
+    X(max_burst) X(slow_count) X(flood_count)
 #define OPTS_DBL(X) X(ramp_s) X(duration_s) X(slow_fraction) X(p99_threshold_ms) X(mock_latency_ms) \
-    X(churn_life_s) X(connect_timeout_s) X(grace_s)
+    X(churn_life_s) X(connect_timeout_s) X(grace_s) X(flood_fraction) X(flood_factor) X(churn_rate) X(sample_s)
 
 #define RUN_U64(X) X(sessions_opened) X(sessions_completed) X(connect_failures) X(chunks_sent) \
     X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(partial_msgs) X(finals) \
     X(missing) X(out_of_order) X(unmatched) X(slow_sessions) X(slow_chunks) X(slow_answers) X(slow_closed) \
-    X(requests) X(request_failures)
+    X(requests) X(request_failures) X(normal_sessions) X(normal_chunks) X(normal_completed) X(normal_errors) \
+    X(flood_sessions) X(flood_chunks) X(flood_answers) X(flood_partials) X(flood_missing) X(flood_closed) \
+    X(server_samples)
+/* Peaks: merged by taking the larger. */
+#define RUN_MAX(X) X(server_rss_peak) X(server_fds_peak)
 #define RUN_DBL(X) X(start_s) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
-#define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status) X(request_errors)
+#define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status) X(request_errors) X(flood_errors) \
+    X(flood_close_codes) X(slow_close_codes)
 #define RUN_PCT(X) X(latency) X(added)
 
 #define PCT_FIELDS(X) X(p50) X(p90) X(p99) X(p999) X(max) X(mean)
 
 /* Counters (their deltas are written) and gauges (before -> after). */
 #define SRV_CTR(X) X(chunks_total) X(errors_total) X(partials_total) X(partials_dropped) X(finals_total) \
-    X(sessions_total) X(slow_client_closes)
-#define SRV_GAUGE(X) X(rss_bytes) X(sessions_active) X(connections_active) X(workers)
+    X(sessions_total) X(slow_client_closes) X(policy_closes)
+#define SRV_GAUGE(X) X(rss_bytes) X(open_fds) X(sessions_active) X(connections_active) X(workers)
 #define SRV_U64(X) SRV_CTR(X) SRV_GAUGE(X)
-#define SRV_CNT(X) X(close_codes) X(rest_status) X(stream_status)
+#define SRV_CNT(X) X(close_codes) X(rest_status) X(stream_status) X(error_codes) X(ended)
 
 #define POINT_DBL(X) X(t_s) X(p50_ms) X(p90_ms) X(p99_ms)
+#define POINT_U64(X) X(sessions) X(answers) X(rss_bytes) X(open_fds)
 
 static json_t *ju(uint64_t v) { return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v)); }
 
@@ -659,6 +708,7 @@ static json_t *run_json(const struct loadstat_run *r, int rest) {
     json_object_set_new(o, "sessions_target", ju(r->sessions_target));
 #define W_(f) json_object_set_new(o, #f, ju(r->f));
     RUN_U64(W_)
+    RUN_MAX(W_)
 #undef W_
 #define W_(f) json_object_set_new(o, #f, json_real(r->f));
     RUN_DBL(W_)
@@ -731,8 +781,9 @@ int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
 #define W_(f) json_object_set_new(o, #f, json_real(pt->f));
         POINT_DBL(W_)
 #undef W_
-        json_object_set_new(o, "sessions", ju(pt->sessions));
-        json_object_set_new(o, "answers", ju(pt->answers));
+#define W_(f) json_object_set_new(o, #f, ju(pt->f));
+        POINT_U64(W_)
+#undef W_
         json_array_append_new(tl, o);
     }
     json_object_set_new(root, "timeline", tl);
@@ -745,11 +796,20 @@ int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
     return rc;
 }
 
+void loadstat_run_peak(struct loadstat_run *r, const struct loadstat_server *s) {
+    if (!s->ok) return;
+    if (s->rss_bytes > r->server_rss_peak) r->server_rss_peak = s->rss_bytes;
+    if (s->open_fds > r->server_fds_peak) r->server_fds_peak = s->open_fds;
+}
+
 void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src) {
     if (dst->wall_s == 0) dst->start_s = src->start_s;   /* nothing merged yet */
     if (src->sessions_target > dst->sessions_target) dst->sessions_target = src->sessions_target;
 #define M_(f) dst->f += src->f;
     RUN_U64(M_)
+#undef M_
+#define M_(f) if (src->f > dst->f) dst->f = src->f;
+    RUN_MAX(M_)
 #undef M_
 #define M_(f) loadstat_counts_merge(&dst->f, &src->f);
     RUN_CNT(M_)
@@ -798,6 +858,7 @@ static int run_read(json_t *o, struct loadstat_run *r) {
     r->sessions_target = (unsigned)jnum_u64(json_object_get(o, "sessions_target"));
 #define R_(f) r->f = jnum_u64(json_object_get(o, #f));
     RUN_U64(R_)
+    RUN_MAX(R_)
 #undef R_
 #define R_(f) r->f = jnum_dbl(json_object_get(o, #f));
     RUN_DBL(R_)
@@ -851,8 +912,9 @@ int loadstat_result_from_json(const char *p, size_t n, struct loadstat_result *r
 #define R_(f) pt.f = jnum_dbl(json_object_get(o, #f));
         POINT_DBL(R_)
 #undef R_
-        pt.sessions = (unsigned)jnum_u64(json_object_get(o, "sessions"));
-        pt.answers = jnum_u64(json_object_get(o, "answers"));
+#define R_(f) pt.f = (__typeof__(pt.f))jnum_u64(json_object_get(o, #f));
+        POINT_U64(R_)
+#undef R_
         loadstat_result_add_point(r, &pt);
     }
     json_decref(root);

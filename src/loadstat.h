@@ -7,6 +7,8 @@
  *   - a fast scanner for the server's streaming messages (PROTOCOL.md
  *     "Server -> client") and a parser for GET /v1/metrics;
  *   - the comparison of the client's counts with the server's deltas;
+ *   - which session slots play a role (slow reader, flooder), the churn
+ *     rate's start times, and the peaks of the server's sampled RSS and fds;
  *   - the result record, its JSON form (written by --json, read back by
  *     loadstat_result_from_json) and its SVG chart (--svg).
  *
@@ -118,6 +120,35 @@ struct loadstat_heap_node *loadstat_heap_peek(const struct loadstat_heap *h);
 struct loadstat_heap_node *loadstat_heap_pop(struct loadstat_heap *h);
 int  loadstat_heap_contains(const struct loadstat_heap_node *node);
 
+/* ---- session roles and churn rate -------------------------------------- */
+
+/* 1 when slot idx (0 <= idx < total) is one of n slots spread evenly over
+ * total: slot idx is picked when floor((idx+1)*n/total) > floor(idx*n/total),
+ * so exactly min(n, total) slots are picked and two picked slots in a row
+ * are floor(total/n) or ceil(total/n) apart. Integer arithmetic: no
+ * rounding surprises. */
+int loadstat_spread(uint64_t idx, uint64_t n, uint64_t total);
+
+enum loadstat_role {
+    LOADSTAT_ROLE_NORMAL = 0,   /* reads everything, streams in real time; its latency is measured */
+    LOADSTAT_ROLE_SLOW,         /* never reads after `session` (slow-readers) */
+    LOADSTAT_ROLE_FLOOD,        /* sends chunks faster than real time (flood) */
+};
+
+/* The role of slot idx of total when n_slow + n_flood of them are special:
+ * the special slots are spread evenly (loadstat_spread), and among them the
+ * slow ones are spread evenly again, the rest flood. Counts above total
+ * are clamped (slow first). */
+enum loadstat_role loadstat_role(uint64_t idx, uint64_t total, uint64_t n_slow, uint64_t n_flood);
+
+/* Churn at a fixed rate: session k (0, 1, ...) is due k / rate_per_s
+ * seconds after the phase start (rounded to the ns): loadstat_churn_start_ns.
+ * loadstat_churn_due gives how many sessions are due by elapsed_ns, i.e. how
+ * many start times have come (at least 1: the first starts at once); the
+ * two agree exactly. A rate <= 0 reads as "session 0 only". */
+uint64_t loadstat_churn_due(double rate_per_s, uint64_t elapsed_ns);
+uint64_t loadstat_churn_start_ns(double rate_per_s, uint64_t k);
+
 /* ---- server messages --------------------------------------------------- */
 
 enum loadstat_msg_type {
@@ -173,15 +204,19 @@ struct loadstat_server {
     uint64_t partials_dropped;    /* partials.dropped */
     uint64_t finals_total;        /* finals.total */
     uint64_t sessions_total;      /* sessions.total (created) */
-    uint64_t rss_bytes;           /* process.rss_bytes */
+    uint64_t rss_bytes;           /* process.rss_bytes (the sum over workers) */
+    uint64_t open_fds;            /* process.open_fds (the sum over workers) */
     uint64_t sessions_active;     /* sessions.active */
     uint64_t connections_active;  /* connections.active */
     uint64_t workers;             /* entries of "workers" (a master's processes), 0 when absent */
     uint64_t slow_client_closes;  /* sessions.ended.slow_client (0 if absent) */
+    uint64_t policy_closes;       /* sessions.ended.policy: rate abuse 1008 (0 if absent) */
     double   chunk_p99_ms;        /* latency_ms.chunk.p99 (0 if absent) */
     struct loadstat_counts close_codes;  /* close_codes.*: "1000", "1008", ..., "none" */
     struct loadstat_counts rest_status;  /* requests.by_route.transcribe.<status> */
     struct loadstat_counts stream_status; /* requests.by_route.stream.<status> ("101", "503", ...) */
+    struct loadstat_counts error_codes;   /* errors.<CODE>, "total" left out */
+    struct loadstat_counts ended;         /* sessions.ended.<reason> */
 };
 
 /* Parses a /v1/metrics body (jansson). Fields that are absent read as 0;
@@ -202,6 +237,12 @@ struct loadstat_opts {
     double   ramp_s, duration_s;
     unsigned chunk_ms;
     double   slow_fraction;
+    unsigned slow_count;          /* slow-readers: sessions that never read (from slow_fraction unless given) */
+    double   flood_fraction;
+    unsigned flood_count;         /* flood: sessions that send faster than real time */
+    double   flood_factor;        /* flood: their chunk rate, times real time */
+    double   churn_rate;          /* churn: sessions started per second, 0 = refill slots as they free */
+    double   sample_s;            /* seconds between /v1/metrics samples during a phase, 0 = none */
     unsigned capacity_start, capacity_step, capacity_max;
     double   p99_threshold_ms;
     unsigned max_errors;          /* capacity: errors + connect failures + missing a step may have */
@@ -245,10 +286,26 @@ struct loadstat_run {
     uint64_t slow_chunks;             /* ... chunks they sent (in chunks_sent, answers not measured) */
     uint64_t slow_answers;            /* ... answers they received (late, when reading again at `stop`) */
     uint64_t slow_closed;             /* ... that the server closed during the run */
+    uint64_t normal_sessions;         /* sessions neither slow nor flooding (got `session`) */
+    uint64_t normal_chunks;           /* ... chunks they sent */
+    uint64_t normal_completed;        /* ... that got `final` and close 1000 */
+    uint64_t normal_errors;           /* ... `error` messages they received */
+    uint64_t flood_sessions;          /* flood: sessions sending faster than real time */
+    uint64_t flood_chunks;            /* ... chunks they sent (in chunks_sent) */
+    uint64_t flood_answers;           /* ... answers (partial or error) matched to their chunks, not timed */
+    uint64_t flood_partials;          /* ... of which partials (accepted chunks) */
+    uint64_t flood_missing;           /* ... chunks never answered */
+    uint64_t flood_closed;            /* ... sessions the server ended before our `stop` (1008, reset) */
+    uint64_t server_samples;          /* /v1/metrics samples read during the phase */
+    uint64_t server_rss_peak;         /* highest process.rss_bytes seen: before, samples, after */
+    uint64_t server_fds_peak;         /* highest process.open_fds seen */
     uint64_t requests;                /* rest: responses received */
     uint64_t request_failures;        /* rest: non-200, connect or timeout */
     struct loadstat_counts http_status; /* rest: responses by status, "200", "503", ... */
     struct loadstat_counts request_errors; /* rest: requests without a response, by cause ("EOF", "timeout", ...) */
+    struct loadstat_counts flood_errors;   /* flood: `error` messages flooders received, by code */
+    struct loadstat_counts flood_close_codes; /* flood: their close codes (as close_codes) */
+    struct loadstat_counts slow_close_codes;  /* slow-readers: their close codes */
     double   client_cpu_s;            /* user + system CPU of asrd-load */
     double   client_cpu_pct;          /* of one core, over wall_s */
     int      held;                    /* capacity: this step met the criteria */
@@ -261,6 +318,7 @@ struct loadstat_point {
     unsigned sessions;    /* sessions open */
     uint64_t answers;     /* answers in the interval */
     double   p50_ms, p90_ms, p99_ms;  /* latency in the interval */
+    uint64_t rss_bytes, open_fds;     /* the server's, from the latest /v1/metrics sample; 0 = none */
 };
 
 struct loadstat_result {
@@ -297,8 +355,12 @@ struct loadstat_check {
  * dropped, so partials may differ when slow readers were closed.) */
 size_t loadstat_agreement(const struct loadstat_run *r, int rest, struct loadstat_check *out, size_t max);
 
+/* Folds one /v1/metrics snapshot into r's server peaks (server_rss_peak,
+ * server_fds_peak); a snapshot that was not read (ok 0) is ignored. */
+void loadstat_run_peak(struct loadstat_run *r, const struct loadstat_server *s);
+
 /* Adds src's counters, counts, wall, streaming and CPU time to dst; sessions_target
- * becomes the larger; server_before is kept from the first run merged
+ * and the server peaks become the larger; server_before is kept from the first run merged
  * (when dst has none) and server_after taken from src. Percentiles are not
  * mergeable: the caller sets them from a merged histogram. */
 void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src);

@@ -56,8 +56,11 @@
 #define WS_GUID           "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NS                1000000000ull
 
-enum scenario { SC_SUSTAINED, SC_RAMP, SC_CAPACITY, SC_SLOW, SC_CHURN, SC_REST };
-static const char *const scenario_names[] = {"sustained", "ramp", "capacity", "slow-readers", "churn", "rest"};
+#define SAMPLE_TIMEOUT_NS (3ull * 1000000000ull)   /* a /v1/metrics sample not answered by then is dropped */
+
+enum scenario { SC_SUSTAINED, SC_RAMP, SC_CAPACITY, SC_SLOW, SC_CHURN, SC_REST, SC_FLOOD };
+static const char *const scenario_names[] = {"sustained", "ramp", "capacity", "slow-readers", "churn", "rest", "flood"};
+#define SCENARIO_LIST "sustained|ramp|capacity|slow-readers|churn|rest|flood"
 
 /* ---- configuration ----------------------------------------------------- */
 
@@ -106,6 +109,8 @@ struct sess {
     int         in_use;                 /* handle initialised, close callback pending or not run yet */
     int         closing;                /* uv_close called */
     int         slow;                   /* slow-readers: stops reading after `session` */
+    size_t      audio_off;              /* chunk of the looped audio this session starts at */
+    int         flood;                  /* flood: sends chunks flood_factor times faster than real time */
     wslay_event_context_ptr ctx;        /* owned; NULL before the 101 */
     http_parser hp;                     /* upgrade response parser */
     char        hname[32];              /* current response header name (truncated) */
@@ -133,6 +138,21 @@ struct sess {
     int         lost_streaming;         /* connection ended before our `stop` */
     int         stalled;                /* unsent bytes passed STALL_BYTES: server not reading */
     int         failed;                 /* counted as a connect failure */
+};
+
+/* One GET /v1/metrics during a phase (--sample), on the loop: never blocks
+ * the sessions. At most one is in flight; it is dropped after
+ * SAMPLE_TIMEOUT_NS. Heap-allocated per fetch and freed by its close callback. */
+struct sampler {
+    uv_tcp_t     tcp;
+    uv_connect_t creq;
+    uv_write_t   wreq;
+    http_parser  hp;
+    struct buf   body;                  /* response body, bounded */
+    uint64_t     started;               /* ns */
+    int          complete, closing;
+    char         req[1024];             /* the request: host <= 300 and key <= 255 bytes fit */
+    size_t       req_len;
 };
 
 struct rest_client {
@@ -171,6 +191,10 @@ static struct app {
     uv_timer_t   spawner;               /* starts sessions (ramp, churn) */
     uv_timer_t   phase_timer;           /* t_stop, then t_hard, then finish */
     uv_signal_t  sigint;
+    uv_timer_t   sample_timer;          /* --sample: starts a /v1/metrics fetch */
+    struct sampler *sample;             /* the fetch in flight, NULL when none; owned */
+    struct loadstat_server last_sample; /* the newest sample read (ok 0 before any) */
+    uint64_t     last_sample_ns;
     struct loadstat_heap heap;
     struct sess *sess;                  /* owned array of nsess slots */
     unsigned     nsess;
@@ -231,7 +255,7 @@ static void usage(FILE *f) {
         "Load generator for asrd (loopback targets only). See docs/LOAD.md.\n\n"
         "  --url URL               server, ws://HOST[:PORT][/PATH][?QUERY]     default ws://127.0.0.1:8000\n"
         "                          (path defaults to " STREAM_PATH "; the query is passed on)\n"
-        "  --scenario S            sustained|ramp|capacity|slow-readers|churn|rest  default sustained\n"
+        "  --scenario S            " SCENARIO_LIST "  default sustained\n"
         "  --sessions N            sessions held (rest: ignored)             default 100\n"
         "  --ramp R                seconds over which sessions start evenly   default 0 (ramp: 10)\n"
         "  --duration D            seconds of streaming after the ramp        default 10\n"
@@ -244,8 +268,12 @@ static void usage(FILE *f) {
         "  --json FILE             write the machine-readable result          default none\n"
         "  --svg FILE              write a latency chart                      default none\n"
         "  --slow-fraction F       slow-readers: share of sessions that never read  default 0.1\n"
+        "  --slow-sessions N       slow-readers: exactly N of the sessions never read (instead of the fraction)\n"
         "  --slow-rcvbuf BYTES     slow-readers: their SO_RCVBUF, 0 = kernel default  default 16384\n"
         "                          (below ~8192 loopback TCP stalls the client's own sends)\n"
+        "  --flood-fraction F      flood: share of sessions that send faster than real time  default 0.1\n"
+        "  --flood-sessions N      flood: exactly N of the sessions flood (instead of the fraction)\n"
+        "  --flood-factor X        flood: their chunks come X times faster than real time  default 10\n"
         "  --capacity-start N      capacity: sessions of the first step       default 500\n"
         "  --capacity-step N       capacity: sessions added per step          default 500\n"
         "  --capacity-max N        capacity: largest step                     default 10000\n"
@@ -256,6 +284,10 @@ static void usage(FILE *f) {
         "  --rest-concurrency N    rest: requests in flight                   default 8\n"
         "  --requests N            rest: stop after N requests, 0 = until --duration ends  default 0\n"
         "  --churn-life S          churn: mean seconds a session streams      default 3\n"
+        "  --churn-rate R          churn: start R sessions a second (at most --sessions open at once);\n"
+        "                          0 = start one whenever a slot frees        default 0\n"
+        "  --metrics-interval S    read /v1/metrics every S s during the run (RSS, fds, peaks);\n"
+        "                          0 = only before and after                  default 1\n"
         "  --max-burst N           most chunks sent at once after a late wake-up;\n"
         "                          older missed chunks are skipped            default 10\n"
         "  --connect-timeout S     connect + upgrade + `session` deadline     default 10\n"
@@ -417,6 +449,11 @@ static void parse_args(int argc, char **argv) {
     o->mock_latency_ms = 50;
     o->rest_concurrency = 8;
     o->churn_life_s = 3;
+    o->flood_fraction = 0.1;
+    o->flood_factor = 10;
+    o->sample_s = 1;
+    long slow_n = -1, flood_n = -1;
+    int flood_given = 0;
     o->max_burst = 10;
     o->connect_timeout_s = 10;
     o->grace_s = 10;
@@ -424,7 +461,8 @@ static void parse_args(int argc, char **argv) {
     C.slow_rcvbuf = SLOW_RCVBUF;
     enum { O_URL = 256, O_SC, O_SESS, O_RAMP, O_DUR, O_CHUNK, O_MODE, O_WAV, O_TONE, O_JSON, O_SVG, O_SLOW,
            O_CSTART, O_CSTEP, O_CMAX, O_P99, O_MOCK, O_RESTC, O_CHURN, O_BURST, O_CTO, O_GRACE, O_KEY,
-           O_QUIET, O_HELP, O_RCVBUF, O_MAXERR, O_RESTN };
+           O_QUIET, O_HELP, O_RCVBUF, O_MAXERR, O_RESTN, O_SLOWN, O_FLOODF, O_FLOODN, O_FLOODX, O_CRATE,
+           O_SAMPLE };
     static const struct option lo[] = {
         {"url", 1, 0, O_URL}, {"scenario", 1, 0, O_SC}, {"sessions", 1, 0, O_SESS}, {"ramp", 1, 0, O_RAMP},
         {"duration", 1, 0, O_DUR}, {"chunk-ms", 1, 0, O_CHUNK}, {"mode", 1, 0, O_MODE}, {"wav", 1, 0, O_WAV},
@@ -433,7 +471,10 @@ static void parse_args(int argc, char **argv) {
         {"p99-threshold-ms", 1, 0, O_P99}, {"max-errors", 1, 0, O_MAXERR}, {"mock-latency-ms", 1, 0, O_MOCK},
         {"rest-concurrency", 1, 0, O_RESTC}, {"requests", 1, 0, O_RESTN}, {"churn-life", 1, 0, O_CHURN}, {"max-burst", 1, 0, O_BURST},
         {"connect-timeout", 1, 0, O_CTO}, {"grace", 1, 0, O_GRACE}, {"api-key", 1, 0, O_KEY},
-        {"slow-rcvbuf", 1, 0, O_RCVBUF}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"slow-rcvbuf", 1, 0, O_RCVBUF}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
+        {"slow-sessions", 1, 0, O_SLOWN}, {"flood-fraction", 1, 0, O_FLOODF}, {"flood-sessions", 1, 0, O_FLOODN},
+        {"flood-factor", 1, 0, O_FLOODX}, {"churn-rate", 1, 0, O_CRATE}, {"metrics-interval", 1, 0, O_SAMPLE},
+        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
@@ -446,7 +487,7 @@ static void parse_args(int argc, char **argv) {
             for (i = 0; i < sizeof scenario_names / sizeof scenario_names[0]; i++)
                 if (strcmp(optarg, scenario_names[i]) == 0) break;
             if (i == sizeof scenario_names / sizeof scenario_names[0])
-                die("--scenario: \"%s\" is not one of sustained|ramp|capacity|slow-readers|churn|rest", optarg);
+                die("--scenario: \"%s\" is not one of " SCENARIO_LIST, optarg);
             snprintf(o->scenario, sizeof o->scenario, "%s", optarg);
             break;
         }
@@ -482,6 +523,12 @@ static void parse_args(int argc, char **argv) {
         case O_KEY: snprintf(C.api_key, sizeof C.api_key, "%s", optarg); break;
         case O_QUIET: C.quiet = 1; break;
         case O_RCVBUF: C.slow_rcvbuf = opt_uint("slow-rcvbuf", optarg, 0, 1u << 24); break;
+        case O_SLOWN: slow_n = opt_uint("slow-sessions", optarg, 0, 100000); break;
+        case O_FLOODF: o->flood_fraction = opt_num("flood-fraction", optarg, 0, 1); flood_given = 1; break;
+        case O_FLOODN: flood_n = opt_uint("flood-sessions", optarg, 0, 100000); flood_given = 1; break;
+        case O_FLOODX: o->flood_factor = opt_num("flood-factor", optarg, 1, 1000); flood_given = 1; break;
+        case O_CRATE: o->churn_rate = opt_num("churn-rate", optarg, 0, 100000); break;
+        case O_SAMPLE: o->sample_s = opt_num("metrics-interval", optarg, 0, 3600); break;
         case 'h': case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -492,6 +539,24 @@ static void parse_args(int argc, char **argv) {
     if (o->ramp_s < 0) o->ramp_s = C.sc == SC_RAMP ? 10 : 0;
     if (C.sc == SC_RAMP && o->ramp_s <= 0) die("--scenario ramp needs --ramp > 0");
     if (C.sc == SC_CAPACITY && o->capacity_start > o->capacity_max) die("--capacity-start is above --capacity-max");
+    if (o->sample_s > 0 && o->sample_s < 0.1) die("--metrics-interval: at least 0.1 s (or 0 for none)");
+    /* Roles: counts of the --sessions slots, given or from the fraction. */
+    if (slow_n > (long)o->sessions) die("--slow-sessions %ld is above --sessions %u", slow_n, o->sessions);
+    if (flood_n > (long)o->sessions) die("--flood-sessions %ld is above --sessions %u", flood_n, o->sessions);
+    if (flood_given && C.sc != SC_FLOOD) die("--flood-* options need --scenario flood");
+    if (slow_n >= 0 && C.sc != SC_SLOW) die("--slow-sessions needs --scenario slow-readers");
+    if (o->churn_rate > 0 && C.sc != SC_CHURN) die("--churn-rate needs --scenario churn");
+    if (C.sc == SC_SLOW) {
+        o->slow_count = slow_n >= 0 ? (unsigned)slow_n : (unsigned)llround(o->slow_fraction * o->sessions);
+        o->slow_fraction = (double)o->slow_count / o->sessions;
+    }
+    if (C.sc == SC_FLOOD) {
+        o->flood_count = flood_n >= 0 ? (unsigned)flood_n : (unsigned)llround(o->flood_fraction * o->sessions);
+        o->flood_fraction = (double)o->flood_count / o->sessions;
+        if ((double)o->chunk_ms / o->flood_factor < 1.0)
+            die("--flood-factor %g with --chunk-ms %u: a chunk every %.2f ms, at least 1 ms is needed", o->flood_factor,
+                o->chunk_ms, (double)o->chunk_ms / o->flood_factor);
+    }
     C.json_mode = strcmp(o->mode, "json") == 0;
     if (o->tone && wav_given) die("--tone and --wav exclude each other");
     if (!wav_given && !o->tone) find_default_wav(o->wav, sizeof o->wav);
@@ -671,6 +736,114 @@ static void fetch_metrics_settled(const struct loadstat_server *before, struct l
         struct timespec ts = {0, 100000000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* ---- /v1/metrics samples during a phase --------------------------------- */
+
+/* Every --metrics-interval seconds of a phase, one GET /v1/metrics on the
+ * loop (struct sampler): the server's RSS and open fds over time (the
+ * timeline) and their peaks (loadstat_run_peak). A sample the server has
+ * not answered after SAMPLE_TIMEOUT_NS is dropped, and none starts while
+ * one is in flight, so a stalled server costs one idle socket. */
+static void sample_close_cb(uv_handle_t *h) {
+    struct sampler *m = h->data;
+    buf_cleanup(&m->body);
+    free(m);
+}
+
+static void sample_end(struct sampler *m) {
+    if (m->closing) return;
+    m->closing = 1;
+    if (A.sample == m) A.sample = NULL;
+    uv_close((uv_handle_t *)&m->tcp, sample_close_cb);
+}
+
+static int sample_on_body(http_parser *p, const char *at, size_t len) {
+    struct sampler *m = p->data;
+    return buf_append(&m->body, at, len) == 0 ? 0 : -1;
+}
+
+static int sample_on_complete(http_parser *p) {
+    ((struct sampler *)p->data)->complete = 1;
+    return 0;
+}
+
+static const http_parser_settings sample_settings = {.on_body = sample_on_body,
+                                                     .on_message_complete = sample_on_complete};
+
+static void sample_done(struct sampler *m) {
+    struct loadstat_server snap;
+    if (m->complete && m->hp.status_code == 200 &&
+        loadstat_metrics_parse(m->body.data, m->body.len, &snap) == 0) {
+        A.last_sample = snap;
+        A.last_sample_ns = now_ns();
+        A.ph.run.server_samples++;
+        loadstat_run_peak(&A.ph.run, &snap);
+    }
+    sample_end(m);
+}
+
+static void sample_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+    struct sampler *m = st->data;
+    if (m->closing) return;
+    if (nread < 0) {
+        http_parser_execute(&m->hp, &sample_settings, NULL, 0);
+        sample_done(m);
+        return;
+    }
+    if (nread == 0) return;
+    if (http_parser_execute(&m->hp, &sample_settings, b->base, (size_t)nread) != (size_t)nread || m->complete)
+        sample_done(m);
+}
+
+static void sample_on_write(uv_write_t *req, int status) {
+    struct sampler *m = req->data;
+    if (status < 0) sample_end(m);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+
+static void sample_on_connect(uv_connect_t *req, int status) {
+    struct sampler *m = req->data;
+    if (m->closing) return;
+    uv_buf_t b = uv_buf_init(m->req, (unsigned)m->req_len);
+    if (status < 0 || uv_write(&m->wreq, (uv_stream_t *)&m->tcp, &b, 1, sample_on_write) != 0 ||
+        uv_read_start((uv_stream_t *)&m->tcp, on_alloc, sample_on_read) != 0)
+        sample_end(m);
+}
+
+static void sample_timer_cb(uv_timer_t *t) {
+    uint64_t now = now_ns();
+    if (A.sample) {
+        if (now - A.sample->started < SAMPLE_TIMEOUT_NS) return;
+        sample_end(A.sample);
+    }
+    struct sampler *m = xcalloc(1, sizeof *m);
+    if (uv_tcp_init_ex(A.loop, &m->tcp, C.addr.ss_family) != 0) {
+        free(m);
+        return;
+    }
+    m->tcp.data = m->creq.data = m->wreq.data = m;
+    buf_init(&m->body, 8u << 20);
+    http_parser_init(&m->hp, HTTP_RESPONSE);
+    m->hp.data = m;
+    m->started = now;
+    m->req_len = (size_t)snprintf(m->req, sizeof m->req,
+                                  "GET /v1/metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s%s\r\n", C.host,
+                                  C.api_key[0] ? "Authorization: Bearer " : "", C.api_key, C.api_key[0] ? "\r\n" : "");
+    A.sample = m;
+    if (uv_tcp_connect(&m->creq, &m->tcp, (const struct sockaddr *)&C.addr, sample_on_connect) != 0) sample_end(m);
+}
+
+static void sampling_start(void) {
+    if (C.o.sample_s <= 0) return;
+    uint64_t ms = (uint64_t)(C.o.sample_s * 1000);
+    uv_timer_start(&A.sample_timer, sample_timer_cb, ms, ms);
+}
+
+static void sampling_stop(void) {
+    uv_timer_stop(&A.sample_timer);
+    if (A.sample) sample_end(A.sample);
 }
 
 /* ---- scheduler timer --------------------------------------------------- */
@@ -896,7 +1069,7 @@ static void sess_service(struct sess *s, uint64_t now) {
     A.ph.run.chunks_skipped += skipped;
     for (unsigned i = 0; i < n && s->st == ST_STREAMING; i++) {
         uint64_t slot = first + i;
-        size_t ci = (size_t)(slot % AU.nchunks);
+        size_t ci = (size_t)((slot + s->audio_off) % AU.nchunks);
         if (s->wq_bytes > MAX_WQ_BYTES) {
             /* The socket does not drain: sending more would only queue here. */
             A.ph.run.chunks_blocked++;
@@ -907,6 +1080,8 @@ static void sess_service(struct sess *s, uint64_t now) {
         s->ring[seq % RING].t_ns = now_ns();
         A.ph.run.chunks_sent++;
         if (s->slow) A.ph.run.slow_chunks++;
+        else if (s->flood) A.ph.run.flood_chunks++;
+        else A.ph.run.normal_chunks++;
         if (C.json_mode) {
             A.scratch.len = 0;
             buf_printf(&A.scratch, "{\"type\":\"audio_chunk\",\"data\":\"%s\",\"sequence\":%llu}", AU.b64[ci],
@@ -938,6 +1113,11 @@ static void sess_answer(struct sess *s, uint64_t seq, int partial) {
     uint64_t lat = (t - s->ring[seq % RING].t_ns) / 1000;
     s->ring[seq % RING].t_ns = 0;
     s->answered++;
+    if (s->flood) {         /* flooders: counted apart, not measured */
+        run->flood_answers++;
+        if (partial) run->flood_partials++;
+        return;
+    }
     run->answers++;
     if (partial) run->partials++;
     uint64_t mock = (uint64_t)(C.o.mock_latency_ms * 1000);
@@ -964,11 +1144,21 @@ static void sess_on_text(struct sess *s, const uint8_t *msg, size_t len) {
         if (s->slow) {
             uv_read_stop((uv_stream_t *)&s->tcp);
             run->slow_sessions++;
+        } else if (s->flood) {
+            /* The same chunks, flood_factor times as often. */
+            period = (uint64_t)((double)period / C.o.flood_factor);
+            run->flood_sessions++;
+        } else {
+            run->normal_sessions++;
         }
         /* A random phase within one period spreads the sessions' sends
          * evenly, as independent clients would. */
-        loadstat_sched_init(&s->sched, now + (uint64_t)rand_below(C.o.chunk_ms * 1000) * 1000, period,
+        loadstat_sched_init(&s->sched, now + (uint64_t)rand_below((unsigned)(period / 1000)) * 1000, period,
                             C.o.max_burst);
+        /* ... and a random starting point in the audio: independent speakers
+         * do not pause and talk in step (with a file of turns and pauses,
+         * sessions that all start at its beginning would). */
+        s->audio_off = rand_below((unsigned)AU.nchunks);
         if (C.sc == SC_CHURN) {
             double life = C.o.churn_life_s * (0.5 + (double)rand_below(1000) / 1000.0);
             uint64_t end = now + (uint64_t)(life * 1e9);
@@ -986,6 +1176,8 @@ static void sess_on_text(struct sess *s, const uint8_t *msg, size_t len) {
         break;
     case LOADSTAT_MSG_ERROR:
         loadstat_counts_add(&run->errors, m.code[0] ? m.code : "NO_CODE", 1);
+        if (s->flood) loadstat_counts_add(&run->flood_errors, m.code[0] ? m.code : "NO_CODE", 1);
+        else if (!s->slow) run->normal_errors++;
         if (m.has_sequence) sess_answer(s, m.sequence, 0);
         break;
     case LOADSTAT_MSG_FINAL:
@@ -1160,14 +1352,21 @@ static void sess_end(struct sess *s) {
     if (s->st == ST_ENDED || s->st == ST_IDLE) return;
     struct loadstat_run *run = &A.ph.run;
     if (s->counted_open) {
-        if (!s->slow) run->missing += s->seq - s->answered;
+        if (s->flood) run->flood_missing += s->seq - s->answered;
+        else if (!s->slow) run->missing += s->seq - s->answered;
         char code[16];
         if (s->got_close) snprintf(code, sizeof code, "%u", s->close_code);
         else snprintf(code, sizeof code, "%s", s->st == ST_STOPPING && !s->lost_streaming && s->deadline &&
                                                    now_ns() >= s->deadline ? "timeout" : "none");
         loadstat_counts_add(&run->close_codes, code, 1);
-        if (s->got_final && s->got_close && s->close_code == 1000) run->sessions_completed++;
+        if (s->slow) loadstat_counts_add(&run->slow_close_codes, code, 1);
+        if (s->flood) loadstat_counts_add(&run->flood_close_codes, code, 1);
+        int completed = s->got_final && s->got_close && s->close_code == 1000;
+        if (completed) run->sessions_completed++;
+        if (completed && !s->slow && !s->flood) run->normal_completed++;
         if (s->slow && (s->lost_streaming || (s->got_close && s->close_code == 1008))) run->slow_closed++;
+        /* Ended before our `stop`: the server closed it (1008) or reset it. */
+        if (s->flood && s->st == ST_STREAMING) run->flood_closed++;
         if (s->stalled) run->sessions_stalled++;
     }
     loadstat_heap_remove(&A.heap, &s->hn);
@@ -1214,10 +1413,9 @@ static void sess_start(void) {
     struct sess *s = &A.sess[idx];
     memset(s, 0, sizeof *s);
     s->idx = idx;
-    if (C.sc == SC_SLOW) {
-        double f = C.o.slow_fraction;
-        s->slow = floor((idx + 1) * f) > floor(idx * f);
-    }
+    enum loadstat_role role = loadstat_role(idx, A.nsess, C.o.slow_count, C.o.flood_count);
+    s->slow = role == LOADSTAT_ROLE_SLOW;
+    s->flood = role == LOADSTAT_ROLE_FLOOD;
     A.ph.started++;
     int r = uv_tcp_init_ex(A.loop, &s->tcp, C.addr.ss_family);
     if (r != 0) {
@@ -1424,6 +1622,24 @@ static void spawn_cb(uv_timer_t *t) {
         if (next != UINT64_MAX) spawn_kick((next - now) / 1000000 + 1);
         return;
     }
+    if (C.sc == SC_CHURN && C.o.churn_rate > 0) {
+        /* Churn at a rate: session k starts k / rate s into the phase, when
+         * a slot is free (at most --sessions open); a start that finds no
+         * free slot waits for the next close (on_sess_close kicks us). */
+        uint64_t due = loadstat_churn_due(C.o.churn_rate, now - ph->t_start);
+        unsigned batch = 0;
+        while (ph->started < due && batch < SPAWN_BATCH && A.nfree) {
+            sess_start();
+            batch++;
+        }
+        if (ph->started < due) {
+            if (A.nfree) spawn_kick(1);
+        } else {
+            uint64_t next = ph->t_start + loadstat_churn_start_ns(C.o.churn_rate, ph->started);
+            spawn_kick(next > now ? (next - now + 999999) / 1000000 : 1);
+        }
+        return;
+    }
     unsigned want = ph->target;
     int ramping = 0;
     if (C.o.ramp_s > 0) {
@@ -1514,6 +1730,8 @@ static void close_all_and_quit(void) {
     uv_close((uv_handle_t *)&A.spawner, NULL);
     uv_close((uv_handle_t *)&A.phase_timer, NULL);
     uv_close((uv_handle_t *)&A.sigint, NULL);
+    uv_close((uv_handle_t *)&A.sample_timer, NULL);
+    if (A.sample) sample_end(A.sample);
 }
 
 /* Capacity: does a step hold? Sets run->held and run->verdict. */
@@ -1547,6 +1765,7 @@ static void phase_finish_cb(uv_timer_t *t) {
     struct rusage ru1;
     getrusage(RUSAGE_SELF, &ru1);
     uv_timer_stop(&A.phase_timer);
+    sampling_stop();
     r->sessions_target = ph->target;
     uint64_t now = now_ns();
     r->wall_s = (double)(now - ph->t_start) / 1e9;
@@ -1558,6 +1777,7 @@ static void phase_finish_cb(uv_timer_t *t) {
     loadstat_hist_summary(&ph->lat, &r->latency);
     loadstat_hist_summary(&ph->added, &r->added);
     fetch_metrics_settled(&r->server_before, &r->server_after);
+    loadstat_run_peak(r, &r->server_after);
     loadstat_hist_merge(&A.all_lat, &ph->lat);
     loadstat_hist_merge(&A.all_added, &ph->added);
     loadstat_run_merge(&A.res.total, r);
@@ -1589,6 +1809,8 @@ static void phase_start(unsigned target) {
     memset(ph, 0, sizeof *ph);
     ph->target = target;
     fetch_metrics(&ph->run.server_before);
+    loadstat_run_peak(&ph->run, &ph->run.server_before);
+    sampling_start();
     getrusage(RUSAGE_SELF, &ph->ru0);
     ph->t_start = now_ns();
     ph->run.start_s = (double)(ph->t_start - A.run_t0) / 1e9;
@@ -1648,22 +1870,32 @@ static void tick_cb(uv_timer_t *t) {
         .p90_ms = (double)loadstat_hist_percentile(&A.interval, 90) / 1000.0,
         .p99_ms = (double)loadstat_hist_percentile(&A.interval, 99) / 1000.0,
     };
+    /* The server's RSS and fds from a sample of the last 2.5 s, if any. */
+    int fresh = A.last_sample.ok && now - A.last_sample_ns < 2500000000ull;
+    if (fresh) {
+        pt.rss_bytes = A.last_sample.rss_bytes;
+        pt.open_fds = A.last_sample.open_fds;
+    }
     loadstat_result_add_point(&A.res, &pt);
     loadstat_hist_reset(&A.interval);
     if (C.quiet) return;
     uint64_t errs = loadstat_counts_sum(&r->errors) + r->request_failures;
+    char srv[64] = "";
+    if (fresh)
+        snprintf(srv, sizeof srv, "  server rss %.1f MB fds %llu", (double)pt.rss_bytes / 1048576.0,
+                 (unsigned long long)pt.open_fds);
     if (C.sc == SC_REST)
-        fprintf(stderr, "[%6.1fs] clients %u  req/s %llu  p99 %.1f ms  failures %llu  connect-fail %llu\n", pt.t_s,
+        fprintf(stderr, "[%6.1fs] clients %u  req/s %llu  p99 %.1f ms  failures %llu  connect-fail %llu%s\n", pt.t_s,
                 streaming, (unsigned long long)d_ans, (double)loadstat_hist_percentile(&ph->lat, 99) / 1000.0,
-                (unsigned long long)errs, (unsigned long long)r->connect_failures);
+                (unsigned long long)errs, (unsigned long long)r->connect_failures, srv);
     else
         fprintf(stderr,
                 "[%6.1fs] open %u  chunks/s %llu  answers/s %llu  p99 %.1f ms (added %.1f)  errors %llu  "
-                "connect-fail %llu  stalled %u%s\n",
+                "connect-fail %llu  stalled %u%s%s\n",
                 pt.t_s, streaming, (unsigned long long)d_chunks, (unsigned long long)d_ans,
                 (double)loadstat_hist_percentile(&ph->lat, 99) / 1000.0,
                 (double)loadstat_hist_percentile(&ph->added, 99) / 1000.0, (unsigned long long)errs,
-                (unsigned long long)r->connect_failures, stalled_now, ph->stopping ? "  (stopping)" : "");
+                (unsigned long long)r->connect_failures, stalled_now, srv, ph->stopping ? "  (stopping)" : "");
 }
 
 static void sigint_cb(uv_signal_t *h, int sig) {
@@ -1726,8 +1958,9 @@ static void print_server(const struct loadstat_run *r) {
     struct loadstat_counts cc, rs;
     loadstat_counts_delta(&cc, &b->close_codes, &a->close_codes);
     loadstat_counts_delta(&rs, &b->rest_status, &a->rest_status);
-    printf("%-14serrors +%llu  slow_client closes +%llu  close codes", "", dlt(a->errors_total, b->errors_total),
-           dlt(a->slow_client_closes, b->slow_client_closes));
+    printf("%-14serrors +%llu  slow_client closes +%llu  policy closes +%llu  close codes", "",
+           dlt(a->errors_total, b->errors_total), dlt(a->slow_client_closes, b->slow_client_closes),
+           dlt(a->policy_closes, b->policy_closes));
     if (!cc.len) printf(" none");
     for (size_t i = 0; i < cc.len; i++) printf("%s %s +%llu", i ? "," : "", cc.v[i].name, (unsigned long long)cc.v[i].n);
     if (rs.len) {
@@ -1736,9 +1969,26 @@ static void print_server(const struct loadstat_run *r) {
             printf("%s %s +%llu", i ? "," : "", rs.v[i].name, (unsigned long long)rs.v[i].n);
     }
     printf("\n");
-    printf("%-14srss %.1f MB -> %.1f MB  sessions.active %llu -> %llu  chunk p99 (server) %.2f ms", "",
-           (double)a->rss_bytes / 1048576.0, (double)b->rss_bytes / 1048576.0, (unsigned long long)a->sessions_active,
-           (unsigned long long)b->sessions_active, b->chunk_p99_ms);
+    struct loadstat_counts ec, en;
+    loadstat_counts_delta(&ec, &b->error_codes, &a->error_codes);
+    loadstat_counts_delta(&en, &b->ended, &a->ended);
+    if (ec.len || en.len) {
+        printf("%-14s", "");
+        if (ec.len) printf("errors by code");
+        for (size_t i = 0; i < ec.len; i++)
+            printf("%s %s +%llu", i ? "," : "", ec.v[i].name, (unsigned long long)ec.v[i].n);
+        if (en.len) printf("%ssessions ended", ec.len ? "  " : "");
+        for (size_t i = 0; i < en.len; i++)
+            printf("%s %s +%llu", i ? "," : "", en.v[i].name, (unsigned long long)en.v[i].n);
+        printf("\n");
+    }
+    printf("%-14srss %.1f MB -> %.1f MB (peak %.1f MB)  open fds %llu -> %llu (peak %llu)  %llu samples during the run\n",
+           "", (double)a->rss_bytes / 1048576.0, (double)b->rss_bytes / 1048576.0,
+           (double)r->server_rss_peak / 1048576.0, (unsigned long long)a->open_fds, (unsigned long long)b->open_fds,
+           (unsigned long long)r->server_fds_peak, (unsigned long long)r->server_samples);
+    printf("%-14ssessions.active %llu -> %llu  connections.active %llu -> %llu  chunk p99 (server) %.2f ms", "",
+           (unsigned long long)a->sessions_active, (unsigned long long)b->sessions_active,
+           (unsigned long long)a->connections_active, (unsigned long long)b->connections_active, b->chunk_p99_ms);
     if (b->workers > 1) printf("  (%llu workers)", (unsigned long long)b->workers);
     printf("\n");
     /* The counts both sides keep, side by side (see loadstat_agreement). */
@@ -1804,11 +2054,33 @@ static void print_report(void) {
         print_pct("added ms", &t->added);
         print_counts("errors", &t->errors);
         print_counts("close codes", &t->close_codes);
-        if (C.sc == SC_SLOW)
+        if (C.sc == SC_SLOW) {
             printf("%-14s%llu slow sessions sent %llu chunks and got %llu answers, late (not measured); %llu closed "
                    "by the server (write error, EOF or 1008)\n", "slow readers", (unsigned long long)t->slow_sessions,
                    (unsigned long long)t->slow_chunks, (unsigned long long)t->slow_answers,
                    (unsigned long long)t->slow_closed);
+            if (t->server_before.ok && t->server_after.ok)
+                printf("%-14sthe server ended %llu sessions as slow_client and sent close_codes.1008 +%llu\n", "",
+                       dlt(t->server_before.slow_client_closes, t->server_after.slow_client_closes),
+                       dlt(loadstat_counts_get(&t->server_before.close_codes, "1008"),
+                           loadstat_counts_get(&t->server_after.close_codes, "1008")));
+            print_counts("  close codes", &t->slow_close_codes);
+        }
+        if (C.sc == SC_FLOOD) {
+            printf("%-14s%llu sessions at %.1fx real time sent %llu chunks: %llu answered (%llu partials), "
+                   "missing %llu; %llu ended by the server before `stop`\n", "flooders",
+                   (unsigned long long)t->flood_sessions, C.o.flood_factor, (unsigned long long)t->flood_chunks,
+                   (unsigned long long)t->flood_answers, (unsigned long long)t->flood_partials,
+                   (unsigned long long)t->flood_missing, (unsigned long long)t->flood_closed);
+            print_counts("  errors", &t->flood_errors);
+            print_counts("  close codes", &t->flood_close_codes);
+        }
+        if (C.sc == SC_SLOW || C.sc == SC_FLOOD)
+            printf("%-14s%llu sessions sent %llu chunks: %llu answered (timed above), missing %llu, errors %llu, "
+                   "%llu completed (final + 1000)\n", "normal", (unsigned long long)t->normal_sessions,
+                   (unsigned long long)t->normal_chunks, (unsigned long long)t->answers,
+                   (unsigned long long)t->missing, (unsigned long long)t->normal_errors,
+                   (unsigned long long)t->normal_completed);
     }
     printf("%-14s%.2f s CPU over %.1f s wall (%.1f %% of one core); %.1f s of streaming\n", "client",
            t->client_cpu_s, t->wall_s, t->client_cpu_pct, t->stream_s);
@@ -1891,6 +2163,7 @@ int main(int argc, char **argv) {
     uv_timer_init(A.loop, &A.spawner);
     uv_timer_init(A.loop, &A.phase_timer);
     uv_signal_init(A.loop, &A.sigint);
+    uv_timer_init(A.loop, &A.sample_timer);
     uv_signal_start(&A.sigint, sigint_cb, SIGINT);
 
     if (C.sc == SC_REST) {

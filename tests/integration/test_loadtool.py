@@ -162,6 +162,18 @@ def test_sustained_binary_counts_match_server(start_server):
     assert "close codes   1000 20" in out, out
     assert "chunks %d/%d" % (t["chunks_sent"], t["chunks_sent"]) in out, out
     assert t["client_cpu_s"] > 0 and 0 < t["client_cpu_pct"] < 100, t
+    # every session is a normal one here, counted as such
+    assert t["normal_sessions"] == t["normal_completed"] == 20 and t["normal_chunks"] == t["chunks_sent"], t
+    assert t["slow_sessions"] == t["flood_sessions"] == 0, t
+    # the server sampled during the run (--metrics-interval 1): its fds
+    # peaked with the 20 sessions open, and are back where they were
+    fds0 = h.metric(m0, "process.open_fds")
+    assert t["server_samples"] >= 2, t["server_samples"]
+    assert t["server_fds_peak"] >= fds0 + 20, (t["server_fds_peak"], fds0)
+    assert t["server"]["before"]["open_fds"] == t["server"]["after"]["open_fds"] == h.metric(m1, "process.open_fds")
+    assert t["server_rss_peak"] >= max(t["server"]["before"]["rss_bytes"], t["server"]["after"]["rss_bytes"]) > 0
+    assert any(p["rss_bytes"] > 0 and p["open_fds"] >= fds0 + 20 for p in tl), tl
+    assert re.search(r"open fds %d -> %d \(peak %d\)" % (fds0, fds0, t["server_fds_peak"]), out), out
 
 
 @pytest.mark.timeout(60)

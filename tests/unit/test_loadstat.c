@@ -2,7 +2,9 @@
  * values, the histogram's error bound, absolute-deadline scheduling (no
  * drift, catch-up policy, many sessions on one heap), the deadline heap, the
  * message scanner, the /v1/metrics parser, count deltas and the client/server
- * agreement, the result JSON round trip, and the SVG panels. */
+ * agreement, the result JSON round trip, the SVG panels, session roles
+ * (slow readers, flooders), the churn rate's start times and the server
+ * peaks. */
 #include "test.h"
 
 #include <jansson.h>
@@ -391,7 +393,7 @@ TEST(loadstat_msg_matches_jansson) {
 static const char metrics_body[] =
     "{\"worker_id\":\"w0\",\"uptime_s\":0.5,\"connections\":{\"active\":3,\"total\":9,\"refused\":0},"
     "\"sessions\":{\"active\":2,\"attached\":2,\"total\":7,\"resumed\":0,\"refused\":0,\"ended\":{\"stop\":4,"
-    "\"idle\":0,\"expired\":0,\"slow_client\":5,\"policy\":0}},\"chunks\":{\"total\":123456,\"accepted\":123000,"
+    "\"idle\":0,\"expired\":0,\"slow_client\":5,\"policy\":3}},\"chunks\":{\"total\":123456,\"accepted\":123000,"
     "\"per_sec\":99.50},\"partials\":{\"total\":123000,\"dropped\":77},\"errors\":{\"total\":12,"
     "\"INVALID_MESSAGE\":2,\"RATE_LIMITED\":10},\"latency_ms\":{\"chunk\":{\"count\":5,\"mean\":50.1,\"p50\":50.0,"
     "\"p95\":51.0,\"p99\":52.5,\"p999\":60.0}},\"process\":{\"rss_bytes\":5541888,\"open_fds\":14},"
@@ -424,6 +426,17 @@ TEST(loadstat_metrics_parse_fields) {
     ASSERT_EQ_INT(loadstat_counts_get(&s.rest_status, "415"), 2);
     ASSERT_EQ_INT(loadstat_counts_get(&s.stream_status, "101"), 7);
     ASSERT_EQ_INT(loadstat_counts_get(&s.stream_status, "503"), 1);
+    ASSERT_EQ_INT(s.open_fds, 14);
+    ASSERT_EQ_INT(s.policy_closes, 3);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.ended, "stop"), 4);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.ended, "slow_client"), 5);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.ended, "policy"), 3);
+    ASSERT_EQ_INT(s.ended.len, 5);
+    /* errors by code, "total" left out */
+    ASSERT_EQ_INT(s.error_codes.len, 2);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.error_codes, "RATE_LIMITED"), 10);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.error_codes, "INVALID_MESSAGE"), 2);
+    ASSERT_EQ_INT(loadstat_counts_get(&s.error_codes, "total"), 0);
 }
 
 TEST(loadstat_metrics_parse_partial_and_bad) {
@@ -439,6 +452,10 @@ TEST(loadstat_metrics_parse_partial_and_bad) {
     ASSERT_EQ_INT(s.workers, 0);
     ASSERT_EQ_INT(s.close_codes.len, 0);
     ASSERT_EQ_INT(s.rest_status.len, 0);
+    ASSERT_EQ_INT(s.open_fds, 0);
+    ASSERT_EQ_INT(s.policy_closes, 0);
+    ASSERT_EQ_INT(s.ended.len, 0);
+    ASSERT_EQ_INT(s.error_codes.len, 2);                 /* A and B */
     static const char *const bad[] = {"", "not json", "[1,2]", "{\"chunks\":{}}", "{\"chunks\":{\"total\":\"5\"}}",
                                       "{\"chunks\":{\"total\":5}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -500,13 +517,33 @@ static void fill_run(struct loadstat_run *r, unsigned seed) {
     r->partial_msgs = 19885;
     r->slow_answers = 11;
     loadstat_counts_add(&r->request_errors, "EOF", 2);
+    r->normal_sessions = 170;
+    r->normal_chunks = 17000;
+    r->normal_completed = 169;
+    r->normal_errors = 4;
+    r->flood_sessions = 9;
+    r->flood_chunks = 2900;
+    r->flood_answers = 2890;
+    r->flood_partials = 600;
+    r->flood_missing = 10;
+    r->flood_closed = 3;
+    r->server_samples = 10 + seed;
+    r->server_rss_peak = 20000000 + seed;
+    r->server_fds_peak = 230 + seed;
+    loadstat_counts_add(&r->flood_errors, "RATE_LIMITED", 2290);
+    loadstat_counts_add(&r->flood_close_codes, "1008", 3);
+    loadstat_counts_add(&r->flood_close_codes, "1000", 6);
+    loadstat_counts_add(&r->slow_close_codes, "none", 1);
     memset(&r->server_before, 0, sizeof r->server_before);
     r->server_before.ok = 1;
     r->server_before.chunks_total = 10;
     r->server_before.partials_total = 5;
     r->server_before.rss_bytes = 5541888;
     r->server_before.connections_active = 1;
+    r->server_before.open_fds = 14;
     loadstat_counts_add(&r->server_before.close_codes, "1000", 3);
+    loadstat_counts_add(&r->server_before.error_codes, "RATE_LIMITED", 0);
+    loadstat_counts_add(&r->server_before.ended, "stop", 3);
     r->server_after = r->server_before;
     r->server_after.chunks_total = 19910;
     r->server_after.errors_total = 10;
@@ -516,6 +553,13 @@ static void fill_run(struct loadstat_run *r, unsigned seed) {
     r->server_after.sessions_total = 199;
     r->server_after.rss_bytes = 12541888;
     r->server_after.slow_client_closes = 19;
+    r->server_after.policy_closes = 3;
+    r->server_after.open_fds = 15;
+    memset(&r->server_after.ended, 0, sizeof r->server_after.ended);
+    loadstat_counts_add(&r->server_after.ended, "stop", 180);
+    loadstat_counts_add(&r->server_after.ended, "policy", 3);
+    memset(&r->server_after.error_codes, 0, sizeof r->server_after.error_codes);
+    loadstat_counts_add(&r->server_after.error_codes, "RATE_LIMITED", 10);
     r->server_after.chunk_p99_ms = 77.94;
     r->server_after.workers = 2;
     memset(&r->server_after.close_codes, 0, sizeof r->server_after.close_codes);
@@ -548,6 +592,12 @@ TEST(loadstat_result_json_round_trip) {
     r.opts.max_burst = 10;
     r.opts.connect_timeout_s = 10;
     r.opts.grace_s = 10;
+    r.opts.slow_count = 20;
+    r.opts.flood_count = 9;
+    r.opts.flood_fraction = 0.045;
+    r.opts.flood_factor = 10;
+    r.opts.churn_rate = 166.5;
+    r.opts.sample_s = 0.5;
     fill_run(&r.total, 0);
     for (unsigned i = 1; i <= 3; i++) {
         struct loadstat_run st;
@@ -556,7 +606,8 @@ TEST(loadstat_result_json_round_trip) {
     }
     r.capacity_sessions = 1000;
     for (int i = 1; i <= 5; i++) {
-        struct loadstat_point pt = {i, 200u + (unsigned)i, 2000u + (uint64_t)i, 50.1 + i, 51.5 + i, 52.123456789 + i};
+        struct loadstat_point pt = {i, 200u + (unsigned)i, 2000u + (uint64_t)i, 50.1 + i, 51.5 + i, 52.123456789 + i,
+                                    (uint64_t)i << 20, 30u + (uint64_t)i};
         loadstat_result_add_point(&r, &pt);
     }
     struct buf a, b;
@@ -631,6 +682,42 @@ TEST(loadstat_result_json_round_trip) {
     ASSERT_EQ_INT(back.total.server_after.workers, 2);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.close_codes, "1000"), 201);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.stream_status, "101"), 199);
+    /* Roles, churn rate, samples and peaks. */
+    ASSERT_EQ_INT(back.opts.slow_count, 20);
+    ASSERT_EQ_INT(back.opts.flood_count, 9);
+    ASSERT_NEAR(back.opts.flood_factor, 10, 0);
+    ASSERT_NEAR(back.opts.flood_fraction, 0.045, 0);
+    ASSERT_NEAR(back.opts.churn_rate, 166.5, 0);
+    ASSERT_NEAR(back.opts.sample_s, 0.5, 0);
+    ASSERT_EQ_INT(back.total.normal_sessions, 170);
+    ASSERT_EQ_INT(back.total.normal_chunks, 17000);
+    ASSERT_EQ_INT(back.total.normal_completed, 169);
+    ASSERT_EQ_INT(back.total.normal_errors, 4);
+    ASSERT_EQ_INT(back.total.flood_sessions, 9);
+    ASSERT_EQ_INT(back.total.flood_chunks, 2900);
+    ASSERT_EQ_INT(back.total.flood_answers, 2890);
+    ASSERT_EQ_INT(back.total.flood_partials, 600);
+    ASSERT_EQ_INT(back.total.flood_missing, 10);
+    ASSERT_EQ_INT(back.total.flood_closed, 3);
+    ASSERT_EQ_INT(back.steps[2].server_samples, 13);
+    ASSERT_EQ_INT(back.steps[2].server_rss_peak, 20000003);
+    ASSERT_EQ_INT(back.steps[2].server_fds_peak, 233);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.flood_errors, "RATE_LIMITED"), 2290);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.flood_close_codes, "1008"), 3);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.slow_close_codes, "none"), 1);
+    ASSERT_EQ_INT(back.total.server_after.open_fds, 15);
+    ASSERT_EQ_INT(back.total.server_after.policy_closes, 3);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.ended, "policy"), 3);
+    ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.error_codes, "RATE_LIMITED"), 10);
+    ASSERT_EQ_INT(back.timeline[2].rss_bytes, 3u << 20);
+    ASSERT_EQ_INT(back.timeline[2].open_fds, 33);
+    ASSERT_EQ_INT(back.timeline[4].sessions, 205);
+    /* ... and their deltas: fds, policy closes, errors by code, ends by reason. */
+    ASSERT_EQ_INT(json_integer_value(json_object_get(d, "open_fds")), 1);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(d, "policy_closes")), 3);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(d, "error_codes"), "RATE_LIMITED")), 10);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(d, "ended"), "stop")), 177);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(d, "ended"), "policy")), 3);
     json_decref(doc);
     loadstat_result_cleanup(&back);
     ASSERT_EQ_INT(loadstat_result_from_json("{\"x\":1}", 7, &back), ASR_EINVAL);
@@ -655,6 +742,123 @@ TEST(loadstat_run_merge_sums) {
     ASSERT_EQ_INT(a.sessions_stalled, 4);
     ASSERT_EQ_INT(a.sessions_target, 200);
     ASSERT_EQ_INT(a.server_before.chunks_total, 10);
+    /* Counters add up; peaks are the larger, not the sum. */
+    ASSERT_EQ_INT(a.flood_chunks, 2 * 2900);
+    ASSERT_EQ_INT(a.normal_completed, 2 * 169);
+    ASSERT_EQ_INT(a.server_samples, 20);
+    ASSERT_EQ_INT(loadstat_counts_get(&a.flood_errors, "RATE_LIMITED"), 2 * 2290);
+    ASSERT_EQ_INT(a.server_rss_peak, 20000000);
+    ASSERT_EQ_INT(a.server_fds_peak, 230);
+    fill_run(&b, 5);
+    loadstat_run_merge(&a, &b);
+    ASSERT_EQ_INT(a.server_rss_peak, 20000005);
+    ASSERT_EQ_INT(a.server_fds_peak, 235);
+    fill_run(&b, 0);
+    loadstat_run_merge(&a, &b);
+    ASSERT_EQ_INT(a.server_rss_peak, 20000005);
+}
+
+/* ---- roles, churn rate, peaks ------------------------------------------ */
+
+/* Exactly n of total slots are picked, evenly: consecutive picks are
+ * floor(total/n) or ceil(total/n) apart, for every n <= total. */
+TEST(loadstat_spread_exact_and_even) {
+    static const unsigned totals[] = {1, 2, 3, 7, 10, 100, 220, 1200, 1201};
+    for (size_t t = 0; t < sizeof totals / sizeof totals[0]; t++) {
+        unsigned total = totals[t];
+        for (unsigned n = 0; n <= total; n++) {
+            unsigned picked = 0, prev = 0, lo = n ? total / n : 0, hi = n ? (total + n - 1) / n : 0;
+            int any = 0;
+            for (unsigned i = 0; i < total; i++) {
+                if (!loadstat_spread(i, n, total)) continue;
+                if (any && (i - prev < lo || i - prev > hi))
+                    TEST_FAIL_("n %u of %u: picks %u and %u are %u apart, not %u..%u", n, total, prev, i, i - prev, lo,
+                               hi);
+                prev = i;
+                any = 1;
+                picked++;
+            }
+            if (picked != n) TEST_FAIL_("n %u of %u: %u picked", n, total, picked);
+        }
+    }
+    /* More than all, outside the slots, no slots. */
+    ASSERT_EQ_INT(loadstat_spread(3, 50, 10), 1);
+    ASSERT_EQ_INT(loadstat_spread(10, 5, 10), 0);
+    ASSERT_EQ_INT(loadstat_spread(0, 1, 0), 0);
+    /* The fraction that used to decide slow readers (floor((i+1)f) > floor(i f))
+     * picks the same slots when n/total is that fraction. */
+    for (unsigned i = 0; i < 10; i++) ASSERT_EQ_INT(loadstat_spread(i, 5, 10), floor((i + 1) * 0.5) > floor(i * 0.5));
+}
+
+TEST(loadstat_role_counts) {
+    static const struct { unsigned total, slow, flood; } cases[] = {
+        {1200, 1000, 0}, {220, 0, 20}, {100, 10, 20}, {10, 5, 5}, {10, 0, 0}, {7, 7, 0}, {7, 0, 7}, {3, 2, 5},
+        {1, 0, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        unsigned n[3] = {0, 0, 0};
+        for (unsigned i = 0; i < cases[c].total; i++) n[loadstat_role(i, cases[c].total, cases[c].slow, cases[c].flood)]++;
+        unsigned slow = cases[c].slow < cases[c].total ? cases[c].slow : cases[c].total;
+        unsigned flood = cases[c].flood < cases[c].total - slow ? cases[c].flood : cases[c].total - slow;
+        if (n[LOADSTAT_ROLE_SLOW] != slow || n[LOADSTAT_ROLE_FLOOD] != flood ||
+            n[LOADSTAT_ROLE_NORMAL] != cases[c].total - slow - flood)
+            TEST_FAIL_("%u slots, %u slow, %u flood: got %u normal, %u slow, %u flood", cases[c].total, cases[c].slow,
+                       cases[c].flood, n[0], n[1], n[2]);
+    }
+    /* 20 flooders beside 200 normal sessions: one every 11 slots. */
+    for (unsigned i = 0; i < 220; i++)
+        ASSERT_EQ_INT(loadstat_role(i, 220, 0, 20) == LOADSTAT_ROLE_FLOOD, i % 11 == 10);
+}
+
+/* Session k is due at k / rate s: the count due never runs ahead of the
+ * start times, nor behind them, and 60 s at 10000/60 per second start
+ * 10,000 sessions (plus the one at t = 60 s exactly). */
+TEST(loadstat_churn_rate_schedule) {
+    static const double rates[] = {0.5, 1, 3, 100, 166.66666666666666, 1000};
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        double rate = rates[r];
+        ASSERT_EQ_INT(loadstat_churn_due(rate, 0), 1);
+        ASSERT_EQ_INT(loadstat_churn_start_ns(rate, 0), 0);
+        uint64_t prev = 0;
+        for (uint64_t k = 1; k < 5000; k++) {
+            uint64_t t = loadstat_churn_start_ns(rate, k);
+            ASSERT(t > prev);
+            if (loadstat_churn_due(rate, t) < k + 1) TEST_FAIL_("rate %g: session %llu not due at its start", rate,
+                                                                 (unsigned long long)k);
+            if (loadstat_churn_due(rate, t - 1) > k) TEST_FAIL_("rate %g: session %llu due before its start", rate,
+                                                                 (unsigned long long)k);
+            prev = t;
+        }
+    }
+    ASSERT_EQ_INT(loadstat_churn_due(10000.0 / 60, 60000000000ull), 10001);
+    ASSERT_EQ_INT(loadstat_churn_due(10000.0 / 60, 60000000000ull - 1), 10000);
+    ASSERT_EQ_INT(loadstat_churn_start_ns(2, 3), 1500000000ull);
+}
+
+TEST(loadstat_run_peak_keeps_highest) {
+    struct loadstat_run r;
+    struct loadstat_server s;
+    memset(&r, 0, sizeof r);
+    memset(&s, 0, sizeof s);
+    s.ok = 1;
+    s.rss_bytes = 5000000;
+    s.open_fds = 20;
+    loadstat_run_peak(&r, &s);
+    s.rss_bytes = 9000000;
+    s.open_fds = 10;
+    loadstat_run_peak(&r, &s);
+    s.rss_bytes = 7000000;
+    s.open_fds = 1220;
+    loadstat_run_peak(&r, &s);
+    ASSERT_EQ_INT(r.server_rss_peak, 9000000);
+    ASSERT_EQ_INT(r.server_fds_peak, 1220);
+    /* A snapshot that was not read counts for nothing. */
+    s.ok = 0;
+    s.rss_bytes = 1u << 30;
+    s.open_fds = 99999;
+    loadstat_run_peak(&r, &s);
+    ASSERT_EQ_INT(r.server_rss_peak, 9000000);
+    ASSERT_EQ_INT(r.server_fds_peak, 1220);
 }
 
 TEST(loadstat_svg_draws) {
@@ -664,7 +868,7 @@ TEST(loadstat_svg_draws) {
     snprintf(r.opts.scenario, sizeof r.opts.scenario, "sustained");
     snprintf(r.opts.url, sizeof r.opts.url, "ws://127.0.0.1:1/<&>");
     for (int i = 1; i <= 10; i++) {
-        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i};
+        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i, 0, 0};
         loadstat_result_add_point(&r, &pt);
     }
     buf_init(&b, 0);
@@ -852,7 +1056,7 @@ TEST(loadstat_svg_panels) {
     snprintf(r.opts.mode, sizeof r.opts.mode, "binary");
     r.opts.p99_threshold_ms = 10;
     for (int i = 1; i <= 6; i++) {
-        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i};
+        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i, 0, 0};
         loadstat_result_add_point(&r, &pt);
     }
     for (unsigned k = 0; k < 3; k++) {
