@@ -147,6 +147,13 @@ static size_t utf8_seq_len(const unsigned char *p, size_t n) {
     return len;
 }
 
+int util_utf8_valid(const void *s, size_t n) {
+    const unsigned char *p = s;
+    for (size_t i = 0, l; i < n; i += l)
+        if ((l = utf8_seq_len(p + i, n - i)) == 0) return 0;
+    return 1;
+}
+
 int buf_json_str(struct buf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;

@@ -35,6 +35,9 @@ int  buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 /* Appends s[0..n) as a JSON string literal, quotes included. Invalid UTF-8
  * bytes are replaced by U+FFFD so the output is always valid JSON. */
 int  buf_json_str(struct buf *b, const char *s, size_t n);
+/* Whether p[0..n) is well-formed UTF-8 (Unicode table 3-7: no overlong
+ * forms, no surrogates, nothing above U+10FFFF). */
+int  util_utf8_valid(const void *p, size_t n);
 /* Decimal without printf, for the per-chunk messages: an unsigned integer,
  * and a non-negative number with exactly three decimals (rounded half up,
  * like "%.3f"; NaN and negative print as 0.000, 1e15 and above clamp). */

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 #include "worker.h"
 
 /* One queued message in ws->q: this header, then the payload, padded so the
@@ -367,38 +368,10 @@ static size_t fast_frame_size(const uint8_t *p, size_t n, size_t max) {
     return hdr + len;
 }
 
-/* Whether p[0..n) is well-formed UTF-8 (the Unicode standard, table 3-7:
- * no overlong forms, no surrogates, nothing above U+10FFFF): exactly the
- * strings that the DFA in wslay_event.c accepts for a whole text message. */
-static int utf8_valid(const uint8_t *p, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t more;
-        uint8_t lo = 0x80, hi = 0xBF; /* range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) more = 1;
-        else if (c == 0xE0) more = 2, lo = 0xA0;
-        else if (c == 0xED) more = 2, hi = 0x9F;
-        else if (c >= 0xE1 && c <= 0xEF) more = 2;
-        else if (c == 0xF0) more = 3, lo = 0x90;
-        else if (c == 0xF4) more = 3, hi = 0x8F;
-        else if (c >= 0xF1 && c <= 0xF3) more = 3;
-        else return 0;
-        if (n - i - 1 < more || p[i + 1] < lo || p[i + 1] > hi) return 0;
-        for (size_t k = 2; k <= more; k++)
-            if ((p[i + k] & 0xC0) != 0x80) return 0;
-        i += 1 + more;
-    }
-    return 1;
-}
-
 /* Unmasks the frame a word at a time into a scratch buffer, checks the
  * UTF-8 of text (nothing to do when no byte has its top bit set, the JSON
- * case), and delivers the message as on_msg_cb would. Returns -1, having
+ * case; util_utf8_valid accepts exactly what the DFA in wslay_event.c accepts
+ * for a whole text message), and delivers the message as on_msg_cb would. Returns -1, having
  * delivered nothing, for text that is not valid UTF-8: wslay is given the
  * frame and answers it (close 1007, counted as before). */
 static int fast_message(struct ws_conn *ws, const uint8_t *p, size_t size) {
@@ -420,7 +393,7 @@ static int fast_message(struct ws_conn *ws, const uint8_t *p, size_t size) {
         high |= payload_[i];
     }
     int text = p[0] == (0x80 | WSLAY_TEXT_FRAME);
-    if (text && (high & 0x8080808080808080u) && !utf8_valid(payload_, len)) return -1;
+    if (text && (high & 0x8080808080808080u) && !util_utf8_valid(payload_, len)) return -1;
     if (closing(ws)) return 0;
     if (text) ws->h->on_text(ws->hctx, len ? payload_ : NULL, len);
     else ws->h->on_binary(ws->hctx, len ? payload_ : NULL, len);

@@ -79,3 +79,19 @@ TEST(util_buf_put_fixed3_matches_printf) {
     ASSERT_STR_EQ(b.data, "0.0000.0000.0000.00152.250");
     buf_cleanup(&b);
 }
+
+/* The validator ws.c's text fast path relies on (wslay's DFA accepts exactly
+ * these): every boundary of Unicode table 3-7. */
+TEST(util_utf8_valid_edges) {
+    static const struct { const char *s; int ok; } v[] = {
+        {"", 1}, {"plain ascii", 1}, {"\xc3\xa9", 1}, {"\xc2\x80", 1}, {"\xdf\xbf", 1},
+        {"\xc0\xaf", 0}, {"\xc1\xbf", 0},                            /* overlong 2-byte */
+        {"\xe0\xa0\x80", 1}, {"\xe0\x9f\xbf", 0},                    /* overlong 3-byte */
+        {"\xed\x9f\xbf", 1}, {"\xed\xa0\x80", 0}, {"\xed\xbf\xbf", 0}, /* surrogates */
+        {"\xef\xbf\xbf", 1}, {"\xf0\x90\x80\x80", 1}, {"\xf0\x8f\xbf\xbf", 0},
+        {"\xf4\x8f\xbf\xbf", 1}, {"\xf4\x90\x80\x80", 0}, {"\xf5\x80\x80\x80", 0}, {"\xff", 0},
+        {"\xe2\x82", 0}, {"a\xe2\x82\xac", 1}, {"\x80", 0}, {"\xc3\xa9\xc3", 0},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        ASSERT_EQ_INT(util_utf8_valid(v[i].s, strlen(v[i].s)), v[i].ok);
+}
