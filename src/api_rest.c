@@ -189,21 +189,51 @@ static void route_health(struct http_conn *hc, struct http_req *req) {
     buf_cleanup(&b);
 }
 
-static void route_metrics(struct http_conn *hc, struct http_req *req) {
+/* The metrics routes answer once the worker has read fresh process figures
+ * on the thread pool (worker_proc_refresh): listing /proc/self/fd on the
+ * loop would stall every stream for milliseconds at thousands of
+ * connections. */
+struct metrics_req {
+    struct worker_proc_waiter wt; /* first member: the callback gets &wt */
+    struct http_conn *hc;
+    int prometheus;
+};
+
+static void metrics_abort(void *ctx) {
+    struct metrics_req *r = ctx;
+    worker_proc_cancel(worker_get(), &r->wt);
+    free(r);
+}
+
+static void metrics_ready(struct worker_proc_waiter *wt) {
+    struct metrics_req *r = (struct metrics_req *)wt;
+    struct http_conn *hc = r->hc;
+    int prom = r->prometheus;
+    free(r);
+    http_set_abort(hc, NULL, NULL);
     struct buf b;
     buf_init(&b, 0);
-    metrics_json(&b, worker_get()->cfg->worker_id);
-    http_respond(hc, 200, "application/json", b.data, b.len, NULL);
+    if (prom) {
+        metrics_prometheus(&b, worker_get()->cfg->worker_id);
+        http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    } else {
+        metrics_json(&b, worker_get()->cfg->worker_id);
+        http_respond(hc, 200, "application/json", b.data, b.len, NULL);
+    }
     buf_cleanup(&b);
 }
 
-static void route_prometheus(struct http_conn *hc, struct http_req *req) {
-    struct buf b;
-    buf_init(&b, 0);
-    metrics_prometheus(&b, worker_get()->cfg->worker_id);
-    http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
-    buf_cleanup(&b);
+static void route_metrics_any(struct http_conn *hc, int prometheus) {
+    struct metrics_req *r = xcalloc(1, sizeof *r);
+    r->wt.cb = metrics_ready;
+    r->hc = hc;
+    r->prometheus = prometheus;
+    http_set_abort(hc, metrics_abort, r);
+    worker_proc_refresh(worker_get(), &r->wt);
 }
+
+static void route_metrics(struct http_conn *hc, struct http_req *req) { route_metrics_any(hc, 0); }
+static void route_prometheus(struct http_conn *hc, struct http_req *req) { route_metrics_any(hc, 1); }
 
 static const struct http_route routes[] = {
     {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, route_transcribe},

@@ -142,6 +142,16 @@ static uint64_t open_fds(void) {
     return n > 3 ? n - 3 : 0; /* ".", ".." and the DIR's own fd */
 }
 
+void metrics_proc_read(struct metrics_proc *out) {
+    out->rss_bytes = rss_bytes();
+    out->open_fds = open_fds();
+}
+
+/* The newest figures metrics_proc_set() stored; read by fill_process(). */
+static struct metrics_proc proc_;
+
+void metrics_proc_set(const struct metrics_proc *p) { proc_ = *p; }
+
 static void json_hist(struct buf *b, const char *name, const struct hist *h) {
     buf_printf(b, "\"%s\":{\"count\":%llu,\"mean\":%.3f,\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f,\"p999\":%.3f}",
                name, (unsigned long long)h->count, h->count ? h->sum_ms / (double)h->count : 0.0,
@@ -378,8 +388,8 @@ void metrics_shared_clear(int slot) {
 void metrics_set_worker_id(const char *id) { snprintf(self_wid_, sizeof self_wid_, "%s", id); }
 
 static void fill_process(struct metrics *m) {
-    m->rss_bytes = rss_bytes();
-    m->open_fds = open_fds();
+    m->rss_bytes = proc_.rss_bytes;
+    m->open_fds = proc_.open_fds;
     m->log_dropped = log_dropped();
     rates(&m->chunks_per_s, &m->requests_per_s);
 }

@@ -95,6 +95,20 @@ void metrics_count_request(enum metric_route route, int status);
 /* Samples the counters behind per-second rates; call once a second. */
 void metrics_tick(void);
 
+/* Process figures read from /proc. Listing /proc/self/fd costs the kernel a
+ * directory entry per descriptor (2-5 ms at 3,000 connections), too long to
+ * stall the loop for twice a second, so the worker reads them on libuv's
+ * thread pool (worker_proc_refresh) and stores them here; rendering and
+ * publishing use the newest stored figures. */
+struct metrics_proc {
+    uint64_t rss_bytes;
+    uint64_t open_fds;
+};
+/* Reads the figures now. Thread-safe: touches no shared state. */
+void metrics_proc_read(struct metrics_proc *out);
+/* Stores figures for fill-in (loop thread). */
+void metrics_proc_set(const struct metrics_proc *p);
+
 /* Workers of one master share their metrics (master.h): the master maps n
  * slots before forking; a worker binds to its slot and publishes a copy of
  * its counters there every metrics_tick(); the master clears the slot of a

@@ -136,9 +136,59 @@ static void close_idle_http(struct worker *w) {
     }
 }
 
+/* ---- process figures off the loop ------------------------------------- */
+
+static void proc_work(uv_work_t *req) {
+    struct worker *w = req->data;
+    metrics_proc_read(&w->proc_out);
+}
+
+static void proc_call_waiters(struct worker *w) {
+    struct worker_proc_waiter *wt = w->proc_waiters;
+    w->proc_waiters = NULL;
+    while (wt) {
+        struct worker_proc_waiter *next = wt->next; /* cb may free wt */
+        wt->cb(wt);
+        wt = next;
+    }
+}
+
+static void proc_after(uv_work_t *req, int status) {
+    struct worker *w = req->data;
+    w->proc_busy = 0;
+    if (status == 0) metrics_proc_set(&w->proc_out);
+    proc_call_waiters(w);
+}
+
+void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt) {
+    if (wt) {
+        wt->next = w->proc_waiters;
+        w->proc_waiters = wt;
+    }
+    if (w->proc_busy) return;
+    w->proc_work.data = w;
+    if (uv_queue_work(w->loop, &w->proc_work, proc_work, proc_after) == 0) {
+        w->proc_busy = 1;
+        return;
+    }
+    struct metrics_proc p;
+    metrics_proc_read(&p);
+    metrics_proc_set(&p);
+    proc_call_waiters(w);
+}
+
+void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt) {
+    for (struct worker_proc_waiter **pp = &w->proc_waiters; *pp; pp = &(*pp)->next)
+        if (*pp == wt) {
+            *pp = wt->next;
+            return;
+        }
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
-    metrics_tick();
+    metrics_tick();             /* publishes the figures of the previous refresh */
+    worker_proc_refresh(w, NULL);
     conn_check_timeouts(w);
     if (w->draining) close_idle_http(w);
     if (w->draining && uv_now(w->loop) >= w->drain_deadline_ms) {
@@ -255,6 +305,9 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
     signal(SIGPIPE, SIG_IGN);
     if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
+    struct metrics_proc proc;
+    metrics_proc_read(&proc);   /* few descriptors yet: cheap on the loop */
+    metrics_proc_set(&proc);
     metrics_tick();
     struct log_line *l = log_begin(LOG_INFO, "listening");
     if (l) {

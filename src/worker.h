@@ -9,8 +9,15 @@
 #include <uv.h>
 
 #include "config.h"
+#include "metrics.h"
 
 struct conn;
+
+/* A caller waiting for fresh process figures (worker_proc_refresh). */
+struct worker_proc_waiter {
+    void (*cb)(struct worker_proc_waiter *wt); /* on the loop, once they are stored */
+    struct worker_proc_waiter *next;
+};
 
 struct worker {
     uv_loop_t   *loop;               /* borrowed (uv_default_loop) */
@@ -28,6 +35,10 @@ struct worker {
     int          retiring;           /* SIGUSR2: replaced by a new worker (rolling restart) */
     int          listening;
     uint64_t     drain_deadline_ms;  /* loop time when drain gives up */
+    uv_work_t    proc_work;          /* process figures read on the thread pool */
+    struct metrics_proc proc_out;    /* written by the pool thread, read in after-work */
+    int          proc_busy;          /* proc_work in flight */
+    struct worker_proc_waiter *proc_waiters; /* called when proc_work completes */
     char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */
 };
 
@@ -45,6 +56,14 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot);
 
 /* The process's worker (one per process). */
 struct worker *worker_get(void);
+/* Reads RSS and open fds (metrics_proc_read) on libuv's thread pool, stores
+ * them (metrics_proc_set), then calls every waiter registered meanwhile; a
+ * refresh already in flight is joined. wt may be NULL. If the pool refuses
+ * the job the figures are read on the loop and wt->cb runs before this
+ * returns. */
+void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt);
+/* Forgets a waiter whose owner goes away before its callback ran. */
+void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt);
 /* Called by conn when a connection is freed. */
 void worker_conn_closed(struct worker *w, struct conn *c);
 

@@ -185,3 +185,81 @@ def test_engine_backlog_pauses_reading_losslessly(start_server):
     assert h.metric(m, "backpressure.read_pauses") >= 1, m.get("backpressure")
     assert h.metric(m, "errors.total") == 0, m["errors"]
     assert "asrd_read_pauses_total" in requests.get(srv.http + "/metrics", timeout=10).text
+
+
+def _get_raw(port, path, sock=None):
+    """One HTTP/1.1 request on a raw socket (kept open); returns (sock, head, body)."""
+    import socket
+    s = sock or socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    n = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    return s, head, body
+
+
+def test_process_figures_are_fresh_and_follow_connections(start_server):
+    """RSS and open fds are read on the thread pool; each metrics request
+    waits for a fresh reading, so a scrape sees the connections open right
+    now (not the last tick's), in both formats."""
+    import json
+    srv = start_server()
+    s0, head, body = _get_raw(srv.port, "/v1/metrics")  # fds0 counts s0's connection
+    fds0 = h.metric(json.loads(body), "process.open_fds")
+    assert fds0 > 0
+    socks = [_get_raw(srv.port, "/v1/health")[0] for _ in range(40)]  # each accepted and answered
+    s, head, body = _get_raw(srv.port, "/v1/metrics", s0)
+    m = json.loads(body)
+    assert h.metric(m, "process.open_fds") == fds0 + 40, (fds0, m["process"])
+    assert h.metric(m, "process.rss_bytes") > 0
+    s, head, body = _get_raw(srv.port, "/metrics", socks[1])
+    assert re.search(rb'asrd_process_open_fds\{worker="w0"\} %d\n' % (fds0 + 40), body), body
+    for s in socks:
+        s.close()
+    s0.close()  # requests' own connection below takes its place in the count
+    import time
+    deadline = time.time() + 10
+    while True:
+        m = requests.get(srv.http + "/v1/metrics", timeout=10).json()
+        if h.metric(m, "process.open_fds") == fds0 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert h.metric(m, "process.open_fds") == fds0, m["process"]
+
+
+def test_metrics_requests_closed_early_or_pipelined(start_server):
+    """Scrapes whose client leaves before the answer (the answer waits for
+    the thread pool) are dropped quietly; pipelined scrapes are answered in
+    order; the worker stays healthy."""
+    import socket
+    srv = start_server()
+    for _ in range(30):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.close()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"GET /v1/metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    heads = re.findall(rb"HTTP/1.1 (\d+) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n", data)
+    assert [c for c, _ in heads] == [b"200", b"200", b"200"], data[:500]
+    assert b"application/json" in heads[0][1] and b"text/plain" in heads[1][1], heads
+    assert srv.health()["status"] == "ok"
+    m = requests.get(srv.http + "/v1/metrics", timeout=10).json()
+    by = m["requests"]["by_route"]
+    assert by["metrics_prom"].get("200", 0) >= 1 and by["metrics_json"].get("200", 0) >= 1, by
+    assert srv.proc.poll() is None
