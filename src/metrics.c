@@ -1,6 +1,8 @@
 #include "metrics.h"
 
-#include <dirent.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,7 +126,7 @@ static void rates(double *chunks, double *requests) {
     *requests = (double)(samples[newest].requests - samples[oldest].requests) / dt;
 }
 
-static uint64_t rss_bytes(void) {
+uint64_t metrics_rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long size = 0, rss = 0;
     if (!f) return 0;
@@ -133,18 +135,40 @@ static uint64_t rss_bytes(void) {
     return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-static uint64_t open_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    uint64_t n = 0;
-    if (!d) return 0;
-    while (readdir(d)) n++;
-    closedir(d);
-    return n > 3 ? n - 3 : 0; /* ".", ".." and the DIR's own fd */
+/* The size of this process's descriptor table (FDSize in /proc/self/status):
+ * every open descriptor is below it. 0 when unknown. */
+static size_t fd_table_size(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t n = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "FDSize:", 7) == 0) {
+            n = (size_t)strtoul(line + 7, NULL, 10);
+            break;
+        }
+    fclose(f);
+    struct rlimit rl;                   /* poll() refuses more entries than this */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+        n = (size_t)rl.rlim_cur;
+    return n;
 }
 
-void metrics_proc_read(struct metrics_proc *out) {
-    out->rss_bytes = rss_bytes();
-    out->open_fds = open_fds();
+void metrics_fdwalk_begin(struct metrics_fdwalk *w) {
+    w->end = fd_table_size();
+    w->next = 0;
+    w->open = 0;
+}
+
+int metrics_fdwalk_step(struct metrics_fdwalk *w, size_t slots) {
+    struct pollfd pf[METRICS_FDWALK_SLOTS];
+    if (slots > METRICS_FDWALK_SLOTS) slots = METRICS_FDWALK_SLOTS;
+    size_t n = w->end - w->next < slots ? w->end - w->next : slots;
+    for (size_t i = 0; i < n; i++) pf[i] = (struct pollfd){.fd = (int)(w->next + i), .events = 0};
+    if (n && poll(pf, (nfds_t)n, 0) >= 0)
+        for (size_t i = 0; i < n; i++) w->open += !(pf[i].revents & POLLNVAL);
+    w->next += n;
+    return w->next >= w->end;
 }
 
 /* The newest figures metrics_proc_set() stored; read by fill_process(). */

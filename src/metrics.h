@@ -95,18 +95,29 @@ void metrics_count_request(enum metric_route route, int status);
 /* Samples the counters behind per-second rates; call once a second. */
 void metrics_tick(void);
 
-/* Process figures read from /proc. Listing /proc/self/fd costs the kernel a
- * directory entry per descriptor (2-5 ms at 3,000 connections), too long to
- * stall the loop for twice a second, so the worker reads them on libuv's
- * thread pool (worker_proc_refresh) and stores them here; rendering and
- * publishing use the newest stored figures. */
+/* Process figures: RSS and open descriptors. Counting descriptors by
+ * listing /proc/self/fd makes the kernel build a directory entry per
+ * descriptor (2-5 ms at 2,800), too long to stall every stream for, so the
+ * worker counts them in slices, one per loop iteration (metrics_fdwalk_*,
+ * worker_proc_refresh): one poll() over a slice of the descriptor table,
+ * where a closed slot answers POLLNVAL (about 0.2 us per slot). Rendering
+ * and publishing use the newest stored figures. */
 struct metrics_proc {
     uint64_t rss_bytes;
     uint64_t open_fds;
 };
-/* Reads the figures now. Thread-safe: touches no shared state. */
-void metrics_proc_read(struct metrics_proc *out);
-/* Stores figures for fill-in (loop thread). */
+#define METRICS_FDWALK_SLOTS 256
+struct metrics_fdwalk {
+    size_t next, end;                 /* slots [next, end) still to look at */
+    uint64_t open;                    /* open descriptors below next */
+};
+/* Starts a count over the whole table (its size: FDSize in /proc/self/status). */
+void metrics_fdwalk_begin(struct metrics_fdwalk *w);
+/* Looks at up to slots (<= METRICS_FDWALK_SLOTS) more slots. Returns 1 when
+ * the count is complete (w->open), 0 while slots are left. */
+int metrics_fdwalk_step(struct metrics_fdwalk *w, size_t slots);
+uint64_t metrics_rss_bytes(void);     /* /proc/self/statm: a few us */
+/* Stores figures for rendering and publishing (loop thread). */
 void metrics_proc_set(const struct metrics_proc *p);
 
 /* Workers of one master share their metrics (master.h): the master maps n

@@ -138,11 +138,6 @@ static void close_idle_http(struct worker *w) {
 
 /* ---- process figures off the loop ------------------------------------- */
 
-static void proc_work(uv_work_t *req) {
-    struct worker *w = req->data;
-    metrics_proc_read(&w->proc_out);
-}
-
 static void proc_call_waiters(struct worker *w) {
     struct worker_proc_waiter *wt = w->proc_waiters;
     w->proc_waiters = NULL;
@@ -153,10 +148,13 @@ static void proc_call_waiters(struct worker *w) {
     }
 }
 
-static void proc_after(uv_work_t *req, int status) {
-    struct worker *w = req->data;
+static void on_proc_idle(uv_idle_t *h) {
+    struct worker *w = h->data;
+    if (!metrics_fdwalk_step(&w->proc_walk, METRICS_FDWALK_SLOTS)) return;
+    uv_idle_stop(h);
     w->proc_busy = 0;
-    if (status == 0) metrics_proc_set(&w->proc_out);
+    struct metrics_proc p = {.rss_bytes = metrics_rss_bytes(), .open_fds = w->proc_walk.open};
+    metrics_proc_set(&p);
     proc_call_waiters(w);
 }
 
@@ -166,15 +164,9 @@ void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt) {
         w->proc_waiters = wt;
     }
     if (w->proc_busy) return;
-    w->proc_work.data = w;
-    if (uv_queue_work(w->loop, &w->proc_work, proc_work, proc_after) == 0) {
-        w->proc_busy = 1;
-        return;
-    }
-    struct metrics_proc p;
-    metrics_proc_read(&p);
-    metrics_proc_set(&p);
-    proc_call_waiters(w);
+    w->proc_busy = 1;
+    metrics_fdwalk_begin(&w->proc_walk);
+    uv_idle_start(&w->proc_idle, on_proc_idle);
 }
 
 void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt) {
@@ -305,8 +297,12 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
     signal(SIGPIPE, SIG_IGN);
     if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
-    struct metrics_proc proc;
-    metrics_proc_read(&proc);   /* few descriptors yet: cheap on the loop */
+    uv_idle_init(w->loop, &w->proc_idle);
+    w->proc_idle.data = w;
+    struct metrics_proc proc = {.rss_bytes = metrics_rss_bytes()};
+    metrics_fdwalk_begin(&w->proc_walk);    /* few descriptors yet: count at once */
+    while (!metrics_fdwalk_step(&w->proc_walk, METRICS_FDWALK_SLOTS)) {}
+    proc.open_fds = w->proc_walk.open;
     metrics_proc_set(&proc);
     metrics_tick();
     struct log_line *l = log_begin(LOG_INFO, "listening");

@@ -35,10 +35,10 @@ struct worker {
     int          retiring;           /* SIGUSR2: replaced by a new worker (rolling restart) */
     int          listening;
     uint64_t     drain_deadline_ms;  /* loop time when drain gives up */
-    uv_work_t    proc_work;          /* process figures read on the thread pool */
-    struct metrics_proc proc_out;    /* written by the pool thread, read in after-work */
-    int          proc_busy;          /* proc_work in flight */
-    struct worker_proc_waiter *proc_waiters; /* called when proc_work completes */
+    uv_idle_t    proc_idle;          /* runs one slice of a descriptor count per iteration */
+    struct metrics_fdwalk proc_walk; /* the count in progress */
+    int          proc_busy;          /* a count is in progress */
+    struct worker_proc_waiter *proc_waiters; /* called when it completes */
     char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */
 };
 
@@ -56,11 +56,10 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot);
 
 /* The process's worker (one per process). */
 struct worker *worker_get(void);
-/* Reads RSS and open fds (metrics_proc_read) on libuv's thread pool, stores
- * them (metrics_proc_set), then calls every waiter registered meanwhile; a
- * refresh already in flight is joined. wt may be NULL. If the pool refuses
- * the job the figures are read on the loop and wt->cb runs before this
- * returns. */
+/* Counts open descriptors, METRICS_FDWALK_SLOTS table slots per loop
+ * iteration (a few tens of us each), then reads RSS, stores both
+ * (metrics_proc_set) and calls every waiter registered meanwhile, in a later
+ * iteration. A count in progress is joined. wt may be NULL. */
 void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt);
 /* Forgets a waiter whose owner goes away before its callback ran. */
 void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt);

@@ -1,0 +1,76 @@
+#include "test.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+/* Open descriptors as /proc/self/fd lists them (the reference). */
+static uint64_t fds_by_listing(void) {
+    DIR *d = opendir("/proc/self/fd");
+    uint64_t n = 0;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the DIR's own descriptor */
+}
+
+static uint64_t fds_by_walk(size_t slots) {
+    struct metrics_fdwalk w;
+    metrics_fdwalk_begin(&w);
+    while (!metrics_fdwalk_step(&w, slots)) {}
+    return w.open;
+}
+
+TEST(metrics_fdwalk_counts_what_proc_lists) {
+    int p[300][2];
+    for (int i = 0; i < 300; i++) ASSERT_EQ_INT(pipe(p[i]), 0);
+    uint64_t ref = fds_by_listing();
+    ASSERT(ref >= 600);
+    ASSERT_EQ_INT(fds_by_walk(METRICS_FDWALK_SLOTS), ref);
+    ASSERT_EQ_INT(fds_by_walk(1), ref);
+    ASSERT_EQ_INT(fds_by_walk(7), ref);
+    ASSERT_EQ_INT(fds_by_walk(100000), ref); /* clamped to METRICS_FDWALK_SLOTS */
+    /* holes: close every third pipe, and the low end of some */
+    for (int i = 0; i < 300; i += 3) {
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+    close(p[1][0]);
+    uint64_t ref2 = fds_by_listing();
+    ASSERT_EQ_INT(ref2, ref - 201);
+    ASSERT_EQ_INT(fds_by_walk(METRICS_FDWALK_SLOTS), ref2);
+    ASSERT_EQ_INT(fds_by_walk(5), ref2);
+    for (int i = 0; i < 300; i++)
+        if (i % 3) {
+            if (i != 1) close(p[i][0]);
+            close(p[i][1]);
+        }
+    ASSERT_EQ_INT(fds_by_walk(METRICS_FDWALK_SLOTS), fds_by_listing());
+}
+
+TEST(metrics_fdwalk_steps_are_bounded) {
+    int p[200][2];
+    for (int i = 0; i < 200; i++) ASSERT_EQ_INT(pipe(p[i]), 0);
+    struct metrics_fdwalk w;
+    metrics_fdwalk_begin(&w);
+    ASSERT(w.end >= 400);
+    size_t steps = 0, prev = 0;
+    while (!metrics_fdwalk_step(&w, 64)) {
+        ASSERT(w.next - prev == 64);
+        prev = w.next;
+        steps++;
+    }
+    ASSERT_EQ_INT(steps, (w.end + 63) / 64 - 1);
+    ASSERT_EQ_INT(w.next, w.end);
+    ASSERT_EQ_INT(metrics_fdwalk_step(&w, 64), 1); /* a finished walk stays finished */
+    for (int i = 0; i < 200; i++) {
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+}
+
+TEST(metrics_rss_is_read) {
+    ASSERT(metrics_rss_bytes() > 100000);
+}
+
+
