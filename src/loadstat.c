@@ -500,6 +500,7 @@ int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out)
     out->workers = json_array_size(json_object_get(root, "workers"));
     out->slow_client_closes = jnum_u64(jpath(root, "sessions.ended.slow_client"));
     out->chunk_p99_ms = jnum_dbl(jpath(root, "latency_ms.chunk.p99"));
+    out->loop_utilization = jnum_dbl(jpath(root, "loop.utilization"));
     json_t *errs = json_object_get(root, "errors");
     if (json_is_number(json_object_get(errs, "total"))) {
         out->errors_total = jnum_u64(json_object_get(errs, "total"));
@@ -656,6 +657,8 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
     X(server_samples)
 /* Peaks: merged by taking the larger. */
 #define RUN_MAX(X) X(server_rss_peak) X(server_fds_peak)
+/* Double peaks: merged by taking the larger. */
+#define RUN_MAXD(X) X(server_loop_util_peak)
 #define RUN_DBL(X) X(start_s) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
 #define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status) X(request_errors) X(flood_errors) \
     X(flood_close_codes) X(slow_close_codes)
@@ -670,7 +673,7 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
 #define SRV_U64(X) SRV_CTR(X) SRV_GAUGE(X)
 #define SRV_CNT(X) X(close_codes) X(rest_status) X(stream_status) X(error_codes) X(ended)
 
-#define POINT_DBL(X) X(t_s) X(p50_ms) X(p90_ms) X(p99_ms)
+#define POINT_DBL(X) X(t_s) X(p50_ms) X(p90_ms) X(p99_ms) X(loop_util)
 #define POINT_U64(X) X(sessions) X(answers) X(rss_bytes) X(open_fds)
 
 static json_t *ju(uint64_t v) { return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v)); }
@@ -697,6 +700,7 @@ static json_t *server_json(const struct loadstat_server *s) {
     SRV_U64(W_)
 #undef W_
     json_object_set_new(o, "chunk_p99_ms", json_real(s->chunk_p99_ms));
+    json_object_set_new(o, "loop_utilization", json_real(s->loop_utilization));
 #define W_(f) json_object_set_new(o, #f, counts_json(&s->f));
     SRV_CNT(W_)
 #undef W_
@@ -712,6 +716,7 @@ static json_t *run_json(const struct loadstat_run *r, int rest) {
 #undef W_
 #define W_(f) json_object_set_new(o, #f, json_real(r->f));
     RUN_DBL(W_)
+    RUN_MAXD(W_)
 #undef W_
 #define W_(f) json_object_set_new(o, #f, counts_json(&r->f));
     RUN_CNT(W_)
@@ -800,6 +805,7 @@ void loadstat_run_peak(struct loadstat_run *r, const struct loadstat_server *s) 
     if (!s->ok) return;
     if (s->rss_bytes > r->server_rss_peak) r->server_rss_peak = s->rss_bytes;
     if (s->open_fds > r->server_fds_peak) r->server_fds_peak = s->open_fds;
+    if (s->loop_utilization > r->server_loop_util_peak) r->server_loop_util_peak = s->loop_utilization;
 }
 
 void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src) {
@@ -810,6 +816,7 @@ void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src
 #undef M_
 #define M_(f) if (src->f > dst->f) dst->f = src->f;
     RUN_MAX(M_)
+    RUN_MAXD(M_)
 #undef M_
 #define M_(f) loadstat_counts_merge(&dst->f, &src->f);
     RUN_CNT(M_)
@@ -847,6 +854,7 @@ static void server_read(json_t *o, struct loadstat_server *s) {
     SRV_U64(R_)
 #undef R_
     s->chunk_p99_ms = jnum_dbl(json_object_get(o, "chunk_p99_ms"));
+    s->loop_utilization = jnum_dbl(json_object_get(o, "loop_utilization"));
 #define R_(f) counts_read(json_object_get(o, #f), &s->f);
     SRV_CNT(R_)
 #undef R_
@@ -862,6 +870,7 @@ static int run_read(json_t *o, struct loadstat_run *r) {
 #undef R_
 #define R_(f) r->f = jnum_dbl(json_object_get(o, #f));
     RUN_DBL(R_)
+    RUN_MAXD(R_)
 #undef R_
 #define R_(f) counts_read(json_object_get(o, #f), &r->f);
     RUN_CNT(R_)

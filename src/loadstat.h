@@ -212,6 +212,7 @@ struct loadstat_server {
     uint64_t slow_client_closes;  /* sessions.ended.slow_client (0 if absent) */
     uint64_t policy_closes;       /* sessions.ended.policy: rate abuse 1008 (0 if absent) */
     double   chunk_p99_ms;        /* latency_ms.chunk.p99 (0 if absent) */
+    double   loop_utilization;    /* loop.utilization: busiest worker's loop, last second (0 if absent) */
     struct loadstat_counts close_codes;  /* close_codes.*: "1000", "1008", ..., "none" */
     struct loadstat_counts rest_status;  /* requests.by_route.transcribe.<status> */
     struct loadstat_counts stream_status; /* requests.by_route.stream.<status> ("101", "503", ...) */
@@ -299,6 +300,7 @@ struct loadstat_run {
     uint64_t server_samples;          /* /v1/metrics samples read during the phase */
     uint64_t server_rss_peak;         /* highest process.rss_bytes seen: before, samples, after */
     uint64_t server_fds_peak;         /* highest process.open_fds seen */
+    double   server_loop_util_peak;   /* highest loop.utilization seen (0..1) */
     uint64_t requests;                /* rest: responses received */
     uint64_t request_failures;        /* rest: non-200, connect or timeout */
     struct loadstat_counts http_status; /* rest: responses by status, "200", "503", ... */
@@ -319,6 +321,7 @@ struct loadstat_point {
     uint64_t answers;     /* answers in the interval */
     double   p50_ms, p90_ms, p99_ms;  /* latency in the interval */
     uint64_t rss_bytes, open_fds;     /* the server's, from the latest /v1/metrics sample; 0 = none */
+    double   loop_util;               /* the server's loop.utilization from that sample; 0 = none */
 };
 
 struct loadstat_result {

@@ -251,6 +251,14 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     json_hist(b, "chunk_engine", &M->lat_engine);
     buf_puts(b, ",");
     json_hist(b, "rest", &M->lat_rest);
+    buf_puts(b, "}");
+    {
+        double util = 0;
+        for (int k = 0; k < nv; k++)
+            if (v[k].m->loop_utilization > util) util = v[k].m->loop_utilization;
+        buf_printf(b, ",\"loop\":{\"iterations\":%llu,\"utilization\":%.3f,", (unsigned long long)M->loop_iterations, util);
+        json_hist(b, "busy_ms", &M->loop_busy);
+    }
     buf_printf(b, "},\"process\":{\"rss_bytes\":%llu,\"open_fds\":%llu,\"log_lines_dropped\":%llu}",
                (unsigned long long)M->rss_bytes, (unsigned long long)M->open_fds,
                (unsigned long long)M->log_dropped);
@@ -359,6 +367,9 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_HIST("chunk_engine_seconds", "Engine submit to result.", lat_engine);
     PROM_HIST("chunk_latency_seconds", "Chunk arrival to answer queued.", lat_total);
     PROM_HIST("rest_latency_seconds", "REST transcription request to response.", lat_rest);
+    PROM_EACH("counter", "loop_iterations_total", "Event loop iterations.", (double)M->loop_iterations);
+    PROM_HIST("loop_busy_seconds", "Work per event loop iteration (callbacks and flushes, not waiting for events).", loop_busy);
+    PROM_EACH("gauge", "loop_utilization", "Share of the last second the event loop was not waiting for events.", M->loop_utilization);
     PROM_EACH("gauge", "process_resident_memory_bytes", "Resident set size.", (double)M->rss_bytes);
     PROM_EACH("gauge", "process_open_fds", "Open file descriptors.", (double)M->open_fds);
     PROM_EACH("counter", "log_lines_dropped_total", "Log lines dropped because stderr would block.", (double)M->log_dropped);
@@ -474,6 +485,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);
+    hist_sum(&a->loop_busy, &b->loop_busy); S_(loop_iterations);
     if (b->start_ms && (a->start_ms == 0 || b->start_ms < a->start_ms)) a->start_ms = b->start_ms;
 #undef S_
 #undef SA_

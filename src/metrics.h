@@ -75,6 +75,11 @@ struct metrics {
     struct hist lat_engine;           /* engine submit -> result */
     struct hist lat_total;            /* chunk arrival -> answer queued */
     struct hist lat_rest;             /* REST transcribe request -> response */
+    /* the event loop (worker.c): saturation shows here before it shows in
+     * chunk latency */
+    uint64_t loop_iterations;
+    struct hist loop_busy;            /* work per loop iteration (callbacks and flushes, not waiting) */
+    double   loop_utilization;        /* share of the last tick's wall time not spent waiting for events */
     /* process figures, sampled when published or rendered */
     uint64_t rss_bytes, open_fds, log_dropped;
     double   chunks_per_s, requests_per_s;

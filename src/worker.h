@@ -39,6 +39,8 @@ struct worker {
     struct metrics_fdwalk proc_walk; /* the count in progress */
     int          proc_busy;          /* a count is in progress */
     struct worker_proc_waiter *proc_waiters; /* called when it completes */
+    uint64_t     it_prev_ns, it_prev_idle_ns;     /* loop accounting (on_check) */
+    uint64_t     tick_prev_ns, tick_prev_idle_ns; /* loop utilization per tick */
     char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */
 };
 

@@ -1875,6 +1875,7 @@ static void tick_cb(uv_timer_t *t) {
     if (fresh) {
         pt.rss_bytes = A.last_sample.rss_bytes;
         pt.open_fds = A.last_sample.open_fds;
+        pt.loop_util = A.last_sample.loop_utilization;
     }
     loadstat_result_add_point(&A.res, &pt);
     loadstat_hist_reset(&A.interval);
@@ -1882,8 +1883,8 @@ static void tick_cb(uv_timer_t *t) {
     uint64_t errs = loadstat_counts_sum(&r->errors) + r->request_failures;
     char srv[64] = "";
     if (fresh)
-        snprintf(srv, sizeof srv, "  server rss %.1f MB fds %llu", (double)pt.rss_bytes / 1048576.0,
-                 (unsigned long long)pt.open_fds);
+        snprintf(srv, sizeof srv, "  server rss %.1f MB fds %llu loop %.0f%%", (double)pt.rss_bytes / 1048576.0,
+                 (unsigned long long)pt.open_fds, pt.loop_util * 100);
     if (C.sc == SC_REST)
         fprintf(stderr, "[%6.1fs] clients %u  req/s %llu  p99 %.1f ms  failures %llu  connect-fail %llu%s\n", pt.t_s,
                 streaming, (unsigned long long)d_ans, (double)loadstat_hist_percentile(&ph->lat, 99) / 1000.0,
@@ -1990,7 +1991,7 @@ static void print_server(const struct loadstat_run *r) {
            (unsigned long long)a->sessions_active, (unsigned long long)b->sessions_active,
            (unsigned long long)a->connections_active, (unsigned long long)b->connections_active, b->chunk_p99_ms);
     if (b->workers > 1) printf("  (%llu workers)", (unsigned long long)b->workers);
-    printf("\n");
+    printf("\n%-14sloop utilization peak %.0f %% (busiest worker, per second)\n", "", r->server_loop_util_peak * 100);
     /* The counts both sides keep, side by side (see loadstat_agreement). */
     struct loadstat_check ck[2 * LOADSTAT_MAX_NAMES + 8];
     size_t n = loadstat_agreement(r, C.sc == SC_REST, ck, sizeof ck / sizeof ck[0]);
@@ -2012,14 +2013,15 @@ static void print_report(void) {
     printf("\nasrd-load %s  %s  mode %s  chunk %u ms  duration %.1f s  ramp %.1f s\n", C.o.scenario, C.o.url, C.o.mode,
            C.o.chunk_ms, C.o.duration_s, C.o.ramp_s);
     if (C.sc == SC_CAPACITY) {
-        printf("\n%8s %8s %9s %9s %9s %9s %7s %7s %6s %8s  %s\n", "sessions", "opened", "chunks/s", "p50 add",
-               "p99 add", "p99.9 add", "errors", "missing", "fail", "cpu %", "verdict");
+        printf("\n%8s %8s %9s %9s %9s %9s %7s %7s %6s %8s %7s  %s\n", "sessions", "opened", "chunks/s", "p50 add",
+               "p99 add", "p99.9 add", "errors", "missing", "fail", "cpu %", "loop %", "verdict");
         for (size_t i = 0; i < A.res.n_steps; i++) {
             const struct loadstat_run *r = &A.res.steps[i];
-            printf("%8u %8llu %9.1f %9.2f %9.2f %9.2f %7llu %7llu %6llu %8.1f  %s\n", r->sessions_target,
+            printf("%8u %8llu %9.1f %9.2f %9.2f %9.2f %7llu %7llu %6llu %8.1f %7.0f  %s\n", r->sessions_target,
                    (unsigned long long)r->sessions_opened, r->chunk_rate, r->added.p50, r->added.p99, r->added.p999,
                    (unsigned long long)loadstat_counts_sum(&r->errors), (unsigned long long)r->missing,
-                   (unsigned long long)r->connect_failures, r->client_cpu_pct, r->verdict);
+                   (unsigned long long)r->connect_failures, r->client_cpu_pct, r->server_loop_util_peak * 100,
+                   r->verdict);
         }
         printf("\ncapacity      %u sessions held (p99 added <= %.2f ms, connect failures + errors + missing <= %u)%s\n\n",
                A.res.capacity_sessions, C.o.p99_threshold_ms, C.o.max_errors,

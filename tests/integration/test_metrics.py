@@ -263,3 +263,31 @@ def test_metrics_requests_closed_early_or_pipelined(start_server):
     by = m["requests"]["by_route"]
     assert by["metrics_prom"].get("200", 0) >= 1 and by["metrics_json"].get("200", 0) >= 1, by
     assert srv.proc.poll() is None
+
+
+def test_loop_figures(start_server):
+    """loop.iterations counts event loop turns, loop.busy_ms is the work per
+    turn (waiting for events left out), loop.utilization the share of the
+    last second spent working: near 0 on an idle server."""
+    import time
+    srv = start_server()
+    time.sleep(2.2)  # two ticks: utilization is measured over a whole second
+    m0 = requests.get(srv.http + "/v1/metrics", timeout=10).json()
+    loop = m0["loop"]
+    assert isinstance(loop["iterations"], int) and loop["iterations"] > 0, loop
+    assert 0 <= loop["utilization"] < 0.5, loop
+    assert loop["busy_ms"]["count"] == loop["iterations"], loop
+    assert 0 <= loop["busy_ms"]["p50"] <= loop["busy_ms"]["p99"] < 1000, loop
+
+    async def go():
+        w, _ = await WS.open_session(srv.stream_url)
+        for _ in range(20):
+            await w.send_bytes(b"\x00" * 3200)
+        await w.stop()
+    arun(go(), 30)
+    m1 = requests.get(srv.http + "/v1/metrics", timeout=10).json()
+    assert m1["loop"]["iterations"] >= m0["loop"]["iterations"] + 20, (m0["loop"], m1["loop"])
+    text = requests.get(srv.http + "/metrics", timeout=10).text
+    assert re.search(r'^asrd_loop_iterations_total\{worker="w0"\} \d+$', text, re.M), text
+    assert re.search(r'^asrd_loop_busy_seconds_count\{worker="w0"\} \d+$', text, re.M)
+    assert re.search(r'^asrd_loop_utilization\{worker="w0"\} [0-9.e-]+$', text, re.M)

@@ -396,7 +396,7 @@ static const char metrics_body[] =
     "\"idle\":0,\"expired\":0,\"slow_client\":5,\"policy\":3}},\"chunks\":{\"total\":123456,\"accepted\":123000,"
     "\"per_sec\":99.50},\"partials\":{\"total\":123000,\"dropped\":77},\"errors\":{\"total\":12,"
     "\"INVALID_MESSAGE\":2,\"RATE_LIMITED\":10},\"latency_ms\":{\"chunk\":{\"count\":5,\"mean\":50.1,\"p50\":50.0,"
-    "\"p95\":51.0,\"p99\":52.5,\"p999\":60.0}},\"process\":{\"rss_bytes\":5541888,\"open_fds\":14},"
+    "\"p95\":51.0,\"p99\":52.5,\"p999\":60.0}},\"loop\":{\"iterations\":9,\"utilization\":0.875},\"process\":{\"rss_bytes\":5541888,\"open_fds\":14},"
     "\"finals\":{\"total\":321},\"close_codes\":{\"1000\":4,\"1001\":0,\"1008\":5,\"other\":0,\"none\":1},"
     "\"requests\":{\"total\":30,\"per_sec\":1.5,\"by_route\":{\"transcribe\":{\"200\":11,\"415\":2},"
     "\"stream\":{\"101\":7,\"503\":1},\"health\":{}}},"
@@ -414,6 +414,7 @@ TEST(loadstat_metrics_parse_fields) {
     ASSERT_EQ_INT(s.connections_active, 3);
     ASSERT_EQ_INT(s.slow_client_closes, 5);
     ASSERT_NEAR(s.chunk_p99_ms, 52.5, 1e-12);
+    ASSERT_NEAR(s.loop_utilization, 0.875, 1e-12);
     ASSERT_EQ_INT(s.partials_total, 123000);
     ASSERT_EQ_INT(s.finals_total, 321);
     ASSERT_EQ_INT(s.sessions_total, 7);
@@ -530,6 +531,7 @@ static void fill_run(struct loadstat_run *r, unsigned seed) {
     r->server_samples = 10 + seed;
     r->server_rss_peak = 20000000 + seed;
     r->server_fds_peak = 230 + seed;
+    r->server_loop_util_peak = 0.5 + seed / 100.0;
     loadstat_counts_add(&r->flood_errors, "RATE_LIMITED", 2290);
     loadstat_counts_add(&r->flood_close_codes, "1008", 3);
     loadstat_counts_add(&r->flood_close_codes, "1000", 6);
@@ -607,7 +609,7 @@ TEST(loadstat_result_json_round_trip) {
     r.capacity_sessions = 1000;
     for (int i = 1; i <= 5; i++) {
         struct loadstat_point pt = {i, 200u + (unsigned)i, 2000u + (uint64_t)i, 50.1 + i, 51.5 + i, 52.123456789 + i,
-                                    (uint64_t)i << 20, 30u + (uint64_t)i};
+                                    (uint64_t)i << 20, 30u + (uint64_t)i, 0.5 + i / 100.0};
         loadstat_result_add_point(&r, &pt);
     }
     struct buf a, b;
@@ -702,6 +704,7 @@ TEST(loadstat_result_json_round_trip) {
     ASSERT_EQ_INT(back.steps[2].server_samples, 13);
     ASSERT_EQ_INT(back.steps[2].server_rss_peak, 20000003);
     ASSERT_EQ_INT(back.steps[2].server_fds_peak, 233);
+    ASSERT_NEAR(back.steps[2].server_loop_util_peak, 0.53, 1e-12);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.flood_errors, "RATE_LIMITED"), 2290);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.flood_close_codes, "1008"), 3);
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.slow_close_codes, "none"), 1);
@@ -711,6 +714,7 @@ TEST(loadstat_result_json_round_trip) {
     ASSERT_EQ_INT(loadstat_counts_get(&back.total.server_after.error_codes, "RATE_LIMITED"), 10);
     ASSERT_EQ_INT(back.timeline[2].rss_bytes, 3u << 20);
     ASSERT_EQ_INT(back.timeline[2].open_fds, 33);
+    ASSERT_NEAR(back.timeline[2].loop_util, 0.53, 1e-9);
     ASSERT_EQ_INT(back.timeline[4].sessions, 205);
     /* ... and their deltas: fds, policy closes, errors by code, ends by reason. */
     ASSERT_EQ_INT(json_integer_value(json_object_get(d, "open_fds")), 1);
@@ -753,6 +757,7 @@ TEST(loadstat_run_merge_sums) {
     loadstat_run_merge(&a, &b);
     ASSERT_EQ_INT(a.server_rss_peak, 20000005);
     ASSERT_EQ_INT(a.server_fds_peak, 235);
+    ASSERT_NEAR(a.server_loop_util_peak, 0.55, 1e-12);
     fill_run(&b, 0);
     loadstat_run_merge(&a, &b);
     ASSERT_EQ_INT(a.server_rss_peak, 20000005);
@@ -849,7 +854,11 @@ TEST(loadstat_run_peak_keeps_highest) {
     loadstat_run_peak(&r, &s);
     s.rss_bytes = 7000000;
     s.open_fds = 1220;
+    s.loop_utilization = 0.9;
     loadstat_run_peak(&r, &s);
+    s.loop_utilization = 0.4;
+    loadstat_run_peak(&r, &s);
+    ASSERT_NEAR(r.server_loop_util_peak, 0.9, 0);
     ASSERT_EQ_INT(r.server_rss_peak, 9000000);
     ASSERT_EQ_INT(r.server_fds_peak, 1220);
     /* A snapshot that was not read counts for nothing. */
@@ -868,7 +877,7 @@ TEST(loadstat_svg_draws) {
     snprintf(r.opts.scenario, sizeof r.opts.scenario, "sustained");
     snprintf(r.opts.url, sizeof r.opts.url, "ws://127.0.0.1:1/<&>");
     for (int i = 1; i <= 10; i++) {
-        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i, 0, 0};
+        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i, 0, 0, 0};
         loadstat_result_add_point(&r, &pt);
     }
     buf_init(&b, 0);
@@ -1056,7 +1065,7 @@ TEST(loadstat_svg_panels) {
     snprintf(r.opts.mode, sizeof r.opts.mode, "binary");
     r.opts.p99_threshold_ms = 10;
     for (int i = 1; i <= 6; i++) {
-        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i, 0, 0};
+        struct loadstat_point pt = {i, 10, 100, 50 + i, 55 + i, 60 + i, 0, 0, 0};
         loadstat_result_add_point(&r, &pt);
     }
     for (unsigned k = 0; k < 3; k++) {
