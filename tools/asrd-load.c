@@ -258,7 +258,9 @@ static void usage(FILE *f) {
         "  --scenario S            " SCENARIO_LIST "  default sustained\n"
         "  --sessions N            sessions held (rest: ignored)             default 100\n"
         "  --ramp R                seconds over which sessions start evenly   default 0 (ramp: 10)\n"
-        "  --duration D            seconds of streaming after the ramp        default 10\n"
+        "  --duration D            seconds all sessions stream together       default 10\n"
+        "                          (each streams R + D from its own start, so\n"
+        "                          a phase is R up, D full, R down)\n"
         "                          (capacity: per step; rest: seconds of requests)\n"
         "  --chunk-ms MS           audio per chunk, 10..1000                  default 100\n"
         "  --mode M                binary|json                                default binary\n"
@@ -1164,7 +1166,13 @@ static void sess_on_text(struct sess *s, const uint8_t *msg, size_t len) {
             uint64_t end = now + (uint64_t)(life * 1e9);
             s->stop_at = end < A.ph.t_stop ? end : A.ph.t_stop;
         } else {
-            s->stop_at = A.ph.t_stop;
+            /* Every session streams ramp + duration seconds from its own
+             * start: sessions stop as they started, spread over the ramp,
+             * not all in the same millisecond (a herd of stops, finals and
+             * closes no real set of clients makes), and all of them stream
+             * together for duration seconds. */
+            uint64_t end = now + (uint64_t)((C.o.ramp_s + C.o.duration_s) * 1e9);
+            s->stop_at = end < A.ph.t_stop ? end : A.ph.t_stop;
         }
         uint64_t next = loadstat_sched_next(&s->sched);
         sched_put(s, next < s->stop_at ? next : s->stop_at);
@@ -1814,7 +1822,9 @@ static void phase_start(unsigned target) {
     getrusage(RUSAGE_SELF, &ph->ru0);
     ph->t_start = now_ns();
     ph->run.start_s = (double)(ph->t_start - A.run_t0) / 1e9;
-    double len = (C.sc == SC_REST ? 0 : C.o.ramp_s) + C.o.duration_s;
+    /* ramp up, duration at full strength, ramp down (churn: sessions come
+     * and go throughout; rest: no ramp) */
+    double len = (C.sc == SC_REST ? 0 : C.sc == SC_CHURN ? C.o.ramp_s : 2 * C.o.ramp_s) + C.o.duration_s;
     ph->t_stop = ph->t_start + (uint64_t)(len * 1e9);
     ph->t_hard = ph->t_stop + (uint64_t)(C.o.grace_s * 1e9);
     if (!C.quiet && C.sc == SC_CAPACITY)
