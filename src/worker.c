@@ -183,6 +183,16 @@ static void on_proc_idle(uv_idle_t *h) {
     proc_call_waiters(w);
 }
 
+void worker_proc_init(struct worker *w) {
+    uv_idle_init(w->loop, &w->proc_idle);
+    w->proc_idle.data = w;
+    struct metrics_proc proc = {.rss_bytes = metrics_rss_bytes()};
+    metrics_fdwalk_begin(&w->proc_walk);    /* few descriptors yet: count at once */
+    while (!metrics_fdwalk_step(&w->proc_walk, METRICS_FDWALK_SLOTS)) {}
+    proc.open_fds = w->proc_walk.open;
+    metrics_proc_set(&proc);
+}
+
 void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt) {
     if (wt) {
         wt->next = w->proc_waiters;
@@ -324,13 +334,7 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
     signal(SIGPIPE, SIG_IGN);
     if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
-    uv_idle_init(w->loop, &w->proc_idle);
-    w->proc_idle.data = w;
-    struct metrics_proc proc = {.rss_bytes = metrics_rss_bytes()};
-    metrics_fdwalk_begin(&w->proc_walk);    /* few descriptors yet: count at once */
-    while (!metrics_fdwalk_step(&w->proc_walk, METRICS_FDWALK_SLOTS)) {}
-    proc.open_fds = w->proc_walk.open;
-    metrics_proc_set(&proc);
+    worker_proc_init(w);
     metrics_tick();
     struct log_line *l = log_begin(LOG_INFO, "listening");
     if (l) {

@@ -58,6 +58,9 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot);
 
 /* The process's worker (one per process). */
 struct worker *worker_get(void);
+/* Sets up the descriptor count (its idle handle) and takes a first reading
+ * at once: worker_run() calls it before the loop runs. */
+void worker_proc_init(struct worker *w);
 /* Counts open descriptors, METRICS_FDWALK_SLOTS table slots per loop
  * iteration (a few tens of us each), then reads RSS, stores both
  * (metrics_proc_set) and calls every waiter registered meanwhile, in a later

@@ -79,6 +79,7 @@ void fuzz_net_init(void) {
     uv_check_init(loop_, &w->check);
     w->check.data = w;
     uv_check_start(&w->check, on_check);
+    worker_proc_init(w);
     metrics_tick();
     if (getenv("FUZZ_STATS")) atexit(print_stats);
 }
