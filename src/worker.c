@@ -161,7 +161,7 @@ static void close_idle_http(struct worker *w) {
     }
 }
 
-/* ---- process figures off the loop ------------------------------------- */
+/* ---- process figures: descriptors counted a slice per iteration --------- */
 
 static void proc_call_waiters(struct worker *w) {
     struct worker_proc_waiter *wt = w->proc_waiters;
