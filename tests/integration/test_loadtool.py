@@ -177,6 +177,29 @@ def test_sustained_binary_counts_match_server(start_server):
 
 
 @pytest.mark.timeout(60)
+def test_ramp_up_and_down(start_server):
+    """With --ramp R every session streams R + D seconds from its own start:
+    sessions leave in the order they came (a ramp-down, not one herd of
+    stops), and all of them stream together for D seconds."""
+    srv = start_server()
+    m0 = srv.metrics()
+    res, out = run_load(srv, "--sessions", 20, "--ramp", 2, "--duration", 1)
+    m1 = settled_metrics(srv, m0)
+    check_streaming_exact(res, m0, m1, 20)
+    expect_chunks(res, 20, 3)              # each session: R + D = 3 s
+    t = res["total"]
+    assert t["wall_s"] >= 5 - 0.5, t["wall_s"]      # R up, D full, R down
+    tl = res["timeline"]
+    peak = max(range(len(tl)), key=lambda i: tl[i]["sessions"])
+    assert tl[peak]["sessions"] == 20, tl
+    assert any(0 < p["sessions"] < 20 for p in tl[:peak]), tl       # ramp-up
+    assert any(0 < p["sessions"] < 20 for p in tl[peak + 1:]), tl   # ramp-down
+    # the server's loop utilization was sampled (a fraction, not a percent)
+    assert any(0 < p["loop_util"] < 1 for p in tl), tl
+    assert 0 < t["server_loop_util_peak"] < 1, t["server_loop_util_peak"]
+
+
+@pytest.mark.timeout(60)
 def test_json_mode_with_model_errors(start_server):
     """JSON audio_chunk messages carrying their sequence; the engine fails
     some chunks: each failure is an `error` answer with that chunk's
