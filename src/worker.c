@@ -163,14 +163,12 @@ static void close_idle_http(struct worker *w) {
 
 /* ---- process figures: descriptors counted a slice per iteration --------- */
 
-static void proc_call_waiters(struct worker *w) {
-    struct worker_proc_waiter *wt = w->proc_waiters;
-    w->proc_waiters = NULL;
-    while (wt) {
-        struct worker_proc_waiter *next = wt->next; /* cb may free wt */
-        wt->cb(wt);
-        wt = next;
-    }
+static void on_proc_idle(uv_idle_t *h);
+
+static void proc_start(struct worker *w) {
+    w->proc_busy = 1;
+    metrics_fdwalk_begin(&w->proc_walk);
+    uv_idle_start(&w->proc_idle, on_proc_idle);
 }
 
 static void on_proc_idle(uv_idle_t *h) {
@@ -180,7 +178,15 @@ static void on_proc_idle(uv_idle_t *h) {
     w->proc_busy = 0;
     struct metrics_proc p = {.rss_bytes = metrics_rss_bytes(), .open_fds = w->proc_walk.open};
     metrics_proc_set(&p);
-    proc_call_waiters(w);
+    struct worker_proc_waiter *wt = w->proc_waiters;
+    w->proc_waiters = w->proc_next;  /* they came during this count: the next one is theirs */
+    w->proc_next = NULL;
+    if (w->proc_waiters) proc_start(w);
+    while (wt) {
+        struct worker_proc_waiter *next = wt->next; /* cb may free wt */
+        wt->cb(wt);
+        wt = next;
+    }
 }
 
 void worker_proc_init(struct worker *w) {
@@ -194,22 +200,29 @@ void worker_proc_init(struct worker *w) {
 }
 
 void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt) {
-    if (wt) {
-        wt->next = w->proc_waiters;
-        w->proc_waiters = wt;
+    if (!w->proc_busy) {
+        if (wt) {
+            wt->next = w->proc_waiters;
+            w->proc_waiters = wt;
+        }
+        proc_start(w);
+    } else if (wt) {
+        /* part of the table was counted before this call: wait for a count
+         * that starts after it, so the answer includes every descriptor
+         * open now */
+        wt->next = w->proc_next;
+        w->proc_next = wt;
     }
-    if (w->proc_busy) return;
-    w->proc_busy = 1;
-    metrics_fdwalk_begin(&w->proc_walk);
-    uv_idle_start(&w->proc_idle, on_proc_idle);
 }
 
 void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt) {
-    for (struct worker_proc_waiter **pp = &w->proc_waiters; *pp; pp = &(*pp)->next)
-        if (*pp == wt) {
-            *pp = wt->next;
-            return;
-        }
+    struct worker_proc_waiter **lists[2] = {&w->proc_waiters, &w->proc_next};
+    for (int i = 0; i < 2; i++)
+        for (struct worker_proc_waiter **pp = lists[i]; *pp; pp = &(*pp)->next)
+            if (*pp == wt) {
+                *pp = wt->next;
+                return;
+            }
 }
 
 static void on_tick(uv_timer_t *t) {

@@ -39,6 +39,7 @@ struct worker {
     struct metrics_fdwalk proc_walk; /* the count in progress */
     int          proc_busy;          /* a count is in progress */
     struct worker_proc_waiter *proc_waiters; /* called when it completes */
+    struct worker_proc_waiter *proc_next;    /* came during it: called after the next count */
     uint64_t     it_prev_ns, it_prev_idle_ns;     /* loop accounting (on_check) */
     uint64_t     tick_prev_ns, tick_prev_idle_ns; /* loop utilization per tick */
     char         rbuf[65536];        /* shared read buffer: reads are consumed synchronously */
@@ -63,8 +64,10 @@ struct worker *worker_get(void);
 void worker_proc_init(struct worker *w);
 /* Counts open descriptors, METRICS_FDWALK_SLOTS table slots per loop
  * iteration (a few tens of us each), then reads RSS, stores both
- * (metrics_proc_set) and calls every waiter registered meanwhile, in a later
- * iteration. A count in progress is joined. wt may be NULL. */
+ * (metrics_proc_set) and calls wt->cb, in a later iteration. The count wt
+ * gets started after this call: a call during a count waits for the next
+ * one (part of the table was already counted). wt may be NULL (the tick:
+ * a count in progress is enough). */
 void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt);
 /* Forgets a waiter whose owner goes away before its callback ran. */
 void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt);

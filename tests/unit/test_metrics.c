@@ -4,6 +4,11 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "util.h"
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 /* Open descriptors as /proc/self/fd lists them (the reference). */
 static uint64_t fds_by_listing(void) {
@@ -74,3 +79,59 @@ TEST(metrics_rss_is_read) {
 }
 
 
+
+struct waiter {
+    struct worker_proc_waiter wt;     /* first member */
+    int called;
+    uint64_t open_fds;                /* what /v1/metrics showed when it was called */
+};
+
+static uint64_t rendered_open_fds(void) {
+    struct buf b;
+    buf_init(&b, 0);
+    metrics_json(&b, "w0");
+    const char *p = strstr(b.data, "\"open_fds\":");
+    uint64_t n = p ? strtoull(p + 11, NULL, 10) : 0;
+    buf_cleanup(&b);
+    return n;
+}
+
+static void waiter_cb(struct worker_proc_waiter *wt) {
+    struct waiter *x = (struct waiter *)wt;
+    x->called++;
+    x->open_fds = rendered_open_fds();
+}
+
+/* A caller that arrives while a count is half way gets the next count, not
+ * that one: descriptors opened in slots already counted are included. */
+TEST(metrics_refresh_during_a_count_waits_for_the_next) {
+    metrics_init();
+    struct worker *w = worker_get();
+    memset(w, 0, sizeof *w);
+    w->loop = uv_default_loop();
+    worker_proc_init(w);
+    int p[700][2];
+    for (int i = 0; i < 700; i++) ASSERT_EQ_INT(pipe(p[i]), 0);
+    for (int i = 0; i < 5; i++) {    /* holes at the bottom of the table */
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+    worker_proc_refresh(w, NULL);    /* a count starts (the tick) */
+    uv_run(w->loop, UV_RUN_NOWAIT);  /* ... and looks at its first 256 slots */
+    ASSERT(w->proc_busy);
+    for (int i = 0; i < 5; i++) ASSERT_EQ_INT(pipe(p[i]), 0); /* into the counted holes */
+    uint64_t now_open = fds_by_listing();
+    struct waiter a = {.wt.cb = waiter_cb}, gone = {.wt.cb = waiter_cb};
+    worker_proc_refresh(w, &a.wt);
+    worker_proc_refresh(w, &gone.wt);
+    worker_proc_cancel(w, &gone.wt);    /* its owner went away */
+    for (int k = 0; k < 1000 && !a.called; k++) uv_run(w->loop, UV_RUN_NOWAIT);
+    ASSERT_EQ_INT(a.called, 1);
+    ASSERT_EQ_INT(a.open_fds, now_open);
+    ASSERT_EQ_INT(gone.called, 0);
+    ASSERT(!w->proc_busy);              /* nobody else waits: no further count */
+    for (int i = 0; i < 700; i++) {
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+}
