@@ -281,12 +281,14 @@ def test_loop_figures(start_server):
 
     async def go():
         w, _ = await WS.open_session(srv.stream_url)
-        for _ in range(20):
+        for _ in range(20):       # one at a time: each is read in a turn of its own
             await w.send_bytes(b"\x00" * 3200)
+            await w.answers(1)
         await w.stop()
     arun(go(), 30)
     m1 = requests.get(srv.http + "/v1/metrics", timeout=10).json()
     assert m1["loop"]["iterations"] >= m0["loop"]["iterations"] + 20, (m0["loop"], m1["loop"])
+    assert m1["loop"]["busy_ms"]["count"] == m1["loop"]["iterations"], m1["loop"]
     text = requests.get(srv.http + "/metrics", timeout=10).text
     assert re.search(r'^asrd_loop_iterations_total\{worker="w0"\} \d+$', text, re.M), text
     assert re.search(r'^asrd_loop_busy_seconds_count\{worker="w0"\} \d+$', text, re.M)
