@@ -1,12 +1,12 @@
 #include "metrics.h"
 
-#include <poll.h>
-#include <stdlib.h>
-#include <sys/resource.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -256,7 +256,7 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         double util = 0;
         for (int k = 0; k < nv; k++)
             if (v[k].m->loop_utilization > util) util = v[k].m->loop_utilization;
-        buf_printf(b, ",\"loop\":{\"iterations\":%llu,\"utilization\":%.3f,", (unsigned long long)M->loop_iterations, util);
+        buf_printf(b, ",\"loop\":{\"iterations\":%llu,\"utilization\":%.4f,", (unsigned long long)M->loop_iterations, util);
         json_hist(b, "busy_ms", &M->loop_busy);
     }
     buf_printf(b, "},\"process\":{\"rss_bytes\":%llu,\"open_fds\":%llu,\"log_lines_dropped\":%llu}",

@@ -80,7 +80,8 @@ struct metrics {
     uint64_t loop_iterations;
     struct hist loop_busy;            /* work per loop iteration (callbacks and flushes, not waiting) */
     double   loop_utilization;        /* share of the last tick's wall time not spent waiting for events */
-    /* process figures, sampled when published or rendered */
+    /* process figures: the newest count (metrics_proc_set) and counters
+     * read when published or rendered */
     uint64_t rss_bytes, open_fds, log_dropped;
     double   chunks_per_s, requests_per_s;
 };
