@@ -569,6 +569,28 @@ fail:
     return NULL;
 }
 
+/* A server text frame (RFC 6455 5.2: FIN, opcode 1, unmasked) into c's
+ * out buffer. */
+static int write_text_frame(struct conn *c, const char *p, size_t n) {
+    uint8_t hdr[10];
+    size_t h = 2;
+    hdr[0] = 0x80 | WSLAY_TEXT_FRAME;
+    if (n < 126) {
+        hdr[1] = (uint8_t)n;
+    } else if (n <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t)(n >> 8);
+        hdr[3] = (uint8_t)n;
+        h = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        h = 10;
+    }
+    if (conn_write(c, hdr, h) != 0 || conn_write(c, p, n) != 0) return ASR_ENOMEM;
+    return 0;
+}
+
 int ws_send_text(struct ws_conn *ws, const char *p, size_t n, int droppable) {
     if (closing(ws)) return ASR_EIO;
     int overflow = 0;
@@ -598,6 +620,15 @@ int ws_send_text(struct ws_conn *ws, const char *p, size_t n, int droppable) {
         metrics.partials_dropped++;
         return 0;
     }
+    /* Nothing waits and the socket keeps up: the frame goes straight into
+     * the connection's out buffer (written in this iteration's flush), as
+     * on_flush would move it there next anyway, without the trip through
+     * our queue and wslay's (two copies and three allocations per message:
+     * docs/internals/chunk-pipeline.md). Only when wslay holds nothing, so
+     * frames stay whole and in order. */
+    if (ws->q_msgs == 0 && !ws->c->writing && conn_unsent(ws->c) < WS_PUMP_BYTES &&
+        !wslay_event_want_write(ws->ctx))
+        return write_text_frame(ws->c, p, n);
     if (queue_push(ws, p, n, droppable) != 0) return ASR_ENOMEM;
     conn_want_flush(ws->c);
     return 0;

@@ -333,3 +333,66 @@ def test_stop_right_after_audio_answers_everything(server):
     assert f["text"] and f["sequence"] <= 15, f
     check_utterance_texts(msgs)
     assert code == 1000
+
+
+def read_strict_frames(data):
+    """Parses server frames as RFC 6455 5.2 says they must be: FIN set (the
+    server never fragments), RSV bits clear, unmasked, and the length in the
+    minimal encoding. Returns [(opcode, payload)]; asserts on anything else."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        assert len(data) - pos >= 2, "truncated frame head at %d" % pos
+        b0, b1 = data[pos], data[pos + 1]
+        assert b0 & 0x80, "frame at %d not final" % pos
+        assert b0 & 0x70 == 0, "RSV bits set at %d" % pos
+        assert not b1 & 0x80, "server frame masked at %d" % pos
+        n = b1 & 0x7F
+        pos += 2
+        if n == 126:
+            n = int.from_bytes(data[pos:pos + 2], "big")
+            assert n >= 126, "16-bit length %d not minimal" % n
+            pos += 2
+        elif n == 127:
+            n = int.from_bytes(data[pos:pos + 8], "big")
+            assert n >= 65536 and n < 1 << 63, "64-bit length %d not minimal" % n
+            pos += 8
+        assert len(data) - pos >= n, "truncated payload at %d" % pos
+        out.append((b0 & 0x0F, data[pos:pos + n]))
+        pos += n
+    return out
+
+
+def test_server_frames_are_whole_and_minimal(start_server):
+    """Every server frame, small and large (words pile up in partials to
+    several KiB), has the shape RFC 6455 requires, read byte by byte from a
+    raw socket, and every chunk gets its partial in order."""
+    import json
+    srv = start_server(ASR_MOCK_WORDS_PER_CHUNK=100, ASR_MAX_AUDIO_RATE_BYTES_PER_SEC=1 << 30)
+    audio = h.speech_pcm() * 3
+    chunks = h.chunks_of(audio)
+    c = h.raw_ws_connect(srv.port)
+    try:
+        for ch in chunks:
+            c.send(h.ws_frame(ch, opcode=0x2))
+        c.send(h.ws_frame(b'{"type": "stop"}', opcode=0x1))
+        data = c.buf
+        while True:
+            d = c.sock.recv(1 << 16)
+            if not d:
+                break
+            data += d
+    finally:
+        c.close()
+    frames = read_strict_frames(data)
+    assert frames and frames[-1][0] == 0x8, frames[-3:]
+    assert int.from_bytes(frames[-1][1][:2], "big") == 1000
+    texts = [p for op, p in frames[:-1]]
+    assert all(op == 0x1 for op, _ in frames[:-1]), [op for op, _ in frames]
+    msgs = [json.loads(t) for t in texts]
+    partials = [m for m in msgs if m["type"] == "partial"]
+    assert [p["sequence"] for p in partials] == list(range(1, len(chunks) + 1))
+    sizes = [len(t) for t in texts]
+    assert min(sizes) < 126 <= max(sizes), sizes
+    assert max(sizes) >= 4096, max(sizes)
+    assert of_type(msgs, "final"), [m["type"] for m in msgs]
