@@ -6,7 +6,10 @@
  * Audio is cut into frames of frame_ms (10, 20 or 30); a partial frame at the
  * end of a chunk is carried into the next one, so chunks need not be frame
  * multiples. Frames whose energy is far below speech are called silence
- * without running the WebRTC classifier (cheap pre-check).
+ * without running the WebRTC classifier (cheap pre-check). 16 kHz audio
+ * reaches the classifier decimated to 8 kHz by our own filter
+ * (vad_decimate2), which is what WebRTC's 16 kHz entry point does with a
+ * slower one.
  *
  * Positions are counted in samples of the stream since it started
  * (vad_feed calls added up), and reported in ms of audio time.
@@ -81,5 +84,14 @@ uint64_t vad_samples(const struct vad *v);       /* samples fed so far */
 uint64_t vad_offset_ms(const struct vad *v);     /* vad_samples in ms */
 uint64_t vad_speech_ms_total(const struct vad *v);
 size_t   vad_sizeof(const struct vad_cfg *cfg);  /* bytes vad_create allocates */
+
+/* The 16 -> 8 kHz decimator in front of the classifier for 16 kHz streams
+ * (a halfband FIR; vad.c says why not WebRTC's own). Reads
+ * e[0 .. VAD_DECIM_HIST + 2 * n_out): the last VAD_DECIM_HIST samples before
+ * the block, then the block; e must have VAD_DECIM_PAD more readable
+ * samples after that (read, never used). Writes y[0 .. n_out). */
+#define VAD_DECIM_HIST 10
+#define VAD_DECIM_PAD  16
+void vad_decimate2(const int16_t *e, int16_t *y, size_t n_out);
 
 #endif
