@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -103,8 +104,14 @@ void conn_want_flush(struct conn *c) {
 }
 
 int conn_write(struct conn *c, const void *p, size_t n) {
+    return conn_write2(c, p, n, NULL, 0);
+}
+
+int conn_write2(struct conn *c, const void *a, size_t an, const void *b, size_t bn) {
     if (c->closing) return ASR_EIO;
-    if (buf_append(&c->out, p, n) != 0) return ASR_ENOMEM;
+    if (bn > SIZE_MAX - an || buf_reserve(&c->out, an + bn) != 0) return ASR_ENOMEM;
+    buf_append(&c->out, a, an); /* cannot fail after the reserve */
+    if (bn) buf_append(&c->out, b, bn);
     conn_want_flush(c);
     return 0;
 }

@@ -76,6 +76,8 @@ void conn_read_pause(struct conn *c);
 void conn_read_resume(struct conn *c);
 /* Copies n bytes to the output. ASR_ENOMEM if out would pass limit. */
 int  conn_write(struct conn *c, const void *p, size_t n);
+/* a[0..an) then b[0..bn), both or neither (a frame head and its payload). */
+int  conn_write2(struct conn *c, const void *a, size_t an, const void *b, size_t bn);
 /* Marks the connection for the end-of-iteration flush. */
 void conn_want_flush(struct conn *c);
 /* Bytes not yet handed to the kernel. */

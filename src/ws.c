@@ -570,7 +570,7 @@ fail:
 }
 
 /* A server text frame (RFC 6455 5.2: FIN, opcode 1, unmasked) into c's
- * out buffer. */
+ * out buffer, whole or not at all. */
 static int write_text_frame(struct conn *c, const char *p, size_t n) {
     uint8_t hdr[10];
     size_t h = 2;
@@ -587,8 +587,7 @@ static int write_text_frame(struct conn *c, const char *p, size_t n) {
         for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
         h = 10;
     }
-    if (conn_write(c, hdr, h) != 0 || conn_write(c, p, n) != 0) return ASR_ENOMEM;
-    return 0;
+    return conn_write2(c, hdr, h, p, n);
 }
 
 int ws_send_text(struct ws_conn *ws, const char *p, size_t n, int droppable) {
