@@ -129,7 +129,7 @@ void vad_destroy(struct vad *v) {
  * 16 kHz entry point runs first (WebRtcVad_Downsampling, a recursive
  * all-pass pair: about 610 ns per 30 ms frame here, latency bound). This is
  * an 11-tap halfband FIR, taps (3, 0, -25, 0, 150, 256, 150, 0, -25, 0,
- * 3) / 512 (-6 dB at 4 kHz, -25 dB at 6 kHz), so every output sample is
+ * 3) / 512 (-1.7 dB at 3 kHz, -6 dB at 4 kHz, -32 dB at 6 kHz), so every output is
  * independent and eight are computed at once: about 105 ns per frame. What
  * it changes in the VAD's decisions was measured (docs/internals/vad.md).
  * y[k] = sum_j h[j] * e[2k + j + 1], rounded and saturated (vad.h). */
@@ -202,6 +202,7 @@ static int classify(struct vad *v, const int16_t *frame) {
         }
         sum += (uint32_t)acc;
     }
+    int gated = sum < VAD_ENERGY_FLOOR_MEAN_ABS * v->frame_samples;
     /* -DVAD_LIBRARY_DOWNSAMPLER builds the old path (WebRTC's own 16 kHz
      * entry point) for comparisons like the one in docs/internals/vad.md. */
 #ifndef VAD_LIBRARY_DOWNSAMPLER
@@ -211,7 +212,6 @@ static int classify(struct vad *v, const int16_t *frame) {
          * kept across gated frames too. */
         int16_t e[VAD_DECIM_BUF], y[240];
         size_t n = v->frame_samples;
-        int gated = sum < VAD_ENERGY_FLOOR_MEAN_ABS * n;
         if (!gated) {
             memcpy(e, v->hist, sizeof v->hist);
             memcpy(e + VAD_DECIM_HIST, frame, n * sizeof(int16_t));
@@ -223,7 +223,7 @@ static int classify(struct vad *v, const int16_t *frame) {
         return WebRtcVad_Process(v->inst, 8000, y, n / 2) == 1;
     }
 #endif
-    if (sum < VAD_ENERGY_FLOOR_MEAN_ABS * v->frame_samples) return 0;
+    if (gated) return 0;
     return WebRtcVad_Process(v->inst, (int)v->rate, frame, v->frame_samples) == 1;
 }
 
