@@ -120,3 +120,48 @@ TEST(stream_msg_fast_path_agrees_with_jansson) {
     snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"pad\":\"%s\",\"data\":5}", b64);
     ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
 }
+
+/* The byte scans over `data` work in blocks of 32 with a byte-wise tail:
+ * one bad byte anywhere (in a block, at a block edge, in the tail) must be
+ * seen, whatever its neighbours in the alphabet's ranges. Printable
+ * non-digits are INVALID_AUDIO; control characters and bytes >= 0x80
+ * (invalid UTF-8 alone) break the JSON: INVALID_MESSAGE. */
+TEST(stream_msg_bad_byte_anywhere_in_data_is_found) {
+    static const unsigned char audio_bad[] = {'@', '[', '`', '{', '*', ',', '.', ':', '-', '_', ' ', '~', 0x7f};
+    static const unsigned char json_bad[] = {0x01, 0x09, 0x1f, 0x80, 0xc3, 0xff};
+    unsigned char raw[330];
+    char b64[460];
+    for (size_t i = 0; i < sizeof raw; i++) raw[i] = (unsigned char)(i * 37 + 11);
+    for (size_t len = 297; len <= 330; len += 3) {   /* 396 .. 440 digits: tails of 12 .. 24 */
+        sodium_bin2base64(b64, sizeof b64, raw, len, sodium_base64_VARIANT_ORIGINAL);
+        size_t n = strlen(b64);
+        ASSERT_EQ_INT(n, len / 3 * 4);
+        static char msg[1000];
+        int pre = snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"%s\"}", b64);
+        struct stream_msg m;
+        ASSERT_EQ_INT(dec(msg, &m), 0);
+        ASSERT_EQ_INT(m.audio_err, 0);
+        ASSERT_EQ_INT(m.audio_len, len);
+        size_t at = (size_t)pre - n - 2;    /* offset of the value in msg */
+        for (size_t i = 0; i < n; i++) {
+            char keep = msg[at + i];
+            for (size_t b = 0; b < sizeof audio_bad; b++) {
+                msg[at + i] = (char)audio_bad[b];
+                ASSERT_EQ_INT(dec(msg, &m), 0);
+                ASSERT_EQ_INT(m.audio_err, ASR_E_INVALID_AUDIO);
+            }
+            if (i + 2 < n) {    /* '=' before the last two places is never padding */
+                msg[at + i] = '=';
+                ASSERT_EQ_INT(dec(msg, &m), 0);
+                ASSERT_EQ_INT(m.audio_err, ASR_E_INVALID_AUDIO);
+            }
+            for (size_t b = 0; b < sizeof json_bad; b++) {
+                msg[at + i] = (char)json_bad[b];
+                ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
+            }
+            msg[at + i] = keep;
+        }
+        ASSERT_EQ_INT(dec(msg, &m), 0);
+        ASSERT_EQ_INT(m.audio_err, 0);
+    }
+}
