@@ -710,6 +710,11 @@ void http_conn_drain(struct conn *c) {
     /* An idle keep-alive connection goes now. One that was accepted but
      * has not sent (or we have not read) its first request yet is not idle:
      * closing it answered a request in flight with a bare disconnect. It is
-     * answered with Connection: close, or closed by its handshake timer. */
-    if (!hc->busy && !hc->started && hc->held.len == 0 && hc->served) conn_close(c);
+     * answered with Connection: close, or closed by its handshake timer.
+     * "Idle" still may have its last response unsent: answered in this loop
+     * iteration (written at the flush before the next poll) or still being
+     * written to a slow reader. It goes after that response, not before:
+     * a plain conn_close dropped it, and the client saw a disconnect with no
+     * answer to a request that was served (rolling restart, issue 5). */
+    if (!hc->busy && !hc->started && hc->held.len == 0 && hc->served) conn_close_after_write(c);
 }
