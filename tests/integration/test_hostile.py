@@ -61,6 +61,16 @@ def delta(m0, m1, key):
     return h.metric(m1, key, 0) - h.metric(m0, key, 0)
 
 
+def stop_and_close(ws):
+    """Sends stop and reads up to the server's close, which must be 1000;
+    returns the messages that came after the stop."""
+    ws.send(text('{"type":"stop"}'))
+    code, after, eof = ws.close_code(5)
+    ws.close()
+    assert code == 1000, (code, after)
+    return after
+
+
 def assert_counted(srv, m0, expect):
     """expect: {dotted metric: increase}. Counters are bumped before the
     answer is written, except close codes and session ends, which are
@@ -1094,10 +1104,8 @@ def test_ws_control_frames_inside_fragmented_message(srv):
     assert ws.next_frame(5 * SLOW) == (0xA, b"P" * 125)
     a = ws.next_json()
     assert a["type"] == "partial" and a["sequence"] == 2, a
-    ws.send(text('{"type":"stop"}'))
-    code, msgs, eof = ws.close_code(5)
-    ws.close()
-    assert [m["type"] for m in msgs] == ["final"] and code == 1000, (msgs, code)
+    msgs = stop_and_close(ws)
+    assert [m["type"] for m in msgs] == ["final"], msgs
     assert_counted(srv, m0, {"chunks.total": 2, "close_codes.1000": 1, "errors.total": 0})
     assert_serves(srv)
 
@@ -1498,10 +1506,8 @@ def test_ws_fast_text_valid_utf8_across_words(srv):
     ws.send(b"".join(text(m.encode("utf-8")) for m in msgs))
     got = [ws.next_json(10) for _ in msgs]
     assert [(m["type"], m["sequence"]) for m in got] == [("partial", i + 1) for i in range(len(msgs))], h.short(got)
-    ws.send(text('{"type":"stop"}'))
-    code, after, eof = ws.close_code(5)
-    ws.close()
-    assert code == 1000 and [m["type"] for m in after] == ["final"], (code, after)
+    after = stop_and_close(ws)
+    assert [m["type"] for m in after] == ["final"], after
     assert_counted(srv, m0, {"chunks.accepted": len(msgs), "errors.total": 0, "close_codes.1000": 1})
 
 
@@ -1526,10 +1532,7 @@ def test_ws_fast_text_then_ping_in_one_write(srv):
             parts.append(json.loads(f[1]))
     assert pongs == [b"ping-a", b"ping-b"], pongs
     assert [(m["type"], m["sequence"]) for m in parts] == [("partial", i) for i in range(1, 5)], h.short(parts)
-    ws.send(text('{"type":"stop"}'))
-    code, after, eof = ws.close_code(5)
-    ws.close()
-    assert code == 1000, (code, after)
+    stop_and_close(ws)
     assert_counted(srv, m0, {"chunks.accepted": 4, "errors.total": 0})
 
 
@@ -1549,10 +1552,7 @@ def test_ws_fast_text_pipelined_behind_binary(srv):
     ws.send(t[37:] + t + b)
     got = [ws.next_json(10) for _ in range(3)]
     assert [(m["type"], m["sequence"]) for m in got] == [("partial", i) for i in range(6, 9)], h.short(got)
-    ws.send(text('{"type":"stop"}'))
-    code, after, eof = ws.close_code(5)
-    ws.close()
-    assert code == 1000, (code, after)
+    stop_and_close(ws)
     assert_counted(srv, m0, {"chunks.accepted": 8, "errors.total": 0})
 
 
