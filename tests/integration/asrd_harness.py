@@ -3,7 +3,7 @@ loopback port, talk to it over raw sockets, `requests` and Python
 `websockets` (Debian 10.4, legacy asyncio API), load the espeak-ng audio.
 
 Nothing here knows the server's internals: every assertion a test makes is
-about PROTOCOL.md behaviour.
+about docs/API.md behaviour.
 """
 import asyncio
 import base64
@@ -567,7 +567,7 @@ def raw_upgrade(port, query="", headers=None, timeout=10.0):
 
 
 def assert_json_error(resp, status, code=None):
-    """PROTOCOL.md: a refusal is an HTTP error with {"error":{"code","message"}}."""
+    """docs/API.md: a refusal is an HTTP error with {"error":{"code","message"}}."""
     st = resp.status if isinstance(resp, RawResponse) else resp.status_code
     body = resp.body if isinstance(resp, RawResponse) else resp.content
     assert st == status, "expected HTTP %d, got %d: %r" % (status, st, body[:300])

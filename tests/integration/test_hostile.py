@@ -1,6 +1,6 @@
-"""Hostile input (issue 4): one kind of bad input per case, sent to the real
+"""Hostile input: one kind of bad input per case, sent to the real
 server over raw sockets where the libraries refuse to send it. Every case
-asserts the exact answer PROTOCOL.md / docs/API.md give (HTTP status and JSON
+asserts the exact answer docs/API.md / docs/API.md give (HTTP status and JSON
 error code, or the WebSocket error code / close code), that /v1/metrics
 counted it, and that the server still serves a normal streaming session
 afterwards. docs/HOSTILE_INPUT.md lists every case with its answer.
@@ -1223,7 +1223,7 @@ def test_ws_message_at_and_over_limit(srv):
 
 def test_binary_garbage_as_audio(srv):
     """Random even-length bytes are PCM as far as anyone can tell: a
-    partial. Odd byte counts are INVALID_AUDIO (PROTOCOL.md), zero-length
+    partial. Odd byte counts are INVALID_AUDIO (docs/API.md), zero-length
     binary and empty base64 data are INVALID_AUDIO (empty chunk), a
     zero-length text message is INVALID_MESSAGE (not JSON). Refused chunks
     use up their sequence numbers; the invalid message takes none."""
@@ -1259,7 +1259,7 @@ def test_binary_garbage_as_audio(srv):
 
 def test_data_not_base64(srv):
     """`data` that is not standard padded base64: INVALID_AUDIO with the
-    chunk's sequence number (it takes a number; PROTOCOL.md)."""
+    chunk's sequence number (it takes a number; docs/API.md)."""
     bad = ["@@@@", "AA AA", "AAAA\n", "AAAA\\n", "AA==AA==", "AAA", "A", "____", "-_-_", "AAF=",
            "\u00c4\u00c4\u00c4\u00c4", "AAAA====", "=AAA", "A" * 400 + "\u00c4\u00c4\u00c4\u00c4",
            "AAAA" * 100 + "\u00ff\u00ff\u00ff\u00ff"]

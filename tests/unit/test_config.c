@@ -1,7 +1,7 @@
 #include "test.h"
 
-#include "config.h"
-#include "err.h"
+#include "base/config.h"
+#include "base/err.h"
 
 static const char *vars[32][2];
 static int n_vars;

@@ -5,10 +5,11 @@
 
 #include <uv.h>
 
-#include "config.h"
-#include "engine.h"
-#include "err.h"
-#include "session.h"
+#include "base/config.h"
+#include "core/engine.h"
+#include "engines/registry.h"
+#include "base/err.h"
+#include "core/session.h"
 
 #define MAXEV 512
 struct ev { char kind; int err; int has_seq; uint64_t seq; char text[512]; uint64_t a, b; int speech; };
@@ -42,7 +43,7 @@ static void setup(int latency, double err_rate) {
     cfg.mock_error_rate = err_rate;
     cfg.mock_seed = 7;
     struct engine_cfg ec = {.loop = uv_default_loop(), .config = &cfg};
-    ASSERT_EQ_INT(engine_load("mock", &ec), 0);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), 0);
     n_evs = done_calls = low_calls = 0;
 }
 
@@ -234,8 +235,8 @@ TEST(session_utterance_lifecycle) {
         } else if (evs[i].kind == 'P') {
             partials++;
             if (evs[i].text[0]) {
-                if (words[0]) strcat(words, " ");
-                strcat(words, evs[i].text);
+                size_t wl = strlen(words);
+                snprintf(words + wl, sizeof words - wl, "%s%s", wl ? " " : "", evs[i].text);
             }
         } else if (evs[i].kind == 'F') {
             finals++;
