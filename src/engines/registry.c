@@ -3,12 +3,17 @@
  * was found. */
 #include "engines/registry.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-extern const struct engine_ops engine_mock;
+#include "base/config.h"
+
+extern const struct engine_ops engine_mock, engine_mock_windowed;
 
 static const struct engine_ops *const engines[] = {
     &engine_mock,
+    &engine_mock_windowed,
 };
 
 /* Engines this tree has sources for that are optional parts of the build. */
@@ -56,4 +61,19 @@ int engines_missing(const char *name) {
     for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++)
         if (!optional[i].built && strcmp(optional[i].name, name) == 0) return 1;
     return 0;
+}
+
+void *engines_settings_load(const struct engine_ops *ops, const char *(*get)(const char *name), char *err,
+                            size_t errlen) {
+    if (!ops) return NULL;
+    void *st = calloc(1, ops->settings_size ? ops->settings_size : 1);
+    if (!st) {
+        snprintf(err, errlen, "no memory for the settings of engine %s", ops->name);
+        return NULL;
+    }
+    if (ops->n_settings && config_opts_load(st, ops->settings, ops->n_settings, get, err, errlen) != 0) {
+        free(st);
+        return NULL;
+    }
+    return st;
 }

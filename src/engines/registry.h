@@ -15,6 +15,12 @@ const struct engine_ops *engines_find(const char *name);
 const char *engines_names(void);
 /* The built-in tables; *n gets their count. Static storage. */
 const struct engine_ops *const *engines_all(size_t *n);
+/* The settings of ops (its own ASR_* table) read through get (getenv at
+ * start-up; tests pass their own): a heap struct of ops->settings_size bytes
+ * (the caller frees it; a zeroed byte when the engine has none), or NULL
+ * with "ASR_X: <why>" in err. */
+void *engines_settings_load(const struct engine_ops *ops, const char *(*get)(const char *name), char *err,
+                            size_t errlen);
 /* 1 when name is an engine this source tree knows but this build left out
  * (its library was missing at build time). */
 int engines_missing(const char *name);

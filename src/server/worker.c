@@ -341,7 +341,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.ctx = w;
     w->api = (struct api_env){.loop = loop, .cfg = cfg};
     routes_init(w);
-    struct engine_cfg ecfg = {.loop = loop, .config = cfg};
+    struct engine_cfg ecfg = {.loop = loop, .settings = cfg->engine_settings};
     const struct engine_ops *ops = engines_find(cfg->engine);
     if (!ops || engine_load(ops, &ecfg) != 0) {
         fprintf(stderr, "asrd: ASR_ENGINE: cannot load engine \"%s\" (registered: %s)\n", cfg->engine,

@@ -8,6 +8,7 @@
 #include "base/config.h"
 #include "core/engine.h"
 #include "engines/registry.h"
+#include "mock_settings.h"
 #include "base/err.h"
 #include "core/session.h"
 
@@ -34,15 +35,13 @@ static void on_done(void *c) { done_calls++; }
 static void on_low(void *c) { low_calls++; }
 static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low};
 
-static struct config cfg;
+static void *settings; /* the mock's, heap; one per process (each test is its own process) */
 
 static void setup(int latency, double err_rate) {
-    memset(&cfg, 0, sizeof cfg);
-    cfg.mock_latency_ms = latency;
-    cfg.mock_words_per_chunk = 2;
-    cfg.mock_error_rate = err_rate;
-    cfg.mock_seed = 7;
-    struct engine_cfg ec = {.loop = uv_default_loop(), .config = &cfg};
+    free(settings);
+    settings = mock_settings(latency, 2, err_rate, 7);
+    ASSERT(settings != NULL);
+    struct engine_cfg ec = {.loop = uv_default_loop(), .settings = settings};
     ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), 0);
     n_evs = done_calls = low_calls = 0;
 }
