@@ -44,4 +44,9 @@ void api_stream_close(void);
  * otherwise. Keys come from Authorization: Bearer, X-API-Key or ?api_key=. */
 int api_check_key(const struct config *cfg, const struct http_req *req);
 
+/* Appends words as a JSON array of {"word","start_ms","end_ms"[,"confidence"]}
+ * (docs/API.md "final"). */
+struct engine_word;
+void api_json_words(struct buf *b, const struct engine_word *w, size_t n);
+
 #endif

@@ -55,15 +55,21 @@ static void job_abort(void *ctx) {
     /* else decoding on the pool: after_decode frees it */
 }
 
-static void rest_partial(void *ctx, uint64_t seq, const char *t, size_t n, int sp, const struct sess_latency *l) {}
+static void rest_partial(void *ctx, const struct sess_partial *p) {}
 static void rest_error(void *ctx, int err, int has_seq, uint64_t seq, const char *msg) {}
 
-static void rest_final(void *ctx, uint64_t seq, const char *t, size_t n, uint64_t start_ms, uint64_t end_ms) {
+static void rest_final(void *ctx, const struct sess_final *f) {
     struct rest_job *j = ctx;
-    if (n == 0 && start_ms == end_ms) return; /* the empty final of stop: no utterance */
+    const char *t = f->text;
+    size_t n = f->len;
+    if (n == 0 && f->start_ms == f->end_ms) return; /* the empty final of stop: no utterance */
     buf_printf(&j->segments, "%s{\"start_ms\":%llu,\"end_ms\":%llu,\"text\":", j->n_segments ? "," : "",
-               (unsigned long long)start_ms, (unsigned long long)end_ms);
+               (unsigned long long)f->start_ms, (unsigned long long)f->end_ms);
     buf_json_str(&j->segments, t, n);
+    if (f->n_words) {
+        buf_puts(&j->segments, ",\"words\":");
+        api_json_words(&j->segments, f->words, f->n_words);
+    }
     buf_puts(&j->segments, "}");
     if (j->text.len) buf_append(&j->text, " ", 1);
     buf_append(&j->text, t, n);

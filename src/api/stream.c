@@ -135,35 +135,64 @@ static void on_speech_started(void *ctx, uint64_t seq, uint64_t offset_ms) {
     send_msg(st, 0);
 }
 
-static void on_partial(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
-                       const struct sess_latency *lat) {
+void api_json_words(struct buf *b, const struct engine_word *w, size_t n) {
+    buf_puts(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(b, i ? ",{\"word\":" : "{\"word\":");
+        buf_json_str(b, w[i].text, w[i].len);
+        buf_puts(b, ",\"start_ms\":");
+        buf_put_u64(b, w[i].start_ms);
+        buf_puts(b, ",\"end_ms\":");
+        buf_put_u64(b, w[i].end_ms);
+        if (w[i].confidence >= 0) {
+            buf_puts(b, ",\"confidence\":");
+            buf_put_fixed3(b, w[i].confidence);
+        }
+        buf_puts(b, "}");
+    }
+    buf_puts(b, "]");
+}
+
+static void on_partial(void *ctx, const struct sess_partial *p) {
     struct stream *st = ctx;
     buf_reset(&out_);
     /* one of these per chunk: built without printf (which was ~7% of the
      * user-space instructions per chunk) */
     buf_puts(&out_, "{\"type\":\"partial\",\"sequence\":");
-    buf_put_u64(&out_, seq);
+    buf_put_u64(&out_, p->seq);
     buf_puts(&out_, ",\"text\":");
-    buf_json_str(&out_, text, len);
-    buf_puts(&out_, is_speech ? ",\"is_speech\":true,\"timestamp\":" : ",\"is_speech\":false,\"timestamp\":");
+    buf_json_str(&out_, p->text, p->len);
+    if (p->tentative) {
+        buf_puts(&out_, ",\"tentative\":");
+        buf_json_str(&out_, p->tentative, p->tentative_len);
+    }
+    if (p->server_busy) buf_puts(&out_, ",\"server_busy\":true");
+    buf_puts(&out_, p->is_speech ? ",\"is_speech\":true,\"timestamp\":" : ",\"is_speech\":false,\"timestamp\":");
     buf_put_u64(&out_, util_wall_ms());
-    buf_puts(&out_, ",\"latency_ms\":{\"queue\":");
-    buf_put_fixed3(&out_, lat->queue_ms);
+    buf_puts(&out_, ",\"latency_ms\":{\"buffer\":");
+    buf_put_fixed3(&out_, p->lat.buffer_ms);
+    buf_puts(&out_, ",\"queue\":");
+    buf_put_fixed3(&out_, p->lat.queue_ms);
     buf_puts(&out_, ",\"inference\":");
-    buf_put_fixed3(&out_, lat->inference_ms);
+    buf_put_fixed3(&out_, p->lat.inference_ms);
     buf_puts(&out_, ",\"total\":");
-    buf_put_fixed3(&out_, lat->total_ms);
+    buf_put_fixed3(&out_, p->lat.total_ms);
     buf_puts(&out_, "}}");
     send_msg(st, 1);
 }
 
-static void on_final(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms, uint64_t end_ms) {
+static void on_final(void *ctx, const struct sess_final *f) {
     struct stream *st = ctx;
     buf_reset(&out_);
-    buf_printf(&out_, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)seq);
-    buf_json_str(&out_, text, len);
-    buf_printf(&out_, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu}", (unsigned long long)start_ms,
-               (unsigned long long)end_ms, (unsigned long long)util_wall_ms());
+    buf_printf(&out_, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)f->seq);
+    buf_json_str(&out_, f->text, f->len);
+    buf_printf(&out_, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu", (unsigned long long)f->start_ms,
+               (unsigned long long)f->end_ms, (unsigned long long)util_wall_ms());
+    if (f->n_words) {
+        buf_puts(&out_, ",\"words\":");
+        api_json_words(&out_, f->words, f->n_words);
+    }
+    buf_puts(&out_, "}");
     send_msg(st, 0);
     /* a final is written through to a shared store: a resume elsewhere must
      * neither repeat nor lose it */

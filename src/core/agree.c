@@ -124,7 +124,7 @@ int agree_feed(struct agree *a, const struct engine_word *w, size_t n, size_t *f
         free(newt);
         return rc;
     }
-    memcpy(a->committed + a->n_committed, newc, agree_n * sizeof *newc);
+    if (agree_n) memcpy(a->committed + a->n_committed, newc, agree_n * sizeof *newc);
     a->n_committed += agree_n;
     if (agree_n) a->commit_end_ms = a->committed[a->n_committed - 1].end_ms;
     words_free(a->prev, a->n_prev);

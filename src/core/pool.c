@@ -175,7 +175,7 @@ static void *thread_main(void *arg) {
         p->stats.busy++;
         pthread_mutex_unlock(&p->mu);
 
-        j->t_start_ns = uv_hrtime();
+        j->t_start_ns = util_now_ns();
         int status = ASR_ENOMEM;
         j->out_ = calloc(1, sizeof *j->out_);
         if (j->out_) {
@@ -188,7 +188,7 @@ static void *thread_main(void *arg) {
             if (status > 0) status = ASR_E_MODEL_ERROR; /* engines answer 0 or a negative asr_err */
         }
         j->status_ = status;
-        j->t_done_ns = uv_hrtime();
+        j->t_done_ns = util_now_ns();
 
         pthread_mutex_lock(&p->mu);
         p->stats.busy--;
@@ -374,7 +374,7 @@ int pool_submit(struct pool *p, struct pool_client *c, enum pool_class cls, stru
     job->client_ = c;
     job->cls_ = cls;
     job->next_ = NULL;
-    job->t_queued_ns = uv_hrtime();
+    job->t_queued_ns = util_now_ns();
     if (c->tail_) c->tail_->next_ = job;
     else c->head_ = job;
     c->tail_ = job;

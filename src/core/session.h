@@ -17,12 +17,26 @@
 #include <stdint.h>
 
 #include "base/util.h"
+#include "core/engine.h"
+#include "core/pool.h"
 #include "core/vad.h"
 
 enum sess_state { SESS_CREATED, SESS_ACTIVE, SESS_CLOSING, SESS_CLOSED };
 
 struct sess_cfg {
-    unsigned sample_rate;          /* Hz */
+    unsigned sample_rate;          /* Hz of the client's audio (chunk sizes and rates count it) */
+    unsigned engine_rate;          /* Hz the VAD and the engine run at; chunks at another rate are
+                                      resampled (0 = sample_rate). vad.sample_rate is set from it. */
+    struct pool *pool;             /* borrowed: a WINDOWED engine's inference pool; NULL = the
+                                      loaded STREAMING engine, per chunk */
+    enum pool_class final_class;   /* windowed: the class of finals (POOL_FINAL, or POOL_REST) */
+    unsigned window_ms;            /* windowed: new utterance audio that makes a partial window;
+                                      0 = no partial windows (finals only) */
+    unsigned window_overlap_ms;    /* windowed: 0 = every window starts at the utterance start; else
+                                      at the committed words' end minus this */
+    unsigned max_utterance_ms;     /* an utterance this long ends with a final (0 = no limit) */
+    const char *hint;              /* text hint for the engine (copied); NULL = none */
+    size_t   hint_len;
     size_t   max_chunk_bytes;      /* CHUNK_TOO_LARGE above */
     size_t   rate_bytes_per_sec;   /* token bucket refill; holds 2 s */
     int      max_pending_chunks;   /* chunks waiting for the engine */
@@ -32,17 +46,43 @@ struct sess_cfg {
     struct vad_cfg vad;
 };
 
-/* Timing of one chunk, for `partial.latency_ms`. */
-struct sess_latency { double queue_ms, inference_ms, total_ms; };
+/* Timing of one chunk, for `partial.latency_ms` (docs/API.md "partial").
+ * buffer_ms: windowed engines, how long the window's oldest new audio
+ * waited for the window (0 otherwise). */
+struct sess_latency { double buffer_ms, queue_ms, inference_ms, total_ms; };
+
+/* A partial, borrowed for the on_partial call. */
+struct sess_partial {
+    uint64_t    seq;
+    const char *text;              /* per-chunk engines: this chunk's words; windowed: words newly
+                                      committed (append-only) */
+    size_t      len;
+    const char *tentative;         /* windowed: the current uncommitted tail; NULL otherwise */
+    size_t      tentative_len;
+    int         is_speech;
+    int         server_busy;       /* windowed: this chunk's window was skipped (load) */
+    struct sess_latency lat;
+};
+
+/* A final, borrowed for the on_final call. words is NULL (n_words 0) when
+ * the engine gives no word times. */
+struct sess_final {
+    uint64_t    seq;
+    const char *text;
+    size_t      len;
+    uint64_t    start_ms, end_ms;
+    const struct engine_word *words;
+    size_t      n_words;
+    int         err;               /* 0, or why its text is missing: ASR_E_MODEL_ERROR (the engine
+                                      failed), ASR_E_SERVER_BUSY (the pool refused it), ASR_ENOMEM */
+};
 
 /* Where answers go. Every callback is optional except on_error/on_partial/
  * on_final. text pointers are borrowed for the call. */
 struct sess_sink {
     void (*on_speech_started)(void *ctx, uint64_t seq, uint64_t offset_ms);
-    void (*on_partial)(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
-                       const struct sess_latency *lat);
-    void (*on_final)(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
-                     uint64_t end_ms);
+    void (*on_partial)(void *ctx, const struct sess_partial *p);
+    void (*on_final)(void *ctx, const struct sess_final *f);
     void (*on_error)(void *ctx, int err, int has_seq, uint64_t seq, const char *msg);
     void (*on_done)(void *ctx);          /* CLOSING and nothing left to answer */
     void (*on_pending_low)(void *ctx);   /* pending chunks fell below the limit */
@@ -55,6 +95,7 @@ struct sess_stats {
     uint64_t bytes;            /* PCM bytes accepted */
     uint64_t chunks;           /* chunks received */
     uint64_t partials, finals, errors;
+    uint64_t skipped_windows;  /* windowed: windows skipped under load (server_busy) */
 };
 
 struct asr_session;
@@ -102,6 +143,8 @@ int sess_drain(struct asr_session *s);
 
 /* Chunks accepted and not yet answered. */
 int sess_pending(const struct asr_session *s);
+/* 1 when nothing is owed: every answer (partials and finals) went out. */
+int sess_idle(const struct asr_session *s);
 /* 1 when the pending limit is reached (caller pauses reading). */
 int sess_pending_full(const struct asr_session *s);
 /* 1 when the client broke the rate limit rate_abuse_threshold times in a
