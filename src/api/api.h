@@ -8,6 +8,8 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "core/engine.h"
+#include "core/pool.h"
 #include "net/http.h"
 
 /* What the API layer gets from the process that runs it. The server owns it
@@ -16,6 +18,8 @@
 struct api_env {
     uv_loop_t           *loop;      /* borrowed: the worker's loop */
     const struct config *cfg;       /* borrowed, process lifetime */
+    struct pool         *pool;      /* borrowed: the inference pool of a windowed engine, or NULL */
+    const struct engine_ops *engine;/* borrowed: the loaded engine's table */
     int      draining;              /* shutdown or rolling restart began: no new sessions */
     int      retiring;              /* rolling restart: a successor accepts on our socket */
 };

@@ -125,6 +125,10 @@ static void after_decode(uv_work_t *w, int status) {
     const struct config *c = j->env->cfg;
     struct sess_cfg scfg = {
         .sample_rate = REST_RATE,
+        .engine_rate = sess_rate_for(REST_RATE, j->env->engine ? j->env->engine->sample_rate : 0),
+        .pool = j->env->pool,
+        .final_class = POOL_REST,
+        .max_utterance_ms = (unsigned)c->max_utterance_ms,
         .max_chunk_bytes = REST_CHUNK_SAMPLES * 2,
         .rate_bytes_per_sec = (size_t)1 << 40,
         .max_pending_chunks = 1 << 30,

@@ -490,6 +490,12 @@ static void sess_cfg_for(struct sess_cfg *scfg, unsigned rate) {
     const struct config *c = cfg();
     *scfg = (struct sess_cfg){
         .sample_rate = rate,
+        .engine_rate = sess_rate_for(rate, env_->engine ? env_->engine->sample_rate : 0),
+        .pool = env_->pool,
+        .final_class = POOL_FINAL,
+        .window_ms = (unsigned)c->window_ms,
+        .window_overlap_ms = (unsigned)c->window_overlap_ms,
+        .max_utterance_ms = (unsigned)c->max_utterance_ms,
         .max_chunk_bytes = c->max_chunk_bytes,
         .rate_bytes_per_sec = config_audio_rate(c, rate),
         .max_pending_chunks = c->max_pending_chunks,
@@ -555,13 +561,13 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     int r = http_query(req, "sample_rate", v, sizeof v);
     if (r >= 0) {
         uint64_t x = 0;
-        if (util_parse_u64(v, (size_t)r, 1000000, &x) != 0 || !audio_rate_supported((unsigned)x)) {
-            refuse(hc, 400, "BAD_REQUEST", "sample_rate must be one of 8000, 16000, 32000, 48000", NULL);
+        if (util_parse_u64(v, (size_t)r, 1000000, &x) != 0 || x < AUDIO_STREAM_RATE_MIN || x > AUDIO_STREAM_RATE_MAX) {
+            refuse(hc, 400, "BAD_REQUEST", "sample_rate must be an integer from 8000 to 96000", NULL);
             return;
         }
         rate = (int)x;
     } else if (r == -2) {
-        refuse(hc, 400, "BAD_REQUEST", "sample_rate must be one of 8000, 16000, 32000, 48000", NULL);
+        refuse(hc, 400, "BAD_REQUEST", "sample_rate must be an integer from 8000 to 96000", NULL);
         return;
     }
     r = http_query(req, "encoding", v, sizeof v);

@@ -39,6 +39,19 @@ static const struct config_opt opts[] = {
      "streaming sessions across all workers sharing the store; 0 = unlimited"},
     {"ASR_ENGINE", OPT_STR, F(engine), "mock", 0, 0, NULL, 0,
      "speech engine (asrd --help lists the engines built in and their own settings)"},
+    {"ASR_INFERENCE_THREADS", OPT_INT, F(inference_threads), "0", 0, 1024, NULL, 0,
+     "windowed engines: inference threads (one engine instance each) of the whole instance, shared out "
+     "to the workers; 0 = one per CPU core"},
+    {"ASR_INFERENCE_QUEUE_MAX", OPT_INT, F(inference_queue_max), "64", 1, 100000, NULL, 0,
+     "windowed engines: inference jobs waiting per worker before partial windows are skipped "
+     "(server_busy) and REST answers 503"},
+    {"ASR_WINDOW_MS", OPT_INT, F(window_ms), "1000", 0, 60000, NULL, 0,
+     "windowed engines: new utterance audio that makes a partial window; 0 = finals only"},
+    {"ASR_WINDOW_OVERLAP_MS", OPT_INT, F(window_overlap_ms), "0", 0, 60000, NULL, 0,
+     "windowed engines: 0 = each window decodes the utterance from its start; else from the committed "
+     "words' end minus this much"},
+    {"ASR_MAX_UTTERANCE_MS", OPT_INT, F(max_utterance_ms), "30000", 0, 600000, NULL, 0,
+     "an utterance this long ends with a final and the next speech begins another; 0 = no limit"},
     {"ASR_VAD_FRAME_MS", OPT_CHOICE, F(vad_frame_ms), "30", 0, 0, "10|20|30", 0,
      "VAD frame length, ms"},
     {"ASR_VAD_MODE", OPT_INT, F(vad_mode), "2", 0, 3, NULL, 0,

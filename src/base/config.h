@@ -24,6 +24,12 @@ struct config {
     char     engine[32];               /* ASR_ENGINE */
     const void *engine_settings;       /* the selected engine's own settings (its table,
                                           engine_ops.settings), filled by main; process lifetime */
+    int      inference_threads;        /* ASR_INFERENCE_THREADS: windowed engines, pool threads of the
+                                          whole instance (0 = one per core), shared out to workers */
+    int      inference_queue_max;      /* ASR_INFERENCE_QUEUE_MAX: jobs waiting per worker's pool */
+    int      window_ms;                /* ASR_WINDOW_MS: new utterance audio per partial window */
+    int      window_overlap_ms;        /* ASR_WINDOW_OVERLAP_MS: 0 = windows from the utterance start */
+    int      max_utterance_ms;         /* ASR_MAX_UTTERANCE_MS: longer utterances end with a final */
     /* VAD */
     int      vad_frame_ms;             /* ASR_VAD_FRAME_MS: 10, 20, 30 (an int choice) */
     int      vad_mode;                 /* ASR_VAD_MODE: 0..3 */

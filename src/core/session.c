@@ -166,6 +166,11 @@ int sess_abusive(const struct asr_session *s) {
 
 /* ---- create / destroy ---------------------------------------------------- */
 
+unsigned sess_rate_for(unsigned client_rate, unsigned engine_rate) {
+    if (engine_rate) return engine_rate;
+    return audio_rate_supported(client_rate) ? client_rate : 16000;
+}
+
 static void win_destroy(struct asr_session *s);
 
 struct asr_session *sess_create(const struct sess_cfg *cfg) {

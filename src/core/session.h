@@ -100,6 +100,11 @@ struct sess_stats {
 
 struct asr_session;
 
+/* The rate a session runs its VAD and engine at for a client's rate: the
+ * engine's own when it declares one (engine_rate), else the client's when
+ * the VAD takes it, else 16 kHz. */
+unsigned sess_rate_for(unsigned client_rate, unsigned engine_rate);
+
 /* Creates a session with a fresh random id. Returns NULL if the VAD or engine
  * session cannot be created (bad cfg, no memory). */
 struct asr_session *sess_create(const struct sess_cfg *cfg);

@@ -229,8 +229,23 @@ void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt) {
             }
 }
 
+static void pool_figures(struct worker *w) {
+    if (!w->pool) return;
+    const struct pool_stats *p = pool_stats(w->pool);
+    metrics.pool_threads = p->threads;
+    metrics.pool_busy = p->busy;
+    metrics.pool_queued = p->queued;
+    metrics.pool_queue_max = p->queue_max;
+    metrics.pool_completed = p->completed;
+    metrics.pool_failed = p->failed;
+    metrics.pool_refused = p->refused;
+    metrics.pool_audio_ms = p->audio_ms;
+    metrics.pool_busy_ms = p->busy_ms;
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
+    pool_figures(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
@@ -348,6 +363,19 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
                 engines_names());
         return 2;
     }
+    w->api.engine = ops;
+    if (ops->caps & ENGINE_CAP_WINDOWED) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+        struct pool_cfg pc = {.threads = threads, .queue_max = (unsigned)cfg->inference_queue_max};
+        int rc = pool_create(loop, ops, cfg->engine_settings, &pc, &w->pool);
+        if (rc != 0) {
+            fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" could not start %u inference threads: %s\n", cfg->engine,
+                    threads, asr_strerror(rc));
+            return 2;
+        }
+        w->api.pool = w->pool;
+    }
     if (api_stream_init(&w->api) != 0) {
         fprintf(stderr, "asrd: ASR_REDIS_URL: cannot use \"%s\" (redis://[:password@]host:port[/db] or unix:///path)\n",
                 cfg->redis_url);
@@ -404,6 +432,8 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     for (struct conn *c = w->conns.conns; c; c = c->next) conn_close(c);
     uv_run(w->loop, UV_RUN_NOWAIT);
     api_stream_close();
+    pool_destroy(w->pool); /* every session is gone: no client left in it */
+    w->pool = NULL;
     engine_unload();
     uv_walk(w->loop, close_walk, NULL);
     uv_run(w->loop, UV_RUN_DEFAULT);
