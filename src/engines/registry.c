@@ -10,10 +10,16 @@
 #include "base/config.h"
 
 extern const struct engine_ops engine_mock, engine_mock_windowed;
+#ifdef ASRD_ENGINE_POCKETSPHINX
+extern const struct engine_ops engine_pocketsphinx;
+#endif
 
 static const struct engine_ops *const engines[] = {
     &engine_mock,
     &engine_mock_windowed,
+#ifdef ASRD_ENGINE_POCKETSPHINX
+    &engine_pocketsphinx,
+#endif
 };
 
 /* Engines this tree has sources for that are optional parts of the build. */
