@@ -247,3 +247,30 @@ def test_memory_store_runs_no_redis_server(start_server):
     h.poll(lambda: h.metric(srv.metrics(), "store.available") == 1, 5, desc="the memory store up")
     assert srv.store_pids() == []
     assert not any(l.get("msg") == "private session store started" for l in srv.log_lines())
+
+
+def test_rolling_restart_sessions_resume_on_the_successor(start_server):
+    """SIGHUP closes the old worker's sessions with 1001 after their final;
+    with the shared private store the successor resumes them (with a store
+    per worker they were gone: 404)."""
+    srv = start_server()
+    chunks = speech_chunks()
+
+    async def go():
+        w, s = await WS.open_session(srv.stream_url)
+        for c in chunks[:5]:
+            await w.send_bytes(c)
+        await w.answers(5)
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        await w.until_closed(20)
+        assert w.close_code == 1001, w.close_code
+        w2, s2 = await resume_retrying_busy(srv.stream_url, s["session_id"])
+        # progress reaches the store at most once a second (docs/API.md
+        # "Resuming a session"): the client resends from last_sequence + 1
+        last = s2["last_sequence"]
+        assert s2["resumed"] is True and 0 <= last <= 5, s2
+        await w2.send_json({"type": "audio_chunk", "sequence": last + 1, "data": h.b64(chunks[last])})
+        got = await w2.answers(1)
+        assert [m["sequence"] for m in of_type(got, "partial")] == [last + 1], h.short(got)
+        await w2.stop()
+    arun(go(), 40)
