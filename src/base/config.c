@@ -312,8 +312,9 @@ size_t config_dump_json(const struct config *cfg, char *out, size_t len) {
         case OPT_CHOICE:
             if (o->type == OPT_CHOICE && o->size == sizeof(int))
                 buf_printf(&b, "%d", *(const int *)field);
-            else if (o->secret && field[0])
-                buf_puts(&b, "\"****\"");
+            else if (o->secret && field[0] &&
+                     !(o->off == offsetof(struct config, redis_url) && strcmp(field, CONFIG_STORE_MEMORY) == 0))
+                buf_puts(&b, "\"****\""); /* a URL may hold a password; "memory" holds none */
             else
                 buf_json_str(&b, field, strlen(field));
             break;

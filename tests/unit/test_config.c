@@ -81,6 +81,16 @@ TEST(config_dump_masks_secrets) {
     ASSERT(strstr(out, "supersecret") == NULL);
     ASSERT(strstr(out, "\"ASR_API_KEYS\":\"****\"") != NULL);
     ASSERT(strstr(out, "\"ASR_PORT\":8000") != NULL);
+    n_vars = 0;
+    set("ASR_REDIS_URL", "redis://:pw@h:1");
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    config_dump_json(&c, out, sizeof out);
+    ASSERT(strstr(out, "\"ASR_REDIS_URL\":\"****\"") != NULL);
+    n_vars = 0;
+    set("ASR_REDIS_URL", "memory");   /* holds no password: shown */
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    config_dump_json(&c, out, sizeof out);
+    ASSERT(strstr(out, "\"ASR_REDIS_URL\":\"memory\"") != NULL);
 }
 
 TEST(config_help_lists_every_setting) {
