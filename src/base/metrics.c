@@ -532,6 +532,21 @@ static int collect(struct mview *v) {
     return n;
 }
 
+int metrics_shared_peers(struct metrics_peer *out, int max) {
+    static struct metrics m;
+    int n = 0;
+    for (int i = 0; shared_ && i < nshared_ && n < max; i++) {
+        char wid[64];
+        int32_t pid;
+        if (i == self_slot_ || !read_slot(i, &m, wid, &pid)) continue;
+        out[n] = (struct metrics_peer){.pid = pid, .sessions_active = m.sessions_active,
+                                       .connections_active = m.connections_active};
+        memcpy(out[n].worker_id, wid, sizeof out[n].worker_id);
+        n++;
+    }
+    return n;
+}
+
 int metrics_json(struct buf *b, const char *worker_id) {
     static struct mview v[MAX_VIEWS];
     int nv = collect(v);

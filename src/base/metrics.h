@@ -144,6 +144,18 @@ void metrics_shared_bind(int slot);
 void metrics_shared_clear(int slot);
 void metrics_set_worker_id(const char *id);
 
+/* Another live worker of this instance, as it last published (up to one
+ * second old). */
+struct metrics_peer {
+    char     worker_id[64];
+    int      pid;
+    uint64_t sessions_active;         /* live + resumable streaming sessions */
+    uint64_t connections_active;
+};
+/* Fills up to max entries with the other live workers (this one excluded;
+ * none when stand-alone) and returns how many. */
+int metrics_shared_peers(struct metrics_peer *out, int max);
+
 /* Renders snapshots. worker_id is the answering worker. Return 0 or ASR_ENOMEM. */
 int metrics_json(struct buf *out, const char *worker_id);
 int metrics_prometheus(struct buf *out, const char *worker_id);

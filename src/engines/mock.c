@@ -15,11 +15,13 @@
  *     stable partials need), unless ASR_MOCK_UNSTABLE_TAIL makes the last
  *     word of every partial window a wrong one, as real engines' tails are.
  *
- * Settings: the table below (ASR_MOCK_*), shared by both. */
+ * Settings: the table below (ASR_MOCK_*), shared by both; ASR_MOCK_LOAD_FAIL
+ * is a test aid for the master's start-up rules. */
 #include "core/engine.h"
 
 #include <assert.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,7 +38,7 @@ struct mock_settings {
     long   seed;                    /* ASR_MOCK_SEED */
     double rtf;                     /* ASR_MOCK_RTF: windowed: thread time per second of audio */
     int    unstable_tail;           /* ASR_MOCK_UNSTABLE_TAIL: windowed partials end in a wrong word */
-    int    fail_load;               /* ASR_MOCK_FAIL_LOAD: load() fails (a test aid for start-up) */
+    char   load_fail[8];            /* ASR_MOCK_LOAD_FAIL: no | error | crash (a test aid for start-up) */
 };
 
 #define M(field) CONFIG_FIELD(struct mock_settings, field)
@@ -53,8 +55,8 @@ static const struct config_opt mock_opts[] = {
      "mock-windowed: a decode takes this many seconds of a pool thread per second of audio (plus the latency)"},
     {"ASR_MOCK_UNSTABLE_TAIL", CONFIG_INT, M(unstable_tail), "0", 0, 1, NULL, 0,
      "mock-windowed: 1 = the last word of every partial window is wrong (as real engines' tails are)"},
-    {"ASR_MOCK_FAIL_LOAD", CONFIG_INT, M(fail_load), "0", 0, 1, NULL, 0,
-     "mock engines: 1 = loading fails (a test aid: how start-up handles an engine that cannot load)"},
+    {"ASR_MOCK_LOAD_FAIL", CONFIG_CHOICE, M(load_fail), "no", 0, 0, "no|error|crash", 0,
+     "mock engines, test aid: error = loading fails (start-up stops, exit 2); crash = the worker dies while loading"},
 };
 #undef M
 #define MOCK_NOPTS (sizeof mock_opts / sizeof mock_opts[0])
@@ -337,7 +339,7 @@ static void mock_on_timer_close(uv_handle_t *handle) {
 
 static int mock_settings_ok(const struct mock_settings *c) {
     return c && c->latency_ms >= 0 && c->words_per_chunk >= 0 && c->error_rate >= 0.0 && c->error_rate <= 1.0 &&
-           c->rtf >= 0.0 && !c->fail_load;
+           c->rtf >= 0.0;
 }
 
 static int mock_load(const struct engine_cfg *cfg) {
@@ -345,6 +347,11 @@ static int mock_load(const struct engine_cfg *cfg) {
     if (mock.timer_closing) return ASR_EAGAIN;
     const struct mock_settings *c = cfg->settings;
     if (!mock_settings_ok(c)) return ASR_EINVAL;
+    /* Test aid (ASR_MOCK_LOAD_FAIL): a load that fails, or a process killed
+     * while loading (SIGKILL, as the OOM killer would: no core, no report),
+     * for the master's start-up rules (docs/internals/workers.md). */
+    if (strcmp(c->load_fail, "error") == 0) return ASR_EINVAL;
+    if (strcmp(c->load_fail, "crash") == 0) raise(SIGKILL);
     if (uv_timer_init(cfg->loop, &mock.timer) != 0) return ASR_EIO;
     mock.loop = cfg->loop;
     mock.latency_ms = (uint64_t)c->latency_ms;
@@ -435,6 +442,9 @@ static struct mock_settings mockw;
 
 static int mockw_load(const struct engine_cfg *cfg) {
     if (!cfg || !mock_settings_ok(cfg->settings)) return ASR_EINVAL;
+    const struct mock_settings *c = cfg->settings;
+    if (strcmp(c->load_fail, "error") == 0) return ASR_EINVAL;
+    if (strcmp(c->load_fail, "crash") == 0) raise(SIGKILL);
     mockw = *(const struct mock_settings *)cfg->settings;
     return 0;
 }

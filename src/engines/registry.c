@@ -83,3 +83,18 @@ void *engines_settings_load(const struct engine_ops *ops, const char *(*get)(con
     }
     return st;
 }
+
+size_t engines_setting_names(struct config_names *out, size_t max) {
+    static const char *names[256];
+    static size_t n_names;
+    size_t nt = 0;
+    n_names = 0;
+    for (size_t i = 0; i < ENGINE_COUNT && nt < max; i++) {
+        if (!engines[i]->n_settings) continue;
+        size_t first = n_names;
+        for (size_t k = 0; k < engines[i]->n_settings && n_names < sizeof names / sizeof names[0]; k++)
+            names[n_names++] = engines[i]->settings[k].name;
+        out[nt++] = (struct config_names){.names = names + first, .n = n_names - first};
+    }
+    return nt;
+}

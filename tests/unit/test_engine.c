@@ -266,9 +266,9 @@ TEST(engine_mock_load_validates_config) {
     ASSERT(mock_settings(10, 2, 1.5, 1) == NULL);
     struct engine_cfg no_config = {.loop = &l, .settings = NULL};
     ASSERT_EQ_INT(engine_load(engines_find("mock"), &no_config), ASR_EINVAL);
-    /* ASR_MOCK_FAIL_LOAD: the engine refuses to load (a start-up test aid) */
-    mock_env_extra_name = "ASR_MOCK_FAIL_LOAD";
-    mock_env_extra_value = "1";
+    /* ASR_MOCK_LOAD_FAIL=error: the engine refuses to load (a start-up test aid) */
+    mock_env_extra_name = "ASR_MOCK_LOAD_FAIL";
+    mock_env_extra_value = "error";
     void *st = mock_settings(10, 2, 0, 1);
     mock_env_extra_name = NULL;
     ASSERT(st != NULL);
