@@ -587,8 +587,15 @@ static void process(struct http_conn *hc) {
         /* An upgrade ends the HTTP part once its head is in. parser.upgrade
          * is stale until the next head completes: without the head_done and
          * errno checks, a byte that fails the parser after an answered
-         * upgrade request re-dispatched that request forever. */
-        if (hc->parser.upgrade && hc->head_done && e == HPE_OK && !hc->complete) hc->complete = 1;
+         * upgrade request re-dispatched that request forever. Dispatched
+         * before its body is all in, the request cannot be followed by
+         * another: if it is answered without an upgrade, the parser is
+         * still inside its body (whose tail would complete it again), so
+         * that answer closes the connection. */
+        if (hc->parser.upgrade && hc->head_done && e == HPE_OK && !hc->complete) {
+            hc->complete = 1;
+            hc->req.keep_alive = 0;
+        }
         if (hc->complete) {
             if (e == HPE_PAUSED) http_parser_pause(&hc->parser, 0);
             dispatch(hc);

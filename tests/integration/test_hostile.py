@@ -473,6 +473,35 @@ def test_upgrade_flag_does_not_replay_a_request(srv):
     assert_serves(srv)
 
 
+def test_upgrade_with_unfinished_body_closes_after_its_answer(srv):
+    """A request carrying Upgrade whose body has not all arrived is
+    dispatched once its head is in (the rest may be another protocol). When
+    the route answers it without upgrading, the rest of its body cannot be
+    read as the next request: the answer says Connection: close and the
+    server closes. (The body's tail used to complete the answered request a
+    second time: a 404 for no request, keep-alive.)"""
+    m0 = srv.metrics()
+    c = h.RawConn(srv.port, 5 * SLOW)
+    try:
+        c.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+               b"Content-Length: 10\r\n\r\nabc")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.headers.get("connection") == "close", r.headers
+        try:
+            c.send(b"defghij")
+            c.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with pytest.raises(EOFError):
+            extra = c.read_response()
+            raise AssertionError("answered after the close: %r" % (extra,))
+    finally:
+        c.close()
+    assert_counted(srv, m0, {"requests.by_route.health.200": 1, "requests.by_route.other.404": 0})
+    assert_serves(srv)
+
+
 # --------------------------------------------------------------------------
 # slowloris and half-open sockets
 
