@@ -465,7 +465,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
 
 static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
                     const char *extra, int close_after) {
-    if (hc->detached || hc->c->closing) return;
+    if (hc->detached || conn_closing(hc->c)) return;
     struct buf h;
     buf_init(&h, 0);
     int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
@@ -558,7 +558,7 @@ static void fail_parse(struct http_conn *hc, int err, const char *msg) {
 static void process(struct http_conn *hc) {
     if (hc->in_process) return;
     hc->in_process = 1;
-    while (!hc->busy && !hc->detached && !hc->error && !hc->c->closing && hc->held.len) {
+    while (!hc->busy && !hc->detached && !hc->error && !conn_closing(hc->c) && hc->held.len) {
         struct buf t = hc->held;
         buf_init(&hc->held, 0);
         hc->exec_end = t.data + t.len;

@@ -191,7 +191,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
-static int closing(const struct ws_conn *ws) { return ws->close_pending || ws->close_queued || ws->c->closing; }
+static int closing(const struct ws_conn *ws) { return ws->close_pending || ws->close_queued || conn_closing(ws->c); }
 
 /* A frame begins. wslay has checked the opcode sequence (a continuation
  * only inside a fragmented message, a new message only outside one), the
@@ -276,7 +276,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         ws->bad_close = 1;
         return;
     }
-    if (ws->c->closing || arg->opcode != WSLAY_PING) return;
+    if (conn_closing(ws->c) || arg->opcode != WSLAY_PING) return;
     if (ws->h->on_ping) ws->h->on_ping(ws->hctx);
     if (ws->c->writing && wslay_event_get_queued_msg_count(ctx) > WS_MAX_CTRL_QUEUED && !ws->ctrl_flood) {
         /* wslay queued a pong, which cannot leave while our write is
@@ -294,7 +294,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
  * or ours sent and the peer's read side is shut (wslay stops reading after a
  * protocol error), with everything written. */
 static void check_done(struct ws_conn *ws) {
-    if (ws->c->closing || ws->raw_close) return;
+    if (conn_closing(ws->c) || ws->raw_close) return;
     if (!wslay_event_get_close_sent(ws->ctx)) return;
     if (conn_unsent(ws->c) > 0 || wslay_event_want_write(ws->ctx)) return;
     if (wslay_event_get_close_received(ws->ctx) || !wslay_event_get_read_enabled(ws->ctx)) {
@@ -439,12 +439,12 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     const uint8_t *p = (const uint8_t *)data;
     size_t size;
     if (ws->raw_close) return; /* failed: the rest is not read */
-    while (n && !c->closing && ws->wslay_reading && ws->unframed == 0 && !ws->fast_off && !ws->msg_open &&
+    while (n && !conn_closing(c) && ws->wslay_reading && ws->unframed == 0 && !ws->fast_off && !ws->msg_open &&
            (size = fast_frame_size(p, n, ws->lim.max_message_bytes)) && fast_message(ws, p, size) == 0) {
         p += size;
         n -= size;
     }
-    if (!n || c->closing) {
+    if (!n || conn_closing(c)) {
         /* wslay saw nothing: its state, and so what on_read would decide
          * from it below, is unchanged (the fast path sends nothing). */
         return;
@@ -455,7 +455,7 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     ws->rlen = 0;
     ws->wslay_reading = wslay_event_get_read_enabled(ws->ctx);
     if (!ws->msg_open) buf_cleanup(&ws->msg); /* between messages: hold no input memory */
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     if (r == WSLAY_ERR_CALLBACK_FAILURE || (r == 0 && ws->bad_close)) {
         ws->proto_error = 1;
         if (!ws->close_queued) {
