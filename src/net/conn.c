@@ -222,17 +222,24 @@ void conn_close_after_write(struct conn *c) {
 
 static void flush_one(struct conn *c);
 
+/* A write failed (the peer reset, say). The handler hears of it; a
+ * connection without one (NEW: a refusal the set's owner wrote before any
+ * protocol started) just closes. */
+static void write_failed(struct conn *c, int status) {
+    if (c->h && c->h->on_eof) c->h->on_eof(c, status);
+    else conn_close(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
     struct conn *c = req->data;
     c->writing = 0;
     buf_cleanup(&c->inflight); /* only slow writes get here: give the memory back */
     if (conn_closing(c)) return;
     if (status < 0) {
-        if (c->h->on_eof) c->h->on_eof(c, status);
-        else conn_close(c);
+        write_failed(c, status);
         return;
     }
-    if (c->h->on_drain) c->h->on_drain(c);
+    if (c->h && c->h->on_drain) c->h->on_drain(c);
     flush_one(c);
 }
 
@@ -250,8 +257,7 @@ static void flush_one(struct conn *c) {
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
     if (n < 0) {
-        if (c->h->on_eof) c->h->on_eof(c, n);
-        else conn_close(c);
+        write_failed(c, n);
         return;
     }
     if ((size_t)n == c->out.len) {
@@ -259,7 +265,7 @@ static void flush_one(struct conn *c) {
          * per-thread cache makes the next message's buffer cheap. */
         buf_cleanup(&c->out);
         if (c->state == CONN_LAST_WRITE) conn_close(c);
-        else if (c->h->on_drain) c->h->on_drain(c);
+        else if (c->h && c->h->on_drain) c->h->on_drain(c);
         return;
     }
     /* Swap: the unwritten rest becomes the in-flight buffer. */

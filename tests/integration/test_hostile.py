@@ -700,6 +700,29 @@ def test_connection_cap(start_server):
     assert_serves(s)
 
 
+def test_connection_cap_survives_clients_that_reset(start_server):
+    """At the connection cap, clients that connect and reset at once are
+    refused without harm. The refusal (503) is written before any protocol
+    handler is installed; its write failing on the reset socket crashed the
+    worker (a NULL handler), and every connection of the worker with it."""
+    s = start_server(ASR_MAX_CONNECTIONS=2, ASR_MOCK_LATENCY_MS=5)
+    held = h.RawConn(s.port, 5 * SLOW)
+    try:
+        held.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held.read_response().status == 200
+        for _ in range(20):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        time.sleep(0.5 * SLOW)
+        # the worker that holds this connection is still the same one
+        held.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held.read_response().status == 200
+    finally:
+        held.close()
+    assert_serves(s)
+
+
 def test_connection_opened_before_drain_is_answered(start_server):
     """Connections accepted before SIGTERM whose first request comes while
     the server drains are answered (health: 503 "draining", Connection:

@@ -123,6 +123,19 @@ TEST(conn_refusal_without_a_handler) {
     close(peer);
 }
 
+/* The same refusal to a peer that has gone: the write fails and the
+ * connection closes (it had no handler to tell; it used to crash here). */
+TEST(conn_refusal_to_a_peer_that_reset) {
+    np_init();
+    int peer;
+    struct conn *c = np_conn(&peer);
+    close(peer);
+    ASSERT_EQ_INT(conn_write(c, "busy", 4), 0);
+    conn_close_after_write(c);
+    np_pump(3);
+    ASSERT_EQ_INT(np_closed_, 1);
+}
+
 static void start_twice(void *arg) {
     (void)arg;
     np_init();
