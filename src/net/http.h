@@ -14,16 +14,17 @@
  * Lifecycle of a connection, one request at a time (enum http_state; every
  * move goes through http_set_state in http.c and its table):
  *
- *        +------------------------------------------------------+
- *        v                                    keep-alive answer  |
- *      IDLE --first byte--> HEAD --head done--> BODY             |
- *        |                   |                   | message complete, or an
- *        |                   |                   | upgrade request's head is in
- *        |                   |                   v                |
- *        |                   |                 READY --dispatch--> BUSY --http_upgrade--> UPGRADED
- *        |                   |                   |                 ^  |
- *        +--refusal (4xx)----+---refusal---------+----refusal------+  +--answer with close--> DONE
+ *   IDLE --first byte--> HEAD --head in--> BODY --message complete--> READY
+ *    ^ |                  |                 |     (or an upgrade       |
+ *    | |                  |                 |      request's head)     | dispatch
+ *    | +------------------+---refusal-------+--------------------+     |
+ *    |                                                           v     v
+ *    +------------------answer, keep-alive---------------------- BUSY <+
+ *                                                                 |  |
+ *                              DONE <--answer, Connection: close--+  +--http_upgrade--> UPGRADED
  *
+ * (READY also goes to BUSY with a refusal: a request that completed in the
+ * same bytes that broke a rule.)
  * IDLE: between requests, nothing of the next one parsed (keep-alive idle).
  * HEAD: the request line and headers are arriving. BODY: the head is
  * complete; body and trailers are arriving. READY: the request is complete
