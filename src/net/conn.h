@@ -104,7 +104,8 @@ struct conn {
      * (conn.c) changes it. */
     enum conn_state state;
     /* Flags beside the state (see the top of this file): each is on or off
-     * independently in NEW, OPEN and LAST_WRITE. */
+     * independently in NEW, OPEN and LAST_WRITE. writing may stay on into
+     * CLOSING, until uv_close's cancellation reaches on_write. */
     int       writing;               /* a uv_write is in flight (at most one) */
     int       reading;               /* uv_read_start active (off: paused for backpressure, or closing) */
     int       on_flush_list;         /* queued on set->flush_head for the end-of-iteration flush */
