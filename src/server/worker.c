@@ -162,7 +162,7 @@ static void loop_utilization(struct worker *w) {
 static void close_idle_http(struct worker *w) {
     for (struct conn *c = w->conns.conns, *n; c; c = n) {
         n = c->next;
-        if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
+        if (c->kind == CONN_HTTP && !conn_closing(c)) http_conn_drain(c);
     }
 }
 
