@@ -4,12 +4,13 @@
  * (libsndfile + soxr are CPU-bound), then runs the audio through a session
  * on the loop, exactly as a stream would (VAD, engine, endpointing), and
  * answers with its finals as segments. */
-#include "api/api.h"
+#include "api/api_int.h"
 
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/auth.h"
 #include "core/audio.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -145,8 +146,8 @@ static void after_decode(uv_work_t *w, int status) {
 }
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
-    struct api_env *env = ctx;
-    if (api_check_key(env->cfg, req) != 0) {
+    struct api_env *env = ((struct api *)ctx)->env;
+    if (auth_check_key(env->cfg, req) != 0) {
         http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
         return;
     }

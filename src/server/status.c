@@ -12,13 +12,13 @@
 void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct worker *w = ctx;
     const struct config *c = w->cfg;
-    size_t active = api_stream_count();
+    size_t active = api_stream_count(w->api);
     size_t max = (size_t)c->max_sessions_per_worker;
     struct buf b;
     buf_init(&b, 0);
     /* a worker being replaced (rolling restart) is not the host going away:
      * its successor already accepts on the same socket */
-    int down = w->api.draining && !w->api.retiring;
+    int down = w->api_env.draining && !w->api_env.retiring;
     buf_printf(&b, "{\"status\":\"%s\",\"active_sessions\":%zu,\"worker_id\":", down ? "draining" : "ok", active);
     buf_json_str(&b, c->worker_id, strlen(c->worker_id));
     buf_printf(&b, ",\"uptime_s\":%llu,\"capacity\":{\"max_sessions\":%zu,\"free_sessions\":%zu}}",

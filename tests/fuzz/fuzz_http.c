@@ -1,6 +1,6 @@
 /* fuzz_http: raw client bytes on a fresh connection of the real server
  * (src/net/http.c on http-parser, the routing table, REST handlers, the
- * upgrade checks of api_stream.c, keep-alive and pipelining, limits, drain).
+ * upgrade checks of api/stream.c, keep-alive and pipelining, limits, drain).
  *
  * Input: one flags byte, then the bytes the client sends.
  *   bits 0-3  write size: 0 = all at once, k = pieces of 2^(k-1) bytes with a
@@ -180,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             /* What worker.c's start_drain does to HTTP connections. */
             struct worker *w = fuzz_net_worker();
             drained = 1;
-            w->api.draining = 1;
+            w->api_env.draining = 1;
             for (struct conn *c = w->conns.conns, *nx; c; c = nx) {
                 nx = c->next;
                 if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
