@@ -1,4 +1,4 @@
-/* API keys (auth.h). */
+/* API keys and the Origin allowlist (auth.h). */
 #include "api/auth.h"
 
 #include <sodium.h>
@@ -35,4 +35,33 @@ int auth_check_key(const struct config *c, const struct http_req *req) {
         p = e + 1;
     }
     return ok ? 0 : ASR_E_UNAUTHORIZED;
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t'; }
+
+/* p[0..*n) without the spaces and tabs around it. */
+static const char *trim(const char *p, size_t *n) {
+    while (*n && is_space(*p)) p++, (*n)--;
+    while (*n && is_space(p[*n - 1])) (*n)--;
+    return p;
+}
+
+/* An origin is public (scheme, host, port), so a plain comparison will do:
+ * nothing here is a secret to time. */
+int auth_check_origin(const struct config *c, const struct http_req *req) {
+    const char *list = c->allowed_origins;
+    size_t ol = 0;
+    const char *origin = list[0] ? http_header(req, "origin", &ol) : NULL;
+    if (!origin) return 0;
+    origin = trim(origin, &ol);
+    for (const char *p = list;;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *entry = trim(p, &l);
+        if (l == 1 && entry[0] == '*') return 0;
+        if (l && l == ol && strncasecmp(entry, origin, l) == 0) return 0;
+        if (!e) break;
+        p = e + 1;
+    }
+    return ASR_E_ORIGIN_NOT_ALLOWED;
 }

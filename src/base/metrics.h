@@ -34,7 +34,7 @@ enum metric_end {                     /* why a session ended */
     END_ERROR, END_MOVED, END__N
 };
 
-#define METRIC_STATUSES 17
+#define METRIC_STATUSES 18
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {
