@@ -61,9 +61,11 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req);
 /* Streaming sessions held by this worker (live and resumable). */
 size_t api_stream_count(const struct api *api);
 /* Drain: sets env->draining (and env->retiring the first time); every live
- * session gets its final and close 1001; resumable ones are dropped.
- * retiring: a rolling restart (the successor takes new sessions) rather
- * than a shutdown. May be called again (the worker does at exit). */
+ * session gets its final and close 1001; resumable ones are dropped; an
+ * upgrade still waiting for the store is answered 503 DRAINING when the
+ * store replies. retiring: a rolling restart (the successor takes new
+ * sessions) rather than a shutdown. May be called again (the worker does
+ * at exit). */
 void api_stream_shutdown(struct api *api, int retiring);
 
 #endif

@@ -578,6 +578,15 @@ static void on_registered(void *arg, int status) {
         return;
     }
     http_set_abort(pu->hc, NULL, NULL);
+    if (pu->api->env->draining) {
+        /* the drain began while we waited: it left this stream to us, and
+         * a session attached now would get no 1001 (docs/API.md
+         * "Connecting": DRAINING) */
+        stream_refuse(st);
+        refuse(pu->hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
+        free(pu);
+        return;
+    }
     if (status == STORE_LIMIT) {
         metrics.sessions_refused++;
         stream_refuse(st);
@@ -614,6 +623,12 @@ static void on_claimed(void *arg, int status, const struct store_record *rec, co
         return;
     }
     http_set_abort(pu->hc, NULL, NULL);
+    if (api->env->draining) { /* as in on_registered */
+        if (status == STORE_OK) sync_unclaim(&api->sync, rec->id);
+        refuse(pu->hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
+        free(pu);
+        return;
+    }
     if (status == STORE_NOT_FOUND) {
         refuse(pu->hc, 404, "SESSION_NOT_FOUND", "unknown or expired session_id", NULL);
         free(pu);
@@ -668,9 +683,14 @@ static void pending_abort(void *ctx) {
 
 size_t api_stream_count(const struct api *api) { return registry_count(&api->streams); }
 
+/* Attached streams end with a final and 1001, detached ones go now. An
+ * UPGRADING stream is left to its pending upgrade, which holds it and
+ * answers 503 DRAINING (or drops it, the client being gone) when the store
+ * replies. */
 static void shutdown_one(void *ctx, void *owner) {
     struct stream *st = owner;
-    if (st->state == STREAM_DETACHED || st->state == STREAM_UPGRADING) stream_destroy(st, END_SHUTDOWN);
+    if (st->state == STREAM_UPGRADING) return;
+    if (st->state == STREAM_DETACHED) stream_destroy(st, END_SHUTDOWN);
     else stream_end(st, END_SHUTDOWN, 1001, "server shutting down"); /* ending already: unchanged */
 }
 
