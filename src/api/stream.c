@@ -49,8 +49,6 @@ static uint64_t idle_ms(const struct config *c) { return (uint64_t)c->idle_timeo
 static const char *const state_names[STREAM__N] = {"upgrading", "attached", "ending",
                                                    "draining",  "detached", "gone"};
 
-const char *stream_state_name(enum stream_state s) { return (unsigned)s < STREAM__N ? state_names[s] : "?"; }
-
 /* The one place where a stream changes state; stream.h lists the legal
  * moves. An illegal one is our bug: logged, refused, state kept. */
 static int stream_transition(struct stream *st, enum stream_state to) {

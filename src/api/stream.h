@@ -64,7 +64,4 @@ struct stream {
  * already. sync.c calls it for a detached stream whose record moved. */
 int stream_destroy(struct stream *st, enum metric_end reason);
 
-/* The name of a state, for logs. */
-const char *stream_state_name(enum stream_state s);
-
 #endif

@@ -12,8 +12,6 @@
 
 static const char *const sync_names[SYNC__N] = {"none", "stored", "unsynced"};
 
-const char *sync_state_name(enum sync_state s) { return (unsigned)s < SYNC__N ? sync_names[s] : "?"; }
-
 /* The one place where a stream's store state changes; sync.h lists the
  * legal moves. An illegal one is our bug: logged, refused, state kept. */
 static int sync_transition(struct stream *st, enum sync_state to) {

@@ -101,7 +101,4 @@ void sync_snapshot(struct sync *sy, struct stream *st);
  * resumable elsewhere (a drain). Nothing when st has no record here. */
 void sync_end(struct sync *sy, struct stream *st, int keep);
 
-/* The name of a state, for logs. */
-const char *sync_state_name(enum sync_state s);
-
 #endif
