@@ -43,7 +43,15 @@ static const struct opt opts[] = {
     {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
      "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU core"},
     {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,
-     "session store: redis://[:password@]host:port[/db] or unix:///path; empty = in-memory (one worker's view)"},
+     "session store: empty = a private redis-server the master starts (unix socket, no persistence); "
+     "redis://[:password@]host:port[/db] or unix:///path = a shared Redis; "
+     "memory = in-process store (one worker's view; ASR_WORKERS=1 only)"},
+    {"ASR_REDIS_SERVER", OPT_STR, F(redis_server), "/usr/bin/redis-server", 0, 0, NULL, 0,
+     "redis-server binary of the private store (ASR_REDIS_URL empty)"},
+    {"ASR_REDIS_MAXMEMORY_MB", OPT_INT, F(redis_maxmemory_mb), "256", 8, 1048576, NULL, 0,
+     "memory bound of the private store, MiB (noeviction: past it, new sessions are served without the store)"},
+    {"ASR_RUNTIME_DIR", OPT_STR, F(runtime_dir), "", 0, 0, NULL, 0,
+     "where the private store's directory (mode 0700, removed at exit) is made; empty = $XDG_RUNTIME_DIR, else /tmp"},
     {"ASR_STORE_REQUIRED", OPT_INT, F(store_required), "0", 0, 1, NULL, 0,
      "1: refuse new sessions (503 STORE_UNAVAILABLE) while Redis is unreachable; 0: serve them locally"},
     {"ASR_MAX_GLOBAL_SESSIONS", OPT_INT, F(max_global_sessions), "0", 0, 100000000, NULL, 0,
@@ -57,6 +65,8 @@ static const struct opt opts[] = {
      "mock engine: probability that a chunk fails with MODEL_ERROR"},
     {"ASR_MOCK_SEED", OPT_LONG, F(mock_seed), "1", 0, 9007199254740991.0, NULL, 0,
      "mock engine: seed of its deterministic word and error choices"},
+    {"ASR_MOCK_LOAD_FAIL", OPT_CHOICE, F(mock_load_fail), "no", 0, 0, "no|error|crash", 0,
+     "mock engine, test aid: error = its load fails (start-up stops, exit 2); crash = the worker aborts while loading"},
     {"ASR_VAD_FRAME_MS", OPT_CHOICE, F(vad_frame_ms), "30", 0, 0, "10|20|30", 0,
      "VAD frame length, ms"},
     {"ASR_VAD_MODE", OPT_INT, F(vad_mode), "2", 0, 3, NULL, 0,
@@ -170,6 +180,83 @@ static int set_opt(struct config *cfg, const struct opt *o, const char *v, char 
 
 static const char *env_get(const char *name) { return getenv(name); }
 
+/* ---- unknown variables -------------------------------------------------- */
+
+struct config_names config_own_names(void) {
+    static const char *names[NOPTS];
+    if (!names[0])
+        for (size_t i = 0; i < NOPTS; i++) names[i] = opts[i].name;
+    return (struct config_names){.names = names, .n = NOPTS};
+}
+
+/* Optimal string alignment distance (Levenshtein plus adjacent
+ * transpositions), capped: names are short (< 64 bytes). */
+static size_t edit_distance(const char *a, const char *b) {
+    enum { M = 64 };
+    size_t la = strnlen(a, M - 1), lb = strnlen(b, M - 1);
+    static size_t d[M][M];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+const char *config_closest(const char *name, const struct config_names *tables, size_t ntables) {
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    size_t nl = strlen(name);
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].n; i++) {
+            const char *k = tables[t].names[i];
+            size_t d = edit_distance(name, k);
+            /* a likely typo: a few edits, fewer for short names */
+            size_t kl = strlen(k), limit = kl / 4 < 2 ? 2 : kl / 4;
+            /* or a known name cut short: ASR_MAX_SESSIONS -> ASR_MAX_SESSIONS_PER_WORKER */
+            if (d > limit && !(nl >= 8 && nl < kl && strncmp(name, k, nl) == 0)) continue;
+            if (d < best_d) best = k, best_d = d;
+        }
+    return best;
+}
+
+static int known(const char *name, size_t len, const struct config_names *tables, size_t ntables) {
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].n; i++)
+            if (strlen(tables[t].names[i]) == len && strncmp(tables[t].names[i], name, len) == 0) return 1;
+    return 0;
+}
+
+int config_check_unknown(char *const *env, const struct config_names *tables, size_t ntables,
+                         char *err, size_t errlen) {
+    struct buf b;
+    buf_init(&b, 0);
+    int bad = 0;
+    for (size_t e = 0; env && env[e]; e++) {
+        const char *kv = env[e];
+        if (strncmp(kv, "ASR_", 4) != 0) continue;
+        const char *eq = strchr(kv, '=');
+        size_t len = eq ? (size_t)(eq - kv) : strlen(kv);
+        if (known(kv, len, tables, ntables)) continue;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), kv);
+        const char *near = config_closest(name, tables, ntables);
+        if (near) buf_printf(&b, "%s%s is not a setting; did you mean %s?", bad ? "\n" : "", name, near);
+        else buf_printf(&b, "%s%s is not a setting (asrd --help lists them)", bad ? "\n" : "", name);
+        bad++;
+    }
+    if (errlen) snprintf(err, errlen, "%.*s", (int)b.len, b.data ? b.data : "");
+    buf_cleanup(&b);
+    return bad ? ASR_EINVAL : 0;
+}
+
 int config_load_from(struct config *cfg, const char *(*get)(const char *name), char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NOPTS; i++)
@@ -228,8 +315,9 @@ size_t config_dump_json(const struct config *cfg, char *out, size_t len) {
         case OPT_CHOICE:
             if (o->type == OPT_CHOICE && o->size == sizeof(int))
                 buf_printf(&b, "%d", *(const int *)field);
-            else if (o->secret && field[0])
-                buf_puts(&b, "\"****\"");
+            else if (o->secret && field[0] &&
+                     !(o->off == offsetof(struct config, redis_url) && strcmp(field, CONFIG_STORE_MEMORY) == 0))
+                buf_puts(&b, "\"****\""); /* a URL may hold a password; "memory" holds none */
             else
                 buf_json_str(&b, field, strlen(field));
             break;

@@ -18,7 +18,13 @@ struct config {
     char     allowed_origins[1024];    /* ASR_ALLOWED_ORIGINS: WebSocket Origins, comma separated, or "*"; "" = off */
     int      workers;                  /* ASR_WORKERS: worker processes (0 = one per core) */
     /* session store */
-    char     redis_url[512];           /* ASR_REDIS_URL: empty = in-memory store; secret (password) */
+    char     redis_url[512];           /* ASR_REDIS_URL: empty = a private redis-server the master
+                                        * starts; "memory" = in-process store (one worker);
+                                        * else redis:// or unix:// (shared); secret (password) */
+    char     redis_server[256];        /* ASR_REDIS_SERVER: redis-server binary for the private store */
+    int      redis_maxmemory_mb;       /* ASR_REDIS_MAXMEMORY_MB: memory bound of the private store */
+    char     runtime_dir[200];         /* ASR_RUNTIME_DIR: parent of the private runtime directory
+                                        * ("" = $XDG_RUNTIME_DIR, else /tmp) */
     int      store_required;           /* ASR_STORE_REQUIRED: 1 = refuse sessions while the store is down */
     int      max_global_sessions;      /* ASR_MAX_GLOBAL_SESSIONS: across workers (0 = unlimited) */
     /* engine */
@@ -27,6 +33,7 @@ struct config {
     int      mock_words_per_chunk;     /* ASR_MOCK_WORDS_PER_CHUNK, words per 100 ms of speech */
     double   mock_error_rate;          /* ASR_MOCK_ERROR_RATE, 0..1 */
     long     mock_seed;                /* ASR_MOCK_SEED */
+    char     mock_load_fail[8];        /* ASR_MOCK_LOAD_FAIL: no | error | crash (test aid) */
     /* VAD */
     int      vad_frame_ms;             /* ASR_VAD_FRAME_MS: 10, 20, 30 (an int choice) */
     int      vad_mode;                 /* ASR_VAD_MODE: 0..3 */
@@ -66,6 +73,31 @@ int config_load(struct config *cfg, char *err, size_t errlen);
 /* Same, reading variables through get (for tests). */
 int config_load_from(struct config *cfg, const char *(*get)(const char *name),
                      char *err, size_t errlen);
+
+/* The value of ASR_REDIS_URL that selects the in-process store. */
+#define CONFIG_STORE_MEMORY "memory"
+
+/* The setting names one table knows: base/config.c's own, or a module's. */
+struct config_names {
+    const char *const *names;          /* n names, borrowed (static storage) */
+    size_t             n;
+};
+
+/* The names config_load() reads (base/config.c's table). */
+struct config_names config_own_names(void);
+
+/* Start-up check for typos: every "ASR_*=value" entry of env (a
+ * NULL-terminated array like environ; other entries are skipped) must be
+ * named in one of the ntables tables. Returns 0, or ASR_EINVAL with one line
+ * per unknown variable in err (truncated at errlen), naming the closest
+ * known name when one is close: "ASR_API_KEY is not a setting; did you mean
+ * ASR_API_KEYS?". */
+int config_check_unknown(char *const *env, const struct config_names *tables, size_t ntables,
+                         char *err, size_t errlen);
+
+/* The known name closest to name (edit distance, or name a prefix of it),
+ * or NULL when none is close enough to be a likely typo. */
+const char *config_closest(const char *name, const struct config_names *tables, size_t ntables);
 
 /* Prints every setting with its default and meaning (--help). */
 void config_print_help(FILE *out);

@@ -34,6 +34,8 @@ static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
                                                   "metrics_json", "metrics_prom", "other"};
+static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
+                                                        "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
                                               "policy", "too_big", "shutdown", "error", "moved"};
 
@@ -210,6 +212,11 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->finals_total, (unsigned long long)M->speech_started_total);
     buf_printf(b, ",\"bytes_in\":{\"total\":%llu},\"audio_ms_in\":{\"total\":%llu}",
                (unsigned long long)M->bytes_in, (unsigned long long)M->audio_ms_in);
+    buf_printf(b, ",\"rest\":{\"chunks\":%llu,\"audio_ms\":%llu,\"failed\":{",
+               (unsigned long long)M->rest_chunks, (unsigned long long)M->rest_audio_ms);
+    for (int i = 0; i < RFAIL__N; i++)
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", rest_fail_names[i], (unsigned long long)M->rest_failed[i]);
+    buf_puts(b, "}}");
     buf_printf(b, ",\"requests\":{\"total\":%llu,\"per_sec\":%.2f,\"by_route\":{",
                (unsigned long long)M->requests_total, rps);
     for (int r = 0; r < ROUTE__N; r++) {
@@ -335,6 +342,12 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "partials_dropped_total", "Partials dropped from full send queues.", (double)M->partials_dropped);
     PROM_EACH("counter", "finals_total", "Final results sent.", (double)M->finals_total);
     PROM_EACH("counter", "bytes_in_total", "PCM bytes of accepted chunks.", (double)M->bytes_in);
+    PROM_EACH("counter", "rest_chunks_total", "Chunks of REST uploads fed to their sessions.", (double)M->rest_chunks);
+    PROM_EACH("counter", "rest_audio_seconds_total", "Seconds of REST audio fed to sessions.", (double)M->rest_audio_ms / 1000.0);
+    buf_puts(b, "# HELP asrd_rest_failed_total REST transcriptions that failed, by cause.\n# TYPE asrd_rest_failed_total counter\n");
+    EACH_WORKER for (int i = 0; i < RFAIL__N; i++)
+        buf_printf(b, "asrd_rest_failed_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, rest_fail_names[i],
+                   (unsigned long long)M->rest_failed[i]);
     buf_puts(b, "# HELP asrd_errors_total Streaming error answers, by code.\n# TYPE asrd_errors_total counter\n");
     EACH_WORKER for (int i = 0; i < MERR__N; i++)
         buf_printf(b, "asrd_errors_total{worker=\"%s\",code=\"%s\"} %llu\n", w, err_names[i],
@@ -478,6 +491,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
     SA_(errors); SA_(close_codes);
+    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed);
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
@@ -504,6 +518,21 @@ static int collect(struct mview *v) {
         int32_t pid;
         if (i == self_slot_ || !read_slot(i, &others_[n], other_wid_[n], &pid)) continue;
         v[n] = (struct mview){.wid = other_wid_[n], .m = &others_[n], .pid = pid};
+        n++;
+    }
+    return n;
+}
+
+int metrics_shared_peers(struct metrics_peer *out, int max) {
+    static struct metrics m;
+    int n = 0;
+    for (int i = 0; shared_ && i < nshared_ && n < max; i++) {
+        char wid[64];
+        int32_t pid;
+        if (i == self_slot_ || !read_slot(i, &m, wid, &pid)) continue;
+        out[n] = (struct metrics_peer){.pid = pid, .sessions_active = m.sessions_active,
+                                       .connections_active = m.connections_active};
+        memcpy(out[n].worker_id, wid, sizeof out[n].worker_id);
         n++;
     }
     return n;

@@ -34,6 +34,14 @@ enum metric_end {                     /* why a session ended */
     END_ERROR, END_MOVED, END__N
 };
 
+enum metric_rest_fail {               /* why a REST transcription did not answer 200 */
+    RFAIL_MODEL_ERROR,                /* the engine failed on part of the audio (500) */
+    RFAIL_ENGINE_BUSY,                /* the engine refused part of it: backlog full (503) */
+    RFAIL_INTERNAL,                   /* no memory, no session (500) */
+    RFAIL_ABORTED,                    /* the client went away mid-transcription */
+    RFAIL__N
+};
+
 #define METRIC_STATUSES 18
 #define METRIC_CLOSE_CODES 8
 
@@ -55,8 +63,11 @@ struct metrics {
     uint64_t finals_total;
     uint64_t speech_started_total;
     uint64_t bytes_in;                /* PCM bytes of accepted chunks */
-    uint64_t audio_ms_in;             /* ms of audio accepted (streams and REST) */
+    uint64_t audio_ms_in;             /* ms of streamed audio accepted */
     uint64_t errors[MERR__N];         /* streaming error answers by code */
+    uint64_t rest_chunks;             /* chunks of REST uploads fed to their sessions */
+    uint64_t rest_audio_ms;           /* ms of REST audio fed */
+    uint64_t rest_failed[RFAIL__N];   /* REST transcriptions that failed, by cause */
     uint64_t close_codes[METRIC_CLOSE_CODES]; /* 1000,1001,1008,1009,1011,1013,other,none */
     uint64_t requests_total;
     uint64_t requests[ROUTE__N][METRIC_STATUSES];
@@ -136,6 +147,18 @@ int  metrics_shared_create(int n);
 void metrics_shared_bind(int slot);
 void metrics_shared_clear(int slot);
 void metrics_set_worker_id(const char *id);
+
+/* Another live worker of this instance, as it last published (up to one
+ * second old). */
+struct metrics_peer {
+    char     worker_id[64];
+    int      pid;
+    uint64_t sessions_active;         /* live + resumable streaming sessions */
+    uint64_t connections_active;
+};
+/* Fills up to max entries with the other live workers (this one excluded;
+ * none when stand-alone) and returns how many. */
+int metrics_shared_peers(struct metrics_peer *out, int max);
 
 /* Renders snapshots. worker_id is the answering worker. Return 0 or ASR_ENOMEM. */
 int metrics_json(struct buf *out, const char *worker_id);

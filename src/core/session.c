@@ -36,11 +36,11 @@ enum ans_kind { ANS_PARTIAL, ANS_FINAL, ANS_SPEECH, ANS_ERROR };
 
 struct answer {
     uint8_t  kind;             /* enum ans_kind */
-    uint8_t  failed;           /* PARTIAL: a part failed -> MODEL_ERROR */
+    uint8_t  failed;           /* PARTIAL: a part failed -> MODEL_ERROR; FINAL: its text did not come */
     uint8_t  is_speech;        /* PARTIAL */
     uint8_t  has_text;         /* FINAL: text arrived (or empty final) */
     uint16_t parts_left;       /* PARTIAL: engine submits not yet done */
-    int      err;              /* ERROR: asr_err */
+    int      err;              /* ERROR: asr_err; failed PARTIAL/FINAL: the first engine status */
     uint64_t seq;              /* sequence it answers / refers to */
     uint64_t a, b;             /* FINAL: start_ms, end_ms; SPEECH: offset_ms; ERROR: detail */
     uint64_t t_arrival_ns;     /* PARTIAL timing */
@@ -57,9 +57,6 @@ struct answer {
 
 #define KEPT_FINALS_MAX 16
 #define SESS_UTT_TEXT_MAX (16 * 1024)
-/* Utterance ends one chunk can report; more (only possible with huge chunks
- * and tiny endpointing) are merged into the next utterance. */
-#define SESS_MAX_FINALS_PER_CHUNK 64
 
 struct asr_session {
     char     id[33];                 /* 128-bit random id, hex */
@@ -124,6 +121,7 @@ unsigned sess_sample_rate(const struct asr_session *s) { return s->cfg.sample_ra
 uint64_t sess_last_sequence(const struct asr_session *s) { return s->last_seq; }
 const struct sess_stats *sess_stats(const struct asr_session *s) { return &s->stats; }
 int sess_pending(const struct asr_session *s) { return s->pending; }
+unsigned sess_engine_outstanding(const struct asr_session *s) { return engine_outstanding(s->eng); }
 int sess_pending_full(const struct asr_session *s) {
     return s->pending >= s->cfg.max_pending_chunks ||
            (s->cfg.max_pending_bytes && s->pending_bytes >= s->cfg.max_pending_bytes);
@@ -133,6 +131,24 @@ int sess_pending_full(const struct asr_session *s) {
 int sess_abusive(const struct asr_session *s) {
     return s->rate_strikes >= s->cfg.rate_abuse_threshold ||
            s->ring_len > 4 * (unsigned)s->cfg.max_pending_chunks + 256;
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+/* A stream moves the streaming counters, a REST upload rest.* only
+ * (docs/API.md "GET /v1/metrics"); engine and VAD counters are shared. */
+static int is_rest(const struct asr_session *s) { return s->cfg.kind == SESS_KIND_REST; }
+
+static void count_error(const struct asr_session *s, int err) {
+    if (!is_rest(s)) metrics_count_error(err);
+}
+
+/* An engine request failed or was refused: the answer it belongs to
+ * remembers the first status. */
+static void mark_failed(struct answer *a, int status) {
+    if (!a->failed) a->err = status ? status : ASR_E_INTERNAL;
+    a->failed = 1;
+    metrics.engine_errors++;
 }
 
 /* ---- create / destroy ---------------------------------------------------- */
@@ -283,7 +299,9 @@ static void apply_prefix(struct asr_session *s, struct answer *a) {
 }
 
 static void emit_final(struct asr_session *s, struct answer *a) {
-    metrics.finals_total++;
+    if (a->failed && s->sink && s->sink->on_engine_error)
+        s->sink->on_engine_error(s->sink_ctx, a->err, 1, a->seq, a->a, a->b);
+    if (!is_rest(s)) metrics.finals_total++;
     s->stats.finals++;
     if (s->utt_prefix) apply_prefix(s, a);
     s->ans_utt_open = 0;
@@ -310,7 +328,7 @@ static void emit(struct asr_session *s, struct answer *a) {
         s->ans_utt_start_ms = a->a;
         buf_reset(&s->utt_text);
         s->dirty |= SESS_DIRTY_CHANGED;
-        metrics.speech_started_total++;
+        if (!is_rest(s)) metrics.speech_started_total++;
         if (s->sink && s->sink->on_speech_started) s->sink->on_speech_started(s->sink_ctx, a->seq, a->a);
         break;
     case ANS_FINAL:
@@ -320,6 +338,11 @@ static void emit(struct asr_session *s, struct answer *a) {
         s->pending--;
         s->pending_bytes -= a->bytes;
         if (a->failed) {
+            if (s->sink && s->sink->on_engine_error) {
+                uint64_t n = a->bytes / 2, rate = s->cfg.sample_rate;
+                s->sink->on_engine_error(s->sink_ctx, a->err, 0, a->seq, (a->end_sample - n) * 1000 / rate,
+                                         a->end_sample * 1000 / rate);
+            }
             a->kind = ANS_ERROR;
             a->err = ASR_E_MODEL_ERROR;
             buf_reset(&s->ptext);
@@ -333,10 +356,12 @@ static void emit(struct asr_session *s, struct answer *a) {
                 .inference_ms = (double)(a->t_done_ns - a->t_submit_ns) / 1e6,
                 .total_ms = (double)(now - a->t_arrival_ns) / 1e6,
             };
-            hist_add(&metrics.lat_queue, lat.queue_ms);
-            hist_add(&metrics.lat_engine, lat.inference_ms);
-            hist_add(&metrics.lat_total, lat.total_ms);
-            metrics.partials_total++;
+            if (!is_rest(s)) {
+                hist_add(&metrics.lat_queue, lat.queue_ms);
+                hist_add(&metrics.lat_engine, lat.inference_ms);
+                hist_add(&metrics.lat_total, lat.total_ms);
+                metrics.partials_total++;
+            }
             s->stats.partials++;
             if (a->seq > s->ans_seq) s->ans_seq = a->seq;
             s->ans_samples = a->end_sample;
@@ -354,7 +379,7 @@ static void emit(struct asr_session *s, struct answer *a) {
         }
         break;
     case ANS_ERROR:
-        metrics_count_error(a->err);
+        count_error(s, a->err);
         s->stats.errors++;
         if (!a->why && a->seq > s->ans_seq) {
             s->ans_seq = a->seq;
@@ -414,11 +439,13 @@ static void on_segment_done(void *arg, int status, const struct engine_result *r
         struct answer *a = ring_at(s, i);
         if (a->kind != ANS_PARTIAL || a->parts_left == 0) continue;
         if (status != 0) {
-            a->failed = 1;
-            metrics.engine_errors++;
+            mark_failed(a, status);
         } else if (res && res->len) {
             if (s->ptext.len) buf_append(&s->ptext, " ", 1);
-            if (buf_append(&s->ptext, res->text, res->len) != 0) a->failed = 1;
+            if (buf_append(&s->ptext, res->text, res->len) != 0 && !a->failed) {
+                a->failed = 1; /* text past the partial's bound: not an engine error */
+                a->err = ASR_ENOMEM;
+            }
         }
         if (--a->parts_left == 0) a->t_done_ns = util_now_ns();
         break;
@@ -437,9 +464,12 @@ static void on_finalize_done(void *arg, int status, const struct engine_result *
             if (a->text) {
                 memcpy(a->text, res->text, res->len);
                 a->text_len = res->len;
+            } else {
+                a->failed = 1; /* the text is lost: say so rather than send it empty */
+                a->err = ASR_ENOMEM;
             }
         } else if (status != 0) {
-            metrics.engine_errors++;
+            mark_failed(a, status);
         }
         break;
     }
@@ -461,9 +491,10 @@ static void queue_final(struct asr_session *s, uint64_t seq, uint64_t start_ms, 
     f->a = start_ms;
     f->b = end_ms;
     metrics.engine_requests++;
-    if (engine_finalize(s->eng, on_finalize_done, s) != 0) {
+    int rc = engine_finalize(s->eng, on_finalize_done, s);
+    if (rc != 0) {
         f->has_text = 1;
-        metrics.engine_errors++;
+        mark_failed(f, rc);
     }
 }
 
@@ -478,10 +509,10 @@ static void submit_part(struct asr_session *s, struct answer *p, const int16_t *
     struct engine_chunk c = {.pcm = pcm, .n = n, .speech_ms = speech_ms, .offset_ms = offset_ms};
     metrics.engine_requests++;
     p->parts_left++;
-    if (engine_submit(s->eng, &c, on_segment_done, s) != 0) {
+    int rc = engine_submit(s->eng, &c, on_segment_done, s);
+    if (rc != 0) {
         p->parts_left--;
-        p->failed = 1;
-        metrics.engine_errors++;
+        mark_failed(p, rc);
     }
 }
 
@@ -497,7 +528,8 @@ static void refill(struct asr_session *s, uint64_t now_ns) {
 
 int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,
                uint64_t seq, uint64_t now_ns) {
-    metrics.chunks_total++;
+    if (is_rest(s)) metrics.rest_chunks++;
+    else metrics.chunks_total++;
     s->stats.chunks++;
     if (s->state != SESS_ACTIVE) {
         sess_invalid_message(s, "the session is closing: no more audio");
@@ -506,7 +538,7 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     /* Numbering (docs/API.md "Sequence numbers"). OUT_OF_ORDER leaves at once
      * and does not move `last`. */
     if (has_seq && seq <= s->last_seq) {
-        metrics_count_error(ASR_E_OUT_OF_ORDER);
+        count_error(s, ASR_E_OUT_OF_ORDER);
         s->stats.errors++;
         if (s->sink) {
             char m[96];
@@ -558,9 +590,13 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     s->pending++;
     s->stats.bytes += len;
     s->stats.audio_ms += (uint64_t)n * 1000 / s->cfg.sample_rate;
-    metrics.chunks_accepted++;
-    metrics.bytes_in += len;
-    metrics.audio_ms_in += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    if (is_rest(s)) {
+        metrics.rest_audio_ms += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    } else {
+        metrics.chunks_accepted++;
+        metrics.bytes_in += len;
+        metrics.audio_ms_in += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    }
 
     uint64_t c0 = vad_samples(s->vad);
     uint64_t speech0 = vad_speech_ms_total(s->vad);
@@ -645,9 +681,11 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     for (size_t i = 0; i < n_segs; i++) {
         if (segs[i].from == (size_t)-1) {
             metrics.engine_requests++;
-            if (engine_finalize(s->eng, on_finalize_done, s) != 0) {
-                ring_at(s, fin_base + segs[i].to)->has_text = 1;
-                metrics.engine_errors++;
+            int rc = engine_finalize(s->eng, on_finalize_done, s);
+            if (rc != 0) {
+                struct answer *f = ring_at(s, fin_base + segs[i].to);
+                f->has_text = 1;
+                mark_failed(f, rc);
             }
             continue;
         }

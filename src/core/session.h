@@ -21,6 +21,12 @@
 
 enum sess_state { SESS_CREATED, SESS_ACTIVE, SESS_CLOSING, SESS_CLOSED };
 
+/* Who drives the session, which decides the counters it moves (docs/API.md
+ * "GET /v1/metrics"): a stream counts in chunks, partials, finals, errors and
+ * the chunk latencies; a REST upload only in rest.* (engine and VAD
+ * counters are shared). */
+enum sess_kind { SESS_KIND_STREAM, SESS_KIND_REST };
+
 struct sess_cfg {
     unsigned sample_rate;          /* Hz */
     size_t   max_chunk_bytes;      /* CHUNK_TOO_LARGE above */
@@ -30,13 +36,23 @@ struct sess_cfg {
     int      shed_load;            /* 1: SERVER_BUSY past max_pending_chunks */
     int      rate_abuse_threshold; /* RATE_LIMITED in a row before sess_abusive() */
     struct vad_cfg vad;
+    enum sess_kind kind;           /* SESS_KIND_STREAM (0) unless set */
 };
 
 /* Timing of one chunk, for `partial.latency_ms`. */
 struct sess_latency { double queue_ms, inference_ms, total_ms; };
 
 /* Where answers go. Every callback is optional except on_error/on_partial/
- * on_final. text pointers are borrowed for the call. */
+ * on_final. text pointers are borrowed for the call.
+ *
+ * Re-entry: on_partial, on_final, on_error, on_speech_started and
+ * on_engine_error may call sess_chunk(), sess_stop() or sess_drain() (what
+ * that makes ready goes out in the same pass) but must not destroy the
+ * session. on_done is the session's last act in the call that fired it
+ * (sess_chunk, sess_stop, sess_drain, an engine completion): it may destroy
+ * the session, and a caller that was inside one of those functions must not
+ * touch the session after it returns. on_pending_low should only resume the
+ * caller's input. */
 struct sess_sink {
     void (*on_speech_started)(void *ctx, uint64_t seq, uint64_t offset_ms);
     void (*on_partial)(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
@@ -46,6 +62,16 @@ struct sess_sink {
     void (*on_error)(void *ctx, int err, int has_seq, uint64_t seq, const char *msg);
     void (*on_done)(void *ctx);          /* CLOSING and nothing left to answer */
     void (*on_pending_low)(void *ctx);   /* pending chunks fell below the limit */
+    /* An engine request for this session's audio failed (status
+     * ASR_E_MODEL_ERROR, or the engine's own error) or was refused when it
+     * was made (ASR_EAGAIN: the engine's backlog is full; ASR_ENOMEM). Fires
+     * in answer order, right before the answer the failure spoils: the
+     * chunk's MODEL_ERROR (is_final 0; start/end_ms: the chunk's audio) or
+     * the utterance's final (is_final 1; start/end_ms: the utterance), which
+     * still follows with whatever text did arrive, maybe none. Without this
+     * callback that MODEL_ERROR or short final is the only sign. */
+    void (*on_engine_error)(void *ctx, int status, int is_final, uint64_t seq, uint64_t start_ms,
+                            uint64_t end_ms);
 };
 
 /* Per-session counters, logged when the session ends. */
@@ -102,6 +128,18 @@ int sess_drain(struct asr_session *s);
 
 /* Chunks accepted and not yet answered. */
 int sess_pending(const struct asr_session *s);
+
+/* Utterance ends one chunk can report; more (only possible with huge chunks
+ * and tiny endpointing) are merged into the next utterance. */
+#define SESS_MAX_FINALS_PER_CHUNK 64
+/* Most engine requests one sess_chunk() makes: a submit per piece between
+ * utterance ends and a finalize per end. */
+#define SESS_MAX_REQUESTS_PER_CHUNK (2 * SESS_MAX_FINALS_PER_CHUNK + 1)
+/* Engine requests of this session not completed yet (the engine wrappers
+ * refuse past ENGINE_MAX_OUTSTANDING, core/engine.h). A chunk's partial can
+ * go out before the finalizes its audio asked for are done, so this is not
+ * bounded by the pending chunks alone. */
+unsigned sess_engine_outstanding(const struct asr_session *s);
 /* 1 when the pending limit is reached (caller pauses reading). */
 int sess_pending_full(const struct asr_session *s);
 /* 1 when the client broke the rate limit rate_abuse_threshold times in a

@@ -4,11 +4,13 @@
  * docs/internals/engine.md ("The mock engine") is the user-level description.
  *
  * Settings (struct config): mock_latency_ms, mock_words_per_chunk (words per
- * 100 ms of speech), mock_error_rate (0..1), mock_seed. Loaded per worker
+ * 100 ms of speech), mock_error_rate (0..1), mock_seed, mock_load_fail (a
+ * test aid). Loaded per worker
  * process: there are no weights to share, only a timer on the worker's loop. */
 #include "core/engine.h"
 
 #include <assert.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -300,6 +302,11 @@ static int mock_load(const struct engine_cfg *cfg) {
     if (c->mock_latency_ms < 0 || c->mock_words_per_chunk < 0 ||
         !(c->mock_error_rate >= 0.0 && c->mock_error_rate <= 1.0))
         return ASR_EINVAL;
+    /* Test aid (ASR_MOCK_LOAD_FAIL): a load that fails, or a process killed
+     * while loading (SIGKILL, as the OOM killer would: no core, no report),
+     * for the master's start-up rules (docs/internals/workers.md). */
+    if (strcmp(c->mock_load_fail, "error") == 0) return ASR_EINVAL;
+    if (strcmp(c->mock_load_fail, "crash") == 0) raise(SIGKILL);
     if (uv_timer_init(cfg->loop, &mock.timer) != 0) return ASR_EIO;
     mock.loop = cfg->loop;
     mock.latency_ms = (uint64_t)c->mock_latency_ms;

@@ -1,5 +1,6 @@
 #include "net/conn.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,48 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/metrics.h"
+
+/* ---- state ------------------------------------------------------------------ */
+
+static const char *const state_names[] = {
+    [CONN_NEW] = "new", [CONN_OPEN] = "open", [CONN_LAST_WRITE] = "last_write",
+    [CONN_CLOSING] = "closing", [CONN_CLOSED] = "closed",
+};
+
+const char *conn_state_name(enum conn_state st) {
+    return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
+}
+
+/* The moves of conn.h's diagram. Staying put is not a move: the callers
+ * that may be repeated (conn_close, conn_close_after_write) check first. */
+static const unsigned char legal[5][5] = {
+    /* to:           NEW OPEN LAST_WRITE CLOSING CLOSED */
+    /* NEW        */ {0,  1,   1,         1,      0},
+    /* OPEN       */ {0,  0,   1,         1,      0},
+    /* LAST_WRITE */ {0,  0,   0,         1,      0},
+    /* CLOSING    */ {0,  0,   0,         0,      1},
+    /* CLOSED     */ {0,  0,   0,         0,      0},
+};
+
+/* Every change of c->state goes through here. An illegal move is a bug of
+ * ours (no peer input reaches this table): it is logged and asserted; a
+ * build without asserts refuses it and keeps the state. */
+static void conn_set_state(struct conn *c, enum conn_state to) {
+    if (!legal[c->state][to]) {
+        struct log_line *l = log_begin(LOG_ERROR, "illegal connection state change");
+        if (l) {
+            log_u64(l, "conn", c->id);
+            log_str(l, "from", conn_state_name(c->state));
+            log_str(l, "to", conn_state_name(to));
+            log_end(l);
+        }
+        assert(!"illegal connection state change");
+        return;
+    }
+    c->state = to;
+}
+
+/* ---- libuv callbacks ----------------------------------------------------------- */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     struct conn *c = h->data;
@@ -18,7 +61,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     struct conn *c = s->data;
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     if (nread > 0) {
         c->h->on_read(c, b->base, (size_t)nread);
     } else if (nread < 0) {
@@ -29,7 +72,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 static void on_timer_cb(uv_timer_t *t) {
     struct conn *c = t->data;
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     if (c->h && c->h->on_timer) c->h->on_timer(c);
     else conn_close(c);
 }
@@ -63,6 +106,7 @@ struct conn *conn_create(struct conn_set *cs) {
 }
 
 int conn_start(struct conn *c, const struct conn_handler *h, void *proto) {
+    conn_set_state(c, CONN_OPEN);
     c->h = h;
     c->proto = proto;
     c->kind = CONN_HTTP;
@@ -92,18 +136,18 @@ void conn_set_handler(struct conn *c, const struct conn_handler *h, void *proto,
 }
 
 void conn_read_pause(struct conn *c) {
-    if (!c->reading || c->closing) return;
+    if (!c->reading || conn_closing(c)) return;
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
 }
 
 void conn_read_resume(struct conn *c) {
-    if (c->reading || c->closing) return;
+    if (c->reading || conn_closing(c)) return;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
 }
 
 void conn_want_flush(struct conn *c) {
-    if (c->on_flush_list || c->closing) return;
+    if (c->on_flush_list || conn_closing(c)) return;
     c->on_flush_list = 1;
     c->flush_next = c->set->flush_head;
     c->set->flush_head = c;
@@ -114,7 +158,7 @@ int conn_write(struct conn *c, const void *p, size_t n) {
 }
 
 int conn_write2(struct conn *c, const void *a, size_t an, const void *b, size_t bn) {
-    if (c->closing) return ASR_EIO;
+    if (conn_closing(c)) return ASR_EIO;
     if (bn > SIZE_MAX - an || buf_reserve(&c->out, an + bn) != 0) return ASR_ENOMEM;
     buf_append(&c->out, a, an); /* cannot fail after the reserve */
     if (bn) buf_append(&c->out, b, bn);
@@ -130,7 +174,7 @@ int conn_set_sndbuf(struct conn *c, int bytes) {
 }
 
 void conn_timer(struct conn *c, uint64_t ms) {
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     if (ms) uv_timer_start(&c->timer, on_timer_cb, ms, 0);
     else uv_timer_stop(&c->timer);
 }
@@ -138,6 +182,7 @@ void conn_timer(struct conn *c, uint64_t ms) {
 static void on_handle_closed(uv_handle_t *h) {
     struct conn *c = h->data;
     if (--c->handles_open > 0) return;
+    conn_set_state(c, CONN_CLOSED);
     if (c->h && c->h->on_free) c->h->on_free(c);
     buf_cleanup(&c->out);
     buf_cleanup(&c->inflight);
@@ -155,15 +200,15 @@ static void on_handle_closed(uv_handle_t *h) {
  * pending uv_write is cancelled by uv_close and its callback sees
  * UV_ECANCELED before the close callback. */
 void conn_close(struct conn *c) {
-    if (c->closing) return;
-    c->closing = 1;
+    if (conn_closing(c)) return;
+    conn_set_state(c, CONN_CLOSING);
     c->reading = 0;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
 void conn_abort(struct conn *c) {
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     uv_os_fd_t fd;
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -171,50 +216,56 @@ void conn_abort(struct conn *c) {
 }
 
 void conn_close_after_write(struct conn *c) {
-    c->close_after_write = 1;
+    if (c->state == CONN_NEW || c->state == CONN_OPEN) conn_set_state(c, CONN_LAST_WRITE);
     conn_want_flush(c);
 }
 
 static void flush_one(struct conn *c);
 
+/* A write failed (the peer reset, say). The handler hears of it; a
+ * connection without one (NEW: a refusal the set's owner wrote before any
+ * protocol started) just closes. */
+static void write_failed(struct conn *c, int status) {
+    if (c->h && c->h->on_eof) c->h->on_eof(c, status);
+    else conn_close(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
     struct conn *c = req->data;
     c->writing = 0;
     buf_cleanup(&c->inflight); /* only slow writes get here: give the memory back */
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     if (status < 0) {
-        if (c->h->on_eof) c->h->on_eof(c, status);
-        else conn_close(c);
+        write_failed(c, status);
         return;
     }
-    if (c->h->on_drain) c->h->on_drain(c);
+    if (c->h && c->h->on_drain) c->h->on_drain(c);
     flush_one(c);
 }
 
 /* Writes what is in out: try the socket at once, and leave the rest as the
  * one write in flight. */
 static void flush_one(struct conn *c) {
-    if (c->closing || c->writing) return;
+    if (conn_closing(c) || c->writing) return;
     if (c->h && c->h->on_flush) c->h->on_flush(c);
-    if (c->closing) return;
+    if (conn_closing(c)) return;
     if (c->out.len == 0) {
-        if (c->close_after_write) conn_close(c);
+        if (c->state == CONN_LAST_WRITE) conn_close(c);
         return;
     }
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
     if (n < 0) {
-        if (c->h->on_eof) c->h->on_eof(c, n);
-        else conn_close(c);
+        write_failed(c, n);
         return;
     }
     if ((size_t)n == c->out.len) {
         /* Idle connections give their buffer back (docs/internals/architecture.md, "Buffers"); malloc's
          * per-thread cache makes the next message's buffer cheap. */
         buf_cleanup(&c->out);
-        if (c->close_after_write) conn_close(c);
-        else if (c->h->on_drain) c->h->on_drain(c);
+        if (c->state == CONN_LAST_WRITE) conn_close(c);
+        else if (c->h && c->h->on_drain) c->h->on_drain(c);
         return;
     }
     /* Swap: the unwritten rest becomes the in-flight buffer. */
@@ -255,7 +306,7 @@ void conn_check_timeouts(struct conn_set *cs) {
     uint64_t now = uv_now(cs->loop), limit = cs->send_timeout_ms;
     for (struct conn *c = cs->conns, *n; c; c = n) {
         n = c->next;
-        if (c->closing || !c->writing) continue;
+        if (conn_closing(c) || !c->writing) continue;
         size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
         if (left < c->wleft) {
             c->wleft = left;

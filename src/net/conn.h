@@ -8,7 +8,33 @@
  * one uv_write in flight for the rest.
  * Close: conn_close() marks the connection and lets the loop free it after
  * the current callback returns (uv_close + close callback), so nobody up the
- * stack holds a freed pointer. */
+ * stack holds a freed pointer.
+ *
+ * Lifecycle (enum conn_state; conn_set_state in conn.c checks every move
+ * against its table and asserts on an illegal one):
+ *
+ *    conn_create
+ *        |
+ *        v          conn_close_after_write (a refusal written without a handler)
+ *       NEW -------------------------------------+
+ *        | conn_start                            |
+ *        v          conn_close_after_write       v
+ *      OPEN -------------------------------> LAST_WRITE
+ *        |                                       | everything written (flush_one),
+ *        | conn_close, conn_abort                | or conn_close, conn_abort
+ *        v                                       |
+ *     CLOSING <----------------------------------+
+ *        | both uv handles closed (a later loop phase)
+ *        v
+ *     CLOSED: on_free, the set's on_closed, then free()
+ *
+ * NEW goes to CLOSING as well (conn_close when the accept fails).
+ * NEW, OPEN and LAST_WRITE read, write and run timers alike; LAST_WRITE
+ * only adds "close once everything queued is written". From CLOSING on,
+ * conn_closing() is true and reads, writes, timers and flushes are off.
+ * A write in flight, reading paused and membership of the flush list are
+ * flags beside the state, not states: each can be on or off in NEW, OPEN
+ * and LAST_WRITE, independently of the others. */
 #ifndef ASRD_CONN_H
 #define ASRD_CONN_H
 
@@ -23,6 +49,15 @@ struct http_conn;
 struct ws_conn;
 
 enum conn_proto { CONN_HTTP, CONN_WS };
+
+/* Where a connection is in its life (the diagram above). */
+enum conn_state {
+    CONN_NEW,        /* created (and accepted); no protocol handler yet */
+    CONN_OPEN,       /* conn_start: a handler reads and writes */
+    CONN_LAST_WRITE, /* conn_close_after_write: close once out and inflight are written */
+    CONN_CLOSING,    /* conn_close: uv_close issued, the free comes on a later loop phase */
+    CONN_CLOSED,     /* both handles closed: on_free and on_closed run, then the free */
+};
 
 /* Protocol handlers: exactly one is active; the upgrade swaps them. */
 struct conn_handler {
@@ -65,12 +100,16 @@ struct conn {
     enum conn_proto kind;
     struct buf out;                  /* bytes waiting to be written */
     struct buf inflight;             /* bytes of the write in flight */
-    int       writing;               /* a uv_write is in flight */
-    int       reading;               /* uv_read_start active */
-    int       closing;               /* conn_close called */
-    int       close_after_write;     /* close once out/inflight are written */
+    /* Read it with conn_state() / conn_closing(); only conn_set_state
+     * (conn.c) changes it. */
+    enum conn_state state;
+    /* Flags beside the state (see the top of this file): each is on or off
+     * independently in NEW, OPEN and LAST_WRITE. writing may stay on into
+     * CLOSING, until uv_close's cancellation reaches on_write. */
+    int       writing;               /* a uv_write is in flight (at most one) */
+    int       reading;               /* uv_read_start active (off: paused for backpressure, or closing) */
+    int       on_flush_list;         /* queued on set->flush_head for the end-of-iteration flush */
     int       handles_open;          /* uv handles still to close */
-    int       on_flush_list;
     int       send_timeouts;         /* on_send_timeout calls made */
     uint64_t  wprogress_ms;          /* loop time of the last progress of the write in flight */
     size_t    wleft;                 /* bytes the write in flight still had then */
@@ -81,14 +120,23 @@ struct conn {
     uint64_t  id;                    /* worker-unique number */
 };
 
+/* The connection's lifecycle state. */
+static inline enum conn_state conn_state(const struct conn *c) { return c->state; }
+/* conn_close (or conn_abort) was called: nothing more is read, written or
+ * timed; the connection is freed on a later loop phase. One compare. */
+static inline int conn_closing(const struct conn *c) { return c->state >= CONN_CLOSING; }
+/* The state's name ("open", "last_write", ...), for logs and tests. */
+const char *conn_state_name(enum conn_state s);
+
 /* Prepares an empty set on loop (send_timeout_ms 30 s, no hook). */
 void conn_set_init(struct conn_set *cs, uv_loop_t *loop);
 
-/* Creates a connection in cs (takes ownership of nothing: it initializes its
- * own tcp handle, which the caller then passes to uv_accept). Returns NULL
- * on failure. */
+/* Creates a connection in cs, in state NEW (takes ownership of nothing: it
+ * initializes its own tcp handle, which the caller then passes to
+ * uv_accept). Returns NULL on failure. */
 struct conn *conn_create(struct conn_set *cs);
-/* Starts reading with handler h. */
+/* Starts reading with handler h: NEW -> OPEN. Called once, on a NEW
+ * connection (asserted). */
 int  conn_start(struct conn *c, const struct conn_handler *h, void *proto);
 void conn_set_handler(struct conn *c, const struct conn_handler *h, void *proto, enum conn_proto kind);
 void conn_read_pause(struct conn *c);
@@ -106,12 +154,14 @@ size_t conn_unsent(const struct conn *c);
 int  conn_set_sndbuf(struct conn *c, int bytes);
 /* Arms the connection timer (ms); 0 stops it. */
 void conn_timer(struct conn *c, uint64_t ms);
-/* Closes once everything queued is written. */
+/* Closes once everything queued is written: NEW or OPEN -> LAST_WRITE.
+ * Writes may still be added until then. A no-op in LAST_WRITE and later. */
 void conn_close_after_write(struct conn *c);
-/* Closes now (deferred free). */
+/* Closes now (deferred free): -> CLOSING. A no-op once closing. */
 void conn_close(struct conn *c);
 /* Closes now with a TCP reset (SO_LINGER 0): unsent bytes are discarded
- * instead of staying in the kernel for a peer that does not read. */
+ * instead of staying in the kernel for a peer that does not read. A no-op
+ * once closing. */
 void conn_abort(struct conn *c);
 
 /* Flushes every connection marked since the last call (the owner calls this

@@ -1,5 +1,6 @@
 #include "net/http.h"
 
+#include <assert.h>
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,40 +15,93 @@
  * trickled a byte at a time does not. */
 #define HTTP_BODY_PROGRESS_BYTES 1024
 
+/* Header capture (cb_header_field, cb_header_value): what the last piece
+ * was. http-parser hands names and values over in pieces; a piece of the
+ * same kind extends the current one. */
+enum hdr_cap { CAP_NONE, CAP_NAME, CAP_VALUE };
+
 struct http_conn {
     http_parser parser;
     struct conn *c;                  /* borrowed: the connection we serve */
     const struct http_server *srv;   /* borrowed: routes and limits */
     struct http_req req;
     struct buf held;                 /* bytes received and not yet parsed; owned */
-    int  last_was_value;             /* header capture state */
-    int  in_header;                  /* a header name/value is being captured */
+    enum http_state state;           /* the request's phase: only http_set_state changes it */
+    enum hdr_cap cap;                /* header capture: the last piece was a name or a value */
     size_t header_bytes;             /* request line + headers so far */
-    int  error;                      /* asr_err found while parsing, 0 = none */
+    int  error;                      /* asr_err found while parsing (this pass of process), 0 = none */
     const char *error_msg;           /* its message (static), NULL = the default */
-    int  head_done;                  /* headers complete: later fields are trailers */
-    int  method_known;               /* the request line's method was read */
+    int  method_known;               /* the request line's method was read (req.method is valid) */
     int  fold;                       /* obs-fold scanner state (scan_head) */
-    int  in_request_line;            /* scan_head is in the request line */
     unsigned char rl_n;              /* bytes in rl_tail */
     char rl_tail[9];                 /* the request line's last bytes: "HTTP/1.1\r" */
-    int  peer_eof;                   /* the client half-closed during a request */
     unsigned served;                 /* responses written on this connection */
     uint64_t chunk_left;             /* bytes of the current chunk still to come */
     size_t   body_mark;              /* body length when the body timer was last renewed */
     int  crlf_need;                  /* bytes of the CRLF after a chunk still to check */
     const char *exec_end;            /* end of the bytes being parsed */
-    int  complete;                   /* the message is complete */
-    int  busy;                       /* a handler is answering */
-    int  in_process;
-    int  detached;                   /* upgraded: conn is no longer ours */
-    int  started;                    /* a request began */
+    /* Flags beside the state. peer_eof and draining only decide how the
+     * current request ends (with Connection: close), whatever its phase;
+     * in_process is a re-entrancy guard of process(), on the C stack's
+     * behalf, not a phase of the request. */
+    int  peer_eof;                   /* the client half-closed during a request */
     int  draining;                   /* answer the current request, then close */
+    int  in_process;                 /* process() is on the stack */
     void (*abort_fn)(void *ctx);     /* async handler's abort hook */
     void *abort_ctx;
 };
 
 struct conn *http_conn_of(struct http_conn *hc) { return hc->c; }
+
+/* ---- state ------------------------------------------------------------------ */
+
+static const char *const state_names[] = {
+    [HTTP_ST_IDLE] = "idle", [HTTP_ST_HEAD] = "head", [HTTP_ST_BODY] = "body", [HTTP_ST_READY] = "ready",
+    [HTTP_ST_BUSY] = "busy", [HTTP_ST_DONE] = "done", [HTTP_ST_UPGRADED] = "upgraded",
+};
+
+const char *http_state_name(enum http_state st) {
+    return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
+}
+
+enum http_state http_state(const struct http_conn *hc) { return hc->state; }
+
+/* The moves of http.h's diagram. */
+static const unsigned char legal[7][7] = {
+    /* to:         IDLE HEAD BODY READY BUSY DONE UPGRADED */
+    /* IDLE     */ {0,   1,   0,   0,    1,   0,   0},
+    /* HEAD     */ {0,   0,   1,   0,    1,   0,   0},
+    /* BODY     */ {0,   0,   0,   1,    1,   0,   0},
+    /* READY    */ {0,   0,   0,   0,    1,   0,   0},
+    /* BUSY     */ {1,   0,   0,   0,    0,   1,   1},
+    /* DONE     */ {0,   0,   0,   0,    0,   0,   0},
+    /* UPGRADED */ {0,   0,   0,   0,    0,   0,   0},
+};
+
+/* Every change of hc->state goes through here. Returns 0, or ASR_EINVAL
+ * for a move the table does not have (the state is kept). The moves that
+ * http-parser's callbacks make (to HEAD, BODY, READY) follow the bytes a
+ * client sent, so parser_move turns a refused one into a 400; every other
+ * move is ours, and http_move asserts it. */
+static int http_set_state(struct http_conn *hc, enum http_state to) {
+    if (!legal[hc->state][to]) return ASR_EINVAL;
+    hc->state = to;
+    return 0;
+}
+
+/* A move of our own: an illegal one is a bug here, not the client's. It is
+ * logged and asserted; a build without asserts keeps the state. */
+static void http_move(struct http_conn *hc, enum http_state to) {
+    if (http_set_state(hc, to) == 0) return;
+    struct log_line *l = log_begin(LOG_ERROR, "illegal http state change");
+    if (l) {
+        log_u64(l, "conn", hc->c->id);
+        log_str(l, "from", http_state_name(hc->state));
+        log_str(l, "to", http_state_name(to));
+        log_end(l);
+    }
+    assert(!"illegal http state change");
+}
 
 
 /* ---- request capture -------------------------------------------------- */
@@ -68,6 +122,14 @@ static int refuse(struct http_conn *hc, int err, const char *msg) {
     hc->error = err;
     hc->error_msg = msg;
     return 1;
+}
+
+/* A move that http-parser's callbacks make, on the client's bytes: one
+ * the table does not have is the client's error (400). Returns 0, or 1 to
+ * stop the parser. */
+static int parser_move(struct http_conn *hc, enum http_state to) {
+    if (http_set_state(hc, to) == 0) return 0;
+    return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: message out of order");
 }
 
 static int count_head(struct http_conn *hc, size_t n) {
@@ -92,7 +154,7 @@ static int is_tchar(unsigned char ch) {
  * - the protocol name: it checks "HTTP/" only loosely ("HTTX/1.1" passes).
  * Line starts are tracked from the request line to the blank line that
  * ends the head, across reads. */
-enum { FOLD_START, FOLD_LINE, FOLD_LF, FOLD_LF_CR, FOLD_DONE };
+enum { FOLD_START, FOLD_REQ_LINE, FOLD_LINE, FOLD_LF, FOLD_LF_CR, FOLD_DONE };
 
 static int version_ok(const struct http_conn *hc) {
     const char *t = hc->rl_tail;
@@ -107,24 +169,24 @@ static int scan_head(struct http_conn *hc, const char *p, size_t n) {
         char ch = p[i];
         if (hc->fold == FOLD_START) { /* empty lines before the request line are skipped */
             if (ch == '\r' || ch == '\n') continue;
-            hc->fold = FOLD_LINE;
-            hc->in_request_line = 1;
+            hc->fold = FOLD_REQ_LINE;
             hc->rl_n = 0;
         }
         switch (hc->fold) {
-        case FOLD_LINE:
+        case FOLD_REQ_LINE:
             if (ch == '\n') {
                 hc->fold = FOLD_LF;
-                if (hc->in_request_line && !version_ok(hc))
-                    return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: bad HTTP version");
-                hc->in_request_line = 0;
-            } else if (hc->in_request_line) {
+                if (!version_ok(hc)) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: bad HTTP version");
+            } else {
                 if (hc->rl_n == sizeof hc->rl_tail) {
                     memmove(hc->rl_tail, hc->rl_tail + 1, sizeof hc->rl_tail - 1);
                     hc->rl_n--;
                 }
                 hc->rl_tail[hc->rl_n++] = ch;
             }
+            break;
+        case FOLD_LINE:
+            if (ch == '\n') hc->fold = FOLD_LF;
             break;
         case FOLD_LF:
             if (ch == ' ' || ch == '\t')
@@ -141,15 +203,13 @@ static int scan_head(struct http_conn *hc, const char *p, size_t n) {
 
 static int cb_message_begin(http_parser *p) {
     struct http_conn *hc = p->data;
+    if (parser_move(hc, HTTP_ST_HEAD)) return 1;
     req_reset(&hc->req);
     hc->header_bytes = 0;
-    hc->last_was_value = 0;
-    hc->in_header = 0;
-    hc->head_done = 0;
+    hc->cap = CAP_NONE;
     hc->method_known = 0;
     hc->chunk_left = 0;
     hc->crlf_need = 0;
-    hc->started = 1;
     hc->req.start_ns = util_now_ns();
     return 0;
 }
@@ -176,8 +236,8 @@ static int cb_header_field(http_parser *p, const char *at, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!is_tchar((unsigned char)at[i]))
             return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: invalid character in a header name");
-    if (hc->head_done) return 0;
-    if (!hc->in_header || hc->last_was_value) {
+    if (hc->state != HTTP_ST_HEAD) return 0; /* after the head: a trailer */
+    if (hc->cap != CAP_NAME) {
         if (r->n_headers == HTTP_MAX_HEADERS) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
         buf_append(&r->head, "", 1);
         r->hdr_name[r->n_headers] = r->head.len;
@@ -185,8 +245,7 @@ static int cb_header_field(http_parser *p, const char *at, size_t n) {
         r->hdr_val[r->n_headers] = 0;
         r->hdr_val_len[r->n_headers] = 0;
         r->n_headers++;
-        hc->in_header = 1;
-        hc->last_was_value = 0;
+        hc->cap = CAP_NAME;
     }
     if (buf_append(&r->head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
     r->hdr_name_len[r->n_headers - 1] += n;
@@ -197,11 +256,11 @@ static int cb_header_value(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
     struct http_req *r = &hc->req;
     if (count_head(hc, n)) return 1;
-    if (hc->head_done) return 0;
-    if (!hc->last_was_value) {
+    if (hc->state != HTTP_ST_HEAD) return 0; /* after the head: a trailer */
+    if (hc->cap != CAP_VALUE) {
         buf_append(&r->head, "", 1);
         r->hdr_val[r->n_headers - 1] = r->head.len;
-        hc->last_was_value = 1;
+        hc->cap = CAP_VALUE;
     }
     if (buf_append(&r->head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
     r->hdr_val_len[r->n_headers - 1] += n;
@@ -250,7 +309,7 @@ static int cb_headers_complete(http_parser *p) {
         util_random_id(id);
         memcpy(r->request_id, id, 33);
     }
-    hc->head_done = 1;
+    if (parser_move(hc, HTTP_ST_BODY)) return 1;
     if (p->http_major != 1) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: unsupported HTTP version");
     /* The one transfer coding understood is chunked, alone: with another one
      * the body length cannot be known (RFC 9112 6.3: 400 when chunked is not
@@ -318,7 +377,7 @@ static int cb_body(http_parser *p, const char *at, size_t n) {
 
 static int cb_message_complete(http_parser *p) {
     struct http_conn *hc = p->data;
-    hc->complete = 1;
+    if (parser_move(hc, HTTP_ST_READY)) return 1;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -429,7 +488,7 @@ static void account_request(struct http_conn *hc, int status) {
         char pbuf[256];
         snprintf(pbuf, sizeof pbuf, "%.*s", (int)(r->head.data ? (pl < 200 ? pl : 200) : 0), path);
         log_str(l, "request_id", r->request_id);
-        log_str(l, "method", hc->started && hc->method_known ? http_method_str((enum http_method)r->method) : "-");
+        log_str(l, "method", hc->method_known ? http_method_str((enum http_method)r->method) : "-");
         log_str(l, "path", pbuf);
         log_u64(l, "status", (uint64_t)status);
         log_f64(l, "duration_ms", ms);
@@ -442,11 +501,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     struct http_req *r = &hc->req;
     account_request(hc, status);
     hc->served++;
-    hc->busy = 0;
-    hc->complete = 0;
-    hc->started = 0;
     hc->abort_fn = NULL;
-    hc->head_done = 0;
     /* Bytes that fail before the next request begins are not this request. */
     r->request_id[0] = '\0';
     r->url_len = r->path_len = r->query_len = 0;
@@ -454,10 +509,11 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     hc->method_known = 0;
     buf_cleanup(&r->body); /* an idle keep-alive connection holds no body */
     if (close_after || !r->keep_alive || hc->draining || hc->peer_eof) {
+        http_move(hc, HTTP_ST_DONE); /* parse nothing more */
         conn_close_after_write(hc->c);
-        hc->error = ASR_EIO; /* parse nothing more */
         return;
     }
+    http_move(hc, HTTP_ST_IDLE);
     conn_timer(hc->c, hc->srv->handshake_timeout_ms);
     conn_read_resume(hc->c);
     process(hc);
@@ -465,7 +521,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
 
 static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
                     const char *extra, int close_after) {
-    if (hc->detached || hc->c->closing) return;
+    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c)) return;
     struct buf h;
     buf_init(&h, 0);
     int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
@@ -521,7 +577,7 @@ static void dispatch(struct http_conn *hc) {
     const char *path = http_path(r, &pl);
     int path_known = 0;
     conn_timer(hc->c, 0);
-    hc->busy = 1;
+    http_move(hc, HTTP_ST_BUSY);
     const struct http_route *routes = hc->srv->routes;
     size_t n_routes = hc->srv->n_routes;
     for (size_t i = 0; i < n_routes; i++) {
@@ -548,17 +604,18 @@ static void dispatch(struct http_conn *hc) {
 }
 
 static void fail_parse(struct http_conn *hc, int err, const char *msg) {
-    hc->busy = 1;
+    http_move(hc, HTTP_ST_BUSY);
     if (!hc->req.request_id[0]) util_random_id(hc->req.request_id); /* refused before the head was read */
     http_respond_err(hc, err, msg);
 }
 
-/* Parses held bytes while no handler is busy. A complete request pauses the
- * parser; what follows it stays held until the response is done. */
+/* Parses held bytes while no handler is busy (IDLE, HEAD, BODY; READY is
+ * dispatched in the same pass that reached it). A complete request pauses
+ * the parser; what follows it stays held until the response is done. */
 static void process(struct http_conn *hc) {
     if (hc->in_process) return;
     hc->in_process = 1;
-    while (!hc->busy && !hc->detached && !hc->error && !hc->c->closing && hc->held.len) {
+    while (hc->state <= HTTP_ST_READY && !conn_closing(hc->c) && hc->held.len) {
         struct buf t = hc->held;
         buf_init(&hc->held, 0);
         hc->exec_end = t.data + t.len;
@@ -568,7 +625,7 @@ static void process(struct http_conn *hc) {
         /* What the parser took is checked (scan_head) before it is acted on;
          * it stops at the end of a message, so this is one request's bytes. */
         if (!hc->error) scan_head(hc, t.data, np);
-        if (hc->complete) hc->fold = FOLD_START; /* the next request's head is scanned afresh */
+        if (hc->state == HTTP_ST_READY) hc->fold = FOLD_START; /* the next request's head is scanned afresh */
         if (np < t.len) buf_append(&hc->held, t.data + np, t.len - np);
         buf_cleanup(&t);
         if (hc->error) {
@@ -576,7 +633,6 @@ static void process(struct http_conn *hc) {
             const char *msg = hc->error_msg;
             hc->error = 0;
             hc->error_msg = NULL;
-            hc->complete = 0;
             if (!msg)
                 msg = err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
                       : err == ASR_E_TOO_LARGE       ? "request body larger than the upload limit"
@@ -585,11 +641,18 @@ static void process(struct http_conn *hc) {
             break;
         }
         /* An upgrade ends the HTTP part once its head is in. parser.upgrade
-         * is stale until the next head completes: without the head_done and
+         * is stale until the next head completes: without the BODY and
          * errno checks, a byte that fails the parser after an answered
-         * upgrade request re-dispatched that request forever. */
-        if (hc->parser.upgrade && hc->head_done && e == HPE_OK && !hc->complete) hc->complete = 1;
-        if (hc->complete) {
+         * upgrade request re-dispatched that request forever. Dispatched
+         * before its body is all in, the request cannot be followed by
+         * another: if it is answered without an upgrade, the parser is
+         * still inside its body (whose tail would complete it again), so
+         * that answer closes the connection. */
+        if (hc->parser.upgrade && hc->state == HTTP_ST_BODY && e == HPE_OK) {
+            http_move(hc, HTTP_ST_READY);
+            hc->req.keep_alive = 0;
+        }
+        if (hc->state == HTTP_ST_READY) {
             if (e == HPE_PAUSED) http_parser_pause(&hc->parser, 0);
             dispatch(hc);
             continue;
@@ -602,16 +665,16 @@ static void process(struct http_conn *hc) {
         }
     }
     hc->in_process = 0;
-    if (hc->detached) {
+    if (hc->state == HTTP_ST_UPGRADED) {
         http_free(hc);
         return;
     }
-    if (hc->busy && hc->held.len > 65536) conn_read_pause(hc->c);
+    if (hc->state == HTTP_ST_BUSY && hc->held.len > 65536) conn_read_pause(hc->c);
 }
 
 static void on_read(struct conn *c, const char *data, size_t n) {
     struct http_conn *hc = c->proto;
-    if (hc->error) return; /* answered an error; closing */
+    if (hc->state == HTTP_ST_DONE) return; /* answered with Connection: close; closing */
     if (buf_append(&hc->held, data, n) != 0) {
         conn_close(c);
         return;
@@ -624,7 +687,7 @@ static void on_read(struct conn *c, const char *data, size_t n) {
  * then the connection closes; an answer already written is flushed first. */
 static void on_eof(struct conn *c, int status) {
     struct http_conn *hc = c->proto;
-    if (status == UV_EOF && hc && hc->busy) {
+    if (status == UV_EOF && hc && hc->state == HTTP_ST_BUSY) {
         hc->peer_eof = 1;
         conn_read_pause(c);
         return;
@@ -638,7 +701,7 @@ static void on_eof(struct conn *c, int status) {
 
 static void on_timer(struct conn *c) {
     struct http_conn *hc = c->proto;
-    if (hc->started && !hc->busy) {
+    if (hc->state >= HTTP_ST_HEAD && hc->state <= HTTP_ST_READY) { /* a request began, no one answers it yet */
         fail_parse(hc, ASR_E_TIMEOUT, "request not complete in time");
         return;
     }
@@ -693,13 +756,13 @@ void http_upgrade(struct http_conn *hc, const char *headers, struct buf *rest) {
     conn_timer(c, 0);
     c->proto = NULL;
     c->h = NULL;
-    hc->detached = 1;
+    http_move(hc, HTTP_ST_UPGRADED);
     if (!hc->in_process) http_free(hc); /* else process() frees it on the way out */
 }
 
 void http_conn_drain(struct conn *c) {
     struct http_conn *hc = c->proto;
-    if (c->kind != CONN_HTTP || !hc || hc->detached) return;
+    if (c->kind != CONN_HTTP || !hc || hc->state == HTTP_ST_UPGRADED) return;
     hc->draining = 1;
     /* An idle keep-alive connection goes now. One that was accepted but
      * has not sent (or we have not read) its first request yet is not idle:
@@ -710,5 +773,5 @@ void http_conn_drain(struct conn *c) {
      * written to a slow reader. It goes after that response, not before:
      * a plain conn_close dropped it, and the client saw a disconnect with no
      * answer to a request that was served (rolling restart). */
-    if (!hc->busy && !hc->started && hc->held.len == 0 && hc->served) conn_close_after_write(c);
+    if (hc->state == HTTP_ST_IDLE && hc->held.len == 0 && hc->served) conn_close_after_write(c);
 }

@@ -9,7 +9,36 @@
  * anything http-parser refuses (including Content-Length with
  * Transfer-Encoding, duplicate lengths) -> 400; no complete request within
  * ASR_HANDSHAKE_TIMEOUT_S -> 408. Every refusal answers JSON
- * {"error":{"code","message"}} and closes. */
+ * {"error":{"code","message"}} and closes.
+ *
+ * Lifecycle of a connection, one request at a time (enum http_state; every
+ * move goes through http_set_state in http.c and its table):
+ *
+ *   IDLE --first byte--> HEAD --head in--> BODY --message complete--> READY
+ *    ^ |                  |                 |     (or an upgrade       |
+ *    | |                  |                 |      request's head)     | dispatch
+ *    | +------------------+---refusal-------+--------------------+     |
+ *    |                                                           v     v
+ *    +------------------answer, keep-alive---------------------- BUSY <+
+ *                                                                 |  |
+ *                              DONE <--answer, Connection: close--+  +--http_upgrade--> UPGRADED
+ *
+ * (READY also goes to BUSY with a refusal: a request that completed in the
+ * same bytes that broke a rule.)
+ * IDLE: between requests, nothing of the next one parsed (keep-alive idle).
+ * HEAD: the request line and headers are arriving. BODY: the head is
+ * complete; body and trailers are arriving. READY: the request is complete
+ * and the parser paused; it is dispatched in the same pass (never seen
+ * outside http.c's process). BUSY: a route handler, or a refusal, is
+ * answering; bytes of the next request are held. DONE: answered with
+ * Connection: close; nothing more is parsed and the connection closes once
+ * the answer is written. UPGRADED: handed to another protocol; the
+ * http_conn is gone.
+ * The moves to HEAD, BODY and READY follow the client's bytes (http-parser's
+ * callbacks): one the table does not have is answered 400. The others are
+ * ours and asserted. The handshake timer answers 408 in HEAD, BODY and READY;
+ * in IDLE it closes silently. Draining and a client's half-close are not
+ * states: they only make the current request end with Connection: close. */
 #ifndef ASRD_HTTP_H
 #define ASRD_HTTP_H
 
@@ -40,6 +69,22 @@ struct http_req {
 };
 
 struct http_conn;
+
+/* Where a connection is in its request cycle (the diagram above). The
+ * order matters to http.c: IDLE..READY are the phases that parse. */
+enum http_state {
+    HTTP_ST_IDLE,      /* between requests */
+    HTTP_ST_HEAD,      /* a request began: request line and headers */
+    HTTP_ST_BODY,      /* the head is complete: body, trailers */
+    HTTP_ST_READY,     /* the request is complete, to be dispatched */
+    HTTP_ST_BUSY,      /* a handler or a refusal is answering */
+    HTTP_ST_DONE,      /* answered with Connection: close: parse nothing more */
+    HTTP_ST_UPGRADED,  /* handed to another protocol (transient: hc is freed) */
+};
+
+enum http_state http_state(const struct http_conn *hc);
+/* The state's name ("idle", "head", ...), for logs and tests. */
+const char *http_state_name(enum http_state s);
 
 /* Route handler: answers with http_respond*(), now or later. ctx is the
  * route's ctx. An asynchronous handler registers http_set_abort() so

@@ -1,5 +1,6 @@
 #include "net/ws.h"
 
+#include <assert.h>
 #include <nettle/sha1.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -20,12 +21,23 @@ struct ws_rec {
     int    dropped;                  /* dropped by the policy */
 };
 
+/* Reassembly of the data message being received (wslay has checked the
+ * opcode sequence, so a message opens only from NONE and continues only
+ * inside one). A parser detail beside the connection's state: a message
+ * may be open in any state. */
+enum ws_msg {
+    WS_MSG_NONE,                     /* between messages */
+    WS_MSG_KEEP,                     /* a message is open; its bytes are kept */
+    WS_MSG_SKIP,                     /* a message is open; keep none of it: too big, out of memory, or closing */
+};
+
 struct ws_conn {
     struct conn *c;                  /* borrowed; owns us through c->proto */
     wslay_event_context_ptr ctx;     /* owned */
     struct ws_limits lim;
     const struct ws_handler *h;      /* borrowed */
     void  *hctx;                     /* borrowed */
+    enum ws_state state;             /* the close handshake: only ws_set_state changes it */
     /* receiving */
     const uint8_t *rbuf;             /* borrowed: bytes of this read not yet fed to wslay */
     size_t rlen;
@@ -35,29 +47,33 @@ struct ws_conn {
     uint64_t frame_len;              /* payload bytes of the current data frame */
     int    frame_ctrl;               /* the current frame is a control frame (wslay's) */
     int    frame_fin;
-    int    msg_open;                 /* a data message has begun and not ended */
-    int    msg_skip;                 /* keep none of its bytes: too big, or closing */
-    int    recv_failed;              /* out of memory reassembling: close */
+    enum ws_msg msg_state;           /* the message being reassembled */
     size_t unframed;                 /* bytes fed to wslay that no complete frame has accounted for */
-    int    fast_off;                 /* that count went wrong: always use wslay */
-    int    wslay_reading;            /* wslay's read_enabled after its last wslay_event_recv */
     /* sending */
     struct buf q;                    /* owned: queued messages as struct ws_rec records */
     size_t q_head;                   /* offset of the oldest record not handed to wslay */
     size_t q_dead;                   /* bytes of dropped records at or after q_head */
     size_t q_bytes, q_msgs;          /* payload bytes and messages queued (the policy counts these) */
     int    overflows;                /* in a row */
-    int    close_code;               /* pending close (after queue) */
+    int    close_code;               /* the close this side decided (ws_close, fail_protocol), 0 = none */
     char   close_reason[64];
-    int    close_pending;
-    int    close_queued;             /* handed to wslay (or written by fail_protocol) */
-    int    close_counted;            /* close_codes has counted this connection's close frame */
+    /* Flags beside the state: facts and modes that hold in several states
+     * at once and do not order the close handshake.
+     * - wslay_reading mirrors wslay's read_enabled (wslay owns that state);
+     * - fast_off is a sticky mode of the receive path;
+     * - recv_failed, bad_close and ctrl_flood record what one wslay_event_recv
+     *   found, for on_read to act on (ctrl_flood also keeps on_read from
+     *   dropping the 1008 that ws_close has pending);
+     * - proto_error and close_counted are what on_free reports and counts;
+     * - paused is backpressure (ws_pause), which any state may have. */
+    int    wslay_reading;            /* wslay's read_enabled after its last wslay_event_recv */
+    int    fast_off;                 /* that count went wrong: always use wslay */
+    int    recv_failed;              /* out of memory reassembling: close */
     int    bad_close;                /* the peer's close frame had a 1-byte payload (on_msg_cb) */
-    int    proto_error;              /* the peer broke RFC 6455: its close, if any, is not one */
-    int    raw_close;                /* fail_protocol wrote our 1002: wslay writes nothing more */
-    int    paused;                   /* ws_pause: the session wants no input */
     int    ctrl_flood;               /* we stopped wslay reading: pings pile up behind a stuck write */
-    int    lingering;                /* our close is out; the linger timer runs */
+    int    proto_error;              /* the peer broke RFC 6455: its close, if any, is not one */
+    int    close_counted;            /* close_codes has counted this connection's close frame */
+    int    paused;                   /* ws_pause: the session wants no input */
 };
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -66,6 +82,50 @@ struct ws_conn {
 #define WS_CLOSE_LINGER_MS 2000    /* after our close frame: wait this long for the peer's */
 #define WS_CLOSE_GRACE_MS 2000     /* a policy close behind a stuck write: then reset */
 #define WS_MAX_CTRL_QUEUED 32      /* pongs/close waiting in wslay behind a stuck write */
+
+/* ---- state --------------------------------------------------------------------- */
+
+static const char *const state_names[] = {
+    [WS_ST_OPEN] = "open", [WS_ST_CLOSE_PENDING] = "close_pending", [WS_ST_CLOSE_QUEUED] = "close_queued",
+    [WS_ST_LINGER] = "linger", [WS_ST_FAILED] = "failed",
+};
+
+const char *ws_state_name(enum ws_state st) {
+    return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
+}
+
+enum ws_state ws_state(const struct ws_conn *ws) { return ws->state; }
+
+/* The moves of ws.h's diagram. */
+static const unsigned char legal[5][5] = {
+    /* to:              OPEN PENDING QUEUED LINGER FAILED */
+    /* OPEN          */ {0,   1,      1,     0,     1},
+    /* CLOSE_PENDING */ {0,   0,      1,     0,     1},
+    /* CLOSE_QUEUED  */ {0,   0,      0,     1,     0},
+    /* LINGER        */ {0,   0,      0,     0,     0},
+    /* FAILED        */ {0,   0,      0,     0,     0},
+};
+
+/* Every change of ws->state goes through here; none runs per frame. The
+ * callers check the state before they move, so an illegal move is a bug of
+ * ours (what the peer sends is judged by wslay and the callers first): it is
+ * logged and asserted, and a build without asserts keeps the state. */
+static void ws_set_state(struct ws_conn *ws, enum ws_state to) {
+    if (!legal[ws->state][to]) {
+        struct log_line *l = log_begin(LOG_ERROR, "illegal websocket state change");
+        if (l) {
+            log_u64(l, "conn", ws->c->id);
+            log_str(l, "from", ws_state_name(ws->state));
+            log_str(l, "to", ws_state_name(to));
+            log_end(l);
+        }
+        assert(!"illegal websocket state change");
+        return;
+    }
+    ws->state = to;
+}
+
+/* ---- handshake -------------------------------------------------------------------- */
 
 void ws_accept_key(const char *key, size_t len, char out[29]) {
     struct sha1_ctx sha;
@@ -191,7 +251,9 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
-static int closing(const struct ws_conn *ws) { return ws->close_pending || ws->close_queued || ws->c->closing; }
+/* Received messages are dropped from here on: a close is under way, ours or
+ * the peer's. Two compares on the fast path. */
+static int closing(const struct ws_conn *ws) { return ws->state != WS_ST_OPEN || conn_closing(ws->c); }
 
 /* A frame begins. wslay has checked the opcode sequence (a continuation
  * only inside a fragmented message, a new message only outside one), the
@@ -205,17 +267,16 @@ static void frame_start_cb(wslay_event_context_ptr ctx, const struct wslay_event
     ws->frame_ctrl = (arg->opcode & 0x8) != 0;
     if (ws->frame_ctrl) return;
     if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
-        ws->msg_open = 1;
+        ws->msg_state = closing(ws) ? WS_MSG_SKIP : WS_MSG_KEEP;
         ws->msg_len = 0;
         ws->direct = NULL;
-        ws->msg_skip = closing(ws);
         buf_reset(&ws->msg);
     }
     ws->frame_fin = arg->fin;
     if (arg->payload_length > ws->lim.max_message_bytes - ws->msg_len) {
         /* What wslay does for a frame too big: close 1009 without a reason
          * and read nothing more (on_read notices and drops our queue). */
-        ws->msg_skip = 1;
+        ws->msg_state = WS_MSG_SKIP;
         wslay_event_shutdown_read(ctx);
         wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
     }
@@ -229,11 +290,11 @@ static void frame_chunk_cb(wslay_event_context_ptr ctx, const struct wslay_event
                            void *user) {
     struct ws_conn *ws = user;
     if (ws->frame_ctrl || arg->data_length == 0) return;
-    if (!ws->msg_skip) {
+    if (ws->msg_state != WS_MSG_SKIP) {
         if (ws->frame_fin && ws->msg_len == 0 && arg->data_length == ws->frame_len) {
             ws->direct = arg->data;
         } else if (buf_append(&ws->msg, arg->data, arg->data_length) != 0) {
-            ws->msg_skip = 1;
+            ws->msg_state = WS_MSG_SKIP;
             ws->recv_failed = 1;
             wslay_event_shutdown_read(ctx);
         }
@@ -258,14 +319,13 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
         const uint8_t *p = ws->direct ? ws->direct : (const uint8_t *)ws->msg.data;
         size_t n = ws->msg_len;
-        if (!ws->msg_skip && !closing(ws)) {
+        if (ws->msg_state != WS_MSG_SKIP && !closing(ws)) {
             if (arg->opcode == WSLAY_TEXT_FRAME) ws->h->on_text(ws->hctx, n ? p : NULL, n);
             else ws->h->on_binary(ws->hctx, n ? p : NULL, n);
         }
-        ws->msg_open = 0;
+        ws->msg_state = WS_MSG_NONE;
         ws->msg_len = 0;
         ws->direct = NULL;
-        ws->msg_skip = 0;
         buf_reset(&ws->msg);
         return;
     }
@@ -276,7 +336,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         ws->bad_close = 1;
         return;
     }
-    if (ws->c->closing || arg->opcode != WSLAY_PING) return;
+    if (conn_closing(ws->c) || arg->opcode != WSLAY_PING) return;
     if (ws->h->on_ping) ws->h->on_ping(ws->hctx);
     if (ws->c->writing && wslay_event_get_queued_msg_count(ctx) > WS_MAX_CTRL_QUEUED && !ws->ctrl_flood) {
         /* wslay queued a pong, which cannot leave while our write is
@@ -294,7 +354,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
  * or ours sent and the peer's read side is shut (wslay stops reading after a
  * protocol error), with everything written. */
 static void check_done(struct ws_conn *ws) {
-    if (ws->c->closing || ws->raw_close) return;
+    if (conn_closing(ws->c) || ws->state == WS_ST_FAILED) return;
     if (!wslay_event_get_close_sent(ws->ctx)) return;
     if (conn_unsent(ws->c) > 0 || wslay_event_want_write(ws->ctx)) return;
     if (wslay_event_get_close_received(ws->ctx) || !wslay_event_get_read_enabled(ws->ctx)) {
@@ -302,9 +362,13 @@ static void check_done(struct ws_conn *ws) {
         return;
     }
     /* Linger for the peer's close frame, but not forever: armed once, not
-     * again for every read that brings something else. */
-    if (!ws->lingering) conn_timer(ws->c, WS_CLOSE_LINGER_MS);
-    ws->lingering = 1;
+     * again for every read that brings something else. A close frame wslay
+     * sent was handed to it in CLOSE_QUEUED (ours by on_flush, wslay's own
+     * by on_read's check), so that is the state here. */
+    if (ws->state != WS_ST_LINGER) {
+        conn_timer(ws->c, WS_CLOSE_LINGER_MS);
+        ws_set_state(ws, WS_ST_LINGER);
+    }
 }
 
 /* Called before each flush (never while a write is in flight): move queued
@@ -312,16 +376,16 @@ static void check_done(struct ws_conn *ws) {
  * send_cb takes everything, so wslay keeps nothing between flushes. */
 static void on_flush(struct conn *c) {
     struct ws_conn *ws = c->proto;
-    if (!ws || ws->raw_close) return;
+    if (!ws || ws->state == WS_ST_FAILED) return;
     struct ws_rec *r;
-    while (!ws->close_queued && conn_unsent(c) < WS_PUMP_BYTES && (r = queue_front(ws))) {
+    while (ws->state <= WS_ST_CLOSE_PENDING && conn_unsent(c) < WS_PUMP_BYTES && (r = queue_front(ws))) {
         struct wslay_event_msg wm = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)(r + 1), .msg_length = r->len};
         if (wslay_event_queue_msg(ws->ctx, &wm) != 0) break;
         queue_pop(ws, r); /* wslay copied it */
         if (wslay_event_send(ws->ctx) != 0) break;
     }
-    if (ws->close_pending && ws->q_msgs == 0 && !ws->close_queued) {
-        ws->close_queued = 1;
+    if (ws->state == WS_ST_CLOSE_PENDING && ws->q_msgs == 0) {
+        ws_set_state(ws, WS_ST_CLOSE_QUEUED);
         wslay_event_queue_close(ws->ctx, (uint16_t)ws->close_code, (const uint8_t *)ws->close_reason,
                                 strlen(ws->close_reason));
         metrics_count_close(ws->close_code);
@@ -335,8 +399,8 @@ static void on_flush(struct conn *c) {
 
 static void on_drain(struct conn *c) {
     struct ws_conn *ws = c->proto;
-    if (!ws || ws->raw_close) return;
-    if (ws->q_msgs || ws->close_pending || wslay_event_want_write(ws->ctx)) conn_want_flush(c);
+    if (!ws || ws->state == WS_ST_FAILED) return;
+    if (ws->q_msgs || ws->state == WS_ST_CLOSE_PENDING || wslay_event_want_write(ws->ctx)) conn_want_flush(c);
     check_done(ws);
 }
 
@@ -414,11 +478,9 @@ static void fail_protocol(struct ws_conn *ws) {
     static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xEA}; /* FIN + close, 2 bytes: 1002 */
     struct conn *c = ws->c;
     queue_free(ws);
-    ws->close_pending = 0;
-    ws->close_queued = 1;
+    ws_set_state(ws, WS_ST_FAILED);
     ws->close_code = WSLAY_CODE_PROTOCOL_ERROR;
     ws->close_reason[0] = '\0';
-    ws->raw_close = 1;
     if (conn_write(c, close_1002, sizeof close_1002) != 0) {
         conn_close(c);
         return;
@@ -438,13 +500,14 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     struct ws_conn *ws = c->proto;
     const uint8_t *p = (const uint8_t *)data;
     size_t size;
-    if (ws->raw_close) return; /* failed: the rest is not read */
-    while (n && !c->closing && ws->wslay_reading && ws->unframed == 0 && !ws->fast_off && !ws->msg_open &&
+    if (ws->state == WS_ST_FAILED) return; /* the rest is not read */
+    while (n && !conn_closing(c) && ws->wslay_reading && ws->unframed == 0 && !ws->fast_off &&
+           ws->msg_state == WS_MSG_NONE &&
            (size = fast_frame_size(p, n, ws->lim.max_message_bytes)) && fast_message(ws, p, size) == 0) {
         p += size;
         n -= size;
     }
-    if (!n || c->closing) {
+    if (!n || conn_closing(c)) {
         /* wslay saw nothing: its state, and so what on_read would decide
          * from it below, is unchanged (the fast path sends nothing). */
         return;
@@ -454,11 +517,11 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     int r = wslay_event_recv(ws->ctx);
     ws->rlen = 0;
     ws->wslay_reading = wslay_event_get_read_enabled(ws->ctx);
-    if (!ws->msg_open) buf_cleanup(&ws->msg); /* between messages: hold no input memory */
-    if (c->closing) return;
+    if (ws->msg_state == WS_MSG_NONE) buf_cleanup(&ws->msg); /* between messages: hold no input memory */
+    if (conn_closing(c)) return;
     if (r == WSLAY_ERR_CALLBACK_FAILURE || (r == 0 && ws->bad_close)) {
         ws->proto_error = 1;
-        if (!ws->close_queued) {
+        if (ws->state <= WS_ST_CLOSE_PENDING) {
             fail_protocol(ws);
             return;
         }
@@ -469,11 +532,13 @@ static void on_read(struct conn *c, const char *data, size_t n) {
         return;
     }
     if (wslay_event_want_write(ws->ctx) || ws->q_msgs) conn_want_flush(c);
-    if (!ws->close_queued && !ws->ctrl_flood && (wslay_event_get_close_received(ws->ctx) || !ws->wslay_reading)) {
+    if (ws->state <= WS_ST_CLOSE_PENDING && !ws->ctrl_flood &&
+        (wslay_event_get_close_received(ws->ctx) || !ws->wslay_reading)) {
         /* The peer closed, or wslay (or frame_start_cb) refused its input
          * and queued a close: nothing more will be read. Our queue is
-         * dropped. */
-        ws->close_queued = 1;
+         * dropped, and so is a close of ours still pending (wslay's close
+         * goes out instead; on_closed still reports ours). */
+        ws_set_state(ws, WS_ST_CLOSE_QUEUED);
         queue_free(ws);
         conn_want_flush(c);
     }
@@ -498,7 +563,7 @@ static void on_timer(struct conn *c) {
  * socket is reset. A close already under way: reset now. */
 static void on_send_timeout(struct conn *c) {
     struct ws_conn *ws = c->proto;
-    if (!ws || ws->close_pending || ws->close_queued) {
+    if (!ws || ws->state != WS_ST_OPEN) {
         conn_abort(c);
         return;
     }
@@ -633,14 +698,14 @@ int ws_send_text(struct ws_conn *ws, const char *p, size_t n, int droppable) {
 }
 
 void ws_close(struct ws_conn *ws, int code, const char *reason, int after_queued) {
-    if (ws->close_pending || ws->close_queued) return;
+    if (ws->state != WS_ST_OPEN) return;
     if (!after_queued) {
         queue_free(ws);
         /* Our close frame waits behind a write that makes no progress: it
          * gets the grace, then on_timer resets the connection. */
         if (ws->c->writing) conn_timer(ws->c, WS_CLOSE_GRACE_MS);
     }
-    ws->close_pending = 1;
+    ws_set_state(ws, WS_ST_CLOSE_PENDING);
     ws->close_code = code;
     snprintf(ws->close_reason, sizeof ws->close_reason, "%s", reason ? reason : "");
     conn_want_flush(ws->c);

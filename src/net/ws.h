@@ -29,7 +29,34 @@
  * is dropped and counted; after slow_client_threshold overflows in a row the
  * connection is closed with 1008. The kernel's share is bounded too
  * (SO_SNDBUF), and a write that makes no progress for ASR_SEND_TIMEOUT_S ends
- * the connection (1008 "send timeout"). */
+ * the connection (1008 "send timeout").
+ *
+ * The close handshake (enum ws_state; every move goes through ws_set_state
+ * in ws.c and its table, asserted):
+ *
+ *   OPEN --ws_close--> CLOSE_PENDING --on_flush--> CLOSE_QUEUED --check_done--> LINGER
+ *    |                      |                          ^   ^
+ *    |                      +---------on_read----------+   |
+ *    +------------------------------on_read----------------+
+ *
+ *   OPEN, CLOSE_PENDING --fail_protocol--> FAILED
+ *
+ * on_flush: the queue is empty; our close frame is handed to wslay.
+ * on_read: the peer's close arrived, or wslay refused the input (1002, 1007,
+ * 1009) and queued its own close. check_done: all is written and wslay
+ * still reads; the peer's close is awaited. fail_protocol: a protocol error
+ * wslay would answer without a code; ws.c writes the 1002 itself.
+ *
+ * OPEN: messages flow both ways. CLOSE_PENDING: ws_close decided a close;
+ * received messages are dropped, queued ones still go out before it (or were
+ * discarded, after_queued 0). CLOSE_QUEUED: a close frame is handed to wslay
+ * (ours, or wslay's own echo or refusal); our queue is empty and nothing
+ * more is sent from it. LINGER: our close frame is written and the peer's is
+ * awaited for WS_CLOSE_LINGER_MS. FAILED: ws.c wrote a 1002 itself, wslay
+ * writes nothing more, and nothing more is read. The connection is freed
+ * from any state (conn_close: both closes exchanged, the linger or grace
+ * timer, the peer gone, the send timeout); on_closed runs then. Reading
+ * paused for backpressure (ws_pause) is not a state: it may hold in any. */
 #ifndef ASRD_WS_H
 #define ASRD_WS_H
 
@@ -39,6 +66,20 @@
 #include "net/conn.h"
 
 struct ws_conn;
+
+/* Where the close handshake is (the diagram above). The order matters to
+ * ws.c: OPEN and CLOSE_PENDING still send from the queue. */
+enum ws_state {
+    WS_ST_OPEN,          /* no close decided or received */
+    WS_ST_CLOSE_PENDING, /* ws_close: our close waits behind the queue */
+    WS_ST_CLOSE_QUEUED,  /* a close frame is handed to wslay; the queue is done */
+    WS_ST_LINGER,        /* our close is written; waiting for the peer's */
+    WS_ST_FAILED,        /* we wrote a 1002 ourselves; closing once it is written */
+};
+
+enum ws_state ws_state(const struct ws_conn *ws);
+/* The state's name ("open", "close_pending", ...), for logs and tests. */
+const char *ws_state_name(enum ws_state s);
 
 struct ws_limits {
     size_t max_message_bytes;     /* largest incoming message, all fragments together */

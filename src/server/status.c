@@ -9,11 +9,21 @@
 #include "base/util.h"
 #include "server/worker.h"
 
+/* docs/API.md "GET /v1/health": the figures describe the instance (every
+ * worker of this master); the other workers' counts are the ones they
+ * published, up to one second old. */
 void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct worker *w = ctx;
     const struct config *c = w->cfg;
-    size_t active = api_stream_count(w->api);
-    size_t max = (size_t)c->max_sessions_per_worker;
+    static struct metrics_peer peers[2 * 256];   /* two generations per slot (master.h) */
+    int np = metrics_shared_peers(peers, (int)(sizeof peers / sizeof peers[0]));
+    size_t mine = api_stream_count(w->api), active = mine;
+    for (int i = 0; i < np; i++) active += (size_t)peers[i].sessions_active;
+    /* capacity: the per-worker limit times the worker slots, capped by the
+     * global limit when one is set */
+    size_t nworkers = c->workers > 0 ? (size_t)c->workers : 1;
+    size_t max = (size_t)c->max_sessions_per_worker * nworkers;
+    if (c->max_global_sessions > 0 && (size_t)c->max_global_sessions < max) max = (size_t)c->max_global_sessions;
     struct buf b;
     buf_init(&b, 0);
     /* a worker being replaced (rolling restart) is not the host going away:
@@ -21,8 +31,17 @@ void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     int down = w->api_env.draining && !w->api_env.retiring;
     buf_printf(&b, "{\"status\":\"%s\",\"active_sessions\":%zu,\"worker_id\":", down ? "draining" : "ok", active);
     buf_json_str(&b, c->worker_id, strlen(c->worker_id));
-    buf_printf(&b, ",\"uptime_s\":%llu,\"capacity\":{\"max_sessions\":%zu,\"free_sessions\":%zu}}",
+    buf_printf(&b, ",\"uptime_s\":%llu,\"capacity\":{\"max_sessions\":%zu,\"free_sessions\":%zu}",
                (unsigned long long)((util_wall_ms() - w->start_ms) / 1000), max, active < max ? max - active : 0);
+    buf_puts(&b, ",\"workers\":[{\"worker_id\":");
+    buf_json_str(&b, c->worker_id, strlen(c->worker_id));
+    buf_printf(&b, ",\"active_sessions\":%zu}", mine);
+    for (int i = 0; i < np; i++) {
+        buf_puts(&b, ",{\"worker_id\":");
+        buf_json_str(&b, peers[i].worker_id, strlen(peers[i].worker_id));
+        buf_printf(&b, ",\"active_sessions\":%llu}", (unsigned long long)peers[i].sessions_active);
+    }
+    buf_puts(&b, "]}");
     http_respond(hc, down ? 503 : 200, "application/json", b.data, b.len, NULL);
     buf_cleanup(&b);
 }

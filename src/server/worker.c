@@ -1,9 +1,10 @@
 /* The worker: one libuv loop that owns the listener and every connection of
  * this process. Signal handlers only flag (libuv delivers them on the loop).
- * Drain (SIGTERM/SIGINT: keeps accepting so health says "draining"; SIGUSR2
- * from the master's rolling restart: stops accepting) ends every session with
- * a final and close 1001, and exits when the last connection is gone or
- * ASR_DRAIN_TIMEOUT_S passed. */
+ * Drain (WORKER_SIG_DRAIN from the master: keeps accepting so health says
+ * "draining"; WORKER_SIG_RETIRE from its rolling restart: stops accepting)
+ * ends every session with a final and close 1001, and exits when the last
+ * connection is gone or ASR_DRAIN_TIMEOUT_S passed. WORKER_SIG_STOP stops
+ * at once. */
 #include "server/worker.h"
 
 #include <http_parser.h>
@@ -161,7 +162,7 @@ static void loop_utilization(struct worker *w) {
 static void close_idle_http(struct worker *w) {
     for (struct conn *c = w->conns.conns, *n; c; c = n) {
         n = c->next;
-        if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
+        if (c->kind == CONN_HTTP && !conn_closing(c)) http_conn_drain(c);
     }
 }
 
@@ -262,13 +263,25 @@ static void start_drain(struct worker *w, const char *why, int close_listener) {
 
 static void on_signal(uv_signal_t *s, int signum) {
     struct worker *w = s->data;
-    if (signum == SIGPIPE) return;
-    if (w->api_env.draining) { /* second signal: stop now */
+    if (signum == WORKER_SIG_STOP) {
+        struct log_line *l = log_begin(LOG_INFO, "stopping now");
+        if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
         uv_stop(w->loop);
-        return;
+    } else if (signum == WORKER_SIG_RETIRE) {
+        start_drain(w, "replaced", 1);
+    } else if (signum == WORKER_SIG_DRAIN) {
+        start_drain(w, "shutdown", 0); /* repeated: nothing more (the master sends STOP for "now") */
+    } else if (w->api_env.draining) {
+        uv_stop(w->loop);              /* stand-alone: a second SIGTERM/SIGINT stops now */
+    } else {
+        start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
     }
-    if (signum == SIGUSR2) start_drain(w, "SIGUSR2 (replaced)", 1);
-    else start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
+}
+
+static void signal_watch(struct worker *w, uv_signal_t *h, int signum) {
+    uv_signal_init(w->loop, h);
+    h->data = w;
+    uv_signal_start(h, on_signal, signum);
 }
 
 static int bind_listener(struct worker *w, int fd) {
@@ -342,9 +355,13 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->api_env = (struct api_env){.loop = loop, .cfg = cfg};
     struct engine_cfg ecfg = {.loop = loop, .config = cfg};
     const struct engine_ops *ops = engines_find(cfg->engine);
-    if (!ops || engine_load(ops, &ecfg) != 0) {
-        fprintf(stderr, "asrd: ASR_ENGINE: cannot load engine \"%s\" (registered: %s)\n", cfg->engine,
-                engines_names());
+    if (!ops) {
+        fprintf(stderr, "asrd: ASR_ENGINE: unknown engine \"%s\", allowed %s\n", cfg->engine, engines_names());
+        return 2;
+    }
+    if (engine_load(ops, &ecfg) != 0) {
+        fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" failed to load (its settings or files; see above)\n",
+                cfg->engine);
         return 2;
     }
     if (api_create(&w->api_env, &w->api) != 0) {
@@ -375,14 +392,20 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_timer_init(w->loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, 1000, 1000);
-    uv_signal_init(w->loop, &w->sig_term);
-    uv_signal_init(w->loop, &w->sig_int);
-    w->sig_term.data = w->sig_int.data = w;
-    uv_signal_start(&w->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&w->sig_int, on_signal, SIGINT);
-    uv_signal_init(w->loop, &w->sig_usr2);
-    w->sig_usr2.data = w;
-    uv_signal_start(&w->sig_usr2, on_signal, SIGUSR2);
+    signal_watch(w, &w->sig_drain, WORKER_SIG_DRAIN);
+    signal_watch(w, &w->sig_retire, WORKER_SIG_RETIRE);
+    signal_watch(w, &w->sig_stop, WORKER_SIG_STOP);
+    if (boot) {
+        /* Under a master: a group signal (Ctrl-C, kill -TERM -<pgid>,
+         * systemd's control-group kill) also reaches this process; only
+         * the master's word counts (WORKER_SIG_*), so these are ignored. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+    } else {
+        signal_watch(w, &w->sig_term, SIGTERM);
+        signal_watch(w, &w->sig_int, SIGINT);
+    }
     signal(SIGPIPE, SIG_IGN);
     if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
     struct log_line *l = log_begin(LOG_INFO, "listening");

@@ -23,6 +23,15 @@ struct worker_proc_waiter {
 
 #define WORKER_ROUTES 8
 
+/* What the master tells a worker (docs/internals/workers.md, "Signals").
+ * None of them is sent by a terminal or by a signal to the process group,
+ * so a Ctrl-C (SIGINT to the whole group), `kill -TERM -<pgid>` or
+ * systemd's KillMode=control-group reach the workers only through the
+ * master: workers under a master ignore SIGINT, SIGTERM and SIGHUP. */
+#define WORKER_SIG_DRAIN  SIGUSR1   /* shut down gracefully; also the parent-death signal */
+#define WORKER_SIG_RETIRE SIGUSR2   /* rolling restart: stop accepting (the successor does), drain */
+#define WORKER_SIG_STOP   SIGRTMIN  /* stop now: the master got a second SIGINT/SIGTERM */
+
 struct worker {
     uv_loop_t   *loop;               /* borrowed (uv_default_loop) */
     const struct config *cfg;        /* borrowed, process lifetime */
@@ -35,7 +44,8 @@ struct worker {
     uv_prepare_t prep;               /* flush writes before polling */
     uv_check_t   check;              /* flush writes after callbacks */
     uv_timer_t   tick;               /* 1 s: rates, expiry, drain progress */
-    uv_signal_t  sig_term, sig_int, sig_usr2, sig_pipe; /* USR2: replaced (rolling restart) */
+    uv_signal_t  sig_drain, sig_retire, sig_stop; /* WORKER_SIG_* */
+    uv_signal_t  sig_term, sig_int;  /* stand-alone (no master) only: drain, then stop */
     uint64_t     start_ms;           /* wall clock at start */
     int          listening;
     uint64_t     drain_deadline_ms;  /* loop time when drain gives up */

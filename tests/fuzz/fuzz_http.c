@@ -190,7 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             w->api_env.draining = 1;
             for (struct conn *c = w->conns.conns, *nx; c; c = nx) {
                 nx = c->next;
-                if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
+                if (c->kind == CONN_HTTP && !conn_closing(c)) http_conn_drain(c);
             }
         }
     } while (off < size && !fc.eof);
