@@ -26,7 +26,7 @@ struct mview {
 #define HIST_BASE_MS 0.001
 #define HIST_PER_OCTAVE 8.0
 
-static const int status_codes[METRIC_STATUSES] = {101, 200, 400, 401, 404, 405, 408, 409,
+static const int status_codes[METRIC_STATUSES] = {101, 200, 400, 401, 403, 404, 405, 408, 409,
                                                   411, 413, 415, 426, 429, 431, 500, 503, 0};
 static const int close_codes[METRIC_CLOSE_CODES] = {1000, 1001, 1008, 1009, 1011, 1013, -1, 0};
 static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO", "CHUNK_TOO_LARGE",
@@ -247,12 +247,13 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->store_writes);
     buf_printf(b,
                ",\"engine\":{\"requests\":%llu,\"errors\":%llu,\"windows_skipped\":%llu,\"utterances_cut\":%llu,"
-               "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
+               "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queued_finals\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
                "\"failed\":%llu,\"refused\":%llu,\"audio_ms\":%llu,\"busy_ms\":%llu,\"real_time_factor\":%.4f}}",
                (unsigned long long)M->engine_requests, (unsigned long long)M->engine_errors,
                (unsigned long long)M->windows_skipped, (unsigned long long)M->utterances_cut,
                (unsigned long long)M->pool_threads, (unsigned long long)M->pool_busy,
-               (unsigned long long)M->pool_queued, (unsigned long long)M->pool_queue_max,
+               (unsigned long long)M->pool_queued, (unsigned long long)M->pool_queued_finals,
+               (unsigned long long)M->pool_queue_max,
                (unsigned long long)M->pool_completed, (unsigned long long)M->pool_failed,
                (unsigned long long)M->pool_refused, (unsigned long long)M->pool_audio_ms,
                (unsigned long long)M->pool_busy_ms,
@@ -390,6 +391,7 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("gauge", "pool_threads", "Inference pool threads (windowed engines).", (double)M->pool_threads);
     PROM_EACH("gauge", "pool_busy_threads", "Inference pool threads decoding now.", (double)M->pool_busy);
     PROM_EACH("gauge", "pool_queue_depth", "Inference jobs waiting.", (double)M->pool_queued);
+    PROM_EACH("gauge", "pool_queue_finals", "Inference jobs waiting that are finals (never refused).", (double)M->pool_queued_finals);
     PROM_EACH("gauge", "pool_queue_max", "Bound of waiting inference jobs (finals excepted).", (double)M->pool_queue_max);
     PROM_EACH("counter", "pool_jobs_total", "Inference jobs decoded.", (double)M->pool_completed);
     PROM_EACH("counter", "pool_jobs_failed_total", "Inference jobs the engine failed.", (double)M->pool_failed);
@@ -517,7 +519,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
-    S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
+    S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
     S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);

@@ -42,7 +42,7 @@ enum metric_rest_fail {               /* why a REST transcription did not answer
     RFAIL__N
 };
 
-#define METRIC_STATUSES 17
+#define METRIC_STATUSES 18
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {
@@ -77,7 +77,7 @@ struct metrics {
     uint64_t utterances_cut;          /* utterances ended at ASR_MAX_UTTERANCE_MS */
     /* the inference pool of a windowed engine (the worker copies its figures
      * each tick); gauges: threads, busy, queued, queue_max */
-    uint64_t pool_threads, pool_busy, pool_queued, pool_queue_max;
+    uint64_t pool_threads, pool_busy, pool_queued, pool_queued_finals, pool_queue_max;
     uint64_t pool_completed, pool_failed, pool_refused;
     uint64_t pool_audio_ms, pool_busy_ms;     /* audio decoded, thread time spent on it */
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */

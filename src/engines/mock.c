@@ -461,15 +461,18 @@ static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c) {
 
 /* Spends ms of this thread's time the way a decoder does: computing. A
  * sleep would let two pool threads share one core and hide the cost. */
+static _Atomic uint64_t mockw_sink; /* keeps the busy work from being optimized away */
+
 static void mockw_spend(double ms) {
     if (ms <= 0) return;
     struct timespec t0, t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    volatile uint64_t x = 0;
+    uint64_t x = 0;
     do {
-        for (int i = 0; i < 1000; i++) x += (uint64_t)i * 2654435761u;
+        for (int i = 0; i < 1000; i++) x = x * 6364136223846793005u + (uint64_t)i;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     } while ((double)(t.tv_sec - t0.tv_sec) * 1e3 + (double)(t.tv_nsec - t0.tv_nsec) / 1e6 < ms);
+    mockw_sink += x;
 }
 
 /* 1 when samples [from, to) are louder than -40 dBFS (RMS): speech, for the mock. */

@@ -126,8 +126,10 @@ def test_stream_librivox_stable_partials(start_server):
     assert all(p["latency_ms"]["buffer"] >= 0 for p in partials)
     assert finals, msgs[-5:]
     final_text = " ".join(f["text"] for f in finals)
-    assert wer(ref, final_text) <= 0.35, (ref, final_text)
-    assert wer(ref, committed) <= 0.6, (ref, committed)   # partial windows see less audio
+    # a sanity bound: the accuracy against the bare library is measured in
+    # docs/BENCHMARKS.md (tools/asr-eval)
+    assert wer(ref, final_text) <= 0.5, (ref, final_text)
+    assert wer(ref, committed) <= 0.75, (ref, committed)   # partial windows see less audio
     for f in finals:
         ws_ = f["words"]
         assert ws_ and " ".join(w["word"] for w in ws_) == f["text"]
@@ -160,14 +162,17 @@ def p95(xs):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_twenty_streams_share_a_small_pool_fairly(start_server):
-    """20 real-time streams on mock-windowed with 2 pool threads that each take
-    0.6 s of thread time per second of audio (growing windows: overload):
+    """20 real-time streams on mock-windowed with 2 pool threads, decodes
+    taking 0.08 s of thread time per second of audio, a window a second
+    starting 0.5 s before the committed words (about 1.7 times what 2 threads
+    can do):
     every stream gets answers (none starved: per-stream p95 within 2x of the
     median stream's), the queue never passes its bound, windows are skipped
     with server_busy while overloaded, every final arrives, and a stream after
     the overload gets no server_busy."""
     srv = start_server(ASR_ENGINE="mock-windowed", ASR_WORKERS=1, ASR_INFERENCE_THREADS=2,
-                       ASR_INFERENCE_QUEUE_MAX=8, ASR_WINDOW_MS=500, ASR_MOCK_RTF=0.6, ASR_MOCK_LATENCY_MS=5)
+                       ASR_INFERENCE_QUEUE_MAX=16, ASR_WINDOW_MS=1000, ASR_WINDOW_OVERLAP_MS=500,
+                       ASR_MOCK_RTF=0.08, ASR_MOCK_LATENCY_MS=5)
     pcm = h.speech_pcm() * 3
     depth = []
     stop = False
@@ -176,7 +181,8 @@ def test_twenty_streams_share_a_small_pool_fairly(start_server):
         while not stop:
             try:
                 m = srv.metrics()
-                depth.append((h.metric(m, "engine.pool.queued"), h.metric(m, "engine.pool.queue_max")))
+                depth.append((h.metric(m, "engine.pool.queued") - h.metric(m, "engine.pool.queued_finals"),
+                              h.metric(m, "engine.pool.queue_max")))
             except Exception:
                 pass
             time.sleep(0.2)
@@ -199,9 +205,10 @@ def test_twenty_streams_share_a_small_pool_fairly(start_server):
         p95s.append(p95(lat))
     med = statistics.median(p95s)
     assert max(p95s) <= 2 * med + 50, (sorted(p95s), med)
-    # finals are always queued, so the depth may pass queue_max by the finals waiting
-    bound = max(q for _, q in depth if q is not None)
-    assert all(d is None or d <= bound + 20 for d, _ in depth), depth
+    # the jobs that may be refused (windows) never pass the bound; finals are
+    # always taken and counted apart
+    assert depth and max(q for _, q in depth) == 16
+    assert max(d for d, _ in depth) <= 16, depth
     m = srv.metrics()
     assert h.metric(m, "engine.windows_skipped") >= busy
     # after the overload: a lone stream is served without skips
