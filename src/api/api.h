@@ -21,6 +21,8 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "core/engine.h"
+#include "core/pool.h"
 #include "net/http.h"
 
 /* What the API layer gets from the process that runs it. The server owns it
@@ -29,6 +31,8 @@
 struct api_env {
     uv_loop_t           *loop;      /* borrowed: the worker's loop */
     const struct config *cfg;       /* borrowed, process lifetime */
+    struct pool         *pool;      /* borrowed: the inference pool of a windowed engine, or NULL */
+    const struct engine_ops *engine;/* borrowed: the loaded engine's table */
     int      draining;              /* shutdown or rolling restart began: no new sessions */
     int      retiring;              /* rolling restart: a successor accepts on our socket */
 };
@@ -67,5 +71,6 @@ size_t api_stream_count(const struct api *api);
  * sessions) rather than a shutdown. May be called again (the worker does
  * at exit). */
 void api_stream_shutdown(struct api *api, int retiring);
+
 
 #endif

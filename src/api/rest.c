@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/auth.h"
+#include "api/wire.h"
 #include "core/audio.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -193,7 +194,7 @@ static void feed(struct rest_job *j) {
     if (!j->feeding && j->done) finish(j);
 }
 
-static void rest_partial(void *ctx, uint64_t seq, const char *t, size_t n, int sp, const struct sess_latency *l) {
+static void rest_partial(void *ctx, const struct sess_partial *p) {
     feed(ctx); /* one chunk answered: room for the next */
 }
 
@@ -213,10 +214,16 @@ static void rest_error(void *ctx, int err, int has_seq, uint64_t seq, const char
     job_fail(j, err == ASR_E_MODEL_ERROR ? err : ASR_E_INTERNAL, a, b);
 }
 
-static void add_segment(struct rest_job *j, const char *t, size_t n, uint64_t start_ms, uint64_t end_ms) {
+static void add_segment(struct rest_job *j, const struct sess_final *f) {
+    const char *t = f->text;
+    size_t n = f->len;
     int bad = buf_printf(&j->segments, "%s{\"start_ms\":%llu,\"end_ms\":%llu,\"text\":", j->n_segments ? "," : "",
-                         (unsigned long long)start_ms, (unsigned long long)end_ms);
+                         (unsigned long long)f->start_ms, (unsigned long long)f->end_ms);
     bad |= buf_json_str(&j->segments, t, n);
+    if (f->n_words) {
+        bad |= buf_puts(&j->segments, ",\"words\":");
+        wire_put_words(&j->segments, f->words, f->n_words);
+    }
     bad |= buf_puts(&j->segments, "}");
     if (j->text.len) bad |= buf_append(&j->text, " ", 1);
     bad |= buf_append(&j->text, t, n);
@@ -224,10 +231,10 @@ static void add_segment(struct rest_job *j, const char *t, size_t n, uint64_t st
     j->n_segments++;
 }
 
-static void rest_final(void *ctx, uint64_t seq, const char *t, size_t n, uint64_t start_ms, uint64_t end_ms) {
+static void rest_final(void *ctx, const struct sess_final *f) {
     struct rest_job *j = ctx;
     /* Not the empty final of stop (no utterance), nor after a failure. */
-    if (j->state != REST_FAILED && !(n == 0 && start_ms == end_ms)) add_segment(j, t, n, start_ms, end_ms);
+    if (j->state != REST_FAILED && !(f->len == 0 && f->start_ms == f->end_ms)) add_segment(j, f);
     feed(j); /* its finalize is done: room in the engine */
 }
 
@@ -291,6 +298,10 @@ static void after_decode(uv_work_t *w, int status) {
     const struct config *c = j->env->cfg;
     struct sess_cfg scfg = {
         .sample_rate = REST_RATE,
+        .engine_rate = sess_rate_for(REST_RATE, j->env->engine ? j->env->engine->sample_rate : 0),
+        .pool = j->env->pool,
+        .final_class = POOL_REST,
+        .max_utterance_ms = (unsigned)c->max_utterance_ms,
         .max_chunk_bytes = REST_CHUNK_SAMPLES * 2,
         .rate_bytes_per_sec = (size_t)1 << 40, /* the window is the bound, not a rate */
         .max_pending_chunks = REST_WINDOW,

@@ -89,16 +89,15 @@ static void on_speech_started(void *ctx, uint64_t seq, uint64_t offset_ms) {
     send_out(st, 0);
 }
 
-static void on_partial(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
-                       const struct sess_latency *lat) {
+static void on_partial(void *ctx, const struct sess_partial *p) {
     struct stream *st = ctx;
-    wire_encode_partial(&st->api->out, seq, text, len, is_speech, lat, util_wall_ms());
+    wire_encode_partial(&st->api->out, p, util_wall_ms());
     send_out(st, 1);
 }
 
-static void on_final(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms, uint64_t end_ms) {
+static void on_final(void *ctx, const struct sess_final *f) {
     struct stream *st = ctx;
-    wire_encode_final(&st->api->out, seq, text, len, start_ms, end_ms, util_wall_ms());
+    wire_encode_final(&st->api->out, f, util_wall_ms());
     send_out(st, 0);
     /* a final is written through to a shared store: a resume elsewhere must
      * neither repeat nor lose it */
@@ -410,9 +409,16 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
     buf_cleanup(&rest);
 }
 
-static void sess_cfg_for(const struct config *c, struct sess_cfg *scfg, unsigned rate) {
+static void sess_cfg_for(const struct api_env *env, struct sess_cfg *scfg, unsigned rate) {
+    const struct config *c = env->cfg;
     *scfg = (struct sess_cfg){
         .sample_rate = rate,
+        .engine_rate = sess_rate_for(rate, env->engine ? env->engine->sample_rate : 0),
+        .pool = env->pool,
+        .final_class = POOL_FINAL,
+        .window_ms = (unsigned)c->window_ms,
+        .window_overlap_ms = (unsigned)c->window_overlap_ms,
+        .max_utterance_ms = (unsigned)c->max_utterance_ms,
         .max_chunk_bytes = c->max_chunk_bytes,
         .rate_bytes_per_sec = config_audio_rate(c, rate),
         .max_pending_chunks = c->max_pending_chunks,
@@ -489,13 +495,13 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     int r = http_query(req, "sample_rate", v, sizeof v);
     if (r >= 0) {
         uint64_t x = 0;
-        if (util_parse_u64(v, (size_t)r, 1000000, &x) != 0 || !audio_rate_supported((unsigned)x)) {
-            refuse(hc, 400, "BAD_REQUEST", "sample_rate must be one of 8000, 16000, 32000, 48000", NULL);
+        if (util_parse_u64(v, (size_t)r, 1000000, &x) != 0 || x < AUDIO_STREAM_RATE_MIN || x > AUDIO_STREAM_RATE_MAX) {
+            refuse(hc, 400, "BAD_REQUEST", "sample_rate must be an integer from 8000 to 96000", NULL);
             return;
         }
         rate = (int)x;
     } else if (r == -2) {
-        refuse(hc, 400, "BAD_REQUEST", "sample_rate must be one of 8000, 16000, 32000, 48000", NULL);
+        refuse(hc, 400, "BAD_REQUEST", "sample_rate must be an integer from 8000 to 96000", NULL);
         return;
     }
     r = http_query(req, "encoding", v, sizeof v);
@@ -550,7 +556,7 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
         return;
     }
     struct sess_cfg scfg;
-    sess_cfg_for(c, &scfg, rate ? (unsigned)rate : 16000);
+    sess_cfg_for(api->env, &scfg, rate ? (unsigned)rate : 16000);
     struct stream *st = stream_create(api, sess_create(&scfg));
     if (!st) {
         free(pu);
@@ -650,7 +656,7 @@ static void on_claimed(void *arg, int status, const struct store_record *rec, co
         return;
     }
     struct sess_cfg scfg;
-    sess_cfg_for(api->env->cfg, &scfg, srate ? srate : 16000);
+    sess_cfg_for(api->env, &scfg, srate ? srate : 16000);
     struct stream *st = registry_find(&api->streams, rec->id)
                             ? NULL
                             : stream_create(api, sess_restore(&scfg, rec->id, rec->blob, rec->blob_len));

@@ -222,31 +222,59 @@ void wire_encode_session(struct buf *out, const struct wire_session *s) {
                s->max_chunk_bytes, s->max_message_bytes, s->max_audio_rate, s->idle_timeout_s, s->endpointing_ms);
 }
 
-void wire_encode_partial(struct buf *out, uint64_t seq, const char *text, size_t len, int is_speech,
-                         const struct sess_latency *lat, uint64_t now_ms) {
+void wire_encode_partial(struct buf *out, const struct sess_partial *p, uint64_t now_ms) {
     buf_reset(out);
     buf_puts(out, "{\"type\":\"partial\",\"sequence\":");
-    buf_put_u64(out, seq);
+    buf_put_u64(out, p->seq);
     buf_puts(out, ",\"text\":");
-    buf_json_str(out, text, len);
-    buf_puts(out, is_speech ? ",\"is_speech\":true,\"timestamp\":" : ",\"is_speech\":false,\"timestamp\":");
+    buf_json_str(out, p->text, p->len);
+    if (p->tentative) {
+        buf_puts(out, ",\"tentative\":");
+        buf_json_str(out, p->tentative, p->tentative_len);
+    }
+    if (p->server_busy) buf_puts(out, ",\"server_busy\":true");
+    buf_puts(out, p->is_speech ? ",\"is_speech\":true,\"timestamp\":" : ",\"is_speech\":false,\"timestamp\":");
     buf_put_u64(out, now_ms);
-    buf_puts(out, ",\"latency_ms\":{\"queue\":");
-    buf_put_fixed3(out, lat->queue_ms);
+    buf_puts(out, ",\"latency_ms\":{\"buffer\":");
+    buf_put_fixed3(out, p->lat.buffer_ms);
+    buf_puts(out, ",\"queue\":");
+    buf_put_fixed3(out, p->lat.queue_ms);
     buf_puts(out, ",\"inference\":");
-    buf_put_fixed3(out, lat->inference_ms);
+    buf_put_fixed3(out, p->lat.inference_ms);
     buf_puts(out, ",\"total\":");
-    buf_put_fixed3(out, lat->total_ms);
+    buf_put_fixed3(out, p->lat.total_ms);
     buf_puts(out, "}}");
 }
 
-void wire_encode_final(struct buf *out, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
-                       uint64_t end_ms, uint64_t now_ms) {
+void wire_put_words(struct buf *b, const struct engine_word *w, size_t n) {
+    buf_puts(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(b, i ? ",{\"word\":" : "{\"word\":");
+        buf_json_str(b, w[i].text, w[i].len);
+        buf_puts(b, ",\"start_ms\":");
+        buf_put_u64(b, w[i].start_ms);
+        buf_puts(b, ",\"end_ms\":");
+        buf_put_u64(b, w[i].end_ms);
+        if (w[i].confidence >= 0) {
+            buf_puts(b, ",\"confidence\":");
+            buf_put_fixed3(b, w[i].confidence);
+        }
+        buf_puts(b, "}");
+    }
+    buf_puts(b, "]");
+}
+
+void wire_encode_final(struct buf *out, const struct sess_final *f, uint64_t now_ms) {
     buf_reset(out);
-    buf_printf(out, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)seq);
-    buf_json_str(out, text, len);
-    buf_printf(out, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu}", (unsigned long long)start_ms,
-               (unsigned long long)end_ms, (unsigned long long)now_ms);
+    buf_printf(out, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)f->seq);
+    buf_json_str(out, f->text, f->len);
+    buf_printf(out, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu", (unsigned long long)f->start_ms,
+               (unsigned long long)f->end_ms, (unsigned long long)now_ms);
+    if (f->n_words) {
+        buf_puts(out, ",\"words\":");
+        wire_put_words(out, f->words, f->n_words);
+    }
+    buf_puts(out, "}");
 }
 
 void wire_encode_speech_started(struct buf *out, uint64_t seq, uint64_t offset_ms, uint64_t now_ms) {

@@ -61,13 +61,17 @@ struct wire_session {
 void wire_encode_session(struct buf *out, const struct wire_session *s);
 
 /* `partial`: one per accepted chunk, so built without printf (which was ~7%
- * of the user-space instructions per chunk). */
-void wire_encode_partial(struct buf *out, uint64_t seq, const char *text, size_t len, int is_speech,
-                         const struct sess_latency *lat, uint64_t now_ms);
+ * of the user-space instructions per chunk). `tentative` only when the
+ * session has one (windowed engines), `server_busy` only when true. */
+void wire_encode_partial(struct buf *out, const struct sess_partial *p, uint64_t now_ms);
 
-/* `final`: an utterance's text and its span in the session's audio. */
-void wire_encode_final(struct buf *out, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
-                       uint64_t end_ms, uint64_t now_ms);
+/* `final`: an utterance's text, its span in the session's audio, and its
+ * words when the engine gives them. */
+void wire_encode_final(struct buf *out, const struct sess_final *f, uint64_t now_ms);
+
+/* Appends words as a JSON array of {"word","start_ms","end_ms"[,"confidence"]}
+ * (docs/API.md "final"); REST segments use it too. */
+void wire_put_words(struct buf *out, const struct engine_word *w, size_t n);
 
 /* `speech_started`: voice activity begins offset_ms into the session. */
 void wire_encode_speech_started(struct buf *out, uint64_t seq, uint64_t offset_ms, uint64_t now_ms);

@@ -13,23 +13,15 @@
 #include "base/err.h"
 #include "base/util.h"
 
-enum opt_type { OPT_INT, OPT_LONG, OPT_SIZE, OPT_DOUBLE, OPT_STR, OPT_CHOICE };
+#define F(field) CONFIG_FIELD(struct config, field)
+#define OPT_INT CONFIG_INT
+#define OPT_LONG CONFIG_LONG
+#define OPT_SIZE CONFIG_SIZE
+#define OPT_DOUBLE CONFIG_DOUBLE
+#define OPT_STR CONFIG_STR
+#define OPT_CHOICE CONFIG_CHOICE
 
-struct opt {
-    const char   *name;     /* environment variable */
-    enum opt_type type;
-    size_t        off;      /* offset in struct config */
-    size_t        size;     /* for strings: field size */
-    const char   *def;      /* default, as text */
-    double        min, max; /* numeric range, inclusive */
-    const char   *choices;  /* OPT_CHOICE: "a|b|c" */
-    int           secret;   /* masked in the dump */
-    const char   *help;
-};
-
-#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
-
-static const struct opt opts[] = {
+static const struct config_opt opts[] = {
     {"ASR_HOST", OPT_STR, F(host), "0.0.0.0", 0, 0, NULL, 0, "address to listen on"},
     {"ASR_PORT", OPT_INT, F(port), "8000", 1, 65535, NULL, 0, "TCP port to listen on"},
     {"ASR_BACKLOG", OPT_INT, F(backlog), "1024", 1, 65535, NULL, 0, "listen(2) backlog"},
@@ -56,17 +48,21 @@ static const struct opt opts[] = {
      "1: refuse new sessions (503 STORE_UNAVAILABLE) while Redis is unreachable; 0: serve them locally"},
     {"ASR_MAX_GLOBAL_SESSIONS", OPT_INT, F(max_global_sessions), "0", 0, 100000000, NULL, 0,
      "streaming sessions across all workers sharing the store; 0 = unlimited"},
-    {"ASR_ENGINE", OPT_STR, F(engine), "mock", 0, 0, NULL, 0, "speech engine (registered: mock)"},
-    {"ASR_MOCK_LATENCY_MS", OPT_INT, F(mock_latency_ms), "50", 0, 60000, NULL, 0,
-     "mock engine: simulated latency of every request, ms"},
-    {"ASR_MOCK_WORDS_PER_CHUNK", OPT_INT, F(mock_words_per_chunk), "2", 0, 100, NULL, 0,
-     "mock engine: fake words per 100 ms of speech"},
-    {"ASR_MOCK_ERROR_RATE", OPT_DOUBLE, F(mock_error_rate), "0", 0, 1, NULL, 0,
-     "mock engine: probability that a chunk fails with MODEL_ERROR"},
-    {"ASR_MOCK_SEED", OPT_LONG, F(mock_seed), "1", 0, 9007199254740991.0, NULL, 0,
-     "mock engine: seed of its deterministic word and error choices"},
-    {"ASR_MOCK_LOAD_FAIL", OPT_CHOICE, F(mock_load_fail), "no", 0, 0, "no|error|crash", 0,
-     "mock engine, test aid: error = its load fails (start-up stops, exit 2); crash = the worker aborts while loading"},
+    {"ASR_ENGINE", OPT_STR, F(engine), "mock", 0, 0, NULL, 0,
+     "speech engine (asrd --help lists the engines built in and their own settings)"},
+    {"ASR_INFERENCE_THREADS", OPT_INT, F(inference_threads), "0", 0, 1024, NULL, 0,
+     "windowed engines: inference threads (one engine instance each) of the whole instance, shared out "
+     "to the workers; 0 = one per CPU core"},
+    {"ASR_INFERENCE_QUEUE_MAX", OPT_INT, F(inference_queue_max), "64", 1, 100000, NULL, 0,
+     "windowed engines: inference jobs waiting per worker before partial windows are skipped "
+     "(server_busy) and REST answers 503"},
+    {"ASR_WINDOW_MS", OPT_INT, F(window_ms), "1000", 0, 60000, NULL, 0,
+     "windowed engines: new utterance audio that makes a partial window; 0 = finals only"},
+    {"ASR_WINDOW_OVERLAP_MS", OPT_INT, F(window_overlap_ms), "0", 0, 60000, NULL, 0,
+     "windowed engines: 0 = each window decodes the utterance from its start; else from the committed "
+     "words' end minus this much"},
+    {"ASR_MAX_UTTERANCE_MS", OPT_INT, F(max_utterance_ms), "30000", 0, 600000, NULL, 0,
+     "an utterance this long ends with a final and the next speech begins another; 0 = no limit"},
     {"ASR_VAD_FRAME_MS", OPT_CHOICE, F(vad_frame_ms), "30", 0, 0, "10|20|30", 0,
      "VAD frame length, ms"},
     {"ASR_VAD_MODE", OPT_INT, F(vad_mode), "2", 0, 3, NULL, 0,
@@ -132,8 +128,8 @@ static int choice_ok(const char *choices, const char *v) {
     return 0;
 }
 
-static int set_opt(struct config *cfg, const struct opt *o, const char *v, char *err, size_t errlen) {
-    char *field = (char *)cfg + o->off;
+static int set_opt(void *dst, const struct config_opt *o, const char *v, char *err, size_t errlen) {
+    char *field = (char *)dst + o->off;
     char *end = NULL;
     if (o->type == OPT_STR) {
         if (strlen(v) >= o->size) {
@@ -179,6 +175,22 @@ static int set_opt(struct config *cfg, const struct opt *o, const char *v, char 
 }
 
 static const char *env_get(const char *name) { return getenv(name); }
+
+int config_opts_load(void *dst, const struct config_opt *o, size_t n, const char *(*get)(const char *name),
+                     char *err, size_t errlen) {
+    for (size_t i = 0; i < n; i++)
+        if (set_opt(dst, &o[i], o[i].def, err, errlen) != 0) return ASR_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = get(o[i].name);
+        if (v && set_opt(dst, &o[i], v, err, errlen) != 0) return ASR_EINVAL;
+    }
+    return 0;
+}
+
+const struct config_opt *config_table(size_t *n) {
+    *n = NOPTS;
+    return opts;
+}
 
 /* ---- unknown variables -------------------------------------------------- */
 
@@ -259,12 +271,7 @@ int config_check_unknown(char *const *env, const struct config_names *tables, si
 
 int config_load_from(struct config *cfg, const char *(*get)(const char *name), char *err, size_t errlen) {
     memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < NOPTS; i++)
-        if (set_opt(cfg, &opts[i], opts[i].def, err, errlen) != 0) return ASR_EINVAL;
-    for (size_t i = 0; i < NOPTS; i++) {
-        const char *v = get(opts[i].name);
-        if (v && set_opt(cfg, &opts[i], v, err, errlen) != 0) return ASR_EINVAL;
-    }
+    if (config_opts_load(cfg, opts, NOPTS, get, err, errlen) != 0) return ASR_EINVAL;
     /* Cross-field rules. */
     if (cfg->max_message_bytes && cfg->max_message_bytes < 1024) {
         snprintf(err, errlen, "ASR_MAX_MESSAGE_BYTES: %zu is too small, allowed 0 or 1024..67108864",
@@ -292,8 +299,12 @@ void config_print_help(FILE *out) {
     fprintf(out,
             "usage: asrd [--help] [--version]\n\n"
             "asrd: real-time speech-to-text server. Every setting is an environment variable:\n\n");
-    for (size_t i = 0; i < NOPTS; i++) {
-        const struct opt *o = &opts[i];
+    config_opts_help(out, opts, NOPTS);
+}
+
+void config_opts_help(FILE *out, const struct config_opt *o0, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const struct config_opt *o = &o0[i];
         char range[64] = "";
         if (o->type == OPT_CHOICE) snprintf(range, sizeof range, " (%s)", o->choices);
         else if (o->type == OPT_DOUBLE) snprintf(range, sizeof range, " (%g..%g)", o->min, o->max);
@@ -302,31 +313,36 @@ void config_print_help(FILE *out) {
     }
 }
 
-size_t config_dump_json(const struct config *cfg, char *out, size_t len) {
-    struct buf b;
-    buf_init(&b, 0);
-    buf_puts(&b, "{");
-    for (size_t i = 0; i < NOPTS; i++) {
-        const struct opt *o = &opts[i];
-        const char *field = (const char *)cfg + o->off;
-        buf_printf(&b, "%s\"%s\":", i ? "," : "", o->name);
+void config_opts_dump(struct buf *b, const void *src, const struct config_opt *o0, size_t n, int first) {
+    for (size_t i = 0; i < n; i++) {
+        const struct config_opt *o = &o0[i];
+        const char *field = (const char *)src + o->off;
+        buf_printf(b, "%s\"%s\":", i || !first ? "," : "", o->name);
         switch (o->type) {
         case OPT_STR:
         case OPT_CHOICE:
             if (o->type == OPT_CHOICE && o->size == sizeof(int))
-                buf_printf(&b, "%d", *(const int *)field);
-            else if (o->secret && field[0] &&
-                     !(o->off == offsetof(struct config, redis_url) && strcmp(field, CONFIG_STORE_MEMORY) == 0))
-                buf_puts(&b, "\"****\""); /* a URL may hold a password; "memory" holds none */
+                buf_printf(b, "%d", *(const int *)field);
+            else if (o->secret && field[0] && !(strcmp(o->name, "ASR_REDIS_URL") == 0 && strcmp(field, CONFIG_STORE_MEMORY) == 0))
+                buf_puts(b, "\"****\""); /* a URL may hold a password; "memory" holds none */
             else
-                buf_json_str(&b, field, strlen(field));
+                buf_json_str(b, field, strlen(field));
             break;
-        case OPT_INT: buf_printf(&b, "%d", *(const int *)field); break;
-        case OPT_LONG: buf_printf(&b, "%ld", *(const long *)field); break;
-        case OPT_SIZE: buf_printf(&b, "%zu", *(const size_t *)field); break;
-        case OPT_DOUBLE: buf_printf(&b, "%g", *(const double *)field); break;
+        case OPT_INT: buf_printf(b, "%d", *(const int *)field); break;
+        case OPT_LONG: buf_printf(b, "%ld", *(const long *)field); break;
+        case OPT_SIZE: buf_printf(b, "%zu", *(const size_t *)field); break;
+        case OPT_DOUBLE: buf_printf(b, "%g", *(const double *)field); break;
         }
     }
+}
+
+size_t config_dump_json(const struct config *cfg, const struct config_opt *engine_opts, size_t n_engine,
+                        char *out, size_t len) {
+    struct buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, "{");
+    config_opts_dump(&b, cfg, opts, NOPTS, 1);
+    if (engine_opts && cfg->engine_settings) config_opts_dump(&b, cfg->engine_settings, engine_opts, n_engine, 0);
     buf_puts(&b, "}");
     size_t n = b.len < len ? b.len : (len ? len - 1 : 0);
     if (len) {

@@ -29,11 +29,14 @@ struct config {
     int      max_global_sessions;      /* ASR_MAX_GLOBAL_SESSIONS: across workers (0 = unlimited) */
     /* engine */
     char     engine[32];               /* ASR_ENGINE */
-    int      mock_latency_ms;          /* ASR_MOCK_LATENCY_MS */
-    int      mock_words_per_chunk;     /* ASR_MOCK_WORDS_PER_CHUNK, words per 100 ms of speech */
-    double   mock_error_rate;          /* ASR_MOCK_ERROR_RATE, 0..1 */
-    long     mock_seed;                /* ASR_MOCK_SEED */
-    char     mock_load_fail[8];        /* ASR_MOCK_LOAD_FAIL: no | error | crash (test aid) */
+    const void *engine_settings;       /* the selected engine's own settings (its table,
+                                          engine_ops.settings), filled by main; process lifetime */
+    int      inference_threads;        /* ASR_INFERENCE_THREADS: windowed engines, pool threads of the
+                                          whole instance (0 = one per core), shared out to workers */
+    int      inference_queue_max;      /* ASR_INFERENCE_QUEUE_MAX: jobs waiting per worker's pool */
+    int      window_ms;                /* ASR_WINDOW_MS: new utterance audio per partial window */
+    int      window_overlap_ms;        /* ASR_WINDOW_OVERLAP_MS: 0 = windows from the utterance start */
+    int      max_utterance_ms;         /* ASR_MAX_UTTERANCE_MS: longer utterances end with a final */
     /* VAD */
     int      vad_frame_ms;             /* ASR_VAD_FRAME_MS: 10, 20, 30 (an int choice) */
     int      vad_mode;                 /* ASR_VAD_MODE: 0..3 */
@@ -64,6 +67,41 @@ struct config {
     char     log_level[16];            /* ASR_LOG_LEVEL */
     char     log_format[16];           /* ASR_LOG_FORMAT: json | logfmt */
 };
+
+/* One setting: the row of a table that config_opts_load(), --help and the
+ * dump walk. The server's table is in config.c; an engine declares its own
+ * (engine_ops.settings) for a struct of its own. */
+enum config_type { CONFIG_INT, CONFIG_LONG, CONFIG_SIZE, CONFIG_DOUBLE, CONFIG_STR, CONFIG_CHOICE };
+
+struct config_opt {
+    const char      *name;     /* environment variable, ASR_... */
+    enum config_type type;
+    size_t           off;      /* offset of the field in its struct */
+    size_t           size;     /* field size (strings: buffer size) */
+    const char      *def;      /* default, as text */
+    double           min, max; /* numeric range, inclusive */
+    const char      *choices;  /* CONFIG_CHOICE: "a|b|c" (an int field takes numeric choices) */
+    int              secret;   /* masked in the dump */
+    const char      *help;
+};
+
+/* offset and size of a field, for a config_opt row */
+#define CONFIG_FIELD(type, field) offsetof(type, field), sizeof(((type *)0)->field)
+
+/* Fills dst (a struct the table describes) with the defaults of opts[0..n),
+ * then the values get() returns. 0, or ASR_EINVAL with "ASR_X: <why>,
+ * allowed <range>" in err. */
+int config_opts_load(void *dst, const struct config_opt *opts, size_t n, const char *(*get)(const char *name),
+                     char *err, size_t errlen);
+/* Prints each setting with its default, range and meaning (--help). */
+void config_opts_help(FILE *out, const struct config_opt *opts, size_t n);
+/* Appends "NAME":value pairs of src (secrets masked) to an open JSON object
+ * in out (struct buf, base/util.h); first: no leading comma. */
+struct buf;
+void config_opts_dump(struct buf *out, const void *src, const struct config_opt *opts, size_t n, int first);
+
+/* The server's own table (everything but the engines' settings). */
+const struct config_opt *config_table(size_t *n);
 
 /* Fills cfg with defaults, then overrides from the environment (getenv).
  * On error returns ASR_EINVAL and writes "ASR_X: <why>, allowed <range>" to
@@ -103,8 +141,11 @@ const char *config_closest(const char *name, const struct config_names *tables, 
 void config_print_help(FILE *out);
 
 /* Writes the effective configuration as one JSON object into buf with secrets
- * masked ("****"). Returns bytes written (truncated at len - 1). */
-size_t config_dump_json(const struct config *cfg, char *buf, size_t len);
+ * masked ("****"), the engine's settings (engine_opts, filled into
+ * cfg->engine_settings) included when given. Returns bytes written
+ * (truncated at len - 1). */
+size_t config_dump_json(const struct config *cfg, const struct config_opt *engine_opts, size_t n_engine,
+                        char *buf, size_t len);
 
 /* Derived values. */
 size_t config_max_message_bytes(const struct config *cfg);

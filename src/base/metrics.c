@@ -245,8 +245,19 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
                (unsigned long long)M->store_timeouts, (unsigned long long)M->store_reconnects,
                (unsigned long long)M->store_writes);
-    buf_printf(b, ",\"engine\":{\"requests\":%llu,\"errors\":%llu}", (unsigned long long)M->engine_requests,
-               (unsigned long long)M->engine_errors);
+    buf_printf(b,
+               ",\"engine\":{\"requests\":%llu,\"errors\":%llu,\"windows_skipped\":%llu,\"utterances_cut\":%llu,"
+               "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queued_finals\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
+               "\"failed\":%llu,\"refused\":%llu,\"audio_ms\":%llu,\"busy_ms\":%llu,\"real_time_factor\":%.4f}}",
+               (unsigned long long)M->engine_requests, (unsigned long long)M->engine_errors,
+               (unsigned long long)M->windows_skipped, (unsigned long long)M->utterances_cut,
+               (unsigned long long)M->pool_threads, (unsigned long long)M->pool_busy,
+               (unsigned long long)M->pool_queued, (unsigned long long)M->pool_queued_finals,
+               (unsigned long long)M->pool_queue_max,
+               (unsigned long long)M->pool_completed, (unsigned long long)M->pool_failed,
+               (unsigned long long)M->pool_refused, (unsigned long long)M->pool_audio_ms,
+               (unsigned long long)M->pool_busy_ms,
+               M->pool_audio_ms ? (double)M->pool_busy_ms / (double)M->pool_audio_ms : 0.0);
     buf_printf(b, ",\"vad\":{\"frames\":%llu,\"speech_frames\":%llu,\"speech_ratio\":%.4f}",
                (unsigned long long)M->vad_frames, (unsigned long long)M->vad_speech_frames,
                M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
@@ -375,6 +386,18 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "store_snapshot_writes_total", "Session snapshots written to a shared store.", M->store_writes);
     PROM_EACH("counter", "engine_requests_total", "Engine requests made.", (double)M->engine_requests);
     PROM_EACH("counter", "engine_errors_total", "Engine requests that failed.", (double)M->engine_errors);
+    PROM_EACH("counter", "windows_skipped_total", "Partial windows skipped under load (partial server_busy).", (double)M->windows_skipped);
+    PROM_EACH("counter", "utterances_cut_total", "Utterances ended at ASR_MAX_UTTERANCE_MS.", (double)M->utterances_cut);
+    PROM_EACH("gauge", "pool_threads", "Inference pool threads (windowed engines).", (double)M->pool_threads);
+    PROM_EACH("gauge", "pool_busy_threads", "Inference pool threads decoding now.", (double)M->pool_busy);
+    PROM_EACH("gauge", "pool_queue_depth", "Inference jobs waiting.", (double)M->pool_queued);
+    PROM_EACH("gauge", "pool_queue_finals", "Inference jobs waiting that are finals (never refused).", (double)M->pool_queued_finals);
+    PROM_EACH("gauge", "pool_queue_max", "Bound of waiting inference jobs (finals excepted).", (double)M->pool_queue_max);
+    PROM_EACH("counter", "pool_jobs_total", "Inference jobs decoded.", (double)M->pool_completed);
+    PROM_EACH("counter", "pool_jobs_failed_total", "Inference jobs the engine failed.", (double)M->pool_failed);
+    PROM_EACH("counter", "pool_refused_total", "Inference jobs refused: queue full.", (double)M->pool_refused);
+    PROM_EACH("counter", "pool_audio_seconds_total", "Audio decoded by the inference pool.", (double)M->pool_audio_ms / 1000.0);
+    PROM_EACH("counter", "pool_busy_seconds_total", "Thread time the inference pool spent decoding.", (double)M->pool_busy_ms / 1000.0);
     PROM_EACH("gauge", "vad_speech_ratio", "Share of VAD frames classified as speech.", M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
     PROM_HIST("chunk_queue_seconds", "Chunk arrival to engine submit.", lat_queue);
     PROM_HIST("chunk_engine_seconds", "Engine submit to result.", lat_engine);
@@ -495,7 +518,9 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
-    S_(engine_requests); S_(engine_errors); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
+    S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
+    S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);

@@ -73,6 +73,13 @@ struct metrics {
     uint64_t requests[ROUTE__N][METRIC_STATUSES];
     uint64_t engine_requests;
     uint64_t engine_errors;
+    uint64_t windows_skipped;         /* windowed engines: partial windows skipped under load */
+    uint64_t utterances_cut;          /* utterances ended at ASR_MAX_UTTERANCE_MS */
+    /* the inference pool of a windowed engine (the worker copies its figures
+     * each tick); gauges: threads, busy, queued, queue_max */
+    uint64_t pool_threads, pool_busy, pool_queued, pool_queued_finals, pool_queue_max;
+    uint64_t pool_completed, pool_failed, pool_refused;
+    uint64_t pool_audio_ms, pool_busy_ms;     /* audio decoded, thread time spent on it */
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;
     uint64_t ws_paused;               /* times a socket was paused for backpressure */

@@ -162,6 +162,51 @@ static int sink_push(struct sink *s, const float *x, size_t n) {
     }
 }
 
+/* ---- the stream resampler (audio.h) ------------------------------------ */
+
+struct audio_resampler {
+    struct sink sink;   /* its buf is the output of the last call */
+    float      *in;     /* owned: the input as float */
+    size_t      in_cap;
+};
+
+struct audio_resampler *audio_resampler_create(unsigned in_rate, unsigned out_rate) {
+    if (in_rate < AUDIO_MIN_RATE || in_rate > AUDIO_MAX_RATE || out_rate < AUDIO_MIN_RATE || out_rate > AUDIO_MAX_RATE ||
+        in_rate == out_rate)
+        return NULL;
+    struct audio_resampler *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (sink_init(&r->sink, in_rate, out_rate, SIZE_MAX, 0) != 0) {
+        sink_cleanup(&r->sink);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void audio_resampler_destroy(struct audio_resampler *r) {
+    if (!r) return;
+    sink_cleanup(&r->sink);
+    free(r->in);
+    free(r);
+}
+
+int audio_resampler_process(struct audio_resampler *r, const int16_t *in, size_t n, const int16_t **out,
+                            size_t *out_n) {
+    r->sink.n = 0; /* the buffer is reused: the caller took the last output */
+    if (n > r->in_cap) {
+        float *f = realloc(r->in, n * sizeof *f);
+        if (!f) return ASR_ENOMEM;
+        r->in = f;
+        r->in_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) r->in[i] = (float)in[i] / 32768.0f;
+    int rc = n ? sink_push(&r->sink, r->in, n) : 0;
+    *out = r->sink.buf;
+    *out_n = rc == 0 ? r->sink.n : 0;
+    return rc;
+}
+
 /* The message for an error from sink_init/sink_push. */
 static int sink_error(int rc, size_t max, char *errbuf, size_t errlen) {
     if (rc == ASR_E_TOO_LARGE)

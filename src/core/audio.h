@@ -52,7 +52,27 @@ int audio_decode(const uint8_t *data, size_t len, const char *content_type,
 int audio_resample(const int16_t *in, size_t n, unsigned in_rate,
                    unsigned out_rate, struct audio_pcm *out);
 
-/* 1 if rate is a streaming rate docs/API.md allows (8000, 16000, 32000, 48000). */
+/* 1 if rate is a rate the VAD classifies at (8000, 16000, 32000, 48000). */
 int audio_rate_supported(unsigned rate);
+
+/* Lowest and highest rate a stream may be sent at (docs/API.md "Connecting"). */
+#define AUDIO_STREAM_RATE_MIN 8000u
+#define AUDIO_STREAM_RATE_MAX 96000u
+
+/* A resampler for a stream: chunks in at in_rate, s16 out at out_rate, with
+ * soxr's state (its filter delay) carried from chunk to chunk so the output
+ * is the same as one pass over the whole stream. One per session. */
+struct audio_resampler;
+
+/* NULL on allocation failure or a rate outside 1000..384000. */
+struct audio_resampler *audio_resampler_create(unsigned in_rate, unsigned out_rate);
+void audio_resampler_destroy(struct audio_resampler *r);
+/* Resamples in[0..n). On 0, *out points to the output samples (owned by r,
+ * valid until the next call) and *out_n is their count (soxr holds back its
+ * filter delay, a few ms, until later input). ASR_ENOMEM or
+ * ASR_E_INTERNAL otherwise. */
+int audio_resampler_process(struct audio_resampler *r, const int16_t *in, size_t n, const int16_t **out,
+                            size_t *out_n);
+
 
 #endif

@@ -15,12 +15,18 @@
 
 static const struct engine_ops *engine_loaded; /* process-wide; static table */
 
+int engine_ops_valid(const struct engine_ops *ops) {
+    if (!ops || ops->abi != ENGINE_ABI || !ops->name || !ops->load) return 0;
+    if (ops->n_settings && (!ops->settings || !ops->settings_size)) return 0;
+    unsigned kind = ops->caps & (ENGINE_CAP_STREAMING | ENGINE_CAP_WINDOWED);
+    if (kind == ENGINE_CAP_STREAMING)
+        return ops->session_init && ops->submit && ops->finalize && ops->session_cleanup;
+    if (kind == ENGINE_CAP_WINDOWED) return ops->instance_create && ops->instance_destroy && ops->decode;
+    return 0; /* exactly one kind */
+}
+
 int engine_load(const struct engine_ops *ops, const struct engine_cfg *cfg) {
-    if (!ops || !cfg || engine_loaded) return ASR_EINVAL;
-    if (ops->abi != ENGINE_ABI) return ASR_EINVAL;
-    if (!ops->name || !ops->load || !ops->session_init || !ops->submit ||
-        !ops->finalize || !ops->session_cleanup)
-        return ASR_EINVAL;
+    if (!cfg || engine_loaded || !engine_ops_valid(ops)) return ASR_EINVAL;
     int rc = ops->load(cfg);
     if (rc != 0) return rc;
     engine_loaded = ops;
@@ -67,7 +73,7 @@ struct engine_session {
 
 struct engine_session *engine_session_create(const struct engine_session_cfg *cfg) {
     const struct engine_ops *ops = engine_loaded;
-    if (!ops || !cfg) return NULL;
+    if (!ops || !cfg || !(ops->caps & ENGINE_CAP_STREAMING)) return NULL;
     struct engine_session *es =
         calloc(1, offsetof(struct engine_session, state) + ops->session_size);
     if (!es) return NULL;

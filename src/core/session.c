@@ -23,10 +23,13 @@
 
 #include <jansson.h>
 
-#include "core/engine.h"
 #include "base/err.h"
 #include "base/metrics.h"
 #include "base/util.h"
+#include "core/agree.h"
+#include "core/audio.h"
+#include "core/engine.h"
+#include "core/pool.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "asrd reads s16le PCM in place and needs a little-endian host"
@@ -39,6 +42,8 @@ struct answer {
     uint8_t  failed;           /* PARTIAL: a part failed -> MODEL_ERROR; FINAL: its text did not come */
     uint8_t  is_speech;        /* PARTIAL */
     uint8_t  has_text;         /* FINAL: text arrived (or empty final) */
+    uint8_t  server_busy;      /* PARTIAL (windowed): its window was skipped */
+    uint8_t  windowed;         /* PARTIAL: waits for a window (its latency has a buffer part) */
     uint16_t parts_left;       /* PARTIAL: engine submits not yet done */
     int      err;              /* ERROR: asr_err; failed PARTIAL/FINAL: the first engine status */
     uint64_t seq;              /* sequence it answers / refers to */
@@ -49,6 +54,9 @@ struct answer {
     const char *why;           /* ERROR without a sequence (INVALID_MESSAGE): static reason */
     char    *text;             /* FINAL: owned, malloc'd; NULL = empty */
     size_t   text_len;
+    struct engine_word *words; /* FINAL: owned, one block with the words' texts (words_copy); NULL = none */
+    size_t   n_words;
+    uint64_t t_buffer_ns;      /* PARTIAL (windowed): arrival of the window's oldest new audio */
     uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
     size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
     uint32_t vad_silence_ms;   /* PARTIAL: VAD state after its chunk (snapshot) */
@@ -58,12 +66,32 @@ struct answer {
 #define KEPT_FINALS_MAX 16
 #define SESS_UTT_TEXT_MAX (16 * 1024)
 
+/* Windowed engines (docs/internals/windowed-streaming.md): the open
+ * utterance's audio, the window in flight, the agreement of hypotheses. */
+struct win {
+    struct pool_client pc;           /* this session's place in the pool */
+    int16_t *audio;                  /* owned: samples at the engine rate, from base on */
+    size_t   n, cap;
+    uint64_t base;                   /* stream position (samples) of audio[0] */
+    uint64_t utt_start;              /* stream position of the open utterance's first speech */
+    uint64_t utt_id;                 /* utterances begun (window jobs carry theirs) */
+    uint64_t last_window_end;        /* stream position the last window reached */
+    int      window_out;             /* a window job is waiting or running */
+    uint64_t first_new_ns;           /* arrival of the oldest chunk no window has covered (0 = none) */
+    struct agree agree;              /* this utterance's committed words and tentative tail */
+    struct buf tentative;            /* the tail as text, for partials */
+    char    *hint;                   /* owned copy of cfg.hint */
+};
+
 struct asr_session {
     char     id[33];                 /* 128-bit random id, hex */
     enum sess_state state;
     struct sess_cfg cfg;
+    unsigned rate;                   /* Hz of the VAD and the engine (cfg.engine_rate or sample_rate) */
+    struct audio_resampler *rs;      /* owned: client rate -> rate; NULL when they match */
+    struct win *win;                 /* owned: windowed engines only */
     struct vad *vad;                 /* owned */
-    struct engine_session *eng;      /* owned */
+    struct engine_session *eng;      /* owned: STREAMING engines only */
     const struct sess_sink *sink;    /* borrowed; NULL while detached */
     void    *sink_ctx;               /* borrowed */
     uint64_t last_seq;               /* highest sequence answered (docs/API.md "Sequence numbers") */
@@ -121,7 +149,10 @@ unsigned sess_sample_rate(const struct asr_session *s) { return s->cfg.sample_ra
 uint64_t sess_last_sequence(const struct asr_session *s) { return s->last_seq; }
 const struct sess_stats *sess_stats(const struct asr_session *s) { return &s->stats; }
 int sess_pending(const struct asr_session *s) { return s->pending; }
-unsigned sess_engine_outstanding(const struct asr_session *s) { return engine_outstanding(s->eng); }
+int sess_idle(const struct asr_session *s) { return s->ring_len == 0; }
+unsigned sess_engine_outstanding(const struct asr_session *s) {
+    return s->win ? pool_client_jobs(&s->win->pc) : engine_outstanding(s->eng);
+}
 int sess_pending_full(const struct asr_session *s) {
     return s->pending >= s->cfg.max_pending_chunks ||
            (s->cfg.max_pending_bytes && s->pending_bytes >= s->cfg.max_pending_bytes);
@@ -153,16 +184,42 @@ static void mark_failed(struct answer *a, int status) {
 
 /* ---- create / destroy ---------------------------------------------------- */
 
+unsigned sess_rate_for(unsigned client_rate, unsigned engine_rate) {
+    if (engine_rate) return engine_rate;
+    return audio_rate_supported(client_rate) ? client_rate : 16000;
+}
+
+static void win_destroy(struct asr_session *s);
+
 struct asr_session *sess_create(const struct sess_cfg *cfg) {
     struct asr_session *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->cfg = *cfg;
+    s->cfg.hint = NULL; /* borrowed for this call only: copied below where kept */
+    s->cfg.hint_len = 0;
+    s->rate = cfg->engine_rate ? cfg->engine_rate : cfg->sample_rate;
+    s->cfg.vad.sample_rate = s->rate;
     util_random_id(s->id);
-    s->vad = vad_create(&cfg->vad);
+    if (s->rate != cfg->sample_rate && !(s->rs = audio_resampler_create(cfg->sample_rate, s->rate))) goto fail;
+    s->vad = vad_create(&s->cfg.vad);
     if (!s->vad) goto fail;
-    struct engine_session_cfg ecfg = {.sample_rate = cfg->sample_rate};
-    s->eng = engine_session_create(&ecfg);
-    if (!s->eng) goto fail;
+    if (cfg->pool) {
+        if (!(s->win = calloc(1, sizeof *s->win))) goto fail;
+        pool_client_init(&s->win->pc);
+        agree_init(&s->win->agree);
+        buf_init(&s->win->tentative, SESS_UTT_TEXT_MAX);
+        if (cfg->hint && cfg->hint_len) {
+            if (!(s->win->hint = malloc(cfg->hint_len + 1))) goto fail;
+            memcpy(s->win->hint, cfg->hint, cfg->hint_len);
+            s->win->hint[cfg->hint_len] = '\0';
+            s->cfg.hint = s->win->hint;
+            s->cfg.hint_len = cfg->hint_len;
+        }
+    } else {
+        struct engine_session_cfg ecfg = {.sample_rate = s->rate, .hint = cfg->hint, .hint_len = cfg->hint_len};
+        s->eng = engine_session_create(&ecfg);
+        if (!s->eng) goto fail;
+    }
     buf_init(&s->ptext, 64 * 1024);
     buf_init(&s->utt_text, SESS_UTT_TEXT_MAX);
     s->tokens = 2.0 * (double)cfg->rate_bytes_per_sec;
@@ -170,16 +227,36 @@ struct asr_session *sess_create(const struct sess_cfg *cfg) {
     s->stats.created_ms = util_wall_ms();
     return s;
 fail:
+    win_destroy(s);
+    audio_resampler_destroy(s->rs);
     if (s->vad) vad_destroy(s->vad);
     free(s);
     return NULL;
 }
 
+static void win_destroy(struct asr_session *s) {
+    struct win *w = s->win;
+    if (!w) return;
+    pool_client_cancel(s->cfg.pool, &w->pc); /* a job in flight is delivered to nobody */
+    agree_cleanup(&w->agree);
+    buf_cleanup(&w->tentative);
+    free(w->audio);
+    free(w->hint);
+    free(w);
+    s->win = NULL;
+}
+
 void sess_destroy(struct asr_session *s) {
     if (!s) return;
     engine_session_destroy(s->eng);
+    win_destroy(s);
+    audio_resampler_destroy(s->rs);
     vad_destroy(s->vad);
-    for (unsigned i = 0; i < s->ring_len; i++) free(s->ring[(s->ring_head + i) % s->ring_cap].text);
+    for (unsigned i = 0; i < s->ring_len; i++) {
+        free(s->ring[(s->ring_head + i) % s->ring_cap].text);
+        free(s->ring[(s->ring_head + i) % s->ring_cap].words);
+    }
+    for (unsigned i = 0; i < s->n_kept; i++) free(s->kept[i].words);
     for (unsigned i = 0; i < s->n_kept; i++) free(s->kept[i].text);
     free(s->kept);
     free(s->ring);
@@ -191,7 +268,8 @@ void sess_destroy(struct asr_session *s) {
 
 size_t sess_footprint(const struct asr_session *s) {
     return sizeof *s + vad_sizeof(&s->cfg.vad) + s->ring_cap * sizeof(struct answer) + s->ptext.cap +
-           (engine_current() ? engine_current()->session_size : 0);
+           (s->eng && engine_current() ? engine_current()->session_size : 0) +
+           (s->win ? sizeof *s->win + s->win->cap * sizeof(int16_t) + s->win->tentative.cap : 0);
 }
 
 /* ---- the answer ring ------------------------------------------------------ */
@@ -309,15 +387,20 @@ static void emit_final(struct asr_session *s, struct answer *a) {
     s->finals_sent++;
     s->dirty |= SESS_DIRTY_CHANGED | SESS_DIRTY_FINAL;
     if (s->sink) {
-        s->sink->on_final(s->sink_ctx, a->seq, a->text ? a->text : "", a->text_len, a->a, a->b);
+        struct sess_final f = {.seq = a->seq, .text = a->text ? a->text : "", .len = a->text_len,
+                               .start_ms = a->a, .end_ms = a->b, .words = a->words, .n_words = a->n_words};
+        s->sink->on_final(s->sink_ctx, &f);
         free(a->text);
+        free(a->words);
     } else if (s->n_kept < KEPT_FINALS_MAX &&
                (s->kept || (s->kept = malloc(KEPT_FINALS_MAX * sizeof *s->kept)) != NULL)) {
-        s->kept[s->n_kept++] = *a; /* adopts a->text */
+        s->kept[s->n_kept++] = *a; /* adopts a->text and a->words */
     } else {
         free(a->text);
+        free(a->words);
     }
     a->text = NULL;
+    a->words = NULL;
 }
 
 static void emit(struct asr_session *s, struct answer *a) {
@@ -351,10 +434,14 @@ static void emit(struct asr_session *s, struct answer *a) {
         }
         {
             uint64_t now = util_now_ns();
+            /* windowed: the window's oldest new audio waited (buffer), the
+             * job waited in the pool (queue) and ran (inference) */
+            uint64_t t_from = a->windowed && a->t_buffer_ns ? a->t_buffer_ns : a->t_arrival_ns;
             struct sess_latency lat = {
+                .buffer_ms = a->windowed && a->t_buffer_ns ? (double)(a->t_arrival_ns - a->t_buffer_ns) / 1e6 : 0,
                 .queue_ms = (double)(a->t_submit_ns - a->t_arrival_ns) / 1e6,
                 .inference_ms = (double)(a->t_done_ns - a->t_submit_ns) / 1e6,
-                .total_ms = (double)(now - a->t_arrival_ns) / 1e6,
+                .total_ms = (double)(now - t_from) / 1e6,
             };
             if (!is_rest(s)) {
                 hist_add(&metrics.lat_queue, lat.queue_ms);
@@ -367,15 +454,28 @@ static void emit(struct asr_session *s, struct answer *a) {
             s->ans_samples = a->end_sample;
             s->ans_silence_ms = a->vad_silence_ms;
             s->ans_speech_end_ms = a->vad_speech_end_ms;
-            if (s->ans_utt_open && s->ptext.len) {
+            /* per-chunk engines: the text gathered in ptext; windowed: the
+             * words its window committed, kept in the answer */
+            const char *text = s->win ? (a->text ? a->text : "") : (s->ptext.data ? s->ptext.data : "");
+            size_t tlen = s->win ? a->text_len : s->ptext.len;
+            if (s->ans_utt_open && tlen) {
                 if (s->utt_text.len) buf_append(&s->utt_text, " ", 1);
-                buf_append(&s->utt_text, s->ptext.data, s->ptext.len); /* bounded: may stop growing */
+                buf_append(&s->utt_text, text, tlen); /* bounded: may stop growing */
             }
             s->dirty |= SESS_DIRTY_CHANGED;
-            if (s->sink)
-                s->sink->on_partial(s->sink_ctx, a->seq, s->ptext.data ? s->ptext.data : "", s->ptext.len,
-                                    a->is_speech, &lat);
+            if (a->server_busy) s->stats.skipped_windows++;
+            if (s->sink) {
+                struct sess_partial p = {.seq = a->seq, .text = text, .len = tlen, .is_speech = a->is_speech,
+                                         .server_busy = a->server_busy, .lat = lat};
+                if (s->win) {
+                    p.tentative = s->win->tentative.data ? s->win->tentative.data : "";
+                    p.tentative_len = s->win->tentative.len;
+                }
+                s->sink->on_partial(s->sink_ctx, &p);
+            }
             buf_reset(&s->ptext);
+            free(a->text);
+            a->text = NULL;
         }
         break;
     case ANS_ERROR:
@@ -423,9 +523,12 @@ void sess_attach(struct asr_session *s, const struct sess_sink *sink, void *ctx)
     unsigned n = s->n_kept;
     s->n_kept = 0;
     for (unsigned i = 0; i < n; i++) {
-        sink->on_final(ctx, s->kept[i].seq, s->kept[i].text ? s->kept[i].text : "", s->kept[i].text_len,
-                       s->kept[i].a, s->kept[i].b);
+        const struct answer *k = &s->kept[i];
+        struct sess_final f = {.seq = k->seq, .text = k->text ? k->text : "", .len = k->text_len,
+                               .start_ms = k->a, .end_ms = k->b, .words = k->words, .n_words = k->n_words};
+        sink->on_final(ctx, &f);
         free(s->kept[i].text);
+        free(s->kept[i].words);
     }
     free(s->kept);
     s->kept = NULL;
@@ -486,10 +589,16 @@ static void refuse(struct asr_session *s, int err, uint64_t seq, uint64_t detail
 
 /* Queues a final for an utterance that ended (ev from the VAD) and asks the
  * engine for its text. */
+static void win_request_final(struct asr_session *s, struct answer *f);
+
 static void queue_final(struct asr_session *s, uint64_t seq, uint64_t start_ms, uint64_t end_ms) {
     struct answer *f = ring_push(s, ANS_FINAL, seq);
     f->a = start_ms;
     f->b = end_ms;
+    if (s->win) {
+        win_request_final(s, f);
+        return;
+    }
     metrics.engine_requests++;
     int rc = engine_finalize(s->eng, on_finalize_done, s);
     if (rc != 0) {
@@ -524,6 +633,225 @@ static void refill(struct asr_session *s, uint64_t now_ns) {
         if (s->tokens > cap) s->tokens = cap;
         s->tokens_ns = now_ns;
     }
+}
+
+/* ---- windowed engines (docs/internals/windowed-streaming.md) --------------
+ *
+ * The session keeps the audio of the open utterance (and a little before
+ * it) at the engine's rate. Every window_ms of new utterance audio, one job
+ * decodes a window of it on the pool (at most one window job per session:
+ * a window that comes due while one is out is skipped, and its chunk's
+ * partial says server_busy); its hypothesis goes through LocalAgreement-2
+ * and the partial of the chunk that made the window carries the words it
+ * committed. Each utterance end is one job that decodes the whole utterance
+ * for the final. The pool runs a session's jobs one at a time in the order
+ * made, so completions arrive in ring order: a window's belongs to the
+ * oldest partial still waiting, a final's to the oldest final without text. */
+
+/* Audio kept before an utterance's first speech frame, and after its last,
+ * in the jobs for it: the VAD decides a few frames late, and recognizers
+ * want a little silence around speech. */
+#define WIN_PAD_MS 300
+
+static uint64_t ms_to_samples(const struct asr_session *s, uint64_t ms) { return ms * s->rate / 1000; }
+
+static int win_append(struct asr_session *s, const int16_t *x, size_t n) {
+    struct win *w = s->win;
+    if (w->n + n > w->cap) {
+        size_t cap = w->cap ? w->cap : (size_t)s->rate;
+        while (cap < w->n + n) cap *= 2;
+        int16_t *na = realloc(w->audio, cap * sizeof *na);
+        if (!na) return ASR_ENOMEM;
+        w->audio = na;
+        w->cap = cap;
+    }
+    memcpy(w->audio + w->n, x, n * sizeof *x);
+    w->n += n;
+    return 0;
+}
+
+/* Drops audio no job will need: before the open utterance's pad, or, with
+ * none open, all but the last pad (the next utterance's pre-roll). The
+ * buffer gives memory back when it holds little again. */
+static void win_trim(struct asr_session *s) {
+    struct win *w = s->win;
+    uint64_t end = w->base + w->n, pad = ms_to_samples(s, WIN_PAD_MS) + ms_to_samples(s, s->cfg.vad.frame_ms);
+    uint64_t keep_from = vad_in_utterance(s->vad) ? (w->utt_start > pad ? w->utt_start - pad : 0)
+                                                   : (end > pad ? end - pad : 0);
+    if (keep_from <= w->base) return;
+    size_t drop = (size_t)(keep_from - w->base);
+    if (drop > w->n) drop = w->n;
+    memmove(w->audio, w->audio + drop, (w->n - drop) * sizeof *w->audio);
+    w->n -= drop;
+    w->base += drop;
+    if (w->cap > 4 * (size_t)s->rate && w->n < w->cap / 4) {
+        size_t cap = w->n > (size_t)s->rate ? w->n : (size_t)s->rate;
+        int16_t *na = realloc(w->audio, cap * sizeof *na);
+        if (na) {
+            w->audio = na;
+            w->cap = cap;
+        }
+    }
+}
+
+static void win_utterance_begins(struct asr_session *s, uint64_t start_ms) {
+    struct win *w = s->win;
+    w->utt_start = ms_to_samples(s, start_ms);
+    w->utt_id++;
+    w->last_window_end = w->utt_start;
+}
+
+/* A job over the buffered audio [from, to) (stream positions, clipped to
+ * what the buffer holds). */
+static struct pool_job *win_job(struct asr_session *s, uint64_t from, uint64_t to, int final, pool_done_fn done) {
+    struct win *w = s->win;
+    if (from < w->base) from = w->base;
+    if (to > w->base + w->n) to = w->base + w->n;
+    if (to < from) to = from;
+    struct pool_job *j = pool_job_create(w->audio + (from - w->base), (size_t)(to - from), s->rate, s->cfg.hint,
+                                         s->cfg.hint_len);
+    if (!j) return NULL;
+    j->done = done;
+    j->arg = s;
+    j->final = final;
+    j->offset_ms = from * 1000 / s->rate;
+    j->tag = w->utt_id;
+    return j;
+}
+
+/* One block: the words, then their texts; each word's text points into it. */
+static struct engine_word *words_copy(const struct engine_word *src, size_t n) {
+    size_t bytes = n * sizeof *src;
+    for (size_t i = 0; i < n; i++) bytes += src[i].len;
+    struct engine_word *w = malloc(bytes ? bytes : 1);
+    if (!w) return NULL;
+    char *t = (char *)(w + n);
+    for (size_t i = 0; i < n; i++) {
+        w[i] = src[i];
+        memcpy(t, src[i].text, src[i].len);
+        w[i].text = t;
+        t += src[i].len;
+    }
+    return w;
+}
+
+static void on_window_done(struct pool_job *job, int status, const struct engine_result *res) {
+    struct asr_session *s = job->arg;
+    struct win *w = s->win;
+    w->window_out = 0;
+    for (unsigned i = 0; i < s->ring_len; i++) {
+        struct answer *a = ring_at(s, i);
+        if (a->kind != ANS_PARTIAL || a->parts_left == 0) continue;
+        a->parts_left = 0;
+        a->t_submit_ns = job->t_start_ns;
+        a->t_done_ns = job->t_done_ns;
+        size_t first = 0;
+        if (status != 0) {
+            mark_failed(a, status);
+            break;
+        }
+        if (agree_feed(&w->agree, res->words, res->n_words, &first) != 0) {
+            a->failed = 1; /* no memory: not an engine error */
+            a->err = ASR_ENOMEM;
+            break;
+        }
+        struct buf t;
+        buf_init(&t, SESS_UTT_TEXT_MAX);
+        for (size_t k = first; k < w->agree.n_committed; k++) {
+            if (t.len) buf_append(&t, " ", 1);
+            buf_append(&t, w->agree.committed[k].text, w->agree.committed[k].len);
+        }
+        a->text = t.data; /* adopts the buffer (NULL when empty) */
+        a->text_len = t.len;
+        buf_reset(&w->tentative);
+        for (size_t k = 0; k < w->agree.n_prev; k++) {
+            if (w->tentative.len) buf_append(&w->tentative, " ", 1);
+            buf_append(&w->tentative, w->agree.prev[k].text, w->agree.prev[k].len);
+        }
+        break;
+    }
+    flush(s);
+}
+
+static void on_win_final_done(struct pool_job *job, int status, const struct engine_result *res) {
+    struct asr_session *s = job->arg;
+    agree_reset(&s->win->agree); /* the utterance is over */
+    buf_reset(&s->win->tentative);
+    for (unsigned i = 0; i < s->ring_len; i++) {
+        struct answer *a = ring_at(s, i);
+        if (a->kind != ANS_FINAL || a->has_text) continue;
+        a->has_text = 1;
+        if (status == 0 && res->len) {
+            a->text = malloc(res->len);
+            a->words = res->n_words ? words_copy(res->words, res->n_words) : NULL;
+            if (a->text) {
+                memcpy(a->text, res->text, res->len);
+                a->text_len = res->len;
+            }
+            if (!a->text || (res->n_words && !a->words)) {
+                a->failed = 1; /* the text is lost: say so rather than send it empty */
+                a->err = ASR_ENOMEM;
+            } else {
+                a->n_words = res->n_words;
+            }
+        } else if (status != 0) {
+            mark_failed(a, status);
+        }
+        break;
+    }
+    flush(s);
+}
+
+/* The final of the utterance f closes: one job over all of it. */
+static void win_request_final(struct asr_session *s, struct answer *f) {
+    struct win *w = s->win;
+    metrics.engine_requests++;
+    uint64_t pad = ms_to_samples(s, WIN_PAD_MS);
+    uint64_t from = ms_to_samples(s, f->a), to = ms_to_samples(s, f->b) + pad;
+    struct pool_job *j = win_job(s, from > pad ? from - pad : 0, to, 1, on_win_final_done);
+    int rc = j ? pool_submit(s->cfg.pool, &w->pc, s->cfg.final_class, j) : ASR_ENOMEM;
+    if (rc != 0) {
+        pool_job_free(j);
+        f->has_text = 1;
+        mark_failed(f, rc); /* ASR_EAGAIN: the pool is full (REST answers 503) */
+    }
+    w->first_new_ns = 0;
+}
+
+/* After a chunk: a window of the open utterance if enough new audio came
+ * since the last one. p is the chunk's partial: it waits for the window, or
+ * says server_busy when the window cannot be served in time. */
+static void win_maybe_window(struct asr_session *s, struct answer *p, uint64_t now_ns) {
+    struct win *w = s->win;
+    if (!s->cfg.window_ms || !vad_in_utterance(s->vad)) return;
+    uint64_t end = w->base + w->n;
+    if (end < w->last_window_end + ms_to_samples(s, s->cfg.window_ms)) return;
+    w->last_window_end = end;
+    p->windowed = 1;
+    p->t_buffer_ns = w->first_new_ns ? w->first_new_ns : now_ns;
+    w->first_new_ns = 0;
+    if (w->window_out) { /* the last window is still out: this one is late already */
+        p->server_busy = 1;
+        metrics.windows_skipped++;
+        return;
+    }
+    uint64_t pad = ms_to_samples(s, WIN_PAD_MS);
+    uint64_t from = w->utt_start > pad ? w->utt_start - pad : 0;
+    if (s->cfg.window_overlap_ms && w->agree.n_committed) {
+        uint64_t c = ms_to_samples(s, w->agree.commit_end_ms), ov = ms_to_samples(s, s->cfg.window_overlap_ms);
+        if (c > ov && c - ov > from) from = c - ov;
+    }
+    struct pool_job *j = win_job(s, from, end, 0, on_window_done);
+    int rc = j ? pool_submit(s->cfg.pool, &w->pc, POOL_WINDOW, j) : ASR_ENOMEM;
+    if (rc != 0) {
+        pool_job_free(j);
+        p->server_busy = 1;
+        metrics.windows_skipped++;
+        return;
+    }
+    metrics.engine_requests++;
+    w->window_out = 1;
+    p->parts_left = 1;
 }
 
 int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,
@@ -587,15 +915,34 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
         samples = copy;
     }
     size_t n = len / 2;
+    /* At the engine's rate from here on (the VAD, the engine, positions). */
+    if (s->rs) {
+        const int16_t *x;
+        size_t nx;
+        if (audio_resampler_process(s->rs, samples, n, &x, &nx) != 0) {
+            free(copy);
+            refuse(s, ASR_E_INTERNAL, seq, 0);
+            flush(s);
+            return ASR_E_INTERNAL;
+        }
+        samples = x;
+        n = nx;
+    }
+    if (s->win && win_append(s, samples, n) != 0) {
+        free(copy);
+        refuse(s, ASR_E_INTERNAL, seq, 0);
+        flush(s);
+        return ASR_E_INTERNAL;
+    }
     s->pending++;
     s->stats.bytes += len;
-    s->stats.audio_ms += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    s->stats.audio_ms += (uint64_t)len / 2 * 1000 / s->cfg.sample_rate;
     if (is_rest(s)) {
-        metrics.rest_audio_ms += (uint64_t)n * 1000 / s->cfg.sample_rate;
+        metrics.rest_audio_ms += (uint64_t)len / 2 * 1000 / s->cfg.sample_rate;
     } else {
         metrics.chunks_accepted++;
         metrics.bytes_in += len;
-        metrics.audio_ms_in += (uint64_t)n * 1000 / s->cfg.sample_rate;
+        metrics.audio_ms_in += (uint64_t)len / 2 * 1000 / s->cfg.sample_rate;
     }
 
     uint64_t c0 = vad_samples(s->vad);
@@ -603,11 +950,12 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     s->recent[s->n_recent % 8].seq = seq;
     s->recent[s->n_recent % 8].start = c0;
     s->n_recent++;
+    if (s->win && !s->win->first_new_ns) s->win->first_new_ns = now_ns;
     struct vad_event ev[32];
     size_t n_ev = 0, cap = sizeof ev / sizeof ev[0];
     /* The VAD reports at most two events per frame; feed in pieces small
      * enough that the event array never overflows. */
-    size_t frame = (size_t)s->cfg.sample_rate * s->cfg.vad.frame_ms / 1000;
+    size_t frame = (size_t)s->rate * s->cfg.vad.frame_ms / 1000;
     size_t piece = frame * (cap / 2 - 2);
 
     /* Order per chunk: its speech_started events, the partial, then its finals.
@@ -625,6 +973,7 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
             if (ev[i].type == VAD_SPEECH_START) {
                 queue_speech_started(s, seq, ev[i].offset_ms);
                 s->utt_start_ms = ev[i].offset_ms;
+                if (s->win) win_utterance_begins(s, ev[i].offset_ms);
             } else if (n_finals < SESS_MAX_FINALS_PER_CHUNK) {
                 uint64_t fseq = ev[i].speech_ms_total > speech0 ? seq : s->last_speech_seq;
                 size_t cut = (size_t)(ev[i].at_sample - c0);
@@ -675,25 +1024,42 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
         f->a = finals[i].start;
         f->b = finals[i].end;
     }
-    uint64_t base_ms = c0 * 1000 / s->cfg.sample_rate;
+    uint64_t base_ms = c0 * 1000 / s->rate;
     p = ring_at(s, fin_base - 1);
     p->t_submit_ns = util_now_ns();
-    for (size_t i = 0; i < n_segs; i++) {
-        if (segs[i].from == (size_t)-1) {
-            metrics.engine_requests++;
-            int rc = engine_finalize(s->eng, on_finalize_done, s);
-            if (rc != 0) {
-                struct answer *f = ring_at(s, fin_base + segs[i].to);
-                f->has_text = 1;
-                mark_failed(f, rc);
+    if (s->win) {
+        /* windowed: each utterance end is one job for its final; then
+         * perhaps a window of the utterance still open */
+        for (size_t i = 0; i < n_finals; i++) win_request_final(s, ring_at(s, fin_base + i));
+        win_maybe_window(s, p, now_ns);
+    } else {
+        for (size_t i = 0; i < n_segs; i++) {
+            if (segs[i].from == (size_t)-1) {
+                metrics.engine_requests++;
+                int rc = engine_finalize(s->eng, on_finalize_done, s);
+                if (rc != 0) {
+                    struct answer *f = ring_at(s, fin_base + segs[i].to);
+                    f->has_text = 1;
+                    mark_failed(f, rc);
+                }
+                continue;
             }
-            continue;
+            submit_part(s, p, samples + segs[i].from, segs[i].to - segs[i].from, segs[i].speech_ms,
+                        base_ms + segs[i].from * 1000 / s->rate);
         }
-        submit_part(s, p, samples + segs[i].from, segs[i].to - segs[i].from, segs[i].speech_ms,
-                    base_ms + segs[i].from * 1000 / s->cfg.sample_rate);
     }
     free(copy);
     if (p->parts_left == 0) p->t_done_ns = util_now_ns();
+    /* An utterance longer than max_utterance_ms ends here, with a final. */
+    if (s->cfg.max_utterance_ms && vad_in_utterance(s->vad) &&
+        vad_offset_ms(s->vad) - s->utt_start_ms >= s->cfg.max_utterance_ms) {
+        struct vad_event end;
+        if (vad_end_utterance(s->vad, &end)) {
+            metrics.utterances_cut++;
+            queue_final(s, s->last_speech_seq, s->utt_start_ms, end.offset_ms);
+        }
+    }
+    if (s->win) win_trim(s);
     flush(s);
     return 0;
 }
@@ -709,6 +1075,7 @@ void sess_invalid_message(struct asr_session *s, const char *why) {
 
 int sess_finalize(struct asr_session *s) {
     if (s->state != SESS_ACTIVE && s->state != SESS_CLOSING) return ASR_EINVAL;
+
     struct vad_event ev;
     if (vad_end_utterance(s->vad, &ev))
         queue_final(s, s->last_speech_seq, s->utt_start_ms, ev.offset_ms);

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "base/util.h"
+#include "core/engine.h"
+#include "core/pool.h"
 #include "core/vad.h"
 
 enum sess_state { SESS_CREATED, SESS_ACTIVE, SESS_CLOSING, SESS_CLOSED };
@@ -28,7 +30,19 @@ enum sess_state { SESS_CREATED, SESS_ACTIVE, SESS_CLOSING, SESS_CLOSED };
 enum sess_kind { SESS_KIND_STREAM, SESS_KIND_REST };
 
 struct sess_cfg {
-    unsigned sample_rate;          /* Hz */
+    unsigned sample_rate;          /* Hz of the client's audio (chunk sizes and rates count it) */
+    unsigned engine_rate;          /* Hz the VAD and the engine run at; chunks at another rate are
+                                      resampled (0 = sample_rate). vad.sample_rate is set from it. */
+    struct pool *pool;             /* borrowed: a WINDOWED engine's inference pool; NULL = the
+                                      loaded STREAMING engine, per chunk */
+    enum pool_class final_class;   /* windowed: the class of finals (POOL_FINAL, or POOL_REST) */
+    unsigned window_ms;            /* windowed: new utterance audio that makes a partial window;
+                                      0 = no partial windows (finals only) */
+    unsigned window_overlap_ms;    /* windowed: 0 = every window starts at the utterance start; else
+                                      at the committed words' end minus this */
+    unsigned max_utterance_ms;     /* an utterance this long ends with a final (0 = no limit) */
+    const char *hint;              /* text hint for the engine (copied); NULL = none */
+    size_t   hint_len;
     size_t   max_chunk_bytes;      /* CHUNK_TOO_LARGE above */
     size_t   rate_bytes_per_sec;   /* token bucket refill; holds 2 s */
     int      max_pending_chunks;   /* chunks waiting for the engine */
@@ -39,8 +53,34 @@ struct sess_cfg {
     enum sess_kind kind;           /* SESS_KIND_STREAM (0) unless set */
 };
 
-/* Timing of one chunk, for `partial.latency_ms`. */
-struct sess_latency { double queue_ms, inference_ms, total_ms; };
+/* Timing of one chunk, for `partial.latency_ms` (docs/API.md "partial").
+ * buffer_ms: windowed engines, how long the window's oldest new audio
+ * waited for the window (0 otherwise). */
+struct sess_latency { double buffer_ms, queue_ms, inference_ms, total_ms; };
+
+/* A partial, borrowed for the on_partial call. */
+struct sess_partial {
+    uint64_t    seq;
+    const char *text;              /* per-chunk engines: this chunk's words; windowed: words newly
+                                      committed (append-only) */
+    size_t      len;
+    const char *tentative;         /* windowed: the current uncommitted tail; NULL otherwise */
+    size_t      tentative_len;
+    int         is_speech;
+    int         server_busy;       /* windowed: this chunk's window was skipped (load) */
+    struct sess_latency lat;
+};
+
+/* A final, borrowed for the on_final call. words is NULL (n_words 0) when
+ * the engine gives no word times. */
+struct sess_final {
+    uint64_t    seq;
+    const char *text;
+    size_t      len;
+    uint64_t    start_ms, end_ms;
+    const struct engine_word *words;
+    size_t      n_words;
+};
 
 /* Where answers go. Every callback is optional except on_error/on_partial/
  * on_final. text pointers are borrowed for the call.
@@ -55,10 +95,8 @@ struct sess_latency { double queue_ms, inference_ms, total_ms; };
  * caller's input. */
 struct sess_sink {
     void (*on_speech_started)(void *ctx, uint64_t seq, uint64_t offset_ms);
-    void (*on_partial)(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
-                       const struct sess_latency *lat);
-    void (*on_final)(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
-                     uint64_t end_ms);
+    void (*on_partial)(void *ctx, const struct sess_partial *p);
+    void (*on_final)(void *ctx, const struct sess_final *f);
     void (*on_error)(void *ctx, int err, int has_seq, uint64_t seq, const char *msg);
     void (*on_done)(void *ctx);          /* CLOSING and nothing left to answer */
     void (*on_pending_low)(void *ctx);   /* pending chunks fell below the limit */
@@ -81,9 +119,15 @@ struct sess_stats {
     uint64_t bytes;            /* PCM bytes accepted */
     uint64_t chunks;           /* chunks received */
     uint64_t partials, finals, errors;
+    uint64_t skipped_windows;  /* windowed: windows skipped under load (server_busy) */
 };
 
 struct asr_session;
+
+/* The rate a session runs its VAD and engine at for a client's rate: the
+ * engine's own when it declares one (engine_rate), else the client's when
+ * the VAD takes it, else 16 kHz. */
+unsigned sess_rate_for(unsigned client_rate, unsigned engine_rate);
 
 /* Creates a session with a fresh random id. Returns NULL if the VAD or engine
  * session cannot be created (bad cfg, no memory). */
@@ -128,6 +172,8 @@ int sess_drain(struct asr_session *s);
 
 /* Chunks accepted and not yet answered. */
 int sess_pending(const struct asr_session *s);
+/* 1 when nothing is owed: every answer (partials and finals) went out. */
+int sess_idle(const struct asr_session *s);
 
 /* Utterance ends one chunk can report; more (only possible with huge chunks
  * and tiny endpointing) are merged into the next utterance. */

@@ -1,23 +1,65 @@
-/* The mock engine (docs/internals/engine.md): deterministic fake words for speech, with a
- * simulated constant latency and a simulated error rate. Cheap enough to carry
- * thousands of streams, so every unit and integration test can run on it.
- * docs/internals/engine.md ("The mock engine") is the user-level description.
+/* The mock engines (docs/internals/engine.md): deterministic fake words for
+ * speech, with a simulated latency and a simulated error rate. Cheap enough
+ * to carry thousands of streams, so every unit and integration test can run
+ * on them. docs/internals/engine.md ("The mock engine") is the user-level
+ * description.
  *
- * Settings (struct config): mock_latency_ms, mock_words_per_chunk (words per
- * 100 ms of speech), mock_error_rate (0..1), mock_seed, mock_load_fail (a
- * test aid). Loaded per worker
- * process: there are no weights to share, only a timer on the worker's loop. */
+ *   - "mock" is a STREAMING engine: words per chunk, answers from a timer on
+ *     the worker's loop. Loaded per worker process: there are no weights to
+ *     share.
+ *   - "mock-windowed" is a WINDOWED engine: it decodes windows on the
+ *     inference pool's threads like a real recognizer, taking
+ *     ASR_MOCK_LATENCY_MS plus ASR_MOCK_RTF times the window's length of a
+ *     thread's time. Its words are a function of the audio and its position
+ *     only, so growing windows of one utterance agree on their prefix (what
+ *     stable partials need), unless ASR_MOCK_UNSTABLE_TAIL makes the last
+ *     word of every partial window a wrong one, as real engines' tails are.
+ *
+ * Settings: the table below (ASR_MOCK_*), shared by both; ASR_MOCK_LOAD_FAIL
+ * is a test aid for the master's start-up rules. */
 #include "core/engine.h"
 
 #include <assert.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/config.h"
 #include "base/err.h"
+
+struct mock_settings {
+    int    latency_ms;              /* ASR_MOCK_LATENCY_MS */
+    int    words_per_chunk;         /* ASR_MOCK_WORDS_PER_CHUNK: per 100 ms of speech */
+    double error_rate;              /* ASR_MOCK_ERROR_RATE, 0..1 */
+    long   seed;                    /* ASR_MOCK_SEED */
+    double rtf;                     /* ASR_MOCK_RTF: windowed: thread time per second of audio */
+    int    unstable_tail;           /* ASR_MOCK_UNSTABLE_TAIL: windowed partials end in a wrong word */
+    char   load_fail[8];            /* ASR_MOCK_LOAD_FAIL: no | error | crash (a test aid for start-up) */
+};
+
+#define M(field) CONFIG_FIELD(struct mock_settings, field)
+static const struct config_opt mock_opts[] = {
+    {"ASR_MOCK_LATENCY_MS", CONFIG_INT, M(latency_ms), "50", 0, 60000, NULL, 0,
+     "mock engines: simulated latency of every request, ms"},
+    {"ASR_MOCK_WORDS_PER_CHUNK", CONFIG_INT, M(words_per_chunk), "2", 0, 100, NULL, 0,
+     "mock engines: fake words per 100 ms of speech"},
+    {"ASR_MOCK_ERROR_RATE", CONFIG_DOUBLE, M(error_rate), "0", 0, 1, NULL, 0,
+     "mock engines: probability that a request fails with MODEL_ERROR"},
+    {"ASR_MOCK_SEED", CONFIG_LONG, M(seed), "1", 0, 9007199254740991.0, NULL, 0,
+     "mock engines: seed of their deterministic word and error choices"},
+    {"ASR_MOCK_RTF", CONFIG_DOUBLE, M(rtf), "0", 0, 10, NULL, 0,
+     "mock-windowed: a decode takes this many seconds of a pool thread per second of audio (plus the latency)"},
+    {"ASR_MOCK_UNSTABLE_TAIL", CONFIG_INT, M(unstable_tail), "0", 0, 1, NULL, 0,
+     "mock-windowed: 1 = the last word of every partial window is wrong (as real engines' tails are)"},
+    {"ASR_MOCK_LOAD_FAIL", CONFIG_CHOICE, M(load_fail), "no", 0, 0, "no|error|crash", 0,
+     "mock engines, test aid: error = loading fails (start-up stops, exit 2); crash = the worker dies while loading"},
+};
+#undef M
+#define MOCK_NOPTS (sizeof mock_opts / sizeof mock_opts[0])
 
 #define MOCK_UTTERANCE_MAX 4096  /* bytes of utterance text kept per session */
 #define MOCK_UTTERANCE_MIN 256   /* first allocation of a session's text, bytes */
@@ -295,24 +337,27 @@ static void mock_on_timer_close(uv_handle_t *handle) {
     mock.timer_closing = false;
 }
 
+static int mock_settings_ok(const struct mock_settings *c) {
+    return c && c->latency_ms >= 0 && c->words_per_chunk >= 0 && c->error_rate >= 0.0 && c->error_rate <= 1.0 &&
+           c->rtf >= 0.0;
+}
+
 static int mock_load(const struct engine_cfg *cfg) {
-    if (!cfg || !cfg->loop || !cfg->config || mock.loaded) return ASR_EINVAL;
+    if (!cfg || !cfg->loop || mock.loaded) return ASR_EINVAL;
     if (mock.timer_closing) return ASR_EAGAIN;
-    const struct config *c = cfg->config;
-    if (c->mock_latency_ms < 0 || c->mock_words_per_chunk < 0 ||
-        !(c->mock_error_rate >= 0.0 && c->mock_error_rate <= 1.0))
-        return ASR_EINVAL;
+    const struct mock_settings *c = cfg->settings;
+    if (!mock_settings_ok(c)) return ASR_EINVAL;
     /* Test aid (ASR_MOCK_LOAD_FAIL): a load that fails, or a process killed
      * while loading (SIGKILL, as the OOM killer would: no core, no report),
      * for the master's start-up rules (docs/internals/workers.md). */
-    if (strcmp(c->mock_load_fail, "error") == 0) return ASR_EINVAL;
-    if (strcmp(c->mock_load_fail, "crash") == 0) raise(SIGKILL);
+    if (strcmp(c->load_fail, "error") == 0) return ASR_EINVAL;
+    if (strcmp(c->load_fail, "crash") == 0) raise(SIGKILL);
     if (uv_timer_init(cfg->loop, &mock.timer) != 0) return ASR_EIO;
     mock.loop = cfg->loop;
-    mock.latency_ms = (uint64_t)c->mock_latency_ms;
-    mock.words_per_chunk = (uint64_t)c->mock_words_per_chunk;
-    mock.error_rate = c->mock_error_rate;
-    mock.seed = (uint64_t)c->mock_seed;
+    mock.latency_ms = (uint64_t)c->latency_ms;
+    mock.words_per_chunk = (uint64_t)c->words_per_chunk;
+    mock.error_rate = c->error_rate;
+    mock.seed = (uint64_t)c->seed;
     mock.serial = 0;
     mock.head = mock.tail = mock.free_reqs = NULL;
     mock.slabs = NULL;
@@ -377,6 +422,9 @@ const struct engine_ops engine_mock = {
     .name = "mock",
     .abi = ENGINE_ABI,
     .caps = ENGINE_CAP_STREAMING,
+    .settings = mock_opts,
+    .n_settings = MOCK_NOPTS,
+    .settings_size = sizeof(struct mock_settings),
     .session_size = sizeof(struct mock_session),
     .load = mock_load,
     .unload = mock_unload,
@@ -384,4 +432,94 @@ const struct engine_ops engine_mock = {
     .submit = mock_submit,
     .finalize = mock_finalize,
     .session_cleanup = mock_session_cleanup,
+};
+
+/* ---- mock-windowed: decode() on the inference pool -------------------------- */
+
+/* The settings every instance reads (copied at load, immutable afterwards,
+ * so pool threads read them without a lock). */
+static struct mock_settings mockw;
+
+static int mockw_load(const struct engine_cfg *cfg) {
+    if (!cfg || !mock_settings_ok(cfg->settings)) return ASR_EINVAL;
+    const struct mock_settings *c = cfg->settings;
+    if (strcmp(c->load_fail, "error") == 0) return ASR_EINVAL;
+    if (strcmp(c->load_fail, "crash") == 0) raise(SIGKILL);
+    mockw = *(const struct mock_settings *)cfg->settings;
+    return 0;
+}
+
+/* An instance holds nothing: the words are a function of the window. It
+ * still is one allocation per pool thread, as a real decoder would be. */
+static void *mockw_instance_create(const void *settings) { return malloc(1); }
+static void mockw_instance_destroy(void *instance) { free(instance); }
+
+static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t st = a * UINT64_C(0x9e3779b97f4a7c15) ^ b * UINT64_C(0xc2b2ae3d27d4eb4f) ^ c;
+    return mock_rand(&st);
+}
+
+/* Spends ms of this thread's time the way a decoder does: computing. A
+ * sleep would let two pool threads share one core and hide the cost. */
+static _Atomic uint64_t mockw_sink; /* keeps the busy work from being optimized away */
+
+static void mockw_spend(double ms) {
+    if (ms <= 0) return;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    uint64_t x = 0;
+    do {
+        for (int i = 0; i < 1000; i++) x = x * 6364136223846793005u + (uint64_t)i;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    } while ((double)(t.tv_sec - t0.tv_sec) * 1e3 + (double)(t.tv_nsec - t0.tv_nsec) / 1e6 < ms);
+    mockw_sink += x;
+}
+
+/* 1 when samples [from, to) are louder than -40 dBFS (RMS): speech, for the mock. */
+static int mockw_loud(const int16_t *pcm, size_t from, size_t to) {
+    if (to <= from) return 0;
+    double e = 0;
+    for (size_t i = from; i < to; i++) e += (double)pcm[i] * pcm[i];
+    return sqrt(e / (double)(to - from)) >= 327.0;
+}
+
+/* ASR_MOCK_WORDS_PER_CHUNK words per loud 100 ms block, each drawn from
+ * (seed, the block's position in the session's audio, its place in the
+ * block): the same audio at the same place always gives the same words. */
+static int mockw_decode(void *instance, const struct engine_window *w, struct engine_output *out) {
+    double audio_ms = (double)w->n * 1000.0 / w->sample_rate;
+    mockw_spend(mockw.latency_ms + mockw.rtf * audio_ms);
+    uint64_t st = mix3((uint64_t)mockw.seed, w->offset_ms, w->n);
+    if (mock_rand_unit(&st) < mockw.error_rate) return ASR_E_MODEL_ERROR;
+    size_t block = w->sample_rate / 10, wpc = (size_t)mockw.words_per_chunk;
+    size_t last = SIZE_MAX; /* the last loud block: its last word is the tail */
+    for (size_t b = 0; b * block < w->n; b++)
+        if (mockw_loud(w->pcm, b * block, b * block + block < w->n ? b * block + block : w->n)) last = b;
+    for (size_t b = 0; last != SIZE_MAX && b <= last; b++) {
+        if (!mockw_loud(w->pcm, b * block, b * block + block < w->n ? b * block + block : w->n)) continue;
+        for (size_t k = 0; k < wpc; k++) {
+            uint64_t pos = w->offset_ms + b * 100;
+            uint64_t h = mix3((uint64_t)mockw.seed, pos, k);
+            if (!w->final && mockw.unstable_tail && b == last && k == wpc - 1)
+                h = mix3((uint64_t)mockw.seed ^ 0x5a5a, pos + w->n, k); /* a tail that changes with the window */
+            const char *word = mock_vocab[h % MOCK_VOCAB_N];
+            uint64_t start = b * 100 + k * 100 / wpc, end = b * 100 + (k + 1) * 100 / wpc;
+            if (engine_output_word(out, word, strlen(word), start, end, 0.9f) != 0) return ASR_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+const struct engine_ops engine_mock_windowed = {
+    .name = "mock-windowed",
+    .abi = ENGINE_ABI,
+    .caps = ENGINE_CAP_WINDOWED | ENGINE_CAP_WORD_TIMES | ENGINE_CAP_CONFIDENCE,
+    .sample_rate = 16000,
+    .settings = mock_opts,
+    .n_settings = MOCK_NOPTS,
+    .settings_size = sizeof(struct mock_settings),
+    .load = mockw_load,
+    .instance_create = mockw_instance_create,
+    .instance_destroy = mockw_instance_destroy,
+    .decode = mockw_decode,
 };

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "base/config.h"
 #include "core/engine.h"
 
 /* The table named name, or NULL when no engine of that name is built in. */
@@ -15,6 +16,16 @@ const struct engine_ops *engines_find(const char *name);
 const char *engines_names(void);
 /* The built-in tables; *n gets their count. Static storage. */
 const struct engine_ops *const *engines_all(size_t *n);
+/* The settings of ops (its own ASR_* table) read through get (getenv at
+ * start-up; tests pass their own): a heap struct of ops->settings_size bytes
+ * (the caller frees it; a zeroed byte when the engine has none), or NULL
+ * with "ASR_X: <why>" in err. */
+void *engines_settings_load(const struct engine_ops *ops, const char *(*get)(const char *name), char *err,
+                            size_t errlen);
+/* The names of every built-in engine's settings, one config_names table
+ * per engine that has settings (for the unknown-variable check), into
+ * out[0..max). Returns how many it wrote. Static storage. */
+size_t engines_setting_names(struct config_names *out, size_t max);
 /* 1 when name is an engine this source tree knows but this build left out
  * (its library was missing at build time). */
 int engines_missing(const char *name);

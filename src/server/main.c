@@ -6,22 +6,45 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include "base/config.h"
 #include "base/log.h"
 #include "engines/registry.h"
 #include "server/master.h"
-#include "store/store.h"
 #include "server/worker.h"
+#include "store/store.h"
+
+static const char *env_get(const char *name) { return getenv(name); }
+
+/* --help: the server's settings, then each built-in engine's own. */
+static void print_help(void) {
+    config_print_help(stdout);
+    size_t n;
+    const struct engine_ops *const *all = engines_all(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]->n_settings) continue;
+        printf("\nsettings of engine %s (ASR_ENGINE=%s):\n", all[i]->name, all[i]->name);
+        /* two engines may share one table (the mock ones): print it once */
+        int seen = 0;
+        for (size_t k = 0; k < i; k++) seen |= all[k]->settings == all[i]->settings;
+        if (seen) printf("  (the same as above)\n");
+        else config_opts_help(stdout, all[i]->settings, all[i]->n_settings);
+    }
+}
 
 extern char **environ;
 
 /* Every ASR_* variable must be a setting: a typo such as ASR_API_KEY would
  * otherwise leave the server open without a word. The known names come
- * from every settings table (today base/config.c's own). */
+ * from every settings table: the server's and each built-in engine's (an
+ * engine's setting is no typo when another engine is selected). */
 static int check_unknown(void) {
-    const struct config_names tables[] = {config_own_names()};
+    struct config_names tables[16];
+    tables[0] = config_own_names();
+    size_t nt = 1 + engines_setting_names(tables + 1, sizeof tables / sizeof tables[0] - 1);
     char err[2048];
-    if (config_check_unknown(environ, tables, sizeof tables / sizeof tables[0], err, sizeof err) == 0) return 0;
+    if (config_check_unknown(environ, tables, nt, err, sizeof err) == 0) return 0;
     for (char *line = err, *nl; line && *line; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
         fprintf(stderr, "asrd: %.*s\n", (int)(nl ? nl - line : (long)strlen(line)), line);
@@ -69,7 +92,7 @@ static int check_choices(const struct config *cfg) {
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            config_print_help(stdout);
+            print_help();
             return 0;
         }
         if (strcmp(argv[i], "--version") == 0) {
@@ -88,13 +111,20 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (check_choices(&cfg) != 0) return 2;
+    const struct engine_ops *ops = engines_find(cfg.engine);
+    void *engine_settings = engines_settings_load(ops, env_get, err, sizeof err);
+    if (!engine_settings) {
+        fprintf(stderr, "asrd: invalid configuration: %s\n", err);
+        return 2;
+    }
+    cfg.engine_settings = engine_settings; /* process lifetime */
     if (sodium_init() < 0) {
         fprintf(stderr, "asrd: libsodium failed to initialize\n");
         return 1;
     }
     log_setup(cfg.log_level, cfg.log_format, "master");
     char dump[4096];
-    config_dump_json(&cfg, dump, sizeof dump);
+    config_dump_json(&cfg, ops->settings, ops->n_settings, dump, sizeof dump);
     struct log_line *l = log_begin(LOG_INFO, "configuration");
     if (l) {
         log_str(l, "version", ASRD_VERSION);

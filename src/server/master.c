@@ -100,6 +100,16 @@ static void log_worker(enum log_level lv, const char *msg, int i, pid_t pid, con
     log_end(l);
 }
 
+/* The inference threads of slot i: ASR_INFERENCE_THREADS (0 = one per
+ * core) for the whole instance, shared out so that N workers x M threads
+ * match it (never cores squared decoders); each worker gets at least one. */
+static unsigned master_threads_of(const struct config *cfg, int i) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned total = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+    unsigned n = total / (unsigned)nslots_ + ((unsigned)i < total % (unsigned)nslots_ ? 1u : 0u);
+    return n ? n : 1;
+}
+
 /* Forks the worker of slot i. ready_wr: write end of a pipe the worker
  * writes one byte to once it listens, then closes; ready_rd: its read end,
  * closed in the child. Returns the pid or -1. */
@@ -122,6 +132,7 @@ static pid_t spawn(const struct config *cfg, int i, int gen, int ready_rd, int r
     size_t pl = strnlen(cfg->worker_id, sizeof wcfg.worker_id - sizeof idx);
     memcpy(wcfg.worker_id, cfg->worker_id, pl);
     memcpy(wcfg.worker_id + pl, idx, strlen(idx) + 1);
+    wcfg.inference_threads = (int)master_threads_of(cfg, i);
     for (int k = 0; k < nslots_; k++) {
         if (k != i) close(slots_[k].fd);
         if (slots_[k].ready_rd >= 0) close(slots_[k].ready_rd);

@@ -230,8 +230,24 @@ void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt) {
             }
 }
 
+static void pool_figures(struct worker *w) {
+    if (!w->pool) return;
+    const struct pool_stats *p = pool_stats(w->pool);
+    metrics.pool_threads = p->threads;
+    metrics.pool_busy = p->busy;
+    metrics.pool_queued = p->queued;
+    metrics.pool_queued_finals = p->queued_class[POOL_FINAL];
+    metrics.pool_queue_max = p->queue_max;
+    metrics.pool_completed = p->completed;
+    metrics.pool_failed = p->failed;
+    metrics.pool_refused = p->refused;
+    metrics.pool_audio_ms = p->audio_ms;
+    metrics.pool_busy_ms = p->busy_ms;
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
+    pool_figures(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
@@ -353,7 +369,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.on_closed = on_conn_closed;
     w->conns.ctx = w;
     w->api_env = (struct api_env){.loop = loop, .cfg = cfg};
-    struct engine_cfg ecfg = {.loop = loop, .config = cfg};
+    struct engine_cfg ecfg = {.loop = loop, .settings = cfg->engine_settings};
     const struct engine_ops *ops = engines_find(cfg->engine);
     if (!ops) {
         fprintf(stderr, "asrd: ASR_ENGINE: unknown engine \"%s\", allowed %s\n", cfg->engine, engines_names());
@@ -363,6 +379,19 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
         fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" failed to load (its settings or files; see above)\n",
                 cfg->engine);
         return 2;
+    }
+    w->api_env.engine = ops;
+    if (ops->caps & ENGINE_CAP_WINDOWED) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+        struct pool_cfg pc = {.threads = threads, .queue_max = (unsigned)cfg->inference_queue_max};
+        int rc = pool_create(loop, ops, cfg->engine_settings, &pc, &w->pool);
+        if (rc != 0) {
+            fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" could not start %u inference threads: %s\n", cfg->engine,
+                    threads, asr_strerror(rc));
+            return 2;
+        }
+        w->api_env.pool = w->pool;
     }
     if (api_create(&w->api_env, &w->api) != 0) {
         fprintf(stderr, "asrd: ASR_REDIS_URL: cannot use \"%s\" (redis://[:password@]host:port[/db] or unix:///path)\n",
@@ -427,6 +456,8 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     for (struct conn *c = w->conns.conns; c; c = c->next) conn_close(c);
     uv_run(w->loop, UV_RUN_NOWAIT);
     api_close(w->api);
+    pool_destroy(w->pool); /* every session is gone: no client left in it */
+    w->pool = NULL;
     engine_unload();
     uv_walk(w->loop, close_walk, NULL);
     uv_run(w->loop, UV_RUN_DEFAULT);

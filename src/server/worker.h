@@ -40,6 +40,7 @@ struct worker {
     struct api  *api;                /* owned: the API context (api_create), freed at exit */
     struct http_server http;         /* routes and request limits */
     struct http_route routes[WORKER_ROUTES];
+    struct pool *pool;               /* owned: a windowed engine's inference pool, or NULL */
     uv_tcp_t     listener;
     uv_prepare_t prep;               /* flush writes before polling */
     uv_check_t   check;              /* flush writes after callbacks */

@@ -58,6 +58,8 @@ void fuzz_net_init(void) {
     if (config_load_from(&base_cfg_, fuzz_env, err, sizeof err) != 0) {
         fuzz_fail("config: %s", err);
     }
+    base_cfg_.engine_settings = engines_settings_load(engines_find(base_cfg_.engine), fuzz_env, err, sizeof err);
+    if (!base_cfg_.engine_settings) fuzz_fail("engine settings: %s", err);
     fuzz_cfg = base_cfg_;
     log_setup(fuzz_cfg.log_level, fuzz_cfg.log_format, fuzz_cfg.worker_id);
     loop_ = uv_default_loop();
@@ -228,20 +230,28 @@ void fuzz_client_close(struct fuzz_client *fc) {
     }
 }
 
+static char fuzz_err_rate_[32];
+static const char *fuzz_engine_env(const char *name) {
+    if (strcmp(name, "ASR_MOCK_ERROR_RATE") == 0) return fuzz_err_rate_;
+    return fuzz_env(name);
+}
+
 void fuzz_net_engine_error_rate(double rate) {
     static double loaded_rate = 0;
     if (rate == loaded_rate) return;
     engine_unload();
     for (unsigned i = 0; i < 1000 && loop_busy(); i++) step(NULL, 0);
     uv_run(loop_, UV_RUN_NOWAIT);
-    struct config c = fuzz_cfg;
-    c.mock_error_rate = rate;
-    static struct config engine_cfg_; /* the engine may keep the pointer */
-    engine_cfg_ = c;
-    struct engine_cfg ec = {.loop = loop_, .config = &engine_cfg_};
-    if (engine_load(engines_find(engine_cfg_.engine), &ec) != 0) {
-        fuzz_fail("cannot reload engine %s", engine_cfg_.engine);
-    }
+    snprintf(fuzz_err_rate_, sizeof fuzz_err_rate_, "%.17g", rate);
+    char err[256];
+    static void *settings; /* the engine keeps the pointer while loaded */
+    const struct engine_ops *ops = engines_find(fuzz_cfg.engine);
+    void *st = engines_settings_load(ops, fuzz_engine_env, err, sizeof err);
+    if (!st) fuzz_fail("engine settings: %s", err);
+    struct engine_cfg ec = {.loop = loop_, .settings = st};
+    if (engine_load(ops, &ec) != 0) fuzz_fail("cannot reload engine %s", fuzz_cfg.engine);
+    free(settings);
+    settings = st;
     loaded_rate = rate;
 }
 

@@ -86,10 +86,29 @@ def test_unknown_engine_exits_2():
     assert_nothing_left(rt)
 
 
+def pocketsphinx_built():
+    rc, out, err = run_bin(["--help"])
+    return "settings of engine pocketsphinx" in out
+
+
 def test_engine_not_built_in_exits_2():
+    if pocketsphinx_built():
+        pytest.skip("this binary has pocketsphinx built in (its library was installed at build time)")
     rc, err, took, rt = run_instance({"ASR_ENGINE": "pocketsphinx"})
     assert rc == 2, (rc, err[-500:])
     assert "ASR_ENGINE" in err and "not built into this binary" in err, err[-500:]
+
+
+def test_engine_whose_load_fails_exits_2():
+    """An engine that cannot load (a model path that does not exist) stops
+    start-up with exit 2 and says which setting and file."""
+    if not pocketsphinx_built():
+        pytest.skip("pocketsphinx is not built into this binary")
+    rc, err, took, rt = run_instance({"ASR_ENGINE": "pocketsphinx", "ASR_PS_LM": "/nonexistent/en-us.lm.bin"})
+    assert rc == 2, (rc, err[-500:])
+    assert "ASR_PS_LM" in err and "/nonexistent/en-us.lm.bin" in err, err[-500:]
+    assert took < 20
+    assert_nothing_left(rt)
 
 
 @pytest.mark.parametrize("name,hint", [

@@ -11,7 +11,7 @@ import asrd_harness as h
 from asrd_harness import WS, arun
 
 
-@pytest.mark.parametrize("query", ["?sample_rate=44100", "?sample_rate=abc", "?sample_rate=",
+@pytest.mark.parametrize("query", ["?sample_rate=7999", "?sample_rate=96001", "?sample_rate=abc", "?sample_rate=",
                                    "?sample_rate=0", "?encoding=mp3", "?encoding=pcm_f32le"])
 def test_bad_parameter_400(server, query):
     r = h.raw_upgrade(server.port, query)
@@ -35,6 +35,27 @@ def test_supported_rates(server, rate):
     assert s["limits"]["max_audio_rate_bytes_per_sec"] == 4 * rate, s   # 2x real time
     assert a[-1]["type"] == "partial" and a[-1]["sequence"] == 1
     assert after[-1]["type"] == "final" and after[-1]["end_ms"] == 100, after
+    assert code == 1000
+
+
+@pytest.mark.parametrize("rate", [11025, 22050, 44100, 96000])
+def test_other_rates_are_resampled(server, rate):
+    """Rates the VAD does not take (44.1 kHz is what browsers capture) are
+    resampled to 16 kHz: a second of silence ends about a second in (the
+    resampler holds back its filter delay, up to ~60 ms at 96 kHz)."""
+    async def go():
+        w, s = await WS.open_session(server.stream_url, "?sample_rate=%d" % rate)
+        for _ in range(10):
+            await w.send_bytes(b"\0" * (rate // 10 * 2))
+        a = await w.answers(10)
+        after = await w.stop()
+        return s, a, after, w.close_code
+
+    s, a, after, code = arun(go())
+    assert s["sample_rate"] == rate, s
+    assert s["limits"]["max_audio_rate_bytes_per_sec"] == 4 * rate, s
+    assert [x["sequence"] for x in a if x["type"] == "partial"] == list(range(1, 11))
+    assert after[-1]["type"] == "final" and 900 <= after[-1]["end_ms"] <= 1000, after
     assert code == 1000
 
 

@@ -2,6 +2,8 @@
 
 #include "base/config.h"
 #include "base/err.h"
+#include "base/util.h"
+#include "engines/registry.h"
 
 static const char *vars[32][2];
 static int n_vars;
@@ -19,8 +21,6 @@ TEST(config_defaults) {
     ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
     ASSERT_STR_EQ(c.host, "0.0.0.0");
     ASSERT_EQ_INT(c.port, 8000);
-    ASSERT_EQ_INT(c.mock_latency_ms, 50);
-    ASSERT_EQ_INT(c.mock_words_per_chunk, 2);
     ASSERT_EQ_INT(c.endpointing_ms, 300);
     ASSERT_EQ_INT(c.max_chunk_bytes, 65536);
     ASSERT_EQ_INT(c.idle_timeout_s, 300);
@@ -28,6 +28,16 @@ TEST(config_defaults) {
     ASSERT_EQ_INT(config_max_message_bytes(&c), 88000);
     ASSERT_EQ_INT(config_audio_rate(&c, 16000), 64000);
     ASSERT_EQ_INT(config_audio_rate(&c, 48000), 192000);
+    /* the mock engine's own settings, from its table */
+    const struct engine_ops *mock = engines_find("mock");
+    void *st = engines_settings_load(mock, get, err, sizeof err);
+    ASSERT(st != NULL);
+    c.engine_settings = st;
+    char out[4096];
+    config_dump_json(&c, mock->settings, mock->n_settings, out, sizeof out);
+    ASSERT(strstr(out, "\"ASR_MOCK_LATENCY_MS\":50") != NULL);
+    ASSERT(strstr(out, "\"ASR_MOCK_WORDS_PER_CHUNK\":2") != NULL);
+    free(st);
 }
 
 TEST(config_overrides) {
@@ -40,7 +50,14 @@ TEST(config_overrides) {
     set("ASR_LOG_FORMAT", "logfmt");
     ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
     ASSERT_EQ_INT(c.port, 9001);
-    ASSERT_NEAR(c.mock_error_rate, 0.25, 1e-9);
+    const struct engine_ops *mock = engines_find("mock");
+    void *st = engines_settings_load(mock, get, err, sizeof err);
+    ASSERT(st != NULL);
+    c.engine_settings = st;
+    char out[4096];
+    config_dump_json(&c, mock->settings, mock->n_settings, out, sizeof out);
+    ASSERT(strstr(out, "\"ASR_MOCK_ERROR_RATE\":0.25") != NULL);
+    free(st);
     ASSERT_EQ_INT(c.vad_frame_ms, 10);
     ASSERT_STR_EQ(c.log_format, "logfmt");
 }
@@ -50,7 +67,10 @@ static void expect_bad(const char *k, const char *v) {
     char err[256] = "";
     n_vars = 0;
     set(k, v);
-    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), ASR_EINVAL);
+    if (strncmp(k, "ASR_MOCK_", 9) == 0) /* the mock engine's own table */
+        ASSERT(engines_settings_load(engines_find("mock"), get, err, sizeof err) == NULL);
+    else
+        ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), ASR_EINVAL);
     if (!strstr(err, k)) TEST_FAIL_("error for %s=%s does not name it: %s", k, v, err);
     if (!strstr(err, "allowed")) TEST_FAIL_("error for %s=%s gives no range: %s", k, v, err);
 }
@@ -77,19 +97,19 @@ TEST(config_dump_masks_secrets) {
     n_vars = 0;
     set("ASR_API_KEYS", "supersecret,other");
     ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
-    config_dump_json(&c, out, sizeof out);
+    config_dump_json(&c, NULL, 0, out, sizeof out);
     ASSERT(strstr(out, "supersecret") == NULL);
     ASSERT(strstr(out, "\"ASR_API_KEYS\":\"****\"") != NULL);
     ASSERT(strstr(out, "\"ASR_PORT\":8000") != NULL);
     n_vars = 0;
     set("ASR_REDIS_URL", "redis://:pw@h:1");
     ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
-    config_dump_json(&c, out, sizeof out);
+    config_dump_json(&c, NULL, 0, out, sizeof out);
     ASSERT(strstr(out, "\"ASR_REDIS_URL\":\"****\"") != NULL);
     n_vars = 0;
     set("ASR_REDIS_URL", "memory");   /* holds no password: shown */
     ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
-    config_dump_json(&c, out, sizeof out);
+    config_dump_json(&c, NULL, 0, out, sizeof out);
     ASSERT(strstr(out, "\"ASR_REDIS_URL\":\"memory\"") != NULL);
 }
 
@@ -98,6 +118,8 @@ TEST(config_help_lists_every_setting) {
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     config_print_help(f);
+    const struct engine_ops *mock = engines_find("mock");
+    config_opts_help(f, mock->settings, mock->n_settings); /* main's --help adds each engine's table */
     fclose(f);
     const char *must[] = {"ASR_HOST", "ASR_PORT", "ASR_MOCK_LATENCY_MS", "ASR_MOCK_WORDS_PER_CHUNK",
                           "ASR_MOCK_ERROR_RATE", "ASR_MOCK_SEED", "ASR_VAD_FRAME_MS", "ASR_VAD_MODE",
@@ -111,8 +133,11 @@ TEST(config_help_lists_every_setting) {
 TEST(config_unknown_variables_are_named_with_the_closest_setting) {
     const struct config_names own = config_own_names();
     char err[512];
+    struct config_names all[8] = {own};
+    size_t n_all = 1 + engines_setting_names(all + 1, 7); /* the engines' own settings count */
     char *ok_env[] = {"PATH=/bin", "ASR_PORT=1", "ASR_API_KEYS=k", "ASRD_BIN=x", "ASR_MOCK_SEED=3", NULL};
-    ASSERT_EQ_INT(config_check_unknown(ok_env, &own, 1, err, sizeof err), 0);
+    ASSERT_EQ_INT(config_check_unknown(ok_env, all, n_all, err, sizeof err), 0);
+    ASSERT_EQ_INT(config_check_unknown(ok_env, &own, 1, err, sizeof err), ASR_EINVAL); /* a mock setting */
     char *bad_env[] = {"ASR_PORT=1", "ASR_API_KEY=secret", "ASR_ZZZ_UNHEARD_OF=1", "ASR_BARE", NULL};
     ASSERT_EQ_INT(config_check_unknown(bad_env, &own, 1, err, sizeof err), ASR_EINVAL);
     ASSERT_STR_EQ(err, "ASR_API_KEY is not a setting; did you mean ASR_API_KEYS?\n"

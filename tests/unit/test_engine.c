@@ -9,6 +9,7 @@
 #include "base/config.h"
 #include "core/engine.h"
 #include "engines/registry.h"
+#include "mock_settings.h"
 #include "base/err.h"
 
 /* ---- harness: a loop, a mock config and a log of completions ---------- */
@@ -26,7 +27,7 @@ struct rec {
 static uv_loop_t loop;
 static uv_check_t iter_check;
 static unsigned loop_iter;              /* loop iterations seen by iter_check */
-static struct config cfg;
+static void *settings;                  /* the mock's, heap (mock_settings.h) */
 static struct rec *recs;                /* heap, REC_MAX entries */
 static int nrec;
 static int rec_cap;                     /* entries at recs */
@@ -36,16 +37,20 @@ static struct engine_session *watch_es; /* session whose count done() records */
 
 static void on_check(uv_check_t *h) { loop_iter++; }
 
+static int set_latency, set_wpc;
+static double set_error_rate;
+
 static void setup_cfg(int latency_ms, int wpc, double error_rate, long seed) {
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.mock_latency_ms = latency_ms;
-    cfg.mock_words_per_chunk = wpc;
-    cfg.mock_error_rate = error_rate;
-    cfg.mock_seed = seed;
+    free(settings);
+    set_latency = latency_ms;
+    set_wpc = wpc;
+    set_error_rate = error_rate;
+    settings = mock_settings(latency_ms, wpc, error_rate, seed);
+    ASSERT(settings != NULL);
 }
 
 static void load_mock(void) {
-    struct engine_cfg ec = {.loop = &loop, .config = &cfg};
+    struct engine_cfg ec = {.loop = &loop, .settings = settings};
     ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), 0);
     ASSERT(engine_current() == engines_find("mock"));
 }
@@ -79,13 +84,15 @@ static void teardown(void) {
     ASSERT_EQ_INT(uv_loop_close(&loop), 0);
     clear_recs();
     free(recs);
+    free(settings);
+    settings = NULL;
 }
 
 /* Reloads the mock with another seed (unload, close the timer, load). */
 static void reload(long seed) {
     engine_unload();
     uv_run(&loop, UV_RUN_NOWAIT);
-    cfg.mock_seed = seed;
+    setup_cfg(set_latency, set_wpc, set_error_rate, seed);
     load_mock();
 }
 
@@ -189,7 +196,7 @@ static void fake_cleanup(void *state) {
 }
 /* Completes the oldest live request; 0 when there was none. */
 static int fake_complete(int status) {
-    static const struct engine_result res = {"fake", 4};
+    static const struct engine_result res = {.text = "fake", .len = 4};
     for (int i = 0; i < fake_n; i++) {
         if (!fake_q[i].live) continue;
         fake_q[i].live = 0;
@@ -200,7 +207,7 @@ static int fake_complete(int status) {
 }
 
 static const struct engine_ops fake_ops = {
-    .name = "fake", .abi = ENGINE_ABI, .caps = 0, .session_size = 40,
+    .name = "fake", .abi = ENGINE_ABI, .caps = ENGINE_CAP_STREAMING, .session_size = 40,
     .load = fake_load, .unload = NULL, .session_init = fake_init,
     .submit = fake_submit, .finalize = fake_finalize, .session_cleanup = fake_cleanup,
 };
@@ -222,7 +229,7 @@ TEST(engine_load_unknown_refused) {
     uv_loop_t l;
     ASSERT_EQ_INT(uv_loop_init(&l), 0);
     setup_cfg(10, 2, 0, 1);
-    struct engine_cfg ec = {.loop = &l, .config = &cfg};
+    struct engine_cfg ec = {.loop = &l, .settings = settings};
     ASSERT_EQ_INT(engine_load(engines_find("nope"), &ec), ASR_EINVAL);
     ASSERT_EQ_INT(engine_load(NULL, &ec), ASR_EINVAL);
     ASSERT(engine_current() == NULL);
@@ -232,7 +239,7 @@ TEST(engine_load_unknown_refused) {
 TEST(engine_abi_mismatch_refused) {
     uv_loop_t l;
     ASSERT_EQ_INT(uv_loop_init(&l), 0);
-    struct engine_cfg ec = {.loop = &l, .config = &cfg};
+    struct engine_cfg ec = {.loop = &l, .settings = settings};
     struct engine_ops bad = fake_ops;
     bad.abi = ENGINE_ABI + 1;
     ASSERT_EQ_INT(engine_load(&bad, &ec), ASR_EINVAL);
@@ -253,15 +260,21 @@ TEST(engine_abi_mismatch_refused) {
 TEST(engine_mock_load_validates_config) {
     uv_loop_t l;
     ASSERT_EQ_INT(uv_loop_init(&l), 0);
-    struct engine_cfg ec = {.loop = &l, .config = &cfg};
-    setup_cfg(-1, 2, 0, 1);
-    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), ASR_EINVAL);
-    setup_cfg(10, -2, 0, 1);
-    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), ASR_EINVAL);
-    setup_cfg(10, 2, 1.5, 1);
-    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), ASR_EINVAL);
-    struct engine_cfg no_config = {.loop = &l, .config = NULL};
+    /* out of the table's ranges: refused when the settings are read */
+    ASSERT(mock_settings(-1, 2, 0, 1) == NULL);
+    ASSERT(mock_settings(10, -2, 0, 1) == NULL);
+    ASSERT(mock_settings(10, 2, 1.5, 1) == NULL);
+    struct engine_cfg no_config = {.loop = &l, .settings = NULL};
     ASSERT_EQ_INT(engine_load(engines_find("mock"), &no_config), ASR_EINVAL);
+    /* ASR_MOCK_LOAD_FAIL=error: the engine refuses to load (a start-up test aid) */
+    mock_env_extra_name = "ASR_MOCK_LOAD_FAIL";
+    mock_env_extra_value = "error";
+    void *st = mock_settings(10, 2, 0, 1);
+    mock_env_extra_name = NULL;
+    ASSERT(st != NULL);
+    struct engine_cfg failing = {.loop = &l, .settings = st};
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &failing), ASR_EINVAL);
+    free(st);
     ASSERT(engine_current() == NULL);
     ASSERT_EQ_INT(uv_loop_close(&l), 0);
 }
@@ -273,7 +286,7 @@ TEST(engine_wrapper_counts_and_passes_args) {
     recs = calloc(REC_MAX, sizeof(*recs));
     ASSERT(recs != NULL);
     rec_cap = REC_MAX;
-    struct engine_cfg ec = {.loop = &loop, .config = &cfg};
+    struct engine_cfg ec = {.loop = &loop, .settings = settings};
     ASSERT_EQ_INT(engine_load(&fake_ops, &ec), 0);
     struct engine_session *es = new_session();
     watch_es = es;
@@ -302,6 +315,8 @@ TEST(engine_wrapper_counts_and_passes_args) {
     ASSERT_EQ_INT(uv_loop_close(&loop), 0);
     clear_recs();
     free(recs);
+    free(settings);
+    settings = NULL;
 }
 
 TEST(engine_wrapper_checks_args) {
@@ -329,7 +344,7 @@ TEST(engine_wrapper_checks_args) {
 
 TEST(engine_wrapper_outstanding_bound) {
     ASSERT_EQ_INT(uv_loop_init(&loop), 0);
-    struct engine_cfg ec = {.loop = &loop, .config = &cfg};
+    struct engine_cfg ec = {.loop = &loop, .settings = settings};
     ASSERT_EQ_INT(engine_load(&fake_ops, &ec), 0);
     struct engine_session *es = new_session();
     for (int i = 0; i < ENGINE_MAX_OUTSTANDING; i++)

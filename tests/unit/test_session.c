@@ -9,11 +9,15 @@
 #include "base/metrics.h"
 #include "core/engine.h"
 #include "engines/registry.h"
+#include "mock_settings.h"
 #include "base/err.h"
 #include "core/session.h"
 
 #define MAXEV 2048
-struct ev { char kind; int err; int has_seq; uint64_t seq; char text[512]; uint64_t a, b; int speech; };
+struct ev {
+    char kind; int err; int has_seq; uint64_t seq; char text[512]; uint64_t a, b; int speech;
+    int busy, has_tentative; char tentative[256]; double buffer_ms; size_t n_words;
+};
 static struct ev evs[MAXEV];
 static int n_evs, done_calls, low_calls;
 
@@ -23,13 +27,15 @@ static struct ev *push(struct ev e) {
     return &evs[n_evs++];
 }
 static void on_ss(void *c, uint64_t seq, uint64_t off) { push((struct ev){.kind = 'S', .seq = seq, .a = off}); }
-static void on_p(void *c, uint64_t seq, const char *t, size_t n, int sp, const struct sess_latency *l) {
-    struct ev *e = push((struct ev){.kind = 'P', .seq = seq, .speech = sp});
-    snprintf(e->text, sizeof e->text, "%.*s", (int)n, t);
+static void on_p(void *c, const struct sess_partial *p) {
+    struct ev *e = push((struct ev){.kind = 'P', .seq = p->seq, .speech = p->is_speech, .busy = p->server_busy,
+                                    .has_tentative = p->tentative != NULL, .buffer_ms = p->lat.buffer_ms});
+    snprintf(e->text, sizeof e->text, "%.*s", (int)p->len, p->text);
+    if (p->tentative) snprintf(e->tentative, sizeof e->tentative, "%.*s", (int)p->tentative_len, p->tentative);
 }
-static void on_f(void *c, uint64_t seq, const char *t, size_t n, uint64_t s, uint64_t e_) {
-    struct ev *e = push((struct ev){.kind = 'F', .seq = seq, .a = s, .b = e_});
-    snprintf(e->text, sizeof e->text, "%.*s", (int)n, t);
+static void on_f(void *c, const struct sess_final *f) {
+    struct ev *e = push((struct ev){.kind = 'F', .seq = f->seq, .a = f->start_ms, .b = f->end_ms, .n_words = f->n_words});
+    snprintf(e->text, sizeof e->text, "%.*s", (int)f->len, f->text);
 }
 static void on_e(void *c, int err, int has_seq, uint64_t seq, const char *m) {
     push((struct ev){.kind = 'E', .err = err, .has_seq = has_seq, .seq = seq});
@@ -42,15 +48,13 @@ static void on_x(void *c, int status, int is_final, uint64_t seq, uint64_t a, ui
 }
 static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low, on_x};
 
-static struct config cfg;
+static void *settings; /* the mock's, heap; one per process (each test is its own process) */
 
 static void setup(int latency, double err_rate) {
-    memset(&cfg, 0, sizeof cfg);
-    cfg.mock_latency_ms = latency;
-    cfg.mock_words_per_chunk = 2;
-    cfg.mock_error_rate = err_rate;
-    cfg.mock_seed = 7;
-    struct engine_cfg ec = {.loop = uv_default_loop(), .config = &cfg};
+    free(settings);
+    settings = mock_settings(latency, 2, err_rate, 7);
+    ASSERT(settings != NULL);
+    struct engine_cfg ec = {.loop = uv_default_loop(), .settings = settings};
     ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), 0);
     n_evs = done_calls = low_calls = 0;
 }
@@ -521,4 +525,193 @@ TEST(session_engine_outstanding_counts_finalizes_after_the_partial) {
     ASSERT_EQ_INT(sess_engine_outstanding(s), 0);
     ASSERT_EQ_INT(sess_pending(s), 0);
     sess_destroy(s);
+}
+
+/* ---- windowed engines (mock-windowed on an inference pool) ---------------- */
+
+static struct pool *wpool;
+
+/* Loads mock-windowed (latency_ms per decode, unstable tails or not) and
+ * starts a pool of threads threads. */
+static void wsetup(int latency_ms, int unstable, unsigned threads, unsigned queue_max) {
+    free(settings);
+    mock_env_extra_name = "ASR_MOCK_UNSTABLE_TAIL";
+    mock_env_extra_value = unstable ? "1" : "0";
+    settings = mock_settings(latency_ms, 2, 0, 7);
+    mock_env_extra_name = NULL;
+    ASSERT(settings != NULL);
+    const struct engine_ops *ops = engines_find("mock-windowed");
+    struct engine_cfg ec = {.loop = uv_default_loop(), .settings = settings};
+    ASSERT_EQ_INT(engine_load(ops, &ec), 0);
+    struct pool_cfg pc = {.threads = threads, .queue_max = queue_max};
+    ASSERT_EQ_INT(pool_create(uv_default_loop(), ops, settings, &pc, &wpool), 0);
+    n_evs = done_calls = low_calls = 0;
+}
+
+static struct asr_session *wmk(unsigned rate, unsigned window_ms, unsigned max_utt_ms) {
+    struct sess_cfg sc = {.sample_rate = rate, .engine_rate = 16000, .pool = wpool, .final_class = POOL_FINAL,
+                          .window_ms = window_ms, .max_utterance_ms = max_utt_ms,
+                          .max_chunk_bytes = 1 << 20, .rate_bytes_per_sec = (size_t)1 << 30,
+                          .max_pending_chunks = 1000, .rate_abuse_threshold = 3,
+                          .vad = {.frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *s = sess_create(&sc);
+    ASSERT(s != NULL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+    sess_attach(s, &sink, NULL);
+    return s;
+}
+
+static void wrun(struct asr_session *s) {
+    for (int i = 0; i < 100000 && !sess_idle(s); i++) uv_run(uv_default_loop(), UV_RUN_ONCE);
+    ASSERT(sess_idle(s));
+}
+
+static void wteardown(struct asr_session *s) {
+    sess_destroy(s);
+    pool_destroy(wpool);
+    wpool = NULL;
+    engine_unload();
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+}
+
+static void wrun(struct asr_session *s);
+
+/* rate Hz: 0.5 s silence, speech_s of speech, 1.5 s silence, in 100 ms
+ * chunks. paced: each chunk waits until everything owed went out (a client
+ * in real time on an idle server); else all at once. */
+static void wfeed(struct asr_session *s, unsigned rate, double speech_s, int paced) {
+    size_t n = (size_t)((2.0 + speech_s) * rate), chunk = rate / 10;
+    int16_t *pcm = calloc(n, sizeof *pcm);
+    ASSERT(pcm != NULL);
+    synth_voiced(pcm + rate / 2, (size_t)(speech_s * rate), rate, 0.5);
+    for (size_t off = 0; off + chunk <= n; off += chunk)
+    {
+        ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)(pcm + off), chunk * 2, 0, 0, 0, util_now_ns()), 0);
+        if (paced) wrun(s);
+    }
+    free(pcm);
+}
+
+/* What the client sees: committed partial text concatenated, the final,
+ * tentative tails present, server_busy count. */
+struct wsum { char committed[4096], final[4096]; int finals, partials, busy, tentatives; size_t final_words; };
+
+static void wsummary(struct wsum *w) {
+    memset(w, 0, sizeof *w);
+    for (int i = 0; i < n_evs; i++) {
+        if (evs[i].kind == 'P') {
+            w->partials++;
+            w->busy += evs[i].busy;
+            w->tentatives += evs[i].has_tentative && evs[i].tentative[0];
+            if (evs[i].text[0]) {
+                size_t l = strlen(w->committed);
+                snprintf(w->committed + l, sizeof w->committed - l, "%s%s", l ? " " : "", evs[i].text);
+            }
+        } else if (evs[i].kind == 'F' && evs[i].text[0]) {
+            w->finals++;
+            w->final_words += evs[i].n_words;
+            size_t l = strlen(w->final);
+            snprintf(w->final + l, sizeof w->final - l, "%s%s", l ? " " : "", evs[i].text);
+        }
+    }
+}
+
+static int count_words(const char *t) {
+    int n = 0;
+    for (const char *p = t; *p; p++) n += (p == t || p[-1] == ' ') && *p != ' ';
+    return n;
+}
+
+/* Growing windows of one utterance agree: words are committed as they come,
+ * every chunk still gets one partial in order, and the final (a decode of
+ * the whole utterance) starts with everything committed. */
+TEST(session_windowed_commits_stable_words) {
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk(16000, 300, 0);
+    wfeed(s, 16000, 2.0, 1);
+    wrun(s);
+    struct wsum w;
+    wsummary(&w);
+    ASSERT_EQ_INT(w.partials, 40);
+    ASSERT_EQ_INT(w.finals, 1);
+    ASSERT_EQ_INT(w.busy, 0);
+    ASSERT(count_words(w.committed) >= 20);            /* most of ~40 words committed before the end */
+    ASSERT(strncmp(w.final, w.committed, strlen(w.committed)) == 0);
+    ASSERT_EQ_INT(w.final_words, (size_t)count_words(w.final)); /* words with times */
+    ASSERT(w.tentatives > 0);
+    for (int i = 1; i < n_evs; i++)                    /* in order */
+        if (evs[i].kind == 'P' && evs[i - 1].kind == 'P') ASSERT(evs[i].seq == evs[i - 1].seq + 1);
+    wteardown(s);
+}
+
+/* Every partial window ends in a wrong word (as real engines' tails do):
+ * LocalAgreement never commits one, so the committed text is still a
+ * prefix of the final. (Committing each window's words as they came would
+ * put the wrong tails in the text.) */
+TEST(session_windowed_unstable_tails_are_never_committed) {
+    wsetup(1, 1, 2, 16);
+    struct asr_session *s = wmk(16000, 300, 0);
+    wfeed(s, 16000, 2.0, 1);
+    wrun(s);
+    struct wsum w;
+    wsummary(&w);
+    ASSERT_EQ_INT(w.finals, 1);
+    ASSERT(count_words(w.committed) >= 10);
+    ASSERT(strncmp(w.final, w.committed, strlen(w.committed)) == 0);
+    wteardown(s);
+}
+
+/* One slow thread and audio faster than it decodes: windows that come due
+ * while one is out are skipped with server_busy, and the final still has
+ * every word (the same as without load). */
+TEST(session_windowed_overload_skips_windows_not_finals) {
+    wsetup(1, 0, 1, 16);
+    struct asr_session *s = wmk(16000, 200, 0);
+    wfeed(s, 16000, 2.0, 1);
+    wrun(s);
+    struct wsum quiet;
+    wsummary(&quiet);
+    wteardown(s);
+    ASSERT_EQ_INT(quiet.busy, 0);
+
+    wsetup(150, 0, 1, 16);
+    s = wmk(16000, 200, 0);
+    wfeed(s, 16000, 2.0, 0);                            /* all at once: far faster than 150 ms a window */
+    wrun(s);
+    struct wsum busy;
+    wsummary(&busy);
+    ASSERT(busy.busy > 0);
+    ASSERT_EQ_INT(busy.partials, 40);
+    ASSERT_STR_EQ(busy.final, quiet.final);
+    ASSERT(strncmp(busy.final, busy.committed, strlen(busy.committed)) == 0);
+    wteardown(s);
+}
+
+/* 44.1 kHz from the client, 16 kHz to the engine: the same utterance found. */
+TEST(session_windowed_resamples_to_the_engine_rate) {
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk(44100, 300, 0);
+    wfeed(s, 44100, 1.5, 1);
+    wrun(s);
+    struct wsum w;
+    wsummary(&w);
+    ASSERT_EQ_INT(w.partials, 35);
+    ASSERT_EQ_INT(w.finals, 1);
+    ASSERT(count_words(w.final) >= 20);
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'S') ASSERT(evs[i].a >= 450 && evs[i].a <= 560);
+    wteardown(s);
+}
+
+/* An utterance longer than max_utterance_ms is cut with a final. */
+TEST(session_long_utterance_is_cut) {
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk(16000, 0, 1000);
+    wfeed(s, 16000, 3.5, 0);
+    wrun(s);
+    struct wsum w;
+    wsummary(&w);
+    ASSERT(w.finals >= 3);
+    ASSERT_EQ_INT(w.committed[0], '\0');               /* window_ms 0: finals only */
+    wteardown(s);
 }

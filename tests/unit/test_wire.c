@@ -173,22 +173,41 @@ TEST(wire_encode_partial_exact_text) {
     buf_init(&b, 0);
     struct sess_latency lat = {.queue_ms = 1.5, .inference_ms = 20.0004, .total_ms = 21.5005};
     buf_puts(&b, "left over from the previous message");
-    wire_encode_partial(&b, 7, "hi \"you\"", 8, 1, &lat, 1700000000123ull);
+    struct sess_partial p = {.seq = 7, .text = "hi \"you\"", .len = 8, .is_speech = 1, .lat = lat};
+    wire_encode_partial(&b, &p, 1700000000123ull);
     ASSERT_STR_EQ(b.data, "{\"type\":\"partial\",\"sequence\":7,\"text\":\"hi \\\"you\\\"\",\"is_speech\":true,"
-                          "\"timestamp\":1700000000123,\"latency_ms\":{\"queue\":1.500,\"inference\":20.000,"
+                          "\"timestamp\":1700000000123,\"latency_ms\":{\"buffer\":0.000,\"queue\":1.500,\"inference\":20.000,"
                           "\"total\":21.501}}");
-    wire_encode_partial(&b, 8, "", 0, 0, &lat, 5);
+    p = (struct sess_partial){.seq = 8, .text = "", .len = 0, .is_speech = 0, .lat = lat};
+    wire_encode_partial(&b, &p, 5);
     ASSERT_STR_EQ(b.data, "{\"type\":\"partial\",\"sequence\":8,\"text\":\"\",\"is_speech\":false,\"timestamp\":5,"
-                          "\"latency_ms\":{\"queue\":1.500,\"inference\":20.000,\"total\":21.501}}");
+                          "\"latency_ms\":{\"buffer\":0.000,\"queue\":1.500,\"inference\":20.000,\"total\":21.501}}");
+    /* a windowed engine's partial: committed text, the tentative tail, a skipped window */
+    lat.buffer_ms = 900.25;
+    p = (struct sess_partial){.seq = 9, .text = "go", .len = 2, .tentative = "forward t", .tentative_len = 9,
+                              .is_speech = 1, .server_busy = 1, .lat = lat};
+    wire_encode_partial(&b, &p, 6);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"partial\",\"sequence\":9,\"text\":\"go\",\"tentative\":\"forward t\","
+                          "\"server_busy\":true,\"is_speech\":true,\"timestamp\":6,\"latency_ms\":{\"buffer\":900.250,"
+                          "\"queue\":1.500,\"inference\":20.000,\"total\":21.501}}");
     buf_cleanup(&b);
 }
 
 TEST(wire_encode_final_speech_started_error_exact_text) {
     struct buf b;
     buf_init(&b, 0);
-    wire_encode_final(&b, 12, "hello world", 11, 300, 1800, 99);
+    struct sess_final f = {.seq = 12, .text = "hello world", .len = 11, .start_ms = 300, .end_ms = 1800};
+    wire_encode_final(&b, &f, 99);
     ASSERT_STR_EQ(b.data, "{\"type\":\"final\",\"sequence\":12,\"text\":\"hello world\",\"start_ms\":300,"
                           "\"end_ms\":1800,\"timestamp\":99}");
+    struct engine_word w[2] = {{.text = "hello", .len = 5, .start_ms = 300, .end_ms = 900, .confidence = 0.5f},
+                               {.text = "world", .len = 5, .start_ms = 900, .end_ms = 1800, .confidence = -1}};
+    f.words = w;
+    f.n_words = 2;
+    wire_encode_final(&b, &f, 99);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"final\",\"sequence\":12,\"text\":\"hello world\",\"start_ms\":300,"
+                          "\"end_ms\":1800,\"timestamp\":99,\"words\":[{\"word\":\"hello\",\"start_ms\":300,"
+                          "\"end_ms\":900,\"confidence\":0.500},{\"word\":\"world\",\"start_ms\":900,\"end_ms\":1800}]}");
     wire_encode_speech_started(&b, 3, 200, 42);
     ASSERT_STR_EQ(b.data, "{\"type\":\"speech_started\",\"sequence\":3,\"offset_ms\":200,\"timestamp\":42}");
     wire_encode_error(&b, ASR_E_OUT_OF_ORDER, 1, 4, "expected 5");
