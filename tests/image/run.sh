@@ -19,7 +19,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/tests/image/containers.conf}
 
 [ "$(id -u)" -eq 0 ] || { echo "image-test: needs root (podman, debootstrap)" >&2; exit 1; }
 missing=""
-for p in podman runc debootstrap; do
+for p in podman runc debootstrap podman-compose golang-github-containernetworking-plugin-dnsname python3-yaml; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
