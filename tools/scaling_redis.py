@@ -19,6 +19,15 @@ runs it) and asrd on free loopback ports, pinned like docs/BENCHMARKS.md
   top level and inside scripts ("lua"), at steady state.
 Everything is bounded: the load tool runs ramp + duration + grace, and every
 process started here is killed at the end.
+
+    tools/scaling_redis.py --bench-scripts [--workers 1,10,100,250]
+
+instead measures the store's own Lua scripts (taken from src/store_redis.c)
+with redis-benchmark against a throwaway Redis, pipelined as asrd pipelines
+them: `update` on 10,000 live sessions (400-byte snapshot), `create` +
+`delete` without a global limit, and `create` with ASR_MAX_GLOBAL_SESSIONS
+set while W worker ids are registered (its cost grows with W). Reported:
+calls per second of one Redis core and Redis CPU per call.
 """
 import argparse
 import json
@@ -98,8 +107,104 @@ def children(pid):
     return out
 
 
+def lua_scripts():
+    """{name: full script text} exactly as store_redis.c sends them
+    (LUA_PRELUDE + body): the C string literals, concatenated."""
+    with open(os.path.join(REPO, "src", "store_redis.c")) as f:
+        src = f.read()
+
+    def literals(text):
+        out = []
+        for m in re.finditer(r'"((?:[^"\\]|\\.)*)"', text):
+            out.append(m.group(1).encode().decode("unicode_escape"))
+        return "".join(out)
+    pre = src[src.index("#define LUA_PRELUDE"):]
+    pre = pre[:pre.index("\n\n")]
+    prelude = literals(pre)
+    body = src[src.index("script_body[S__N] = {"):]
+    body = body[:body.index("\n};")]
+    out = {}
+    parts = re.split(r"\[S_([A-Z]+)\] =", body)
+    for name, text in zip(parts[1::2], parts[2::2]):
+        out[name.lower()] = prelude + literals(re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+    return out
+
+
+def bench(port, args, n, clients=50, pipeline=16, keyspace=10000):
+    """redis-benchmark of one command; (calls/s, Redis CPU us per call)."""
+    cpu0 = redis_cpu(port)
+    r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(n), "-P", str(pipeline),
+                        "-r", str(keyspace), "-q"] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=300)
+    cpu1 = redis_cpu(port)
+    m = re.findall(r"([0-9.]+) requests per second", r.stdout.replace("\r", "\n"))
+    return (float(m[-1]) if m else None), round((cpu1 - cpu0) / n * 1e6, 1)
+
+
+def bench_scripts(a):
+    tmp = tempfile.mkdtemp(prefix="asrd-scaling-")
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "yes", "--appendfsync", "everysec", "--dir", tmp,
+                              "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if cli(port, "PING").strip() == "PONG":
+                break
+            time.sleep(0.05)
+        sha = {}
+        for name, text in lua_scripts().items():
+            r = subprocess.run(["redis-cli", "-p", str(port), "-x", "SCRIPT", "LOAD"], input=text,
+                               capture_output=True, text=True, timeout=10)
+            sha[name] = r.stdout.strip()
+            assert re.fullmatch(r"[0-9a-f]{40}", sha[name]), (name, r.stdout, r.stderr)
+        blob = "x" * 400
+        ttl = 300000
+        res = {"command": " ".join(sys.argv), "redis": cli(port, "INFO", "server").split("redis_version:")[1].split()[0]}
+        cli(port, "SET", "asrd:worker:m-0:alive", "1", "PX", 600000)
+        mem0 = int(info(port, "memory")["used_memory"])
+        # 10,000 sessions owned by m-0, then updates on random ones
+        res["create_nolimit"] = bench(port, ["EVALSHA", sha["create"], 0, "asrd:", "m-0", "c__rand_int__", blob, ttl, 0],
+                                      a.n, keyspace=10 ** 9)
+        bench(port, ["EVALSHA", sha["create"], 0, "asrd:", "m-0", "__rand_int__", blob, ttl, 0], 40000)
+        res["live_sessions"] = int(cli(port, "ZCARD", "asrd:worker:m-0:sessions").strip())
+        res["used_memory_per_session"] = round((int(info(port, "memory")["used_memory"]) - mem0) /
+                                               res["live_sessions"])
+        one = cli(port, "EVALSHA", sha["update"], 0, "asrd:", "m-0", "000000000042", ttl, 1, 1, blob).strip()
+        assert one == "0", "update of a live session answered %r" % one
+        res["update_with_blob"] = bench(port, ["EVALSHA", sha["update"], 0, "asrd:", "m-0", "__rand_int__", ttl, 1, 1,
+                                               blob], a.n)
+        res["update_no_blob"] = bench(port, ["EVALSHA", sha["update"], 0, "asrd:", "m-0", "__rand_int__", ttl, 0, 0,
+                                             ""], a.n)
+        for w in [int(x) for x in a.workers.split(",")]:
+            # w live worker ids with 10 sessions each (what count_active walks)
+            for i in range(w):
+                wid = "b%d-0" % i
+                cli(port, "SET", "asrd:worker:%s:alive" % wid, "1", "PX", 600000)
+                cli(port, "SADD", "asrd:workers", wid)
+                cli(port, "ZADD", "asrd:worker:%s:sessions" % wid, *sum(([10 ** 13, "s%d_%d" % (i, k)]
+                                                                          for k in range(10)), []))
+            res["create_limit_%d_workers" % w] = bench(
+                port, ["EVALSHA", sha["create"], 0, "asrd:", "m-0", "L__rand_int__", blob, ttl, 10 ** 9], a.n // 4,
+                keyspace=10 ** 9)
+            cli(port, "EVAL", "for _, w in ipairs(redis.call('SMEMBERS', 'asrd:workers')) do "
+                "if string.sub(w, 1, 1) == 'b' then redis.call('SREM', 'asrd:workers', w) "
+                "redis.call('DEL', 'asrd:worker:' .. w .. ':alive', 'asrd:worker:' .. w .. ':sessions') end end", 0)
+        print(json.dumps(res, indent=2))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=2)
+    finally:
+        redis.kill()
+        redis.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--bench-scripts", action="store_true")
+    ap.add_argument("--workers", default="1,10,100,250")
+    ap.add_argument("-n", type=int, default=200000, help="--bench-scripts: calls per measurement")
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--ramp", type=int, default=5)
     ap.add_argument("--duration", type=int, default=20)
@@ -109,9 +214,11 @@ def main():
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-pin", action="store_true")
     a = ap.parse_args()
-    for exe in ("redis-server", "redis-cli"):
+    for exe in ("redis-server", "redis-cli", "redis-benchmark"):
         if not shutil.which(exe):
             sys.exit("scaling_redis: %s is not installed" % exe)
+    if a.bench_scripts:
+        return bench_scripts(a)
     pin_s = [] if a.no_pin else ["taskset", "-c", "0"]
     pin_c = [] if a.no_pin else ["taskset", "-c", "1"]
     tmp = tempfile.mkdtemp(prefix="asrd-scaling-")
@@ -219,6 +326,7 @@ def main():
             "zset_bytes_per_session": round(zset / live, 1) if live else None,
             "blob_bytes_sample": blob,
             "monitor_per_s": mon,
+            "asrd_warnings": open(os.path.join(tmp, "asrd.log"), errors="replace").read().splitlines()[-8:],
         }
         text = json.dumps(res, indent=2)
         print(text)
