@@ -6,8 +6,7 @@
 #                       `podman stop` draining an open utterance (tests/image)
 #   make image-base     only the base image (FORCE=1 rebuilds it)
 #   IMAGE=asrd:1.0 make image;  NO_CACHE=1 make image (cold build)
-# Not part of `make test`: about 2.5 minutes cold (base 70 s, build 55 s,
-# tests 20 s), a few seconds of build when cached (deploy/README.md).
+# Not part of `make test` (deploy/README.md "Containers" has the measured times).
 IMAGE ?= localhost/asrd:dev
 
 .PHONY: image image-base image-test
