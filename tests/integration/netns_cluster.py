@@ -18,7 +18,9 @@ N is the first free /24 (claimed by adding its route), so runs of several
 engineers on one machine do not collide; `sweep_stale()` removes what a
 killed run left behind.
 
-Needs root and `ip netns` (iproute2); `unavailable()` says why not.
+Needs root and `ip netns` (iproute2); `unavailable()` says why not. asrd
+runs here without ASRD_WRAPPER (make valgrind): these tests are about hosts
+and links, and valgrind's slowdown would only stretch their timings.
 Every command is bounded in time; `Cluster.destroy()` kills every process in
 every namespace (kill -9), deletes the namespaces, the veth and the routes,
 and is safe to call twice or after a failed build.
