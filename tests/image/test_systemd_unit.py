@@ -13,7 +13,6 @@ default: 4 of 8 stops cut sessions without a final; deploy/README.md
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 

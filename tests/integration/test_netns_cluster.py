@@ -34,8 +34,8 @@ import websockets
 
 import asrd_harness as h
 import netns_cluster as nc
-from asrd_harness import WS, arun, of_type
-from test_balancer import (BOUNDS_TOL_MS, HEARTBEAT_S, PACE_S, Client, Conn, bounds, check_like_control,
+from asrd_harness import arun, of_type
+from test_balancer import (BOUNDS_TOL_MS, HEARTBEAT_S, Client, Conn, bounds, check_like_control,
                            check_session, control_run, final_keys, finals_of, session_chunks, total_ms)
 
 REASON = nc.unavailable()
