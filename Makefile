@@ -1,11 +1,16 @@
 # asrd build. One entry point:
 #   make            release build (build/release/asrd) and tools
-#   make run        install missing Debian packages, build, start on defaults
-#   make test       install, build, unit + integration, then again under ASan+UBSan,
-#                   then every fuzz target for 10 s (mk/fuzz.mk)
+#   make run        install what running needs (Debian packages), build, start on defaults
+#   make test       install what testing needs, build with gcc and clang, lint,
+#                   unit + integration, both again under ASan+UBSan, then every
+#                   fuzz target for 10 s (mk/fuzz.mk)
 #   make fuzz | valgrind    longer fuzzing (FUZZ_SECONDS=N); the integration suite under memcheck
-#   make unit | integration | asan-test
+#   make unit | integration | asan-test | lint | clang-check
 #   SANITIZER=address,undefined make ...   (any -fsanitize= list; build dir follows)
+#
+# src/ is layered by folder (docs/internals/architecture.md): base < core, net,
+# store < engines < api < server. scripts/check-layers.sh fails the build on
+# an include that points up a layer.
 CC        ?= cc
 PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -23,39 +28,64 @@ else
   OPT     := -O2
   LDSAN   :=
 endif
-CFLAGS    := $(CFLAGS_BASE) $(OPT) $(EXTRA_CFLAGS)
-LDFLAGS   := $(LDSAN) $(EXTRA_LDFLAGS)
 
-LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*.c))
+# Engines are optional parts of the build (mk/engines.mk): each one whose
+# library is present adds its source, flags and a registry define.
+ENGINE_OPTIONAL :=
+ENGINE_SRC      :=
+ENGINE_CFLAGS   :=
+ENGINE_LIBS     :=
+-include mk/engines.mk
+
+CFLAGS    := $(CFLAGS_BASE) $(ENGINE_CFLAGS) $(OPT) $(EXTRA_CFLAGS)
+LDFLAGS   := $(LDSAN) $(EXTRA_LDFLAGS)
+LIBS      := $(PKG_LIBS) $(ENGINE_LIBS)
+
+SRC_DIRS  := base core net store engines api server
+LIB_SRC   := $(filter-out src/server/main.c $(ENGINE_OPTIONAL:%=src/engines/%.c),\
+               $(foreach d,$(SRC_DIRS),$(wildcard src/$(d)/*.c))) $(ENGINE_SRC)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TOOL_SRC  := $(wildcard tools/*.c)
-TOOL_BIN  := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
+LOAD_SRC  := $(wildcard tools/asrd-load/*.c)
+LOAD_OBJ  := $(LOAD_SRC:tools/asrd-load/%.c=$(BUILD)/obj/tools/asrd-load/%.o)
+LOADSTAT_OBJ := $(BUILD)/obj/tools/asrd-load/loadstat.o
 
-.PHONY: all deps run test unit integration asan-test clean
-all: $(BUILD)/asrd $(UNIT_BIN) $(TOOL_BIN)
+.PHONY: all deps deps-test run test unit integration asan-test clang-check lint clean
+all: $(BUILD)/asrd $(UNIT_BIN) $(BUILD)/asrd-load
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh run
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c $< -o $@
+deps-test:
+	@scripts/deps.sh test
+
+# -MMD: each object records the headers it read; the .d files are included
+# below, so a header change rebuilds exactly what uses it.
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/tools/asrd-load/%.o: tools/asrd-load/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools/asrd-load -MMD -MP -c $< -o $@
 
 $(BUILD)/libasrd.a: $(LIB_OBJ)
+	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/asrd: src/main.c $(BUILD)/libasrd.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libasrd.a $(LDFLAGS) $(PKG_LIBS) -o $@
+$(BUILD)/asrd: $(BUILD)/obj/server/main.o $(BUILD)/libasrd.a
+	$(CC) $(CFLAGS) $^ $(LDFLAGS) $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libasrd.a | $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests/unit $< $(BUILD)/libasrd.a $(LDFLAGS) $(PKG_LIBS) -o $@
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libasrd.a $(LOADSTAT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -Itools/asrd-load -MMD -MP $< $(if $(filter test_loadstat,$*),$(LOADSTAT_OBJ)) \
+	    $(BUILD)/libasrd.a $(LDFLAGS) $(LIBS) -o $@
 
-$(BUILD)/%: tools/%.c $(BUILD)/libasrd.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libasrd.a $(LDFLAGS) $(PKG_LIBS) -o $@
+$(BUILD)/asrd-load: $(LOAD_OBJ) $(BUILD)/libasrd.a
+	$(CC) $(CFLAGS) $^ $(LDFLAGS) $(LIBS) -o $@
 
-$(BUILD)/obj $(BUILD)/tests:
-	mkdir -p $@
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -70,8 +100,19 @@ integration: all
 asan-test:
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined BUILD=build/asan unit integration
 
-test: deps
+# The same sources with clang and -Werror (gcc is the default compiler).
+clang-check:
+	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang all
+
+# Layers (scripts/check-layers.sh), banned calls and unchecked allocations (scripts/lint.py).
+lint:
+	@scripts/check-layers.sh
+	@/usr/bin/python3 scripts/lint.py
+
+test: deps-test
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory clang-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory asan-test
@@ -82,4 +123,11 @@ clean:
 	rm -rf build
 
 # Optional parts (fuzzing, valgrind, ...) each in their own file.
--include $(wildcard mk/*.mk)
+-include $(filter-out mk/engines.mk,$(wildcard mk/*.mk))
+
+# clang-format (.clang-format) over FILES, by default the C files changed
+# since the last commit (make format FILES=src/core/session.c).
+FILES ?= $(shell git diff --name-only --diff-filter=AM HEAD -- '*.c' '*.h' 2>/dev/null)
+.PHONY: format
+format:
+	@[ -z "$(FILES)" ] || clang-format -i $(FILES)

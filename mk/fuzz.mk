@@ -5,14 +5,14 @@
 #   make fuzz-ci               the same, 10 s per target
 #   make fuzz-build            build only
 #   make fuzz FUZZ_TARGETS="http ws" FUZZ_SECONDS=600    a subset
-# The fuzz build compiles src/*.c itself with clang and the sanitizers (not
+# The fuzz build compiles src/*/*.c itself with clang and the sanitizers (not
 # the gcc-built libasrd.a), so the server code is instrumented for coverage.
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
-FUZZ_CFLAGS  := -std=gnu11 -g -O1 -DASRD_VERSION=\"0.1.0\" $(FUZZ_SAN) -Isrc $(PKG_CFLAGS)
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -DASRD_VERSION=\"0.1.0\" $(FUZZ_SAN) -Isrc $(PKG_CFLAGS) $(ENGINE_CFLAGS)
 # src/ gets the project's warnings without -Werror (clang warns about things
 # gcc does not, and a fuzz build should not stop on them); the harnesses
 # are built with -Werror.
@@ -35,10 +35,11 @@ fuzz: fuzz-build
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
-$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC_WARN) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(FUZZ_BUILD)/obj/fuzzh_%.o: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(wildcard src/*.h) | $(FUZZ_BUILD)/obj
+$(FUZZ_BUILD)/obj/fuzzh_%.o: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(wildcard src/*/*.h) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WARN) -Itests/fuzz -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_BUILD)/libasrd-fuzz.a: $(FUZZ_LIB_OBJ) $(FUZZ_HELPER_OBJ)
@@ -47,7 +48,7 @@ $(FUZZ_BUILD)/libasrd-fuzz.a: $(FUZZ_LIB_OBJ) $(FUZZ_HELPER_OBJ)
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_BUILD)/libasrd-fuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WARN) -Itests/fuzz -fsanitize=fuzzer $< \
-	    $(FUZZ_BUILD)/libasrd-fuzz.a $(PKG_LIBS) -o $@
+	    $(FUZZ_BUILD)/libasrd-fuzz.a $(LIBS) -o $@
 
 $(FUZZ_BUILD)/obj:
 	mkdir -p $@

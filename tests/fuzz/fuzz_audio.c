@@ -1,4 +1,4 @@
-/* fuzz_audio: audio_decode() (src/audio.h): Content-Type parsing, sniffing,
+/* fuzz_audio: audio_decode() (src/core/audio.h): Content-Type parsing, sniffing,
  * libsndfile over memory (WAV/RF64, FLAC, Ogg Vorbis/Opus, MP3), raw PCM
  * (audio/pcm, audio/L16, channels), mixing to mono and soxr resampling;
  * plus audio_resample().
@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audio.h"
+#include "core/audio.h"
 #include "common.h"
-#include "err.h"
+#include "base/err.h"
 
 static const char *const TYPES[] = {
     NULL,

@@ -29,9 +29,9 @@
 #include <string.h>
 
 #include "common.h"
-#include "err.h"
-#include "stream_msg.h"
-#include "util.h"
+#include "base/err.h"
+#include "api/stream_msg.h"
+#include "base/util.h"
 
 static void fail(const char *what, const uint8_t *s, size_t n) {
     fuzz_fail("fuzz_base64: %s (input %zu bytes: \"%.*s\")", what, n, (int)(n < 200 ? n : 200), s);

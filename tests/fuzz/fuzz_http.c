@@ -1,5 +1,5 @@
 /* fuzz_http: raw client bytes on a fresh connection of the real server
- * (src/http.c on http-parser, the routing table, REST handlers, the
+ * (src/net/http.c on http-parser, the routing table, REST handlers, the
  * upgrade checks of api_stream.c, keep-alive and pipelining, limits, drain).
  *
  * Input: one flags byte, then the bytes the client sends.
@@ -33,12 +33,12 @@
 #include <http_parser.h>
 #include <jansson.h>
 
-#include "api.h"
+#include "api/api.h"
 #include "common.h"
-#include "conn.h"
-#include "http.h"
+#include "net/conn.h"
+#include "net/http.h"
 #include "net.h"
-#include "worker.h"
+#include "server/worker.h"
 
 /* ---- the response oracle ------------------------------------------------ */
 
@@ -178,12 +178,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         off += n;
         if ((flags & 0x20) && !drained) {
             /* What worker.c's start_drain does to HTTP connections. */
-            struct worker *w = worker_get();
+            struct worker *w = fuzz_net_worker();
             drained = 1;
-            w->draining = 1;
-            for (struct conn *c = w->conns, *nx; c; c = nx) {
+            w->api.draining = 1;
+            for (struct conn *c = w->conns.conns, *nx; c; c = nx) {
                 nx = c->next;
-                if (c->kind == CONN_HTTP && !c->closing) http_conn_drain(c);
+                if (c->kind == CONN_HTTP && !conn_closing(c)) http_conn_drain(c);
             }
         }
     } while (off < size && !fc.eof);

@@ -1,4 +1,4 @@
-/* fuzz_query: http_query() (src/http.h), the query-string lookup and
+/* fuzz_query: http_query() (src/net/http.h), the query-string lookup and
  * percent-decoding behind sample_rate, encoding, session_id and api_key,
  * and the two consumers of its output that take client text: the API key
  * check (api_check_key, with keys configured) and util_parse_u64 as the
@@ -20,13 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "config.h"
+#include "api/api.h"
+#include "base/config.h"
 #include "common.h"
-#include "err.h"
-#include "http.h"
-#include "util.h"
-#include "worker.h"
+#include "base/err.h"
+#include "net/http.h"
+#include "base/util.h"
+#include "api/api.h"
 
 static struct config cfg_;
 
@@ -77,7 +77,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_common_init();
         char err[256];
         if (config_load_from(&cfg_, fuzz_env, err, sizeof err) != 0) abort();
-        worker_get()->cfg = &cfg_;
         init = 1;
     }
     if (size < 1) return 0;
@@ -128,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         free(out);
     }
-    int k = api_check_key(&req);
+    int k = api_check_key(&cfg_, &req);
     if (k != 0 && k != ASR_E_UNAUTHORIZED) fuzz_fail("fuzz_query: api_check_key returned %d", k);
     /* Only "fuzzkey1" and "k2 with space" open the door (the empty key after
      * the trailing comma must not). */

@@ -1,8 +1,8 @@
-/* fuzz_stream_msg: stream_msg_decode() (src/stream_msg.h), the decoder of
+/* fuzz_stream_msg: stream_msg_decode() (src/api/stream_msg.h), the decoder of
  * every client text message, on arbitrary bytes.
  *
  * Besides the sanitizers, each input is checked against a reference decoder
- * written from PROTOCOL.md "Client -> server" with nothing but jansson
+ * written from docs/API.md "What the client sends" with nothing but jansson
  * (JSON_REJECT_DUPLICATES) and the strict base64 decoder of common.c (API.md:
  * standard alphabet, padded, no whitespace): same verdict (message or
  * INVALID_MESSAGE), same type, same sequence, same INVALID_AUDIO verdict,
@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "common.h"
-#include "err.h"
-#include "stream_msg.h"
-#include "util.h"
+#include "base/err.h"
+#include "api/stream_msg.h"
+#include "base/util.h"
 
 struct ref {
     int rc;                  /* 0 or ASR_E_INVALID_MESSAGE */

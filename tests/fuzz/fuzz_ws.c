@@ -1,6 +1,6 @@
 /* fuzz_ws: a client's bytes after a successful WebSocket upgrade, through
- * wslay into src/ws.c (message cap, send queue, close handshake, pausing)
- * and src/api_stream.c (PROTOCOL.md messages, sessions, sequence numbers,
+ * wslay into src/net/ws.c (message cap, send queue, close handshake, pausing)
+ * and src/api/stream.c (docs/API.md messages, sessions, sequence numbers,
  * rate limit, stop/finalize, resume), with the mock engine answering.
  *
  * Input: two flags bytes, then the client's bytes.
@@ -24,7 +24,7 @@
  *   bit 4     half-close after the last byte instead of settling
  *   bit 5     ASR_MOCK_ERROR_RATE=0.25 (MODEL_ERROR answers)
  *
- * Oracle (PROTOCOL.md "Server -> client", "Sequence numbers", RFC 6455):
+ * Oracle (docs/API.md "What the server sends", "Sequence numbers", RFC 6455):
  * what the server sent after its 101 must be unmasked frames with no RSV
  * bits and known opcodes, control frames short and whole, nothing after a
  * close frame, a close code RFC 6455 allows; every text message a JSON
@@ -51,7 +51,7 @@
 
 #include "common.h"
 #include "net.h"
-#include "util.h"
+#include "base/util.h"
 
 #define UPGRADE_FMT                                                                                   \
     "GET /v1/transcribe/stream%s%s HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\n"                 \

@@ -13,13 +13,14 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "api.h"
+#include "api/api.h"
 #include "common.h"
-#include "conn.h"
-#include "engine.h"
-#include "http.h"
-#include "log.h"
-#include "metrics.h"
+#include "net/conn.h"
+#include "core/engine.h"
+#include "engines/registry.h"
+#include "net/http.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #define RX_KEEP_MAX  65536     /* bytes of replies kept with FUZZ_OPEN_CAPTURE */
 #define WAIT_MAX_MS  5000      /* settle/close give up (abort) after this */
@@ -28,6 +29,7 @@ struct config fuzz_cfg;
 struct fuzz_net_stats fuzz_net_stats;
 static struct config base_cfg_;
 static uv_loop_t *loop_;
+static struct worker worker_;     /* the in-process server (no listener) */
 static char rbuf_[65536];
 
 static const char *fuzz_env(const char *name) {
@@ -38,9 +40,6 @@ static const char *fuzz_env(const char *name) {
     }
     return NULL;
 }
-
-static void on_prepare(uv_prepare_t *h) { conn_flush_all(h->data); }
-static void on_check(uv_check_t *h) { conn_flush_all(h->data); }
 
 static void print_stats(void) {
     fprintf(stderr, "fuzz_net: inputs %llu, stalls %llu, server closed %llu, bytes received %llu\n",
@@ -61,26 +60,9 @@ void fuzz_net_init(void) {
     }
     fuzz_cfg = base_cfg_;
     log_setup(fuzz_cfg.log_level, fuzz_cfg.log_format, fuzz_cfg.worker_id);
-    struct worker *w = worker_get();
-    memset(w, 0, sizeof *w);
-    loop_ = w->loop = uv_default_loop();
-    w->cfg = &fuzz_cfg;
-    w->start_ms = util_wall_ms();
+    loop_ = uv_default_loop();
     /* What worker_run() does before it listens. */
-    metrics_init();
-    metrics_set_worker_id(fuzz_cfg.worker_id);
-    api_routes_install();
-    struct engine_cfg ec = {.loop = loop_, .config = &fuzz_cfg};
-    if (engine_load(fuzz_cfg.engine, &ec) != 0) fuzz_fail("cannot load engine %s", fuzz_cfg.engine);
-    if (api_stream_init(loop_) != 0) fuzz_fail("api_stream_init failed (session store)");
-    uv_prepare_init(loop_, &w->prep);
-    w->prep.data = w;
-    uv_prepare_start(&w->prep, on_prepare);
-    uv_check_init(loop_, &w->check);
-    w->check.data = w;
-    uv_check_start(&w->check, on_check);
-    worker_proc_init(w);
-    metrics_tick();
+    if (worker_init(&worker_, &fuzz_cfg, loop_) != 0) fuzz_fail("worker_init failed (engine or session store)");
     if (getenv("FUZZ_STATS")) atexit(print_stats);
 }
 
@@ -113,7 +95,7 @@ static size_t drain(struct fuzz_client *fc) {
  * (the only client, on this thread) must never block in the poll for one. */
 static unsigned writes_in_flight(void) {
     unsigned n = 0;
-    for (struct conn *c = worker_get()->conns; c; c = c->next) n += c->writing ? 1u : 0u;
+    for (struct conn *c = worker_.conns.conns; c; c = c->next) n += c->writing ? 1u : 0u;
     return n;
 }
 
@@ -165,8 +147,7 @@ void fuzz_client_open(struct fuzz_client *fc, int flags) {
         setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
         setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     }
-    struct worker *w = worker_get();
-    struct conn *c = conn_create(w);
+    struct conn *c = conn_create(&worker_.conns);
     if (!c) abort();
     metrics.connections_active++;
     int r = uv_tcp_open(&c->tcp, sv[0]);
@@ -174,7 +155,7 @@ void fuzz_client_open(struct fuzz_client *fc, int flags) {
         fuzz_fail("uv_tcp_open: %s", uv_strerror(r));
     }
     metrics.connections_total++;
-    if (http_conn_start(c) != 0) conn_close(c);
+    if (http_conn_start(c, &worker_.http) != 0) conn_close(c);
     fc->fd = sv[1];
     fuzz_net_stats.inputs++;
 }
@@ -229,18 +210,20 @@ void fuzz_client_shutdown(struct fuzz_client *fc) {
     fuzz_client_settle(fc);
 }
 
+struct worker *fuzz_net_worker(void) { return &worker_; }
+
 void fuzz_client_close(struct fuzz_client *fc) {
-    struct worker *w = worker_get();
+    struct worker *w = &worker_;
     if (fc->fd >= 0) close(fc->fd);
     fc->fd = -1;
     buf_cleanup(&fc->rx);
     uint64_t t0 = now_ms();
     for (unsigned i = 0;; i++) {
-        if (!w->conns && !loop_busy()) break;
+        if (!w->conns.conns && !loop_busy()) break;
         step(NULL, 0);
         if ((i & 63) == 63 && now_ms() - t0 > WAIT_MAX_MS) {
             fuzz_fail("%s %d ms after the client closed",
-                      w->conns ? "a connection is still open" : "the loop is still busy", WAIT_MAX_MS);
+                      w->conns.conns ? "a connection is still open" : "the loop is still busy", WAIT_MAX_MS);
         }
     }
 }
@@ -256,22 +239,23 @@ void fuzz_net_engine_error_rate(double rate) {
     static struct config engine_cfg_; /* the engine may keep the pointer */
     engine_cfg_ = c;
     struct engine_cfg ec = {.loop = loop_, .config = &engine_cfg_};
-    if (engine_load(engine_cfg_.engine, &ec) != 0) {
+    if (engine_load(engines_find(engine_cfg_.engine), &ec) != 0) {
         fuzz_fail("cannot reload engine %s", engine_cfg_.engine);
     }
     loaded_rate = rate;
 }
 
 void fuzz_net_reset(void) {
-    struct worker *w = worker_get();
-    w->draining = 0;
-    api_stream_shutdown(); /* resumable sessions: destroyed, idle timers closing */
+    struct worker *w = &worker_;
+    api_stream_shutdown(0); /* resumable sessions: destroyed, idle timers closing */
+    w->api.draining = 0;    /* the next input finds a serving worker */
+    w->api.retiring = 0;
     for (unsigned i = 0; i < 5000 && loop_busy(); i++) step(NULL, 0);
     uv_run(loop_, UV_RUN_NOWAIT);
     /* Periodic timers (the store's sync and sweep) may be due now: only
      * what the input left matters. */
-    if (w->conns || api_stream_count() != 0 || loop_->active_reqs.count || loop_->closing_handles)
+    if (w->conns.conns || api_stream_count() != 0 || loop_->active_reqs.count || loop_->closing_handles)
         fuzz_fail("state left after the input: conns %p, sessions %zu, requests %u, closing handles %d",
-                  (void *)w->conns, api_stream_count(), loop_->active_reqs.count, loop_->closing_handles != NULL);
+                  (void *)w->conns.conns, api_stream_count(), loop_->active_reqs.count, loop_->closing_handles != NULL);
     fuzz_cfg = base_cfg_;
 }

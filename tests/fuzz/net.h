@@ -23,9 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "util.h"
-#include "worker.h"
+#include "base/config.h"
+#include "base/util.h"
+#include "server/worker.h"
 
 #define FUZZ_SHORT_TIMER_MS 20
 
@@ -75,6 +75,9 @@ void fuzz_client_close(struct fuzz_client *fc);
  * that no connection or session is left, and restores fuzz_cfg and the
  * worker's draining flag. */
 void fuzz_net_reset(void);
+
+/* The in-process worker (its connections, its api_env draining flag). */
+struct worker *fuzz_net_worker(void);
 
 /* Reloads the mock engine with ASR_MOCK_ERROR_RATE=rate when that differs
  * from the loaded one (the engine reads its settings at load). Call between

@@ -3,7 +3,7 @@ loopback port, talk to it over raw sockets, `requests` and Python
 `websockets` (Debian 10.4, legacy asyncio API), load the espeak-ng audio.
 
 Nothing here knows the server's internals: every assertion a test makes is
-about PROTOCOL.md behaviour.
+about docs/API.md behaviour.
 """
 import asyncio
 import base64
@@ -134,13 +134,23 @@ def log_dir():
 class Server:
     """One asrd process on 127.0.0.1:<free port>."""
 
-    def __init__(self, env=None, name="asrd"):
+    def __init__(self, env=None, name="asrd", own_group=False):
         self.port = free_port()
-        # one worker unless a test asks for more: counters and in-memory
-        # resume are per worker, and this machine has several cores
-        self.env = {"ASR_HOST": "127.0.0.1", "ASR_PORT": self.port, "ASR_WORKERS": 1}
+        # the parent of the private store's runtime directory (empty
+        # ASR_REDIS_URL): one per server, so that stop() can tell that its
+        # redis-server and directory are gone
+        self.runtime_dir = os.path.join(log_dir(), "rt-%d" % self.port)
+        os.makedirs(self.runtime_dir, exist_ok=True)
+        # one worker unless a test asks for more: this machine has several
+        # cores, and most tests read one worker's counters
+        self.env = {"ASR_HOST": "127.0.0.1", "ASR_PORT": self.port, "ASR_WORKERS": 1,
+                    "ASR_RUNTIME_DIR": self.runtime_dir}
         self.env.update(env or {})
         self.name = name
+        # own_group: the server leads a process group of its own (pgid =
+        # its pid), so a test can signal the group as a terminal's Ctrl-C
+        # or systemd does; otherwise it shares pytest's group
+        self.own_group = own_group
         self.stderr_path = os.path.join(log_dir(), "%s-%d.stderr" % (name, self.port))
         self.stdout_path = os.path.join(log_dir(), "%s-%d.stdout" % (name, self.port))
         self.proc = None
@@ -172,7 +182,8 @@ class Server:
         env = base_env(self.env)
         env["ASRD_SERVER_TAG"] = os.path.basename(self.stderr_path)
         self.proc = subprocess.Popen(wrap + [binary], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self._out, stderr=self._err, cwd=REPO)
+                                     stdout=self._out, stderr=self._err, cwd=REPO,
+                                     start_new_session=self.own_group)
         timeout *= WRAP_SLOW
         deadline = time.monotonic() + timeout
         last = None
@@ -246,7 +257,21 @@ class Server:
         check_sanitizer_output(self.stderr(), "server :%d" % self.port)
         check_wrapper_output(self.wrapper_logs, "server :%d" % self.port)
         assert rc == 0, "server exited with %r after SIGTERM:\n%s" % (rc, tail(self.stderr()))
+        self.check_store_gone(clean_exit=True)
         return rc
+
+    def store_pids(self):
+        """Live redis-servers of this server's private store (their process
+        title names the socket, which is under runtime_dir)."""
+        return store_pids(self.runtime_dir)
+
+    def check_store_gone(self, clean_exit, timeout=5.0):
+        """No redis-server of this server is left; after a clean exit its
+        private runtime directory is gone too."""
+        poll(lambda: not self.store_pids(), timeout, desc="the private redis-server gone")
+        if clean_exit:
+            left = os.listdir(self.runtime_dir) if os.path.isdir(self.runtime_dir) else []
+            assert not left, "private runtime directory left behind: %r" % left
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -271,6 +296,7 @@ class Server:
         self.proc.wait(5)
         poll(lambda: all(pid_gone(p) for p in workers), 5, desc="killed workers gone")
         self.kill()
+        self.check_store_gone(clean_exit=False)
 
     # -- HTTP shortcuts
     def get_json(self, path, **kw):
@@ -289,17 +315,36 @@ class Server:
 
 
 def worker_pids(master_pid):
-    """Children of an asrd master (its workers), from /proc."""
+    """Children of an asrd master that are workers (not its private
+    redis-server), from /proc."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == master_pid:
+                head, rest = f.read().rsplit(")", 1)
+            fields = rest.split()
+            if int(fields[1]) == master_pid and not head.endswith("(redis-server"):
                 out.append(int(d))
         except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def store_pids(runtime_dir):
+    """Live (not zombie) redis-server processes whose command line names
+    runtime_dir: the private stores started under it."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            if "redis-server" in cmd and runtime_dir in cmd and not pid_gone(int(d)):
+                out.append(int(d))
+        except OSError:
             pass
     return out
 
@@ -567,7 +612,7 @@ def raw_upgrade(port, query="", headers=None, timeout=10.0):
 
 
 def assert_json_error(resp, status, code=None):
-    """PROTOCOL.md: a refusal is an HTTP error with {"error":{"code","message"}}."""
+    """docs/API.md: a refusal is an HTTP error with {"error":{"code","message"}}."""
     st = resp.status if isinstance(resp, RawResponse) else resp.status_code
     body = resp.body if isinstance(resp, RawResponse) else resp.content
     assert st == status, "expected HTTP %d, got %d: %r" % (status, st, body[:300])

@@ -1,8 +1,8 @@
 """Several asrd hosts behind a real HAProxy (deploy/haproxy.cfg) and nginx
 (deploy/nginx.conf), sharing one real Redis: what a client sees when a host
 dies (kill -9) or drains (SIGTERM) mid-stream, and whether the balancer's
-health check takes a draining host out of rotation (PROTOCOL.md "Idle
-timeout and resume", "Close codes", GET /v1/health).
+health check takes a draining host out of rotation (docs/API.md "Resuming
+a session", "Close codes", GET /v1/health).
 
 Each test starts its own redis-server, two asrd instances ("hosts": one
 master + one worker each, worker id prefixes hA and hB) and a balancer whose
@@ -516,7 +516,7 @@ def bounds(finals):
 
 
 def check_session(c, n_chunks, audio_ms):
-    """What must hold for every client, moved or not: PROTOCOL.md's
+    """What must hold for every client, moved or not: docs/API.md's
     sequence and final rules over the whole session."""
     name = c.name
     last = c.conns[-1]
@@ -778,7 +778,7 @@ def test_draining_host_leaves_rotation(stack):
     host_a.terminate()
     t_term = time.monotonic()
     time.sleep(0.1)
-    # the draining host itself: 503 {"status":"draining"} (PROTOCOL.md GET /v1/health)
+    # the draining host itself: 503 {"status":"draining"} (docs/API.md "GET /v1/health")
     try:
         rr = requests.get(host_a.http + "/v1/health", timeout=1)
         direct = (rr.status_code, rr.text)

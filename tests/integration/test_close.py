@@ -1,4 +1,4 @@
-"""Close codes (PROTOCOL.md "Close codes", "Idle timeout and resume",
+"""Close codes (docs/API.md "Close codes", "Idle timeout and resume",
 "Slow readers")."""
 import asyncio
 import socket
@@ -227,7 +227,7 @@ def test_slow_reader_closed_1008(start_server):
         assert code == 1008, "slow reader closed with %d" % code
     else:
         # the close frame was lost behind the unread partials: the server's
-        # own count of close codes (not in PROTOCOL.md, used when present)
+        # own count of close codes (not in docs/API.md, used when present)
         m1 = srv.metrics()
         if "close_codes" in m1:
             assert h.metric(m1, "close_codes.1008", 0) > h.metric(m0, "close_codes.1008", 0), \

@@ -1,4 +1,4 @@
-"""Many workers, one service (issue 5): worker processes on one port, the
+"""Many workers, one service: worker processes on one port, the
 Redis session store, resume on another worker, a dead worker's sessions, a
 Redis restart, the global session limit, rolling restart.
 

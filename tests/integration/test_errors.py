@@ -1,4 +1,4 @@
-"""Every streaming error code of PROTOCOL.md, provoked once, and the rules
+"""Every streaming error code of docs/API.md, provoked once, and the rules
 for sequence numbers around refused chunks."""
 import asyncio
 import json

@@ -1,6 +1,6 @@
-"""Hostile input (issue 4): one kind of bad input per case, sent to the real
+"""Hostile input: one kind of bad input per case, sent to the real
 server over raw sockets where the libraries refuse to send it. Every case
-asserts the exact answer PROTOCOL.md / docs/API.md give (HTTP status and JSON
+asserts the exact answer docs/API.md / docs/API.md give (HTTP status and JSON
 error code, or the WebSocket error code / close code), that /v1/metrics
 counted it, and that the server still serves a normal streaming session
 afterwards. docs/HOSTILE_INPUT.md lists every case with its answer.
@@ -473,6 +473,35 @@ def test_upgrade_flag_does_not_replay_a_request(srv):
     assert_serves(srv)
 
 
+def test_upgrade_with_unfinished_body_closes_after_its_answer(srv):
+    """A request carrying Upgrade whose body has not all arrived is
+    dispatched once its head is in (the rest may be another protocol). When
+    the route answers it without upgrading, the rest of its body cannot be
+    read as the next request: the answer says Connection: close and the
+    server closes. (The body's tail used to complete the answered request a
+    second time: a 404 for no request, keep-alive.)"""
+    m0 = srv.metrics()
+    c = h.RawConn(srv.port, 5 * SLOW)
+    try:
+        c.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+               b"Content-Length: 10\r\n\r\nabc")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.headers.get("connection") == "close", r.headers
+        try:
+            c.send(b"defghij")
+            c.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with pytest.raises(EOFError):
+            extra = c.read_response()
+            raise AssertionError("answered after the close: %r" % (extra,))
+    finally:
+        c.close()
+    assert_counted(srv, m0, {"requests.by_route.health.200": 1, "requests.by_route.other.404": 0})
+    assert_serves(srv)
+
+
 # --------------------------------------------------------------------------
 # slowloris and half-open sockets
 
@@ -668,6 +697,29 @@ def test_connection_cap(start_server):
     for a in answers:
         assert a[-1]["type"] == "partial", a
     assert delta(m0, s.metrics(), "connections.refused") >= 3
+    assert_serves(s)
+
+
+def test_connection_cap_survives_clients_that_reset(start_server):
+    """At the connection cap, clients that connect and reset at once are
+    refused without harm. The refusal (503) is written before any protocol
+    handler is installed; its write failing on the reset socket crashed the
+    worker (a NULL handler), and every connection of the worker with it."""
+    s = start_server(ASR_MAX_CONNECTIONS=2, ASR_MOCK_LATENCY_MS=5)
+    held = h.RawConn(s.port, 5 * SLOW)
+    try:
+        held.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held.read_response().status == 200
+        for _ in range(20):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        time.sleep(0.5 * SLOW)
+        # the worker that holds this connection is still the same one
+        held.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held.read_response().status == 200
+    finally:
+        held.close()
     assert_serves(s)
 
 
@@ -1223,7 +1275,7 @@ def test_ws_message_at_and_over_limit(srv):
 
 def test_binary_garbage_as_audio(srv):
     """Random even-length bytes are PCM as far as anyone can tell: a
-    partial. Odd byte counts are INVALID_AUDIO (PROTOCOL.md), zero-length
+    partial. Odd byte counts are INVALID_AUDIO (docs/API.md), zero-length
     binary and empty base64 data are INVALID_AUDIO (empty chunk), a
     zero-length text message is INVALID_MESSAGE (not JSON). Refused chunks
     use up their sequence numbers; the invalid message takes none."""
@@ -1259,7 +1311,7 @@ def test_binary_garbage_as_audio(srv):
 
 def test_data_not_base64(srv):
     """`data` that is not standard padded base64: INVALID_AUDIO with the
-    chunk's sequence number (it takes a number; PROTOCOL.md)."""
+    chunk's sequence number (it takes a number; docs/API.md)."""
     bad = ["@@@@", "AA AA", "AAAA\n", "AAAA\\n", "AA==AA==", "AAA", "A", "____", "-_-_", "AAF=",
            "\u00c4\u00c4\u00c4\u00c4", "AAAA====", "=AAA", "A" * 400 + "\u00c4\u00c4\u00c4\u00c4",
            "AAAA" * 100 + "\u00ff\u00ff\u00ff\u00ff"]

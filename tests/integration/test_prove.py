@@ -1,4 +1,4 @@
-"""Slow clients, floods and churn, proved on a small scale (issue 4; the
+"""Slow clients, floods and churn, proved on a small scale (the
 full-scale runs are in docs/BENCHMARKS.md, "Slow clients, floods and churn").
 
 Each test starts its own server, runs tools/asrd-load against it (the

@@ -1,4 +1,4 @@
-"""REST (PROTOCOL.md "REST"): POST /v1/transcribe and its refusals, HTTP/1.1
+"""REST (docs/API.md "REST"): POST /v1/transcribe and its refusals, HTTP/1.1
 framing (chunked, keep-alive, limits)."""
 
 import pytest

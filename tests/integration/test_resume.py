@@ -1,4 +1,4 @@
-"""Resume on the same server (PROTOCOL.md "Idle timeout and resume")."""
+"""Resume on the same server (docs/API.md "Resuming a session")."""
 import asyncio
 import time
 
@@ -144,8 +144,8 @@ def test_finals_not_sent_again(server):
 
 
 def test_client_close_handshake_ends_the_session(server):
-    """Only a dropped connection is resumable (PROTOCOL.md "Idle timeout and
-    resume"): a session whose client completed a close handshake is gone,
+    """Only a dropped connection is resumable (docs/API.md "Resuming
+    a session"): a session whose client completed a close handshake is gone,
     whatever code the client used, 1001 ("going away") included."""
     for code in (1000, 1001, 4000):
         async def go():

@@ -1,4 +1,4 @@
-"""Streaming sessions (PROTOCOL.md "Streaming"): binary and JSON chunks,
+"""Streaming sessions (docs/API.md "Streaming"): binary and JSON chunks,
 partials, speech_started, finals, stop, finalize, keepalive."""
 import asyncio
 import time
@@ -10,7 +10,7 @@ LEAD_SILENCE_MS = 300
 TAIL_SILENCE_MS = 1000
 
 EXPECTED_LIMITS = {
-    # defaults (PROTOCOL.md example and "max_audio_rate_bytes_per_sec defaults
+    # defaults (docs/API.md example and "max_audio_rate_bytes_per_sec defaults
     # to twice real time": 64000 at 16 kHz)
     "max_chunk_bytes": 65536,
     "max_message_bytes": 88000,

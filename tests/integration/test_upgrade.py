@@ -1,4 +1,4 @@
-"""Refused and accepted WebSocket upgrades (PROTOCOL.md "Streaming": query
+"""Refused and accepted WebSocket upgrades (docs/API.md "Streaming": query
 parameters, API keys, 404/409/503)."""
 import asyncio
 import base64

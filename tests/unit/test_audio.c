@@ -1,4 +1,4 @@
-/* Unit tests for src/audio.c: containers built in memory at test time with
+/* Unit tests for src/core/audio.c: containers built in memory at test time with
  * libsndfile's virtual I/O or by hand, raw PCM byte orders, media types,
  * sniffing, limits and hostile headers. */
 #include "test.h"
@@ -8,8 +8,8 @@
 
 #include <sndfile.h>
 
-#include "audio.h"
-#include "err.h"
+#include "core/audio.h"
+#include "base/err.h"
 
 /* ---- an in-memory file libsndfile can write ---------------------------- */
 

@@ -1,7 +1,7 @@
 #include "test.h"
 
-#include "config.h"
-#include "err.h"
+#include "base/config.h"
+#include "base/err.h"
 
 static const char *vars[32][2];
 static int n_vars;
@@ -81,6 +81,16 @@ TEST(config_dump_masks_secrets) {
     ASSERT(strstr(out, "supersecret") == NULL);
     ASSERT(strstr(out, "\"ASR_API_KEYS\":\"****\"") != NULL);
     ASSERT(strstr(out, "\"ASR_PORT\":8000") != NULL);
+    n_vars = 0;
+    set("ASR_REDIS_URL", "redis://:pw@h:1");
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    config_dump_json(&c, out, sizeof out);
+    ASSERT(strstr(out, "\"ASR_REDIS_URL\":\"****\"") != NULL);
+    n_vars = 0;
+    set("ASR_REDIS_URL", "memory");   /* holds no password: shown */
+    ASSERT_EQ_INT(config_load_from(&c, get, err, sizeof err), 0);
+    config_dump_json(&c, out, sizeof out);
+    ASSERT(strstr(out, "\"ASR_REDIS_URL\":\"memory\"") != NULL);
 }
 
 TEST(config_help_lists_every_setting) {
@@ -96,4 +106,33 @@ TEST(config_help_lists_every_setting) {
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         if (!strstr(text, must[i])) TEST_FAIL_("--help lacks %s", must[i]);
     free(text);
+}
+
+TEST(config_unknown_variables_are_named_with_the_closest_setting) {
+    const struct config_names own = config_own_names();
+    char err[512];
+    char *ok_env[] = {"PATH=/bin", "ASR_PORT=1", "ASR_API_KEYS=k", "ASRD_BIN=x", "ASR_MOCK_SEED=3", NULL};
+    ASSERT_EQ_INT(config_check_unknown(ok_env, &own, 1, err, sizeof err), 0);
+    char *bad_env[] = {"ASR_PORT=1", "ASR_API_KEY=secret", "ASR_ZZZ_UNHEARD_OF=1", "ASR_BARE", NULL};
+    ASSERT_EQ_INT(config_check_unknown(bad_env, &own, 1, err, sizeof err), ASR_EINVAL);
+    ASSERT_STR_EQ(err, "ASR_API_KEY is not a setting; did you mean ASR_API_KEYS?\n"
+                       "ASR_ZZZ_UNHEARD_OF is not a setting (asrd --help lists them)\n"
+                       "ASR_BARE is not a setting (asrd --help lists them)");
+    ASSERT_STR_EQ(config_closest("ASR_PROT", &own, 1), "ASR_PORT");
+    ASSERT_STR_EQ(config_closest("ASR_WORKER", &own, 1), "ASR_WORKERS");
+    ASSERT_STR_EQ(config_closest("ASR_MAX_SESSIONS", &own, 1), "ASR_MAX_SESSIONS_PER_WORKER");
+    ASSERT(config_closest("ASR_FOO", &own, 1) == NULL);
+}
+
+TEST(config_unknown_check_takes_every_table) {
+    /* a module's own table (the engines' settings, say) counts as known */
+    static const char *const engine_names[] = {"ASR_WHISPER_MODEL"};
+    const struct config_names tables[] = {config_own_names(), {engine_names, 1}};
+    char err[256];
+    char *env[] = {"ASR_WHISPER_MODEL=/m", "ASR_PORT=1", NULL};
+    ASSERT_EQ_INT(config_check_unknown(env, tables, 2, err, sizeof err), 0);
+    ASSERT_EQ_INT(config_check_unknown(env, tables, 1, err, sizeof err), ASR_EINVAL);
+    char *typo[] = {"ASR_WHISPER_MODLE=/m", NULL};
+    ASSERT_EQ_INT(config_check_unknown(typo, tables, 2, err, sizeof err), ASR_EINVAL);
+    ASSERT_STR_EQ(err, "ASR_WHISPER_MODLE is not a setting; did you mean ASR_WHISPER_MODEL?");
 }

@@ -6,9 +6,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
-#include "engine.h"
-#include "err.h"
+#include "base/config.h"
+#include "core/engine.h"
+#include "engines/registry.h"
+#include "base/err.h"
 
 /* ---- harness: a loop, a mock config and a log of completions ---------- */
 
@@ -45,8 +46,8 @@ static void setup_cfg(int latency_ms, int wpc, double error_rate, long seed) {
 
 static void load_mock(void) {
     struct engine_cfg ec = {.loop = &loop, .config = &cfg};
-    ASSERT_EQ_INT(engine_load("mock", &ec), 0);
-    ASSERT(engine_current() == &engine_mock);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), 0);
+    ASSERT(engine_current() == engines_find("mock"));
 }
 
 static void setup(int latency_ms, int wpc, double error_rate, long seed) {
@@ -207,11 +208,11 @@ static const struct engine_ops fake_ops = {
 /* ---- registry ---------------------------------------------------------- */
 
 TEST(engine_find_and_names) {
-    ASSERT(engine_find("mock") == &engine_mock);
-    ASSERT(engine_find("nope") == NULL);
-    ASSERT(engine_find("") == NULL);
-    ASSERT(engine_find(NULL) == NULL);
-    ASSERT(strstr(engine_names(), "mock") != NULL);
+    ASSERT(engines_find("mock") != NULL && strcmp(engines_find("mock")->name, "mock") == 0);
+    ASSERT(engines_find("nope") == NULL);
+    ASSERT(engines_find("") == NULL);
+    ASSERT(engines_find(NULL) == NULL);
+    ASSERT(strstr(engines_names(), "mock") != NULL);
     ASSERT(engine_current() == NULL);
     struct engine_session_cfg sc = {.sample_rate = 16000};
     ASSERT(engine_session_create(&sc) == NULL);   /* nothing loaded */
@@ -222,7 +223,7 @@ TEST(engine_load_unknown_refused) {
     ASSERT_EQ_INT(uv_loop_init(&l), 0);
     setup_cfg(10, 2, 0, 1);
     struct engine_cfg ec = {.loop = &l, .config = &cfg};
-    ASSERT_EQ_INT(engine_load("nope", &ec), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(engines_find("nope"), &ec), ASR_EINVAL);
     ASSERT_EQ_INT(engine_load(NULL, &ec), ASR_EINVAL);
     ASSERT(engine_current() == NULL);
     ASSERT_EQ_INT(uv_loop_close(&l), 0);
@@ -234,16 +235,16 @@ TEST(engine_abi_mismatch_refused) {
     struct engine_cfg ec = {.loop = &l, .config = &cfg};
     struct engine_ops bad = fake_ops;
     bad.abi = ENGINE_ABI + 1;
-    ASSERT_EQ_INT(engine__load_ops(&bad, &ec), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(&bad, &ec), ASR_EINVAL);
     bad = fake_ops;
     bad.submit = NULL;
-    ASSERT_EQ_INT(engine__load_ops(&bad, &ec), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(&bad, &ec), ASR_EINVAL);
     ASSERT_EQ_INT(fake_loads, 0);                 /* load() never called */
     ASSERT(engine_current() == NULL);
-    ASSERT_EQ_INT(engine__load_ops(&fake_ops, &ec), 0);
+    ASSERT_EQ_INT(engine_load(&fake_ops, &ec), 0);
     ASSERT_EQ_INT(fake_loads, 1);
     ASSERT(engine_current() == &fake_ops);
-    ASSERT_EQ_INT(engine__load_ops(&fake_ops, &ec), ASR_EINVAL);  /* already loaded */
+    ASSERT_EQ_INT(engine_load(&fake_ops, &ec), ASR_EINVAL);  /* already loaded */
     engine_unload();
     ASSERT(engine_current() == NULL);
     ASSERT_EQ_INT(uv_loop_close(&l), 0);
@@ -254,13 +255,13 @@ TEST(engine_mock_load_validates_config) {
     ASSERT_EQ_INT(uv_loop_init(&l), 0);
     struct engine_cfg ec = {.loop = &l, .config = &cfg};
     setup_cfg(-1, 2, 0, 1);
-    ASSERT_EQ_INT(engine_load("mock", &ec), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), ASR_EINVAL);
     setup_cfg(10, -2, 0, 1);
-    ASSERT_EQ_INT(engine_load("mock", &ec), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), ASR_EINVAL);
     setup_cfg(10, 2, 1.5, 1);
-    ASSERT_EQ_INT(engine_load("mock", &ec), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), ASR_EINVAL);
     struct engine_cfg no_config = {.loop = &l, .config = NULL};
-    ASSERT_EQ_INT(engine_load("mock", &no_config), ASR_EINVAL);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &no_config), ASR_EINVAL);
     ASSERT(engine_current() == NULL);
     ASSERT_EQ_INT(uv_loop_close(&l), 0);
 }
@@ -270,9 +271,10 @@ TEST(engine_mock_load_validates_config) {
 TEST(engine_wrapper_counts_and_passes_args) {
     ASSERT_EQ_INT(uv_loop_init(&loop), 0);
     recs = calloc(REC_MAX, sizeof(*recs));
+    ASSERT(recs != NULL);
     rec_cap = REC_MAX;
     struct engine_cfg ec = {.loop = &loop, .config = &cfg};
-    ASSERT_EQ_INT(engine__load_ops(&fake_ops, &ec), 0);
+    ASSERT_EQ_INT(engine_load(&fake_ops, &ec), 0);
     struct engine_session *es = new_session();
     watch_es = es;
     for (long i = 0; i < 20; i++) submit(es, 100, 100 + i);  /* past the inline ring */
@@ -328,7 +330,7 @@ TEST(engine_wrapper_checks_args) {
 TEST(engine_wrapper_outstanding_bound) {
     ASSERT_EQ_INT(uv_loop_init(&loop), 0);
     struct engine_cfg ec = {.loop = &loop, .config = &cfg};
-    ASSERT_EQ_INT(engine__load_ops(&fake_ops, &ec), 0);
+    ASSERT_EQ_INT(engine_load(&fake_ops, &ec), 0);
     struct engine_session *es = new_session();
     for (int i = 0; i < ENGINE_MAX_OUTSTANDING; i++)
         ASSERT_EQ_INT(try_submit(es, 0, i, on_done), 0);

@@ -1,4 +1,4 @@
-/* Unit tests for src/loadstat.c: percentile math against hand-computed
+/* Unit tests for tools/asrd-load/loadstat.c: percentile math against hand-computed
  * values, the histogram's error bound, absolute-deadline scheduling (no
  * drift, catch-up policy, many sessions on one heap), the deadline heap, the
  * message scanner, the /v1/metrics parser, count deltas and the client/server
@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "loadstat.h"
 
 static struct loadstat_hist *hist_new(void) {
@@ -389,7 +389,7 @@ TEST(loadstat_msg_matches_jansson) {
 
 /* ---- /v1/metrics ------------------------------------------------------- */
 
-/* Shaped like src/metrics.c's output. */
+/* Shaped like src/base/metrics.c's output. */
 static const char metrics_body[] =
     "{\"worker_id\":\"w0\",\"uptime_s\":0.5,\"connections\":{\"active\":3,\"total\":9,\"refused\":0},"
     "\"sessions\":{\"active\":2,\"attached\":2,\"total\":7,\"resumed\":0,\"refused\":0,\"ended\":{\"stop\":4,"

@@ -3,9 +3,9 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "util.h"
-#include "worker.h"
+#include "base/metrics.h"
+#include "base/util.h"
+#include "server/worker.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +106,8 @@ static void waiter_cb(struct worker_proc_waiter *wt) {
  * that one: descriptors opened in slots already counted are included. */
 TEST(metrics_refresh_during_a_count_waits_for_the_next) {
     metrics_init();
-    struct worker *w = worker_get();
+    static struct worker worker;
+    struct worker *w = &worker;
     memset(w, 0, sizeof *w);
     w->loop = uv_default_loop();
     worker_proc_init(w);

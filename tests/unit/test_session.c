@@ -5,33 +5,42 @@
 
 #include <uv.h>
 
-#include "config.h"
-#include "engine.h"
-#include "err.h"
-#include "session.h"
+#include "base/config.h"
+#include "base/metrics.h"
+#include "core/engine.h"
+#include "engines/registry.h"
+#include "base/err.h"
+#include "core/session.h"
 
-#define MAXEV 512
+#define MAXEV 2048
 struct ev { char kind; int err; int has_seq; uint64_t seq; char text[512]; uint64_t a, b; int speech; };
 static struct ev evs[MAXEV];
 static int n_evs, done_calls, low_calls;
 
-static void on_ss(void *c, uint64_t seq, uint64_t off) { evs[n_evs++] = (struct ev){.kind = 'S', .seq = seq, .a = off}; }
+static struct ev *push(struct ev e) {
+    if (n_evs >= MAXEV) TEST_FAIL_("more than %d answers", MAXEV);
+    evs[n_evs] = e;
+    return &evs[n_evs++];
+}
+static void on_ss(void *c, uint64_t seq, uint64_t off) { push((struct ev){.kind = 'S', .seq = seq, .a = off}); }
 static void on_p(void *c, uint64_t seq, const char *t, size_t n, int sp, const struct sess_latency *l) {
-    struct ev e = {.kind = 'P', .seq = seq, .speech = sp};
-    snprintf(e.text, sizeof e.text, "%.*s", (int)n, t);
-    evs[n_evs++] = e;
+    struct ev *e = push((struct ev){.kind = 'P', .seq = seq, .speech = sp});
+    snprintf(e->text, sizeof e->text, "%.*s", (int)n, t);
 }
 static void on_f(void *c, uint64_t seq, const char *t, size_t n, uint64_t s, uint64_t e_) {
-    struct ev e = {.kind = 'F', .seq = seq, .a = s, .b = e_};
-    snprintf(e.text, sizeof e.text, "%.*s", (int)n, t);
-    evs[n_evs++] = e;
+    struct ev *e = push((struct ev){.kind = 'F', .seq = seq, .a = s, .b = e_});
+    snprintf(e->text, sizeof e->text, "%.*s", (int)n, t);
 }
 static void on_e(void *c, int err, int has_seq, uint64_t seq, const char *m) {
-    evs[n_evs++] = (struct ev){.kind = 'E', .err = err, .has_seq = has_seq, .seq = seq};
+    push((struct ev){.kind = 'E', .err = err, .has_seq = has_seq, .seq = seq});
 }
 static void on_done(void *c) { done_calls++; }
 static void on_low(void *c) { low_calls++; }
-static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low};
+/* 'X': an engine failure, err = status, speech = is_final, a..b = span */
+static void on_x(void *c, int status, int is_final, uint64_t seq, uint64_t a, uint64_t b) {
+    push((struct ev){.kind = 'X', .err = status, .speech = is_final, .seq = seq, .a = a, .b = b});
+}
+static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low, on_x};
 
 static struct config cfg;
 
@@ -42,7 +51,7 @@ static void setup(int latency, double err_rate) {
     cfg.mock_error_rate = err_rate;
     cfg.mock_seed = 7;
     struct engine_cfg ec = {.loop = uv_default_loop(), .config = &cfg};
-    ASSERT_EQ_INT(engine_load("mock", &ec), 0);
+    ASSERT_EQ_INT(engine_load(engines_find("mock"), &ec), 0);
     n_evs = done_calls = low_calls = 0;
 }
 
@@ -234,8 +243,8 @@ TEST(session_utterance_lifecycle) {
         } else if (evs[i].kind == 'P') {
             partials++;
             if (evs[i].text[0]) {
-                if (words[0]) strcat(words, " ");
-                strcat(words, evs[i].text);
+                size_t wl = strlen(words);
+                snprintf(words + wl, sizeof words - wl, "%s%s", wl ? " " : "", evs[i].text);
             }
         } else if (evs[i].kind == 'F') {
             finals++;
@@ -353,5 +362,163 @@ TEST(session_speech_started_names_the_chunk_holding_its_offset) {
             ASSERT(i + 1 < n_evs && evs[i + 1].kind == 'P' && evs[i + 1].seq == seq);
         }
     ASSERT(found);
+    sess_destroy(s);
+}
+
+/* Fills the session's engine requests to ENGINE_MAX_OUTSTANDING with
+ * one-sample chunks (one submit each) behind an open utterance; endpointing
+ * is long enough that none of them ends it. */
+static struct asr_session *mk_engine_full(enum sess_kind kind) {
+    struct sess_cfg sc = {.sample_rate = 16000, .max_chunk_bytes = 65536, .rate_bytes_per_sec = 1 << 30,
+                          .max_pending_chunks = 1 << 20, .rate_abuse_threshold = 3, .kind = kind,
+                          .vad = {.sample_rate = 16000, .frame_ms = 30, .mode = 2, .endpointing_ms = 10000}};
+    struct asr_session *s = sess_create(&sc);
+    ASSERT(s != NULL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+    sess_attach(s, &sink, NULL);
+    static int16_t pcm[16000];
+    synth_voiced(pcm, 16000, 16000, 0);
+    ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)pcm, sizeof pcm, 0, 0, 0, 0), 0);  /* 1 s of speech */
+    unsigned out = sess_engine_outstanding(s);
+    ASSERT_GE_INT(out, 1);
+    while (out < ENGINE_MAX_OUTSTANDING) {
+        ASSERT_EQ_INT(sess_chunk(s, zeros, 2, 0, 0, 0, 0), 0);
+        ASSERT_EQ_INT(sess_engine_outstanding(s), out + 1);
+        out++;
+    }
+    ASSERT_EQ_INT(n_evs, 1);            /* only speech_started so far */
+    ASSERT_EQ_INT(evs[0].kind, 'S');
+    n_evs = 0;
+    return s;
+}
+
+/* A submit the engine refuses (its backlog full): the chunk's answer is
+ * MODEL_ERROR, and on_engine_error says why and which audio, just before. */
+TEST(session_refused_submit_is_reported_with_its_span) {
+    setup(20, 0);
+    struct asr_session *s = mk_engine_full(SESS_KIND_STREAM);
+    uint64_t seq = sess_last_sequence(s) + 1;
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 3200, 0, 0, 0, 0), 0);    /* accepted, but the submit is refused */
+    ASSERT_EQ_INT(sess_engine_outstanding(s), ENGINE_MAX_OUTSTANDING);
+    run();
+    int x = -1, e = -1;
+    for (int i = 0; i < n_evs; i++) {
+        if (evs[i].kind == 'X') { ASSERT_EQ_INT(x, -1); x = i; }
+        if (evs[i].kind == 'E') { ASSERT_EQ_INT(e, -1); e = i; }
+    }
+    ASSERT(x >= 0 && e == x + 1);
+    ASSERT_EQ_INT(evs[x].err, ASR_EAGAIN);
+    ASSERT_EQ_INT(evs[x].speech, 0);               /* a chunk, not a final */
+    ASSERT_EQ_INT(evs[x].seq, seq);
+    /* the chunk's audio: after 1 s and 1023 samples, 100 ms long */
+    ASSERT_EQ_INT(evs[x].a, (16000 + 1023) * 1000 / 16000);
+    ASSERT_EQ_INT(evs[x].b, (16000 + 1023 + 1600) * 1000 / 16000);
+    ASSERT_EQ_INT(evs[e].err, ASR_E_MODEL_ERROR);
+    ASSERT_EQ_INT(evs[e].seq, seq);
+    sess_destroy(s);
+}
+
+/* The finalize of stop refused: the utterance's final still goes out (a
+ * stream's wire does not change), but on_engine_error says its text did not
+ * come, instead of a silently empty final. */
+TEST(session_refused_finalize_is_an_engine_error) {
+    setup(20, 0);
+    struct asr_session *s = mk_engine_full(SESS_KIND_STREAM);
+    ASSERT_EQ_INT(sess_stop(s), 0);
+    run();
+    ASSERT_GE_INT(n_evs, 2);
+    ASSERT_EQ_INT(evs[n_evs - 2].kind, 'X');
+    ASSERT_EQ_INT(evs[n_evs - 2].err, ASR_EAGAIN);
+    ASSERT_EQ_INT(evs[n_evs - 2].speech, 1);       /* a final */
+    ASSERT(evs[n_evs - 2].a < 100 && evs[n_evs - 2].b > 1000);   /* the utterance */
+    ASSERT_EQ_INT(evs[n_evs - 1].kind, 'F');
+    ASSERT_EQ_INT(evs[n_evs - 1].a, evs[n_evs - 2].a);
+    ASSERT_EQ_INT(done_calls, 1);
+    for (int i = 0; i < n_evs - 2; i++) ASSERT(evs[i].kind == 'P');   /* nothing else failed */
+    sess_destroy(s);
+}
+
+/* An engine failure (the mock's error draw) reports the engine's status and
+ * the chunk's span before the chunk's MODEL_ERROR. */
+TEST(session_engine_failure_reports_status_and_span) {
+    setup(1, 1.0);
+    struct asr_session *s = mk(1 << 30, 64, 0);
+    int16_t pcm[1600];
+    synth_voiced(pcm, 1600, 16000, 0);
+    sess_chunk(s, zeros, 3200, 0, 0, 0, 0);
+    sess_chunk(s, (const uint8_t *)pcm, sizeof pcm, 0, 0, 0, 0);
+    run();
+    int xs = 0;
+    for (int i = 0; i < n_evs; i++) {
+        if (evs[i].kind != 'X') continue;
+        xs++;
+        ASSERT_EQ_INT(evs[i].err, ASR_E_MODEL_ERROR);
+        ASSERT(i + 1 < n_evs && evs[i + 1].kind == 'E' && evs[i + 1].seq == evs[i].seq);
+        ASSERT_EQ_INT(evs[i].a, (evs[i].seq - 1) * 100);
+        ASSERT_EQ_INT(evs[i].b, evs[i].seq * 100);
+    }
+    ASSERT_EQ_INT(xs, 2);
+    sess_destroy(s);
+}
+
+/* A REST session's work counts in rest.*, not in the streaming counters;
+ * the engine and VAD counters are shared. */
+TEST(session_rest_kind_counts_as_rest) {
+    setup(1, 0);
+    metrics_init();
+    struct sess_cfg sc = {.sample_rate = 16000, .max_chunk_bytes = 32000, .rate_bytes_per_sec = 1 << 30,
+                          .max_pending_chunks = 16, .rate_abuse_threshold = 3, .kind = SESS_KIND_REST,
+                          .vad = {.sample_rate = 16000, .frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *s = sess_create(&sc);
+    ASSERT(s != NULL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+    sess_attach(s, &sink, NULL);
+    static int16_t pcm[16000 * 3];
+    synth_voiced(pcm, 8000, 16000, 0);             /* 0.5 s speech, 2.5 s silence */
+    for (int i = 0; i < 3; i++) ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)(pcm + i * 16000), 32000, 0, 0, 0, 0), 0);
+    sess_stop(s);
+    run();
+    ASSERT_EQ_INT(done_calls, 1);
+    int finals = 0, partials = 0;
+    for (int i = 0; i < n_evs; i++) finals += evs[i].kind == 'F', partials += evs[i].kind == 'P';
+    ASSERT_EQ_INT(partials, 3);
+    ASSERT_EQ_INT(finals, 2);                      /* the utterance, and stop's empty one */
+    ASSERT_EQ_INT(metrics.rest_chunks, 3);
+    ASSERT_EQ_INT(metrics.rest_audio_ms, 3000);
+    ASSERT_EQ_INT(metrics.chunks_total, 0);
+    ASSERT_EQ_INT(metrics.chunks_accepted, 0);
+    ASSERT_EQ_INT(metrics.bytes_in, 0);
+    ASSERT_EQ_INT(metrics.audio_ms_in, 0);
+    ASSERT_EQ_INT(metrics.partials_total, 0);
+    ASSERT_EQ_INT(metrics.finals_total, 0);
+    ASSERT_EQ_INT(metrics.speech_started_total, 0);
+    ASSERT_EQ_INT(metrics.lat_total.count, 0);
+    ASSERT_GE_INT(metrics.engine_requests, 4);
+    ASSERT_GE_INT(metrics.vad_frames, 99);
+    sess_destroy(s);
+    /* a stream still counts as one */
+    n_evs = 0;
+    s = mk(1 << 30, 16, 0);
+    ASSERT_EQ_INT(sess_chunk(s, zeros, 3200, 0, 0, 0, 0), 0);
+    run();
+    ASSERT_EQ_INT(metrics.chunks_total, 1);
+    ASSERT_EQ_INT(metrics.partials_total, 1);
+    ASSERT_EQ_INT(metrics.rest_chunks, 3);
+    sess_destroy(s);
+}
+
+/* A chunk's partial can leave before the finalize its audio asked for is
+ * done: the engine count, not the pending chunks, bounds what is out. */
+TEST(session_engine_outstanding_counts_finalizes_after_the_partial) {
+    setup(5, 0);
+    struct asr_session *s = mk(1 << 30, 64, 0);
+    static int16_t pcm[16000];
+    synth_voiced(pcm, 8000, 16000, 0);             /* speech, then silence past endpointing */
+    ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)pcm, sizeof pcm, 0, 0, 0, 0), 0);
+    ASSERT_EQ_INT(sess_pending(s), 1);
+    ASSERT_EQ_INT(sess_engine_outstanding(s), 3);  /* speech, finalize, silence */
+    run();
+    ASSERT_EQ_INT(sess_engine_outstanding(s), 0);
+    ASSERT_EQ_INT(sess_pending(s), 0);
     sess_destroy(s);
 }

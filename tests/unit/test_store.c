@@ -20,9 +20,9 @@
 #include <uv.h>
 #include <hiredis/hiredis.h>
 
-#include "err.h"
-#include "log.h"
-#include "store.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "store/store.h"
 
 enum backend { MEM, REDIS };
 

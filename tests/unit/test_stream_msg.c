@@ -1,7 +1,7 @@
 #include "test.h"
 
-#include "err.h"
-#include "stream_msg.h"
+#include "base/err.h"
+#include "api/stream_msg.h"
 
 #include <sodium.h>
 

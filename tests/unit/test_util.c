@@ -1,7 +1,7 @@
 #include "test.h"
 
-#include "err.h"
-#include "util.h"
+#include "base/err.h"
+#include "base/util.h"
 
 TEST(util_json_string_escapes_and_repairs_utf8) {
     struct buf b;

@@ -1,4 +1,4 @@
-/* Unit tests for src/vad.c: framing, remainder carrying, energy pre-check,
+/* Unit tests for src/core/vad.c: framing, remainder carrying, energy pre-check,
  * endpointing and offsets. The speech is synthesized (a voiced harmonic tone
  * with a wandering pitch, formant-like emphasis and syllable-rate amplitude
  * modulation), which the WebRTC classifier calls speech in every mode; the
@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "err.h"
-#include "vad.h"
+#include "base/err.h"
+#include "core/vad.h"
 
 /* Counts calls into the WebRTC classifier: this definition interposes the
  * library's, and forwards to it. */

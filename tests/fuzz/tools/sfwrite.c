@@ -13,8 +13,8 @@ int main(int argc, char **argv) {
     }
     SF_INFO info = {0};
     info.format = (int)strtol(argv[2], NULL, 16);
-    info.samplerate = atoi(argv[3]);
-    info.channels = atoi(argv[4]);
+    info.samplerate = (int)strtol(argv[3], NULL, 10);
+    info.channels = (int)strtol(argv[4], NULL, 10);
     SNDFILE *f = sf_open(argv[1], SFM_WRITE, &info);
     if (!f) {
         fprintf(stderr, "sfwrite: %s\n", sf_strerror(NULL));

@@ -1,6 +1,6 @@
 // One full binary-mode streaming session with the espeak-ng audio, driven by
 // the `ws` client: session, partials 1..N in order, final, close 1000
-// (PROTOCOL.md "Streaming"). Starts its own asrd (ASRD_BIN) on a free port.
+// (docs/API.md "Streaming"). Starts its own asrd (ASRD_BIN) on a free port.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');

@@ -1,0 +1,347 @@
+/* Table-driven settings: one row per ASR_* variable gives its type, default,
+ * range and meaning. Loading, --help and the masked dump all walk the table,
+ * so a new setting is one row plus one struct field. */
+#include "base/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/err.h"
+#include "base/util.h"
+
+enum opt_type { OPT_INT, OPT_LONG, OPT_SIZE, OPT_DOUBLE, OPT_STR, OPT_CHOICE };
+
+struct opt {
+    const char   *name;     /* environment variable */
+    enum opt_type type;
+    size_t        off;      /* offset in struct config */
+    size_t        size;     /* for strings: field size */
+    const char   *def;      /* default, as text */
+    double        min, max; /* numeric range, inclusive */
+    const char   *choices;  /* OPT_CHOICE: "a|b|c" */
+    int           secret;   /* masked in the dump */
+    const char   *help;
+};
+
+#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+
+static const struct opt opts[] = {
+    {"ASR_HOST", OPT_STR, F(host), "0.0.0.0", 0, 0, NULL, 0, "address to listen on"},
+    {"ASR_PORT", OPT_INT, F(port), "8000", 1, 65535, NULL, 0, "TCP port to listen on"},
+    {"ASR_BACKLOG", OPT_INT, F(backlog), "1024", 1, 65535, NULL, 0, "listen(2) backlog"},
+    {"ASR_WORKER_ID", OPT_STR, F(worker_id), "w", 0, 0, NULL, 0,
+     "worker id prefix: worker i is <prefix><i>, shown in session, health, logs and metrics"},
+    {"ASR_API_KEYS", OPT_STR, F(api_keys), "", 0, 0, NULL, 1,
+     "comma-separated API keys guarding /v1/transcribe*; empty = no auth"},
+    {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
+     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU core"},
+    {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,
+     "session store: empty = a private redis-server the master starts (unix socket, no persistence); "
+     "redis://[:password@]host:port[/db] or unix:///path = a shared Redis; "
+     "memory = in-process store (one worker's view; ASR_WORKERS=1 only)"},
+    {"ASR_REDIS_SERVER", OPT_STR, F(redis_server), "/usr/bin/redis-server", 0, 0, NULL, 0,
+     "redis-server binary of the private store (ASR_REDIS_URL empty)"},
+    {"ASR_REDIS_MAXMEMORY_MB", OPT_INT, F(redis_maxmemory_mb), "256", 8, 1048576, NULL, 0,
+     "memory bound of the private store, MiB (noeviction: past it, new sessions are served without the store)"},
+    {"ASR_RUNTIME_DIR", OPT_STR, F(runtime_dir), "", 0, 0, NULL, 0,
+     "where the private store's directory (mode 0700, removed at exit) is made; empty = $XDG_RUNTIME_DIR, else /tmp"},
+    {"ASR_STORE_REQUIRED", OPT_INT, F(store_required), "0", 0, 1, NULL, 0,
+     "1: refuse new sessions (503 STORE_UNAVAILABLE) while Redis is unreachable; 0: serve them locally"},
+    {"ASR_MAX_GLOBAL_SESSIONS", OPT_INT, F(max_global_sessions), "0", 0, 100000000, NULL, 0,
+     "streaming sessions across all workers sharing the store; 0 = unlimited"},
+    {"ASR_ENGINE", OPT_STR, F(engine), "mock", 0, 0, NULL, 0, "speech engine (registered: mock)"},
+    {"ASR_MOCK_LATENCY_MS", OPT_INT, F(mock_latency_ms), "50", 0, 60000, NULL, 0,
+     "mock engine: simulated latency of every request, ms"},
+    {"ASR_MOCK_WORDS_PER_CHUNK", OPT_INT, F(mock_words_per_chunk), "2", 0, 100, NULL, 0,
+     "mock engine: fake words per 100 ms of speech"},
+    {"ASR_MOCK_ERROR_RATE", OPT_DOUBLE, F(mock_error_rate), "0", 0, 1, NULL, 0,
+     "mock engine: probability that a chunk fails with MODEL_ERROR"},
+    {"ASR_MOCK_SEED", OPT_LONG, F(mock_seed), "1", 0, 9007199254740991.0, NULL, 0,
+     "mock engine: seed of its deterministic word and error choices"},
+    {"ASR_MOCK_LOAD_FAIL", OPT_CHOICE, F(mock_load_fail), "no", 0, 0, "no|error|crash", 0,
+     "mock engine, test aid: error = its load fails (start-up stops, exit 2); crash = the worker aborts while loading"},
+    {"ASR_VAD_FRAME_MS", OPT_CHOICE, F(vad_frame_ms), "30", 0, 0, "10|20|30", 0,
+     "VAD frame length, ms"},
+    {"ASR_VAD_MODE", OPT_INT, F(vad_mode), "2", 0, 3, NULL, 0,
+     "WebRTC VAD aggressiveness, 0 (least) to 3 (most)"},
+    {"ASR_ENDPOINTING_MS", OPT_INT, F(endpointing_ms), "300", 30, 10000, NULL, 0,
+     "silence after speech that ends an utterance, ms of audio"},
+    {"ASR_MAX_SESSIONS_PER_WORKER", OPT_INT, F(max_sessions_per_worker), "10000", 1, 1000000, NULL, 0,
+     "streaming sessions per worker (live and resumable); beyond it upgrades get 503"},
+    {"ASR_MAX_CONNECTIONS", OPT_INT, F(max_connections), "20000", 1, 1000000, NULL, 0,
+     "open client connections per worker; beyond it new ones are refused"},
+    {"ASR_MAX_CONNECTIONS_PER_IP", OPT_INT, F(max_connections_per_ip), "0", 0, 1000000, NULL, 0,
+     "open connections per client IP address per worker (503 beyond); 0 = unlimited"},
+    {"ASR_IDLE_TIMEOUT_S", OPT_INT, F(idle_timeout_s), "300", 1, 86400, NULL, 0,
+     "seconds without audio, keepalive or ping before a session ends; also how long a dropped session stays resumable"},
+    {"ASR_HANDSHAKE_TIMEOUT_S", OPT_INT, F(handshake_timeout_s), "10", 1, 3600, NULL, 0,
+     "seconds to receive a request's head (slowloris guard) and keep-alive idle time"},
+    {"ASR_BODY_TIMEOUT_S", OPT_INT, F(body_timeout_s), "30", 1, 3600, NULL, 0,
+     "a request body must bring 1 KiB (or its end) within this many seconds, again and again (408); slow uploads pass, trickles do not"},
+    {"ASR_DRAIN_TIMEOUT_S", OPT_INT, F(drain_timeout_s), "30", 1, 86400, NULL, 0,
+     "on SIGTERM/SIGINT, seconds to let sessions finish before exiting anyway"},
+    {"ASR_MAX_CHUNK_BYTES", OPT_SIZE, F(max_chunk_bytes), "65536", 2, 16777216, NULL, 0,
+     "largest audio chunk, bytes of PCM (CHUNK_TOO_LARGE beyond)"},
+    {"ASR_MAX_MESSAGE_BYTES", OPT_SIZE, F(max_message_bytes), "0", 0, 67108864, NULL, 0,
+     "largest WebSocket message (close 1009 beyond); 0 = room for a max chunk in base64 JSON"},
+    {"ASR_MAX_AUDIO_RATE_BYTES_PER_SEC", OPT_SIZE, F(max_audio_rate), "0", 0, 1073741824, NULL, 0,
+     "audio rate limit per session (token bucket of 2 s); 0 = twice real time at its rate"},
+    {"ASR_MAX_HEADER_BYTES", OPT_SIZE, F(max_header_bytes), "16384", 1024, 1048576, NULL, 0,
+     "request line + headers limit, bytes (431 beyond)"},
+    {"ASR_MAX_UPLOAD_BYTES", OPT_SIZE, F(max_upload_bytes), "26214400", 1, 1073741824, NULL, 0,
+     "POST body limit, bytes as sent (413 beyond)"},
+    {"ASR_MAX_PENDING_CHUNKS", OPT_INT, F(max_pending_chunks), "16", 1, 1024, NULL, 0,
+     "chunks of one session waiting for the engine before its socket is paused (or SERVER_BUSY with ASR_SHED_LOAD=1)"},
+    {"ASR_MAX_SESSION_BUFFER_BYTES", OPT_SIZE, F(max_session_buffer_bytes), "1048576", 65536, 1073741824, NULL, 0,
+     "audio bytes of one session waiting in the VAD/engine before its socket is paused (or SERVER_BUSY)"},
+    {"ASR_SHED_LOAD", OPT_INT, F(shed_load), "0", 0, 1, NULL, 0,
+     "1: answer SERVER_BUSY for chunks past ASR_MAX_PENDING_CHUNKS instead of pausing the socket"},
+    {"ASR_MAX_SEND_QUEUE_BYTES", OPT_SIZE, F(max_send_queue_bytes), "262144", 1024, 67108864, NULL, 0,
+     "bytes of unsent messages per connection before partials are dropped"},
+    {"ASR_MAX_SEND_QUEUE_SIZE", OPT_INT, F(max_send_queue_size), "256", 2, 1000000, NULL, 0,
+     "unsent messages per connection before partials are dropped"},
+    {"ASR_SLOW_CLIENT_THRESHOLD", OPT_INT, F(slow_client_threshold), "10", 1, 1000000, NULL, 0,
+     "send-queue overflows in a row before close 1008"},
+    {"ASR_SEND_TIMEOUT_S", OPT_INT, F(send_timeout_s), "30", 1, 3600, NULL, 0,
+     "seconds a connection's pending write may make no progress before it is closed"},
+    {"ASR_RATE_ABUSE_THRESHOLD", OPT_INT, F(rate_abuse_threshold), "20", 1, 1000000, NULL, 0,
+     "RATE_LIMITED chunks in a row before close 1008"},
+    {"ASR_LOG_LEVEL", OPT_CHOICE, F(log_level), "info", 0, 0, "debug|info|warn|error", 0, "log level"},
+    {"ASR_LOG_FORMAT", OPT_CHOICE, F(log_format), "json", 0, 0, "json|logfmt", 0, "log line format"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int choice_ok(const char *choices, const char *v) {
+    size_t vl = strlen(v);
+    const char *p = choices;
+    while (*p) {
+        const char *e = strchr(p, '|');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == vl && strncmp(p, v, l) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int set_opt(struct config *cfg, const struct opt *o, const char *v, char *err, size_t errlen) {
+    char *field = (char *)cfg + o->off;
+    char *end = NULL;
+    if (o->type == OPT_STR) {
+        if (strlen(v) >= o->size) {
+            snprintf(err, errlen, "%s: value too long, allowed at most %zu bytes", o->name, o->size - 1);
+            return ASR_EINVAL;
+        }
+        memcpy(field, v, strlen(v) + 1);
+        return 0;
+    }
+    if (o->type == OPT_CHOICE) {
+        if (!choice_ok(o->choices, v)) {
+            snprintf(err, errlen, "%s: invalid value \"%s\", allowed %s", o->name, v, o->choices);
+            return ASR_EINVAL;
+        }
+        if (o->size == sizeof(int) && strspn(v, "0123456789") == strlen(v))
+            *(int *)field = (int)strtol(v, NULL, 10); /* numeric choice; already validated as digits */
+        else
+            snprintf(field, o->size, "%s", v);
+        return 0;
+    }
+    errno = 0;
+    double d = strtod(v, &end);
+    if (*v == '\0' || *end != '\0' || errno != 0 || isnan(d)) {
+        snprintf(err, errlen, "%s: \"%s\" is not a number, allowed %.17g..%.17g", o->name, v, o->min, o->max);
+        return ASR_EINVAL;
+    }
+    if (o->type != OPT_DOUBLE && d != floor(d)) {
+        snprintf(err, errlen, "%s: \"%s\" is not an integer, allowed %.0f..%.0f", o->name, v, o->min, o->max);
+        return ASR_EINVAL;
+    }
+    if (d < o->min || d > o->max) {
+        snprintf(err, errlen, "%s: %s is out of range, allowed %.17g..%.17g", o->name, v, o->min, o->max);
+        return ASR_EINVAL;
+    }
+    switch (o->type) {
+    case OPT_INT: *(int *)field = (int)d; break;
+    case OPT_LONG: *(long *)field = (long)d; break;
+    case OPT_SIZE: *(size_t *)field = (size_t)d; break;
+    case OPT_DOUBLE: *(double *)field = d; break;
+    default: break;
+    }
+    return 0;
+}
+
+static const char *env_get(const char *name) { return getenv(name); }
+
+/* ---- unknown variables -------------------------------------------------- */
+
+struct config_names config_own_names(void) {
+    static const char *names[NOPTS];
+    if (!names[0])
+        for (size_t i = 0; i < NOPTS; i++) names[i] = opts[i].name;
+    return (struct config_names){.names = names, .n = NOPTS};
+}
+
+/* Optimal string alignment distance (Levenshtein plus adjacent
+ * transpositions), capped: names are short (< 64 bytes). */
+static size_t edit_distance(const char *a, const char *b) {
+    enum { M = 64 };
+    size_t la = strnlen(a, M - 1), lb = strnlen(b, M - 1);
+    static size_t d[M][M];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+const char *config_closest(const char *name, const struct config_names *tables, size_t ntables) {
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    size_t nl = strlen(name);
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].n; i++) {
+            const char *k = tables[t].names[i];
+            size_t d = edit_distance(name, k);
+            /* a likely typo: a few edits, fewer for short names */
+            size_t kl = strlen(k), limit = kl / 4 < 2 ? 2 : kl / 4;
+            /* or a known name cut short: ASR_MAX_SESSIONS -> ASR_MAX_SESSIONS_PER_WORKER */
+            if (d > limit && !(nl >= 8 && nl < kl && strncmp(name, k, nl) == 0)) continue;
+            if (d < best_d) best = k, best_d = d;
+        }
+    return best;
+}
+
+static int known(const char *name, size_t len, const struct config_names *tables, size_t ntables) {
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].n; i++)
+            if (strlen(tables[t].names[i]) == len && strncmp(tables[t].names[i], name, len) == 0) return 1;
+    return 0;
+}
+
+int config_check_unknown(char *const *env, const struct config_names *tables, size_t ntables,
+                         char *err, size_t errlen) {
+    struct buf b;
+    buf_init(&b, 0);
+    int bad = 0;
+    for (size_t e = 0; env && env[e]; e++) {
+        const char *kv = env[e];
+        if (strncmp(kv, "ASR_", 4) != 0) continue;
+        const char *eq = strchr(kv, '=');
+        size_t len = eq ? (size_t)(eq - kv) : strlen(kv);
+        if (known(kv, len, tables, ntables)) continue;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), kv);
+        const char *near = config_closest(name, tables, ntables);
+        if (near) buf_printf(&b, "%s%s is not a setting; did you mean %s?", bad ? "\n" : "", name, near);
+        else buf_printf(&b, "%s%s is not a setting (asrd --help lists them)", bad ? "\n" : "", name);
+        bad++;
+    }
+    if (errlen) snprintf(err, errlen, "%.*s", (int)b.len, b.data ? b.data : "");
+    buf_cleanup(&b);
+    return bad ? ASR_EINVAL : 0;
+}
+
+int config_load_from(struct config *cfg, const char *(*get)(const char *name), char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTS; i++)
+        if (set_opt(cfg, &opts[i], opts[i].def, err, errlen) != 0) return ASR_EINVAL;
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *v = get(opts[i].name);
+        if (v && set_opt(cfg, &opts[i], v, err, errlen) != 0) return ASR_EINVAL;
+    }
+    /* Cross-field rules. */
+    if (cfg->max_message_bytes && cfg->max_message_bytes < 1024) {
+        snprintf(err, errlen, "ASR_MAX_MESSAGE_BYTES: %zu is too small, allowed 0 or 1024..67108864",
+                 cfg->max_message_bytes);
+        return ASR_EINVAL;
+    }
+    if (cfg->max_chunk_bytes % 2) {
+        snprintf(err, errlen, "ASR_MAX_CHUNK_BYTES: %zu is odd, allowed even values 2..16777216",
+                 cfg->max_chunk_bytes);
+        return ASR_EINVAL;
+    }
+    if (cfg->endpointing_ms < cfg->vad_frame_ms) {
+        snprintf(err, errlen, "ASR_ENDPOINTING_MS: %d is shorter than ASR_VAD_FRAME_MS, allowed %d..10000",
+                 cfg->endpointing_ms, cfg->vad_frame_ms);
+        return ASR_EINVAL;
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, char *err, size_t errlen) {
+    return config_load_from(cfg, env_get, err, errlen);
+}
+
+void config_print_help(FILE *out) {
+    fprintf(out,
+            "usage: asrd [--help] [--version]\n\n"
+            "asrd: real-time speech-to-text server. Every setting is an environment variable:\n\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        char range[64] = "";
+        if (o->type == OPT_CHOICE) snprintf(range, sizeof range, " (%s)", o->choices);
+        else if (o->type == OPT_DOUBLE) snprintf(range, sizeof range, " (%g..%g)", o->min, o->max);
+        else if (o->type != OPT_STR) snprintf(range, sizeof range, " (%.0f..%.0f)", o->min, o->max);
+        fprintf(out, "  %-34s default \"%s\"%s\n      %s\n", o->name, o->def, range, o->help);
+    }
+}
+
+size_t config_dump_json(const struct config *cfg, char *out, size_t len) {
+    struct buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, "{");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *field = (const char *)cfg + o->off;
+        buf_printf(&b, "%s\"%s\":", i ? "," : "", o->name);
+        switch (o->type) {
+        case OPT_STR:
+        case OPT_CHOICE:
+            if (o->type == OPT_CHOICE && o->size == sizeof(int))
+                buf_printf(&b, "%d", *(const int *)field);
+            else if (o->secret && field[0] &&
+                     !(o->off == offsetof(struct config, redis_url) && strcmp(field, CONFIG_STORE_MEMORY) == 0))
+                buf_puts(&b, "\"****\""); /* a URL may hold a password; "memory" holds none */
+            else
+                buf_json_str(&b, field, strlen(field));
+            break;
+        case OPT_INT: buf_printf(&b, "%d", *(const int *)field); break;
+        case OPT_LONG: buf_printf(&b, "%ld", *(const long *)field); break;
+        case OPT_SIZE: buf_printf(&b, "%zu", *(const size_t *)field); break;
+        case OPT_DOUBLE: buf_printf(&b, "%g", *(const double *)field); break;
+        }
+    }
+    buf_puts(&b, "}");
+    size_t n = b.len < len ? b.len : (len ? len - 1 : 0);
+    if (len) {
+        memcpy(out, b.data, n);
+        out[n] = '\0';
+    }
+    buf_cleanup(&b);
+    return n;
+}
+
+size_t config_max_message_bytes(const struct config *cfg) {
+    if (cfg->max_message_bytes) return cfg->max_message_bytes;
+    /* A max chunk in base64 plus room for the JSON around it, rounded up to 1000. */
+    size_t b64 = (cfg->max_chunk_bytes + 2) / 3 * 4;
+    return (b64 + 256 + 999) / 1000 * 1000;
+}
+
+size_t config_audio_rate(const struct config *cfg, unsigned sample_rate) {
+    if (cfg->max_audio_rate) return cfg->max_audio_rate;
+    return (size_t)sample_rate * 2 * 2; /* twice real time of s16 mono */
+}

@@ -1,0 +1,112 @@
+/* asrd settings: every one comes from an ASR_* environment variable with an
+ * embedded default (README.md has the table; `asrd --help` prints it).
+ * config_load() validates each value against its range and names the
+ * variable on error; main() exits with status 2 then. */
+#ifndef ASRD_CONFIG_H
+#define ASRD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+    /* network */
+    char     host[256];                /* ASR_HOST, listen address */
+    int      port;                     /* ASR_PORT */
+    int      backlog;                  /* ASR_BACKLOG */
+    char     worker_id[64];            /* ASR_WORKER_ID: prefix; the master appends the worker index */
+    char     api_keys[1024];           /* ASR_API_KEYS, comma separated; secret */
+    int      workers;                  /* ASR_WORKERS: worker processes (0 = one per core) */
+    /* session store */
+    char     redis_url[512];           /* ASR_REDIS_URL: empty = a private redis-server the master
+                                        * starts; "memory" = in-process store (one worker);
+                                        * else redis:// or unix:// (shared); secret (password) */
+    char     redis_server[256];        /* ASR_REDIS_SERVER: redis-server binary for the private store */
+    int      redis_maxmemory_mb;       /* ASR_REDIS_MAXMEMORY_MB: memory bound of the private store */
+    char     runtime_dir[200];         /* ASR_RUNTIME_DIR: parent of the private runtime directory
+                                        * ("" = $XDG_RUNTIME_DIR, else /tmp) */
+    int      store_required;           /* ASR_STORE_REQUIRED: 1 = refuse sessions while the store is down */
+    int      max_global_sessions;      /* ASR_MAX_GLOBAL_SESSIONS: across workers (0 = unlimited) */
+    /* engine */
+    char     engine[32];               /* ASR_ENGINE */
+    int      mock_latency_ms;          /* ASR_MOCK_LATENCY_MS */
+    int      mock_words_per_chunk;     /* ASR_MOCK_WORDS_PER_CHUNK, words per 100 ms of speech */
+    double   mock_error_rate;          /* ASR_MOCK_ERROR_RATE, 0..1 */
+    long     mock_seed;                /* ASR_MOCK_SEED */
+    char     mock_load_fail[8];        /* ASR_MOCK_LOAD_FAIL: no | error | crash (test aid) */
+    /* VAD */
+    int      vad_frame_ms;             /* ASR_VAD_FRAME_MS: 10, 20, 30 (an int choice) */
+    int      vad_mode;                 /* ASR_VAD_MODE: 0..3 */
+    int      endpointing_ms;           /* ASR_ENDPOINTING_MS */
+    /* sessions */
+    int      max_sessions_per_worker;  /* ASR_MAX_SESSIONS_PER_WORKER */
+    int      max_connections;          /* ASR_MAX_CONNECTIONS */
+    int      max_connections_per_ip;   /* ASR_MAX_CONNECTIONS_PER_IP (0 = unlimited) */
+    int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
+    int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head deadline, keep-alive idle */
+    int      body_timeout_s;           /* ASR_BODY_TIMEOUT_S: body progress deadline (1 KiB per period) */
+    int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
+    /* limits */
+    size_t   max_chunk_bytes;          /* ASR_MAX_CHUNK_BYTES */
+    size_t   max_message_bytes;        /* ASR_MAX_MESSAGE_BYTES (0 = derived from chunk) */
+    size_t   max_audio_rate;           /* ASR_MAX_AUDIO_RATE_BYTES_PER_SEC (0 = 2x real time) */
+    size_t   max_header_bytes;         /* ASR_MAX_HEADER_BYTES */
+    size_t   max_upload_bytes;         /* ASR_MAX_UPLOAD_BYTES */
+    int      max_pending_chunks;       /* ASR_MAX_PENDING_CHUNKS */
+    size_t   max_session_buffer_bytes; /* ASR_MAX_SESSION_BUFFER_BYTES: audio waiting in VAD/engine */
+    int      shed_load;                /* ASR_SHED_LOAD: 1 = SERVER_BUSY instead of pausing */
+    size_t   max_send_queue_bytes;     /* ASR_MAX_SEND_QUEUE_BYTES */
+    int      max_send_queue_size;      /* ASR_MAX_SEND_QUEUE_SIZE, messages */
+    int      slow_client_threshold;    /* ASR_SLOW_CLIENT_THRESHOLD */
+    int      send_timeout_s;           /* ASR_SEND_TIMEOUT_S: a write making no progress */
+    int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
+    /* logging */
+    char     log_level[16];            /* ASR_LOG_LEVEL */
+    char     log_format[16];           /* ASR_LOG_FORMAT: json | logfmt */
+};
+
+/* Fills cfg with defaults, then overrides from the environment (getenv).
+ * On error returns ASR_EINVAL and writes "ASR_X: <why>, allowed <range>" to
+ * err. */
+int config_load(struct config *cfg, char *err, size_t errlen);
+
+/* Same, reading variables through get (for tests). */
+int config_load_from(struct config *cfg, const char *(*get)(const char *name),
+                     char *err, size_t errlen);
+
+/* The value of ASR_REDIS_URL that selects the in-process store. */
+#define CONFIG_STORE_MEMORY "memory"
+
+/* The setting names one table knows: base/config.c's own, or a module's. */
+struct config_names {
+    const char *const *names;          /* n names, borrowed (static storage) */
+    size_t             n;
+};
+
+/* The names config_load() reads (base/config.c's table). */
+struct config_names config_own_names(void);
+
+/* Start-up check for typos: every "ASR_*=value" entry of env (a
+ * NULL-terminated array like environ; other entries are skipped) must be
+ * named in one of the ntables tables. Returns 0, or ASR_EINVAL with one line
+ * per unknown variable in err (truncated at errlen), naming the closest
+ * known name when one is close: "ASR_API_KEY is not a setting; did you mean
+ * ASR_API_KEYS?". */
+int config_check_unknown(char *const *env, const struct config_names *tables, size_t ntables,
+                         char *err, size_t errlen);
+
+/* The known name closest to name (edit distance, or name a prefix of it),
+ * or NULL when none is close enough to be a likely typo. */
+const char *config_closest(const char *name, const struct config_names *tables, size_t ntables);
+
+/* Prints every setting with its default and meaning (--help). */
+void config_print_help(FILE *out);
+
+/* Writes the effective configuration as one JSON object into buf with secrets
+ * masked ("****"). Returns bytes written (truncated at len - 1). */
+size_t config_dump_json(const struct config *cfg, char *buf, size_t len);
+
+/* Derived values. */
+size_t config_max_message_bytes(const struct config *cfg);
+size_t config_audio_rate(const struct config *cfg, unsigned sample_rate);
+
+#endif

@@ -1,0 +1,167 @@
+/* Process-wide counters, gauges and latency histograms.
+ *
+ * The loop is single-threaded, so counting is a plain increment on the
+ * global `metrics` (no locks, no allocation). Histograms have fixed
+ * log-spaced buckets (about 9% wide) from 1 us to ~100 s; percentiles are
+ * read from them. metrics_json()/metrics_prometheus() render a snapshot for
+ * GET /v1/metrics and GET /metrics. */
+#ifndef ASRD_METRICS_H
+#define ASRD_METRICS_H
+
+#include <stdint.h>
+#include "base/util.h"
+
+#define HIST_BUCKETS 216
+
+struct hist {
+    uint64_t count;
+    double   sum_ms;                  /* sum of observations, ms */
+    uint32_t b[HIST_BUCKETS];         /* counts per log bucket */
+};
+
+enum metric_err {                     /* docs/API.md streaming error codes */
+    MERR_INVALID_MESSAGE, MERR_INVALID_AUDIO, MERR_CHUNK_TOO_LARGE, MERR_OUT_OF_ORDER,
+    MERR_RATE_LIMITED, MERR_SERVER_BUSY, MERR_MODEL_ERROR, MERR_INTERNAL, MERR__N
+};
+
+enum metric_route {
+    ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
+    ROUTE_OTHER, ROUTE__N
+};
+
+enum metric_end {                     /* why a session ended */
+    END_STOP, END_IDLE, END_EXPIRED, END_SLOW_CLIENT, END_POLICY, END_TOO_BIG, END_SHUTDOWN,
+    END_ERROR, END_MOVED, END__N
+};
+
+enum metric_rest_fail {               /* why a REST transcription did not answer 200 */
+    RFAIL_MODEL_ERROR,                /* the engine failed on part of the audio (500) */
+    RFAIL_ENGINE_BUSY,                /* the engine refused part of it: backlog full (503) */
+    RFAIL_INTERNAL,                   /* no memory, no session (500) */
+    RFAIL_ABORTED,                    /* the client went away mid-transcription */
+    RFAIL__N
+};
+
+#define METRIC_STATUSES 17
+#define METRIC_CLOSE_CODES 8
+
+struct metrics {
+    uint64_t start_ms;                /* wall clock at start */
+    uint64_t connections_active;      /* gauge: open TCP connections */
+    uint64_t connections_total;
+    uint64_t connections_refused;     /* over ASR_MAX_CONNECTIONS */
+    uint64_t sessions_active;         /* gauge: live + resumable sessions */
+    uint64_t sessions_attached;       /* gauge: sessions with a live connection */
+    uint64_t sessions_total;          /* created (resumes not counted) */
+    uint64_t sessions_resumed;
+    uint64_t sessions_refused;        /* 503 at the session limit */
+    uint64_t sessions_ended[END__N];
+    uint64_t chunks_total;            /* chunks received (accepted or refused) */
+    uint64_t chunks_accepted;
+    uint64_t partials_total;
+    uint64_t partials_dropped;        /* dropped from full send queues */
+    uint64_t finals_total;
+    uint64_t speech_started_total;
+    uint64_t bytes_in;                /* PCM bytes of accepted chunks */
+    uint64_t audio_ms_in;             /* ms of streamed audio accepted */
+    uint64_t errors[MERR__N];         /* streaming error answers by code */
+    uint64_t rest_chunks;             /* chunks of REST uploads fed to their sessions */
+    uint64_t rest_audio_ms;           /* ms of REST audio fed */
+    uint64_t rest_failed[RFAIL__N];   /* REST transcriptions that failed, by cause */
+    uint64_t close_codes[METRIC_CLOSE_CODES]; /* 1000,1001,1008,1009,1011,1013,other,none */
+    uint64_t requests_total;
+    uint64_t requests[ROUTE__N][METRIC_STATUSES];
+    uint64_t engine_requests;
+    uint64_t engine_errors;
+    uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
+    uint64_t vad_speech_frames;
+    uint64_t ws_paused;               /* times a socket was paused for backpressure */
+    uint64_t store_up;                /* gauge: 1 while the session store is available */
+    uint64_t store_ops;               /* store operations started */
+    uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */
+    uint64_t store_timeouts;
+    uint64_t store_reconnects;
+    uint64_t store_writes;            /* session snapshots written (shared store) */
+    struct hist lat_queue;            /* chunk arrival -> engine submit */
+    struct hist lat_engine;           /* engine submit -> result */
+    struct hist lat_total;            /* chunk arrival -> answer queued */
+    struct hist lat_rest;             /* REST transcribe request -> response */
+    /* the event loop (worker.c): saturation shows here before it shows in
+     * chunk latency */
+    uint64_t loop_iterations;
+    struct hist loop_busy;            /* work per loop iteration (callbacks and flushes, not waiting) */
+    double   loop_utilization;        /* share of the last tick's wall time not spent waiting for events */
+    /* process figures: the newest count (metrics_proc_set) and counters
+     * read when published or rendered */
+    uint64_t rss_bytes, open_fds, log_dropped;
+    double   chunks_per_s, requests_per_s;
+};
+
+extern struct metrics metrics;
+
+void metrics_init(void);
+void hist_add(struct hist *h, double ms);
+double hist_percentile(const struct hist *h, double p);   /* ms; 0 when empty */
+
+/* Maps an asr_err to its counter; unknown errors count as INTERNAL. */
+void metrics_count_error(int err);
+/* Counts a WebSocket close code sent by the server (0 = no close frame). */
+void metrics_count_close(int code);
+/* Counts one HTTP response. */
+void metrics_count_request(enum metric_route route, int status);
+/* Samples the counters behind per-second rates; call once a second. */
+void metrics_tick(void);
+
+/* Process figures: RSS and open descriptors. Counting descriptors by
+ * listing /proc/self/fd makes the kernel build a directory entry per
+ * descriptor (2-5 ms at 2,800), too long to stall every stream for, so the
+ * worker counts them in slices, one per loop iteration (metrics_fdwalk_*,
+ * worker_proc_refresh): one poll() over a slice of the descriptor table,
+ * where a closed slot answers POLLNVAL (about 0.2 us per slot). Rendering
+ * and publishing use the newest stored figures. */
+struct metrics_proc {
+    uint64_t rss_bytes;
+    uint64_t open_fds;
+};
+#define METRICS_FDWALK_SLOTS 256
+struct metrics_fdwalk {
+    size_t next, end;                 /* slots [next, end) still to look at */
+    uint64_t open;                    /* open descriptors below next */
+};
+/* Starts a count over the whole table (its size: FDSize in /proc/self/status). */
+void metrics_fdwalk_begin(struct metrics_fdwalk *w);
+/* Looks at up to slots (<= METRICS_FDWALK_SLOTS) more slots. Returns 1 when
+ * the count is complete (w->open), 0 while slots are left. */
+int metrics_fdwalk_step(struct metrics_fdwalk *w, size_t slots);
+uint64_t metrics_rss_bytes(void);     /* /proc/self/statm: a few us */
+/* Stores figures for rendering and publishing (loop thread). */
+void metrics_proc_set(const struct metrics_proc *p);
+
+/* Workers of one master share their metrics (master.h): the master maps n
+ * slots before forking; a worker binds to its slot and publishes a copy of
+ * its counters there every metrics_tick(); the master clears the slot of a
+ * worker it reaped. Rendering then covers every live worker: JSON sums them
+ * (with a per-worker list), Prometheus gives one series per worker label.
+ * Other workers' figures are up to one second old; this worker's are live. */
+int  metrics_shared_create(int n);
+void metrics_shared_bind(int slot);
+void metrics_shared_clear(int slot);
+void metrics_set_worker_id(const char *id);
+
+/* Another live worker of this instance, as it last published (up to one
+ * second old). */
+struct metrics_peer {
+    char     worker_id[64];
+    int      pid;
+    uint64_t sessions_active;         /* live + resumable streaming sessions */
+    uint64_t connections_active;
+};
+/* Fills up to max entries with the other live workers (this one excluded;
+ * none when stand-alone) and returns how many. */
+int metrics_shared_peers(struct metrics_peer *out, int max);
+
+/* Renders snapshots. worker_id is the answering worker. Return 0 or ASR_ENOMEM. */
+int metrics_json(struct buf *out, const char *worker_id);
+int metrics_prometheus(struct buf *out, const char *worker_id);
+
+#endif

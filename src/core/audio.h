@@ -1,0 +1,58 @@
+/* Audio helpers: PCM byte handling, container decoding (libsndfile) and
+ * resampling (libsoxr). No I/O beyond memory buffers; safe to call from the
+ * libuv thread pool (nothing here touches the loop). */
+#ifndef ASRD_AUDIO_H
+#define ASRD_AUDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Mono signed 16-bit PCM in host order. samples is owned by the struct;
+ * release with audio_pcm_cleanup(). */
+struct audio_pcm {
+    int16_t *samples;   /* owned; malloc'd */
+    size_t   n;         /* number of samples */
+    unsigned rate;      /* samples per second */
+};
+
+void audio_pcm_cleanup(struct audio_pcm *pcm);
+
+/* Decodes an uploaded body into mono s16 PCM at target_rate.
+ *
+ * content_type is the raw Content-Type header value or NULL. Handling
+ * (docs/API.md "REST"):
+ *   - audio/wav, audio/x-wav, audio/wave, audio/vnd.wave, audio/flac,
+ *     audio/x-flac, audio/ogg, audio/mpeg, audio/mp3: decoded by libsndfile
+ *     from memory (virtual I/O), any rate and channel count.
+ *   - audio/pcm; rate=N   raw s16 little-endian, mono unless channels=N.
+ *   - audio/L16; rate=N   raw s16 big-endian (RFC 2586), channels=N allowed.
+ *     Raw PCM without rate= (or with rate outside 1000..384000, channels
+ *     outside 1..64, a malformed parameter) is ASR_E_BAD_REQUEST; an odd
+ *     byte count (or not whole frames of `channels` samples) is
+ *     ASR_E_INVALID_AUDIO.
+ *   - NULL, application/octet-stream or any other type: the bytes are sniffed
+ *     (RIFF/WAVE, fLaC, OggS, ID3/MPEG sync); if no supported container is
+ *     recognised, ASR_E_NOT_AUDIO.
+ * Channels are mixed to mono by averaging, then resampled with soxr (HQ) to
+ * target_rate. Audio longer than max_samples output samples is
+ * ASR_E_TOO_LARGE (protects against small files that expand hugely).
+ * Empty body: ASR_E_BAD_REQUEST. A container that fails to decode:
+ * ASR_E_NOT_AUDIO; one that opens but yields no samples, fails part-way, or
+ * states more than 64 channels or a rate outside 1000..384000:
+ * ASR_E_INVALID_AUDIO. target_rate outside 1000..384000: ASR_EINVAL.
+ * On 0, *out holds the audio (caller owns it). On error *out is zeroed and,
+ * if errbuf is not NULL, a one-line human message is written to it. */
+int audio_decode(const uint8_t *data, size_t len, const char *content_type,
+                 unsigned target_rate, size_t max_samples,
+                 struct audio_pcm *out, char *errbuf, size_t errlen);
+
+/* Resamples mono s16 in[n] from in_rate to out_rate with soxr. On 0, *out
+ * holds the result (caller owns it); in_rate == out_rate copies. Rates
+ * outside 1000..384000: ASR_EINVAL; ASR_ENOMEM. */
+int audio_resample(const int16_t *in, size_t n, unsigned in_rate,
+                   unsigned out_rate, struct audio_pcm *out);
+
+/* 1 if rate is a streaming rate docs/API.md allows (8000, 16000, 32000, 48000). */
+int audio_rate_supported(unsigned rate);
+
+#endif

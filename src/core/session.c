@@ -1,0 +1,843 @@
+/* Streaming session logic. See session.h for the contract and
+ * docs/internals/chunk-pipeline.md for the design:
+ *
+ * An accepted chunk runs through the VAD at once (on the loop, cheap), which
+ * may report utterance starts and ends inside it. The chunk's audio is cut at
+ * each end into segments; each segment is one engine submit, and each end is
+ * one engine finalize, in that order. The engine completes requests of a
+ * session in order, so completions need no tags: a segment completion belongs
+ * to the oldest partial still waiting for parts, a finalize completion to the
+ * oldest final still waiting for text.
+ *
+ * Answers wait in one ring in the order they must leave (docs/API.md
+ * "Sequence numbers": answers in sequence order; "Fine points":
+ * speech_started before the partial of its chunk). For one chunk the order is
+ * its speech_started events, its partial (or error), then the finals its
+ * audio decided. The ring is flushed from the head whenever an answer at the
+ * head becomes ready. */
+#include "core/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/engine.h"
+#include "base/err.h"
+#include "base/metrics.h"
+#include "base/util.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "asrd reads s16le PCM in place and needs a little-endian host"
+#endif
+
+enum ans_kind { ANS_PARTIAL, ANS_FINAL, ANS_SPEECH, ANS_ERROR };
+
+struct answer {
+    uint8_t  kind;             /* enum ans_kind */
+    uint8_t  failed;           /* PARTIAL: a part failed -> MODEL_ERROR; FINAL: its text did not come */
+    uint8_t  is_speech;        /* PARTIAL */
+    uint8_t  has_text;         /* FINAL: text arrived (or empty final) */
+    uint16_t parts_left;       /* PARTIAL: engine submits not yet done */
+    int      err;              /* ERROR: asr_err; failed PARTIAL/FINAL: the first engine status */
+    uint64_t seq;              /* sequence it answers / refers to */
+    uint64_t a, b;             /* FINAL: start_ms, end_ms; SPEECH: offset_ms; ERROR: detail */
+    uint64_t t_arrival_ns;     /* PARTIAL timing */
+    uint64_t t_submit_ns;
+    uint64_t t_done_ns;
+    const char *why;           /* ERROR without a sequence (INVALID_MESSAGE): static reason */
+    char    *text;             /* FINAL: owned, malloc'd; NULL = empty */
+    size_t   text_len;
+    uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
+    size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
+    uint32_t vad_silence_ms;   /* PARTIAL: VAD state after its chunk (snapshot) */
+    uint64_t vad_speech_end_ms;
+};
+
+#define KEPT_FINALS_MAX 16
+#define SESS_UTT_TEXT_MAX (16 * 1024)
+
+struct asr_session {
+    char     id[33];                 /* 128-bit random id, hex */
+    enum sess_state state;
+    struct sess_cfg cfg;
+    struct vad *vad;                 /* owned */
+    struct engine_session *eng;      /* owned */
+    const struct sess_sink *sink;    /* borrowed; NULL while detached */
+    void    *sink_ctx;               /* borrowed */
+    uint64_t last_seq;               /* highest sequence answered (docs/API.md "Sequence numbers") */
+    size_t   pending_bytes;          /* PCM bytes of pending chunks (ASR_MAX_SESSION_BUFFER_BYTES) */
+    int      pending;                /* accepted chunks not yet answered */
+    int      rate_strikes;           /* RATE_LIMITED in a row */
+    double   tokens;                 /* rate bucket, bytes */
+    uint64_t tokens_ns;              /* last refill */
+    uint64_t last_speech_seq;        /* chunk in which the last speech frame was classified */
+    uint64_t utt_start_ms;           /* open utterance start */
+    struct answer *ring;             /* owned; answers waiting to leave */
+    unsigned ring_cap, ring_head, ring_len;
+    struct buf ptext;                /* text of the partial being completed */
+    struct answer *kept;             /* owned, allocated on first use: finals decided while detached */
+    unsigned n_kept;
+    int      flushing;               /* re-entrancy guard for flush */
+    struct { uint64_t seq, start; } recent[8]; /* last accepted chunks: sequence, first sample */
+    unsigned n_recent;
+    struct sess_stats stats;
+    /* What the client has been told (answers emitted), for the store's
+     * snapshot: a resume elsewhere continues from exactly here. */
+    uint64_t ans_seq;                /* highest sequence answered */
+    uint64_t ans_samples;            /* stream position after that chunk */
+    unsigned ans_silence_ms;         /* VAD silence run and last speech end there */
+    uint64_t ans_speech_end_ms;
+    int      ans_utt_open;           /* speech_started sent, its final not yet */
+    uint64_t ans_utt_start_ms;
+    struct buf utt_text;             /* partial texts of the open utterance, space-joined */
+    uint64_t finals_sent;
+    char    *utt_prefix;             /* owned: restored text of an utterance open at the
+                                        move; prefixed to its final */
+    int      dirty;                  /* SESS_DIRTY_* since sess_take_dirty() */
+};
+
+/* ---- state machine ---------------------------------------------------- */
+
+/* The one place where a session changes state. Legal moves only go forward;
+ * CLOSING -> CLOSING is allowed so stop is idempotent. */
+int sess_transition(struct asr_session *s, enum sess_state to) {
+    static const unsigned char legal[4][4] = {
+        /* to:      CREATED ACTIVE CLOSING CLOSED */
+        /* CREATED */ {0, 1, 1, 1},
+        /* ACTIVE  */ {0, 0, 1, 1},
+        /* CLOSING */ {0, 0, 1, 1},
+        /* CLOSED  */ {0, 0, 0, 0},
+    };
+    if (!legal[s->state][to]) return ASR_EINVAL;
+    s->state = to;
+    return 0;
+}
+
+enum sess_state sess_state(const struct asr_session *s) { return s->state; }
+const char *sess_id(const struct asr_session *s) { return s->id; }
+unsigned sess_sample_rate(const struct asr_session *s) { return s->cfg.sample_rate; }
+uint64_t sess_last_sequence(const struct asr_session *s) { return s->last_seq; }
+const struct sess_stats *sess_stats(const struct asr_session *s) { return &s->stats; }
+int sess_pending(const struct asr_session *s) { return s->pending; }
+unsigned sess_engine_outstanding(const struct asr_session *s) { return engine_outstanding(s->eng); }
+int sess_pending_full(const struct asr_session *s) {
+    return s->pending >= s->cfg.max_pending_chunks ||
+           (s->cfg.max_pending_bytes && s->pending_bytes >= s->cfg.max_pending_bytes);
+}
+/* Abuse: the rate limit broken too often in a row, or so many refusals
+ * waiting behind owed answers that the ring passes its bound. */
+int sess_abusive(const struct asr_session *s) {
+    return s->rate_strikes >= s->cfg.rate_abuse_threshold ||
+           s->ring_len > 4 * (unsigned)s->cfg.max_pending_chunks + 256;
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+/* A stream moves the streaming counters, a REST upload rest.* only
+ * (docs/API.md "GET /v1/metrics"); engine and VAD counters are shared. */
+static int is_rest(const struct asr_session *s) { return s->cfg.kind == SESS_KIND_REST; }
+
+static void count_error(const struct asr_session *s, int err) {
+    if (!is_rest(s)) metrics_count_error(err);
+}
+
+/* An engine request failed or was refused: the answer it belongs to
+ * remembers the first status. */
+static void mark_failed(struct answer *a, int status) {
+    if (!a->failed) a->err = status ? status : ASR_E_INTERNAL;
+    a->failed = 1;
+    metrics.engine_errors++;
+}
+
+/* ---- create / destroy ---------------------------------------------------- */
+
+struct asr_session *sess_create(const struct sess_cfg *cfg) {
+    struct asr_session *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->cfg = *cfg;
+    util_random_id(s->id);
+    s->vad = vad_create(&cfg->vad);
+    if (!s->vad) goto fail;
+    struct engine_session_cfg ecfg = {.sample_rate = cfg->sample_rate};
+    s->eng = engine_session_create(&ecfg);
+    if (!s->eng) goto fail;
+    buf_init(&s->ptext, 64 * 1024);
+    buf_init(&s->utt_text, SESS_UTT_TEXT_MAX);
+    s->tokens = 2.0 * (double)cfg->rate_bytes_per_sec;
+    s->tokens_ns = 0; /* set by the first chunk's arrival time */
+    s->stats.created_ms = util_wall_ms();
+    return s;
+fail:
+    if (s->vad) vad_destroy(s->vad);
+    free(s);
+    return NULL;
+}
+
+void sess_destroy(struct asr_session *s) {
+    if (!s) return;
+    engine_session_destroy(s->eng);
+    vad_destroy(s->vad);
+    for (unsigned i = 0; i < s->ring_len; i++) free(s->ring[(s->ring_head + i) % s->ring_cap].text);
+    for (unsigned i = 0; i < s->n_kept; i++) free(s->kept[i].text);
+    free(s->kept);
+    free(s->ring);
+    buf_cleanup(&s->ptext);
+    buf_cleanup(&s->utt_text);
+    free(s->utt_prefix);
+    free(s);
+}
+
+size_t sess_footprint(const struct asr_session *s) {
+    return sizeof *s + vad_sizeof(&s->cfg.vad) + s->ring_cap * sizeof(struct answer) + s->ptext.cap +
+           (engine_current() ? engine_current()->session_size : 0);
+}
+
+/* ---- the answer ring ------------------------------------------------------ */
+
+static struct answer *ring_at(struct asr_session *s, unsigned i) {
+    return &s->ring[(s->ring_head + i) % s->ring_cap];
+}
+
+/* Appends a zeroed answer. The ring grows by doubling; its size is bounded by
+ * the pending-chunk limit times the answers one chunk can make. */
+static struct answer *ring_push(struct asr_session *s, enum ans_kind kind, uint64_t seq) {
+    if (s->ring_len == s->ring_cap) {
+        unsigned cap = s->ring_cap ? s->ring_cap * 2 : 4;
+        struct answer *r = xmalloc(cap * sizeof *r);
+        for (unsigned i = 0; i < s->ring_len; i++) r[i] = *ring_at(s, i);
+        free(s->ring);
+        s->ring = r;
+        s->ring_cap = cap;
+        s->ring_head = 0;
+    }
+    struct answer *a = ring_at(s, s->ring_len++);
+    memset(a, 0, sizeof *a);
+    a->kind = (uint8_t)kind;
+    a->seq = seq;
+    return a;
+}
+
+/* Inserts a zeroed answer before position i (0 = head). */
+static struct answer *ring_insert(struct asr_session *s, unsigned i, enum ans_kind kind, uint64_t seq) {
+    ring_push(s, kind, seq);
+    for (unsigned k = s->ring_len - 1; k > i; k--) *ring_at(s, k) = *ring_at(s, k - 1);
+    struct answer *a = ring_at(s, i);
+    memset(a, 0, sizeof *a);
+    a->kind = (uint8_t)kind;
+    a->seq = seq;
+    return a;
+}
+
+/* speech_started names the chunk holding the first speech frame's start
+ * (docs/API.md), which can be an earlier chunk than the one whose audio
+ * completed that frame. If that chunk's partial is still waiting, the event
+ * goes just before it; otherwise it goes out now. */
+static void queue_speech_started(struct asr_session *s, uint64_t cur_seq, uint64_t offset_ms) {
+    uint64_t sample = offset_ms * s->cfg.sample_rate / 1000, seq = cur_seq;
+    for (unsigned k = 0; k < s->n_recent && k < 8; k++) {
+        unsigned idx = (s->n_recent - 1 - k) % 8;
+        if (s->recent[idx].start <= sample) { seq = s->recent[idx].seq; break; }
+    }
+    if (seq != cur_seq)
+        for (unsigned i = 0; i < s->ring_len; i++) {
+            struct answer *a = ring_at(s, i);
+            if ((a->kind == ANS_PARTIAL || a->kind == ANS_ERROR) && a->seq == seq && !a->why) {
+                ring_insert(s, i, ANS_SPEECH, seq)->a = offset_ms;
+                return;
+            }
+        }
+    ring_push(s, ANS_SPEECH, seq)->a = offset_ms;
+}
+
+static int answer_ready(const struct answer *a) {
+    switch (a->kind) {
+    case ANS_PARTIAL: return a->parts_left == 0;
+    case ANS_FINAL: return a->has_text;
+    default: return 1;
+    }
+}
+
+static void error_message(const struct asr_session *s, const struct answer *a, char *m, size_t n) {
+    switch (a->err) {
+    case ASR_E_CHUNK_TOO_LARGE:
+        snprintf(m, n, "chunk is %llu bytes, limit %zu", (unsigned long long)a->a, s->cfg.max_chunk_bytes);
+        break;
+    case ASR_E_INVALID_AUDIO:
+        snprintf(m, n, "%s", a->a == 1 ? "audio is not valid base64" : a->a == 2 ? "chunk is empty"
+                                                                                   : "odd number of bytes: PCM is 16-bit");
+        break;
+    case ASR_E_RATE_LIMITED:
+        snprintf(m, n, "audio faster than %zu bytes/s", s->cfg.rate_bytes_per_sec);
+        break;
+    case ASR_E_SERVER_BUSY:
+        snprintf(m, n, "server busy: chunk skipped, %d chunks (%zu bytes) already waiting", s->pending,
+                 s->pending_bytes);
+        break;
+    case ASR_E_MODEL_ERROR: snprintf(m, n, "the engine failed on this chunk"); break;
+    default: snprintf(m, n, "%s", asr_strerror(a->err)); break;
+    }
+}
+
+/* Prepends the text of an utterance that was open when the session moved
+ * here (resume on another worker) to that utterance's final. */
+static void apply_prefix(struct asr_session *s, struct answer *a) {
+    size_t pl = strlen(s->utt_prefix);
+    char *t = malloc(pl + 1 + a->text_len);
+    if (t) {
+        memcpy(t, s->utt_prefix, pl);
+        size_t n = pl;
+        if (a->text_len && pl) t[n++] = ' ';
+        if (a->text_len) memcpy(t + n, a->text, a->text_len);
+        free(a->text);
+        a->text = t;
+        a->text_len = n + a->text_len;
+    }
+    free(s->utt_prefix);
+    s->utt_prefix = NULL;
+}
+
+static void emit_final(struct asr_session *s, struct answer *a) {
+    if (a->failed && s->sink && s->sink->on_engine_error)
+        s->sink->on_engine_error(s->sink_ctx, a->err, 1, a->seq, a->a, a->b);
+    if (!is_rest(s)) metrics.finals_total++;
+    s->stats.finals++;
+    if (s->utt_prefix) apply_prefix(s, a);
+    s->ans_utt_open = 0;
+    buf_reset(&s->utt_text);
+    s->finals_sent++;
+    s->dirty |= SESS_DIRTY_CHANGED | SESS_DIRTY_FINAL;
+    if (s->sink) {
+        s->sink->on_final(s->sink_ctx, a->seq, a->text ? a->text : "", a->text_len, a->a, a->b);
+        free(a->text);
+    } else if (s->n_kept < KEPT_FINALS_MAX &&
+               (s->kept || (s->kept = malloc(KEPT_FINALS_MAX * sizeof *s->kept)) != NULL)) {
+        s->kept[s->n_kept++] = *a; /* adopts a->text */
+    } else {
+        free(a->text);
+    }
+    a->text = NULL;
+}
+
+static void emit(struct asr_session *s, struct answer *a) {
+    char msg[160];
+    switch (a->kind) {
+    case ANS_SPEECH:
+        s->ans_utt_open = 1;
+        s->ans_utt_start_ms = a->a;
+        buf_reset(&s->utt_text);
+        s->dirty |= SESS_DIRTY_CHANGED;
+        if (!is_rest(s)) metrics.speech_started_total++;
+        if (s->sink && s->sink->on_speech_started) s->sink->on_speech_started(s->sink_ctx, a->seq, a->a);
+        break;
+    case ANS_FINAL:
+        emit_final(s, a);
+        break;
+    case ANS_PARTIAL:
+        s->pending--;
+        s->pending_bytes -= a->bytes;
+        if (a->failed) {
+            if (s->sink && s->sink->on_engine_error) {
+                uint64_t n = a->bytes / 2, rate = s->cfg.sample_rate;
+                s->sink->on_engine_error(s->sink_ctx, a->err, 0, a->seq, (a->end_sample - n) * 1000 / rate,
+                                         a->end_sample * 1000 / rate);
+            }
+            a->kind = ANS_ERROR;
+            a->err = ASR_E_MODEL_ERROR;
+            buf_reset(&s->ptext);
+            emit(s, a);
+            return;
+        }
+        {
+            uint64_t now = util_now_ns();
+            struct sess_latency lat = {
+                .queue_ms = (double)(a->t_submit_ns - a->t_arrival_ns) / 1e6,
+                .inference_ms = (double)(a->t_done_ns - a->t_submit_ns) / 1e6,
+                .total_ms = (double)(now - a->t_arrival_ns) / 1e6,
+            };
+            if (!is_rest(s)) {
+                hist_add(&metrics.lat_queue, lat.queue_ms);
+                hist_add(&metrics.lat_engine, lat.inference_ms);
+                hist_add(&metrics.lat_total, lat.total_ms);
+                metrics.partials_total++;
+            }
+            s->stats.partials++;
+            if (a->seq > s->ans_seq) s->ans_seq = a->seq;
+            s->ans_samples = a->end_sample;
+            s->ans_silence_ms = a->vad_silence_ms;
+            s->ans_speech_end_ms = a->vad_speech_end_ms;
+            if (s->ans_utt_open && s->ptext.len) {
+                if (s->utt_text.len) buf_append(&s->utt_text, " ", 1);
+                buf_append(&s->utt_text, s->ptext.data, s->ptext.len); /* bounded: may stop growing */
+            }
+            s->dirty |= SESS_DIRTY_CHANGED;
+            if (s->sink)
+                s->sink->on_partial(s->sink_ctx, a->seq, s->ptext.data ? s->ptext.data : "", s->ptext.len,
+                                    a->is_speech, &lat);
+            buf_reset(&s->ptext);
+        }
+        break;
+    case ANS_ERROR:
+        count_error(s, a->err);
+        s->stats.errors++;
+        if (!a->why && a->seq > s->ans_seq) {
+            s->ans_seq = a->seq;
+            s->dirty |= SESS_DIRTY_CHANGED;
+        }
+        if (s->sink && a->why) {
+            s->sink->on_error(s->sink_ctx, a->err, 0, 0, a->why);
+        } else if (s->sink) {
+            error_message(s, a, msg, sizeof msg);
+            s->sink->on_error(s->sink_ctx, a->err, 1, a->seq, msg);
+        }
+        break;
+    }
+}
+
+/* Sends every ready answer at the head, in order. Fires on_pending_low when
+ * the pending count drops below the limit, and on_done when a CLOSING session
+ * has nothing left. Callbacks may re-enter the session (e.g. stop from
+ * on_done is harmless), so a guard keeps one flush running at a time. */
+static void flush(struct asr_session *s) {
+    if (s->flushing) return;
+    s->flushing = 1;
+    int was_full = sess_pending_full(s);
+    while (s->ring_len && answer_ready(ring_at(s, 0))) {
+        struct answer a = *ring_at(s, 0);
+        s->ring_head = (s->ring_head + 1) % s->ring_cap;
+        s->ring_len--;
+        emit(s, &a);
+    }
+    s->flushing = 0;
+    if (was_full && !sess_pending_full(s) && s->sink && s->sink->on_pending_low)
+        s->sink->on_pending_low(s->sink_ctx);
+    if (s->state == SESS_CLOSING && s->ring_len == 0 && s->sink && s->sink->on_done)
+        s->sink->on_done(s->sink_ctx);
+}
+
+void sess_attach(struct asr_session *s, const struct sess_sink *sink, void *ctx) {
+    s->sink = sink;
+    s->sink_ctx = ctx;
+    if (!sink) return;
+    unsigned n = s->n_kept;
+    s->n_kept = 0;
+    for (unsigned i = 0; i < n; i++) {
+        sink->on_final(ctx, s->kept[i].seq, s->kept[i].text ? s->kept[i].text : "", s->kept[i].text_len,
+                       s->kept[i].a, s->kept[i].b);
+        free(s->kept[i].text);
+    }
+    free(s->kept);
+    s->kept = NULL;
+}
+
+/* ---- engine completions ----------------------------------------------------- */
+
+static void on_segment_done(void *arg, int status, const struct engine_result *res) {
+    struct asr_session *s = arg;
+    for (unsigned i = 0; i < s->ring_len; i++) {
+        struct answer *a = ring_at(s, i);
+        if (a->kind != ANS_PARTIAL || a->parts_left == 0) continue;
+        if (status != 0) {
+            mark_failed(a, status);
+        } else if (res && res->len) {
+            if (s->ptext.len) buf_append(&s->ptext, " ", 1);
+            if (buf_append(&s->ptext, res->text, res->len) != 0 && !a->failed) {
+                a->failed = 1; /* text past the partial's bound: not an engine error */
+                a->err = ASR_ENOMEM;
+            }
+        }
+        if (--a->parts_left == 0) a->t_done_ns = util_now_ns();
+        break;
+    }
+    flush(s);
+}
+
+static void on_finalize_done(void *arg, int status, const struct engine_result *res) {
+    struct asr_session *s = arg;
+    for (unsigned i = 0; i < s->ring_len; i++) {
+        struct answer *a = ring_at(s, i);
+        if (a->kind != ANS_FINAL || a->has_text) continue;
+        a->has_text = 1;
+        if (status == 0 && res && res->len) {
+            a->text = malloc(res->len);
+            if (a->text) {
+                memcpy(a->text, res->text, res->len);
+                a->text_len = res->len;
+            } else {
+                a->failed = 1; /* the text is lost: say so rather than send it empty */
+                a->err = ASR_ENOMEM;
+            }
+        } else if (status != 0) {
+            mark_failed(a, status);
+        }
+        break;
+    }
+    flush(s);
+}
+
+/* ---- chunks ------------------------------------------------------------------ */
+
+static void refuse(struct asr_session *s, int err, uint64_t seq, uint64_t detail) {
+    struct answer *a = ring_push(s, ANS_ERROR, seq);
+    a->err = err;
+    a->a = detail;
+}
+
+/* Queues a final for an utterance that ended (ev from the VAD) and asks the
+ * engine for its text. */
+static void queue_final(struct asr_session *s, uint64_t seq, uint64_t start_ms, uint64_t end_ms) {
+    struct answer *f = ring_push(s, ANS_FINAL, seq);
+    f->a = start_ms;
+    f->b = end_ms;
+    metrics.engine_requests++;
+    int rc = engine_finalize(s->eng, on_finalize_done, s);
+    if (rc != 0) {
+        f->has_text = 1;
+        mark_failed(f, rc);
+    }
+}
+
+static void queue_empty_final(struct asr_session *s) {
+    struct answer *f = ring_push(s, ANS_FINAL, s->last_seq);
+    f->a = f->b = vad_offset_ms(s->vad);
+    f->has_text = 1;
+}
+
+static void submit_part(struct asr_session *s, struct answer *p, const int16_t *pcm, size_t n,
+                        unsigned speech_ms, uint64_t offset_ms) {
+    struct engine_chunk c = {.pcm = pcm, .n = n, .speech_ms = speech_ms, .offset_ms = offset_ms};
+    metrics.engine_requests++;
+    p->parts_left++;
+    int rc = engine_submit(s->eng, &c, on_segment_done, s);
+    if (rc != 0) {
+        p->parts_left--;
+        mark_failed(p, rc);
+    }
+}
+
+static void refill(struct asr_session *s, uint64_t now_ns) {
+    double cap = 2.0 * (double)s->cfg.rate_bytes_per_sec;
+    if (s->tokens_ns == 0) s->tokens_ns = now_ns;
+    if (now_ns > s->tokens_ns) {
+        s->tokens += (double)(now_ns - s->tokens_ns) / 1e9 * (double)s->cfg.rate_bytes_per_sec;
+        if (s->tokens > cap) s->tokens = cap;
+        s->tokens_ns = now_ns;
+    }
+}
+
+int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,
+               uint64_t seq, uint64_t now_ns) {
+    if (is_rest(s)) metrics.rest_chunks++;
+    else metrics.chunks_total++;
+    s->stats.chunks++;
+    if (s->state != SESS_ACTIVE) {
+        sess_invalid_message(s, "the session is closing: no more audio");
+        return ASR_E_INVALID_MESSAGE;
+    }
+    /* Numbering (docs/API.md "Sequence numbers"). OUT_OF_ORDER leaves at once
+     * and does not move `last`. */
+    if (has_seq && seq <= s->last_seq) {
+        count_error(s, ASR_E_OUT_OF_ORDER);
+        s->stats.errors++;
+        if (s->sink) {
+            char m[96];
+            snprintf(m, sizeof m, "sequence %llu is not greater than %llu", (unsigned long long)seq,
+                     (unsigned long long)s->last_seq);
+            s->sink->on_error(s->sink_ctx, ASR_E_OUT_OF_ORDER, 1, seq, m);
+        }
+        return ASR_E_OUT_OF_ORDER;
+    }
+    if (!has_seq) {
+        if (s->last_seq == UINT64_MAX) {
+            sess_invalid_message(s, "sequence numbers exhausted");
+            return ASR_E_INVALID_MESSAGE;
+        }
+        seq = s->last_seq + 1;
+    }
+    s->last_seq = seq;
+
+    int err = 0;
+    uint64_t detail = 0;
+    if (pre_err) { err = pre_err; detail = 1; }
+    else if (len == 0) { err = ASR_E_INVALID_AUDIO; detail = 2; }
+    else if (len % 2) { err = ASR_E_INVALID_AUDIO; detail = 3; }
+    else if (len > s->cfg.max_chunk_bytes) { err = ASR_E_CHUNK_TOO_LARGE; detail = len; }
+    if (!err) {
+        refill(s, now_ns);
+        if ((double)len > s->tokens) err = ASR_E_RATE_LIMITED;
+    }
+    if (!err && s->cfg.shed_load && sess_pending_full(s)) err = ASR_E_SERVER_BUSY;
+    if (err) {
+        if (err == ASR_E_RATE_LIMITED) s->rate_strikes++;
+        refuse(s, err, seq, detail);
+        flush(s);
+        return err;
+    }
+    s->rate_strikes = 0;
+    s->tokens -= (double)len;
+
+    /* Accepted. */
+    const int16_t *samples = (const int16_t *)(const void *)pcm;
+    int16_t *copy = NULL;
+    if ((uintptr_t)pcm % _Alignof(int16_t)) { /* unaligned input: rare, copy once */
+        copy = malloc(len);
+        if (!copy) { refuse(s, ASR_E_INTERNAL, seq, 0); flush(s); return ASR_E_INTERNAL; }
+        memcpy(copy, pcm, len);
+        samples = copy;
+    }
+    size_t n = len / 2;
+    s->pending++;
+    s->stats.bytes += len;
+    s->stats.audio_ms += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    if (is_rest(s)) {
+        metrics.rest_audio_ms += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    } else {
+        metrics.chunks_accepted++;
+        metrics.bytes_in += len;
+        metrics.audio_ms_in += (uint64_t)n * 1000 / s->cfg.sample_rate;
+    }
+
+    uint64_t c0 = vad_samples(s->vad);
+    uint64_t speech0 = vad_speech_ms_total(s->vad);
+    s->recent[s->n_recent % 8].seq = seq;
+    s->recent[s->n_recent % 8].start = c0;
+    s->n_recent++;
+    struct vad_event ev[32];
+    size_t n_ev = 0, cap = sizeof ev / sizeof ev[0];
+    /* The VAD reports at most two events per frame; feed in pieces small
+     * enough that the event array never overflows. */
+    size_t frame = (size_t)s->cfg.sample_rate * s->cfg.vad.frame_ms / 1000;
+    size_t piece = frame * (cap / 2 - 2);
+
+    /* Order per chunk: its speech_started events, the partial, then its finals.
+     * Speech answers are pushed before the partial as they are found, so the
+     * partial slot is pushed after the VAD pass; finals wait in a small list. */
+    struct { uint64_t seq, start, end; } finals[SESS_MAX_FINALS_PER_CHUNK];
+    size_t n_finals = 0;
+    struct { size_t from, to; unsigned speech_ms; } segs[2 * SESS_MAX_FINALS_PER_CHUNK + 1];
+    size_t n_segs = 0, seg_from = 0;
+    uint64_t seg_speech0 = speech0;
+    for (size_t off = 0; off < n;) {
+        size_t take = n - off < piece ? n - off : piece;
+        vad_feed(s->vad, samples + off, take, ev, cap, &n_ev);
+        for (size_t i = 0; i < n_ev; i++) {
+            if (ev[i].type == VAD_SPEECH_START) {
+                queue_speech_started(s, seq, ev[i].offset_ms);
+                s->utt_start_ms = ev[i].offset_ms;
+            } else if (n_finals < SESS_MAX_FINALS_PER_CHUNK) {
+                uint64_t fseq = ev[i].speech_ms_total > speech0 ? seq : s->last_speech_seq;
+                size_t cut = (size_t)(ev[i].at_sample - c0);
+                if (cut > seg_from) {
+                    segs[n_segs].from = seg_from;
+                    segs[n_segs].to = cut;
+                    segs[n_segs].speech_ms = (unsigned)(ev[i].speech_ms_total - seg_speech0);
+                    n_segs++;
+                }
+                seg_from = cut;
+                seg_speech0 = ev[i].speech_ms_total;
+                finals[n_finals].seq = fseq;
+                finals[n_finals].start = s->utt_start_ms;
+                finals[n_finals].end = ev[i].offset_ms;
+                n_finals++;
+                /* Mark the segment list: a finalize follows segment n_segs-1. */
+                segs[n_segs].from = (size_t)-1; /* sentinel slot for "finalize here" */
+                segs[n_segs].to = n_finals - 1;
+                n_segs++;
+            }
+        }
+        off += take;
+    }
+    uint64_t speech_end = vad_speech_ms_total(s->vad);
+    if (seg_from < n) {
+        segs[n_segs].from = seg_from;
+        segs[n_segs].to = n;
+        segs[n_segs].speech_ms = (unsigned)(speech_end - seg_speech0);
+        n_segs++;
+    }
+    if (speech_end > speech0) s->last_speech_seq = seq;
+    metrics.vad_frames += n / (frame ? frame : 1);
+    metrics.vad_speech_frames += (speech_end - speech0) / s->cfg.vad.frame_ms;
+
+    struct answer *p = ring_push(s, ANS_PARTIAL, seq);
+    p->end_sample = vad_samples(s->vad);
+    p->vad_silence_ms = vad_silence_ms(s->vad);
+    p->vad_speech_end_ms = vad_last_speech_end_ms(s->vad);
+    p->bytes = len;
+    s->pending_bytes += len;
+    p->is_speech = speech_end > speech0 || vad_in_utterance(s->vad);
+    p->t_arrival_ns = now_ns;
+    /* Engine requests in audio order: segments and finalizes interleaved.
+     * parts_left counts submits only; the finals sit after the partial. */
+    size_t fin_base = s->ring_len;
+    for (size_t i = 0; i < n_finals; i++) {
+        struct answer *f = ring_push(s, ANS_FINAL, finals[i].seq);
+        f->a = finals[i].start;
+        f->b = finals[i].end;
+    }
+    uint64_t base_ms = c0 * 1000 / s->cfg.sample_rate;
+    p = ring_at(s, fin_base - 1);
+    p->t_submit_ns = util_now_ns();
+    for (size_t i = 0; i < n_segs; i++) {
+        if (segs[i].from == (size_t)-1) {
+            metrics.engine_requests++;
+            int rc = engine_finalize(s->eng, on_finalize_done, s);
+            if (rc != 0) {
+                struct answer *f = ring_at(s, fin_base + segs[i].to);
+                f->has_text = 1;
+                mark_failed(f, rc);
+            }
+            continue;
+        }
+        submit_part(s, p, samples + segs[i].from, segs[i].to - segs[i].from, segs[i].speech_ms,
+                    base_ms + segs[i].from * 1000 / s->cfg.sample_rate);
+    }
+    free(copy);
+    if (p->parts_left == 0) p->t_done_ns = util_now_ns();
+    flush(s);
+    return 0;
+}
+
+/* Takes no number, but waits its turn behind answers owed (docs/API.md
+ * "Fine points": only OUT_OF_ORDER skips the line). */
+void sess_invalid_message(struct asr_session *s, const char *why) {
+    struct answer *a = ring_push(s, ANS_ERROR, 0);
+    a->err = ASR_E_INVALID_MESSAGE;
+    a->why = why;
+    flush(s);
+}
+
+int sess_finalize(struct asr_session *s) {
+    if (s->state != SESS_ACTIVE && s->state != SESS_CLOSING) return ASR_EINVAL;
+    struct vad_event ev;
+    if (vad_end_utterance(s->vad, &ev))
+        queue_final(s, s->last_speech_seq, s->utt_start_ms, ev.offset_ms);
+    else
+        queue_empty_final(s);
+    flush(s);
+    return 0;
+}
+
+int sess_drain(struct asr_session *s) {
+    if (s->state == SESS_CLOSING || s->state == SESS_CLOSED) return 0;
+    if (sess_transition(s, SESS_CLOSING) != 0) return ASR_EINVAL;
+    flush(s);
+    return 0;
+}
+
+int sess_stop(struct asr_session *s) {
+    if (s->state == SESS_CLOSING || s->state == SESS_CLOSED) return 0;
+    if (s->state == SESS_ACTIVE) sess_finalize(s);
+    return sess_drain(s);
+}
+
+/* ---- snapshot and restore (the session store) ------------------------------ */
+
+int sess_take_dirty(struct asr_session *s) {
+    int d = s->dirty;
+    s->dirty = 0;
+    return d;
+}
+
+static void json_text(struct buf *b, const char *key, const char *t, size_t n) {
+    buf_printf(b, ",\"%s\":", key);
+    buf_json_str(b, t ? t : "", t ? n : 0);
+}
+
+int sess_snapshot(const struct asr_session *s, struct buf *b) {
+    int bad = 0;
+    buf_printf(b, "{\"v\":1,\"rate\":%u,\"seq\":%llu,\"samples\":%llu,\"utt\":%d,\"utt_start_ms\":%llu"
+                  ",\"silence_ms\":%u,\"speech_end_ms\":%llu",
+               s->cfg.sample_rate, (unsigned long long)s->ans_seq, (unsigned long long)s->ans_samples,
+               s->ans_utt_open, (unsigned long long)s->ans_utt_start_ms, s->ans_silence_ms,
+               (unsigned long long)s->ans_speech_end_ms);
+    /* an utterance that already moved once keeps its earlier text */
+    if (s->ans_utt_open) {
+        struct buf t;
+        buf_init(&t, SESS_UTT_TEXT_MAX * 2);
+        if (s->utt_prefix) buf_puts(&t, s->utt_prefix);
+        if (s->utt_prefix && s->utt_text.len) buf_append(&t, " ", 1);
+        if (s->utt_text.len) buf_append(&t, s->utt_text.data, s->utt_text.len);
+        json_text(b, "utt_text", t.data, t.len);
+        buf_cleanup(&t);
+    }
+    buf_printf(b, ",\"finals_sent\":%llu,\"created_ms\":%llu,\"stats\":[%llu,%llu,%llu,%llu,%llu,%llu]",
+               (unsigned long long)s->finals_sent, (unsigned long long)s->stats.created_ms,
+               (unsigned long long)s->stats.audio_ms, (unsigned long long)s->stats.bytes,
+               (unsigned long long)s->stats.chunks, (unsigned long long)s->stats.partials,
+               (unsigned long long)s->stats.finals, (unsigned long long)s->stats.errors);
+    buf_puts(b, ",\"kept\":[");
+    for (unsigned i = 0; i < s->n_kept; i++) {
+        buf_printf(b, "%s{\"seq\":%llu,\"start_ms\":%llu,\"end_ms\":%llu", i ? "," : "",
+                   (unsigned long long)s->kept[i].seq, (unsigned long long)s->kept[i].a,
+                   (unsigned long long)s->kept[i].b);
+        json_text(b, "text", s->kept[i].text, s->kept[i].text_len);
+        buf_puts(b, "}");
+    }
+    bad |= buf_puts(b, "]}");
+    return bad ? ASR_ENOMEM : 0;
+}
+
+struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, const void *blob, size_t len) {
+    json_error_t jerr;
+    json_t *j = json_loadb(blob, len, 0, &jerr);
+    if (!j || !json_is_object(j) || json_integer_value(json_object_get(j, "v")) != 1 ||
+        (unsigned)json_integer_value(json_object_get(j, "rate")) != cfg->sample_rate ||
+        strlen(id) >= sizeof ((struct asr_session *)0)->id) {
+        json_decref(j);
+        return NULL;
+    }
+    struct asr_session *s = sess_create(cfg);
+    if (!s) {
+        json_decref(j);
+        return NULL;
+    }
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->ans_seq = s->last_seq = s->last_speech_seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+    s->ans_samples = (uint64_t)json_integer_value(json_object_get(j, "samples"));
+    s->ans_utt_open = json_is_true(json_object_get(j, "utt")) || json_integer_value(json_object_get(j, "utt")) == 1;
+    s->ans_utt_start_ms = s->utt_start_ms = (uint64_t)json_integer_value(json_object_get(j, "utt_start_ms"));
+    s->ans_silence_ms = (unsigned)json_integer_value(json_object_get(j, "silence_ms"));
+    s->ans_speech_end_ms = (uint64_t)json_integer_value(json_object_get(j, "speech_end_ms"));
+    vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms, s->ans_silence_ms,
+                s->ans_speech_end_ms);
+    const char *ut = json_string_value(json_object_get(j, "utt_text"));
+    if (s->ans_utt_open && ut && *ut && !(s->utt_prefix = strdup(ut))) {
+        json_decref(j);
+        sess_destroy(s);
+        return NULL; /* no memory: a restore that lost the utterance's text would be wrong */
+    }
+    s->finals_sent = (uint64_t)json_integer_value(json_object_get(j, "finals_sent"));
+    s->stats.created_ms = (uint64_t)json_integer_value(json_object_get(j, "created_ms"));
+    json_t *st = json_object_get(j, "stats");
+    uint64_t *f[] = {&s->stats.audio_ms, &s->stats.bytes, &s->stats.chunks, &s->stats.partials,
+                     &s->stats.finals, &s->stats.errors};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) *f[i] = (uint64_t)json_integer_value(json_array_get(st, i));
+    json_t *kept = json_object_get(j, "kept");
+    size_t n = json_array_size(kept);
+    if (n > KEPT_FINALS_MAX) n = KEPT_FINALS_MAX;
+    if (n && (s->kept = calloc(KEPT_FINALS_MAX, sizeof *s->kept)) != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *k = json_array_get(kept, i);
+            struct answer *a = &s->kept[s->n_kept++];
+            a->kind = ANS_FINAL;
+            a->seq = (uint64_t)json_integer_value(json_object_get(k, "seq"));
+            a->a = (uint64_t)json_integer_value(json_object_get(k, "start_ms"));
+            a->b = (uint64_t)json_integer_value(json_object_get(k, "end_ms"));
+            const char *t = json_string_value(json_object_get(k, "text"));
+            if (t && *t) {
+                a->text = strdup(t);
+                a->text_len = a->text ? strlen(t) : 0;
+            }
+        }
+    }
+    json_decref(j);
+    return s;
+}
+
+unsigned sess_snapshot_rate(const void *blob, size_t len) {
+    json_t *j = json_loadb(blob, len, 0, NULL);
+    unsigned r = (unsigned)json_integer_value(json_object_get(j, "rate"));
+    json_decref(j);
+    return r;
+}

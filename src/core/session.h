@@ -1,0 +1,172 @@
+/* A streaming session (docs/API.md "Streaming"): lifecycle, sequence numbers,
+ * validation and rate limit of chunks, VAD-driven utterances, the engine
+ * requests they make, and the ordered answers that come back. No I/O: answers
+ * leave through a sink the caller provides (api_stream serializes them).
+ *
+ * Life: CREATED -> ACTIVE -> CLOSING -> CLOSED, changed only by
+ * sess_transition(). CREATED until the `session` message is out; CLOSING once
+ * stop / idle timeout / shutdown asked for the last final, until every
+ * pending answer is out (then sink->on_done fires); CLOSED when the caller
+ * is done with it. A session may be detached from its connection (sink NULL)
+ * and re-attached on resume; while detached, partials and errors are
+ * discarded and finals are kept (bounded) for the next attach. */
+#ifndef ASRD_SESSION_H
+#define ASRD_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+#include "core/vad.h"
+
+enum sess_state { SESS_CREATED, SESS_ACTIVE, SESS_CLOSING, SESS_CLOSED };
+
+/* Who drives the session, which decides the counters it moves (docs/API.md
+ * "GET /v1/metrics"): a stream counts in chunks, partials, finals, errors and
+ * the chunk latencies; a REST upload only in rest.* (engine and VAD
+ * counters are shared). */
+enum sess_kind { SESS_KIND_STREAM, SESS_KIND_REST };
+
+struct sess_cfg {
+    unsigned sample_rate;          /* Hz */
+    size_t   max_chunk_bytes;      /* CHUNK_TOO_LARGE above */
+    size_t   rate_bytes_per_sec;   /* token bucket refill; holds 2 s */
+    int      max_pending_chunks;   /* chunks waiting for the engine */
+    size_t   max_pending_bytes;    /* their PCM bytes (0 = unbounded) */
+    int      shed_load;            /* 1: SERVER_BUSY past max_pending_chunks */
+    int      rate_abuse_threshold; /* RATE_LIMITED in a row before sess_abusive() */
+    struct vad_cfg vad;
+    enum sess_kind kind;           /* SESS_KIND_STREAM (0) unless set */
+};
+
+/* Timing of one chunk, for `partial.latency_ms`. */
+struct sess_latency { double queue_ms, inference_ms, total_ms; };
+
+/* Where answers go. Every callback is optional except on_error/on_partial/
+ * on_final. text pointers are borrowed for the call.
+ *
+ * Re-entry: on_partial, on_final, on_error, on_speech_started and
+ * on_engine_error may call sess_chunk(), sess_stop() or sess_drain() (what
+ * that makes ready goes out in the same pass) but must not destroy the
+ * session. on_done is the session's last act in the call that fired it
+ * (sess_chunk, sess_stop, sess_drain, an engine completion): it may destroy
+ * the session, and a caller that was inside one of those functions must not
+ * touch the session after it returns. on_pending_low should only resume the
+ * caller's input. */
+struct sess_sink {
+    void (*on_speech_started)(void *ctx, uint64_t seq, uint64_t offset_ms);
+    void (*on_partial)(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
+                       const struct sess_latency *lat);
+    void (*on_final)(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
+                     uint64_t end_ms);
+    void (*on_error)(void *ctx, int err, int has_seq, uint64_t seq, const char *msg);
+    void (*on_done)(void *ctx);          /* CLOSING and nothing left to answer */
+    void (*on_pending_low)(void *ctx);   /* pending chunks fell below the limit */
+    /* An engine request for this session's audio failed (status
+     * ASR_E_MODEL_ERROR, or the engine's own error) or was refused when it
+     * was made (ASR_EAGAIN: the engine's backlog is full; ASR_ENOMEM). Fires
+     * in answer order, right before the answer the failure spoils: the
+     * chunk's MODEL_ERROR (is_final 0; start/end_ms: the chunk's audio) or
+     * the utterance's final (is_final 1; start/end_ms: the utterance), which
+     * still follows with whatever text did arrive, maybe none. Without this
+     * callback that MODEL_ERROR or short final is the only sign. */
+    void (*on_engine_error)(void *ctx, int status, int is_final, uint64_t seq, uint64_t start_ms,
+                            uint64_t end_ms);
+};
+
+/* Per-session counters, logged when the session ends. */
+struct sess_stats {
+    uint64_t created_ms;       /* wall clock */
+    uint64_t audio_ms;         /* audio accepted */
+    uint64_t bytes;            /* PCM bytes accepted */
+    uint64_t chunks;           /* chunks received */
+    uint64_t partials, finals, errors;
+};
+
+struct asr_session;
+
+/* Creates a session with a fresh random id. Returns NULL if the VAD or engine
+ * session cannot be created (bad cfg, no memory). */
+struct asr_session *sess_create(const struct sess_cfg *cfg);
+/* Frees everything; outstanding engine requests are dropped. */
+void sess_destroy(struct asr_session *s);
+
+/* Attaches the sink that receives answers (NULL detaches). Attaching replays
+ * finals kept while detached. */
+void sess_attach(struct asr_session *s, const struct sess_sink *sink, void *ctx);
+
+int  sess_transition(struct asr_session *s, enum sess_state to);
+enum sess_state sess_state(const struct asr_session *s);
+const char *sess_id(const struct asr_session *s);
+unsigned sess_sample_rate(const struct asr_session *s);
+uint64_t sess_last_sequence(const struct asr_session *s);
+const struct sess_stats *sess_stats(const struct asr_session *s);
+
+/* One audio chunk (binary frame or audio_chunk message). pcm/len are the
+ * PCM bytes (s16le); pre_err is ASR_E_INVALID_AUDIO when the caller could
+ * not decode the audio (bad base64), else 0. has_seq/seq carry an explicit
+ * `sequence`. The chunk gets its number and exactly one answer
+ * (docs/API.md "Sequence numbers", "Fine points" for precedence).
+ * Returns 0 if accepted, else the asr_err it was refused with (its error
+ * answer is already queued). now_ns is the arrival time (monotonic). */
+int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,
+               uint64_t seq, uint64_t now_ns);
+
+/* An invalid text message: answered with INVALID_MESSAGE and no sequence,
+ * in order behind answers still owed. why must be static storage. */
+void sess_invalid_message(struct asr_session *s, const char *why);
+
+/* Ends the open utterance; exactly one final follows (empty if none open). */
+int sess_finalize(struct asr_session *s);
+/* finalize + CLOSING: on_done fires once everything is answered. Used for
+ * stop, idle timeout and shutdown alike. Idempotent. */
+int sess_stop(struct asr_session *s);
+
+/* CLOSING without a final: pending chunks are still answered, then on_done
+ * fires (a policy close after the refusals that caused it went out). */
+int sess_drain(struct asr_session *s);
+
+/* Chunks accepted and not yet answered. */
+int sess_pending(const struct asr_session *s);
+
+/* Utterance ends one chunk can report; more (only possible with huge chunks
+ * and tiny endpointing) are merged into the next utterance. */
+#define SESS_MAX_FINALS_PER_CHUNK 64
+/* Most engine requests one sess_chunk() makes: a submit per piece between
+ * utterance ends and a finalize per end. */
+#define SESS_MAX_REQUESTS_PER_CHUNK (2 * SESS_MAX_FINALS_PER_CHUNK + 1)
+/* Engine requests of this session not completed yet (the engine wrappers
+ * refuse past ENGINE_MAX_OUTSTANDING, core/engine.h). A chunk's partial can
+ * go out before the finalizes its audio asked for are done, so this is not
+ * bounded by the pending chunks alone. */
+unsigned sess_engine_outstanding(const struct asr_session *s);
+/* 1 when the pending limit is reached (caller pauses reading). */
+int sess_pending_full(const struct asr_session *s);
+/* 1 when the client broke the rate limit rate_abuse_threshold times in a
+ * row, or piled up more refusals than the answer ring's bound. */
+int sess_abusive(const struct asr_session *s);
+
+/* ---- the session store (store.h) ----
+ * A snapshot is the portable state at the last answer the client was given:
+ * last sequence answered, stream position, the open utterance (start and the
+ * partial texts sent so far), finals sent, finals kept for a detached client,
+ * counters. JSON; written by the owner, read by whichever worker resumes. */
+#define SESS_DIRTY_CHANGED 1   /* something in the snapshot changed */
+#define SESS_DIRTY_FINAL   2   /* a final was emitted (write through) */
+/* Returns SESS_DIRTY_* bits gathered since the last call, and clears them. */
+int sess_take_dirty(struct asr_session *s);
+/* Appends the snapshot to out. 0 or ASR_ENOMEM. */
+int sess_snapshot(const struct asr_session *s, struct buf *out);
+/* A session rebuilt from another worker's snapshot, with that id. cfg as for
+ * sess_create (its sample_rate must match the snapshot's). An utterance open
+ * in the snapshot continues: its final carries the earlier text first.
+ * NULL on a bad snapshot or no memory. */
+struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, const void *blob, size_t len);
+
+/* The sample rate a snapshot was made at (0 when unreadable). */
+unsigned sess_snapshot_rate(const void *blob, size_t len);
+
+/* Approximate heap bytes held by the session (for the memory budget). */
+size_t sess_footprint(const struct asr_session *s);
+
+#endif

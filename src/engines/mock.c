@@ -1,0 +1,387 @@
+/* The mock engine (docs/internals/engine.md): deterministic fake words for speech, with a
+ * simulated constant latency and a simulated error rate. Cheap enough to carry
+ * thousands of streams, so every unit and integration test can run on it.
+ * docs/internals/engine.md ("The mock engine") is the user-level description.
+ *
+ * Settings (struct config): mock_latency_ms, mock_words_per_chunk (words per
+ * 100 ms of speech), mock_error_rate (0..1), mock_seed, mock_load_fail (a
+ * test aid). Loaded per worker
+ * process: there are no weights to share, only a timer on the worker's loop. */
+#include "core/engine.h"
+
+#include <assert.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/config.h"
+#include "base/err.h"
+
+#define MOCK_UTTERANCE_MAX 4096  /* bytes of utterance text kept per session */
+#define MOCK_UTTERANCE_MIN 256   /* first allocation of a session's text, bytes */
+#define MOCK_SCRATCH_MAX   8192  /* bytes of one result text, NUL included */
+#define MOCK_SLAB_REQS     256   /* request records per malloc */
+
+_Static_assert(MOCK_SCRATCH_MAX > MOCK_UTTERANCE_MAX, "a final must fit the scratch");
+
+/* The vocabulary words are drawn from: plain lowercase English. */
+static const char *const mock_vocab[] = {
+    "the",    "quick",  "brown",   "fox",      "jumps",   "over",   "lazy",   "dog",
+    "river",  "stone",  "light",   "morning",  "window",  "garden", "paper",  "music",
+    "table",  "water",  "green",   "small",    "happy",   "north",  "winter", "summer",
+    "bread",  "apple",  "house",   "street",   "train",   "cloud",  "yellow", "simple",
+    "number", "little", "people",  "letter",   "answer",  "school", "forest", "ocean",
+    "island", "bridge", "market",  "candle",   "silver",  "golden", "orange", "purple",
+    "quiet",  "gentle", "rapid",   "early",    "later",   "always", "never",  "maybe",
+    "today",  "evening","sunday",  "mountain", "friend",  "family", "travel", "reason",
+};
+
+#define MOCK_VOCAB_N (sizeof(mock_vocab) / sizeof(mock_vocab[0]))
+_Static_assert(MOCK_VOCAB_N == 64, "the vocabulary has 64 words");
+
+enum mock_kind { MOCK_SUBMIT, MOCK_FINALIZE };
+
+struct mock_session;
+
+/* One outstanding request. Records are linked twice: into the process queue
+ * (all sessions, due order) and into their session's list (oldest first), so
+ * session_cleanup can take a session's requests out of the queue in
+ * O(its count) without searching. */
+struct mock_req {
+    struct mock_req     *next;      /* queue: the later request; free list: next free */
+    struct mock_req     *prev;      /* queue: the earlier request */
+    struct mock_req     *snext;     /* the session's next (later) request */
+    struct mock_session *sess;      /* the owner; valid while queued */
+    engine_done_fn       done;      /* the caller's callback */
+    void                *arg;       /* the caller's argument, borrowed */
+    uint64_t             due;       /* loop time it completes at, ms (uv_now clock) */
+    uint64_t             serial;    /* process-wide enqueue number, from 1 */
+    unsigned             speech_ms; /* submit: ms of speech in the chunk */
+    unsigned             kind;      /* enum mock_kind */
+};
+
+/* Records come in slabs, kept until unload: the free list recycles them, so a
+ * process in steady state does not allocate per chunk. */
+struct mock_slab {
+    struct mock_slab *next;         /* the previously allocated slab */
+    struct mock_req   reqs[MOCK_SLAB_REQS];
+};
+
+/* Per-session state (engine_ops.session_size), allocated by the core. */
+struct mock_session {
+    struct mock_req *first;         /* oldest outstanding request; records owned by mock */
+    struct mock_req *last;          /* newest outstanding request */
+    uint64_t         rng;           /* splitmix64 state, seeded from mock_seed */
+    uint64_t         speech_ms;     /* speech of every successful submit, ms */
+    uint64_t         words;         /* words emitted since session_init */
+    char            *text;          /* utterance words, not NUL-terminated; heap,
+                                       owned, freed in cleanup; NULL until needed */
+    uint32_t         len;           /* bytes used at text */
+    uint32_t         cap;           /* bytes allocated at text, <= MOCK_UTTERANCE_MAX */
+    bool             truncated;     /* a word did not fit: the final stops before it */
+};
+
+/* Process state: one timer and one queue for all sessions of the worker. */
+static struct {
+    bool              loaded;          /* between load() and unload() */
+    bool              in_timer;        /* inside mock_on_timer, which re-arms on exit */
+    bool              timer_closing;   /* unload's uv_close has not called back yet */
+    uv_loop_t        *loop;            /* the worker's loop, borrowed */
+    uv_timer_t        timer;           /* fires when the queue head is due */
+    uint64_t          latency_ms;      /* mock_latency_ms */
+    uint64_t          words_per_chunk; /* mock_words_per_chunk: words per 100 ms of speech */
+    double            error_rate;      /* mock_error_rate, 0..1 */
+    uint64_t          seed;            /* mock_seed */
+    uint64_t          serial;          /* the last serial handed out */
+    struct mock_req  *head;            /* oldest outstanding request, all sessions */
+    struct mock_req  *tail;            /* newest outstanding request */
+    struct mock_req  *free_reqs;       /* recycled records, singly linked by next */
+    struct mock_slab *slabs;           /* every slab allocated; freed in unload */
+    char              scratch[MOCK_SCRATCH_MAX]; /* result text lent to done() */
+} mock;
+
+/* splitmix64 (Steele, Lea, Flood; Vigna's constants): a 64-bit state advanced
+ * by a fixed odd increment, then mixed. Small, fast, and any seed works. */
+static uint64_t mock_rand(uint64_t *state) {
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* A uniform double in [0, 1) from the top 53 bits. */
+static double mock_rand_unit(uint64_t *state) {
+    return (double)(mock_rand(state) >> 11) * 0x1.0p-53;
+}
+
+static struct mock_req *mock_req_get(void) {
+    if (!mock.free_reqs) {
+        struct mock_slab *slab = malloc(sizeof(*slab));
+        if (!slab) return NULL;
+        slab->next = mock.slabs;
+        mock.slabs = slab;
+        for (size_t i = 0; i < MOCK_SLAB_REQS; i++) {
+            slab->reqs[i].next = mock.free_reqs;
+            mock.free_reqs = &slab->reqs[i];
+        }
+    }
+    struct mock_req *r = mock.free_reqs;
+    mock.free_reqs = r->next;
+    return r;
+}
+
+static void mock_req_put(struct mock_req *r) {
+    r->sess = NULL;
+    r->next = mock.free_reqs;
+    mock.free_reqs = r;
+}
+
+static void mock_on_timer(uv_timer_t *timer);
+
+static void mock_queue_unlink(struct mock_req *r) {
+    if (r->prev) r->prev->next = r->next;
+    else mock.head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    else mock.tail = r->prev;
+}
+
+/* Points the timer at the queue head, or stops it when the queue is empty.
+ * min_delay is 1 when called from the timer callback: a head that is already
+ * due there was made during the callback (latency 0), and a 0 timeout started
+ * inside a timer callback would run again in the same pass on libuv < 1.45,
+ * so it waits for a later loop iteration instead. */
+static void mock_arm(uint64_t min_delay) {
+    if (!mock.head) {
+        uv_timer_stop(&mock.timer);
+        return;
+    }
+    uint64_t now = uv_now(mock.loop);
+    uint64_t delay = mock.head->due > now ? mock.head->due - now : 0;
+    if (delay < min_delay) delay = min_delay;
+    uv_timer_start(&mock.timer, mock_on_timer, delay, 0);
+}
+
+/* Appends a request to the process queue and to its session. Its due time is
+ * latency after now, and never before the queue tail's, so the queue stays in
+ * due order (and each session's requests in the order made) whatever the
+ * latency. The timer only moves when the request became the head; inside the
+ * timer callback it is re-armed when the callback returns. */
+static int mock_enqueue(struct mock_session *s, enum mock_kind kind, unsigned speech_ms,
+                        engine_done_fn done, void *arg) {
+    struct mock_req *r = mock_req_get();
+    if (!r) return ASR_ENOMEM;
+    uv_update_time(mock.loop); /* uv_now is stale within a busy iteration */
+    uint64_t due = uv_now(mock.loop) + mock.latency_ms;
+    if (mock.tail && mock.tail->due > due) due = mock.tail->due;
+    *r = (struct mock_req){
+        .prev = mock.tail, .sess = s, .done = done, .arg = arg, .due = due,
+        .serial = ++mock.serial, .speech_ms = speech_ms, .kind = kind,
+    };
+    if (mock.tail) mock.tail->next = r;
+    else mock.head = r;
+    mock.tail = r;
+    if (s->last) s->last->snext = r;
+    else s->first = r;
+    s->last = r;
+    if (r == mock.head && !mock.in_timer) mock_arm(0);
+    return 0;
+}
+
+/* Adds one word to the utterance. The text grows by doubling up to
+ * MOCK_UTTERANCE_MAX; the first word that does not fit (or cannot get memory)
+ * ends the utterance's text: it and every later word of the utterance still
+ * go out in partials, but the final keeps only the words before it, so a
+ * truncated final is a prefix of the utterance cut at a word boundary. */
+static void mock_utterance_add(struct mock_session *s, const char *w, size_t wl) {
+    if (s->truncated) return;
+    size_t need = s->len + (s->len ? 1 : 0) + wl;
+    if (need > MOCK_UTTERANCE_MAX) {
+        s->truncated = true;
+        return;
+    }
+    if (need > s->cap) {
+        size_t cap = s->cap ? s->cap : MOCK_UTTERANCE_MIN;
+        while (cap < need) cap *= 2;
+        if (cap > MOCK_UTTERANCE_MAX) cap = MOCK_UTTERANCE_MAX;
+        char *text = realloc(s->text, cap);
+        if (!text) {
+            s->truncated = true;
+            return;
+        }
+        s->text = text;
+        s->cap = (uint32_t)cap;
+    }
+    if (s->len) s->text[s->len++] = ' ';
+    memcpy(s->text + s->len, w, wl);
+    s->len += (uint32_t)wl;
+}
+
+/* The answer to one submit, computed at completion time (requests of a
+ * session complete in order, so this is the same as computing it at submit
+ * time, without buffering text per request). One draw decides an error; then
+ * the words newly due, floor(speech * words_per_chunk / 100) minus those
+ * already emitted, are drawn from the vocabulary. A failed chunk's speech is
+ * not counted. Words that would overflow the scratch (a single chunk of
+ * minutes of speech) are dropped. */
+static int mock_answer_submit(struct mock_session *s, unsigned speech_ms,
+                              struct engine_result *res) {
+    if (mock_rand_unit(&s->rng) < mock.error_rate) return ASR_E_MODEL_ERROR;
+    s->speech_ms += speech_ms;
+    uint64_t due_words = s->speech_ms * mock.words_per_chunk / 100;
+    size_t n = 0;
+    while (s->words < due_words) {
+        const char *w = mock_vocab[mock_rand(&s->rng) % MOCK_VOCAB_N];
+        size_t wl = strlen(w);
+        if (n + 1 + wl >= sizeof(mock.scratch)) {
+            s->words = due_words;
+            break;
+        }
+        s->words++;
+        if (n) mock.scratch[n++] = ' ';
+        memcpy(mock.scratch + n, w, wl);
+        n += wl;
+        mock_utterance_add(s, w, wl);
+    }
+    mock.scratch[n] = '\0';
+    res->text = mock.scratch;
+    res->len = n;
+    return 0;
+}
+
+/* The answer to a finalize: the utterance, copied to the scratch so that it
+ * outlives the session if done() destroys it; then a new utterance begins.
+ * The text buffer is kept for it. */
+static int mock_answer_finalize(struct mock_session *s, struct engine_result *res) {
+    if (s->len) memcpy(mock.scratch, s->text, s->len);
+    mock.scratch[s->len] = '\0';
+    res->text = mock.scratch;
+    res->len = s->len;
+    s->len = 0;
+    s->truncated = false;
+    return 0;
+}
+
+/* Completes every request that is due and was made before this callback
+ * began, oldest first. done() may submit, finalize or destroy sessions (this
+ * one too), so each record is unlinked and recycled before its done() runs,
+ * and the loop rereads the queue head every time. */
+static void mock_on_timer(uv_timer_t *timer) {
+    uint64_t now = uv_now(mock.loop);
+    uint64_t last = mock.serial;
+    struct mock_req *r;
+    mock.in_timer = true;
+    while ((r = mock.head) && r->due <= now && r->serial <= last) {
+        struct mock_session *s = r->sess;
+        assert(s->first == r);
+        mock_queue_unlink(r);
+        s->first = r->snext;
+        if (!s->first) s->last = NULL;
+        engine_done_fn done = r->done;
+        void *arg = r->arg;
+        unsigned kind = r->kind, speech_ms = r->speech_ms;
+        mock_req_put(r);
+        struct engine_result res;
+        int status = kind == MOCK_SUBMIT ? mock_answer_submit(s, speech_ms, &res)
+                                         : mock_answer_finalize(s, &res);
+        done(arg, status, status == 0 ? &res : NULL);
+    }
+    mock.in_timer = false;
+    if (mock.loaded) mock_arm(1);
+}
+
+static void mock_on_timer_close(uv_handle_t *handle) {
+    mock.timer_closing = false;
+}
+
+static int mock_load(const struct engine_cfg *cfg) {
+    if (!cfg || !cfg->loop || !cfg->config || mock.loaded) return ASR_EINVAL;
+    if (mock.timer_closing) return ASR_EAGAIN;
+    const struct config *c = cfg->config;
+    if (c->mock_latency_ms < 0 || c->mock_words_per_chunk < 0 ||
+        !(c->mock_error_rate >= 0.0 && c->mock_error_rate <= 1.0))
+        return ASR_EINVAL;
+    /* Test aid (ASR_MOCK_LOAD_FAIL): a load that fails, or a process killed
+     * while loading (SIGKILL, as the OOM killer would: no core, no report),
+     * for the master's start-up rules (docs/internals/workers.md). */
+    if (strcmp(c->mock_load_fail, "error") == 0) return ASR_EINVAL;
+    if (strcmp(c->mock_load_fail, "crash") == 0) raise(SIGKILL);
+    if (uv_timer_init(cfg->loop, &mock.timer) != 0) return ASR_EIO;
+    mock.loop = cfg->loop;
+    mock.latency_ms = (uint64_t)c->mock_latency_ms;
+    mock.words_per_chunk = (uint64_t)c->mock_words_per_chunk;
+    mock.error_rate = c->mock_error_rate;
+    mock.seed = (uint64_t)c->mock_seed;
+    mock.serial = 0;
+    mock.head = mock.tail = mock.free_reqs = NULL;
+    mock.slabs = NULL;
+    mock.loaded = true;
+    return 0;
+}
+
+/* Drops whatever is still queued (sessions that outlive the engine see empty
+ * lists and can still be destroyed), frees the records and closes the timer.
+ * The close completes on the next loop run. */
+static void mock_unload(void) {
+    if (!mock.loaded) return;
+    for (struct mock_req *r = mock.head; r; r = r->next)
+        r->sess->first = r->sess->last = NULL;
+    mock.head = mock.tail = mock.free_reqs = NULL;
+    while (mock.slabs) {
+        struct mock_slab *next = mock.slabs->next;
+        free(mock.slabs);
+        mock.slabs = next;
+    }
+    uv_timer_stop(&mock.timer);
+    mock.timer_closing = true;
+    uv_close((uv_handle_t *)&mock.timer, mock_on_timer_close);
+    mock.loaded = false;
+}
+
+static int mock_session_init(void *state, const struct engine_session_cfg *cfg) {
+    if (!mock.loaded) return ASR_EINVAL;
+    struct mock_session *s = state;
+    *s = (struct mock_session){.rng = mock.seed};
+    return 0;
+}
+
+static int mock_submit(void *state, const struct engine_chunk *chunk,
+                       engine_done_fn done, void *arg) {
+    if (!mock.loaded) return ASR_EINVAL;
+    return mock_enqueue(state, MOCK_SUBMIT, chunk->speech_ms, done, arg);
+}
+
+static int mock_finalize(void *state, engine_done_fn done, void *arg) {
+    if (!mock.loaded) return ASR_EINVAL;
+    return mock_enqueue(state, MOCK_FINALIZE, 0, done, arg);
+}
+
+static void mock_session_cleanup(void *state) {
+    struct mock_session *s = state;
+    struct mock_req *r = s->first;
+    while (r) {
+        struct mock_req *next = r->snext;
+        mock_queue_unlink(r);
+        mock_req_put(r);
+        r = next;
+    }
+    s->first = s->last = NULL;
+    free(s->text);
+    s->text = NULL;
+    s->len = s->cap = 0;
+    if (mock.loaded && !mock.in_timer) mock_arm(0);
+}
+
+const struct engine_ops engine_mock = {
+    .name = "mock",
+    .abi = ENGINE_ABI,
+    .caps = ENGINE_CAP_STREAMING,
+    .session_size = sizeof(struct mock_session),
+    .load = mock_load,
+    .unload = mock_unload,
+    .session_init = mock_session_init,
+    .submit = mock_submit,
+    .finalize = mock_finalize,
+    .session_cleanup = mock_session_cleanup,
+};

@@ -1,0 +1,777 @@
+#include "net/http.h"
+
+#include <assert.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/err.h"
+#include "base/log.h"
+
+/* A body renews its ASR_BODY_TIMEOUT_S deadline with every this many bytes:
+ * any real client on any real link sends 1 KiB in seconds, a slowloris body
+ * trickled a byte at a time does not. */
+#define HTTP_BODY_PROGRESS_BYTES 1024
+
+/* Header capture (cb_header_field, cb_header_value): what the last piece
+ * was. http-parser hands names and values over in pieces; a piece of the
+ * same kind extends the current one. */
+enum hdr_cap { CAP_NONE, CAP_NAME, CAP_VALUE };
+
+struct http_conn {
+    http_parser parser;
+    struct conn *c;                  /* borrowed: the connection we serve */
+    const struct http_server *srv;   /* borrowed: routes and limits */
+    struct http_req req;
+    struct buf held;                 /* bytes received and not yet parsed; owned */
+    enum http_state state;           /* the request's phase: only http_set_state changes it */
+    enum hdr_cap cap;                /* header capture: the last piece was a name or a value */
+    size_t header_bytes;             /* request line + headers so far */
+    int  error;                      /* asr_err found while parsing (this pass of process), 0 = none */
+    const char *error_msg;           /* its message (static), NULL = the default */
+    int  method_known;               /* the request line's method was read (req.method is valid) */
+    int  fold;                       /* obs-fold scanner state (scan_head) */
+    unsigned char rl_n;              /* bytes in rl_tail */
+    char rl_tail[9];                 /* the request line's last bytes: "HTTP/1.1\r" */
+    unsigned served;                 /* responses written on this connection */
+    uint64_t chunk_left;             /* bytes of the current chunk still to come */
+    size_t   body_mark;              /* body length when the body timer was last renewed */
+    int  crlf_need;                  /* bytes of the CRLF after a chunk still to check */
+    const char *exec_end;            /* end of the bytes being parsed */
+    /* Flags beside the state. peer_eof and draining only decide how the
+     * current request ends (with Connection: close), whatever its phase;
+     * in_process is a re-entrancy guard of process(), on the C stack's
+     * behalf, not a phase of the request. */
+    int  peer_eof;                   /* the client half-closed during a request */
+    int  draining;                   /* answer the current request, then close */
+    int  in_process;                 /* process() is on the stack */
+    void (*abort_fn)(void *ctx);     /* async handler's abort hook */
+    void *abort_ctx;
+};
+
+struct conn *http_conn_of(struct http_conn *hc) { return hc->c; }
+
+/* ---- state ------------------------------------------------------------------ */
+
+static const char *const state_names[] = {
+    [HTTP_ST_IDLE] = "idle", [HTTP_ST_HEAD] = "head", [HTTP_ST_BODY] = "body", [HTTP_ST_READY] = "ready",
+    [HTTP_ST_BUSY] = "busy", [HTTP_ST_DONE] = "done", [HTTP_ST_UPGRADED] = "upgraded",
+};
+
+const char *http_state_name(enum http_state st) {
+    return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
+}
+
+enum http_state http_state(const struct http_conn *hc) { return hc->state; }
+
+/* The moves of http.h's diagram. */
+static const unsigned char legal[7][7] = {
+    /* to:         IDLE HEAD BODY READY BUSY DONE UPGRADED */
+    /* IDLE     */ {0,   1,   0,   0,    1,   0,   0},
+    /* HEAD     */ {0,   0,   1,   0,    1,   0,   0},
+    /* BODY     */ {0,   0,   0,   1,    1,   0,   0},
+    /* READY    */ {0,   0,   0,   0,    1,   0,   0},
+    /* BUSY     */ {1,   0,   0,   0,    0,   1,   1},
+    /* DONE     */ {0,   0,   0,   0,    0,   0,   0},
+    /* UPGRADED */ {0,   0,   0,   0,    0,   0,   0},
+};
+
+/* Every change of hc->state goes through here. Returns 0, or ASR_EINVAL
+ * for a move the table does not have (the state is kept). The moves that
+ * http-parser's callbacks make (to HEAD, BODY, READY) follow the bytes a
+ * client sent, so parser_move turns a refused one into a 400; every other
+ * move is ours, and http_move asserts it. */
+static int http_set_state(struct http_conn *hc, enum http_state to) {
+    if (!legal[hc->state][to]) return ASR_EINVAL;
+    hc->state = to;
+    return 0;
+}
+
+/* A move of our own: an illegal one is a bug here, not the client's. It is
+ * logged and asserted; a build without asserts keeps the state. */
+static void http_move(struct http_conn *hc, enum http_state to) {
+    if (http_set_state(hc, to) == 0) return;
+    struct log_line *l = log_begin(LOG_ERROR, "illegal http state change");
+    if (l) {
+        log_u64(l, "conn", hc->c->id);
+        log_str(l, "from", http_state_name(hc->state));
+        log_str(l, "to", http_state_name(to));
+        log_end(l);
+    }
+    assert(!"illegal http state change");
+}
+
+
+/* ---- request capture -------------------------------------------------- */
+
+static void req_reset(struct http_req *r) {
+    buf_reset(&r->head);
+    buf_reset(&r->body);
+    r->url_off = r->url_len = r->path_len = r->query_off = r->query_len = 0;
+    r->n_headers = 0;
+    r->keep_alive = r->upgrade = 0;
+    r->request_id[0] = '\0';
+    r->route = ROUTE_OTHER;
+}
+
+/* Records why the request is refused; returns 1 so callbacks can stop the
+ * parser with `return refuse(...)`. */
+static int refuse(struct http_conn *hc, int err, const char *msg) {
+    hc->error = err;
+    hc->error_msg = msg;
+    return 1;
+}
+
+/* A move that http-parser's callbacks make, on the client's bytes: one
+ * the table does not have is the client's error (400). Returns 0, or 1 to
+ * stop the parser. */
+static int parser_move(struct http_conn *hc, enum http_state to) {
+    if (http_set_state(hc, to) == 0) return 0;
+    return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: message out of order");
+}
+
+static int count_head(struct http_conn *hc, size_t n) {
+    hc->header_bytes += n;
+    if (hc->header_bytes > hc->srv->max_header_bytes) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
+    return 0;
+}
+
+/* RFC 9110 5.6.2 tchar. Non-strict http-parser lets spaces into a header
+ * name and then matches "Transfer-Encoding " as Transfer-Encoding: a
+ * request smuggling vector that RFC 9112 5.1 says to refuse with 400. */
+static int is_tchar(unsigned char ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* What non-strict http-parser lets through in the head is checked on the
+ * bytes it took, before the request is acted on:
+ * - obsolete line folding (a header line starting with SP or HT) is refused
+ *   with 400 (RFC 9112 5.2 allows that or unfolding; http-parser unfolds,
+ *   which makes "Transfer-Encoding:\r\n chunked" chunked);
+ * - the protocol name: it checks "HTTP/" only loosely ("HTTX/1.1" passes).
+ * Line starts are tracked from the request line to the blank line that
+ * ends the head, across reads. */
+enum { FOLD_START, FOLD_REQ_LINE, FOLD_LINE, FOLD_LF, FOLD_LF_CR, FOLD_DONE };
+
+static int version_ok(const struct http_conn *hc) {
+    const char *t = hc->rl_tail;
+    size_t n = hc->rl_n;
+    if (n && t[n - 1] == '\r') n--;
+    return n >= 8 && memcmp(t + n - 8, "HTTP/", 5) == 0 && t[n - 3] >= '0' && t[n - 3] <= '9' &&
+           t[n - 2] == '.' && t[n - 1] >= '0' && t[n - 1] <= '9';
+}
+
+static int scan_head(struct http_conn *hc, const char *p, size_t n) {
+    for (size_t i = 0; i < n && hc->fold != FOLD_DONE; i++) {
+        char ch = p[i];
+        if (hc->fold == FOLD_START) { /* empty lines before the request line are skipped */
+            if (ch == '\r' || ch == '\n') continue;
+            hc->fold = FOLD_REQ_LINE;
+            hc->rl_n = 0;
+        }
+        switch (hc->fold) {
+        case FOLD_REQ_LINE:
+            if (ch == '\n') {
+                hc->fold = FOLD_LF;
+                if (!version_ok(hc)) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: bad HTTP version");
+            } else {
+                if (hc->rl_n == sizeof hc->rl_tail) {
+                    memmove(hc->rl_tail, hc->rl_tail + 1, sizeof hc->rl_tail - 1);
+                    hc->rl_n--;
+                }
+                hc->rl_tail[hc->rl_n++] = ch;
+            }
+            break;
+        case FOLD_LINE:
+            if (ch == '\n') hc->fold = FOLD_LF;
+            break;
+        case FOLD_LF:
+            if (ch == ' ' || ch == '\t')
+                return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: obsolete line folding in a header");
+            hc->fold = ch == '\r' ? FOLD_LF_CR : ch == '\n' ? FOLD_DONE : FOLD_LINE;
+            break;
+        case FOLD_LF_CR:
+            hc->fold = ch == '\n' ? FOLD_DONE : FOLD_LINE;
+            break;
+        }
+    }
+    return 0;
+}
+
+static int cb_message_begin(http_parser *p) {
+    struct http_conn *hc = p->data;
+    if (parser_move(hc, HTTP_ST_HEAD)) return 1;
+    req_reset(&hc->req);
+    hc->header_bytes = 0;
+    hc->cap = CAP_NONE;
+    hc->method_known = 0;
+    hc->chunk_left = 0;
+    hc->crlf_need = 0;
+    hc->req.start_ns = util_now_ns();
+    return 0;
+}
+
+static int cb_url(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    hc->req.method = p->method; /* known once the URL starts: for the log line */
+    hc->method_known = 1;
+    if (count_head(hc, n)) return 1;
+    if (buf_append(&hc->req.head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
+    hc->req.url_len += n;
+    return 0;
+}
+
+/* Names and values arrive in pieces; each piece extends the current one.
+ * They are stored NUL-separated in req.head, which is bounded by the header
+ * limit. Trailer fields of a chunked body count toward the limit but are
+ * not stored: they must not act as headers (RFC 9110 6.5.1), e.g. supply a
+ * Content-Type or a key after the body. */
+static int cb_header_field(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    struct http_req *r = &hc->req;
+    if (count_head(hc, n)) return 1;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: invalid character in a header name");
+    if (hc->state != HTTP_ST_HEAD) return 0; /* after the head: a trailer */
+    if (hc->cap != CAP_NAME) {
+        if (r->n_headers == HTTP_MAX_HEADERS) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
+        buf_append(&r->head, "", 1);
+        r->hdr_name[r->n_headers] = r->head.len;
+        r->hdr_name_len[r->n_headers] = 0;
+        r->hdr_val[r->n_headers] = 0;
+        r->hdr_val_len[r->n_headers] = 0;
+        r->n_headers++;
+        hc->cap = CAP_NAME;
+    }
+    if (buf_append(&r->head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
+    r->hdr_name_len[r->n_headers - 1] += n;
+    return 0;
+}
+
+static int cb_header_value(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    struct http_req *r = &hc->req;
+    if (count_head(hc, n)) return 1;
+    if (hc->state != HTTP_ST_HEAD) return 0; /* after the head: a trailer */
+    if (hc->cap != CAP_VALUE) {
+        buf_append(&r->head, "", 1);
+        r->hdr_val[r->n_headers - 1] = r->head.len;
+        hc->cap = CAP_VALUE;
+    }
+    if (buf_append(&r->head, at, n) != 0) return refuse(hc, ASR_E_HEADERS_TOO_LARGE, NULL);
+    r->hdr_val_len[r->n_headers - 1] += n;
+    return 0;
+}
+
+/* v, without surrounding spaces and tabs, equals lit ignoring case. */
+static int value_is(const char *v, const char *lit) {
+    if (!v) return 0;
+    while (*v == ' ' || *v == '\t') v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    return util_ieq(v, n, lit);
+}
+
+static int cb_headers_complete(http_parser *p) {
+    struct http_conn *hc = p->data;
+    struct http_req *r = &hc->req;
+    buf_append(&r->head, "", 1);
+    /* NUL-terminate names and values in place: each is followed by a
+     * separator byte we wrote, except the last value, terminated above. */
+    for (int i = 0; i < r->n_headers; i++) {
+        r->head.data[r->hdr_name[i] + r->hdr_name_len[i]] = '\0';
+        if (r->hdr_val[i]) r->head.data[r->hdr_val[i] + r->hdr_val_len[i]] = '\0';
+    }
+    const char *url = r->head.data;
+    const char *q = memchr(url, '?', r->url_len);
+    r->path_len = q ? (size_t)(q - url) : r->url_len;
+    if (q) {
+        r->query_off = (size_t)(q - url) + 1;
+        r->query_len = r->url_len - r->query_off;
+    }
+    r->method = p->method;
+    r->keep_alive = http_should_keep_alive(p);
+    r->upgrade = p->upgrade;
+    size_t idl = 0;
+    const char *rid = http_header(r, "x-request-id", &idl);
+    if (rid && idl > 0 && idl < sizeof r->request_id) {
+        int ok = 1;
+        for (size_t i = 0; i < idl; i++)
+            if (rid[i] <= 0x20 || rid[i] >= 0x7f || rid[i] == '"' || rid[i] == '\\') ok = 0;
+        if (ok) memcpy(r->request_id, rid, idl + 1);
+    }
+    if (!r->request_id[0]) {
+        char id[33];
+        util_random_id(id);
+        memcpy(r->request_id, id, 33);
+    }
+    if (parser_move(hc, HTTP_ST_BODY)) return 1;
+    if (p->http_major != 1) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: unsupported HTTP version");
+    /* The one transfer coding understood is chunked, alone: with another one
+     * the body length cannot be known (RFC 9112 6.3: 400 when chunked is not
+     * last) or the body would be read still encoded. */
+    int n_te = 0;
+    for (int i = 0; i < r->n_headers; i++)
+        if (util_ieq(r->head.data + r->hdr_name[i], r->hdr_name_len[i], "transfer-encoding")) n_te++;
+    if (n_te && (n_te > 1 || !(p->flags & F_CHUNKED) ||
+                 !value_is(http_header(r, "transfer-encoding", NULL), "chunked")))
+        return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: Transfer-Encoding other than chunked");
+    int has_body_method = p->method == HTTP_POST || p->method == HTTP_PUT || p->method == HTTP_PATCH;
+    if (p->content_length != ULLONG_MAX && p->content_length > hc->srv->max_upload_bytes)
+        return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    if (has_body_method && !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX && !p->upgrade)
+        return refuse(hc, ASR_E_LENGTH_REQUIRED, NULL);
+    /* A body a handler did not adopt (another route, an early answer) is
+     * freed here rather than forgotten. */
+    buf_cleanup(&r->body);
+    buf_init(&r->body, hc->srv->max_upload_bytes);
+    /* The head deadline is over; a body gets its own, renewed by progress
+     * (cb_body), so a large upload on a slow link passes and a trickle
+     * does not. */
+    if ((p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0)) {
+        hc->body_mark = 0;
+        conn_timer(hc->c, hc->srv->body_timeout_ms);
+    }
+    return 0;
+}
+
+/* A chunk that cannot fit in what is left of the upload limit is refused
+ * before its bytes are read (like a too large Content-Length). */
+static int cb_chunk_header(http_parser *p) {
+    struct http_conn *hc = p->data;
+    size_t limit = hc->srv->max_upload_bytes, have = hc->req.body.len;
+    if (p->content_length > limit - have) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    hc->chunk_left = p->content_length;
+    return 0;
+}
+
+/* Non-strict http-parser skips the two bytes after a chunk's data without
+ * looking at them, so "4\r\nabcdXY0\r\n\r\n" is a complete body: a framing
+ * a stricter front end reads differently (request smuggling). The bytes are
+ * checked here: in [p, end), and where they are not there yet, at the start
+ * of the next read. */
+static int check_crlf(struct http_conn *hc, const char *p, const char *end) {
+    for (; hc->crlf_need && p < end; p++, hc->crlf_need--)
+        if (*p != "\r\n"[2 - hc->crlf_need])
+            return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: chunk data not followed by CRLF");
+    return 0;
+}
+
+static int cb_body(http_parser *p, const char *at, size_t n) {
+    struct http_conn *hc = p->data;
+    if (buf_append(&hc->req.body, at, n) != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    if (hc->req.body.len - hc->body_mark >= HTTP_BODY_PROGRESS_BYTES) {
+        hc->body_mark = hc->req.body.len;
+        conn_timer(hc->c, hc->srv->body_timeout_ms);
+    }
+    if ((p->flags & F_CHUNKED) && n && (hc->chunk_left -= n) == 0) {
+        hc->crlf_need = 2;
+        return check_crlf(hc, at + n, hc->exec_end);
+    }
+    return 0;
+}
+
+static int cb_message_complete(http_parser *p) {
+    struct http_conn *hc = p->data;
+    if (parser_move(hc, HTTP_ST_READY)) return 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = cb_message_begin,
+    .on_url = cb_url,
+    .on_header_field = cb_header_field,
+    .on_header_value = cb_header_value,
+    .on_headers_complete = cb_headers_complete,
+    .on_body = cb_body,
+    .on_chunk_header = cb_chunk_header,
+    .on_message_complete = cb_message_complete,
+};
+
+/* ---- lookups -------------------------------------------------------------- */
+
+const char *http_header(const struct http_req *r, const char *name, size_t *len) {
+    for (int i = 0; i < r->n_headers; i++) {
+        if (!r->hdr_val[i]) continue;
+        if (util_ieq(r->head.data + r->hdr_name[i], r->hdr_name_len[i], name)) {
+            if (len) *len = r->hdr_val_len[i];
+            return r->head.data + r->hdr_val[i];
+        }
+    }
+    return NULL;
+}
+
+const char *http_path(const struct http_req *r, size_t *len) {
+    *len = r->path_len;
+    return r->head.data + r->url_off;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int http_query(const struct http_req *r, const char *name, char *out, size_t outlen) {
+    const char *q = r->head.data + r->query_off, *end = q + r->query_len;
+    size_t nl = strlen(name);
+    if (!r->query_len) return -1;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - q) == nl && memcmp(q, name, nl) == 0) {
+            size_t o = 0;
+            for (const char *v = eq ? eq + 1 : pe; v < pe; v++) {
+                int ch = (unsigned char)*v;
+                if (ch == '+') ch = ' ';
+                else if (ch == '%' && pe - v >= 3 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
+                    ch = hexval(v[1]) * 16 + hexval(v[2]);
+                    v += 2;
+                }
+                if (ch == 0 || o + 1 >= outlen) return -2; /* %00: no C string holds it */
+                out[o++] = (char)ch;
+            }
+            out[o] = '\0';
+            return (int)o;
+        }
+        q = pe + 1;
+    }
+    return -1;
+}
+
+/* ---- responses ------------------------------------------------------------- */
+
+static const char *reason(int status) {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void process(struct http_conn *hc);
+static void http_free(struct http_conn *hc);
+
+/* Counts a response and writes its one log line (every request, upgrades
+ * included). */
+static void account_request(struct http_conn *hc, int status) {
+    struct http_req *r = &hc->req;
+    double ms = (double)(util_now_ns() - r->start_ns) / 1e6;
+    metrics_count_request(r->route, status);
+    if (r->route == ROUTE_TRANSCRIBE) hist_add(&metrics.lat_rest, ms);
+    struct log_line *l = log_begin(LOG_INFO, "request");
+    if (l) {
+        size_t pl;
+        const char *path = r->head.data ? http_path(r, &pl) : "";
+        char pbuf[256];
+        snprintf(pbuf, sizeof pbuf, "%.*s", (int)(r->head.data ? (pl < 200 ? pl : 200) : 0), path);
+        log_str(l, "request_id", r->request_id);
+        log_str(l, "method", hc->method_known ? http_method_str((enum http_method)r->method) : "-");
+        log_str(l, "path", pbuf);
+        log_u64(l, "status", (uint64_t)status);
+        log_f64(l, "duration_ms", ms);
+        log_str(l, "peer", hc->c->peer);
+        log_end(l);
+    }
+}
+
+static void finish_request(struct http_conn *hc, int status, int close_after) {
+    struct http_req *r = &hc->req;
+    account_request(hc, status);
+    hc->served++;
+    hc->abort_fn = NULL;
+    /* Bytes that fail before the next request begins are not this request. */
+    r->request_id[0] = '\0';
+    r->url_len = r->path_len = r->query_len = 0;
+    r->route = ROUTE_OTHER;
+    hc->method_known = 0;
+    buf_cleanup(&r->body); /* an idle keep-alive connection holds no body */
+    if (close_after || !r->keep_alive || hc->draining || hc->peer_eof) {
+        http_move(hc, HTTP_ST_DONE); /* parse nothing more */
+        conn_close_after_write(hc->c);
+        return;
+    }
+    http_move(hc, HTTP_ST_IDLE);
+    conn_timer(hc->c, hc->srv->handshake_timeout_ms);
+    conn_read_resume(hc->c);
+    process(hc);
+}
+
+static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra, int close_after) {
+    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c)) return;
+    struct buf h;
+    buf_init(&h, 0);
+    int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
+    buf_printf(&h,
+               "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "X-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
+               status, reason(status), ctype, len, hc->req.request_id[0] ? hc->req.request_id : "-",
+               keep ? "keep-alive" : "close", extra ? extra : "");
+    conn_write(hc->c, h.data, h.len);
+    if (len && hc->req.method != HTTP_HEAD) conn_write(hc->c, body, len);
+    buf_cleanup(&h);
+    finish_request(hc, status, !keep);
+}
+
+void http_respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
+                  const char *extra) {
+    respond(hc, status, ctype, body, len, extra, 0);
+}
+
+static void error_body(struct buf *b, const char *code, const char *msg) {
+    buf_puts(b, "{\"error\":{\"code\":");
+    buf_json_str(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, msg, strlen(msg));
+    buf_puts(b, "}}");
+}
+
+void http_respond_error(struct http_conn *hc, int status, const char *code, const char *msg,
+                        const char *extra) {
+    struct buf b;
+    buf_init(&b, 0);
+    error_body(&b, code, msg);
+    /* After a refused request the rest of the stream cannot be trusted. */
+    int close_after = status == 400 || status == 408 || status == 411 || status == 413 || status == 431;
+    respond(hc, status, "application/json", b.data, b.len, extra, close_after);
+    buf_cleanup(&b);
+}
+
+void http_respond_err(struct http_conn *hc, int err, const char *msg) {
+    http_respond_error(hc, asr_err_http_status(err), asr_err_code(err), msg ? msg : asr_strerror(err), NULL);
+}
+
+void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx) {
+    hc->abort_fn = fn;
+    hc->abort_ctx = ctx;
+}
+
+/* ---- dispatch --------------------------------------------------------------- */
+
+static void dispatch(struct http_conn *hc) {
+    struct http_req *r = &hc->req;
+    size_t pl;
+    const char *path = http_path(r, &pl);
+    int path_known = 0;
+    conn_timer(hc->c, 0);
+    http_move(hc, HTTP_ST_BUSY);
+    const struct http_route *routes = hc->srv->routes;
+    size_t n_routes = hc->srv->n_routes;
+    for (size_t i = 0; i < n_routes; i++) {
+        const struct http_route *rt = &routes[i];
+        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
+        path_known = 1;
+        r->route = rt->route;
+        if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
+            rt->handler(rt->ctx, hc, r);
+            return;
+        }
+    }
+    if (path_known) {
+        char allow[64] = "Allow: ";
+        for (size_t i = 0; i < n_routes; i++)
+            if (strlen(routes[i].path) == pl && memcmp(routes[i].path, path, pl) == 0)
+                snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                         allow[7] ? ", " : "", http_method_str((enum http_method)routes[i].method));
+        strncat(allow, "\r\n", sizeof allow - strlen(allow) - 1);
+        http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", allow);
+        return;
+    }
+    http_respond_error(hc, 404, "NOT_FOUND", "no such route", NULL);
+}
+
+static void fail_parse(struct http_conn *hc, int err, const char *msg) {
+    http_move(hc, HTTP_ST_BUSY);
+    if (!hc->req.request_id[0]) util_random_id(hc->req.request_id); /* refused before the head was read */
+    http_respond_err(hc, err, msg);
+}
+
+/* Parses held bytes while no handler is busy (IDLE, HEAD, BODY; READY is
+ * dispatched in the same pass that reached it). A complete request pauses
+ * the parser; what follows it stays held until the response is done. */
+static void process(struct http_conn *hc) {
+    if (hc->in_process) return;
+    hc->in_process = 1;
+    while (hc->state <= HTTP_ST_READY && !conn_closing(hc->c) && hc->held.len) {
+        struct buf t = hc->held;
+        buf_init(&hc->held, 0);
+        hc->exec_end = t.data + t.len;
+        size_t np = 0;
+        if (!check_crlf(hc, t.data, hc->exec_end)) np = http_parser_execute(&hc->parser, &settings, t.data, t.len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
+        /* What the parser took is checked (scan_head) before it is acted on;
+         * it stops at the end of a message, so this is one request's bytes. */
+        if (!hc->error) scan_head(hc, t.data, np);
+        if (hc->state == HTTP_ST_READY) hc->fold = FOLD_START; /* the next request's head is scanned afresh */
+        if (np < t.len) buf_append(&hc->held, t.data + np, t.len - np);
+        buf_cleanup(&t);
+        if (hc->error) {
+            int err = hc->error;
+            const char *msg = hc->error_msg;
+            hc->error = 0;
+            hc->error_msg = NULL;
+            if (!msg)
+                msg = err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
+                      : err == ASR_E_TOO_LARGE       ? "request body larger than the upload limit"
+                                                     : "a body needs Content-Length or chunked encoding";
+            fail_parse(hc, err, msg);
+            break;
+        }
+        /* An upgrade ends the HTTP part once its head is in. parser.upgrade
+         * is stale until the next head completes: without the BODY and
+         * errno checks, a byte that fails the parser after an answered
+         * upgrade request re-dispatched that request forever. Dispatched
+         * before its body is all in, the request cannot be followed by
+         * another: if it is answered without an upgrade, the parser is
+         * still inside its body (whose tail would complete it again), so
+         * that answer closes the connection. */
+        if (hc->parser.upgrade && hc->state == HTTP_ST_BODY && e == HPE_OK) {
+            http_move(hc, HTTP_ST_READY);
+            hc->req.keep_alive = 0;
+        }
+        if (hc->state == HTTP_ST_READY) {
+            if (e == HPE_PAUSED) http_parser_pause(&hc->parser, 0);
+            dispatch(hc);
+            continue;
+        }
+        if (e != HPE_OK) {
+            char m[128];
+            snprintf(m, sizeof m, "malformed request: %s", http_errno_description(e));
+            fail_parse(hc, e == HPE_HEADER_OVERFLOW ? ASR_E_HEADERS_TOO_LARGE : ASR_E_BAD_REQUEST, m);
+            break;
+        }
+    }
+    hc->in_process = 0;
+    if (hc->state == HTTP_ST_UPGRADED) {
+        http_free(hc);
+        return;
+    }
+    if (hc->state == HTTP_ST_BUSY && hc->held.len > 65536) conn_read_pause(hc->c);
+}
+
+static void on_read(struct conn *c, const char *data, size_t n) {
+    struct http_conn *hc = c->proto;
+    if (hc->state == HTTP_ST_DONE) return; /* answered with Connection: close; closing */
+    if (buf_append(&hc->held, data, n) != 0) {
+        conn_close(c);
+        return;
+    }
+    process(hc);
+}
+
+/* The client shut its sending side. A request in hand is still answered
+ * (half-close is legal TCP and some clients end their upload that way),
+ * then the connection closes; an answer already written is flushed first. */
+static void on_eof(struct conn *c, int status) {
+    struct http_conn *hc = c->proto;
+    if (status == UV_EOF && hc && hc->state == HTTP_ST_BUSY) {
+        hc->peer_eof = 1;
+        conn_read_pause(c);
+        return;
+    }
+    if (status == UV_EOF && conn_unsent(c) > 0) {
+        conn_close_after_write(c);
+        return;
+    }
+    conn_close(c);
+}
+
+static void on_timer(struct conn *c) {
+    struct http_conn *hc = c->proto;
+    if (hc->state >= HTTP_ST_HEAD && hc->state <= HTTP_ST_READY) { /* a request began, no one answers it yet */
+        fail_parse(hc, ASR_E_TIMEOUT, "request not complete in time");
+        return;
+    }
+    conn_close(c);
+}
+
+static void http_free(struct http_conn *hc) {
+    buf_cleanup(&hc->held);
+    buf_cleanup(&hc->req.head);
+    buf_cleanup(&hc->req.body);
+    free(hc);
+}
+
+static void on_free(struct conn *c) {
+    struct http_conn *hc = c->proto;
+    if (!hc) return;
+    if (hc->abort_fn) hc->abort_fn(hc->abort_ctx);
+    http_free(hc);
+}
+
+static const struct conn_handler http_handler = {
+    .on_read = on_read, .on_eof = on_eof, .on_timer = on_timer, .on_free = on_free,
+};
+
+int http_conn_start(struct conn *c, const struct http_server *srv) {
+    struct http_conn *hc = calloc(1, sizeof *hc);
+    if (!hc) return ASR_ENOMEM;
+    hc->c = c;
+    hc->srv = srv;
+    hc->req.route = ROUTE_OTHER; /* a request refused before it began is no route's */
+    http_parser_init(&hc->parser, HTTP_REQUEST);
+    hc->parser.data = hc;
+    buf_init(&hc->held, 0);
+    buf_init(&hc->req.head, srv->max_header_bytes + 2 * HTTP_MAX_HEADERS + 16);
+    buf_init(&hc->req.body, srv->max_upload_bytes);
+    conn_timer(c, srv->handshake_timeout_ms);
+    return conn_start(c, &http_handler, hc);
+}
+
+void http_upgrade(struct http_conn *hc, const char *headers, struct buf *rest) {
+    struct http_req *r = &hc->req;
+    struct conn *c = hc->c;
+    struct buf h;
+    buf_init(&h, 0);
+    buf_printf(&h, "HTTP/1.1 101 Switching Protocols\r\nServer: asrd\r\nX-Request-Id: %s\r\n%s\r\n",
+               r->request_id, headers ? headers : "");
+    conn_write(c, h.data, h.len);
+    buf_cleanup(&h);
+    account_request(hc, 101);
+    *rest = hc->held;
+    buf_init(&hc->held, 0);
+    conn_timer(c, 0);
+    c->proto = NULL;
+    c->h = NULL;
+    http_move(hc, HTTP_ST_UPGRADED);
+    if (!hc->in_process) http_free(hc); /* else process() frees it on the way out */
+}
+
+void http_conn_drain(struct conn *c) {
+    struct http_conn *hc = c->proto;
+    if (c->kind != CONN_HTTP || !hc || hc->state == HTTP_ST_UPGRADED) return;
+    hc->draining = 1;
+    /* An idle keep-alive connection goes now. One that was accepted but
+     * has not sent (or we have not read) its first request yet is not idle:
+     * closing it answered a request in flight with a bare disconnect. It is
+     * answered with Connection: close, or closed by its handshake timer.
+     * "Idle" still may have its last response unsent: answered in this loop
+     * iteration (written at the flush before the next poll) or still being
+     * written to a slow reader. It goes after that response, not before:
+     * a plain conn_close dropped it, and the client saw a disconnect with no
+     * answer to a request that was served (rolling restart). */
+    if (hc->state == HTTP_ST_IDLE && hc->held.len == 0 && hc->served) conn_close_after_write(c);
+}

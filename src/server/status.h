@@ -1,0 +1,13 @@
+/* The worker's own routes: GET /v1/health, GET /v1/metrics (JSON) and
+ * GET /metrics (Prometheus), docs/API.md "GET /v1/health" and
+ * "GET /v1/metrics". ctx is the struct worker. */
+#ifndef ASRD_SERVER_STATUS_H
+#define ASRD_SERVER_STATUS_H
+
+#include "net/http.h"
+
+void status_health(void *ctx, struct http_conn *hc, struct http_req *req);
+void status_metrics_json(void *ctx, struct http_conn *hc, struct http_req *req);
+void status_metrics_prometheus(void *ctx, struct http_conn *hc, struct http_req *req);
+
+#endif

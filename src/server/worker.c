@@ -1,0 +1,437 @@
+/* The worker: one libuv loop that owns the listener and every connection of
+ * this process. Signal handlers only flag (libuv delivers them on the loop).
+ * Drain (WORKER_SIG_DRAIN from the master: keeps accepting so health says
+ * "draining"; WORKER_SIG_RETIRE from its rolling restart: stops accepting)
+ * ends every session with a final and close 1001, and exits when the last
+ * connection is gone or ASR_DRAIN_TIMEOUT_S passed. WORKER_SIG_STOP stops
+ * at once. */
+#include "server/worker.h"
+
+#include <http_parser.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "net/conn.h"
+#include "core/engine.h"
+#include "engines/registry.h"
+#include "base/err.h"
+#include "net/http.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "server/status.h"
+
+/* ---- connections per client address (ASR_MAX_CONNECTIONS_PER_IP) ----
+ * A chained hash of addresses with open connections; an entry lives while
+ * its count is above zero. Only used when the limit is set. */
+struct ip_slot {
+    struct ip_slot *next;
+    unsigned count;
+    char ip[48];
+};
+#define IP_BUCKETS 4096
+static struct ip_slot *ip_table[IP_BUCKETS];
+
+static unsigned ip_hash(const char *ip) {
+    unsigned h = 2166136261u;
+    for (; *ip; ip++) h = (h ^ (unsigned char)*ip) * 16777619u;
+    return h % IP_BUCKETS;
+}
+
+/* Counts c under its peer address; 0, or -1 when the address is at the limit. */
+static int ip_take(struct conn *c, unsigned limit) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[48] = "";
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+    else return 0;
+    unsigned b = ip_hash(ip);
+    struct ip_slot *e = ip_table[b];
+    while (e && strcmp(e->ip, ip) != 0) e = e->next;
+    if (e && e->count >= limit) return -1;
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e) return 0;
+        snprintf(e->ip, sizeof e->ip, "%s", ip);
+        e->next = ip_table[b];
+        ip_table[b] = e;
+    }
+    e->count++;
+    c->owner_slot = e;
+    return 0;
+}
+
+static void ip_release(struct conn *c) {
+    struct ip_slot *e = c->owner_slot;
+    if (!e) return;
+    c->owner_slot = NULL;
+    if (--e->count) return;
+    struct ip_slot **pp = &ip_table[ip_hash(e->ip)];
+    while (*pp && *pp != e) pp = &(*pp)->next;
+    if (*pp) *pp = e->next;
+    free(e);
+}
+
+/* conn_set's hook: a connection was freed. */
+static void on_conn_closed(void *ctx, struct conn *c) {
+    struct worker *w = ctx;
+    ip_release(c);
+    metrics.connections_active--;
+    if (w->api.draining && metrics.connections_active == 0) uv_stop(w->loop);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    struct worker *w = server->data;
+    if (status < 0) {
+        /* EMFILE/ENFILE: libuv accepts and closes the pending connection
+         * with its reserve fd (no busy loop); count it, log once a second */
+        metrics.connections_refused++;
+        static uint64_t last_log_ms;
+        if (uv_now(w->loop) - last_log_ms >= 1000) {
+            last_log_ms = uv_now(w->loop);
+            struct log_line *l = log_begin(LOG_WARN, "accept failed");
+            if (l) {
+                log_str(l, "error", uv_strerror(status));
+                log_u64(l, "open_connections", metrics.connections_active);
+                log_end(l);
+            }
+        }
+        return;
+    }
+    struct conn *c = conn_create(&w->conns);
+    if (!c) return;
+    metrics.connections_active++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    metrics.connections_total++;
+    int per_ip_full = w->cfg->max_connections_per_ip > 0 &&
+                      ip_take(c, (unsigned)w->cfg->max_connections_per_ip) != 0;
+    if (per_ip_full || metrics.connections_active > (uint64_t)w->cfg->max_connections) {
+        metrics.connections_refused++;
+#define BUSY_BODY "{\"error\":{\"code\":\"CONNECTION_LIMIT\",\"message\":\"too many connections\"}}"
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 70\r\n\r\n" BUSY_BODY;
+        _Static_assert(sizeof BUSY_BODY - 1 == 70, "Content-Length of the refusal");
+        if (conn_write(c, busy, sizeof busy - 1) == 0) conn_close_after_write(c);
+        else conn_close(c);
+        return;
+    }
+    if (http_conn_start(c, &w->http) != 0) conn_close(c);
+}
+
+static void on_prepare(uv_prepare_t *h) {
+    struct worker *w = h->data;
+    conn_flush_all(&w->conns);
+}
+/* Loop accounting, once per iteration (metrics.loop_*): the time since the
+ * previous check callback minus what libuv spent blocked in epoll_wait is
+ * the work of one iteration: timers, reads, flushes. Two clock reads. */
+static void on_check(uv_check_t *h) {
+    struct worker *w = h->data;
+    conn_flush_all(&w->conns);
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(w->loop);
+    if (w->it_prev_ns) {
+        uint64_t wall = now - w->it_prev_ns, waited = idle - w->it_prev_idle_ns;
+        hist_add(&metrics.loop_busy, (double)(wall > waited ? wall - waited : 0) / 1e6);
+        metrics.loop_iterations++;
+    }
+    w->it_prev_ns = now;
+    w->it_prev_idle_ns = idle;
+}
+
+/* Share of the wall time since the previous tick not spent waiting. */
+static void loop_utilization(struct worker *w) {
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(w->loop);
+    if (w->tick_prev_ns && now > w->tick_prev_ns) {
+        double u = 1.0 - (double)(idle - w->tick_prev_idle_ns) / (double)(now - w->tick_prev_ns);
+        metrics.loop_utilization = u < 0 ? 0 : u > 1 ? 1 : u;
+    }
+    w->tick_prev_ns = now;
+    w->tick_prev_idle_ns = idle;
+}
+
+/* While draining, requests are still answered (health: 503 draining, new
+ * sessions: 503 DRAINING) so a balancer sees the state; keep-alive
+ * connections idle between requests are closed each tick. */
+static void close_idle_http(struct worker *w) {
+    for (struct conn *c = w->conns.conns, *n; c; c = n) {
+        n = c->next;
+        if (c->kind == CONN_HTTP && !conn_closing(c)) http_conn_drain(c);
+    }
+}
+
+/* ---- process figures: descriptors counted a slice per iteration --------- */
+
+static void on_proc_idle(uv_idle_t *h);
+
+static void proc_start(struct worker *w) {
+    w->proc_busy = 1;
+    metrics_fdwalk_begin(&w->proc_walk);
+    uv_idle_start(&w->proc_idle, on_proc_idle);
+}
+
+static void on_proc_idle(uv_idle_t *h) {
+    struct worker *w = h->data;
+    if (!metrics_fdwalk_step(&w->proc_walk, METRICS_FDWALK_SLOTS)) return;
+    uv_idle_stop(h);
+    w->proc_busy = 0;
+    struct metrics_proc p = {.rss_bytes = metrics_rss_bytes(), .open_fds = w->proc_walk.open};
+    metrics_proc_set(&p);
+    struct worker_proc_waiter *wt = w->proc_waiters;
+    w->proc_waiters = w->proc_next;  /* they came during this count: the next one is theirs */
+    w->proc_next = NULL;
+    if (w->proc_waiters) proc_start(w);
+    while (wt) {
+        struct worker_proc_waiter *next = wt->next; /* cb may free wt */
+        wt->cb(wt);
+        wt = next;
+    }
+}
+
+void worker_proc_init(struct worker *w) {
+    uv_idle_init(w->loop, &w->proc_idle);
+    w->proc_idle.data = w;
+    struct metrics_proc proc = {.rss_bytes = metrics_rss_bytes()};
+    metrics_fdwalk_begin(&w->proc_walk);    /* few descriptors yet: count at once */
+    while (!metrics_fdwalk_step(&w->proc_walk, METRICS_FDWALK_SLOTS)) {}
+    proc.open_fds = w->proc_walk.open;
+    metrics_proc_set(&proc);
+}
+
+void worker_proc_refresh(struct worker *w, struct worker_proc_waiter *wt) {
+    if (!w->proc_busy) {
+        if (wt) {
+            wt->next = w->proc_waiters;
+            w->proc_waiters = wt;
+        }
+        proc_start(w);
+    } else if (wt) {
+        /* part of the table was counted before this call: wait for a count
+         * that starts after it, so the answer includes every descriptor
+         * open now */
+        wt->next = w->proc_next;
+        w->proc_next = wt;
+    }
+}
+
+void worker_proc_cancel(struct worker *w, struct worker_proc_waiter *wt) {
+    struct worker_proc_waiter **lists[2] = {&w->proc_waiters, &w->proc_next};
+    for (int i = 0; i < 2; i++)
+        for (struct worker_proc_waiter **pp = lists[i]; *pp; pp = &(*pp)->next)
+            if (*pp == wt) {
+                *pp = wt->next;
+                return;
+            }
+}
+
+static void on_tick(uv_timer_t *t) {
+    struct worker *w = t->data;
+    loop_utilization(w);
+    metrics_tick();             /* publishes the figures of the previous refresh */
+    worker_proc_refresh(w, NULL);
+    conn_check_timeouts(&w->conns);
+    if (w->api.draining) close_idle_http(w);
+    if (w->api.draining && uv_now(w->loop) >= w->drain_deadline_ms) {
+        struct log_line *l = log_begin(LOG_WARN, "drain timeout");
+        if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
+        uv_stop(w->loop);
+    }
+}
+
+/* close_listener: 1 when this worker is being replaced (rolling restart: its
+ * successor accepts on the same socket); 0 on shutdown, where the listener
+ * stays open so that health checks see 503 "draining" until the exit. */
+static void start_drain(struct worker *w, const char *why, int close_listener) {
+    if (w->api.draining) return;
+    w->drain_deadline_ms = uv_now(w->loop) + (uint64_t)w->cfg->drain_timeout_s * 1000;
+    struct log_line *l = log_begin(LOG_INFO, "draining");
+    if (l) { log_str(l, "signal", why); log_u64(l, "connections", metrics.connections_active); log_end(l); }
+    if (w->listening && close_listener) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = 0;
+    }
+    api_stream_shutdown(close_listener); /* sets w->api.draining */
+    close_idle_http(w);
+    if (metrics.connections_active == 0) uv_stop(w->loop);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    struct worker *w = s->data;
+    if (signum == WORKER_SIG_STOP) {
+        struct log_line *l = log_begin(LOG_INFO, "stopping now");
+        if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
+        uv_stop(w->loop);
+    } else if (signum == WORKER_SIG_RETIRE) {
+        start_drain(w, "replaced", 1);
+    } else if (signum == WORKER_SIG_DRAIN) {
+        start_drain(w, "shutdown", 0); /* repeated: nothing more (the master sends STOP for "now") */
+    } else if (w->api.draining) {
+        uv_stop(w->loop);              /* stand-alone: a second SIGTERM/SIGINT stops now */
+    } else {
+        start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
+    }
+}
+
+static void signal_watch(struct worker *w, uv_signal_t *h, int signum) {
+    uv_signal_init(w->loop, h);
+    h->data = w;
+    uv_signal_start(h, on_signal, signum);
+}
+
+static int bind_listener(struct worker *w, int fd) {
+    const struct config *c = w->cfg;
+    if (fd >= 0) { /* inherited from the master */
+        int r;
+        uv_tcp_init(w->loop, &w->listener);
+        w->listener.data = w;
+        if ((r = uv_tcp_open(&w->listener, fd)) != 0 ||
+            (r = uv_listen((uv_stream_t *)&w->listener, c->backlog, on_connection)) != 0) {
+            fprintf(stderr, "asrd: worker cannot listen on its socket: %s\n", uv_strerror(r));
+            return 1;
+        }
+        w->listening = 1;
+        return 0;
+    }
+    struct sockaddr_storage ss;
+    int r = uv_ip4_addr(c->host, c->port, (struct sockaddr_in *)&ss);
+    if (r != 0) r = uv_ip6_addr(c->host, c->port, (struct sockaddr_in6 *)&ss);
+    if (r != 0) {
+        fprintf(stderr, "asrd: ASR_HOST: \"%s\" is not an IPv4 or IPv6 address\n", c->host);
+        return 2;
+    }
+    uv_tcp_init(w->loop, &w->listener);
+    w->listener.data = w;
+    if ((r = uv_tcp_bind(&w->listener, (struct sockaddr *)&ss, 0)) != 0 ||
+        (r = uv_listen((uv_stream_t *)&w->listener, c->backlog, on_connection)) != 0) {
+        fprintf(stderr, "asrd: cannot listen on %s:%d: %s\n", c->host, c->port, uv_strerror(r));
+        return 1;
+    }
+    w->listening = 1;
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void routes_init(struct worker *w) {
+    const struct http_route routes[] = {
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, &w->api},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, &w->api},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
+    };
+    _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
+    memcpy(w->routes, routes, sizeof routes);
+    const struct config *c = w->cfg;
+    w->http = (struct http_server){
+        .routes = w->routes,
+        .n_routes = sizeof routes / sizeof routes[0],
+        .max_header_bytes = c->max_header_bytes,
+        .max_upload_bytes = c->max_upload_bytes,
+        .handshake_timeout_ms = (uint64_t)c->handshake_timeout_s * 1000,
+        .body_timeout_ms = (uint64_t)c->body_timeout_s * 1000,
+    };
+}
+
+int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
+    memset(w, 0, sizeof *w);
+    w->loop = loop;
+    w->cfg = cfg;
+    w->start_ms = util_wall_ms();
+    metrics_init();
+    metrics_set_worker_id(cfg->worker_id);
+    conn_set_init(&w->conns, loop);
+    w->conns.send_timeout_ms = (uint64_t)cfg->send_timeout_s * 1000;
+    w->conns.on_closed = on_conn_closed;
+    w->conns.ctx = w;
+    w->api = (struct api_env){.loop = loop, .cfg = cfg};
+    routes_init(w);
+    struct engine_cfg ecfg = {.loop = loop, .config = cfg};
+    const struct engine_ops *ops = engines_find(cfg->engine);
+    if (!ops) {
+        fprintf(stderr, "asrd: ASR_ENGINE: unknown engine \"%s\", allowed %s\n", cfg->engine, engines_names());
+        return 2;
+    }
+    if (engine_load(ops, &ecfg) != 0) {
+        fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" failed to load (its settings or files; see above)\n",
+                cfg->engine);
+        return 2;
+    }
+    if (api_stream_init(&w->api) != 0) {
+        fprintf(stderr, "asrd: ASR_REDIS_URL: cannot use \"%s\" (redis://[:password@]host:port[/db] or unix:///path)\n",
+                cfg->redis_url);
+        return 2;
+    }
+    uv_prepare_init(loop, &w->prep);
+    w->prep.data = w;
+    uv_prepare_start(&w->prep, on_prepare);
+    uv_check_init(loop, &w->check);
+    w->check.data = w;
+    uv_check_start(&w->check, on_check);
+    worker_proc_init(w);
+    metrics_tick();
+    return 0;
+}
+
+int worker_run(const struct config *cfg, const struct worker_boot *boot) {
+    static struct worker worker; /* process lifetime: one worker per process */
+    struct worker *w = &worker;
+    uv_loop_t *loop = uv_default_loop();
+    uv_loop_configure(loop, UV_METRICS_IDLE_TIME); /* before the loop runs */
+    int r = worker_init(w, cfg, loop);
+    if (r != 0) return r;
+    if ((r = bind_listener(w, boot ? boot->listen_fd : -1)) != 0) return r;
+    uv_timer_init(w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, 1000, 1000);
+    signal_watch(w, &w->sig_drain, WORKER_SIG_DRAIN);
+    signal_watch(w, &w->sig_retire, WORKER_SIG_RETIRE);
+    signal_watch(w, &w->sig_stop, WORKER_SIG_STOP);
+    if (boot) {
+        /* Under a master: a group signal (Ctrl-C, kill -TERM -<pgid>,
+         * systemd's control-group kill) also reaches this process; only
+         * the master's word counts (WORKER_SIG_*), so these are ignored. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+    } else {
+        signal_watch(w, &w->sig_term, SIGTERM);
+        signal_watch(w, &w->sig_int, SIGINT);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (boot && boot->unblock) sigprocmask(SIG_UNBLOCK, boot->unblock, NULL);
+    struct log_line *l = log_begin(LOG_INFO, "listening");
+    if (l) {
+        log_str(l, "host", cfg->host);
+        log_u64(l, "port", (uint64_t)cfg->port);
+        log_str(l, "engine", cfg->engine);
+        log_u64(l, "pid", (uint64_t)getpid());
+        log_end(l);
+    }
+    if (boot && boot->ready_fd >= 0) {
+        (void)!write(boot->ready_fd, "r", 1);
+        close(boot->ready_fd);
+    }
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    /* Drained, or the drain timed out: close every connection that is left
+     * (their close callbacks free sessions and log them), then the rest. */
+    api_stream_shutdown(w->api.retiring);
+    for (struct conn *c = w->conns.conns; c; c = c->next) conn_close(c);
+    uv_run(w->loop, UV_RUN_NOWAIT);
+    api_stream_close();
+    engine_unload();
+    uv_walk(w->loop, close_walk, NULL);
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(w->loop);
+    l = log_begin(LOG_INFO, "exit");
+    if (l) { log_u64(l, "connections_left", metrics.connections_active); log_end(l); }
+    return 0;
+}

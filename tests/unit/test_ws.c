@@ -1,0 +1,250 @@
+/* net/ws's close handshake (ws.h, the diagram): the table of moves, and the
+ * states a WebSocket passes through when we close behind queued messages,
+ * when the peer closes first (also while our close waits), and when the
+ * peer breaks the protocol in a way ws.c answers itself. ws.c is included
+ * to reach ws_set_state and the private struct. */
+#define _GNU_SOURCE /* memmem */
+#include "net/ws.c"
+
+#include "net_pair.h"
+
+/* ---- the table --------------------------------------------------------------- */
+
+static const int ws_moves[][2] = {
+    {WS_ST_OPEN, WS_ST_CLOSE_PENDING},         {WS_ST_OPEN, WS_ST_CLOSE_QUEUED},
+    {WS_ST_OPEN, WS_ST_FAILED},                {WS_ST_CLOSE_PENDING, WS_ST_CLOSE_QUEUED},
+    {WS_ST_CLOSE_PENDING, WS_ST_FAILED},       {WS_ST_CLOSE_QUEUED, WS_ST_LINGER},
+};
+
+static int drawn(int from, int to) {
+    for (size_t i = 0; i < sizeof ws_moves / sizeof *ws_moves; i++)
+        if (ws_moves[i][0] == from && ws_moves[i][1] == to) return 1;
+    return 0;
+}
+
+struct move { int from, to; };
+
+static void try_move(void *arg) {
+    const struct move *m = arg;
+    struct conn c = {.id = 1};
+    struct ws_conn ws = {.c = &c, .state = (enum ws_state)m->from};
+    ws_set_state(&ws, (enum ws_state)m->to);
+    if ((int)ws.state != m->to) _exit(3);
+}
+
+TEST(ws_moves_follow_the_table) {
+    for (int from = WS_ST_OPEN; from <= WS_ST_FAILED; from++)
+        for (int to = WS_ST_OPEN; to <= WS_ST_FAILED; to++) {
+            struct move m = {from, to};
+            int aborted = np_aborts(try_move, &m);
+            if (aborted == drawn(from, to))
+                TEST_FAIL_("%s -> %s: %s", ws_state_name(from), ws_state_name(to),
+                           aborted ? "refused, but the diagram has it" : "allowed, but the diagram lacks it");
+        }
+}
+
+/* ---- a WebSocket on a socketpair ------------------------------------------------- */
+
+static int binaries_, closed_, sent_code_, rcvd_code_;
+
+static void on_text(void *ctx, const uint8_t *p, size_t n) {
+    (void)ctx;
+    (void)p;
+    (void)n;
+}
+static void on_binary(void *ctx, const uint8_t *p, size_t n) {
+    (void)ctx;
+    (void)p;
+    (void)n;
+    binaries_++;
+}
+static void on_closed(void *ctx, int sent, int rcvd) {
+    (void)ctx;
+    closed_++;
+    sent_code_ = sent;
+    rcvd_code_ = rcvd;
+}
+static const struct ws_handler wsh = {.on_text = on_text, .on_binary = on_binary, .on_closed = on_closed};
+
+static void nothing_read(struct conn *c, const char *p, size_t n) {
+    (void)c;
+    (void)p;
+    (void)n;
+}
+static const struct conn_handler before_ws = {.on_read = nothing_read};
+
+static struct ws_conn *start(int *peer) {
+    static const struct ws_limits lim = {
+        .max_message_bytes = 65536, .max_queue_bytes = 262144, .max_queue_msgs = 256, .slow_client_threshold = 10,
+    };
+    np_init();
+    binaries_ = closed_ = sent_code_ = rcvd_code_ = 0;
+    struct conn *c = np_conn(peer);
+    ASSERT_EQ_INT(conn_start(c, &before_ws, NULL), 0); /* what http does before the upgrade */
+    struct ws_conn *ws = ws_start(c, &lim, &wsh, NULL, NULL, 0);
+    ASSERT(ws != NULL);
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_OPEN);
+    return ws;
+}
+
+/* A masked client frame (FIN), payload under 126 bytes. */
+static void send_frame(int fd, int opcode, const void *payload, size_t n) {
+    uint8_t f[2 + 4 + 125];
+    const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    ASSERT(n < 126);
+    f[0] = (uint8_t)(0x80 | opcode);
+    f[1] = (uint8_t)(0x80 | n);
+    memcpy(f + 2, key, 4);
+    for (size_t i = 0; i < n; i++) f[6 + i] = ((const uint8_t *)payload)[i] ^ key[i & 3];
+    np_send(fd, f, 6 + n);
+}
+
+static void send_close(int fd, int code) {
+    uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    send_frame(fd, 0x8, p, 2);
+}
+
+/* Reads all the server sent; returns the offset of its close frame (opcode
+ * 8, 2-byte code first), or -1; *code gets the code. */
+static long read_until_close(int fd, uint8_t *buf, size_t cap, size_t *len, int *code, int *eof) {
+    *len = np_recv(fd, (char *)buf, cap, eof);
+    for (size_t i = 0; i + 1 < *len;) {
+        size_t pl = buf[i + 1] & 0x7f, h = 2;
+        if (pl == 126) {
+            pl = (size_t)buf[i + 2] << 8 | buf[i + 3];
+            h = 4;
+        }
+        if ((buf[i] & 0x0f) == 0x8) {
+            *code = pl >= 2 ? buf[i + h] << 8 | buf[i + h + 1] : 0;
+            return (long)i;
+        }
+        i += h + pl;
+    }
+    return -1;
+}
+
+/* A message ws_send_text frames into c->out at once: more than
+ * WS_PUMP_BYTES of it makes the next messages wait in the queue. */
+static void fill_past_the_pump(struct ws_conn *ws) {
+    static char big[WS_PUMP_BYTES + 100];
+    memset(big, 'a', sizeof big);
+    ASSERT_EQ_INT(ws_send_text(ws, big, sizeof big, 0), 0);
+    ASSERT_EQ_INT(ws->q_msgs, 0);
+    ASSERT_EQ_INT(ws_send_text(ws, "{\"queued\":1}", 12, 0), 0);
+    ASSERT_EQ_INT(ws->q_msgs, 1);
+}
+
+TEST(ws_our_close_goes_behind_the_queue_then_lingers) {
+    int peer;
+    struct ws_conn *ws = start(&peer);
+    struct conn *c = ws->c;
+    static uint8_t buf[65536];
+    size_t len;
+    int code = 0, eof;
+    fill_past_the_pump(ws);
+    ws_close(ws, 1000, "bye", 1);
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_CLOSE_PENDING);
+    ws_close(ws, 1001, "again", 0); /* a second close is ignored */
+    ASSERT_EQ_INT(ws->close_code, 1000);
+    ASSERT_EQ_INT(ws_send_text(ws, "late", 4, 0), ASR_EIO);
+    np_pump(4);
+    /* Everything written, our close with it; the peer's close is awaited. */
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_LINGER);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN);
+    long at = read_until_close(peer, buf, sizeof buf, &len, &code, &eof);
+    ASSERT(at > 0);
+    ASSERT_EQ_INT(code, 1000);
+    ASSERT(memmem(buf, len, "{\"queued\":1}", 12) != NULL);
+    ASSERT(memmem(buf, len, "{\"queued\":1}", 12) < (void *)(buf + at));
+    send_close(peer, 1000);
+    np_pump(3);
+    ASSERT_EQ_INT(closed_, 1);
+    ASSERT_EQ_INT(sent_code_, 1000);
+    ASSERT_EQ_INT(rcvd_code_, 1000);
+    ASSERT_EQ_INT(np_closed_, 1);
+    close(peer);
+}
+
+TEST(ws_peer_closes_first) {
+    int peer;
+    struct ws_conn *ws = start(&peer);
+    static uint8_t buf[4096];
+    size_t len;
+    int code = 0, eof;
+    send_close(peer, 1001);
+    uv_run(&np_loop_, UV_RUN_NOWAIT); /* read; the echo is written at the flush */
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_CLOSE_QUEUED);
+    np_pump(3);
+    ASSERT(read_until_close(peer, buf, sizeof buf, &len, &code, &eof) == 0);
+    ASSERT_EQ_INT(code, 1001); /* wslay's echo */
+    ASSERT(eof);
+    ASSERT_EQ_INT(closed_, 1);
+    ASSERT_EQ_INT(sent_code_, 0);
+    ASSERT_EQ_INT(rcvd_code_, 1001);
+    close(peer);
+}
+
+/* Our close waits behind the queue when the peer's arrives: the queue and
+ * our close frame are dropped, wslay echoes the peer's; on_closed still
+ * reports the close this side decided. */
+TEST(ws_peer_close_while_ours_is_pending) {
+    int peer;
+    struct ws_conn *ws = start(&peer);
+    static uint8_t buf[65536];
+    size_t len;
+    int code = 0, eof;
+    fill_past_the_pump(ws);
+    ws_close(ws, 1000, "bye", 1);
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_CLOSE_PENDING);
+    send_close(peer, 1001);
+    uv_run(&np_loop_, UV_RUN_NOWAIT);
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_CLOSE_QUEUED);
+    ASSERT_EQ_INT(ws->q_msgs, 0);
+    np_pump(4);
+    ASSERT(read_until_close(peer, buf, sizeof buf, &len, &code, &eof) > 0);
+    ASSERT_EQ_INT(code, 1001);
+    ASSERT(memmem(buf, len, "{\"queued\":1}", 12) == NULL);
+    ASSERT_EQ_INT(closed_, 1);
+    ASSERT_EQ_INT(sent_code_, 1000);
+    ASSERT_EQ_INT(rcvd_code_, 1001);
+    close(peer);
+}
+
+/* A close frame with a 1-byte payload: wslay would answer with a close
+ * without a code; ws.c writes the 1002 itself (FAILED) and reads no more. */
+TEST(ws_protocol_error_fails) {
+    int peer;
+    struct ws_conn *ws = start(&peer);
+    static uint8_t buf[4096];
+    int eof;
+    send_frame(peer, 0x8, "x", 1);
+    uv_run(&np_loop_, UV_RUN_NOWAIT);
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_FAILED);
+    ASSERT_EQ_INT(conn_state(ws->c), CONN_LAST_WRITE);
+    np_pump(3);
+    size_t len = np_recv(peer, (char *)buf, sizeof buf, &eof);
+    ASSERT_EQ_INT(len, 4);
+    ASSERT(memcmp(buf, "\x88\x02\x03\xea", 4) == 0);
+    ASSERT(eof);
+    ASSERT_EQ_INT(closed_, 1);
+    ASSERT_EQ_INT(sent_code_, 1002);
+    close(peer);
+}
+
+/* Messages received once a close is decided are dropped, on the fast path
+ * (a whole binary frame in one read) as through wslay. */
+TEST(ws_no_messages_after_a_close_is_decided) {
+    int peer;
+    struct ws_conn *ws = start(&peer);
+    send_frame(peer, 0x2, "\x01\x02", 2);
+    np_pump(2);
+    ASSERT_EQ_INT(binaries_, 1);
+    fill_past_the_pump(ws); /* keeps our close pending for the next read */
+    ws_close(ws, 1000, "", 1);
+    send_frame(peer, 0x2, "\x01\x02", 2);
+    uv_run(&np_loop_, UV_RUN_NOWAIT);
+    ASSERT_EQ_INT(binaries_, 1);
+    close(peer);
+    np_pump(3);
+    ASSERT_EQ_INT(closed_, 1);
+}
