@@ -74,14 +74,19 @@ CMD ["haproxy", "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg"]
 
 # ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
-# Models installed next to the server (ASRD_MODELS=" " leaves them out:
-# the mock engine needs none). pocketsphinx-en-us puts the US English model
+# Models installed next to the server (ASRD_MODELS= leaves them out: the
+# mock engine needs none). pocketsphinx-en-us puts the US English model
 # under /usr/share/pocketsphinx/model/en-us.
 ARG ASRD_MODELS="pocketsphinx-en-us"
+# With ASR_REDIS_URL empty (the default) the master starts a private
+# redis-server for its workers' sessions (socket and log under
+# ASR_RUNTIME_DIR, /tmp here). A deployment that points every instance at a
+# shared Redis does not need it: ASRD_STORE= leaves it out.
+ARG ASRD_STORE="redis-server"
 COPY --from=build /out/runtime-packages /tmp/runtime-packages
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      $(cat /tmp/runtime-packages) ${ASRD_MODELS} \
+      $(cat /tmp/runtime-packages) ${ASRD_MODELS} ${ASRD_STORE} \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages /var/log/apt /var/log/dpkg.log \
  && groupadd --gid 10001 asrd \
  && useradd --uid 10001 --gid asrd --no-create-home --home-dir /nonexistent \

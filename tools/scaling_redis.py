@@ -22,7 +22,7 @@ process started here is killed at the end.
 
     tools/scaling_redis.py --bench-scripts [--workers 1,10,100,250]
 
-instead measures the store's own Lua scripts (taken from src/store_redis.c)
+instead measures the store's own Lua scripts (taken from src/store/redis.c)
 with redis-benchmark against a throwaway Redis, pipelined as asrd pipelines
 them: `update` on 10,000 live sessions (400-byte snapshot), `create` +
 `delete` without a global limit, and `create` with ASR_MAX_GLOBAL_SESSIONS
@@ -108,9 +108,12 @@ def children(pid):
 
 
 def lua_scripts():
-    """{name: full script text} exactly as store_redis.c sends them
+    """{name: full script text} exactly as src/store/redis.c sends them
     (LUA_PRELUDE + body): the C string literals, concatenated."""
-    with open(os.path.join(REPO, "src", "store_redis.c")) as f:
+    for rel in ("src/store/redis.c", "src/store_redis.c"):      # after / before the src/ layers
+        if os.path.exists(os.path.join(REPO, rel)):
+            break
+    with open(os.path.join(REPO, rel)) as f:
         src = f.read()
 
     def literals(text):

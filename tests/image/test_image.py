@@ -219,7 +219,8 @@ def test_podman_stop_drains_open_utterance(container):
     # the drain, not the stop timeout, ended it
     assert stop["took"] < 10, stop
     logs = c.logs()
-    assert '"msg":"draining","signal":"SIGTERM"' in logs and '"msg":"master exit"' in logs, h.tail(logs)
+    assert '"msg":"shutting down","signal":"SIGTERM"' in logs and '"msg":"draining"' in logs and \
+        '"msg":"master exit"' in logs, h.tail(logs)
     print("podman stop: final %r, close %d after %.2f s, podman stop took %.2f s" % (
         finals[-1]["text"][:40], w.close_code, t_closed, stop["took"]))
 

@@ -1,8 +1,9 @@
 """deploy/asrd.service under a real systemd: a container with systemd as
 PID 1 (podman --systemd=always, --privileged so that systemd can set up the
 unit's namespaces) on top of the asrd image. The unit starts with its whole
-sandbox (no capabilities, no_new_privs, seccomp filter), serves, and
-`systemctl stop` drains: 4 streams stopped mid-utterance with answers owed
+sandbox (no capabilities, no_new_privs, seccomp filter), its master runs
+the private redis-server (ASR_REDIS_URL empty) in the unit's
+RuntimeDirectory, it serves, and `systemctl stop` drains: 4 streams stopped mid-utterance with answers owed
 all get every answer, their final and close 1001, and the unit stops with
 Result=success well inside TimeoutStopSec.
 
@@ -96,6 +97,8 @@ def test_unit_runs_sandboxed_and_systemctl_stop_drains(systemd_image):
         assert sysctl("show", "asrd", "-p", "Result", "--value") == "success"
         log = podman("exec", name, "journalctl", "-u", "asrd", "--no-pager", "-o", "cat").stdout
         assert "second signal" not in log, h.tail(log)
+        # the private store ran inside the sandbox, in the unit's RuntimeDirectory
+        assert '"msg":"private session store started"' in log and '"socket":"/run/asrd/' in log, h.tail(log)
         print("systemctl stop: 4 streams drained (1001 + final) in %.2f s" % took)
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
