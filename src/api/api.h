@@ -1,9 +1,22 @@
-/* The API layer: the transcription routes (rest.c) and the streaming
- * endpoint (stream.c). The server creates one api_env per worker and passes
- * it in; nothing here reaches up for the worker. */
+/* The API layer, as the server sees it: the transcription routes. One
+ * `struct api` per worker holds everything the layer keeps between calls
+ * (the session registry, the session store, scratch buffers); the server
+ * creates it from its api_env and passes it as the route handlers' ctx, so
+ * nothing in api/ reaches for a global.
+ *
+ * Inside the layer (docs/internals/architecture.md):
+ *   stream.c    GET /v1/transcribe/stream: the upgrade, the WebSocket glue,
+ *               each session's lifecycle (stream.h)
+ *   rest.c      POST /v1/transcribe
+ *   wire.c      client messages decoded, server messages encoded (wire.h)
+ *   sync.c      streams <-> the session store (sync.h)
+ *   registry.c  session id -> stream (registry.h)
+ *   auth.c      API keys, the Origin allowlist (auth.h)
+ *   api.c       the context: create, close, destroy */
 #ifndef ASRD_API_H
 #define ASRD_API_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -20,28 +33,39 @@ struct api_env {
     int      retiring;              /* rolling restart: a successor accepts on our socket */
 };
 
-/* POST /v1/transcribe (rest.c). ctx is the api_env. */
+/* The API context of one worker. Opaque here (api/api_int.h has its fields,
+ * for the api modules). */
+struct api;
+
+/* Creates the context: an empty session registry, the session store
+ * (ASR_REDIS_URL, the in-memory store when empty) opened on env->loop, and
+ * its 1 s snapshot timer. env is borrowed and must outlive the api. Returns
+ * 0 and *out, or an asr_err (a bad store URL), with nothing to free. */
+int api_create(struct api_env *env, struct api **out);
+/* At exit, after the drain (api_stream_shutdown): lets store writes in
+ * flight finish (bounded by the store's op timeout; runs the loop until
+ * then), then closes the store. The api stays usable for the close
+ * callbacks of connections that are still open: streams find no store. */
+void api_close(struct api *api);
+/* Frees the context, once nothing on the loop can call into it any more
+ * (after uv_loop_close). api may be NULL. */
+void api_destroy(struct api *api);
+
+/* POST /v1/transcribe (rest.c). ctx is the struct api. */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
 
-/* GET /v1/transcribe/stream: validates and upgrades (stream.c). ctx is the api_env. */
+/* GET /v1/transcribe/stream: checks the request in the order of docs/API.md
+ * "Connecting" and upgrades it, or answers the refusal (stream.c). ctx is
+ * the struct api. */
 void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req);
-/* Streaming sessions held by this process (live and resumable). */
-size_t api_stream_count(void);
-/* Drain: every live session gets its final and close 1001; resumable ones
- * are dropped. retiring: a rolling restart (the successor takes new
- * sessions) rather than a shutdown. */
-void api_stream_shutdown(int retiring);
-
-/* Opens the session store (ASR_REDIS_URL, memory when empty) on env->loop
- * and starts the 1 s snapshot timer. env must outlive the api. 0 or an
- * asr_err (bad URL). */
-int api_stream_init(struct api_env *env);
-/* At exit, after the drain: lets store writes in flight finish (bounded by
- * the store's op timeout), then closes it. */
-void api_stream_close(void);
-
-/* API keys (ASR_API_KEYS): 0 when the request may pass, ASR_E_UNAUTHORIZED
- * otherwise. Keys come from Authorization: Bearer, X-API-Key or ?api_key=. */
-int api_check_key(const struct config *cfg, const struct http_req *req);
+/* Streaming sessions held by this worker (live and resumable). */
+size_t api_stream_count(const struct api *api);
+/* Drain: sets env->draining (and env->retiring the first time); every live
+ * session gets its final and close 1001; resumable ones are dropped; an
+ * upgrade still waiting for the store is answered 503 DRAINING when the
+ * store replies. retiring: a rolling restart (the successor takes new
+ * sessions) rather than a shutdown. May be called again (the worker does
+ * at exit). */
+void api_stream_shutdown(struct api *api, int retiring);
 
 #endif

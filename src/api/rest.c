@@ -6,12 +6,13 @@
  * window of chunks at a time, and answers with its finals as segments; or,
  * at the first part of the audio the engine fails on or refuses, with an
  * error naming that part. */
-#include "api/api.h"
+#include "api/api_int.h"
 
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/auth.h"
 #include "core/audio.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -314,8 +315,8 @@ static void after_decode(uv_work_t *w, int status) {
 }
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
-    struct api_env *env = ctx;
-    if (api_check_key(env->cfg, req) != 0) {
+    struct api_env *env = ((struct api *)ctx)->env;
+    if (auth_check_key(env->cfg, req) != 0) {
         http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
         return;
     }

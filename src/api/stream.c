@@ -1,187 +1,118 @@
 /* docs/API.md "Streaming": the upgrade, client messages -> session calls,
- * session answers -> JSON messages, idle timeout, resume and drain.
+ * session answers -> server messages, idle timeout, resume and drain.
+ * docs/internals/session-lifecycle.md tells the life of a stream (stream.h)
+ * state by state.
  *
- * A `struct stream` pairs a session with its WebSocket (or none while the
- * client is away and the session is resumable) and owns the idle timer,
- * which lives as long as the session because a detached session must expire
- * without a connection. */
-#include "api/api.h"
+ * The file reads top to bottom as a session lives: the state machine; the
+ * sink that turns session answers into messages (encoded by wire.c); the
+ * end of a stream (destroy, end, idle timer, the connection going away);
+ * client messages; the upgrade, whose store half (a new record, or a claim
+ * of another worker's) completes in on_registered / on_claimed; the drain. */
+#include "api/stream.h"
 
-#include <http_parser.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "api/api_int.h"
+#include "api/auth.h"
+#include "api/wire.h"
 #include "base/config.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "core/audio.h"
 #include "core/session.h"
+#include "net/http.h"
 #include "net/ws.h"
 #include "store/store.h"
-#include "api/stream_msg.h"
-#include "core/audio.h"
-
-struct stream {
-    struct asr_session *sess;     /* owned */
-    struct ws_conn *ws;           /* borrowed; NULL while detached */
-    uv_timer_t idle;              /* idle / resumable expiry */
-    uint64_t last_activity;       /* loop time, ms */
-    int      end_reason;          /* enum metric_end, -1 while not ending */
-    int      close_code;          /* to send when the session has drained */
-    const char *close_reason;
-    int      ended;               /* gone: not resumable */
-    int      destroyed;
-    int      upgrading;           /* waiting for the store before the 101 */
-    int      uncounted;           /* refused before it started: no end logged or counted */
-    int      stored;              /* this worker owns its record in the store */
-    int      unsynced;            /* created while the store was down: register later */
-    uint64_t stored_ms;           /* loop time of the last snapshot write */
-    struct stream *hnext;         /* registry chain */
-};
 
 /* An upgrade waiting for the session store. */
 struct pending_upgrade {
+    struct api *api;              /* borrowed */
     struct http_conn *hc;         /* borrowed; invalid once aborted */
-    struct stream *st;            /* new session being registered, or NULL */
+    struct stream *st;            /* new session being registered, or NULL (a claim) */
     unsigned rate;                /* requested sample_rate, 0 = none */
     int      aborted;             /* the connection died meanwhile */
     char     accept[29];
     char     request_id[64];
 };
 
-struct sync_ctx { char id[STORE_ID_MAX]; };
+static void on_idle_timer(uv_timer_t *t);
 
-static struct api_env *env_;     /* borrowed: set by api_stream_init */
-static struct store *store_;      /* owned; opened by api_stream_init */
-static uv_timer_t sync_timer_;    /* 1 s: snapshots of changed sessions (shared store) */
+static const struct config *cfg_of(const struct stream *st) { return st->api->env->cfg; }
+static uint64_t idle_ms(const struct config *c) { return (uint64_t)c->idle_timeout_s * 1000; }
 
-static int shared(void) { return store_ && strcmp(store_backend(store_), "redis") == 0; }
+/* ---- state machine ------------------------------------------------------------ */
 
-static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int resumed);
-static void on_created(void *arg, int status);
-static void on_claimed(void *arg, int status, const struct store_record *rec, const char *prev_owner);
-static void pending_abort(void *ctx);
-static void stream_sync(struct stream *st);
-static void on_sync_tick(uv_timer_t *t);
+static const char *const state_names[STREAM__N] = {"upgrading", "attached", "ending",
+                                                   "draining",  "detached", "gone"};
 
-/* ---- registry: id -> stream ------------------------------------------ */
-
-static struct stream **table;
-static size_t table_size, table_count;
-
-static size_t hash_id(const char *id) {
-    size_t h = 1469598103934665603ull;
-    for (; *id; id++) h = (h ^ (unsigned char)*id) * 1099511628211ull;
-    return h;
-}
-
-static void reg_add(struct stream *st) {
-    if (table_count + 1 > table_size) {
-        size_t ns = table_size ? table_size * 2 : 1024;
-        struct stream **nt = xcalloc(ns, sizeof *nt);
-        for (size_t i = 0; i < table_size; i++)
-            for (struct stream *e = table[i], *n; e; e = n) {
-                n = e->hnext;
-                size_t b = hash_id(sess_id(e->sess)) & (ns - 1);
-                e->hnext = nt[b];
-                nt[b] = e;
-            }
-        free(table);
-        table = nt;
-        table_size = ns;
-    }
-    size_t b = hash_id(sess_id(st->sess)) & (table_size - 1);
-    st->hnext = table[b];
-    table[b] = st;
-    table_count++;
-}
-
-static struct stream *reg_find(const char *id) {
-    if (!table_size) return NULL;
-    for (struct stream *e = table[hash_id(id) & (table_size - 1)]; e; e = e->hnext)
-        if (strcmp(sess_id(e->sess), id) == 0) return e;
-    return NULL;
-}
-
-static void reg_remove(struct stream *st) {
-    struct stream **pp = &table[hash_id(sess_id(st->sess)) & (table_size - 1)];
-    for (; *pp; pp = &(*pp)->hnext)
-        if (*pp == st) {
-            *pp = st->hnext;
-            table_count--;
-            return;
+/* The one place where a stream changes state; stream.h lists the legal
+ * moves. An illegal one is our bug: logged, refused, state kept. */
+static int stream_transition(struct stream *st, enum stream_state to) {
+    static const unsigned char legal[STREAM__N][STREAM__N] = {
+        /* to:          UPGRADING ATTACHED ENDING DRAINING DETACHED GONE */
+        /* UPGRADING */ {0, 1, 0, 0, 1, 1},
+        /* ATTACHED  */ {0, 0, 1, 1, 1, 1},
+        /* ENDING    */ {0, 0, 0, 0, 0, 1},
+        /* DRAINING  */ {0, 0, 0, 0, 1, 1},
+        /* DETACHED  */ {0, 1, 0, 0, 1, 1},
+        /* GONE      */ {0, 0, 0, 0, 0, 0},
+    };
+    if (!legal[st->state][to]) {
+        struct log_line *l = log_begin(LOG_ERROR, "illegal stream state change");
+        if (l) {
+            log_str(l, "session_id", st->sess ? sess_id(st->sess) : "");
+            log_str(l, "from", state_names[st->state]);
+            log_str(l, "to", state_names[to]);
+            log_end(l);
         }
+        return ASR_EINVAL;
+    }
+    st->state = to;
+    return 0;
 }
 
-size_t api_stream_count(void) { return table_count; }
+/* ---- output: session answers -> server messages ---------------------------------- */
 
-/* ---- output ---------------------------------------------------------------- */
-
-static struct buf out_;   /* scratch for one message; process lifetime */
-
-static const struct config *cfg(void) { return env_->cfg; }
-
-static void send_msg(struct stream *st, int droppable) {
-    if (st->ws) ws_send_text(st->ws, out_.data, out_.len, droppable);
+/* Sends the message encoded in the api's out buffer (copied into the
+ * connection's queue); nothing while no connection holds the stream. */
+static void send_out(struct stream *st, int droppable) {
+    if (st->ws) ws_send_text(st->ws, st->api->out.data, st->api->out.len, droppable);
 }
 
 static void on_speech_started(void *ctx, uint64_t seq, uint64_t offset_ms) {
     struct stream *st = ctx;
-    buf_reset(&out_);
-    buf_printf(&out_, "{\"type\":\"speech_started\",\"sequence\":%llu,\"offset_ms\":%llu,\"timestamp\":%llu}",
-               (unsigned long long)seq, (unsigned long long)offset_ms, (unsigned long long)util_wall_ms());
-    send_msg(st, 0);
+    wire_encode_speech_started(&st->api->out, seq, offset_ms, util_wall_ms());
+    send_out(st, 0);
 }
 
 static void on_partial(void *ctx, uint64_t seq, const char *text, size_t len, int is_speech,
                        const struct sess_latency *lat) {
     struct stream *st = ctx;
-    buf_reset(&out_);
-    /* one of these per chunk: built without printf (which was ~7% of the
-     * user-space instructions per chunk) */
-    buf_puts(&out_, "{\"type\":\"partial\",\"sequence\":");
-    buf_put_u64(&out_, seq);
-    buf_puts(&out_, ",\"text\":");
-    buf_json_str(&out_, text, len);
-    buf_puts(&out_, is_speech ? ",\"is_speech\":true,\"timestamp\":" : ",\"is_speech\":false,\"timestamp\":");
-    buf_put_u64(&out_, util_wall_ms());
-    buf_puts(&out_, ",\"latency_ms\":{\"queue\":");
-    buf_put_fixed3(&out_, lat->queue_ms);
-    buf_puts(&out_, ",\"inference\":");
-    buf_put_fixed3(&out_, lat->inference_ms);
-    buf_puts(&out_, ",\"total\":");
-    buf_put_fixed3(&out_, lat->total_ms);
-    buf_puts(&out_, "}}");
-    send_msg(st, 1);
+    wire_encode_partial(&st->api->out, seq, text, len, is_speech, lat, util_wall_ms());
+    send_out(st, 1);
 }
 
 static void on_final(void *ctx, uint64_t seq, const char *text, size_t len, uint64_t start_ms, uint64_t end_ms) {
     struct stream *st = ctx;
-    buf_reset(&out_);
-    buf_printf(&out_, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)seq);
-    buf_json_str(&out_, text, len);
-    buf_printf(&out_, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu}", (unsigned long long)start_ms,
-               (unsigned long long)end_ms, (unsigned long long)util_wall_ms());
-    send_msg(st, 0);
+    wire_encode_final(&st->api->out, seq, text, len, start_ms, end_ms, util_wall_ms());
+    send_out(st, 0);
     /* a final is written through to a shared store: a resume elsewhere must
      * neither repeat nor lose it */
-    if (shared() && st->sess) stream_sync(st);
+    sync_snapshot(&st->api->sync, st);
 }
 
 static void on_error(void *ctx, int err, int has_seq, uint64_t seq, const char *msg) {
     struct stream *st = ctx;
-    buf_reset(&out_);
-    buf_puts(&out_, "{\"type\":\"error\",\"code\":");
-    buf_json_str(&out_, asr_err_code(err), strlen(asr_err_code(err)));
-    buf_puts(&out_, ",\"message\":");
-    buf_json_str(&out_, msg, strlen(msg));
-    if (has_seq) buf_printf(&out_, ",\"sequence\":%llu", (unsigned long long)seq);
-    buf_puts(&out_, "}");
-    send_msg(st, 0);
+    wire_encode_error(&st->api->out, err, has_seq, seq, msg);
+    send_out(st, 0);
 }
 
+/* The session has answered everything after its stop or drain (ENDING,
+ * DRAINING): the close goes out behind the answers. */
 static void on_done(void *ctx) {
     struct stream *st = ctx;
     if (!st->ws) return;
@@ -189,9 +120,12 @@ static void on_done(void *ctx) {
     ws_close(st->ws, st->close_code, st->close_reason, 1);
 }
 
+/* The session's pending chunks fell below their bound: read again, unless
+ * reading stopped for good (the rate-abuse close). */
 static void on_pending_low(void *ctx) {
     struct stream *st = ctx;
-    if (st->ws && st->end_reason != END_POLICY) ws_resume(st->ws);
+    int stopped_for_good = st->state == STREAM_ENDING && st->end_reason == END_POLICY;
+    if (st->ws && !stopped_for_good) ws_resume(st->ws);
 }
 
 static const struct sess_sink sink = {
@@ -199,24 +133,23 @@ static const struct sess_sink sink = {
     .on_error = on_error, .on_done = on_done, .on_pending_low = on_pending_low,
 };
 
-/* ---- lifecycle ----------------------------------------------------------------- */
+/* ---- the end of a stream ----------------------------------------------------------- */
 
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
                                               "policy", "too_big", "shutdown", "error", "moved"};
 
 static void on_idle_closed(uv_handle_t *h) { free(h->data); }
 
-/* Frees the stream: logs the session's counters, counts its end, and settles
- * its store record: deleted when the session is over; kept (detached, with a
- * last snapshot) when a shutdown leaves it resumable on another worker. */
-static void stream_destroy(struct stream *st, int reason) {
-    if (st->destroyed) return;
-    if (st->stored && store_) {
-        if (reason == END_SHUTDOWN && !st->ended && shared()) stream_sync(st);
-        else if (reason != END_MOVED) store_delete(store_, sess_id(st->sess), NULL, NULL);
-    }
-    st->destroyed = 1;
-    if (!st->uncounted) {
+/* -> GONE (stream.h). counted: 0 for a session refused before it started
+ * (the store said no, or the client left during the upgrade): no `session
+ * end` line, no sessions_ended count. */
+static int destroy(struct stream *st, enum metric_end reason, int counted) {
+    enum stream_state was = st->state;
+    if (stream_transition(st, STREAM_GONE) != 0) return ASR_EINVAL;
+    /* A drain leaves a session that was not ending for good resumable on
+     * another worker: its record stays, with a last snapshot. */
+    sync_end(&st->api->sync, st, reason == END_SHUTDOWN && was != STREAM_ENDING);
+    if (counted) {
         const struct sess_stats *ss = sess_stats(st->sess);
         struct log_line *l = log_begin(LOG_INFO, "session end");
         if (l) {
@@ -234,69 +167,84 @@ static void stream_destroy(struct stream *st, int reason) {
         metrics.sessions_ended[reason]++;
     }
     metrics.sessions_active--;
-    reg_remove(st);
+    registry_remove(&st->api->streams, &st->reg);
     sess_transition(st->sess, SESS_CLOSED);
     sess_destroy(st->sess);
     st->sess = NULL;
     uv_close((uv_handle_t *)&st->idle, on_idle_closed);
+    return 0;
 }
 
-/* A session refused before it started (store said no): not counted. */
-static void stream_destroy_uncounted(struct stream *st) {
-    st->uncounted = 1;
-    stream_destroy(st, END_ERROR);
-}
+int stream_destroy(struct stream *st, enum metric_end reason) { return destroy(st, reason, 1); }
 
-/* Ends the session the graceful way: pending chunks are answered, one final
- * follows, then the close (code) once everything is out. */
-static void stream_end(struct stream *st, int reason, int code, const char *why) {
-    if (st->end_reason >= 0) return;
+/* A session refused before it started: not counted. */
+static void stream_refuse(struct stream *st) { destroy(st, END_ERROR, 0); }
+
+/* ATTACHED -> ENDING or DRAINING, with why and how the close will go. */
+static int begin_end(struct stream *st, enum stream_state to, enum metric_end reason, int code, const char *why) {
+    if (stream_transition(st, to) != 0) return ASR_EINVAL;
     st->end_reason = reason;
     st->close_code = code;
     st->close_reason = why;
-    st->ended = code != 1001;
+    return 0;
+}
+
+/* Ends the session the graceful way: pending chunks are answered, one final
+ * follows, then the close (code) once everything is out. Code 1001 (a
+ * drain) leaves the session resumable (DRAINING); any other ends it for
+ * good (ENDING). Only an attached stream starts to end: when it is ending
+ * already, the first reason stands. */
+static void stream_end(struct stream *st, enum metric_end reason, int code, const char *why) {
+    if (st->state != STREAM_ATTACHED) return;
+    if (begin_end(st, code == 1001 ? STREAM_DRAINING : STREAM_ENDING, reason, code, why) != 0) return;
     sess_stop(st->sess);
 }
 
-static void stream_touch(struct stream *st) { st->last_activity = uv_now(env_->loop); }
+static void stream_touch(struct stream *st) { st->last_activity = uv_now(st->api->env->loop); }
 
+/* The idle timer is not restarted on activity (stream_touch only stores
+ * the time); when it fires it re-arms itself for the remainder. */
 static void on_idle_timer(uv_timer_t *t) {
     struct stream *st = t->data;
-    uint64_t now = uv_now(t->loop), limit = (uint64_t)cfg()->idle_timeout_s * 1000;
+    uint64_t now = uv_now(t->loop), limit = idle_ms(cfg_of(st));
     if (now - st->last_activity < limit) {
         uv_timer_start(&st->idle, on_idle_timer, limit - (now - st->last_activity), 0);
         return;
     }
-    if (!st->ws) {
+    if (st->state == STREAM_DETACHED) {
         stream_destroy(st, END_EXPIRED);
         return;
     }
-    if (st->end_reason < 0) stream_end(st, END_IDLE, 1000, "idle timeout");
+    stream_end(st, END_IDLE, 1000, "idle timeout");
 }
 
+/* The connection is gone (ws.c calls this once). Which close it was decides
+ * whether the session ends, and why, or stays resumable
+ * (docs/internals/session-lifecycle.md has the table). */
 static void ws_on_closed(void *ctx, int code_sent, int code_received) {
     struct stream *st = ctx;
     st->ws = NULL;
     metrics.sessions_attached--;
-    if (st->destroyed) return;
+    if (st->state == STREAM_GONE) return;
     sess_attach(st->sess, NULL, NULL);
-    int reason;
-    if (code_sent == 1008) reason = st->end_reason >= 0 ? st->end_reason : END_SLOW_CLIENT;
+    int ending = st->state == STREAM_ENDING || st->state == STREAM_DRAINING;
+    enum metric_end reason;
+    if (code_sent == 1008) reason = ending ? st->end_reason : END_SLOW_CLIENT;
     else if (code_sent == 1009) reason = END_TOO_BIG;
-    else if (st->end_reason >= 0 && st->ended) reason = st->end_reason;
+    else if (st->state == STREAM_ENDING) reason = st->end_reason;
     else if (code_received && code_sent != 1001) reason = END_STOP; /* the client closed the handshake */
     else if (code_sent && code_sent != 1001 && code_sent != 1000) reason = END_ERROR;
     else {
         /* Dropped without a close handshake, or drained with 1001:
          * resumable for idle_timeout_s (docs/API.md "Resuming a session"). */
-        if (env_->draining) {
+        if (st->api->env->draining) {
             stream_destroy(st, END_SHUTDOWN);
             return;
         }
-        if (st->end_reason >= 0 && !st->ended) st->end_reason = -1;
+        if (stream_transition(st, STREAM_DETACHED) != 0) return;
         stream_touch(st);
-        uv_timer_start(&st->idle, on_idle_timer, (uint64_t)cfg()->idle_timeout_s * 1000, 0);
-        stream_sync(st); /* detached: resumable by any worker */
+        uv_timer_start(&st->idle, on_idle_timer, idle_ms(cfg_of(st)), 0);
+        sync_snapshot(&st->api->sync, st); /* detached: resumable by any worker */
         struct log_line *l = log_begin(LOG_INFO, "session detached");
         if (l) {
             log_str(l, "session_id", sess_id(st->sess));
@@ -310,22 +258,20 @@ static void ws_on_closed(void *ctx, int code_sent, int code_received) {
 
 /* ---- client messages ----------------------------------------------------------- */
 
-static struct buf pcm_;   /* scratch for decoded base64 audio */
-
+/* After each chunk: the rate-abuse close, or backpressure (pause reading
+ * while the session's pending chunks are at their bound, unless shedding
+ * load; docs/internals/backpressure.md). */
 static void after_chunk(struct stream *st) {
     if (!st->ws) return;
-    if (sess_abusive(st->sess) && st->end_reason < 0) {
+    if (sess_abusive(st->sess) && st->state == STREAM_ATTACHED) {
         /* Answer what is pending (the RATE_LIMITED errors among it), then
          * close 1008; read nothing more meanwhile. */
-        st->end_reason = END_POLICY;
-        st->ended = 1;
-        st->close_code = 1008;
-        st->close_reason = "rate limit exceeded repeatedly";
+        if (begin_end(st, STREAM_ENDING, END_POLICY, 1008, "rate limit exceeded repeatedly") != 0) return;
         ws_pause(st->ws);
         sess_drain(st->sess);
         return;
     }
-    if (!cfg()->shed_load && sess_pending_full(st->sess)) ws_pause(st->ws);
+    if (!cfg_of(st)->shed_load && sess_pending_full(st->sess)) ws_pause(st->ws);
 }
 
 static void ws_on_binary(void *ctx, const uint8_t *p, size_t n) {
@@ -339,24 +285,24 @@ static void ws_on_text(void *ctx, const uint8_t *p, size_t n) {
     struct stream *st = ctx;
     uint64_t now_ns = util_now_ns();
     stream_touch(st);
-    struct stream_msg m;
-    if (stream_msg_decode(p, n, &pcm_, &m) != 0) {
+    struct wire_client_msg m;
+    if (wire_decode_client_msg(p, n, &st->api->pcm, &m) != 0) {
         sess_invalid_message(st->sess, m.why);
         return;
     }
     switch (m.type) {
-    case MSG_AUDIO_CHUNK:
+    case WIRE_AUDIO_CHUNK:
         sess_chunk(st->sess, m.audio, m.audio_len, m.audio_err, m.has_seq, m.seq, now_ns);
         after_chunk(st);
         break;
-    case MSG_STOP:
+    case WIRE_STOP:
         stream_end(st, END_STOP, 1000, "");
         break;
-    case MSG_FINALIZE:
+    case WIRE_FINALIZE:
         if (sess_state(st->sess) == SESS_ACTIVE) sess_finalize(st->sess);
         else sess_invalid_message(st->sess, "the session is closing");
         break;
-    case MSG_KEEPALIVE:
+    case WIRE_KEEPALIVE:
         break; /* activity recorded above */
     }
 }
@@ -369,20 +315,23 @@ static const struct ws_handler ws_h = {
 
 /* ---- upgrade ----------------------------------------------------------------------- */
 
-static void session_message(struct stream *st, int resumed) {
-    const struct config *c = cfg();
+static void send_session_message(struct stream *st, int resumed) {
+    const struct config *c = cfg_of(st);
     unsigned rate = sess_sample_rate(st->sess);
-    buf_reset(&out_);
-    buf_printf(&out_, "{\"type\":\"session\",\"session_id\":\"%s\",\"worker_id\":", sess_id(st->sess));
-    buf_json_str(&out_, c->worker_id, strlen(c->worker_id));
-    buf_printf(&out_,
-               ",\"sample_rate\":%u,\"resumed\":%s,\"last_sequence\":%llu,\"limits\":{\"max_chunk_bytes\":%zu,"
-               "\"max_message_bytes\":%zu,\"max_audio_rate_bytes_per_sec\":%zu,\"idle_timeout_s\":%d,"
-               "\"endpointing_ms\":%d}}",
-               rate, resumed ? "true" : "false", (unsigned long long)sess_last_sequence(st->sess),
-               c->max_chunk_bytes, config_max_message_bytes(c), config_audio_rate(c, rate), c->idle_timeout_s,
-               c->endpointing_ms);
-    send_msg(st, 0);
+    struct wire_session s = {
+        .session_id = sess_id(st->sess),
+        .worker_id = c->worker_id,
+        .sample_rate = rate,
+        .resumed = resumed,
+        .last_sequence = sess_last_sequence(st->sess),
+        .max_chunk_bytes = c->max_chunk_bytes,
+        .max_message_bytes = config_max_message_bytes(c),
+        .max_audio_rate = config_audio_rate(c, rate),
+        .idle_timeout_s = c->idle_timeout_s,
+        .endpointing_ms = c->endpointing_ms,
+    };
+    wire_encode_session(&st->api->out, &s);
+    send_out(st, 0);
 }
 
 static int header_has_token(const char *v, const char *tok) {
@@ -405,9 +354,12 @@ static void refuse(struct http_conn *hc, int status, const char *code, const cha
 }
 
 /* Second half of an upgrade, once the session is known: the 101, the
- * WebSocket, the `session` message. pu is freed. */
+ * WebSocket, the `session` message. st is UPGRADING (new, or just restored
+ * from a claimed record) or DETACHED (a resume of a session held here). pu
+ * is freed. */
 static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int resumed) {
-    const struct config *c = cfg();
+    struct api *api = st->api;
+    const struct config *c = api->env->cfg;
     struct http_conn *hc = pu->hc;
     char hdrs[160];
     snprintf(hdrs, sizeof hdrs, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", pu->accept);
@@ -427,21 +379,22 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
     else metrics.sessions_total++;
     if (sess_state(st->sess) == SESS_CREATED) sess_transition(st->sess, SESS_ACTIVE);
     stream_touch(st);
-    uv_timer_start(&st->idle, on_idle_timer, (uint64_t)c->idle_timeout_s * 1000, 0);
+    uv_timer_start(&st->idle, on_idle_timer, idle_ms(c), 0);
     /* The session message goes before any answer, and bytes that came with
      * the upgrade are fed only once the session is attached. */
-    st->ws = NULL;
     struct ws_conn *ws = ws_start(cn, &lim, &ws_h, st, NULL, 0);
     if (!ws) {
         /* The conn is closing without a WebSocket: the session stays
          * resumable (or expires), like a dropped connection. */
         buf_cleanup(&rest);
-        if (st->stored && shared()) store_update(store_, sess_id(st->sess), 0, NULL, 0, NULL, NULL);
+        stream_transition(st, STREAM_DETACHED);
+        sync_set_attached(&api->sync, st, 0);
         return;
     }
     metrics.sessions_attached++;
     st->ws = ws;
-    session_message(st, resumed);
+    stream_transition(st, STREAM_ATTACHED);
+    send_session_message(st, resumed);
     sess_attach(st->sess, &sink, st);
     struct log_line *l = log_begin(LOG_INFO, resumed ? "session resumed" : "session start");
     if (l) {
@@ -457,8 +410,7 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
     buf_cleanup(&rest);
 }
 
-static void sess_cfg_for(struct sess_cfg *scfg, unsigned rate) {
-    const struct config *c = cfg();
+static void sess_cfg_for(const struct config *c, struct sess_cfg *scfg, unsigned rate) {
     *scfg = (struct sess_cfg){
         .sample_rate = rate,
         .max_chunk_bytes = c->max_chunk_bytes,
@@ -472,30 +424,41 @@ static void sess_cfg_for(struct sess_cfg *scfg, unsigned rate) {
     };
 }
 
-/* A stream around a new session (sess NULL: fails), registered. */
-static struct stream *stream_new(struct asr_session *sess) {
+/* A stream around a new session (sess NULL: fails), UPGRADING, registered. */
+static struct stream *stream_create(struct api *api, struct asr_session *sess) {
     if (!sess) return NULL;
     struct stream *st = calloc(1, sizeof *st);
     if (!st) {
         sess_destroy(sess);
         return NULL;
     }
+    st->api = api;
     st->sess = sess;
-    st->end_reason = -1;
-    uv_timer_init(env_->loop, &st->idle);
+    st->state = STREAM_UPGRADING;
+    st->sync = SYNC_NONE;
+    uv_timer_init(api->env->loop, &st->idle);
     st->idle.data = st;
-    reg_add(st);
+    registry_add(&api->streams, &st->reg, sess_id(sess), st);
     metrics.sessions_active++;
     return st;
 }
 
+static void on_registered(void *arg, int status);
+static void on_claimed(void *arg, int status, const struct store_record *rec, const char *prev_owner);
+static void pending_abort(void *ctx);
+
 void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
-    const struct config *c = cfg();
-    if (env_->draining) {
+    struct api *api = ctx;
+    const struct config *c = api->env->cfg;
+    if (api->env->draining) {
         refuse(hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
         return;
     }
-    if (api_check_key(c, req) != 0) {
+    if (auth_check_origin(c, req) != 0) {
+        http_respond_err(hc, ASR_E_ORIGIN_NOT_ALLOWED, "this Origin may not open streams on this server");
+        return;
+    }
+    if (auth_check_key(c, req) != 0) {
         http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
         return;
     }
@@ -543,15 +506,16 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     char sid[80];
     r = http_query(req, "session_id", sid, sizeof sid);
     struct pending_upgrade *pu = xcalloc(1, sizeof *pu);
+    pu->api = api;
     pu->hc = hc;
     pu->rate = (unsigned)rate;
     ws_accept_key(key, kl, pu->accept);
     memcpy(pu->request_id, req->request_id, sizeof pu->request_id);
     if (r >= 0 || r == -2) {
-        struct stream *st = r >= 0 ? reg_find(sid) : NULL;
-        if (st && (st->ended || st->destroyed)) st = NULL;
+        struct stream *st = r >= 0 ? registry_find(&api->streams, sid) : NULL;
+        if (st && (st->state == STREAM_ENDING || st->state == STREAM_GONE)) st = NULL;
         if (st) { /* held here */
-            if (st->ws || st->upgrading) {
+            if (st->state != STREAM_DETACHED) {
                 free(pu);
                 refuse(hc, 409, "SESSION_BUSY", "that session is attached to a live connection", NULL);
                 return;
@@ -561,73 +525,76 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
                 refuse(hc, 400, "BAD_REQUEST", "sample_rate differs from the session's", NULL);
                 return;
             }
-            if (st->stored && shared()) store_update(store_, sess_id(st->sess), 1, NULL, 0, NULL, NULL);
+            sync_set_attached(&api->sync, st, 1);
             finish_upgrade(pu, st, 1);
             return;
         }
-        if (r < 0 || !shared() || strlen(sid) >= STORE_ID_MAX) {
+        if (r < 0 || !sync_shared(&api->sync) || strlen(sid) >= STORE_ID_MAX) {
             free(pu);
             refuse(hc, 404, "SESSION_NOT_FOUND", "unknown or expired session_id", NULL);
             return;
         }
         /* Maybe another worker's: claim it from the shared store. */
         http_set_abort(hc, pending_abort, pu);
-        if (store_claim(store_, sid, on_claimed, pu) != 0) {
+        if (sync_claim(&api->sync, sid, on_claimed, pu) != 0) {
             http_set_abort(hc, NULL, NULL);
             free(pu);
             refuse(hc, 503, "STORE_UNAVAILABLE", "session store unavailable", "Retry-After: 1\r\n");
         }
         return;
     }
-    if (api_stream_count() >= (size_t)c->max_sessions_per_worker) {
+    if (api_stream_count(api) >= (size_t)c->max_sessions_per_worker) {
         free(pu);
         metrics.sessions_refused++;
         refuse(hc, 503, "SESSION_LIMIT", "session limit reached", "Retry-After: 1\r\n");
         return;
     }
     struct sess_cfg scfg;
-    sess_cfg_for(&scfg, rate ? (unsigned)rate : 16000);
-    struct stream *st = stream_new(sess_create(&scfg));
+    sess_cfg_for(c, &scfg, rate ? (unsigned)rate : 16000);
+    struct stream *st = stream_create(api, sess_create(&scfg));
     if (!st) {
         free(pu);
         refuse(hc, 500, "INTERNAL", "could not create a session", NULL);
         return;
     }
     pu->st = st;
-    st->upgrading = 1;
     http_set_abort(hc, pending_abort, pu);
-    struct buf snap;
-    buf_init(&snap, 0);
-    if (shared()) sess_snapshot(st->sess, &snap);
-    r = store_create(store_, sess_id(st->sess), snap.data, snap.len, on_created, pu);
-    buf_cleanup(&snap);
-    if (r != 0) on_created(pu, STORE_UNAVAILABLE);
+    if (sync_register(&api->sync, st, on_registered, pu) != 0) on_registered(pu, STORE_UNAVAILABLE);
 }
 
-/* ---- the session store ---------------------------------------------------------- */
+/* ---- the upgrade's store half ----------------------------------------------------- */
 
-static void on_created(void *arg, int status) {
+/* A new session's record: created (st is SYNC_STORED then), refused, or the
+ * store is down. */
+static void on_registered(void *arg, int status) {
     struct pending_upgrade *pu = arg;
     struct stream *st = pu->st;
-    st->upgrading = 0;
     if (pu->aborted) {
         /* the client left while we waited: nothing was promised */
-        st->stored = status == STORE_OK;
-        stream_destroy_uncounted(st);
+        stream_refuse(st);
         free(pu);
         return;
     }
     http_set_abort(pu->hc, NULL, NULL);
+    if (pu->api->env->draining) {
+        /* the drain began while we waited: it left this stream to us, and
+         * a session attached now would get no 1001 (docs/API.md
+         * "Connecting": DRAINING) */
+        stream_refuse(st);
+        refuse(pu->hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
+        free(pu);
+        return;
+    }
     if (status == STORE_LIMIT) {
         metrics.sessions_refused++;
-        stream_destroy_uncounted(st);
+        stream_refuse(st);
         refuse(pu->hc, 503, "SESSION_LIMIT", "global session limit reached", "Retry-After: 1\r\n");
         free(pu);
         return;
     }
     if (status != STORE_OK) {
-        if (cfg()->store_required || status != STORE_UNAVAILABLE) {
-            stream_destroy_uncounted(st);
+        if (cfg_of(st)->store_required || status != STORE_UNAVAILABLE) {
+            stream_refuse(st);
             if (status == STORE_UNAVAILABLE) {
                 metrics.sessions_refused++;
                 refuse(pu->hc, 503, "STORE_UNAVAILABLE", "session store unavailable", "Retry-After: 1\r\n");
@@ -637,22 +604,29 @@ static void on_created(void *arg, int status) {
             free(pu);
             return;
         }
-        st->unsynced = 1; /* served locally; registered when the store is back */
-    } else {
-        st->stored = 1;
+        sync_serve_unsynced(&pu->api->sync, st); /* served locally; registered when the store is back */
     }
     finish_upgrade(pu, st, 0);
 }
 
+/* A resume of a session this worker does not hold: the claimed record
+ * becomes a stream here, or the claim is handed back. */
 static void on_claimed(void *arg, int status, const struct store_record *rec, const char *prev_owner) {
     struct pending_upgrade *pu = arg;
+    struct api *api = pu->api;
     if (pu->aborted) {
         /* claimed for nobody: leave it detached and resumable */
-        if (status == STORE_OK) store_update(store_, rec->id, 0, NULL, 0, NULL, NULL);
+        if (status == STORE_OK) sync_unclaim(&api->sync, rec->id);
         free(pu);
         return;
     }
     http_set_abort(pu->hc, NULL, NULL);
+    if (api->env->draining) { /* as in on_registered */
+        if (status == STORE_OK) sync_unclaim(&api->sync, rec->id);
+        refuse(pu->hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
+        free(pu);
+        return;
+    }
     if (status == STORE_NOT_FOUND) {
         refuse(pu->hc, 404, "SESSION_NOT_FOUND", "unknown or expired session_id", NULL);
         free(pu);
@@ -670,21 +644,23 @@ static void on_claimed(void *arg, int status, const struct store_record *rec, co
     }
     unsigned srate = sess_snapshot_rate(rec->blob, rec->blob_len);
     if (pu->rate && srate && pu->rate != srate) {
-        store_update(store_, rec->id, 0, NULL, 0, NULL, NULL);
+        sync_unclaim(&api->sync, rec->id);
         refuse(pu->hc, 400, "BAD_REQUEST", "sample_rate differs from the session's", NULL);
         free(pu);
         return;
     }
     struct sess_cfg scfg;
-    sess_cfg_for(&scfg, srate ? srate : 16000);
-    struct stream *st = reg_find(rec->id) ? NULL : stream_new(sess_restore(&scfg, rec->id, rec->blob, rec->blob_len));
+    sess_cfg_for(api->env->cfg, &scfg, srate ? srate : 16000);
+    struct stream *st = registry_find(&api->streams, rec->id)
+                            ? NULL
+                            : stream_create(api, sess_restore(&scfg, rec->id, rec->blob, rec->blob_len));
     if (!st) {
-        store_update(store_, rec->id, 0, NULL, 0, NULL, NULL);
+        sync_unclaim(&api->sync, rec->id);
         refuse(pu->hc, 500, "INTERNAL", "could not restore the session", NULL);
         free(pu);
         return;
     }
-    st->stored = 1;
+    sync_adopt(&api->sync, st);
     struct log_line *l = log_begin(LOG_INFO, "session claimed");
     if (l) {
         log_str(l, "session_id", rec->id);
@@ -701,156 +677,25 @@ static void pending_abort(void *ctx) {
     pu->aborted = 1;
 }
 
-static void on_sync_done(void *arg, int status);
+/* ---- drain -------------------------------------------------------------------------- */
 
-/* Writes the session's snapshot (shared store only). */
-static void stream_sync(struct stream *st) {
-    if (!shared() || !st->stored || st->destroyed || !st->sess) return;
-    static struct buf snap;
-    if (!snap.limit) buf_init(&snap, STORE_BLOB_MAX);
-    buf_reset(&snap);
-    if (sess_snapshot(st->sess, &snap) != 0) return;
-    st->stored_ms = uv_now(env_->loop);
-    struct sync_ctx *sc = xmalloc(sizeof *sc);
-    snprintf(sc->id, sizeof sc->id, "%s", sess_id(st->sess));
-    metrics.store_writes++;
-    if (store_update(store_, sc->id, st->ws != NULL, snap.data, snap.len, on_sync_done, sc) != 0) free(sc);
+size_t api_stream_count(const struct api *api) { return registry_count(&api->streams); }
+
+/* Attached streams end with a final and 1001, detached ones go now. An
+ * UPGRADING stream is left to its pending upgrade, which holds it and
+ * answers 503 DRAINING (or drops it, the client being gone) when the store
+ * replies. */
+static void shutdown_one(void *ctx, void *owner) {
+    struct stream *st = owner;
+    if (st->state == STREAM_UPGRADING) return;
+    if (st->state == STREAM_DETACHED) stream_destroy(st, END_SHUTDOWN);
+    else stream_end(st, END_SHUTDOWN, 1001, "server shutting down"); /* ending already: unchanged */
 }
 
-static void on_sync_done(void *arg, int status) {
-    struct sync_ctx *sc = arg;
-    if (status == STORE_NOT_OWNER || status == STORE_NOT_FOUND) {
-        struct stream *st = reg_find(sc->id);
-        /* claimed by another worker (or expired there): our copy is stale */
-        if (st && !st->ws && !st->destroyed) {
-            st->stored = 0;
-            stream_destroy(st, END_MOVED);
-        }
+void api_stream_shutdown(struct api *api, int retiring) {
+    if (!api->env->draining) {
+        api->env->draining = 1;
+        api->env->retiring = retiring;
     }
-    free(sc);
-}
-
-static void on_released(void *ctx, const char *id) {
-    struct stream *st = reg_find(id);
-    if (st && !st->ws && !st->destroyed) {
-        st->stored = 0;
-        stream_destroy(st, END_MOVED);
-    }
-}
-
-static void on_store_state(void *ctx, int available) {
-    struct log_line *l = log_begin(available ? LOG_INFO : LOG_WARN,
-                                   available ? "session store available" : "session store unavailable");
-    if (l) { log_str(l, "backend", store_backend(store_)); log_end(l); }
-    if (!available) return;
-    /* reconcile: register the sessions served while the store was down */
-    for (size_t i = 0; i < table_size; i++)
-        for (struct stream *e = table[i]; e; e = e->hnext) {
-            if (!e->unsynced || e->destroyed) continue;
-            e->unsynced = 0;
-            e->stored = 1;
-            struct buf snap;
-            buf_init(&snap, 0);
-            sess_snapshot(e->sess, &snap);
-            store_create(store_, sess_id(e->sess), snap.data, snap.len, NULL, NULL);
-            buf_cleanup(&snap);
-        }
-}
-
-int api_stream_init(struct api_env *env) {
-    env_ = env;
-    uv_loop_t *loop = env->loop;
-    const struct config *c = cfg();
-    struct store_cfg sc = {
-        .redis_url = c->redis_url,
-        .worker_id = c->worker_id,
-        .session_ttl_s = (unsigned)c->idle_timeout_s + 60,
-        .max_global_sessions = (uint64_t)c->max_global_sessions,
-        .on_released = on_released,
-        .on_state = on_store_state,
-    };
-    int r = store_open(loop, &sc, &store_);
-    if (r != 0) return r;
-    uv_timer_init(loop, &sync_timer_);
-    uv_timer_start(&sync_timer_, on_sync_tick, 1000, 1000);
-    uv_unref((uv_handle_t *)&sync_timer_);
-    return 0;
-}
-
-static void on_store_closed(void *arg) { *(int *)arg = 1; }
-
-void api_stream_close(void) {
-    if (!store_) return;
-    uv_loop_t *loop = env_->loop;
-    uv_timer_stop(&sync_timer_);
-    if (!uv_is_closing((uv_handle_t *)&sync_timer_)) uv_close((uv_handle_t *)&sync_timer_, NULL);
-    int closed = 0;
-    store_close(store_, on_store_closed, &closed); /* writes in flight finish first (bounded) */
-    while (!closed && uv_run(loop, UV_RUN_ONCE)) {}
-    store_ = NULL;
-}
-
-static void on_sync_tick(uv_timer_t *t) {
-    const struct store_stats *ss = store_stats(store_);
-    metrics.store_up = store_available(store_) ? 1 : 0;
-    metrics.store_errors = ss->errors;
-    metrics.store_timeouts = ss->timeouts;
-    metrics.store_reconnects = ss->reconnects;
-    uint64_t ops = 0;
-    for (int i = 0; i < STORE_OP__N; i++) ops += ss->ops[i];
-    metrics.store_ops = ops;
-    if (!shared()) return;
-    /* changed sessions, and (so that the record's TTL never runs out under a
-     * session that only sends keepalives) any not written for a minute */
-    uint64_t now = uv_now(t->loop);
-    for (size_t i = 0; i < table_size; i++)
-        for (struct stream *e = table[i]; e; e = e->hnext)
-            if (!e->destroyed && e->sess && (sess_take_dirty(e->sess) || now - e->stored_ms >= 60000))
-                stream_sync(e);
-}
-
-/* ---- drain and housekeeping ---------------------------------------------------------- */
-
-void api_stream_shutdown(int retiring) {
-    if (!env_->draining) {
-        env_->draining = 1;
-        env_->retiring = retiring;
-    }
-    for (size_t i = 0; i < table_size; i++)
-        for (struct stream *e = table[i], *n; e; e = n) {
-            n = e->hnext;
-            if (e->ws) stream_end(e, END_SHUTDOWN, 1001, "server shutting down");
-            else stream_destroy(e, END_SHUTDOWN);
-        }
-}
-
-
-int api_check_key(const struct config *c, const struct http_req *req) {
-    const char *keys = c->api_keys;
-    if (!keys[0]) return 0;
-    char given[256] = "";
-    size_t gl = 0;
-    const char *h = http_header(req, "authorization", &gl);
-    if (h && gl > 7 && strncasecmp(h, "Bearer ", 7) == 0 && gl - 7 < sizeof given) {
-        memcpy(given, h + 7, gl - 7);
-        given[gl - 7] = '\0';
-    } else if ((h = http_header(req, "x-api-key", &gl)) && gl < sizeof given) {
-        memcpy(given, h, gl);
-        given[gl] = '\0';
-    } else if (http_query(req, "api_key", given, sizeof given) < 0) {
-        return ASR_E_UNAUTHORIZED;
-    }
-    /* Compare hashes so the time taken does not depend on where keys differ. */
-    unsigned char hg[crypto_generichash_BYTES], hk[crypto_generichash_BYTES];
-    crypto_generichash(hg, sizeof hg, (const unsigned char *)given, strlen(given), NULL, 0);
-    int ok = 0;
-    for (const char *p = keys; *p;) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        crypto_generichash(hk, sizeof hk, (const unsigned char *)p, l, NULL, 0);
-        if (l && sodium_memcmp(hg, hk, sizeof hg) == 0) ok = 1;
-        if (!e) break;
-        p = e + 1;
-    }
-    return ok ? 0 : ASR_E_UNAUTHORIZED;
+    registry_each(&api->streams, shutdown_one, NULL);
 }

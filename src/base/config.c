@@ -37,6 +37,9 @@ static const struct opt opts[] = {
      "worker id prefix: worker i is <prefix><i>, shown in session, health, logs and metrics"},
     {"ASR_API_KEYS", OPT_STR, F(api_keys), "", 0, 0, NULL, 1,
      "comma-separated API keys guarding /v1/transcribe*; empty = no auth"},
+    {"ASR_ALLOWED_ORIGINS", OPT_STR, F(allowed_origins), "", 0, 0, NULL, 0,
+     "comma-separated origins (https://app.example.com) or *: a WebSocket upgrade whose Origin is not listed gets 403; "
+     "requests without Origin pass; empty = off"},
     {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
      "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU core"},
     {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,

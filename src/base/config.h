@@ -15,6 +15,7 @@ struct config {
     int      backlog;                  /* ASR_BACKLOG */
     char     worker_id[64];            /* ASR_WORKER_ID: prefix; the master appends the worker index */
     char     api_keys[1024];           /* ASR_API_KEYS, comma separated; secret */
+    char     allowed_origins[1024];    /* ASR_ALLOWED_ORIGINS: WebSocket Origins, comma separated, or "*"; "" = off */
     int      workers;                  /* ASR_WORKERS: worker processes (0 = one per core) */
     /* session store */
     char     redis_url[512];           /* ASR_REDIS_URL: empty = a private redis-server the master

@@ -39,7 +39,8 @@
     X(ASR_E_TIMEOUT,           -32, "TIMEOUT",           408, "request timeout")      \
     X(ASR_E_STORE_UNAVAILABLE, -33, "STORE_UNAVAILABLE", 503, "session store unavailable") \
     X(ASR_E_TOO_MANY_CONNECTIONS, -34, "TOO_MANY_CONNECTIONS", 503, "too many connections") \
-    X(ASR_E_ENGINE_BUSY,       -35, "ENGINE_BUSY",       503, "engine backlog full")
+    X(ASR_E_ENGINE_BUSY,       -35, "ENGINE_BUSY",       503, "engine backlog full") \
+    X(ASR_E_ORIGIN_NOT_ALLOWED, -36, "ORIGIN_NOT_ALLOWED", 403, "origin not allowed")
 
 enum asr_err {
 #define ASR_ERR_ENUM_(name, val, code, status, msg) name = val,

@@ -26,7 +26,7 @@ struct mview {
 #define HIST_BASE_MS 0.001
 #define HIST_PER_OCTAVE 8.0
 
-static const int status_codes[METRIC_STATUSES] = {101, 200, 400, 401, 404, 405, 408, 409,
+static const int status_codes[METRIC_STATUSES] = {101, 200, 400, 401, 403, 404, 405, 408, 409,
                                                   411, 413, 415, 426, 429, 431, 500, 503, 0};
 static const int close_codes[METRIC_CLOSE_CODES] = {1000, 1001, 1008, 1009, 1011, 1013, -1, 0};
 static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO", "CHUNK_TOO_LARGE",

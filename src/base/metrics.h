@@ -42,7 +42,7 @@ enum metric_rest_fail {               /* why a REST transcription did not answer
     RFAIL__N
 };
 
-#define METRIC_STATUSES 17
+#define METRIC_STATUSES 18
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {

@@ -17,7 +17,7 @@ void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     const struct config *c = w->cfg;
     static struct metrics_peer peers[2 * 256];   /* two generations per slot (master.h) */
     int np = metrics_shared_peers(peers, (int)(sizeof peers / sizeof peers[0]));
-    size_t mine = api_stream_count(), active = mine;
+    size_t mine = api_stream_count(w->api), active = mine;
     for (int i = 0; i < np; i++) active += (size_t)peers[i].sessions_active;
     /* capacity: the per-worker limit times the worker slots, capped by the
      * global limit when one is set */
@@ -28,7 +28,7 @@ void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     buf_init(&b, 0);
     /* a worker being replaced (rolling restart) is not the host going away:
      * its successor already accepts on the same socket */
-    int down = w->api.draining && !w->api.retiring;
+    int down = w->api_env.draining && !w->api_env.retiring;
     buf_printf(&b, "{\"status\":\"%s\",\"active_sessions\":%zu,\"worker_id\":", down ? "draining" : "ok", active);
     buf_json_str(&b, c->worker_id, strlen(c->worker_id));
     buf_printf(&b, ",\"uptime_s\":%llu,\"capacity\":{\"max_sessions\":%zu,\"free_sessions\":%zu}",

@@ -81,7 +81,7 @@ static void on_conn_closed(void *ctx, struct conn *c) {
     struct worker *w = ctx;
     ip_release(c);
     metrics.connections_active--;
-    if (w->api.draining && metrics.connections_active == 0) uv_stop(w->loop);
+    if (w->api_env.draining && metrics.connections_active == 0) uv_stop(w->loop);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -236,8 +236,8 @@ static void on_tick(uv_timer_t *t) {
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
     conn_check_timeouts(&w->conns);
-    if (w->api.draining) close_idle_http(w);
-    if (w->api.draining && uv_now(w->loop) >= w->drain_deadline_ms) {
+    if (w->api_env.draining) close_idle_http(w);
+    if (w->api_env.draining && uv_now(w->loop) >= w->drain_deadline_ms) {
         struct log_line *l = log_begin(LOG_WARN, "drain timeout");
         if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
         uv_stop(w->loop);
@@ -248,7 +248,7 @@ static void on_tick(uv_timer_t *t) {
  * successor accepts on the same socket); 0 on shutdown, where the listener
  * stays open so that health checks see 503 "draining" until the exit. */
 static void start_drain(struct worker *w, const char *why, int close_listener) {
-    if (w->api.draining) return;
+    if (w->api_env.draining) return;
     w->drain_deadline_ms = uv_now(w->loop) + (uint64_t)w->cfg->drain_timeout_s * 1000;
     struct log_line *l = log_begin(LOG_INFO, "draining");
     if (l) { log_str(l, "signal", why); log_u64(l, "connections", metrics.connections_active); log_end(l); }
@@ -256,7 +256,7 @@ static void start_drain(struct worker *w, const char *why, int close_listener) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listening = 0;
     }
-    api_stream_shutdown(close_listener); /* sets w->api.draining */
+    api_stream_shutdown(w->api, close_listener); /* sets w->api_env.draining */
     close_idle_http(w);
     if (metrics.connections_active == 0) uv_stop(w->loop);
 }
@@ -271,7 +271,7 @@ static void on_signal(uv_signal_t *s, int signum) {
         start_drain(w, "replaced", 1);
     } else if (signum == WORKER_SIG_DRAIN) {
         start_drain(w, "shutdown", 0); /* repeated: nothing more (the master sends STOP for "now") */
-    } else if (w->api.draining) {
+    } else if (w->api_env.draining) {
         uv_stop(w->loop);              /* stand-alone: a second SIGTERM/SIGINT stops now */
     } else {
         start_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
@@ -322,8 +322,8 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, &w->api},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, &w->api},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api},
         {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
         {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
         {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
@@ -352,8 +352,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.send_timeout_ms = (uint64_t)cfg->send_timeout_s * 1000;
     w->conns.on_closed = on_conn_closed;
     w->conns.ctx = w;
-    w->api = (struct api_env){.loop = loop, .cfg = cfg};
-    routes_init(w);
+    w->api_env = (struct api_env){.loop = loop, .cfg = cfg};
     struct engine_cfg ecfg = {.loop = loop, .config = cfg};
     const struct engine_ops *ops = engines_find(cfg->engine);
     if (!ops) {
@@ -365,11 +364,12 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
                 cfg->engine);
         return 2;
     }
-    if (api_stream_init(&w->api) != 0) {
+    if (api_create(&w->api_env, &w->api) != 0) {
         fprintf(stderr, "asrd: ASR_REDIS_URL: cannot use \"%s\" (redis://[:password@]host:port[/db] or unix:///path)\n",
                 cfg->redis_url);
         return 2;
     }
+    routes_init(w); /* the API routes' ctx is w->api */
     uv_prepare_init(loop, &w->prep);
     w->prep.data = w;
     uv_prepare_start(&w->prep, on_prepare);
@@ -423,14 +423,16 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_run(w->loop, UV_RUN_DEFAULT);
     /* Drained, or the drain timed out: close every connection that is left
      * (their close callbacks free sessions and log them), then the rest. */
-    api_stream_shutdown(w->api.retiring);
+    api_stream_shutdown(w->api, w->api_env.retiring);
     for (struct conn *c = w->conns.conns; c; c = c->next) conn_close(c);
     uv_run(w->loop, UV_RUN_NOWAIT);
-    api_stream_close();
+    api_close(w->api);
     engine_unload();
     uv_walk(w->loop, close_walk, NULL);
     uv_run(w->loop, UV_RUN_DEFAULT);
     uv_loop_close(w->loop);
+    api_destroy(w->api);
+    w->api = NULL;
     l = log_begin(LOG_INFO, "exit");
     if (l) { log_u64(l, "connections_left", metrics.connections_active); log_end(l); }
     return 0;

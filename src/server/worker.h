@@ -36,7 +36,8 @@ struct worker {
     uv_loop_t   *loop;               /* borrowed (uv_default_loop) */
     const struct config *cfg;        /* borrowed, process lifetime */
     struct conn_set conns;           /* every client connection of this loop */
-    struct api_env api;              /* what the API layer gets; its draining flags */
+    struct api_env api_env;          /* what the API layer gets; its draining flags */
+    struct api  *api;                /* owned: the API context (api_create), freed at exit */
     struct http_server http;         /* routes and request limits */
     struct http_route routes[WORKER_ROUTES];
     uv_tcp_t     listener;
@@ -69,8 +70,9 @@ struct worker_boot {
 /* Listens and runs the loop until drained. Returns the exit status. */
 int worker_run(const struct config *cfg, const struct worker_boot *boot);
 
-/* Everything worker_run() sets up before it listens: metrics, routes, the
- * engine, the session store, the flush handles, the descriptor count. w is
+/* Everything worker_run() sets up before it listens: metrics, the engine,
+ * the API context (with the session store), routes, the flush handles, the
+ * descriptor count. w is
  * zeroed first; cfg must outlive it. Returns 0, or 2 with a message on
  * stderr (the engine or the store URL cannot be used). The in-process fuzz
  * harness runs a worker this way, without a listener. */

@@ -1,8 +1,8 @@
-/* fuzz_base64: the base64 decoding of `audio_chunk.data` (stream_msg.c:
+/* fuzz_base64: the base64 decoding of `audio_chunk.data` (wire.c:
  * decode_audio: b64_decode_strict, OpenSSL's EVP_DecodeBlock after a strict check, into
  * the caller's scratch buffer), reached the way a client reaches it: the
  * input is put into {"type":"audio_chunk","data":"<input>"...} and handed to
- * stream_msg_decode(). Oracles:
+ * wire_decode_client_msg(). Oracles:
  *   - the specification: a strict RFC 4648 section 4 decoder written from
  *     API.md ("standard base64 *with* = padding and no whitespace";
  *     canonical: unused bits of the last symbol zero), common.c. asrd must
@@ -30,7 +30,7 @@
 
 #include "common.h"
 #include "base/err.h"
-#include "api/stream_msg.h"
+#include "api/wire.h"
 #include "base/util.h"
 
 static void fail(const char *what, const uint8_t *s, size_t n) {
@@ -76,8 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     buf_puts(&msg, "}");
 
     /* The decoders. */
-    struct stream_msg m;
-    int rc = stream_msg_decode((const uint8_t *)msg.data, msg.len, &scratch, &m);
+    struct wire_client_msg m;
+    int rc = wire_decode_client_msg((const uint8_t *)msg.data, msg.len, &scratch, &m);
     uint8_t *so = xmalloc(n + 1), *ro = xmalloc(n / 4 * 3 + 1);
     size_t sl = 0, rl = 0;
     int src = sodium_base642bin(so, n + 1, (const char *)s, n, NULL, &sl, NULL, sodium_base64_VARIANT_ORIGINAL);
@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* Only JSON-level trouble (raw control characters, bad UTF-8, NUL)
          * may make the message invalid: never valid base64. */
         if (rrc == 0) fail("valid base64 made the message invalid", s, n);
-    } else if (rc != 0 || m.type != MSG_AUDIO_CHUNK) {
+    } else if (rc != 0 || m.type != WIRE_AUDIO_CHUNK) {
         fail("not decoded as an audio_chunk", s, n);
     } else if (m.audio_err) {
         if (rrc == 0) fail("valid base64 refused as INVALID_AUDIO", s, n);

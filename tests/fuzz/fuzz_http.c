@@ -1,12 +1,15 @@
 /* fuzz_http: raw client bytes on a fresh connection of the real server
  * (src/net/http.c on http-parser, the routing table, REST handlers, the
- * upgrade checks of api_stream.c, keep-alive and pipelining, limits, drain).
+ * upgrade checks of api/stream.c and api/auth.c, keep-alive and pipelining,
+ * limits, drain).
  *
  * Input: one flags byte, then the bytes the client sends.
  *   bits 0-3  write size: 0 = all at once, k = pieces of 2^(k-1) bytes with a
  *             loop turn between them (so http-parser sees split tokens); the
  *             first 4 KiB only, then the rest at once
- *   bit 4     ASR_API_KEYS=fuzzkey1,fuzzkey2 for this input
+ *   bit 4     ASR_API_KEYS=fuzzkey1,fuzzkey2 and
+ *             ASR_ALLOWED_ORIGINS=https://fuzz.example, http://127.0.0.1:8000
+ *             for this input
  *   bit 5     drain the worker after the first piece (as SIGTERM would)
  *   bit 6     half-close (shutdown SHUT_WR) after the last byte, before
  *             the answers are read (EOF while a response is pending)
@@ -163,7 +166,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t flags = data[0];
     data++;
     size--;
-    if (flags & 0x10) snprintf(fuzz_cfg.api_keys, sizeof fuzz_cfg.api_keys, "fuzzkey1,fuzzkey2");
+    if (flags & 0x10) {
+        snprintf(fuzz_cfg.api_keys, sizeof fuzz_cfg.api_keys, "fuzzkey1,fuzzkey2");
+        snprintf(fuzz_cfg.allowed_origins, sizeof fuzz_cfg.allowed_origins,
+                 "https://fuzz.example, http://127.0.0.1:8000");
+    }
 
     struct fuzz_client fc;
     fuzz_client_open(&fc, FUZZ_OPEN_CAPTURE | ((flags & 0x80) ? FUZZ_OPEN_SMALLBUF : 0));
@@ -180,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             /* What worker.c's start_drain does to HTTP connections. */
             struct worker *w = fuzz_net_worker();
             drained = 1;
-            w->api.draining = 1;
+            w->api_env.draining = 1;
             for (struct conn *c = w->conns.conns, *nx; c; c = nx) {
                 nx = c->next;
                 if (c->kind == CONN_HTTP && !conn_closing(c)) http_conn_drain(c);

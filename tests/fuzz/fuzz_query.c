@@ -1,7 +1,7 @@
 /* fuzz_query: http_query() (src/net/http.h), the query-string lookup and
  * percent-decoding behind sample_rate, encoding, session_id and api_key,
  * and the two consumers of its output that take client text: the API key
- * check (api_check_key, with keys configured) and util_parse_u64 as the
+ * check (auth_check_key, with keys configured) and util_parse_u64 as the
  * upgrade applies it to sample_rate.
  *
  * Input: one byte choosing the extra parameter name and output size, then
@@ -20,13 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "api/auth.h"
 #include "base/config.h"
 #include "common.h"
 #include "base/err.h"
 #include "net/http.h"
 #include "base/util.h"
-#include "api/api.h"
 
 static struct config cfg_;
 
@@ -65,7 +64,7 @@ static long ref_query(const char *q, size_t ql, const char *name, char *out) {
     return -1;
 }
 
-/* The defaults, plus API keys so that api_check_key has work to do. */
+/* The defaults, plus API keys so that auth_check_key has work to do. */
 static const char *fuzz_env(const char *name) {
     if (strcmp(name, "ASR_API_KEYS") == 0) return "fuzzkey1,k2 with space,";
     return NULL;
@@ -127,8 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         free(out);
     }
-    int k = api_check_key(&cfg_, &req);
-    if (k != 0 && k != ASR_E_UNAUTHORIZED) fuzz_fail("fuzz_query: api_check_key returned %d", k);
+    int k = auth_check_key(&cfg_, &req);
+    if (k != 0 && k != ASR_E_UNAUTHORIZED) fuzz_fail("fuzz_query: auth_check_key returned %d", k);
     /* Only "fuzzkey1" and "k2 with space" open the door (the empty key after
      * the trailing comma must not). */
     if (k == 0) {

@@ -1,4 +1,4 @@
-/* fuzz_stream_msg: stream_msg_decode() (src/api/stream_msg.h), the decoder of
+/* fuzz_stream_msg: wire_decode_client_msg() (src/api/wire.h), the decoder of
  * every client text message, on arbitrary bytes.
  *
  * Besides the sanitizers, each input is checked against a reference decoder
@@ -6,7 +6,7 @@
  * (JSON_REJECT_DUPLICATES) and the strict base64 decoder of common.c (API.md:
  * standard alphabet, padded, no whitespace): same verdict (message or
  * INVALID_MESSAGE), same type, same sequence, same INVALID_AUDIO verdict,
- * same PCM bytes. stream_msg.c takes a faster path for messages over 256
+ * same PCM bytes. wire.c takes a faster path for messages over 256
  * bytes (the base64 value is cut out before jansson sees the rest), so this
  * is a differential test of that path against the plain one.
  * (It found docs/FUZZING.md findings 3 and 4.) */
@@ -18,7 +18,7 @@
 
 #include "common.h"
 #include "base/err.h"
-#include "api/stream_msg.h"
+#include "api/wire.h"
 #include "base/util.h"
 
 struct ref {
@@ -37,9 +37,9 @@ static void ref_decode(const uint8_t *p, size_t n, struct ref *r) {
     if (!m) return;
     const char *type = json_is_object(m) ? json_string_value(json_object_get(m, "type")) : NULL;
     if (!type) goto out;
-    if (strcmp(type, "stop") == 0) r->type = MSG_STOP;
-    else if (strcmp(type, "finalize") == 0) r->type = MSG_FINALIZE;
-    else if (strcmp(type, "keepalive") == 0) r->type = MSG_KEEPALIVE;
+    if (strcmp(type, "stop") == 0) r->type = WIRE_STOP;
+    else if (strcmp(type, "finalize") == 0) r->type = WIRE_FINALIZE;
+    else if (strcmp(type, "keepalive") == 0) r->type = WIRE_KEEPALIVE;
     else if (strcmp(type, "audio_chunk") == 0) {
         json_t *data = json_object_get(m, "data"), *seq = json_object_get(m, "sequence");
         if (!json_is_string(data)) goto out;
@@ -48,7 +48,7 @@ static void ref_decode(const uint8_t *p, size_t n, struct ref *r) {
             r->has_seq = 1;
             r->seq = (uint64_t)json_integer_value(seq);
         }
-        r->type = MSG_AUDIO_CHUNK;
+        r->type = WIRE_AUDIO_CHUNK;
         size_t bl = json_string_length(data);
         r->audio = xmalloc(bl / 4 * 3 + 1);
         if (fuzz_b64_strict((const uint8_t *)json_string_value(data), bl, r->audio, &r->audio_len) != 0)
@@ -61,7 +61,7 @@ out:
     json_decref(m);
 }
 
-static void mismatch(const char *what, const struct stream_msg *m, const struct ref *r, int rc) {
+static void mismatch(const char *what, const struct wire_client_msg *m, const struct ref *r, int rc) {
     fuzz_fail("fuzz_stream_msg: %s: decode rc %d type %d seq %d/%llu audio_err %d len %zu; "
               "reference rc %d type %d seq %d/%llu audio_err %d len %zu",
               what, rc, rc ? 0 : (int)m->type, m->has_seq, (unsigned long long)m->seq, m->audio_err, m->audio_len,
@@ -75,9 +75,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static struct buf scratch; /* reused across messages, as api_stream.c does */
-    struct stream_msg m;
-    int rc = stream_msg_decode(data, size, &scratch, &m);
+    static struct buf scratch; /* reused across messages, as api/stream.c does */
+    struct wire_client_msg m;
+    int rc = wire_decode_client_msg(data, size, &scratch, &m);
     struct ref r;
     ref_decode(data, size, &r);
 
@@ -87,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc == 0) {
         if ((int)m.type != r.type) mismatch("types differ", &m, &r, rc);
         if (m.has_seq != r.has_seq || (m.has_seq && m.seq != r.seq)) mismatch("sequences differ", &m, &r, rc);
-        if (m.type == MSG_AUDIO_CHUNK) {
+        if (m.type == WIRE_AUDIO_CHUNK) {
             if (m.audio_err != r.audio_err) mismatch("base64 verdicts differ", &m, &r, rc);
             if (!m.audio_err && !r.audio_err) {
                 if (m.audio_len != r.audio_len || (m.audio_len && memcmp(m.audio, r.audio, m.audio_len) != 0))

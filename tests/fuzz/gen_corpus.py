@@ -128,7 +128,7 @@ put("audio", "resample_44k_to_16k", bytes([0, 8 | 0 | (3 << 4)]) + SPEECH[:3200]
 put("audio", "resample_1k_to_48k", bytes([0, 8 | 2 | (5 << 4)]) + SPEECH[:200])
 
 # ---- fuzz_http ----------------------------------------------------------
-# byte 0: bits 0-3 write size (0 all, k: 2^(k-1)), bit 4 API keys, bit 5 drain,
+# byte 0: bits 0-3 write size (0 all, k: 2^(k-1)), bit 4 API keys and origins, bit 5 drain,
 # bit 6 half-close, bit 7 small socket buffers.
 
 
@@ -218,6 +218,9 @@ http("keys_bearer", b"POST /v1/transcribe HTTP/1.1\r\nAuthorization: Bearer fuzz
 http("keys_x_api_key_upgrade", upgrade(extra="X-API-Key: fuzzkey2\r\n") + frame(1, '{"type":"stop"}'), 0x10)
 http("keys_query_upgrade", upgrade("?api_key=fuzzkey1&sample_rate=48000"), 0x10)
 http("keys_wrong_401", b"POST /v1/transcribe HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: 1\r\n\r\nx", 0x10)
+http("origin_allowed_upgrade", upgrade("?api_key=fuzzkey1", extra="Origin: HTTPS://fuzz.example\r\n")
+     + frame(1, '{"type":"stop"}'), 0x10)
+http("origin_refused_403", upgrade("?api_key=fuzzkey1", extra="Origin: https://evil.example\r\n"), 0x10)
 http("split_1byte", b"GET /v1/health HTTP/1.1\r\nHost: a\r\nX-Request-Id: split\r\n\r\n", 0x01)
 http("split_4byte_post", b"POST /v1/transcribe HTTP/1.1\r\nContent-Type: audio/pcm; rate=16000\r\nContent-Length: 8\r\n\r\n"
      b"\0\0\0\0\0\0\0\0", 0x03)

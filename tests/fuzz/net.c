@@ -247,15 +247,15 @@ void fuzz_net_engine_error_rate(double rate) {
 
 void fuzz_net_reset(void) {
     struct worker *w = &worker_;
-    api_stream_shutdown(0); /* resumable sessions: destroyed, idle timers closing */
-    w->api.draining = 0;    /* the next input finds a serving worker */
-    w->api.retiring = 0;
+    api_stream_shutdown(w->api, 0); /* resumable sessions: destroyed, idle timers closing */
+    w->api_env.draining = 0;        /* the next input finds a serving worker */
+    w->api_env.retiring = 0;
     for (unsigned i = 0; i < 5000 && loop_busy(); i++) step(NULL, 0);
     uv_run(loop_, UV_RUN_NOWAIT);
     /* Periodic timers (the store's sync and sweep) may be due now: only
      * what the input left matters. */
-    if (w->conns.conns || api_stream_count() != 0 || loop_->active_reqs.count || loop_->closing_handles)
+    if (w->conns.conns || api_stream_count(w->api) != 0 || loop_->active_reqs.count || loop_->closing_handles)
         fuzz_fail("state left after the input: conns %p, sessions %zu, requests %u, closing handles %d",
-                  (void *)w->conns.conns, api_stream_count(), loop_->active_reqs.count, loop_->closing_handles != NULL);
+                  (void *)w->conns.conns, api_stream_count(w->api), loop_->active_reqs.count, loop_->closing_handles != NULL);
     fuzz_cfg = base_cfg_;
 }

@@ -8,7 +8,7 @@
  * is freed before the next input, so LeakSanitizer sees each input alone.
  *
  * Start-up follows worker_run(): metrics, routes, the engine, the session
- * store (api_stream_init: the in-memory store, as without ASR_REDIS_URL),
+ * store (api_create: the in-memory store, as without ASR_REDIS_URL),
  * the prepare/check flush handles. Not started: the listener, signals and
  * the 1 s tick (rates, send timeouts, drain progress).
  *

@@ -256,6 +256,49 @@ def test_store_not_required_serves_locally_and_reconciles(redis, start_server):
     arun(go(), 60)
 
 
+@pytest.mark.parametrize("store_answers", [False, True], ids=["store_gives_up", "store_answers"])
+@pytest.mark.parametrize("resume", [False, True], ids=["new", "claim"])
+def test_drain_while_an_upgrade_waits_for_the_store(redis, start_server, resume, store_answers):
+    """docs/API.md "Connecting": a drain that begins while an upgrade waits
+    for the store (Redis stopped, so the create, or the claim of another
+    instance's session, hangs) answers that upgrade 503 DRAINING once the
+    store replies, whether Redis comes back in time or the op times out
+    (1 s), and the worker exits 0. (The drain used to free the waiting new
+    session under its pending upgrade, which then used it: the worker died
+    of SIGSEGV; and a claim completing during the drain attached a session
+    that no 1001 would end.)"""
+    srv = start_server(**store_env(redis, "dw"))
+    query = ""
+    if resume:
+        other = start_server(**store_env(redis, "do"))
+
+        async def detached_elsewhere():
+            w, s = await WS.open_session(other.stream_url)
+            await stream(w, speech_chunks(3))
+            w.abort()
+            return s["session_id"]
+        query = "?session_id=" + arun(detached_elsewhere(), 30)
+        h.poll(lambda: h.metric(other.metrics(), "sessions.attached") == 0, 5, desc="detached on the other")
+    h.poll(lambda: h.metric(srv.metrics(), "store.available") == 1, 10, desc="store up")
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        with h.RawConn(srv.port, 15) as c:
+            c.send(h.build_request("GET", "/v1/transcribe/stream" + query, h.upgrade_headers()))
+            time.sleep(0.3)           # the request waits for Redis
+            srv.terminate()           # the drain begins meanwhile
+            time.sleep(0.3)
+            if store_answers:         # within the store's 1 s op timeout
+                redis.proc.send_signal(signal.SIGCONT)
+            r = c.read_response()
+        h.assert_json_error(r, 503, "DRAINING")
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    srv.stop()  # exit status 0
+    if store_answers and not resume:
+        # the record created for the refused session is deleted again
+        h.poll(lambda: redis.cmd("KEYS", "asrd:session:*").startswith("*0"), 5, desc="no session record left")
+
+
 def test_workers_share_one_port_and_restart(start_server):
     """ASR_WORKERS=2: both workers accept on one port, metrics cover both,
     a worker killed with -9 is replaced, and the service keeps answering."""

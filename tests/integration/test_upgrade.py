@@ -1,5 +1,5 @@
 """Refused and accepted WebSocket upgrades (docs/API.md "Streaming": query
-parameters, API keys, 404/409/503)."""
+parameters, API keys, allowed origins, 404/409/503)."""
 import asyncio
 import base64
 import hashlib
@@ -111,6 +111,60 @@ def test_api_keys(start_server):
     assert requests.get(srv.http + "/v1/health", timeout=10).status_code == 200
     assert requests.get(srv.http + "/v1/metrics", timeout=10).status_code == 200
     assert requests.get(srv.http + "/metrics", timeout=10).status_code == 200
+
+
+def test_allowed_origins(start_server):
+    """docs/API.md "Authentication": with ASR_ALLOWED_ORIGINS set, an upgrade
+    whose Origin is not listed is refused with 403 ORIGIN_NOT_ALLOWED (and
+    counted under requests.by_route.stream.403); listed origins and requests
+    without Origin pass; REST is not concerned."""
+    srv = start_server(ASR_ALLOWED_ORIGINS="https://app.example.com, http://localhost:3000")
+    m0 = srv.metrics()
+    refused = 0
+    for origin in ["https://evil.example.com", "http://app.example.com", "https://app.example.com:443",
+                   "https://app.example.com.evil.example", "null"]:
+        r = h.raw_upgrade(srv.port, "", {"Origin": origin})
+        h.assert_json_error(r, 403, "ORIGIN_NOT_ALLOWED")
+        refused += 1
+    status, _ = h.ws_refusal_status(srv.stream_url, "", {"Origin": "https://evil.example.com"})
+    assert status == 403
+    refused += 1
+    m1 = srv.metrics()
+    assert h.metric(m1, "requests.by_route.stream.403", 0) - h.metric(m0, "requests.by_route.stream.403", 0) \
+        == refused, m1["requests"]
+    assert h.metric(m1, "sessions.total", 0) == h.metric(m0, "sessions.total", 0), m1.get("sessions")
+
+    # listed (either entry, spaces around it ignored, case of scheme and
+    # host not significant), or no Origin at all (not a browser)
+    for headers in [{"Origin": "https://app.example.com"}, {"Origin": "http://localhost:3000"},
+                    {"Origin": "HTTPS://App.Example.com"}, None]:
+        r = h.raw_upgrade(srv.port, "", headers)
+        assert r.status == 101, (headers, r)
+
+    async def ok(headers):
+        w, s = await WS.open_session(srv.stream_url, "", headers)
+        await w.stop()
+        return s, w.close_code
+
+    for headers in [{"Origin": "https://app.example.com"}, None]:
+        s, code = arun(ok(headers))
+        assert s["type"] == "session" and code == 1000, headers
+
+    # the allowlist guards the WebSocket endpoint only
+    r = requests.post(srv.http + "/v1/transcribe", data=h.read_bytes("speech16k.wav"),
+                      headers={"Content-Type": "audio/wav", "Origin": "https://evil.example.com"}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def test_allowed_origins_star_and_default(server, start_server):
+    """`*` lets every Origin through, and so does the default (empty: off)."""
+    srv = start_server(ASR_ALLOWED_ORIGINS="*")
+    for s in (srv, server):
+        for origin in ["https://evil.example.com", "null"]:
+            r = h.raw_upgrade(s.port, "", {"Origin": origin})
+            assert r.status == 101, (origin, r)
+        status, _ = h.ws_refusal_status(s.stream_url, "", {"Origin": "https://evil.example.com"})
+        assert status == 101
 
 
 def test_session_limit_503(start_server):

@@ -1,19 +1,19 @@
 #include "test.h"
 
 #include "base/err.h"
-#include "api/stream_msg.h"
+#include "api/wire.h"
 
 #include <sodium.h>
 
-static int dec(const char *s, struct stream_msg *m) {
+static int dec(const char *s, struct wire_client_msg *m) {
     static struct buf scratch;
-    return stream_msg_decode((const uint8_t *)s, strlen(s), &scratch, m);
+    return wire_decode_client_msg((const uint8_t *)s, strlen(s), &scratch, m);
 }
 
-TEST(stream_msg_audio_chunk) {
-    struct stream_msg m;
+TEST(wire_decode_audio_chunk) {
+    struct wire_client_msg m;
     ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"AAABAA==\",\"sequence\":7}", &m), 0);
-    ASSERT_EQ_INT(m.type, MSG_AUDIO_CHUNK);
+    ASSERT_EQ_INT(m.type, WIRE_AUDIO_CHUNK);
     ASSERT_EQ_INT(m.has_seq, 1);
     ASSERT_EQ_INT(m.seq, 7);
     ASSERT_EQ_INT(m.audio_len, 4);
@@ -23,8 +23,8 @@ TEST(stream_msg_audio_chunk) {
     ASSERT_EQ_INT(m.has_seq, 0);
 }
 
-TEST(stream_msg_bad_base64_is_invalid_audio_not_invalid_message) {
-    struct stream_msg m;
+TEST(wire_decode_bad_base64_is_invalid_audio_not_invalid_message) {
+    struct wire_client_msg m;
     ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"@@@\"}", &m), 0);
     ASSERT_EQ_INT(m.audio_err, ASR_E_INVALID_AUDIO);
     ASSERT_EQ_INT(dec("{\"type\":\"audio_chunk\",\"data\":\"AAA\"}", &m), 0); /* bad padding */
@@ -34,8 +34,8 @@ TEST(stream_msg_bad_base64_is_invalid_audio_not_invalid_message) {
 /* Found by fuzz_stream_msg: a raw control character inside a long `data`
  * value (the fast path's span) must give the same verdict as jansson:
  * not JSON, INVALID_MESSAGE. */
-TEST(stream_msg_raw_control_char_in_long_data_is_invalid_json) {
-    struct stream_msg m;
+TEST(wire_decode_raw_control_char_in_long_data_is_invalid_json) {
+    struct wire_client_msg m;
     char msg[600];
     int n = snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"");
     for (int i = 0; i < 400; i++) msg[n++] = 'A';
@@ -44,18 +44,18 @@ TEST(stream_msg_raw_control_char_in_long_data_is_invalid_json) {
     ASSERT_EQ_INT(dec(msg, &m), ASR_E_INVALID_MESSAGE);
 }
 
-TEST(stream_msg_control_messages) {
-    struct stream_msg m;
+TEST(wire_decode_control_messages) {
+    struct wire_client_msg m;
     ASSERT_EQ_INT(dec("{\"type\":\"stop\"}", &m), 0);
-    ASSERT_EQ_INT(m.type, MSG_STOP);
+    ASSERT_EQ_INT(m.type, WIRE_STOP);
     ASSERT_EQ_INT(dec("{\"type\":\"finalize\"}", &m), 0);
-    ASSERT_EQ_INT(m.type, MSG_FINALIZE);
+    ASSERT_EQ_INT(m.type, WIRE_FINALIZE);
     ASSERT_EQ_INT(dec("{\"type\":\"keepalive\",\"extra\":1}", &m), 0);
-    ASSERT_EQ_INT(m.type, MSG_KEEPALIVE);
+    ASSERT_EQ_INT(m.type, WIRE_KEEPALIVE);
 }
 
-TEST(stream_msg_invalid_messages) {
-    struct stream_msg m;
+TEST(wire_decode_invalid_messages) {
+    struct wire_client_msg m;
     const char *bad[] = {
         "not json", "", "[1,2]", "\"str\"", "{}", "{\"type\":5}", "{\"type\":\"dance\"}",
         "{\"type\":\"audio_chunk\"}", "{\"type\":\"audio_chunk\",\"data\":5}",
@@ -71,26 +71,26 @@ TEST(stream_msg_invalid_messages) {
     }
 }
 
-TEST(stream_msg_deep_nesting_is_refused_not_crashing) {
+TEST(wire_decode_deep_nesting_is_refused_not_crashing) {
     static char deep[200010];
     size_t n = 0;
     memcpy(deep, "{\"type\":\"stop\",\"x\":", 19);
     n = 19;
     for (int i = 0; i < 100000; i++) deep[n++] = '[';
     deep[n] = 0;
-    struct stream_msg m;
+    struct wire_client_msg m;
     ASSERT_EQ_INT(dec(deep, &m), ASR_E_INVALID_MESSAGE);
 }
 
 /* Long messages take the fast path that decodes `data` in place; it must
  * agree with jansson on everything. */
-TEST(stream_msg_fast_path_agrees_with_jansson) {
+TEST(wire_decode_fast_path_agrees_with_jansson) {
     static char msg[20000];
     char b64[8000];
     unsigned char raw[3000];
     for (int i = 0; i < 3000; i++) raw[i] = (unsigned char)(i * 7);
     sodium_bin2base64(b64, sizeof b64, raw, 3000, sodium_base64_VARIANT_ORIGINAL);
-    struct stream_msg m;
+    struct wire_client_msg m;
     /* plain, with extra members before and after, and a nested "data" decoy */
     snprintf(msg, sizeof msg, "{\"meta\":{\"data\":\"decoy\"},\"type\":\"audio_chunk\", \"data\" : \"%s\",\"sequence\":3}", b64);
     ASSERT_EQ_INT(dec(msg, &m), 0);
@@ -126,7 +126,7 @@ TEST(stream_msg_fast_path_agrees_with_jansson) {
  * seen, whatever its neighbours in the alphabet's ranges. Printable
  * non-digits are INVALID_AUDIO; control characters and bytes >= 0x80
  * (invalid UTF-8 alone) break the JSON: INVALID_MESSAGE. */
-TEST(stream_msg_bad_byte_anywhere_in_data_is_found) {
+TEST(wire_decode_bad_byte_anywhere_in_data_is_found) {
     static const unsigned char audio_bad[] = {'@', '[', '`', '{', '*', ',', '.', ':', '-', '_', ' ', '~', 0x7f};
     static const unsigned char json_bad[] = {0x01, 0x09, 0x1f, 0x80, 0xc3, 0xff};
     unsigned char raw[330];
@@ -138,7 +138,7 @@ TEST(stream_msg_bad_byte_anywhere_in_data_is_found) {
         ASSERT_EQ_INT(n, len / 3 * 4);
         static char msg[1000];
         int pre = snprintf(msg, sizeof msg, "{\"type\":\"audio_chunk\",\"data\":\"%s\"}", b64);
-        struct stream_msg m;
+        struct wire_client_msg m;
         ASSERT_EQ_INT(dec(msg, &m), 0);
         ASSERT_EQ_INT(m.audio_err, 0);
         ASSERT_EQ_INT(m.audio_len, len);
@@ -164,4 +164,53 @@ TEST(stream_msg_bad_byte_anywhere_in_data_is_found) {
         ASSERT_EQ_INT(dec(msg, &m), 0);
         ASSERT_EQ_INT(m.audio_err, 0);
     }
+}
+
+/* ---- encoders (docs/API.md "What the server sends"): the exact text ---- */
+
+TEST(wire_encode_partial_exact_text) {
+    struct buf b;
+    buf_init(&b, 0);
+    struct sess_latency lat = {.queue_ms = 1.5, .inference_ms = 20.0004, .total_ms = 21.5005};
+    buf_puts(&b, "left over from the previous message");
+    wire_encode_partial(&b, 7, "hi \"you\"", 8, 1, &lat, 1700000000123ull);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"partial\",\"sequence\":7,\"text\":\"hi \\\"you\\\"\",\"is_speech\":true,"
+                          "\"timestamp\":1700000000123,\"latency_ms\":{\"queue\":1.500,\"inference\":20.000,"
+                          "\"total\":21.501}}");
+    wire_encode_partial(&b, 8, "", 0, 0, &lat, 5);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"partial\",\"sequence\":8,\"text\":\"\",\"is_speech\":false,\"timestamp\":5,"
+                          "\"latency_ms\":{\"queue\":1.500,\"inference\":20.000,\"total\":21.501}}");
+    buf_cleanup(&b);
+}
+
+TEST(wire_encode_final_speech_started_error_exact_text) {
+    struct buf b;
+    buf_init(&b, 0);
+    wire_encode_final(&b, 12, "hello world", 11, 300, 1800, 99);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"final\",\"sequence\":12,\"text\":\"hello world\",\"start_ms\":300,"
+                          "\"end_ms\":1800,\"timestamp\":99}");
+    wire_encode_speech_started(&b, 3, 200, 42);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"speech_started\",\"sequence\":3,\"offset_ms\":200,\"timestamp\":42}");
+    wire_encode_error(&b, ASR_E_OUT_OF_ORDER, 1, 4, "expected 5");
+    ASSERT_STR_EQ(b.data, "{\"type\":\"error\",\"code\":\"OUT_OF_ORDER\",\"message\":\"expected 5\",\"sequence\":4}");
+    wire_encode_error(&b, ASR_E_INVALID_MESSAGE, 0, 0, "bad \"type\"");
+    ASSERT_STR_EQ(b.data, "{\"type\":\"error\",\"code\":\"INVALID_MESSAGE\",\"message\":\"bad \\\"type\\\"\"}");
+    buf_cleanup(&b);
+}
+
+TEST(wire_encode_session_exact_text) {
+    struct buf b;
+    buf_init(&b, 0);
+    struct wire_session s = {
+        .session_id = "0123456789abcdef0123456789abcdef", .worker_id = "w\"0", .sample_rate = 16000,
+        .resumed = 1, .last_sequence = 41, .max_chunk_bytes = 65536, .max_message_bytes = 88000,
+        .max_audio_rate = 64000, .idle_timeout_s = 300, .endpointing_ms = 250,
+    };
+    wire_encode_session(&b, &s);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"session\",\"session_id\":\"0123456789abcdef0123456789abcdef\","
+                          "\"worker_id\":\"w\\\"0\",\"sample_rate\":16000,\"resumed\":true,\"last_sequence\":41,"
+                          "\"limits\":{\"max_chunk_bytes\":65536,\"max_message_bytes\":88000,"
+                          "\"max_audio_rate_bytes_per_sec\":64000,\"idle_timeout_s\":300,\"endpointing_ms\":250}}");
+    ASSERT_EQ_INT(b.len, strlen(b.data));
+    buf_cleanup(&b);
 }

@@ -1,4 +1,5 @@
-#include "api/stream_msg.h"
+/* The streaming wire format (wire.h). */
+#include "api/wire.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -7,7 +8,7 @@
 
 #include "base/err.h"
 
-static int invalid(struct stream_msg *out, const char *why) {
+static int invalid(struct wire_client_msg *out, const char *why) {
     out->why = why;
     return ASR_E_INVALID_MESSAGE;
 }
@@ -146,10 +147,8 @@ static long b64_decode_strict(const char *p, size_t n, uint8_t *out) {
     return (long)((size_t)got - pad);
 }
 
-static struct buf blanked_;  /* the message with its data value blanked; loop thread only */
-
 static int decode_audio(json_t *msg, const char *span, size_t span_len, struct buf *scratch,
-                        struct stream_msg *out) {
+                        struct wire_client_msg *out) {
     json_t *data = json_object_get(msg, "data");
     json_t *seq = json_object_get(msg, "sequence");
     if (!json_is_string(data)) return invalid(out, "audio_chunk needs \"data\": a base64 string");
@@ -173,17 +172,20 @@ static int decode_audio(json_t *msg, const char *span, size_t span_len, struct b
     return 0;
 }
 
-int stream_msg_decode(const uint8_t *p, size_t n, struct buf *scratch, struct stream_msg *out) {
+int wire_decode_client_msg(const uint8_t *p, size_t n, struct buf *scratch, struct wire_client_msg *out) {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
     const char *text = (const char *)p, *span = NULL;
     size_t vs = 0, ve = 0;
+    /* The fast path: jansson parses a copy with the data value blanked out,
+     * made in scratch; jansson copies what it keeps, so scratch is free
+     * again for the PCM once json_loadb() returns (span points into p). */
     if (n > 256 && find_data_span(text, n, &vs, &ve)) {
-        buf_reset(&blanked_);
-        if (buf_append(&blanked_, text, vs) == 0 && buf_append(&blanked_, text + ve, n - ve) == 0) {
+        buf_reset(scratch);
+        if (buf_append(scratch, text, vs) == 0 && buf_append(scratch, text + ve, n - ve) == 0) {
             span = text + vs;
-            text = blanked_.data;
-            n = blanked_.len;
+            text = scratch->data;
+            n = scratch->len;
         }
     }
     json_t *msg = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
@@ -194,13 +196,71 @@ int stream_msg_decode(const uint8_t *p, size_t n, struct buf *scratch, struct st
         const char *type = json_string_value(json_object_get(msg, "type"));
         if (!type) r = invalid(out, "message needs a string \"type\"");
         else if (strcmp(type, "audio_chunk") == 0) {
-            out->type = MSG_AUDIO_CHUNK;
+            out->type = WIRE_AUDIO_CHUNK;
             r = decode_audio(msg, span, ve - vs, scratch, out);
-        } else if (strcmp(type, "stop") == 0) { out->type = MSG_STOP; r = 0; }
-        else if (strcmp(type, "finalize") == 0) { out->type = MSG_FINALIZE; r = 0; }
-        else if (strcmp(type, "keepalive") == 0) { out->type = MSG_KEEPALIVE; r = 0; }
+        } else if (strcmp(type, "stop") == 0) { out->type = WIRE_STOP; r = 0; }
+        else if (strcmp(type, "finalize") == 0) { out->type = WIRE_FINALIZE; r = 0; }
+        else if (strcmp(type, "keepalive") == 0) { out->type = WIRE_KEEPALIVE; r = 0; }
         else r = invalid(out, "unknown message type");
     }
     json_decref(msg);
     return r;
+}
+
+/* ---- server -> client ---------------------------------------------------------- */
+
+void wire_encode_session(struct buf *out, const struct wire_session *s) {
+    buf_reset(out);
+    /* the id is ours: 32 hex digits, nothing to escape */
+    buf_printf(out, "{\"type\":\"session\",\"session_id\":\"%s\",\"worker_id\":", s->session_id);
+    buf_json_str(out, s->worker_id, strlen(s->worker_id));
+    buf_printf(out,
+               ",\"sample_rate\":%u,\"resumed\":%s,\"last_sequence\":%llu,\"limits\":{\"max_chunk_bytes\":%zu,"
+               "\"max_message_bytes\":%zu,\"max_audio_rate_bytes_per_sec\":%zu,\"idle_timeout_s\":%d,"
+               "\"endpointing_ms\":%d}}",
+               s->sample_rate, s->resumed ? "true" : "false", (unsigned long long)s->last_sequence,
+               s->max_chunk_bytes, s->max_message_bytes, s->max_audio_rate, s->idle_timeout_s, s->endpointing_ms);
+}
+
+void wire_encode_partial(struct buf *out, uint64_t seq, const char *text, size_t len, int is_speech,
+                         const struct sess_latency *lat, uint64_t now_ms) {
+    buf_reset(out);
+    buf_puts(out, "{\"type\":\"partial\",\"sequence\":");
+    buf_put_u64(out, seq);
+    buf_puts(out, ",\"text\":");
+    buf_json_str(out, text, len);
+    buf_puts(out, is_speech ? ",\"is_speech\":true,\"timestamp\":" : ",\"is_speech\":false,\"timestamp\":");
+    buf_put_u64(out, now_ms);
+    buf_puts(out, ",\"latency_ms\":{\"queue\":");
+    buf_put_fixed3(out, lat->queue_ms);
+    buf_puts(out, ",\"inference\":");
+    buf_put_fixed3(out, lat->inference_ms);
+    buf_puts(out, ",\"total\":");
+    buf_put_fixed3(out, lat->total_ms);
+    buf_puts(out, "}}");
+}
+
+void wire_encode_final(struct buf *out, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
+                       uint64_t end_ms, uint64_t now_ms) {
+    buf_reset(out);
+    buf_printf(out, "{\"type\":\"final\",\"sequence\":%llu,\"text\":", (unsigned long long)seq);
+    buf_json_str(out, text, len);
+    buf_printf(out, ",\"start_ms\":%llu,\"end_ms\":%llu,\"timestamp\":%llu}", (unsigned long long)start_ms,
+               (unsigned long long)end_ms, (unsigned long long)now_ms);
+}
+
+void wire_encode_speech_started(struct buf *out, uint64_t seq, uint64_t offset_ms, uint64_t now_ms) {
+    buf_reset(out);
+    buf_printf(out, "{\"type\":\"speech_started\",\"sequence\":%llu,\"offset_ms\":%llu,\"timestamp\":%llu}",
+               (unsigned long long)seq, (unsigned long long)offset_ms, (unsigned long long)now_ms);
+}
+
+void wire_encode_error(struct buf *out, int err, int has_seq, uint64_t seq, const char *msg) {
+    buf_reset(out);
+    buf_puts(out, "{\"type\":\"error\",\"code\":");
+    buf_json_str(out, asr_err_code(err), strlen(asr_err_code(err)));
+    buf_puts(out, ",\"message\":");
+    buf_json_str(out, msg, strlen(msg));
+    if (has_seq) buf_printf(out, ",\"sequence\":%llu", (unsigned long long)seq);
+    buf_puts(out, "}");
 }

@@ -1,0 +1,78 @@
+/* The streaming wire format (docs/API.md "What the client sends", "What the
+ * server sends", "The `session` message"): client text messages decoded,
+ * server messages encoded. Pure: bytes in, a decoded message or an error
+ * out; values in, JSON text out. No sockets, no sessions, no clock (callers
+ * pass the wall-clock time), so it is unit-tested (tests/unit/test_wire.c)
+ * and fuzzed (tests/fuzz/fuzz_stream_msg.c, fuzz_base64.c) alone. */
+#ifndef ASRD_API_WIRE_H
+#define ASRD_API_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+#include "core/session.h"
+
+/* ---- client -> server ------------------------------------------------------ */
+
+enum wire_client_type { WIRE_AUDIO_CHUNK = 1, WIRE_STOP, WIRE_FINALIZE, WIRE_KEEPALIVE };
+
+struct wire_client_msg {
+    enum wire_client_type type;
+    int         has_seq;         /* `sequence` present */
+    uint64_t    seq;
+    const uint8_t *audio;        /* WIRE_AUDIO_CHUNK: PCM bytes in scratch (borrowed) */
+    size_t      audio_len;
+    int         audio_err;       /* ASR_E_INVALID_AUDIO when data is not valid base64 */
+    const char *why;             /* on ASR_E_INVALID_MESSAGE: static reason */
+};
+
+/* Decodes one client text message. On 0, *out holds the message; its audio
+ * points into scratch, owned by the caller (reused per message, no
+ * allocation once grown; during the call it also holds a copy of a long
+ * message for jansson, so it grows to the largest message seen). On
+ * ASR_E_INVALID_MESSAGE (not JSON, not an object, no or unknown type, wrong
+ * field types, audio_chunk without data, negative sequence), out->why says
+ * why. A bad base64 payload is not an invalid message: it is returned as
+ * WIRE_AUDIO_CHUNK with audio_err set, so the chunk still gets its sequence
+ * number and an INVALID_AUDIO answer. */
+int wire_decode_client_msg(const uint8_t *p, size_t n, struct buf *scratch, struct wire_client_msg *out);
+
+/* ---- server -> client -------------------------------------------------------
+ * Each encoder resets out and writes one whole message into it: out->data
+ * holds the JSON text, out->len its length. Text arguments are borrowed for
+ * the call and escaped as JSON strings. now_ms becomes the `timestamp` field
+ * (Unix ms). out should have no limit: a growth that fails leaves a cut
+ * message. */
+
+/* What the `session` message tells (docs/API.md "The `session` message"). */
+struct wire_session {
+    const char *session_id;      /* borrowed */
+    const char *worker_id;       /* borrowed */
+    unsigned    sample_rate;     /* Hz */
+    int         resumed;         /* 1: a resume */
+    uint64_t    last_sequence;
+    size_t      max_chunk_bytes;
+    size_t      max_message_bytes;
+    size_t      max_audio_rate;  /* bytes per second */
+    int         idle_timeout_s;
+    int         endpointing_ms;
+};
+void wire_encode_session(struct buf *out, const struct wire_session *s);
+
+/* `partial`: one per accepted chunk, so built without printf (which was ~7%
+ * of the user-space instructions per chunk). */
+void wire_encode_partial(struct buf *out, uint64_t seq, const char *text, size_t len, int is_speech,
+                         const struct sess_latency *lat, uint64_t now_ms);
+
+/* `final`: an utterance's text and its span in the session's audio. */
+void wire_encode_final(struct buf *out, uint64_t seq, const char *text, size_t len, uint64_t start_ms,
+                       uint64_t end_ms, uint64_t now_ms);
+
+/* `speech_started`: voice activity begins offset_ms into the session. */
+void wire_encode_speech_started(struct buf *out, uint64_t seq, uint64_t offset_ms, uint64_t now_ms);
+
+/* `error`: code is asr_err_code(err); sequence only when has_seq. */
+void wire_encode_error(struct buf *out, int err, int has_seq, uint64_t seq, const char *msg);
+
+#endif
