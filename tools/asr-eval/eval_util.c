@@ -36,6 +36,24 @@ char *eval_xstrdup(const char *s) {
     return memcpy(eval_xmalloc(n), s, n);
 }
 
+int eval_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || errno || s[0] == '-' || v < lo || v > hi) return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int eval_parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno) return -1;
+    *out = v;
+    return 0;
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
@@ -244,6 +262,8 @@ void eval_fillers_destroy(struct eval_fillers *f) {
 }
 
 int eval_fillers_is(const struct eval_fillers *f, const char *word) {
+    /* FSG searches report their null transitions as segments "(NULL)". */
+    if (strcmp(word, "(NULL)") == 0) return 1;
     size_t len = strlen(word);
     const char *paren = strrchr(word, '(');
     if (paren && len > 2 && word[len - 1] == ')') len = (size_t)(paren - word);

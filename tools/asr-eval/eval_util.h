@@ -23,6 +23,11 @@ void *eval_xmalloc(size_t n);
 void *eval_xrealloc(void *p, size_t n);
 char *eval_xstrdup(const char *s);
 
+/* Parses a decimal integer in [lo, hi] into *out: 0, or -1 (out unchanged). */
+int eval_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
+/* Parses a decimal floating-point number: 0, or -1 (out unchanged). */
+int eval_parse_double(const char *s, double *out);
+
 /* One audio file, mono 16-bit. */
 struct eval_audio {
     int16_t *pcm;        /* samples, owned; free with eval_audio_cleanup */
@@ -57,7 +62,8 @@ cmd_ln_t *eval_config_create(int argc, char **argv);
 struct eval_fillers;
 struct eval_fillers *eval_fillers_create(ps_decoder_t *ps);
 void eval_fillers_destroy(struct eval_fillers *f);
-/* 1 if word (with or without a "(2)" variant suffix) is a filler. */
+/* 1 if word (with or without a "(2)" variant suffix) is a filler, or the
+ * "(NULL)" that FSG searches report for a null transition. */
 int  eval_fillers_is(const struct eval_fillers *f, const char *word);
 
 /* CPU seconds (user + system) of the process, or of the calling thread. */
