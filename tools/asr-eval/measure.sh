@@ -5,7 +5,8 @@
 #   tools/asr-eval/measure.sh                 every section except helgrind
 #   tools/asr-eval/measure.sh wer speed       chosen sections
 #
-# Sections: wer variants speed mem fork threads window hint rate helgrind
+# Sections: wer variants speed mem fork threads window window1 long cmn hint
+# rate helgrind
 # (helgrind: the threads test under valgrind's race detector, ~3 min CPU).
 #
 # Needs: Debian 12 with libpocketsphinx-dev, libsphinxbase-dev,
@@ -15,7 +16,7 @@
 # is removed at exit. Everything runs under nice. The hypotheses are
 # deterministic (same binary, same model, same input: same words); CPU
 # figures vary with the load of the shared machine, so compare ratios
-# within one run. Whole run: about 6-8 minutes of CPU on the dev machine.
+# within one run. Whole run: about 10 minutes of CPU on the dev machine.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 B=${OUT:-$here/build}
@@ -78,6 +79,7 @@ section_variants() {
              "stream, continue stream (no ps_start_stream)|--stream 100 --continue-stream" \
              "whole file, -fwdflat no|-fwdflat no" \
              "stream, -fwdflat no|--stream 100 -fwdflat no" \
+             "stream, -fwdflat no -bestpath no|--stream 100 -fwdflat no -bestpath no" \
              "whole file, -bestpath no|-bestpath no" \
              "whole file, -remove_silence no|-remove_silence no" \
              "stream, -remove_silence no|--stream 100 -remove_silence no"; do
@@ -95,9 +97,9 @@ section_variants() {
 section_speed() {
     echo "=== speed: one thread, librivox decoded 3 times, one decoder"
     # shellcheck disable=SC2086
-    run "$B/ps_decode" --repeat 3 $LIBRI | grep '^#' | grep -v '^#dur'
+    run "$B/ps_decode" --repeat 3 $LIBRI | grep '^# '
     # shellcheck disable=SC2086
-    run "$B/ps_decode" --repeat 3 --stream 100 $LIBRI | grep '^#' | grep -v '^#dur'
+    run "$B/ps_decode" --repeat 3 --stream 100 $LIBRI | grep '^# '
     # shellcheck disable=SC2086
     run "$B/ps_decode" --repeat 3 $CARDS | grep '^# audio'
 }
@@ -135,6 +137,39 @@ section_window() {
     for f in $LIBRI; do
         run "$B/ps_probe" window "$f" --step 1000 --chunk 100
     done
+}
+
+# The same with one search pass (-fwdflat no -bestpath no): partials and
+# final then come from the same pass.
+section_window1() {
+    echo "=== window1: partial hypotheses with -fwdflat no -bestpath no, 1 s steps"
+    for f in $LIBRI; do
+        run "$B/ps_probe" -fwdflat no -bestpath no window "$f" --step 1000 --chunk 100 --no-redecode
+    done
+}
+
+# A 49 s utterance (librivox twice over): memory and final-pass cost grow
+# with the utterance.
+section_long() {
+    echo "=== long: one 49.5 s utterance"
+    # shellcheck disable=SC2086
+    sox $LIBRI $LIBRI "$tmp/long.wav"
+    echo "sox librivox/*.wav librivox/*.wav long.wav"
+    run "$B/ps_decode" "$tmp/long.wav" | grep '^# '
+    run "$B/ps_probe" window "$tmp/long.wav" --step 5000 --chunk 100 --no-redecode | grep -E '^(file|cost)'
+    echo "word times of a streamed utterance: first and last word (the audio is 49.46 s)"
+    for opt in "" "-remove_silence no"; do
+        # shellcheck disable=SC2086
+        runto "$tmp/long.seg" "$B/ps_decode" --seg --stream 100 $opt "$tmp/long.wav"
+        grep '^#seg' "$tmp/long.seg" | sed -n '1p;$p'
+    done
+}
+
+section_cmn() {
+    echo "=== cmn: what a stream decoder carries from one utterance to the next"
+    run "$B/ps_probe" cmn "$D/librivox/sense_and_sensibility_01_austen_64kb-0880.wav" \
+        "$D/librivox/sense_and_sensibility_01_austen_64kb-0870.wav" \
+        "$D/librivox/sense_and_sensibility_01_austen_64kb-0920.wav"
 }
 
 # One hint run: the file, the text, and a label; hypotheses scored by
@@ -204,10 +239,11 @@ section_rate() {
     wer_total "$D/librivox/transcription" "$tmp/orig.hyp"
 }
 
-sections=${*:-wer variants speed mem fork threads window hint rate}
+sections=${*:-wer variants speed mem fork threads window window1 long cmn hint rate}
 for s in $sections; do
     case $s in
-        wer|variants|speed|mem|fork|threads|window|hint|rate|helgrind) "section_$s" ;;
+        wer|variants|speed|mem|fork|threads|window|window1|long|cmn|hint|rate|helgrind)
+            "section_$s" ;;
         *) echo "unknown section: $s" >&2; exit 2 ;;
     esac
     echo

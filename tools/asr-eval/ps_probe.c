@@ -10,7 +10,7 @@
  *   ps_probe threads N ITER FILE [--stream MS]
  *                                     one decoder per thread, same file,
  *                                     hypotheses compared with one thread's
- *   ps_probe window FILE [--step MS] [--chunk MS]
+ *   ps_probe window FILE [--step MS] [--chunk MS] [--no-redecode]
  *                                     growing-prefix re-decodes vs partial
  *                                     hypotheses of one utterance: cost and
  *                                     stability (LocalAgreement-2)
@@ -18,6 +18,9 @@
  *                                     the expected text as a hint: default
  *                                     LM, JSGF grammars, keyword spotting,
  *                                     an n-gram from the text
+ *   ps_probe cmn X Y Z                how a stream decoder's cepstral mean
+ *                                     carries over between utterances, and
+ *                                     saving/restoring it
  * Options that start with one dash, before the subcommand, go to
  * pocketsphinx (see eval_config_create), e.g. ps_probe -samprate 8000 mem x.
  *
@@ -39,6 +42,8 @@
 
 #include <pocketsphinx.h>
 #include <sphinxbase/ckd_alloc.h>
+#include <sphinxbase/cmn.h>
+#include <sphinxbase/feat.h>
 #include <sphinxbase/ngram_model.h>
 
 #include "eval_util.h"
@@ -676,8 +681,13 @@ static void stream_series(ps_decoder_t *ps, const struct eval_audio *a, unsigned
 
 static int cmd_window(int argc, char **argv) {
     unsigned step_ms = 1000, chunk_ms = 100;
+    int redecode = 1;
     const char *file = NULL;
     for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--no-redecode") == 0) {
+            redecode = 0;
+            continue;
+        }
         if (strcmp(argv[i], "--step") == 0 && i + 1 < argc) {
             if (eval_parse_uint(argv[++i], 100, 60000, &step_ms)) return -1;
         } else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) {
@@ -705,7 +715,7 @@ static int cmd_window(int argc, char **argv) {
     struct series pre = {.name = "re-decode"};
     double cpu_pre = 0;
     size_t mark = (size_t)a.rate * step_ms / 1000;
-    for (size_t len = mark;; len += mark) {
+    for (size_t len = mark; redecode; len += mark) {
         if (len > a.n) len = a.n;
         c0 = eval_cpu_process();
         const char *hyp = decode_full(ps, a.pcm, len);
@@ -716,10 +726,12 @@ static int cmd_window(int argc, char **argv) {
         printf("%-14s %6u ms  cpu %.3f  %s\n", pre.name, t, c, hyp ? hyp : "");
         if (len == a.n) break;
     }
-    series_final(&pre, ps, f);             /* the last prefix is the whole file */
-    printf("cost %-14s %zu decodes, cpu %.3f s = %.1f x the whole-file decode "
-           "(%.3f per audio s of the file)\n",
-           pre.name, pre.n, cpu_pre, cpu_full > 0 ? cpu_pre / cpu_full : 0.0, cpu_pre / secs);
+    if (redecode) {
+        series_final(&pre, ps, f);         /* the last prefix is the whole file */
+        printf("cost %-14s %zu decodes, cpu %.3f s = %.1f x the whole-file decode "
+               "(%.3f per audio s of the file)\n",
+               pre.name, pre.n, cpu_pre, cpu_full > 0 ? cpu_pre / cpu_full : 0.0, cpu_pre / secs);
+    }
 
     /* Partial hypotheses of one streamed utterance: a fresh decoder (live
      * CMN starts from -cmninit), then the same decoder again (CMN adapted). */
@@ -728,7 +740,7 @@ static int cmd_window(int argc, char **argv) {
     struct series cold = {.name = "partial-cold"}, warm = {.name = "partial-warm"};
     stream_series(ps2, &a, chunk_ms, step_ms, &cold, f);
     stream_series(ps2, &a, chunk_ms, step_ms, &warm, f);
-    series_report(&pre);
+    if (redecode) series_report(&pre);
     series_report(&cold);
     series_report(&warm);
     series_cleanup(&pre);
@@ -1060,14 +1072,93 @@ static int cmd_hint(int argc, char **argv) {
     return 0;
 }
 
+/* ---- cmn ------------------------------------------------------------ */
+
+/* The live cepstral mean of a decoder: the running state that stream
+ * decoding carries from one utterance to the next (sphinxbase cmn_t, a
+ * public struct reached through ps_get_feat). */
+struct cmn_state {
+    mfcc_t mean[64], sum[64];
+    int32  nframe;
+    int32  veclen;
+};
+
+static void cmn_save(ps_decoder_t *ps, struct cmn_state *st) {
+    cmn_t *c = ps_get_feat(ps)->cmn_struct;
+    st->veclen = c->veclen < 64 ? c->veclen : 64;
+    memcpy(st->mean, c->cmn_mean, (size_t)st->veclen * sizeof(mfcc_t));
+    memcpy(st->sum, c->sum, (size_t)st->veclen * sizeof(mfcc_t));
+    st->nframe = c->nframe;
+}
+
+static void cmn_restore(ps_decoder_t *ps, const struct cmn_state *st) {
+    cmn_t *c = ps_get_feat(ps)->cmn_struct;
+    memcpy(c->cmn_mean, st->mean, (size_t)st->veclen * sizeof(mfcc_t));
+    memcpy(c->sum, st->sum, (size_t)st->veclen * sizeof(mfcc_t));
+    c->nframe = st->nframe;
+}
+
+static const char *cmn_mode(ps_decoder_t *ps) {
+    cmn_type_t t = ps_get_feat(ps)->cmn;
+    return t == CMN_BATCH ? "batch" : t == CMN_LIVE ? "live" : "none";
+}
+
+/* Whether a stream decoder's result depends on what it decoded before, and
+ * whether saving and restoring the CMN state makes a decoder portable
+ * between sessions (a pool hands decoders to sessions). */
+static int cmd_cmn(int argc, char **argv) {
+    if (argc != 3) return -1;
+    ps_decoder_t *p = decoder_create(), *q = decoder_create(), *r = decoder_create(),
+                 *t = decoder_create();
+    struct eval_audio x, y, z;
+    if (!p || !q || !r || !t) return 1;
+    if (read_audio(&x, argv[0], p) || read_audio(&y, argv[1], p) || read_audio(&z, argv[2], p))
+        return 1;
+    struct cmn_state after_x;
+    char *h;
+
+    printf("stream decoding of Y = %s (100 ms chunks):\n", y.id);
+    h = eval_xstrdup(decode_stream(q, &y, 100));
+    printf("  fresh decoder:                      %s\n", h);
+    free(h);
+    decode_stream(p, &x, 100);
+    cmn_save(p, &after_x);
+    h = eval_xstrdup(decode_stream(p, &y, 100));
+    printf("  after the same decoder did X = %s: %s\n", x.id, h);
+    decode_stream(r, &z, 100);
+    decode_stream(r, &z, 100);
+    cmn_restore(r, &after_x);
+    const char *h2 = decode_stream(r, &y, 100);
+    printf("  a decoder that did Z = %s twice, then got X's CMN state restored:\n"
+           "                                      %s (%s)\n",
+           z.id, h2, strcmp(h, h2) == 0 ? "same as after X" : "DIFFERENT from after X");
+
+    printf("whole-utterance decoding of Y on one decoder (feature CMN mode in brackets):\n");
+    printf("  fresh [%s]:", cmn_mode(t));
+    h = eval_xstrdup(decode_full(t, y.pcm, y.n));
+    printf(" %s\n", h);
+    decode_stream(t, &x, 100);
+    printf("  after one streamed utterance [%s]: %s\n", cmn_mode(t), decode_full(t, y.pcm, y.n));
+    free(h);
+    eval_audio_cleanup(&x);
+    eval_audio_cleanup(&y);
+    eval_audio_cleanup(&z);
+    ps_free(p);
+    ps_free(q);
+    ps_free(r);
+    ps_free(t);
+    return 0;
+}
+
 /* ---- main ----------------------------------------------------------- */
 
 static int usage(void) {
     fprintf(stderr,
             "usage: ps_probe [--verbose] [-psoption value ...] SUBCOMMAND ...\n"
             "  mem FILE\n  fork N FILE...\n  threads N ITER FILE [--stream MS]\n"
-            "  window FILE [--step MS] [--chunk MS]\n"
-            "  hint FILE TEXT [--weight W]... [--kws-threshold T] [--no-lm-text]\n");
+            "  window FILE [--step MS] [--chunk MS] [--no-redecode]\n"
+            "  hint FILE TEXT [--weight W]... [--kws-threshold T] [--no-lm-text]\n"
+            "  cmn X Y Z\n");
     return 2;
 }
 
@@ -1098,6 +1189,8 @@ int main(int argc, char **argv) {
         rc = cmd_window(argc - i, argv + i);
     else if (strcmp(cmd, "hint") == 0)
         rc = cmd_hint(argc - i, argv + i);
+    else if (strcmp(cmd, "cmn") == 0)
+        rc = cmd_cmn(argc - i, argv + i);
     free(ps_argv);
     return rc < 0 ? usage() : rc;
 }
