@@ -107,6 +107,22 @@ section_speed() {
 section_mem() {
     echo "=== mem: what one decoder costs and where it goes"
     run "$B/ps_probe" mem "$D/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
+    echo "--- the dictionary cut to the LM's vocabulary (the n-gram search can output nothing else)"
+    run "$B/ps_probe" lmdict "$tmp/lmvocab.dict"
+    # shellcheck disable=SC2086
+    runto "$tmp/lmd.hyp" "$B/ps_decode" -dict "$tmp/lmvocab.dict" $LIBRI
+    grep -E '^# (rss|ps_init)' "$tmp/lmd.hyp"
+    wer_total "$D/librivox/transcription" "$tmp/lmd.hyp"
+    # shellcheck disable=SC2086
+    runto "$tmp/full.hyp" "$B/ps_decode" $LIBRI
+    grep -E '^# rss' "$tmp/full.hyp"
+    grep -v '^#' "$tmp/lmd.hyp" > "$tmp/lmd.words"
+    grep -v '^#' "$tmp/full.hyp" > "$tmp/full.words"
+    if cmp -s "$tmp/lmd.words" "$tmp/full.words"; then
+        echo "hypotheses identical to the full dictionary's"
+    else
+        echo "hypotheses differ from the full dictionary's"
+    fi
 }
 
 section_fork() {

@@ -21,6 +21,7 @@
  *   ps_probe cmn X Y Z                how a stream decoder's cepstral mean
  *                                     carries over between utterances, and
  *                                     saving/restoring it
+ *   ps_probe lmdict OUT               the dictionary cut to the LM's words
  * Options that start with one dash, before the subcommand, go to
  * pocketsphinx (see eval_config_create), e.g. ps_probe -samprate 8000 mem x.
  *
@@ -44,6 +45,7 @@
 #include <sphinxbase/ckd_alloc.h>
 #include <sphinxbase/cmn.h>
 #include <sphinxbase/feat.h>
+#include <sphinxbase/hash_table.h>
 #include <sphinxbase/ngram_model.h>
 
 #include "eval_util.h"
@@ -1150,6 +1152,52 @@ static int cmd_cmn(int argc, char **argv) {
     return 0;
 }
 
+/* ---- lmdict --------------------------------------------------------- */
+
+/* Writes the lines of the Debian dictionary whose word (variant suffix
+ * removed) is in the LM's vocabulary: the n-gram search can only ever
+ * output those, so the rest of the dictionary is memory spent for nothing. */
+static int cmd_lmdict(int argc, char **argv) {
+    if (argc != 1) return -1;
+    cmd_ln_t *config = eval_config_create(0, NULL);
+    logmath_t *lmath = logmath_init(1.0001, 0, 0);
+    ngram_model_t *lm = config ? ngram_model_read(config, EVAL_LM, NGRAM_AUTO, lmath) : NULL;
+    if (!lm) return 1;
+    int32 nwords = (int32)ngram_model_get_counts(lm)[0];
+    hash_table_t *vocab = hash_table_new(nwords, HASH_CASE_YES);
+    for (int32 w = 0; w < nwords; w++) hash_table_enter_int32(vocab, ngram_word(lm, w), w);
+    FILE *in = fopen(EVAL_DICT, "r"), *out = fopen(argv[0], "w");
+    if (!in || !out) {
+        perror(in ? argv[0] : EVAL_DICT);
+        return 1;
+    }
+    char line[1024], word[256];
+    long kept = 0, total = 0;
+    while (fgets(line, sizeof(line), in)) {
+        size_t len = strcspn(line, " \t\n");
+        if (!len || len >= sizeof(word)) continue;
+        memcpy(word, line, len);
+        word[len] = '\0';
+        char *paren = strchr(word, '(');
+        if (paren && paren != word) *paren = '\0';
+        total++;
+        void *val;
+        if (hash_table_lookup(vocab, word, &val) == 0) {
+            fputs(line, out);
+            kept++;
+        }
+    }
+    fclose(in);
+    fclose(out);
+    printf("LM vocabulary %d words; kept %ld of %ld dictionary entries in %s\n", nwords, kept,
+           total, argv[0]);
+    hash_table_free(vocab);
+    ngram_model_free(lm);
+    logmath_free(lmath);
+    cmd_ln_free_r(config);
+    return 0;
+}
+
 /* ---- main ----------------------------------------------------------- */
 
 static int usage(void) {
@@ -1158,7 +1206,7 @@ static int usage(void) {
             "  mem FILE\n  fork N FILE...\n  threads N ITER FILE [--stream MS]\n"
             "  window FILE [--step MS] [--chunk MS] [--no-redecode]\n"
             "  hint FILE TEXT [--weight W]... [--kws-threshold T] [--no-lm-text]\n"
-            "  cmn X Y Z\n");
+            "  cmn X Y Z\n  lmdict OUT\n");
     return 2;
 }
 
@@ -1191,6 +1239,8 @@ int main(int argc, char **argv) {
         rc = cmd_hint(argc - i, argv + i);
     else if (strcmp(cmd, "cmn") == 0)
         rc = cmd_cmn(argc - i, argv + i);
+    else if (strcmp(cmd, "lmdict") == 0)
+        rc = cmd_lmdict(argc - i, argv + i);
     free(ps_argv);
     return rc < 0 ? usage() : rc;
 }
