@@ -78,10 +78,14 @@ static int read_raw(struct eval_audio *a, const char *path) {
     }
     size_t cap = 1 << 16, len = 0;
     unsigned char *buf = eval_xmalloc(cap);
-    size_t got;
-    while ((got = fread(buf + len, 1, cap - len, f)) > 0) {
+    for (;;) {
+        size_t got = fread(buf + len, 1, cap - len, f);
+        if (got == 0) break;
         len += got;
-        if (len == cap) buf = eval_xrealloc(buf, cap *= 2);
+        if (len == cap) {
+            cap *= 2;
+            buf = eval_xrealloc(buf, cap);
+        }
     }
     int err = ferror(f);
     fclose(f);

@@ -186,6 +186,17 @@ section_cmn() {
     run "$B/ps_probe" cmn "$D/librivox/sense_and_sensibility_01_austen_64kb-0880.wav" \
         "$D/librivox/sense_and_sensibility_01_austen_64kb-0870.wav" \
         "$D/librivox/sense_and_sensibility_01_austen_64kb-0920.wav"
+    echo "--- cards streamed on a fresh decoder (pass 1) and again with its CMN warmed by pass 1 (pass 2)"
+    # shellcheck disable=SC2086
+    runto "$tmp/cs.hyp" "$B/ps_decode" --stream 100 --repeat 2 $CARDS
+    grep -v '^#' "$tmp/cs.hyp"
+    echo "pass 1: $(wer_total "$D/cards/cards.transcription" "$tmp/cs.hyp")"
+    grep '^#pass2' "$tmp/cs.hyp" | cut -f2- > "$tmp/cs2.hyp"
+    echo "pass 2: $(wer_total "$D/cards/cards.transcription" "$tmp/cs2.hyp")"
+    echo "--- the same, the decoder warmed by one librivox file (another speaker and recording) first"
+    # shellcheck disable=SC2086
+    runto "$tmp/cs3.hyp" "$B/ps_decode" --stream 100 "$D/librivox/sense_and_sensibility_01_austen_64kb-0880.wav" $CARDS
+    echo "cards: $($PY "$here/wer.py" "$D/cards/cards.transcription" "$tmp/cs3.hyp" 2>/dev/null | tail -1)"
 }
 
 # One hint run: the file, the text, and a label; hypotheses scored by
