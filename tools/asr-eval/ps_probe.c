@@ -27,7 +27,9 @@
  *
  * Every decode here is "whole utterance" (ps_process_raw with full_utt =
  * TRUE, batch CMN) unless it says stream: then chunks go in with full_utt =
- * FALSE and the decoder's live CMN carries its mean into the next utterance. */
+ * FALSE and the decoder's live CMN carries its mean into the next utterance.
+ * Every utterance starts a new stream (ps_start_stream), so word times count
+ * from its first sample. */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
