@@ -22,6 +22,15 @@ void *eval_xmalloc(size_t n) {
     return p;
 }
 
+void *eval_xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu x %zu bytes)\n", n, size);
+        abort();
+    }
+    return p;
+}
+
 void *eval_xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
     if (!q) {
@@ -232,8 +241,7 @@ static void fillers_add(struct eval_fillers *f, const char *w, size_t len) {
 }
 
 struct eval_fillers *eval_fillers_create(ps_decoder_t *ps) {
-    struct eval_fillers *f = calloc(1, sizeof(*f));
-    if (!f) abort();
+    struct eval_fillers *f = eval_xcalloc(1, sizeof(*f));
     /* dict_init() adds these three to every dictionary as fillers. */
     fillers_add(f, "<s>", 3);
     fillers_add(f, "</s>", 4);

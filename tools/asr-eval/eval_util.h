@@ -20,6 +20,7 @@
 #define EVAL_DICT      EVAL_MODEL_DIR "/cmudict-en-us.dict"
 
 void *eval_xmalloc(size_t n);
+void *eval_xcalloc(size_t n, size_t size);
 void *eval_xrealloc(void *p, size_t n);
 char *eval_xstrdup(const char *s);
 

@@ -111,9 +111,8 @@ fail:
 
 int main(int argc, char **argv) {
     struct opts o = {.repeat = 1};
-    char **psargv = calloc((size_t)argc, sizeof(char *));
+    char **psargv = eval_xcalloc((size_t)argc, sizeof(char *));
     int psargc = 0, i, status = 0;
-    if (!psargv) abort();
 
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
@@ -157,8 +156,7 @@ int main(int argc, char **argv) {
     if (!o.raw_rate) o.raw_rate = rate;
 
     /* The first pass's hypotheses, to compare later passes with. */
-    char **first = calloc((size_t)n_files, sizeof(char *));
-    if (!first) abort();
+    char **first = eval_xcalloc((size_t)n_files, sizeof(char *));
     double audio_s = 0, dec_cpu = 0, dec_wall = 0;
     double best_ratio = 0;          /* audio-s per CPU-s of the fastest pass */
     unsigned mismatches = 0, decoded = 0;

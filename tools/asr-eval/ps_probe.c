@@ -425,6 +425,7 @@ static void *thread_main(void *arg) {
     if (job->barrier) pthread_barrier_wait(job->barrier);
     if (!ps) {
         job->failed = 1;
+        for (int i = 0; i < job->iters; i++) job->hyps[i] = eval_xstrdup("(no decoder)");
         return NULL;
     }
     double c0 = eval_cpu_thread();
@@ -456,7 +457,7 @@ static int cmd_threads(int argc, char **argv) {
 
     /* Reference: the same sequence in one thread, nothing else running. */
     struct thread_job ref = {.index = -1, .iters = iters, .stream_ms = stream_ms, .audio = &a};
-    ref.hyps = calloc((size_t)iters, sizeof(char *));
+    ref.hyps = eval_xcalloc((size_t)iters, sizeof(char *));
     double w0 = eval_wall();
     thread_main(&ref);
     double ref_wall = eval_wall() - w0;
@@ -468,14 +469,16 @@ static int cmd_threads(int argc, char **argv) {
 
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, (unsigned)n);
-    struct thread_job *jobs = calloc((size_t)n, sizeof(*jobs));
-    if (!jobs) abort();
+    struct thread_job *jobs = eval_xcalloc((size_t)n, sizeof(*jobs));
     w0 = eval_wall();
     for (int t = 0; t < n; t++) {
         jobs[t] = (struct thread_job){.index = t, .iters = iters, .stream_ms = stream_ms,
                                       .audio = &a, .barrier = &barrier};
-        jobs[t].hyps = calloc((size_t)iters, sizeof(char *));
-        pthread_create(&jobs[t].tid, NULL, thread_main, &jobs[t]);
+        jobs[t].hyps = eval_xcalloc((size_t)iters, sizeof(char *));
+        if (pthread_create(&jobs[t].tid, NULL, thread_main, &jobs[t]) != 0) {
+            perror("pthread_create");
+            abort();                     /* the barrier would wait forever */
+        }
     }
     int mismatches = 0;
     double cpu = 0;
@@ -796,8 +799,7 @@ static char *join(const struct words *ws, const char *sep, const char *open, con
 static char *arpa_create(const struct words *ws) {
     size_t n = ws->n, v = 0;
     const char **vocab = eval_xmalloc((n + 2) * sizeof(char *));
-    unsigned *ucount = calloc(n + 2, sizeof(unsigned));
-    if (!ucount) abort();
+    unsigned *ucount = eval_xcalloc(n + 2, sizeof(unsigned));
     /* token sequence: <s> w1 ... wn </s> */
     const char **tok = eval_xmalloc((n + 2) * sizeof(char *));
     tok[0] = "<s>";
@@ -814,8 +816,7 @@ static char *arpa_create(const struct words *ws) {
     /* bigram types and counts */
     size_t nb = 0;
     size_t (*bg)[2] = eval_xmalloc((n + 1) * sizeof(*bg));
-    unsigned *bcount = calloc(n + 1, sizeof(unsigned));
-    if (!bcount) abort();
+    unsigned *bcount = eval_xcalloc(n + 1, sizeof(unsigned));
     for (size_t i = 0; i + 1 < n + 2; i++) {
         size_t k = 0;
         while (k < nb && !(bg[k][0] == id[i] && bg[k][1] == id[i + 1])) k++;
@@ -827,8 +828,7 @@ static char *arpa_create(const struct words *ws) {
         bcount[k]++;
     }
     /* unigram probabilities: <s> (index 0) never predicted */
-    double *pu = calloc(v, sizeof(double));
-    if (!pu) abort();
+    double *pu = eval_xcalloc(v, sizeof(double));
     double denom = 0;
     for (size_t k = 1; k < v; k++) denom += ucount[k] + 1;
     for (size_t k = 1; k < v; k++) pu[k] = (ucount[k] + 1) / denom;
