@@ -64,6 +64,7 @@ struct pool {
     pthread_cond_t    cv;               /* work arrived, or stop */
     pthread_cond_t    started_cv;       /* a thread finished creating its instance */
     pthread_t        *tids;             /* owned */
+    unsigned          next_index;       /* instance index handed to the next thread that starts */
     unsigned          n_threads;        /* started */
     unsigned          n_started;        /* reported in (ok or not) */
     unsigned          n_failed;         /* could not create an instance */
@@ -160,7 +161,10 @@ static struct pool_job *take_job(struct pool *p) {
 
 static void *thread_main(void *arg) {
     struct pool *p = arg;
-    void *inst = p->ops->instance_create(p->settings);
+    pthread_mutex_lock(&p->mu);
+    unsigned index = p->next_index++;
+    pthread_mutex_unlock(&p->mu);
+    void *inst = p->ops->instance_create(p->settings, index);
     pthread_mutex_lock(&p->mu);
     p->n_started++;
     if (!inst) p->n_failed++;
@@ -265,6 +269,7 @@ int pool_create(uv_loop_t *loop, const struct engine_ops *ops, const void *setti
     p->settings = settings;
     p->rate = ops->sample_rate ? ops->sample_rate : 16000;
     p->stats.threads = cfg->threads;
+    p->next_index = 0;
     p->stats.queue_max = cfg->queue_max;
     if (!(p->tids = calloc(cfg->threads, sizeof *p->tids))) {
         free(p);

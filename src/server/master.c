@@ -18,7 +18,10 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/err.h"
 #include "base/util.h"
+#include "core/engine.h"
+#include "engines/registry.h"
 #include "server/redis_proc.h"
 #include "server/worker.h"
 
@@ -108,6 +111,32 @@ static unsigned master_threads_of(const struct config *cfg, int i) {
     unsigned total = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
     unsigned n = total / (unsigned)nslots_ + ((unsigned)i < total % (unsigned)nslots_ ? 1u : 0u);
     return n ? n : 1;
+}
+
+/* A windowed engine that can build its instances before the fork does so
+ * now, in the master: as many as one worker has threads (slot 0 has the
+ * most). Every worker's thread k starts from instance k; after the fork
+ * each process has its own copy-on-write view of it, so the workers share
+ * the model's pages and only the state a decode writes becomes private. */
+static int master_preload_engine(const struct config *cfg) {
+    const struct engine_ops *ops = engines_find(cfg->engine);
+    if (!ops || !(ops->caps & ENGINE_CAP_WINDOWED) || !ops->preload) return 0;
+    unsigned total = master_threads_of(cfg, 0);
+    uint64_t t0 = util_now_ns();
+    int rc = ops->preload(cfg->engine_settings, total);
+    if (rc != 0) {
+        fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" could not build its %u instances before the workers "
+                        "start: %s\n", cfg->engine, total, asr_strerror(rc));
+        return 2;
+    }
+    struct log_line *l = log_begin(LOG_INFO, "engine preloaded");
+    if (l) {
+        log_str(l, "engine", cfg->engine);
+        log_u64(l, "instances", total);
+        log_u64(l, "ms", (util_now_ns() - t0) / 1000000);
+        log_end(l);
+    }
+    return 0;
 }
 
 /* Forks the worker of slot i. ready_wr: write end of a pipe the worker
@@ -400,6 +429,10 @@ int master_run(const struct config *cfg_in) {
     sigaddset(&sigs_, WORKER_SIG_STOP);
     sigprocmask(SIG_BLOCK, &sigs_, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (master_preload_engine(cfg) != 0) {
+        close_slots();
+        return 2;
+    }
     int r = store_setup(&mcfg);
     if (r != 0) {
         close_slots();

@@ -19,7 +19,7 @@ static int n_order;
 static atomic_int running, max_running, fail_create;
 static int decode_ms = 2;
 
-static void *t_create(const void *settings) { return atomic_load(&fail_create) ? NULL : malloc(1); }
+static void *t_create(const void *settings, unsigned index) { return atomic_load(&fail_create) ? NULL : malloc(1); }
 static void t_destroy(void *inst) { free(inst); }
 static int t_decode(void *inst, const struct engine_window *w, struct engine_output *out) {
     int now = atomic_fetch_add(&running, 1) + 1;
