@@ -666,11 +666,11 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
     X(missing) X(out_of_order) X(unmatched) X(slow_sessions) X(slow_chunks) X(slow_answers) X(slow_closed) \
     X(requests) X(request_failures) X(normal_sessions) X(normal_chunks) X(normal_completed) X(normal_errors) \
     X(flood_sessions) X(flood_chunks) X(flood_answers) X(flood_partials) X(flood_missing) X(flood_closed) \
-    X(server_samples)
+    X(server_samples) X(server_unsettled)
 /* Peaks: merged by taking the larger. */
 #define RUN_MAX(X) X(server_rss_peak) X(server_fds_peak) X(server_pool_busy_peak) X(server_pool_queued_peak)
 /* Double peaks: merged by taking the larger. */
-#define RUN_MAXD(X) X(server_loop_util_peak)
+#define RUN_MAXD(X) X(server_loop_util_peak) X(server_settle_s)
 #define RUN_DBL(X) X(start_s) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
 #define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status) X(request_errors) X(flood_errors) \
     X(flood_close_codes) X(slow_close_codes)

@@ -316,6 +316,8 @@ struct loadstat_run {
     double   server_loop_util_peak;   /* highest loop.utilization seen (0..1) */
     uint64_t server_pool_busy_peak;   /* highest engine.pool.busy seen */
     uint64_t server_pool_queued_peak; /* highest engine.pool.queued seen */
+    double   server_settle_s;         /* seconds the "after" snapshot waited for the server to settle */
+    uint64_t server_unsettled;        /* phases whose "after" open fds were still changing when the wait ended */
     uint64_t requests;                /* rest: responses received */
     uint64_t request_failures;        /* rest: non-200, connect or timeout */
     struct loadstat_counts http_status; /* rest: responses by status, "200", "503", ... */

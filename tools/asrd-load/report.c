@@ -143,6 +143,8 @@ static void print_server(const struct load *L, const struct loadstat_run *r) {
            "", (double)a->rss_bytes / 1048576.0, (double)b->rss_bytes / 1048576.0,
            (double)r->server_rss_peak / 1048576.0, (unsigned long long)a->open_fds, (unsigned long long)b->open_fds,
            (unsigned long long)r->server_fds_peak, (unsigned long long)r->server_samples);
+    printf("%-14s\"after\" read once the server settled: waited %.1f s%s\n", "", r->server_settle_s,
+           r->server_unsettled ? ", its open fds still changing (read anyway)" : " (open fds steady)");
     printf("%-14ssessions.active %llu -> %llu  connections.active %llu -> %llu  chunk p99 (server) %.2f ms", "",
            (unsigned long long)a->sessions_active, (unsigned long long)b->sessions_active,
            (unsigned long long)a->connections_active, (unsigned long long)b->connections_active, b->chunk_p99_ms);
@@ -182,6 +184,8 @@ void report_print(const struct load *L) {
         const struct loadstat_run *last = &L->res.steps[L->res.n_steps - 1];
         both.server_before = L->res.steps[0].server_before;
         both.server_after = last->server_after;
+        both.server_settle_s = last->server_settle_s;
+        both.server_unsettled = last->server_unsettled;
         print_server(L, &both);
     } else {
         print_server(L, t);

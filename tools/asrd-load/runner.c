@@ -109,7 +109,9 @@ static void phase_finish_cb(uv_timer_t *t) {
     r->answer_rate = r->stream_s > 0 ? (double)(sc->driver->rest ? r->requests : r->answers) / r->stream_s : 0;
     loadstat_hist_summary(&ph->lat, &r->latency);
     loadstat_hist_summary(&ph->added, &r->added);
-    srvmetrics_fetch_settled(&L->cfg->t, &r->server_before, &r->server_after);
+    int steady = 0;
+    srvmetrics_fetch_settled(&L->cfg->t, &r->server_before, &r->server_after, &r->server_settle_s, &steady);
+    r->server_unsettled = r->server_before.ok && r->server_after.ok && !steady;
     loadstat_run_peak(r, &r->server_after);
     if (sc->phase_end) sc->phase_end(L, r);
     loadstat_hist_merge(&L->all_lat, &ph->lat);

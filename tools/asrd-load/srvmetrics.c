@@ -82,21 +82,59 @@ done:
 
 /* ---- the settled "after" snapshot ---------------------------------------- */
 
-void srvmetrics_fetch_settled(const struct load_target *t, const struct loadstat_server *before,
-                              struct loadstat_server *out) {
-    uint64_t deadline = util_now_ns() + 3 * NS;
-    if (before->workers > 1) {
-        struct timespec ts = {1, 100000000};
-        nanosleep(&ts, NULL);
+void srvmetrics_settle_init(struct srvmetrics_settle *s, const struct loadstat_server *before, uint64_t now_ns) {
+    memset(s, 0, sizeof *s);
+    s->before = *before;
+    s->t0 = now_ns;
+    s->steady_ns = before->workers > 1 ? SRVMETRICS_STEADY_WORKERS_NS : SRVMETRICS_STEADY_NS;
+}
+
+static int settle_end(struct srvmetrics_settle *s, uint64_t now_ns, int steady) {
+    s->steady = steady;
+    s->waited_s = (double)(now_ns - s->t0) / 1e9;
+    return 1;
+}
+
+int srvmetrics_settle_feed(struct srvmetrics_settle *s, const struct loadstat_server *snap, uint64_t now_ns) {
+    const struct loadstat_server *b = &s->before;
+    if (!snap->ok || !b->ok) return settle_end(s, now_ns, 0);
+    uint64_t waited = now_ns - s->t0;
+    if (!s->active_done) {
+        int back = snap->sessions_active <= b->sessions_active && snap->connections_active <= b->connections_active;
+        if (!back && waited < SRVMETRICS_SETTLE_ACTIVE_NS) return 0;
+        s->active_done = 1;
     }
+    if (snap->open_fds == b->open_fds) return settle_end(s, now_ns, 1);
+    if (!s->have_fds || snap->open_fds != s->last_fds) {
+        s->have_fds = 1;
+        s->last_fds = snap->open_fds;
+        s->last_change = now_ns;
+    } else if (now_ns - s->last_change >= s->steady_ns) {
+        return settle_end(s, now_ns, 1);
+    }
+    if (waited >= SRVMETRICS_SETTLE_MAX_NS) return settle_end(s, now_ns, 0);
+    return 0;
+}
+
+static void sleep_ns(uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / NS), (long)(ns % NS)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+void srvmetrics_fetch_settled(const struct load_target *t, const struct loadstat_server *before,
+                              struct loadstat_server *out, double *waited_s, int *steady) {
+    struct srvmetrics_settle s;
+    srvmetrics_settle_init(&s, before, util_now_ns());
+    /* A master's workers publish their counters once a second (the
+     * answering worker's are live): with several, the first read waits. */
+    if (before->workers > 1) sleep_ns(1100000000ull);
     for (;;) {
         srvmetrics_fetch(t, out);
-        if (!out->ok || !before->ok || util_now_ns() >= deadline) return;
-        if (out->sessions_active <= before->sessions_active && out->connections_active <= before->connections_active)
-            return;
-        struct timespec ts = {0, 100000000};
-        nanosleep(&ts, NULL);
+        if (srvmetrics_settle_feed(&s, out, util_now_ns())) break;
+        sleep_ns(SRVMETRICS_SETTLE_POLL_NS);
     }
+    *waited_s = s.waited_s;
+    *steady = s.steady;
 }
 
 /* ---- samples during a phase -------------------------------------------- */
