@@ -149,6 +149,7 @@ static void phase_start(struct load *L, unsigned target) {
     struct load_phase *ph = &L->ph;
     memset(ph, 0, sizeof *ph);
     ph->target = target;
+    L->tick_chunks = L->tick_answers = 0;   /* the phase's counters start from 0 */
     srvmetrics_fetch(&L->cfg->t, &ph->run.server_before);
     loadstat_run_peak(&ph->run, &ph->run.server_before);
     srvmetrics_sampler_start(&L->sampler, L->cfg->o.sample_s);
