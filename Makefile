@@ -51,7 +51,7 @@ LOAD_SRC  := $(wildcard tools/asrd-load/*.c)
 LOAD_OBJ  := $(LOAD_SRC:tools/asrd-load/%.c=$(BUILD)/obj/tools/asrd-load/%.o)
 # Unit tests of the load tool's modules link its objects (all but main).
 LOAD_TEST_OBJ := $(filter-out %/main.o,$(LOAD_OBJ))
-LOAD_TESTS    := $(patsubst %,$(BUILD)/tests/%,test_loadstat test_srvmetrics)
+LOAD_TESTS    := $(patsubst %,$(BUILD)/tests/%,test_loadstat test_speechstat test_srvmetrics)
 
 .PHONY: all deps deps-test run test unit integration asan-test clang-check lint clean
 all: $(BUILD)/asrd $(UNIT_BIN) $(BUILD)/asrd-load

@@ -12,7 +12,9 @@
     X(slow_readers)       \
     X(churn)              \
     X(rest)               \
-    X(flood)
+    X(flood)              \
+    X(speech)             \
+    X(speech_capacity)
 
 #define DECLARE_(n) extern const struct scenario sc_##n;
 SCENARIO_TABLE(DECLARE_)
