@@ -94,9 +94,9 @@ static void sess_send_stop(struct load *L, struct sess *s) {
     if (s->slow) {
         /* Read again, to see the final and the close code (1000, or 1008 if
          * the server gave up on us without our noticing). */
-        sess_read_start(s);
+        wsclient_read_start(s);
     }
-    sess_queue(s, WSLAY_TEXT_FRAME, stop, sizeof stop - 1);
+    wsclient_queue(s, WSLAY_TEXT_FRAME, stop, sizeof stop - 1);
 }
 
 /* The looped clip 0, from the session's random starting chunk: slot k is
@@ -146,9 +146,9 @@ static void sess_service(struct load *L, struct sess *s, uint64_t now) {
             sc->len = 0;
             buf_printf(sc, "{\"type\":\"audio_chunk\",\"data\":\"%s\",\"sequence\":%llu}", b64,
                        (unsigned long long)seq);
-            sess_queue(s, WSLAY_TEXT_FRAME, sc->data, sc->len);
+            wsclient_queue(s, WSLAY_TEXT_FRAME, sc->data, sc->len);
         } else {
-            sess_queue(s, WSLAY_BINARY_FRAME, pcm, L->clips->chunk_bytes);
+            wsclient_queue(s, WSLAY_BINARY_FRAME, pcm, L->clips->chunk_bytes);
         }
         if (hk->on_sent && s->st == ST_STREAMING) hk->on_sent(L, s, seq, t);
     }
@@ -199,7 +199,7 @@ static void sess_opened(struct load *L, struct sess *s) {
     s->deadline = 0;
     run->sessions_opened++;
     if (s->slow) {
-        sess_read_stop(s);
+        wsclient_read_stop(s);
         run->slow_sessions++;
     } else if (s->flood) {
         /* The same chunks, flood_factor times as often. */
@@ -276,7 +276,7 @@ static void ev_fail(void *arg, struct sess *s, const char *why) {
     loadstat_counts_add(&L->ph.run.connect_errors, why, 1);
 }
 
-/* Accounts the session once (wsclient's sess_end). */
+/* Accounts the session once (called by wsclient_end). */
 static void ev_end(void *arg, struct sess *s) {
     struct load *L = arg;
     struct loadstat_run *run = &L->ph.run;
@@ -324,20 +324,20 @@ static const struct sess_events events = {
 
 static void sess_start(struct load *L) {
     struct streams *S = S_(L);
-    struct sess *s = sess_take(&S->set);
+    struct sess *s = wsclient_take(&S->set);
     if (!s) return;
     enum loadstat_role role = loadstat_role(s->idx, S->set.n, L->cfg->o.slow_count, L->cfg->o.flood_count);
     s->slow = role == LOADSTAT_ROLE_SLOW;
     s->flood = role == LOADSTAT_ROLE_FLOOD;
     L->ph.started++;
-    int r = sess_init(s);
+    int r = wsclient_init(s);
     if (r != 0) {
         L->ph.run.connect_failures++;
         loadstat_counts_add(&L->ph.run.connect_errors, uv_err_name(r), 1);
         return;
     }
     L->ph.open++;
-    sess_connect(s);
+    wsclient_connect(s);
 }
 
 /* The spawner is a one-shot timer, armed only while it has work: during
@@ -401,7 +401,7 @@ static void streams_spawn(struct load *L) {
 static void streams_init(struct load *L) {
     struct streams *S = xcalloc(1, sizeof *S);
     L->drv = S;
-    sess_set_init(&S->set, L->loop, &L->cfg->t, opts_max_target(L->cfg), &events, L);
+    wsclient_set_init(&S->set, L->loop, &L->cfg->t, opts_max_target(L->cfg), &events, L);
     S->set.connect_timeout_s = L->cfg->o.connect_timeout_s;
     S->set.slow_rcvbuf = L->cfg->slow_rcvbuf;
     loadstat_heap_init(&S->heap);
@@ -418,7 +418,7 @@ static void streams_cleanup(struct load *L) {
     if (!S) return;
     loadstat_heap_cleanup(&S->heap);
     buf_cleanup(&S->scratch);
-    sess_set_cleanup(&S->set);
+    wsclient_set_cleanup(&S->set);
     free(S);
     L->drv = NULL;
 }
@@ -436,8 +436,8 @@ static void streams_cut(struct load *L) {
     for (unsigned i = 0; i < set->n; i++) {
         struct sess *s = &set->v[i];
         if (s->st == ST_IDLE || s->st == ST_ENDED) continue;
-        if (s->st < ST_STREAMING) sess_fail(s, "timeout");
-        else sess_end(s);
+        if (s->st < ST_STREAMING) wsclient_fail(s, "timeout");
+        else wsclient_end(s);
     }
 }
 
@@ -464,8 +464,8 @@ static unsigned streams_tick(struct load *L, uint64_t now, unsigned *stalled) {
             }
         }
         if (s->st == ST_IDLE || s->st == ST_ENDED || !s->deadline || now < s->deadline) continue;
-        if (s->st < ST_STREAMING) sess_fail(s, "timeout");
-        else sess_end(s);
+        if (s->st < ST_STREAMING) wsclient_fail(s, "timeout");
+        else wsclient_end(s);
     }
     for (unsigned i = 0; i < set->n; i++)
         if (set->v[i].st == ST_STREAMING) streaming++;

@@ -37,7 +37,7 @@ static void on_sess_write(uv_write_t *req, int status) {
         sess_lost(s, status);
         return;
     }
-    if (s->close_after_write && s->wq_bytes == 0) sess_end(s);
+    if (s->close_after_write && s->wq_bytes == 0) wsclient_end(s);
 }
 
 /* Writes p[0..n) to the session's socket: directly when nothing is queued
@@ -154,16 +154,16 @@ static void sess_check_closed(struct sess *s) {
          * upgrade (1013, docs/API.md) or a refusal. */
         char why[32];
         snprintf(why, sizeof why, "close_%u", s->close_code);
-        sess_fail(s, why);
+        wsclient_fail(s, why);
         return;
     }
     if (wslay_event_get_close_received(s->ctx) && !wslay_event_want_write(s->ctx)) {
-        if (s->wq_bytes == 0) sess_end(s);
+        if (s->wq_bytes == 0) wsclient_end(s);
         else s->close_after_write = 1;
     }
 }
 
-void sess_queue(struct sess *s, int opcode, const void *p, size_t n) {
+void wsclient_queue(struct sess *s, int opcode, const void *p, size_t n) {
     struct wslay_event_msg m = {.opcode = (uint8_t)opcode, .msg = p, .msg_length = n};
     if (wslay_event_queue_msg(s->ctx, &m) != 0) return;   /* closing: nothing more goes out */
     sess_pump(s);
@@ -227,11 +227,11 @@ static void hs_feed(struct sess *s, const char *p, size_t n) {
         char why[32];
         if (s->hp.status_code != 101) {
             snprintf(why, sizeof why, "http_%u", s->hp.status_code);
-            sess_fail(s, why);
+            wsclient_fail(s, why);
             return;
         }
         if (s->accept_len != strlen(s->expect) || memcmp(s->accept, s->expect, s->accept_len) != 0) {
-            sess_fail(s, "bad_accept");
+            wsclient_fail(s, "bad_accept");
             return;
         }
         static const struct wslay_event_callbacks cbs = {
@@ -240,7 +240,7 @@ static void hs_feed(struct sess *s, const char *p, size_t n) {
         };
         if (wslay_event_context_client_init(&s->ctx, &cbs, s) != 0) {
             s->ctx = NULL;
-            sess_fail(s, "ENOMEM");
+            wsclient_fail(s, "ENOMEM");
             return;
         }
         wslay_event_config_set_max_recv_msg_length(s->ctx, 1u << 20);
@@ -249,11 +249,11 @@ static void hs_feed(struct sess *s, const char *p, size_t n) {
         return;
     }
     if (HTTP_PARSER_ERRNO(&s->hp) != HPE_OK) {
-        sess_fail(s, "bad_handshake");
+        wsclient_fail(s, "bad_handshake");
     } else if (s->hdr_done) {
         char why[32];
         snprintf(why, sizeof why, "http_%u", s->hp.status_code);
-        sess_fail(s, s->hp.status_code == 101 ? "bad_handshake" : why);
+        wsclient_fail(s, s->hp.status_code == 101 ? "bad_handshake" : why);
     }
 }
 
@@ -274,15 +274,15 @@ static void on_sess_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     else ws_feed(s, (const uint8_t *)b->base, (size_t)nread);
 }
 
-int sess_read_start(struct sess *s) { return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_sess_read); }
+int wsclient_read_start(struct sess *s) { return uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_sess_read); }
 
-void sess_read_stop(struct sess *s) { uv_read_stop((uv_stream_t *)&s->tcp); }
+void wsclient_read_stop(struct sess *s) { uv_read_stop((uv_stream_t *)&s->tcp); }
 
 static void on_sess_connect(uv_connect_t *req, int status) {
     struct sess *s = req->data;
     if (s->st != ST_CONNECTING) return;
     if (status < 0) {
-        sess_fail(s, uv_err_name(status));
+        wsclient_fail(s, uv_err_name(status));
         return;
     }
     uint8_t key[16];
@@ -307,8 +307,8 @@ static void on_sess_connect(uv_connect_t *req, int status) {
     s->hp.data = s;
     s->st = ST_HANDSHAKE;
     int r = sess_write(s, req_text, (size_t)n);
-    if (r == 0) r = sess_read_start(s);
-    if (r != 0) sess_fail(s, uv_err_name(r));
+    if (r == 0) r = wsclient_read_start(s);
+    if (r != 0) wsclient_fail(s, uv_err_name(r));
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -323,7 +323,7 @@ static void on_sess_close(uv_handle_t *h) {
     set->ev->on_closed(set->arg, s);
 }
 
-void sess_end(struct sess *s) {
+void wsclient_end(struct sess *s) {
     if (s->st == ST_ENDED || s->st == ST_IDLE) return;
     s->set->ev->on_end(s->set->arg, s);
     s->st = ST_ENDED;
@@ -337,14 +337,14 @@ void sess_end(struct sess *s) {
     }
 }
 
-void sess_fail(struct sess *s, const char *why) {
+void wsclient_fail(struct sess *s, const char *why) {
     if (s->st == ST_ENDED || s->st == ST_IDLE) return;
     if (why) {
         s->failed = 1;
         s->set->ev->on_fail(s->set->arg, s, why);
     }
     s->counted_open = 0;
-    sess_end(s);
+    wsclient_end(s);
 }
 
 /* The TCP connection ended (EOF, reset, write error) or broke the protocol. */
@@ -353,14 +353,14 @@ static void sess_lost(struct sess *s, int err) {
     if (s->st < ST_STREAMING) {
         char why[32];
         snprintf(why, sizeof why, "%s_before_session", err == UV_EOF ? "EOF" : uv_err_name(err));
-        sess_fail(s, why);
+        wsclient_fail(s, why);
         return;
     }
     if (s->st == ST_STREAMING) s->lost_streaming = 1;
-    sess_end(s);
+    wsclient_end(s);
 }
 
-struct sess *sess_take(struct sess_set *set) {
+struct sess *wsclient_take(struct sess_set *set) {
     if (!set->nfree) return NULL;
     unsigned idx = set->freelist[--set->nfree];
     struct sess *s = &set->v[idx];
@@ -370,14 +370,14 @@ struct sess *sess_take(struct sess_set *set) {
     return s;
 }
 
-int sess_init(struct sess *s) {
+int wsclient_init(struct sess *s) {
     struct sess_set *set = s->set;
     int r = uv_tcp_init_ex(set->loop, &s->tcp, set->t->addr.ss_family);
     if (r != 0) set->freelist[set->nfree++] = s->idx;
     return r;
 }
 
-void sess_connect(struct sess *s) {
+void wsclient_connect(struct sess *s) {
     struct sess_set *set = s->set;
     s->tcp.data = s;
     s->creq.data = s;
@@ -392,10 +392,10 @@ void sess_connect(struct sess *s) {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     }
     int r = uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&set->t->addr, on_sess_connect);
-    if (r != 0) sess_fail(s, uv_err_name(r));
+    if (r != 0) wsclient_fail(s, uv_err_name(r));
 }
 
-void sess_set_init(struct sess_set *set, uv_loop_t *loop, const struct load_target *t, unsigned n,
+void wsclient_set_init(struct sess_set *set, uv_loop_t *loop, const struct load_target *t, unsigned n,
                    const struct sess_events *ev, void *arg) {
     memset(set, 0, sizeof *set);
     set->loop = loop;
@@ -410,7 +410,7 @@ void sess_set_init(struct sess_set *set, uv_loop_t *loop, const struct load_targ
     set->mask_pos = sizeof set->mask_pool;
 }
 
-void sess_set_cleanup(struct sess_set *set) {
+void wsclient_set_cleanup(struct sess_set *set) {
     buf_cleanup(&set->out);
     free(set->v);
     free(set->freelist);

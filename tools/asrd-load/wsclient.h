@@ -18,7 +18,7 @@
  * (accounted, handle closing) -> IDLE (slot free). A session that never
  * reached STREAMING *fails* (a connect failure with a cause); one that did
  * is *lost* when its connection breaks, and *ends* when both close frames
- * were exchanged. Every end goes through sess_end exactly once. */
+ * were exchanged. Every end goes through wsclient_end exactly once. */
 #ifndef ASRD_LOAD_WSCLIENT_H
 #define ASRD_LOAD_WSCLIENT_H
 
@@ -116,33 +116,34 @@ struct sess_set {
     size_t      mask_pos;
 };
 
-void sess_set_init(struct sess_set *set, uv_loop_t *loop, const struct load_target *t, unsigned n,
+void wsclient_set_init(struct sess_set *set, uv_loop_t *loop, const struct load_target *t, unsigned n,
                    const struct sess_events *ev, void *arg);
-void sess_set_cleanup(struct sess_set *set);
+void wsclient_set_cleanup(struct sess_set *set);
 
 /* A free slot, zeroed (idx and set filled in), or NULL when none is free.
- * Pass it to sess_connect, which puts it back on failure. */
-struct sess *sess_take(struct sess_set *set);
+ * Then wsclient_init (which puts it back when it fails) and
+ * wsclient_connect. */
+struct sess *wsclient_take(struct sess_set *set);
 /* Initialises the slot's TCP handle. Returns 0, or a libuv error: the slot
  * is then free again and no event runs. */
-int  sess_init(struct sess *s);
+int  wsclient_init(struct sess *s);
 /* Starts the connection of an initialised slot (ST_CONNECTING, deadline
  * connect_timeout_s from now). A connect that fails at once fails the
  * session (on_fail, on_end, then on_closed later). */
-void sess_connect(struct sess *s);
+void wsclient_connect(struct sess *s);
 
 /* Queues one message (copied by wslay) and sends what can be sent. A
  * session closing already takes nothing. */
-void sess_queue(struct sess *s, int opcode, const void *p, size_t n);
+void wsclient_queue(struct sess *s, int opcode, const void *p, size_t n);
 /* Starts or stops reading (slow readers stop after `session`). */
-int  sess_read_start(struct sess *s);
-void sess_read_stop(struct sess *s);
+int  wsclient_read_start(struct sess *s);
+void wsclient_read_stop(struct sess *s);
 
 /* Accounts the session once (on_end) and closes its handle. */
-void sess_end(struct sess *s);
+void wsclient_end(struct sess *s);
 /* A connect, upgrade or `session` that did not happen: why is the cause
  * counted by on_fail, NULL for a session cancelled by the end of the phase
  * (not counted). */
-void sess_fail(struct sess *s, const char *why);
+void wsclient_fail(struct sess *s, const char *why);
 
 #endif
