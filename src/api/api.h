@@ -11,7 +11,8 @@
  *   wire.c      client messages decoded, server messages encoded (wire.h)
  *   sync.c      streams <-> the session store (sync.h)
  *   registry.c  session id -> stream (registry.h)
- *   auth.c      API keys, the Origin allowlist (auth.h)
+ *   auth.c      API keys, access tokens and POST /v1/auth/token, the
+ *               Origin allowlist (auth.h)
  *   api.c       the context: create, close, destroy */
 #ifndef ASRD_API_H
 #define ASRD_API_H
@@ -57,6 +58,10 @@ void api_destroy(struct api *api);
 
 /* POST /v1/transcribe (rest.c). ctx is the struct api. */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
+
+/* POST /v1/auth/token (auth.c; docs/API.md "Access tokens"): an API key
+ * asks for a short-lived token. ctx is the struct api. */
+void api_auth_token(void *ctx, struct http_conn *hc, struct http_req *req);
 
 /* GET /v1/transcribe/stream: checks the request in the order of docs/API.md
  * "Connecting" and upgrades it, or answers the refusal (stream.c). ctx is

@@ -327,8 +327,9 @@ static void after_decode(uv_work_t *w, int status) {
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct api_env *env = ((struct api *)ctx)->env;
-    if (auth_check_key(env->cfg, req) != 0) {
-        http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+    int ar = auth_check(env->cfg, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
+    if (ar != 0) {
+        auth_respond_refusal(hc, ar);
         return;
     }
     if (req->body.len == 0) {

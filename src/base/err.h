@@ -40,7 +40,10 @@
     X(ASR_E_STORE_UNAVAILABLE, -33, "STORE_UNAVAILABLE", 503, "session store unavailable") \
     X(ASR_E_TOO_MANY_CONNECTIONS, -34, "TOO_MANY_CONNECTIONS", 503, "too many connections") \
     X(ASR_E_ENGINE_BUSY,       -35, "ENGINE_BUSY",       503, "engine backlog full") \
-    X(ASR_E_ORIGIN_NOT_ALLOWED, -36, "ORIGIN_NOT_ALLOWED", 403, "origin not allowed")
+    X(ASR_E_ORIGIN_NOT_ALLOWED, -36, "ORIGIN_NOT_ALLOWED", 403, "origin not allowed") \
+    X(ASR_E_TOKEN_INVALID,     -37, "TOKEN_INVALID",     401, "invalid access token") \
+    X(ASR_E_TOKEN_EXPIRED,     -38, "TOKEN_EXPIRED",     401, "access token expired") \
+    X(ASR_E_TOKEN_SCOPE,       -39, "TOKEN_SCOPE",       403, "access token not valid for this route")
 
 enum asr_err {
 #define ASR_ERR_ENUM_(name, val, code, status, msg) name = val,

@@ -26,14 +26,16 @@ struct mview {
 #define HIST_BASE_MS 0.001
 #define HIST_PER_OCTAVE 8.0
 
-static const int status_codes[METRIC_STATUSES] = {101, 200, 400, 401, 403, 404, 405, 408, 409,
+static const int status_codes[METRIC_STATUSES] = {101, 200, 204, 304, 400, 401, 403, 404, 405, 408, 409,
                                                   411, 413, 415, 426, 429, 431, 500, 503, 0};
 static const int close_codes[METRIC_CLOSE_CODES] = {1000, 1001, 1008, 1009, 1011, 1013, -1, 0};
 static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO", "CHUNK_TOO_LARGE",
                                                "OUT_OF_ORDER", "RATE_LIMITED", "SERVER_BUSY",
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
-                                                  "metrics_json", "metrics_prom", "other"};
+                                                  "metrics_json", "metrics_prom", "auth_token", "web", "other"};
+static const char *const auth_refusal_names[AREF__N] = {"unauthorized", "token_invalid", "token_expired",
+                                                         "token_scope"};
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
@@ -240,6 +242,11 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)M->close_codes[i]);
     }
     buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)M->ws_paused);
+    buf_printf(b, ",\"auth\":{\"tokens_issued\":%llu,\"refused\":{", (unsigned long long)M->auth_tokens_issued);
+    for (int i = 0; i < AREF__N; i++)
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", auth_refusal_names[i], (unsigned long long)M->auth_refused[i]);
+    buf_printf(b, "}},\"cors\":{\"preflights\":%llu,\"refused\":%llu}", (unsigned long long)M->cors_preflights,
+               (unsigned long long)M->cors_refused);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
                   "\"snapshot_writes\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
@@ -379,6 +386,13 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
                            route_names[r], status_codes[s], (unsigned long long)M->requests[r][s]);
     PROM_EACH("counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", (double)M->ws_paused);
+    PROM_EACH("counter", "auth_tokens_issued_total", "Access tokens minted.", (double)M->auth_tokens_issued);
+    buf_puts(b, "# HELP asrd_auth_refused_total Credentials refused, by cause.\n# TYPE asrd_auth_refused_total counter\n");
+    EACH_WORKER for (int i = 0; i < AREF__N; i++)
+        buf_printf(b, "asrd_auth_refused_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, auth_refusal_names[i],
+                   (unsigned long long)M->auth_refused[i]);
+    PROM_EACH("counter", "cors_preflights_total", "CORS preflights answered.", (double)M->cors_preflights);
+    PROM_EACH("counter", "cors_refused_total", "Requests refused: Origin not in ASR_CORS_ORIGINS.", (double)M->cors_refused);
     PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
     PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
@@ -522,6 +536,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
     S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
+    S_(auth_tokens_issued); SA_(auth_refused); S_(cors_preflights); S_(cors_refused);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);
     hist_sum(&a->loop_busy, &b->loop_busy); S_(loop_iterations);

@@ -26,7 +26,16 @@ enum metric_err {                     /* docs/API.md streaming error codes */
 
 enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
+    ROUTE_AUTH_TOKEN, ROUTE_WEB,      /* POST /v1/auth/token; the page's static files */
     ROUTE_OTHER, ROUTE__N
+};
+
+enum metric_auth_refusal {            /* why a request's credential was refused (docs/API.md "Authentication") */
+    AREF_UNAUTHORIZED,                /* none, or neither a key nor a token (401) */
+    AREF_TOKEN_INVALID,               /* a token not signed here, malformed, or of a key now gone (401) */
+    AREF_TOKEN_EXPIRED,               /* a token past its expires_at (401) */
+    AREF_TOKEN_SCOPE,                 /* a token without this route's scope (403) */
+    AREF__N
 };
 
 enum metric_end {                     /* why a session ended */
@@ -42,7 +51,7 @@ enum metric_rest_fail {               /* why a REST transcription did not answer
     RFAIL__N
 };
 
-#define METRIC_STATUSES 18
+#define METRIC_STATUSES 20
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {
@@ -83,6 +92,10 @@ struct metrics {
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;
     uint64_t ws_paused;               /* times a socket was paused for backpressure */
+    uint64_t auth_tokens_issued;      /* access tokens minted (POST /v1/auth/token) */
+    uint64_t auth_refused[AREF__N];   /* credentials refused, by cause */
+    uint64_t cors_preflights;         /* CORS preflights answered 204 */
+    uint64_t cors_refused;            /* requests refused: an Origin not in ASR_CORS_ORIGINS */
     uint64_t store_up;                /* gauge: 1 while the session store is available */
     uint64_t store_ops;               /* store operations started */
     uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */

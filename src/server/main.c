@@ -10,6 +10,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "engines/registry.h"
 #include "server/master.h"
 #include "server/worker.h"
@@ -121,6 +122,11 @@ int main(int argc, char **argv) {
     if (sodium_init() < 0) {
         fprintf(stderr, "asrd: libsodium failed to initialize\n");
         return 1;
+    }
+    if (!cfg.token_secret[0]) { /* tokens then hold on this instance only (base/config.h) */
+        util_random_id(cfg.token_secret);
+        util_random_id(cfg.token_secret + 32);
+        cfg.token_secret_random = 1;
     }
     log_setup(cfg.log_level, cfg.log_format, "master");
     char dump[4096];

@@ -340,6 +340,7 @@ static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
         {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api},
         {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api},
+        {"/v1/auth/token", HTTP_POST, ROUTE_AUTH_TOKEN, api_auth_token, w->api},
         {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
         {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
         {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
@@ -347,9 +348,11 @@ static void routes_init(struct worker *w) {
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
     const struct config *c = w->cfg;
+    w->cors = (struct http_cors){.origins = c->cors_origins, .max_age_s = (unsigned)c->cors_max_age_s};
     w->http = (struct http_server){
         .routes = w->routes,
         .n_routes = sizeof routes / sizeof routes[0],
+        .cors = &w->cors,
         .max_header_bytes = c->max_header_bytes,
         .max_upload_bytes = c->max_upload_bytes,
         .handshake_timeout_ms = (uint64_t)c->handshake_timeout_s * 1000,

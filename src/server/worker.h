@@ -21,7 +21,7 @@ struct worker_proc_waiter {
     struct worker_proc_waiter *next;
 };
 
-#define WORKER_ROUTES 8
+#define WORKER_ROUTES 16
 
 /* What the master tells a worker (docs/internals/workers.md, "Signals").
  * None of them is sent by a terminal or by a signal to the process group,
@@ -40,6 +40,7 @@ struct worker {
     struct api  *api;                /* owned: the API context (api_create), freed at exit */
     struct http_server http;         /* routes and request limits */
     struct http_route routes[WORKER_ROUTES];
+    struct http_cors cors;           /* the CORS policy http serves with (ASR_CORS_*) */
     struct pool *pool;               /* owned: a windowed engine's inference pool, or NULL */
     uv_tcp_t     listener;
     uv_prepare_t prep;               /* flush writes before polling */
