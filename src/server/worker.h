@@ -12,6 +12,7 @@
 #include "base/config.h"
 #include "base/metrics.h"
 #include "net/conn.h"
+#include "net/files.h"
 #include "net/http.h"
 
 
@@ -41,6 +42,8 @@ struct worker {
     struct http_server http;         /* routes and request limits */
     struct http_route routes[WORKER_ROUTES];
     struct http_cors cors;           /* the CORS policy http serves with (ASR_CORS_*) */
+    struct files *files;             /* owned: the page's static files (ASR_WEB_DIR), or NULL */
+    char         web_dir[4096];      /* the directory they come from ("" = no page) */
     struct pool *pool;               /* owned: a windowed engine's inference pool, or NULL */
     uv_tcp_t     listener;
     uv_prepare_t prep;               /* flush writes before polling */
