@@ -241,10 +241,10 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     }
     buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)M->ws_paused);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
-                  "\"snapshot_writes\":%llu}",
+                  "\"snapshot_writes\":%llu,\"republished\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
                (unsigned long long)M->store_timeouts, (unsigned long long)M->store_reconnects,
-               (unsigned long long)M->store_writes);
+               (unsigned long long)M->store_writes, (unsigned long long)M->store_republished);
     buf_printf(b,
                ",\"engine\":{\"requests\":%llu,\"errors\":%llu,\"windows_skipped\":%llu,\"utterances_cut\":%llu,"
                "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queued_finals\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
@@ -384,6 +384,7 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
     PROM_EACH("counter", "store_reconnects_total", "Session store reconnections.", M->store_reconnects);
     PROM_EACH("counter", "store_snapshot_writes_total", "Session snapshots written to a shared store.", M->store_writes);
+    PROM_EACH("counter", "store_republished_total", "Session records written again after the store (re)connected.", M->store_republished);
     PROM_EACH("counter", "engine_requests_total", "Engine requests made.", (double)M->engine_requests);
     PROM_EACH("counter", "engine_errors_total", "Engine requests that failed.", (double)M->engine_errors);
     PROM_EACH("counter", "windows_skipped_total", "Partial windows skipped under load (partial server_busy).", (double)M->windows_skipped);
@@ -518,6 +519,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
+    S_(store_republished);
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
     S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);

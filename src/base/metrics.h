@@ -89,6 +89,7 @@ struct metrics {
     uint64_t store_timeouts;
     uint64_t store_reconnects;
     uint64_t store_writes;            /* session snapshots written (shared store) */
+    uint64_t store_republished;       /* records written again after the store (re)connected */
     struct hist lat_queue;            /* chunk arrival -> engine submit */
     struct hist lat_engine;           /* engine submit -> result */
     struct hist lat_total;            /* chunk arrival -> answer queued */
