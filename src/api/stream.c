@@ -373,6 +373,8 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
         .max_queue_bytes = c->max_send_queue_bytes,
         .max_queue_msgs = (size_t)c->max_send_queue_size,
         .slow_client_threshold = c->slow_client_threshold,
+        .ping_interval_ms = (uint64_t)c->ping_interval_s * 1000,
+        .ping_timeout_ms = (uint64_t)c->ping_timeout_s * 1000,
     };
     if (resumed) metrics.sessions_resumed++;
     else metrics.sessions_total++;

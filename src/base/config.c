@@ -107,6 +107,11 @@ static const struct config_opt opts[] = {
      "send-queue overflows in a row before close 1008"},
     {"ASR_SEND_TIMEOUT_S", OPT_INT, F(send_timeout_s), "30", 1, 3600, NULL, 0,
      "seconds a connection's pending write may make no progress before it is closed"},
+    {"ASR_PING_INTERVAL_S", OPT_INT, F(ping_interval_s), "10", 0, 3600, NULL, 0,
+     "seconds from a WebSocket's start, and from each pong, to the server's next ping; 0 = no pings"},
+    {"ASR_PING_TIMEOUT_S", OPT_INT, F(ping_timeout_s), "10", 1, 3600, NULL, 0,
+     "a pong missing this many seconds after its ping means a dead or stuck peer: the connection is "
+     "dropped and its session stays resumable (found within interval + timeout)"},
     {"ASR_RATE_ABUSE_THRESHOLD", OPT_INT, F(rate_abuse_threshold), "20", 1, 1000000, NULL, 0,
      "RATE_LIMITED chunks in a row before close 1008"},
     {"ASR_LOG_LEVEL", OPT_CHOICE, F(log_level), "info", 0, 0, "debug|info|warn|error", 0, "log level"},

@@ -62,6 +62,8 @@ struct config {
     int      max_send_queue_size;      /* ASR_MAX_SEND_QUEUE_SIZE, messages */
     int      slow_client_threshold;    /* ASR_SLOW_CLIENT_THRESHOLD */
     int      send_timeout_s;           /* ASR_SEND_TIMEOUT_S: a write making no progress */
+    int      ping_interval_s;          /* ASR_PING_INTERVAL_S: WebSocket ping after this long (0 = none) */
+    int      ping_timeout_s;           /* ASR_PING_TIMEOUT_S: a pong missing this long: dead or stuck peer */
     int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
     /* logging */
     char     log_level[16];            /* ASR_LOG_LEVEL */

@@ -240,6 +240,9 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)M->close_codes[i]);
     }
     buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)M->ws_paused);
+    buf_printf(b, ",\"liveness\":{\"pings\":%llu,\"pongs\":%llu,\"ping_timeouts\":%llu}",
+               (unsigned long long)M->ws_pings, (unsigned long long)M->ws_pongs,
+               (unsigned long long)M->ws_ping_timeouts);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
                   "\"snapshot_writes\":%llu,\"republished\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
@@ -379,6 +382,9 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
                            route_names[r], status_codes[s], (unsigned long long)M->requests[r][s]);
     PROM_EACH("counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", (double)M->ws_paused);
+    PROM_EACH("counter", "ws_pings_total", "WebSocket pings sent (liveness).", (double)M->ws_pings);
+    PROM_EACH("counter", "ws_pongs_total", "WebSocket pongs received that answered the last ping.", (double)M->ws_pongs);
+    PROM_EACH("counter", "ws_ping_timeouts_total", "Connections reset because a pong was missing (dead or stuck peer).", (double)M->ws_ping_timeouts);
     PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
     PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
@@ -523,6 +529,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
     S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);

@@ -83,6 +83,9 @@ struct metrics {
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;
     uint64_t ws_paused;               /* times a socket was paused for backpressure */
+    uint64_t ws_pings;                /* pings sent (liveness) */
+    uint64_t ws_pongs;                /* pongs received that answered our last ping */
+    uint64_t ws_ping_timeouts;        /* connections reset: pong missing (dead or stuck peer) */
     uint64_t store_up;                /* gauge: 1 while the session store is available */
     uint64_t store_ops;               /* store operations started */
     uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */
