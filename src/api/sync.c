@@ -222,7 +222,9 @@ int sync_open(struct sync *sy, uv_loop_t *loop, const struct config *cfg, struct
     struct store_cfg sc = {
         .redis_url = cfg->redis_url,
         .worker_id = cfg->worker_id,
-        .session_ttl_s = (unsigned)cfg->idle_timeout_s + 60,
+        /* a record outlives the longer of the two windows it serves */
+        .session_ttl_s = (unsigned)(cfg->idle_timeout_s > cfg->resume_timeout_s ? cfg->idle_timeout_s
+                                                                                 : cfg->resume_timeout_s) + 60,
         .max_global_sessions = (uint64_t)cfg->max_global_sessions,
         .on_released = on_released,
         .on_state = on_store_state,

@@ -37,7 +37,7 @@ static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "healt
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
-                                              "policy", "too_big", "shutdown", "error", "moved"};
+                                              "policy", "too_big", "shutdown", "error", "moved", "evicted"};
 
 /* Per-second rates: a ring of samples taken by metrics_tick(). */
 #define RATE_WINDOW 11
@@ -198,8 +198,10 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     buf_printf(b, ",\"connections\":{\"active\":%llu,\"total\":%llu,\"refused\":%llu}",
                (unsigned long long)M->connections_active, (unsigned long long)M->connections_total,
                (unsigned long long)M->connections_refused);
-    buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
+    buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"detached\":%llu,\"evicted_for_room\":%llu,"
+                  "\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
                (unsigned long long)M->sessions_active, (unsigned long long)M->sessions_attached,
+               (unsigned long long)M->sessions_detached, (unsigned long long)M->sessions_evicted_for_room,
                (unsigned long long)M->sessions_total, (unsigned long long)M->sessions_resumed,
                (unsigned long long)M->sessions_refused);
     for (int i = 0; i < END__N; i++)
@@ -344,6 +346,8 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "connections_refused_total", "Connections refused at the connection limit.", (double)M->connections_refused);
     PROM_EACH("gauge", "sessions_active", "Streaming sessions, live or resumable.", (double)M->sessions_active);
     PROM_EACH("gauge", "sessions_attached", "Streaming sessions with a live connection.", (double)M->sessions_attached);
+    PROM_EACH("gauge", "sessions_detached", "Streaming sessions dropped and resumable.", (double)M->sessions_detached);
+    PROM_EACH("counter", "sessions_evicted_for_room_total", "Detached sessions ended to make room for a new live one.", (double)M->sessions_evicted_for_room);
     PROM_EACH("counter", "sessions_total", "Streaming sessions created.", (double)M->sessions_total);
     PROM_EACH("counter", "sessions_resumed_total", "Streaming sessions resumed.", (double)M->sessions_resumed);
     PROM_EACH("counter", "sessions_refused_total", "Sessions refused at the session limit.", (double)M->sessions_refused);
@@ -516,7 +520,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
 #define S_(f) a->f += b->f
 #define SA_(f) for (size_t i_ = 0; i_ < sizeof a->f / sizeof a->f[0]; i_++) a->f[i_] += b->f[i_]
     S_(connections_active); S_(connections_total); S_(connections_refused);
-    S_(sessions_active); S_(sessions_attached); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
+    S_(sessions_active); S_(sessions_attached); S_(sessions_detached); S_(sessions_evicted_for_room); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
     SA_(sessions_ended);
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
@@ -565,6 +569,7 @@ int metrics_shared_peers(struct metrics_peer *out, int max) {
         int32_t pid;
         if (i == self_slot_ || !read_slot(i, &m, wid, &pid)) continue;
         out[n] = (struct metrics_peer){.pid = pid, .sessions_active = m.sessions_active,
+                                       .sessions_detached = m.sessions_detached,
                                        .connections_active = m.connections_active};
         memcpy(out[n].worker_id, wid, sizeof out[n].worker_id);
         n++;
