@@ -33,7 +33,7 @@ static const struct config_opt opts[] = {
      "comma-separated origins (https://app.example.com) or *: a WebSocket upgrade whose Origin is not listed gets 403; "
      "requests without Origin pass; empty = off"},
     {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
-     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU core"},
+     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU this process may run on (its affinity)"},
     {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,
      "session store: empty = a private redis-server the master starts (unix socket, no persistence); "
      "redis://[:password@]host:port[/db] or unix:///path = a shared Redis; "
@@ -52,7 +52,7 @@ static const struct config_opt opts[] = {
      "speech engine (asrd --help lists the engines built in and their own settings)"},
     {"ASR_INFERENCE_THREADS", OPT_INT, F(inference_threads), "0", 0, 1024, NULL, 0,
      "windowed engines: inference threads (one engine instance each) of the whole instance, shared out "
-     "to the workers; 0 = one per CPU core"},
+     "to the workers; 0 = one per CPU this process may run on"},
     {"ASR_INFERENCE_QUEUE_MAX", OPT_INT, F(inference_queue_max), "64", 1, 100000, NULL, 0,
      "windowed engines: inference jobs waiting per worker before partial windows are skipped "
      "(server_busy) and REST answers 503"},
