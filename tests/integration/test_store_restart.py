@@ -20,6 +20,13 @@ from redis_fixture import RedisServer
 
 pytestmark = pytest.mark.needs_redis
 
+# The figures of the first report are 20 sessions, Redis down 11 s, the kill
+# 8 s after it came back (docs/BENCHMARKS.md runs them so); the defaults
+# keep the test short.
+N = int(os.environ.get("ASRD_FAULT_SESSIONS", "8"))
+DOWN_S = float(os.environ.get("ASRD_FAULT_DOWN_S", "3"))
+KILL_AFTER_S = float(os.environ.get("ASRD_FAULT_KILL_AFTER_S", "1.2"))
+
 
 @pytest.fixture
 def redis():
@@ -77,7 +84,7 @@ def test_redis_restarted_empty_then_worker_killed_every_session_resumes(redis, s
     a = start_server(ASR_WORKER_ID="A", **env)
     b = start_server(ASR_WORKER_ID="B", **env)
     chunks = speech_chunks(40)
-    n = 8
+    n = N
 
     async def go():
         streams, ids, seqs = [], [], {}
@@ -90,21 +97,24 @@ def test_redis_restarted_empty_then_worker_killed_every_session_resumes(redis, s
             await send_some(streams, chunks, seqs)
         assert redis.cmd("EXISTS", "asrd:session:" + ids[0]) == ":1"
         redis.stop()
-        for _ in range(10):                      # the streams go on meanwhile
+        t_end = time.monotonic() + DOWN_S
+        while time.monotonic() < t_end:          # the streams go on meanwhile
             await send_some(streams, chunks, seqs)
             await asyncio.sleep(0.3)
         redis.start()                            # empty: no persistence
         h.poll(lambda: h.metric(a.metrics(), "store.available") == 1, 15, desc="A back on the store")
         await asyncio.sleep(0.5)
-        for _ in range(3):
+        t_end = time.monotonic() + KILL_AFTER_S
+        while time.monotonic() < t_end:          # streaming on, snapshot ticks
             await send_some(streams, chunks, seqs)
-        await asyncio.sleep(1.2)                 # a snapshot tick
+            await asyncio.sleep(0.3)
         republished = h.metric(a.metrics(), "store.republished")
         a.kill9()
         return await resume_all(b.stream_url, ids), republished
 
     (ok, failed), republished = arun(go(), 120)
-    print("resumed %d of %d after Redis restarted empty; failed: %r" % (ok, n, failed))
+    print("resumed %d of %d after Redis restarted empty (down %.0f s, kill %.0f s after); failed: %r"
+          % (ok, n, DOWN_S, KILL_AFTER_S, failed))
     assert ok == n and not failed, (ok, failed)
     assert republished == n, "store.republished %r, want %d" % (republished, n)
 
@@ -125,7 +135,7 @@ def test_private_store_restarted_then_worker_killed_every_session_resumes(start_
     srv = start_server(ASR_WORKERS=2, ASR_MOCK_LATENCY_MS=20)
     h.poll(lambda: h.metric(srv.metrics(), "store.available") == 2, 10, desc="both workers on the store")
     chunks = speech_chunks(40)
-    n = 8
+    n = N
 
     async def go():
         streams, sess, seqs = [], [], {}
@@ -143,9 +153,10 @@ def test_private_store_restarted_then_worker_killed_every_session_resumes(start_
         h.poll(lambda: h.metric(srv.metrics(), "store.available") == 2 and
                h.metric(srv.metrics(), "store.reconnects") >= 2, 15, desc="workers reconnected")
         await asyncio.sleep(0.5)
-        for _ in range(3):
+        t_end = time.monotonic() + KILL_AFTER_S
+        while time.monotonic() < t_end:
             await send_some(streams, chunks, seqs)
-        await asyncio.sleep(1.2)
+            await asyncio.sleep(0.3)
         by = {}
         for s in sess:
             by.setdefault(s["worker_id"], []).append(s["session_id"])

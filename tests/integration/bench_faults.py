@@ -1,0 +1,61 @@
+#!/usr/bin/python3
+"""How long a server takes to let go of a client that stopped reading
+(docs/BENCHMARKS.md, "Faults probed from outside"). Not a test: it prints
+figures for the binary in ASRD_BIN, before and after a change.
+
+    ASRD_BIN=build/release/asrd /usr/bin/python3 tests/integration/bench_faults.py [cap_s] [env...]
+
+The client upgrades on a raw socket, streams 100 ms chunks in real time and
+never reads (a stuck reader thread; it answers no ping either). The figure
+is the time from its first chunk until the server no longer counts the
+session as attached (it detached or ended it), capped at cap_s (default
+120). Extra KEY=VALUE arguments go to the server's environment."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import asrd_harness as h  # noqa: E402
+
+
+def stuck_reader(srv, rcvbuf, cap_s):
+    chunk = h.chunks_of(h.speech_pcm())[0]
+    c = h.raw_ws_connect(srv.port, rcvbuf=rcvbuf)
+    t0 = time.monotonic()
+    next_poll = 0
+    try:
+        while time.monotonic() - t0 < cap_s:
+            try:
+                c.sock.sendall(h.ws_frame(chunk))
+            except OSError:
+                pass
+            if time.monotonic() >= next_poll:
+                if h.metric(srv.metrics(), "sessions.attached") == 0:
+                    return time.monotonic() - t0
+                next_poll = time.monotonic() + 0.25
+            time.sleep(0.1)
+        return None
+    finally:
+        c.close()
+
+
+def main():
+    cap = float(sys.argv[1]) if len(sys.argv) > 1 else 120.0
+    env = {"ASR_MOCK_LATENCY_MS": 20}
+    for kv in sys.argv[2:]:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    h.ensure_audio()
+    for rcvbuf in (4096, None):
+        srv = h.Server(env, name="bench").start()
+        try:
+            took = stuck_reader(srv, rcvbuf, cap)
+        finally:
+            srv.stop()
+        print("stuck reader, SO_RCVBUF %s: %s" % (rcvbuf or "default",
+                                                  "not let go in %.0f s" % cap if took is None
+                                                  else "let go after %.1f s" % took))
+
+
+if __name__ == "__main__":
+    main()
