@@ -251,12 +251,15 @@ static void evict(struct stream *st, const char *why) {
 static void detached_bound(struct stream *st) {
     struct api *api = st->api;
     const struct config *c = cfg_of(st);
-    if (c->max_detached_per_ip > 0) {
+    /* 0 follows the connection limit per address: behind a balancer both
+     * are 0, every client having the balancer's address */
+    int per_ip = c->max_detached_per_ip > 0 ? c->max_detached_per_ip : c->max_connections_per_ip;
+    if (per_ip > 0) {
         size_t same = 0;
         struct stream *oldest = NULL;
         for (struct stream *x = api->detached_head; x; x = x->dnext)
             if (strcmp(x->peer_ip, st->peer_ip) == 0 && same++ == 0) oldest = x;
-        if (same > (size_t)c->max_detached_per_ip && oldest && oldest != st) evict(oldest, "address bound");
+        if (same > (size_t)per_ip && oldest && oldest != st) evict(oldest, "address bound");
     }
     while (api->n_detached > (size_t)c->max_detached_sessions && api->detached_head &&
            api->detached_head != st)

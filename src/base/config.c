@@ -82,9 +82,9 @@ static const struct config_opt opts[] = {
     {"ASR_MAX_DETACHED_SESSIONS", OPT_INT, F(max_detached_sessions), "1000", 1, 1000000, NULL, 0,
      "dropped, resumable sessions per worker; past it the oldest is evicted (ended); they also give way "
      "(oldest first) to a new live session at ASR_MAX_SESSIONS_PER_WORKER"},
-    {"ASR_MAX_DETACHED_PER_IP", OPT_INT, F(max_detached_per_ip), "10", 0, 1000000, NULL, 0,
+    {"ASR_MAX_DETACHED_PER_IP", OPT_INT, F(max_detached_per_ip), "0", 0, 1000000, NULL, 0,
      "dropped, resumable sessions per client IP address per worker; past it that address's oldest is "
-     "evicted; 0 = no per-address bound"},
+     "evicted; 0 = ASR_MAX_CONNECTIONS_PER_IP (no per-address bound when that is 0, as behind a balancer)"},
     {"ASR_HANDSHAKE_TIMEOUT_S", OPT_INT, F(handshake_timeout_s), "10", 1, 3600, NULL, 0,
      "seconds to receive a request's head (slowloris guard) and keep-alive idle time"},
     {"ASR_BODY_TIMEOUT_S", OPT_INT, F(body_timeout_s), "30", 1, 3600, NULL, 0,

@@ -48,7 +48,8 @@ struct config {
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
     int      resume_timeout_s;         /* ASR_RESUME_TIMEOUT_S: a dropped session stays resumable this long */
     int      max_detached_sessions;    /* ASR_MAX_DETACHED_SESSIONS: dropped, resumable sessions per worker */
-    int      max_detached_per_ip;      /* ASR_MAX_DETACHED_PER_IP: of those, per client address (0 = no bound) */
+    int      max_detached_per_ip;      /* ASR_MAX_DETACHED_PER_IP: of those, per client address
+                                        * (0 = max_connections_per_ip, itself 0 = no bound) */
     int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head deadline, keep-alive idle */
     int      body_timeout_s;           /* ASR_BODY_TIMEOUT_S: body progress deadline (1 KiB per period) */
     int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
