@@ -37,7 +37,7 @@ static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "healt
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
-                                              "policy", "too_big", "shutdown", "error", "moved"};
+                                              "policy", "too_big", "shutdown", "error", "moved", "evicted"};
 
 /* Per-second rates: a ring of samples taken by metrics_tick(). */
 #define RATE_WINDOW 11
@@ -198,8 +198,10 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     buf_printf(b, ",\"connections\":{\"active\":%llu,\"total\":%llu,\"refused\":%llu}",
                (unsigned long long)M->connections_active, (unsigned long long)M->connections_total,
                (unsigned long long)M->connections_refused);
-    buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
+    buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"detached\":%llu,\"evicted_for_room\":%llu,"
+                  "\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
                (unsigned long long)M->sessions_active, (unsigned long long)M->sessions_attached,
+               (unsigned long long)M->sessions_detached, (unsigned long long)M->sessions_evicted_for_room,
                (unsigned long long)M->sessions_total, (unsigned long long)M->sessions_resumed,
                (unsigned long long)M->sessions_refused);
     for (int i = 0; i < END__N; i++)
@@ -240,11 +242,14 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)M->close_codes[i]);
     }
     buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)M->ws_paused);
+    buf_printf(b, ",\"liveness\":{\"pings\":%llu,\"pongs\":%llu,\"ping_timeouts\":%llu}",
+               (unsigned long long)M->ws_pings, (unsigned long long)M->ws_pongs,
+               (unsigned long long)M->ws_ping_timeouts);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
-                  "\"snapshot_writes\":%llu}",
+                  "\"snapshot_writes\":%llu,\"republished\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
                (unsigned long long)M->store_timeouts, (unsigned long long)M->store_reconnects,
-               (unsigned long long)M->store_writes);
+               (unsigned long long)M->store_writes, (unsigned long long)M->store_republished);
     buf_printf(b,
                ",\"engine\":{\"requests\":%llu,\"errors\":%llu,\"windows_skipped\":%llu,\"utterances_cut\":%llu,"
                "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queued_finals\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
@@ -341,6 +346,8 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "connections_refused_total", "Connections refused at the connection limit.", (double)M->connections_refused);
     PROM_EACH("gauge", "sessions_active", "Streaming sessions, live or resumable.", (double)M->sessions_active);
     PROM_EACH("gauge", "sessions_attached", "Streaming sessions with a live connection.", (double)M->sessions_attached);
+    PROM_EACH("gauge", "sessions_detached", "Streaming sessions dropped and resumable.", (double)M->sessions_detached);
+    PROM_EACH("counter", "sessions_evicted_for_room_total", "Detached sessions ended to make room for a new live one.", (double)M->sessions_evicted_for_room);
     PROM_EACH("counter", "sessions_total", "Streaming sessions created.", (double)M->sessions_total);
     PROM_EACH("counter", "sessions_resumed_total", "Streaming sessions resumed.", (double)M->sessions_resumed);
     PROM_EACH("counter", "sessions_refused_total", "Sessions refused at the session limit.", (double)M->sessions_refused);
@@ -379,11 +386,15 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
                            route_names[r], status_codes[s], (unsigned long long)M->requests[r][s]);
     PROM_EACH("counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", (double)M->ws_paused);
+    PROM_EACH("counter", "ws_pings_total", "WebSocket pings sent (liveness).", (double)M->ws_pings);
+    PROM_EACH("counter", "ws_pongs_total", "WebSocket pongs received that answered the last ping.", (double)M->ws_pongs);
+    PROM_EACH("counter", "ws_ping_timeouts_total", "Connections reset because a pong was missing (dead or stuck peer).", (double)M->ws_ping_timeouts);
     PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
     PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
     PROM_EACH("counter", "store_reconnects_total", "Session store reconnections.", M->store_reconnects);
     PROM_EACH("counter", "store_snapshot_writes_total", "Session snapshots written to a shared store.", M->store_writes);
+    PROM_EACH("counter", "store_republished_total", "Session records written again after the store (re)connected.", M->store_republished);
     PROM_EACH("counter", "engine_requests_total", "Engine requests made.", (double)M->engine_requests);
     PROM_EACH("counter", "engine_errors_total", "Engine requests that failed.", (double)M->engine_errors);
     PROM_EACH("counter", "windows_skipped_total", "Partial windows skipped under load (partial server_busy).", (double)M->windows_skipped);
@@ -509,7 +520,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
 #define S_(f) a->f += b->f
 #define SA_(f) for (size_t i_ = 0; i_ < sizeof a->f / sizeof a->f[0]; i_++) a->f[i_] += b->f[i_]
     S_(connections_active); S_(connections_total); S_(connections_refused);
-    S_(sessions_active); S_(sessions_attached); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
+    S_(sessions_active); S_(sessions_attached); S_(sessions_detached); S_(sessions_evicted_for_room); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
     SA_(sessions_ended);
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
@@ -518,9 +529,11 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
+    S_(store_republished);
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
     S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);
@@ -556,6 +569,7 @@ int metrics_shared_peers(struct metrics_peer *out, int max) {
         int32_t pid;
         if (i == self_slot_ || !read_slot(i, &m, wid, &pid)) continue;
         out[n] = (struct metrics_peer){.pid = pid, .sessions_active = m.sessions_active,
+                                       .sessions_detached = m.sessions_detached,
                                        .connections_active = m.connections_active};
         memcpy(out[n].worker_id, wid, sizeof out[n].worker_id);
         n++;

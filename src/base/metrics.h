@@ -31,7 +31,7 @@ enum metric_route {
 
 enum metric_end {                     /* why a session ended */
     END_STOP, END_IDLE, END_EXPIRED, END_SLOW_CLIENT, END_POLICY, END_TOO_BIG, END_SHUTDOWN,
-    END_ERROR, END_MOVED, END__N
+    END_ERROR, END_MOVED, END_EVICTED, END__N
 };
 
 enum metric_rest_fail {               /* why a REST transcription did not answer 200 */
@@ -52,6 +52,8 @@ struct metrics {
     uint64_t connections_refused;     /* over ASR_MAX_CONNECTIONS */
     uint64_t sessions_active;         /* gauge: live + resumable sessions */
     uint64_t sessions_attached;       /* gauge: sessions with a live connection */
+    uint64_t sessions_detached;       /* gauge: dropped, resumable sessions held */
+    uint64_t sessions_evicted_for_room; /* detached sessions ended to make room for a new live one */
     uint64_t sessions_total;          /* created (resumes not counted) */
     uint64_t sessions_resumed;
     uint64_t sessions_refused;        /* 503 at the session limit */
@@ -83,12 +85,16 @@ struct metrics {
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;
     uint64_t ws_paused;               /* times a socket was paused for backpressure */
+    uint64_t ws_pings;                /* pings sent (liveness) */
+    uint64_t ws_pongs;                /* pongs received that answered our last ping */
+    uint64_t ws_ping_timeouts;        /* connections reset: pong missing (dead or stuck peer) */
     uint64_t store_up;                /* gauge: 1 while the session store is available */
     uint64_t store_ops;               /* store operations started */
     uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */
     uint64_t store_timeouts;
     uint64_t store_reconnects;
     uint64_t store_writes;            /* session snapshots written (shared store) */
+    uint64_t store_republished;       /* records written again after the store (re)connected */
     struct hist lat_queue;            /* chunk arrival -> engine submit */
     struct hist lat_engine;           /* engine submit -> result */
     struct hist lat_total;            /* chunk arrival -> answer queued */
@@ -161,6 +167,7 @@ struct metrics_peer {
     char     worker_id[64];
     int      pid;
     uint64_t sessions_active;         /* live + resumable streaming sessions */
+    uint64_t sessions_detached;       /* of those, resumable (no connection) */
     uint64_t connections_active;
 };
 /* Fills up to max entries with the other live workers (this one excluded;

@@ -382,8 +382,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     }
     w->api_env.engine = ops;
     if (ops->caps & ENGINE_CAP_WINDOWED) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : util_cpu_count();
         struct pool_cfg pc = {.threads = threads, .queue_max = (unsigned)cfg->inference_queue_max};
         int rc = pool_create(loop, ops, cfg->engine_settings, &pc, &w->pool);
         if (rc != 0) {
