@@ -95,6 +95,38 @@ AUDIO = {
     "wavex_16k_2ch.wav": sf_file("m.wav", "130002", 16000, 2, SPEECH[:3200]),
 }
 
+
+
+def ff_file(name, out_args, seconds=0.3, rate=16000, channels=1):
+    """SPEECH through Debian's ffmpeg into a container libsndfile cannot
+    read (fuzz_media seeds)."""
+    src = os.path.join(TMP, "src.raw")
+    with open(src, "wb") as f:
+        f.write(SPEECH)
+    out = os.path.join(TMP, name)
+    run("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", src,
+        "-t", str(seconds), "-ar", str(rate), "-ac", str(channels), "-map_metadata", "-1", "-fflags", "+bitexact",
+        *out_args, out)
+    with open(out, "rb") as f:
+        return f.read()
+
+
+MEDIA = {}
+if shutil.which("ffmpeg"):
+    MEDIA = {
+        "webm_opus_48k.webm": ff_file("n.webm", ["-c:a", "libopus", "-b:a", "16k", "-f", "webm"], rate=48000),
+        "mkv_vorbis_stereo.mka": ff_file("o.mka", ["-c:a", "libvorbis", "-q:a", "0", "-f", "matroska"],
+                                         rate=22050, channels=2),
+        "m4a_aac_16k.m4a": ff_file("p.m4a", ["-c:a", "aac", "-b:a", "24k", "-f", "ipod"]),
+        "mp4_aac_44k_stereo.mp4": ff_file("q.mp4", ["-c:a", "aac", "-b:a", "32k", "-f", "mp4"], 0.15,
+                                          rate=44100, channels=2),
+        "adts_aac_16k.aac": ff_file("r.aac", ["-c:a", "aac", "-b:a", "24k", "-f", "adts"]),
+        "ogg_flac_16k.oga": ff_file("s.oga", ["-c:a", "flac", "-f", "ogg"], 0.1),
+        "3gp_aac_8k.3gp": ff_file("t.3gp", ["-c:a", "aac", "-b:a", "12k", "-f", "3gp"], rate=8000),
+    }
+else:
+    print("gen_corpus: no ffmpeg: fuzz_media seeds left as they are", file=sys.stderr)
+
 # ---- fuzz_audio ---------------------------------------------------------
 # byte 0: Content-Type index (fuzz_audio.c TYPES; 0 = none, 1 audio/wav, 3 audio/flac,
 # 4 audio/ogg, 5 audio/mpeg, 6 octet-stream, 7 pcm 16k, 8 pcm 16k 2ch, 9 L16 16k,
@@ -306,6 +338,19 @@ ws("frames_shed_load", rec(2, SPEECH[:640], opt=10 << 4) + rec(1, '{"type":"stop
 ws("frames_slow_reader_many", rec(2, SPEECH[:320], opt=15 << 4) + rec(1, chunk_json(SPEECH[:320]), opt=15 << 4), f1=1 | 4 | 8)
 ws("engine_errors", b"".join(rec(2, SPEECH[i:i + 1600]) for i in range(0, 12800, 1600)) + rec(1, '{"type":"stop"}'),
    f1=1 | 32)
+
+# ---- fuzz_media ---------------------------------------------------------
+# byte 0: bits 0-1 target rate (16000, 8000, 48000, 22050), bit 2 max_samples
+# one second; the rest is the body, sniffed (no Content-Type).
+for name, data in MEDIA.items():
+    put("media", name, bytes([0]) + data)
+if MEDIA:
+    put("media", "webm_opus_to_8k_max_1s", bytes([1 | 4]) + MEDIA["webm_opus_48k.webm"])
+    put("media", "webm_truncated", bytes([0]) + MEDIA["webm_opus_48k.webm"][:900])
+    put("media", "m4a_truncated", bytes([0]) + MEDIA["m4a_aac_16k.m4a"][:1200])
+    put("media", "adts_one_frame", bytes([2]) + MEDIA["adts_aac_16k.aac"][:400])
+    put("media", "ebml_header_only", bytes([0]) + MEDIA["webm_opus_48k.webm"][:40])
+    put("media", "ftyp_only", bytes([0]) + MEDIA["m4a_aac_16k.m4a"][:32])
 
 # ---- fuzz_stream_msg ----------------------------------------------------
 msgs = {
