@@ -352,6 +352,58 @@ if MEDIA:
     put("media", "ebml_header_only", bytes([0]) + MEDIA["webm_opus_48k.webm"][:40])
     put("media", "ftyp_only", bytes([0]) + MEDIA["m4a_aac_16k.m4a"][:32])
 
+# ---- fuzz_multipart -----------------------------------------------------
+# byte 0: bit 0 form mode, bits 1-3 boundary (fuzz_multipart.c BOUNDARIES:
+# 0 undici, 1 X-curl, 2 b), bit 4 raw mode: Content-Type on the first line.
+# Form mode records: flags (1 filename, 2 Content-Type, 4 named "file"),
+# name length, name, u16le data length, data.
+
+
+def mp_body(boundary, parts, close=True):
+    out = b""
+    for headers, data in parts:
+        out += b"--" + boundary + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + data + b"\r\n"
+    return out + (b"--" + boundary + b"--\r\n" if close else b"")
+
+
+def cd(name, filename=None):
+    v = b'Content-Disposition: form-data; name="' + name + b'"'
+    return v + (b'; filename="' + filename + b'"' if filename else b"")
+
+
+WAV_SEED = AUDIO["wav_16k_mono_s16.wav"][:1200]
+UNDICI = b"----formdata-undici-0123456789"
+put("multipart", "sdk_form", bytes([0 << 1]) + mp_body(UNDICI, [
+    ([cd(b"file", b"speech.wav"), b"Content-Type: audio/wav"], WAV_SEED),
+    ([cd(b"model")], b"whisper-1"), ([cd(b"response_format")], b"verbose_json"),
+    ([cd(b"timestamp_granularities[]")], b"word"), ([cd(b"timestamp_granularities[]")], b"segment"),
+    ([cd(b"stream")], b"true")]))
+put("multipart", "curl_form_preamble", bytes([1 << 1]) + b"preamble\r\n" + mp_body(b"X-curl", [
+    ([cd(b"file", b"a.mp3"), b"Content-Type: audio/mpeg"], b"ID3\x03\x00\x00\x00"), ([cd(b"model")], b"x")]) + b"epilogue")
+put("multipart", "no_close_delimiter", bytes([2 << 1]) + mp_body(b"b", [([cd(b"model")], b"x")], close=False))
+put("multipart", "nested_mixed", bytes([2 << 1]) + mp_body(b"b", [
+    ([cd(b"files"), b"Content-Type: multipart/mixed; boundary=c"], mp_body(b"c", [([b"Content-Type: text/plain"], b"x")]))]))
+put("multipart", "base64_part", bytes([2 << 1]) + mp_body(b"b", [
+    ([cd(b"file", b"a.wav"), b"Content-Transfer-Encoding: base64"], b"UklGRg==")]))
+put("multipart", "rfc2231_filename", bytes([2 << 1]) + mp_body(b"b", [
+    ([b"Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''%E2%82%AC.wav"], b"RIFF")]))
+put("multipart", "lf_only", bytes([2 << 1]) + b"--b\nContent-Disposition: form-data; name=\"model\"\n\nx\n--b--\n")
+put("multipart", "type_on_first_line", bytes([16]) + b"multipart/form-data; boundary=zz; charset=utf-8\n" +
+    mp_body(b"zz", [([cd(b"model")], b"x")]))
+put("multipart", "type_not_multipart", bytes([16]) + b"application/x-www-form-urlencoded\nmodel=x&file=y")
+
+
+def rec(name, data, flags=0):
+    return bytes([flags, len(name)]) + name + struct.pack("<H", len(data)) + data
+
+
+put("multipart", "form_sdk_like", bytes([1 | 0 << 1]) + rec(b"", WAV_SEED[:600], 1 | 2 | 4) + rec(b"model", b"whisper-1") +
+    rec(b"language", b"en") + rec(b"prompt", b"a hint"))
+put("multipart", "form_binary_crlf_dashes", bytes([1 | 2 << 1]) + rec(b"", b"\r\n--c\r\n--\r\n\x00\xff--b-", 1 | 4) +
+    rec(b"stream", b"true"))
+put("multipart", "form_big_field", bytes([1 | 1 << 1]) + rec(b"prompt", b"p" * 600))
+put("multipart", "form_empty_parts", bytes([1 | 3 << 1]) + rec(b"", b"", 4) + rec(b"a", b"") + rec(b"b", b"", 3))
+
 # ---- fuzz_stream_msg ----------------------------------------------------
 msgs = {
     "stop": '{"type":"stop"}',

@@ -29,6 +29,7 @@ max_len() {
     base64) echo 8192 ;;
     audio) echo 65536 ;;
     media) echo 65536 ;;     # a few seconds of Opus or AAC
+    multipart) echo 65536 ;;
     query) echo 4096 ;;
     *) echo 65536 ;;
   esac
