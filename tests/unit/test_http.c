@@ -79,10 +79,10 @@ static void h_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
 }
 
 static const struct http_route routes[] = {
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL},
 };
 
 static struct http_server srv = {
