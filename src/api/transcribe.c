@@ -24,6 +24,13 @@
  * leave room for the most one chunk can make, so the engine wrappers never
  * refuse an upload for its own backlog (ENGINE_MAX_OUTSTANDING). */
 #define TX_WINDOW 16
+/* With partial words (a windowed engine's stable words as they come, for
+ * stream=true): two chunks at a time, so that a window comes due with every
+ * second of audio or two and is not skipped for the one still out (a
+ * session has one window job at a time); a windowed engine decodes a
+ * session's jobs one after the other anyway, so the upload is hardly
+ * slower, but its windows cost engine time (docs/internals/windowed-streaming.md, "Cost"). */
+#define TX_WINDOW_WORDS 2
 #define TX_ENGINE_BUDGET (ENGINE_MAX_OUTSTANDING - SESS_MAX_REQUESTS_PER_CHUNK - 1)
 
 /* A transcription's life, forward only. DECODING: on the thread pool
@@ -47,6 +54,7 @@ struct transcription {
     char  *hint;                  /* owned */
     size_t hint_len;
     int    partial_words;         /* opts.partial_words, and the engine is windowed */
+    int    window;                /* chunks waiting for the engine at most */
     struct audio_pcm pcm;         /* owned: decoded audio */
     int    err;                   /* decode result */
     char   errmsg[160];
@@ -121,7 +129,7 @@ static void chunk_span(const struct transcription *t, uint64_t seq, uint64_t *st
 
 static void finish(struct transcription *t);
 
-/* Hands the session chunks until TX_WINDOW are waiting for the engine (or
+/* Hands the session chunks until t->window are waiting for the engine (or
  * its engine requests near their bound), then, after the last one, stops it
  * (its last final follows; the 1 in TX_ENGINE_BUDGET is its finalize).
  * Called once the audio is decoded and again for every partial and final,
@@ -131,7 +139,7 @@ static void finish(struct transcription *t);
  * here, after the session returned. */
 static void feed(struct transcription *t) {
     t->feeding++;
-    while (t->state == TX_FEEDING && sess_pending(t->sess) < TX_WINDOW &&
+    while (t->state == TX_FEEDING && sess_pending(t->sess) < t->window &&
            sess_engine_outstanding(t->sess) <= TX_ENGINE_BUDGET && t->fed < t->pcm.n) {
         size_t off = t->fed;
         size_t n = t->pcm.n - off < TX_CHUNK_SAMPLES ? t->pcm.n - off : TX_CHUNK_SAMPLES;
@@ -289,6 +297,7 @@ int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t l
         t->hint_len = opts->hint_len;
     }
     t->partial_words = opts->partial_words && env->pool;
+    t->window = t->partial_words ? TX_WINDOW_WORDS : TX_WINDOW;
     snprintf(t->request_id, sizeof t->request_id, "%s", opts->request_id ? opts->request_id : "");
     t->work.data = t;
     if (uv_queue_work(env->loop, &t->work, decode_work, after_decode) != 0) {
