@@ -83,10 +83,12 @@ static void respond_oa_error(struct http_conn *hc, int status, const char *messa
                              const char *code, const char *extra) {
     struct buf b;
     buf_init(&b, 0);
-    if (put_error(&b, status, message, param, code) == 0)
-        http_respond(hc, status, "application/json", b.data, b.len, extra);
-    else
+    if (put_error(&b, status, message, param, code) != 0)
         http_respond_err(hc, ASR_ENOMEM, NULL);
+    else if (http_status_closes(status)) /* docs/API.md "HTTP errors", as on every route */
+        http_respond_close(hc, status, "application/json", b.data, b.len, extra);
+    else
+        http_respond(hc, status, "application/json", b.data, b.len, extra);
     buf_cleanup(&b);
 }
 

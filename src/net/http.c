@@ -543,6 +543,15 @@ void http_respond(struct http_conn *hc, int status, const char *ctype, const cha
     respond(hc, status, ctype, body, len, extra, 0);
 }
 
+void http_respond_close(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
+                        const char *extra) {
+    respond(hc, status, ctype, body, len, extra, 1);
+}
+
+int http_status_closes(int status) {
+    return status == 400 || status == 408 || status == 411 || status == 413 || status == 431;
+}
+
 /* A streamed answer (http_stream_begin): the head now, the body in
  * pieces. The request is accounted when it ends, like any other. */
 void http_stream_begin(struct http_conn *hc, int status, const char *ctype, const char *extra) {
@@ -615,8 +624,7 @@ void http_respond_error(struct http_conn *hc, int status, const char *code, cons
         error_body(&b, code, msg);
     }
     /* After a refused request the rest of the stream cannot be trusted. */
-    int close_after = status == 400 || status == 408 || status == 411 || status == 413 || status == 431;
-    respond(hc, status, "application/json", b.data, b.len, extra, close_after);
+    respond(hc, status, "application/json", b.data, b.len, extra, http_status_closes(status));
     buf_cleanup(&b);
 }
 

@@ -139,6 +139,14 @@ const char *http_path(const struct http_req *req, size_t *len);
  * NULL. Finishes the request: keep-alive continues with the next one. */
 void http_respond(struct http_conn *hc, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_headers);
+/* The same, then Connection: close (what every 400, 408, 411, 413 and
+ * 431 does, docs/API.md "HTTP errors", whoever builds its body). */
+void http_respond_close(struct http_conn *hc, int status, const char *content_type, const char *body, size_t len,
+                        const char *extra_headers);
+/* Whether an error answer with this status closes the connection (400,
+ * 408, 411, 413, 431: the rest of the stream cannot be trusted). */
+int http_status_closes(int status);
+
 /* A streamed answer (server-sent events): the head now, with
  * Transfer-Encoding: chunked (or, to an HTTP/1.0 client, Connection: close
  * and no length), then pieces as they come, then the end. The request stays

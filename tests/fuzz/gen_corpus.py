@@ -404,6 +404,38 @@ put("multipart", "form_binary_crlf_dashes", bytes([1 | 2 << 1]) + rec(b"", b"\r\
 put("multipart", "form_big_field", bytes([1 | 1 << 1]) + rec(b"prompt", b"p" * 600))
 put("multipart", "form_empty_parts", bytes([1 | 3 << 1]) + rec(b"", b"", 4) + rec(b"a", b"") + rec(b"b", b"", 3))
 
+# fuzz_http seeds of the OpenAI-compatible routes (they need mp_body).
+
+
+def oa_post(path, parts, boundary=b"b", extra=b""):
+    body = mp_body(boundary, parts)
+    return (b"POST " + path + b" HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=" + boundary + b"\r\n" + extra +
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+PCM_PART = ([cd(b"file", b"a.pcm"), b"Content-Type: audio/pcm; rate=16000"], SPEECH[:3200])
+http("openai_transcribe_pcm", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"whisper-1")]) +
+     b"GET /v1/models HTTP/1.1\r\n\r\n")
+http("openai_verbose_words", oa_post(b"/v1/audio/transcriptions", [
+    PCM_PART, ([cd(b"model")], b"x"), ([cd(b"response_format")], b"verbose_json"),
+    ([cd(b"timestamp_granularities[]")], b"word"), ([cd(b"prompt")], b"a hint")]))
+http("openai_stream", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"x"), ([cd(b"stream")], b"true")]) +
+     b"GET /v1/health HTTP/1.1\r\n\r\n")
+http("openai_srt_wav", oa_post(b"/v1/audio/transcriptions", [
+    ([cd(b"file", b"a.wav"), b"Content-Type: audio/wav"], AUDIO["wav_16k_mono_s16.wav"]), ([cd(b"model")], b"x"),
+    ([cd(b"response_format")], b"srt")]))
+http("openai_missing_file", oa_post(b"/v1/audio/transcriptions", [([cd(b"model")], b"x")]))
+http("openai_granularity_mix", oa_post(b"/v1/audio/transcriptions", [
+    PCM_PART, ([cd(b"model")], b"x"), ([cd(b"timestamp_granularities[]")], b"word")]))
+http("openai_not_a_form", b"POST /v1/audio/transcriptions HTTP/1.1\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 13\r\n\r\n{\"model\":\"x\"}")
+http("openai_translations", oa_post(b"/v1/audio/translations", [PCM_PART, ([cd(b"model")], b"x")]))
+http("openai_keys_bearer", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"x")],
+                                   extra=b"Authorization: Bearer fuzzkey1\r\n"), 0x10)
+http("openai_get_405", b"GET /v1/audio/transcriptions HTTP/1.1\r\n\r\n")
+http("openai_http10_stream", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"x"),
+                                                                   ([cd(b"stream")], b"true")]).replace(b"HTTP/1.1", b"HTTP/1.0"))
+
 # ---- fuzz_stream_msg ----------------------------------------------------
 msgs = {
     "stop": '{"type":"stop"}',
