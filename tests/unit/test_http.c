@@ -248,7 +248,12 @@ TEST(http_route_error_body_shapes_refusals) {
     ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
     ASSERT(strstr(buf, "{\"shaped\":405,\"c\":\"METHOD_NOT_ALLOWED\"}") != NULL);
     close(peer);
+}
+
+TEST(http_route_error_body_shapes_a_413_before_the_body) {
+    int peer;
     start(&peer);
+    char buf[4096];
     const char big[] = "POST /shaped HTTP/1.1\r\nContent-Length: 999999\r\n\r\n";
     np_send(peer, big, sizeof big - 1);
     np_pump(2);
@@ -256,7 +261,12 @@ TEST(http_route_error_body_shapes_refusals) {
     ASSERT(strstr(buf, "HTTP/1.1 413") != NULL);
     ASSERT(strstr(buf, "{\"shaped\":413,\"c\":\"PAYLOAD_TOO_LARGE\"}") != NULL);
     close(peer);
-    start(&peer); /* other paths keep the default shape */
+}
+
+TEST(http_other_paths_keep_the_default_error_body) {
+    int peer;
+    start(&peer);
+    char buf[4096];
     const char other[] = "POST /sync HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
     np_send(peer, other, sizeof other - 1);
     np_pump(2);
