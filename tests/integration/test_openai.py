@@ -214,7 +214,7 @@ def test_bad_format_not_audio(server):
                         400, "invalid_file_format", "file")
     assert "not" in e["message"]
     truncated = wav()[:30]   # a RIFF header cut short
-    assert_oa_error(post(server, files={"file": ("a.wav", truncated, "audio/wav")}), 400, param="file")
+    assert_oa_error(post(server, files={"file": ("a.wav", truncated, "audio/wav")}), 400, "invalid_file_format", "file")
     assert metrics_delta(server, before, "openai.refused.audio") == 2
 
 
