@@ -28,7 +28,7 @@ static const struct config_opt opts[] = {
     {"ASR_WORKER_ID", OPT_STR, F(worker_id), "w", 0, 0, NULL, 0,
      "worker id prefix: worker i is <prefix><i>, shown in session, health, logs and metrics"},
     {"ASR_API_KEYS", OPT_STR, F(api_keys), "", 0, 0, NULL, 1,
-     "comma-separated API keys guarding /v1/transcribe*; empty = no auth"},
+     "comma-separated API keys guarding /v1/transcribe*, /v1/audio/* and /v1/models; empty = no auth"},
     {"ASR_ALLOWED_ORIGINS", OPT_STR, F(allowed_origins), "", 0, 0, NULL, 0,
      "comma-separated origins (https://app.example.com) or *: a WebSocket upgrade whose Origin is not listed gets 403; "
      "requests without Origin pass; empty = off"},

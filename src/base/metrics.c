@@ -33,7 +33,9 @@ static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO
                                                "OUT_OF_ORDER", "RATE_LIMITED", "SERVER_BUSY",
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
-                                                  "metrics_json", "metrics_prom", "other"};
+                                                  "metrics_json", "metrics_prom", "audio_transcriptions",
+                                                  "audio_translations", "models", "other"};
+static const char *const openai_refusal_names[OREF__N] = {"form", "params", "audio"};
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
@@ -219,6 +221,11 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     for (int i = 0; i < RFAIL__N; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", rest_fail_names[i], (unsigned long long)M->rest_failed[i]);
     buf_puts(b, "}}");
+    buf_puts(b, ",\"openai\":{\"refused\":{");
+    for (int i = 0; i < OREF__N; i++)
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", openai_refusal_names[i],
+                   (unsigned long long)M->openai_refused[i]);
+    buf_puts(b, "}}");
     buf_printf(b, ",\"requests\":{\"total\":%llu,\"per_sec\":%.2f,\"by_route\":{",
                (unsigned long long)M->requests_total, rps);
     for (int r = 0; r < ROUTE__N; r++) {
@@ -366,6 +373,11 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     EACH_WORKER for (int i = 0; i < RFAIL__N; i++)
         buf_printf(b, "asrd_rest_failed_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, rest_fail_names[i],
                    (unsigned long long)M->rest_failed[i]);
+    buf_puts(b, "# HELP asrd_openai_refused_total OpenAI-compatible transcriptions refused, by cause.\n"
+                "# TYPE asrd_openai_refused_total counter\n");
+    EACH_WORKER for (int i = 0; i < OREF__N; i++)
+        buf_printf(b, "asrd_openai_refused_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, openai_refusal_names[i],
+                   (unsigned long long)M->openai_refused[i]);
     buf_puts(b, "# HELP asrd_errors_total Streaming error answers, by code.\n# TYPE asrd_errors_total counter\n");
     EACH_WORKER for (int i = 0; i < MERR__N; i++)
         buf_printf(b, "asrd_errors_total{worker=\"%s\",code=\"%s\"} %llu\n", w, err_names[i],
@@ -525,7 +537,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
     SA_(errors); SA_(close_codes);
-    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed);
+    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed); SA_(openai_refused);
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);

@@ -26,7 +26,15 @@ enum metric_err {                     /* docs/API.md streaming error codes */
 
 enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
+    ROUTE_AUDIO_TRANSCRIPTIONS, ROUTE_AUDIO_TRANSLATIONS, ROUTE_MODELS, /* the OpenAI-compatible ones */
     ROUTE_OTHER, ROUTE__N
+};
+
+enum metric_openai_refusal {          /* why POST /v1/audio/transcriptions refused a request (4xx) */
+    OREF_FORM,                        /* not a multipart/form-data body it could read */
+    OREF_PARAMS,                      /* a field missing, unknown or out of range, or a format mix */
+    OREF_AUDIO,                       /* the file: not audio, broken, too long */
+    OREF__N
 };
 
 enum metric_end {                     /* why a session ended */
@@ -70,6 +78,7 @@ struct metrics {
     uint64_t rest_chunks;             /* chunks of REST uploads fed to their sessions */
     uint64_t rest_audio_ms;           /* ms of REST audio fed */
     uint64_t rest_failed[RFAIL__N];   /* REST transcriptions that failed, by cause */
+    uint64_t openai_refused[OREF__N]; /* OpenAI-compatible transcriptions refused, by cause */
     uint64_t close_codes[METRIC_CLOSE_CODES]; /* 1000,1001,1008,1009,1011,1013,other,none */
     uint64_t requests_total;
     uint64_t requests[ROUTE__N][METRIC_STATUSES];
