@@ -98,29 +98,31 @@ int auth_check_key(const struct config *c, const struct http_req *req) {
     return auth_check(c, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
 }
 
-void auth_respond_refusal(struct http_conn *hc, int err) {
-    const char *msg = NULL;
+void auth_count_refusal(int err) {
     switch (err) {
-    case ASR_E_UNAUTHORIZED:
-        metrics.auth_refused[AREF_UNAUTHORIZED]++;
-        msg = "missing or wrong API key or access token";
-        break;
-    case ASR_E_TOKEN_INVALID:
-        metrics.auth_refused[AREF_TOKEN_INVALID]++;
-        msg = "access token not valid here: malformed, signed by another secret, or its key was removed";
-        break;
-    case ASR_E_TOKEN_EXPIRED:
-        metrics.auth_refused[AREF_TOKEN_EXPIRED]++;
-        msg = "access token expired: ask POST /v1/auth/token for a new one";
-        break;
-    case ASR_E_TOKEN_SCOPE:
-        metrics.auth_refused[AREF_TOKEN_SCOPE]++;
-        msg = "access token does not grant this route (its scope)";
-        break;
-    case ASR_E_ORIGIN_NOT_ALLOWED: msg = "this Origin may not open streams on this server"; break;
+    case ASR_E_UNAUTHORIZED: metrics.auth_refused[AREF_UNAUTHORIZED]++; break;
+    case ASR_E_TOKEN_INVALID: metrics.auth_refused[AREF_TOKEN_INVALID]++; break;
+    case ASR_E_TOKEN_EXPIRED: metrics.auth_refused[AREF_TOKEN_EXPIRED]++; break;
+    case ASR_E_TOKEN_SCOPE: metrics.auth_refused[AREF_TOKEN_SCOPE]++; break;
     default: break;
     }
-    http_respond_err(hc, err, msg);
+}
+
+const char *auth_refusal_message(int err) {
+    switch (err) {
+    case ASR_E_UNAUTHORIZED: return "missing or wrong API key or access token";
+    case ASR_E_TOKEN_INVALID:
+        return "access token not valid here: malformed, signed with another secret, or its key was removed";
+    case ASR_E_TOKEN_EXPIRED: return "access token expired: ask POST /v1/auth/token for a new one";
+    case ASR_E_TOKEN_SCOPE: return "access token does not grant this route (its scope)";
+    case ASR_E_ORIGIN_NOT_ALLOWED: return "this Origin may not open streams on this server";
+    default: return asr_strerror(err);
+    }
+}
+
+void auth_respond_refusal(struct http_conn *hc, int err) {
+    auth_count_refusal(err);
+    http_respond_err(hc, err, auth_refusal_message(err));
 }
 
 int auth_check_origin(const struct config *c, const struct http_req *req) {

@@ -54,6 +54,10 @@ int auth_check_key(const struct config *cfg, const struct http_req *req);
 /* Answers err (an auth_check or auth_check_origin refusal) with its status
  * and docs/API.md code, and counts it (metrics auth.refused). */
 void auth_respond_refusal(struct http_conn *hc, int err);
+/* For routes that answer in another shape (openai.c): what
+ * auth_respond_refusal counts, and its message (static). */
+void auth_count_refusal(int err);
+const char *auth_refusal_message(int err);
 
 /* The Origin allowlist of WebSocket upgrades: ASR_ALLOWED_ORIGINS, or when
  * that is empty ASR_CORS_ORIGINS (comma-separated origins such as

@@ -340,12 +340,17 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api},
-        {"/v1/auth/token", HTTP_POST, ROUTE_AUTH_TOKEN, api_auth_token, w->api},
-        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
-        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
-        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL},
+        {"/v1/auth/token", HTTP_POST, ROUTE_AUTH_TOKEN, api_auth_token, w->api, NULL},
+        {"/v1/audio/transcriptions", HTTP_POST, ROUTE_AUDIO_TRANSCRIPTIONS, api_openai_transcriptions, w->api,
+         api_openai_error_body},
+        {"/v1/audio/translations", HTTP_POST, ROUTE_AUDIO_TRANSLATIONS, api_openai_translations, w->api,
+         api_openai_error_body},
+        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -424,8 +429,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     }
     w->api_env.engine = ops;
     if (ops->caps & ENGINE_CAP_WINDOWED) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : util_cpu_count();
         struct pool_cfg pc = {.threads = threads, .queue_max = (unsigned)cfg->inference_queue_max};
         int rc = pool_create(loop, ops, cfg->engine_settings, &pc, &w->pool);
         if (rc != 0) {
