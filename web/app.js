@@ -163,7 +163,8 @@ class Session {
     this.btn.setAttribute('aria-pressed', 'false');
     this.btn.textContent = 'Start';
     this.btn.disabled = false;
-    if (!this.status.classList.contains('error') || e.code !== 1000) say(this.status, closeText(e), e.code !== 1000);
+    // an error shown (a refusal, a server without a feature) stays: it says why
+    if (!this.status.classList.contains('error')) say(this.status, closeText(e), e.code !== 1000);
   }
 
   toggle() { return this.busy() ? this.stop() : this.start(); }
@@ -241,7 +242,7 @@ function readingMessage(m, s) {
     // text) is shown as it is.
     if (m.code === 'INVALID_MESSAGE' && /unknown/i.test(m.message || ''))
       say(s.status, 'Reading feedback is not available on this server.', true);
-    if (s.ws) s.ws.close();
+    if (s.ws) s.ws.close(1000);
   } else if ((m.type === 'partial' || m.type === 'final') && m.word_feedback) {
     showWords(m.word_feedback);
   } else if (m.type === 'verification') {
