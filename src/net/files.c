@@ -76,10 +76,11 @@ int files_map_path(const char *path, size_t len, char *out, size_t cap) {
             i++;
         }
         if (i == s || path[s] == '.') return -1; /* "//", "/.", "/..", hidden files */
-        if (o + (i - s) + 1 >= cap) return -1;
+        if (o + (i - s) >= cap) return -1;   /* the segment and a NUL */
         memcpy(out + o, path + s, i - s);
         o += i - s;
         if (i == len) break;
+        if (o + 1 >= cap) return -1;
         out[o++] = '/';                      /* path[i] == '/' */
         i++;
     }

@@ -34,6 +34,9 @@ TEST(files_map_path_rules) {
     ASSERT_EQ_INT(files_map_path("/abc/", 5, o, 14), -1);
     ASSERT_EQ_INT(files_map_path("/abc/", 5, o, 15), 14);
     ASSERT_EQ_INT(files_map_path("/abcdef", 7, o, 6), -1);
+    ASSERT_EQ_INT(files_map_path("/abcdef", 7, o, 7), 6); /* exactly: the name and its NUL */
+    ASSERT_EQ_INT(files_map_path("/ab/cd", 6, o, 6), 5);
+    ASSERT_EQ_INT(files_map_path("/ab/cd", 6, o, 5), -1);
 }
 
 TEST(files_types_by_extension) {
