@@ -86,12 +86,14 @@ int auth_check(const struct config *c, const struct http_req *req, unsigned scop
     char given[256];
     int gl = credential(req, given, sizeof given);
     if (gl < 0) return ASR_E_UNAUTHORIZED;
-    if (is_key(c->api_keys, given, (size_t)gl)) return 0;
-    if ((size_t)gl < PREFIX_LEN || memcmp(given, AUTH_TOKEN_PREFIX, PREFIX_LEN) != 0) return ASR_E_UNAUTHORIZED;
+    int r;
     unsigned granted = 0;
-    int r = auth_token_verify(c, given, (size_t)gl, now_s, &granted, NULL);
-    if (r != 0) return r;
-    return (granted & scope) == scope ? 0 : ASR_E_TOKEN_SCOPE;
+    if (is_key(c->api_keys, given, (size_t)gl)) r = 0;
+    else if ((size_t)gl < PREFIX_LEN || memcmp(given, AUTH_TOKEN_PREFIX, PREFIX_LEN) != 0) r = ASR_E_UNAUTHORIZED;
+    else if ((r = auth_token_verify(c, given, (size_t)gl, now_s, &granted, NULL)) == 0)
+        r = (granted & scope) == scope ? 0 : ASR_E_TOKEN_SCOPE;
+    sodium_memzero(given, sizeof given);
+    return r;
 }
 
 int auth_check_key(const struct config *c, const struct http_req *req) {

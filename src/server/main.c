@@ -137,5 +137,9 @@ int main(int argc, char **argv) {
         log_raw(l, "config", dump);
         log_end(l);
     }
+    if (cfg.token_secret_random && (l = log_begin(LOG_INFO, "access tokens hold on this instance only"))) {
+        log_str(l, "why", "ASR_TOKEN_SECRET is empty: a random secret was made at start");
+        log_end(l);
+    }
     return master_run(&cfg);
 }
