@@ -50,6 +50,8 @@ class Mic {
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: true },
     });
     this.ctx = new AudioContext();
+    // made after awaits: a browser may hold it suspended until told again
+    if (this.ctx.state === 'suspended') await this.ctx.resume();
     await this.ctx.audioWorklet.addModule(route('worklet.js'));
     this.node = new AudioWorkletNode(this.ctx, 'pcm16k');
     this.stopped = new Promise((resolve) => {
