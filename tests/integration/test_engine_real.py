@@ -132,8 +132,8 @@ def test_stream_librivox_stable_partials(start_server):
     # docs/BENCHMARKS.md (tools/asr-eval)
     assert wer(ref, final_text) <= 0.5, (ref, final_text)
     # partial windows see less audio, and under load some are skipped: the
-    # committed words are only required to exist and to be in the final's
-    # vocabulary of the sentence (not a wrong tail that was committed)
+    # committed words are only required to exist (their stability is the
+    # protocol's: partial text is append-only)
     assert len(committed.split()) >= 3, committed
     for f in finals:
         ws_ = f["words"]
