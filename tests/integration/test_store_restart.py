@@ -53,7 +53,9 @@ async def send_some(ws_list, chunks, seqs):
 
 async def resume_all(url, ids, limit_s=15):
     """Resumes every id on url, retrying 409 (the dead worker's heartbeat
-    has not expired yet). Returns (resumed, failures by answer)."""
+    has not expired yet) and 503 (Retry-After: the worker that replaces the
+    killed one may still be connecting to the store), as a client does.
+    Returns (resumed, failures by answer)."""
     ok, failed = 0, {}
     for sid in ids:
         t0 = time.monotonic()
@@ -62,7 +64,7 @@ async def resume_all(url, ids, limit_s=15):
                 w, s = await WS.open_session(url, "?session_id=" + sid)
             except Exception as e:
                 msg = str(e)
-                if "409" in msg and time.monotonic() - t0 < limit_s:
+                if ("409" in msg or "503" in msg) and time.monotonic() - t0 < limit_s:
                     await asyncio.sleep(0.25)
                     continue
                 key = "404" if "404" in msg else msg[:60]
