@@ -247,6 +247,7 @@ static void after_decode(uv_work_t *w, int status) {
         .pool = t->env->pool,
         .final_class = POOL_REST,
         .window_ms = windows ? (unsigned)c->window_ms : 0,
+        .window_wait = 1, /* a file is fed as fast as it is answered: at the windows' pace */
         .window_overlap_ms = windows ? (unsigned)c->window_overlap_ms : 0,
         .max_utterance_ms = (unsigned)c->max_utterance_ms,
         .hint = t->hint,

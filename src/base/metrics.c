@@ -267,14 +267,15 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     buf_printf(b,
                ",\"engine\":{\"requests\":%llu,\"errors\":%llu,\"windows_skipped\":%llu,\"utterances_cut\":%llu,"
                "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queued_finals\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
-               "\"failed\":%llu,\"refused\":%llu,\"audio_ms\":%llu,\"busy_ms\":%llu,\"real_time_factor\":%.4f}}",
+               "\"failed\":%llu,\"refused\":%llu,\"evicted\":%llu,\"audio_ms\":%llu,\"busy_ms\":%llu,\"real_time_factor\":%.4f}}",
                (unsigned long long)M->engine_requests, (unsigned long long)M->engine_errors,
                (unsigned long long)M->windows_skipped, (unsigned long long)M->utterances_cut,
                (unsigned long long)M->pool_threads, (unsigned long long)M->pool_busy,
                (unsigned long long)M->pool_queued, (unsigned long long)M->pool_queued_finals,
                (unsigned long long)M->pool_queue_max,
                (unsigned long long)M->pool_completed, (unsigned long long)M->pool_failed,
-               (unsigned long long)M->pool_refused, (unsigned long long)M->pool_audio_ms,
+               (unsigned long long)M->pool_refused, (unsigned long long)M->pool_evicted,
+               (unsigned long long)M->pool_audio_ms,
                (unsigned long long)M->pool_busy_ms,
                M->pool_audio_ms ? (double)M->pool_busy_ms / (double)M->pool_audio_ms : 0.0);
     buf_printf(b, ",\"vad\":{\"frames\":%llu,\"speech_frames\":%llu,\"speech_ratio\":%.4f}",
@@ -433,6 +434,8 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "pool_jobs_total", "Inference jobs decoded.", (double)M->pool_completed);
     PROM_EACH("counter", "pool_jobs_failed_total", "Inference jobs the engine failed.", (double)M->pool_failed);
     PROM_EACH("counter", "pool_refused_total", "Inference jobs refused: queue full.", (double)M->pool_refused);
+    PROM_EACH("counter", "pool_evicted_total", "Waiting windows given up for a less-served stream's window.",
+              (double)M->pool_evicted);
     PROM_EACH("counter", "pool_audio_seconds_total", "Audio decoded by the inference pool.", (double)M->pool_audio_ms / 1000.0);
     PROM_EACH("counter", "pool_busy_seconds_total", "Thread time the inference pool spent decoding.", (double)M->pool_busy_ms / 1000.0);
     PROM_EACH("gauge", "vad_speech_ratio", "Share of VAD frames classified as speech.", M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
@@ -558,7 +561,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(store_republished);
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
-    S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(pool_refused); S_(pool_evicted); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     S_(auth_tokens_issued); SA_(auth_refused); S_(cors_preflights); S_(cors_refused);

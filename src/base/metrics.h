@@ -98,7 +98,7 @@ struct metrics {
     /* the inference pool of a windowed engine (the worker copies its figures
      * each tick); gauges: threads, busy, queued, queue_max */
     uint64_t pool_threads, pool_busy, pool_queued, pool_queued_finals, pool_queue_max;
-    uint64_t pool_completed, pool_failed, pool_refused;
+    uint64_t pool_completed, pool_failed, pool_refused, pool_evicted;
     uint64_t pool_audio_ms, pool_busy_ms;     /* audio decoded, thread time spent on it */
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;

@@ -243,6 +243,7 @@ static void pool_figures(struct worker *w) {
     metrics.pool_completed = p->completed;
     metrics.pool_failed = p->failed;
     metrics.pool_refused = p->refused;
+    metrics.pool_evicted = p->evicted;
     metrics.pool_audio_ms = p->audio_ms;
     metrics.pool_busy_ms = p->busy_ms;
 }
@@ -462,6 +463,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->check.data = w;
     uv_check_start(&w->check, on_check);
     worker_proc_init(w);
+    pool_figures(w); /* the pool's size is known before the first tick */
     metrics_tick();
     return 0;
 }
