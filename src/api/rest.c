@@ -325,6 +325,11 @@ static void after_decode(uv_work_t *w, int status) {
     feed(j);
 }
 
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
+    struct api_env *env = ((struct api *)ctx)->env;
+    return auth_check_key(env->cfg, req) != 0 ? ASR_E_UNAUTHORIZED : 0;
+}
+
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct api_env *env = ((struct api *)ctx)->env;
     if (auth_check_key(env->cfg, req) != 0) {
