@@ -168,13 +168,16 @@ def fragments(base, n, total, hold):
     piece = b"x" * 1000
     for i in range(n):
         s = ws_connect(u.hostname, u.port)
-        sent, first = 0, True
-        while sent < total:
-            k = min(len(piece), total - sent)
-            s.sendall(frame(piece[:k], 0x1 if first else 0x0, False))
-            first, sent = False, sent + k
-        socks.append(s)
         got[s] = b""
+        sent, first = 0, True
+        try:
+            while sent < total:
+                k = min(len(piece), total - sent)
+                s.sendall(frame(piece[:k], 0x1 if first else 0x0, False))
+                first, sent = False, sent + k
+        except OSError:
+            pass  # closed by the server (its close frame is read below)
+        socks.append(s)
     t_end = time.monotonic() + hold
     next_ping = time.monotonic() + 10
     while time.monotonic() < t_end:
