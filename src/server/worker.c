@@ -10,6 +10,7 @@
 #include <http_parser.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -377,6 +378,14 @@ static void routes_init(struct worker *w) {
 
 int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     memset(w, 0, sizeof *w);
+    /* Large buffers (request bodies, decoded blocks, long messages) come
+     * from mmap and go back to the kernel when freed. glibc's default moves
+     * the threshold up to the size of the largest block freed (up to 32 MiB),
+     * after which a 24 MB body was carved from the heap: realloc then copied
+     * it (two copies at once) and free kept the pages, so RSS passed the
+     * upload budget by half (docs/BENCHMARKS.md, "Memory in flight"). A
+     * fixed threshold turns that adjustment off. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     w->loop = loop;
     w->cfg = cfg;
     w->start_ms = util_wall_ms();
