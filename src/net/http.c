@@ -23,8 +23,6 @@
 #define HTTP_LINGER_MS 1000
 #define HTTP_LINGER_MAX_MS 10000
 
-static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
 /* Header capture (cb_header_field, cb_header_value): what the last piece
  * was. http-parser hands names and values over in pieces; a piece of the
  * same kind extends the current one. */
@@ -349,7 +347,13 @@ static int expect_continue(struct http_conn *hc, http_parser *p) {
             return refuse(hc, err, msg);
         }
     }
-    conn_write(hc->c, CONTINUE_100, sizeof CONTINUE_100 - 1);
+    /* Like every response, the interim one names the request (docs/API.md
+     * "Request ids"). */
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "HTTP/1.1 100 Continue\r\nX-Request-Id: %s\r\n\r\n", r->request_id);
+    conn_write(hc->c, b.data, b.len);
+    buf_cleanup(&b);
     return 0;
 }
 
