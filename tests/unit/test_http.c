@@ -331,7 +331,8 @@ TEST(http_expect_continue_is_answered_100) {
  * read; the connection closes after the client's EOF (it lingers). */
 static void expect_refused(const char *req, const char *status, const char *extra) {
     int peer;
-    struct conn *c = start(&peer);
+    int closed = np_closed_;
+    struct conn *c = open_http(&peer);
     char buf[4096];
     int eof;
     np_send(peer, req, strlen(req));
@@ -352,11 +353,13 @@ static void expect_refused(const char *req, const char *status, const char *extr
     np_pump(3);
     np_recv(peer, buf, sizeof buf, &eof);
     ASSERT(eof);
-    ASSERT_EQ_INT(np_closed_, 1);
+    ASSERT_EQ_INT(np_closed_, closed + 1);
     close(peer);
 }
 
 TEST(http_expect_continue_refused_at_once) {
+    int peer0;
+    start(&peer0); /* the loop; each case opens a connection of its own */
     expect_refused("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
                    "HTTP/1.1 404 Not Found", "NOT_FOUND");
     expect_refused("PUT /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
@@ -366,6 +369,7 @@ TEST(http_expect_continue_refused_at_once) {
     ASSERT_EQ_INT(checks_, 1);
     expect_refused("POST /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
                    "HTTP/1.1 413 Payload Too Large", "PAYLOAD_TOO_LARGE");
+    close(peer0);
 }
 
 /* A lingering connection whose client neither stops nor closes is closed
@@ -454,9 +458,9 @@ TEST(http_half_close_mid_request_is_a_400) {
         "GET /sync HTTP/1.1\r\nHost: x\r\n",
     };
     static const char *const why[] = {"Content-Length", "last chunk", "request head"};
+    np_init();
     for (int i = 0; i < 3; i++) {
         int peer;
-        np_init();
         struct conn *c = open_http(&peer);
         char buf[4096];
         int eof;
@@ -474,7 +478,6 @@ TEST(http_half_close_mid_request_is_a_400) {
         close(peer);
     }
     int peer;
-    np_init();
     open_http(&peer);
     char buf[256];
     int eof;
