@@ -4,14 +4,16 @@
 /v1/metrics) while
 
   uploads    N concurrent POST /v1/transcribe of an M MB 16 kHz mono WAV
-             (looped speech), each on its own connection; prints the
-             statuses, the RSS before, at its peak, and 2 s after;
+             (looped speech), or of FILE sent as CONTENT_TYPE, each on its
+             own connection; prints the statuses, the RSS before, at its
+             peak, and 2 s after;
   fragments  N WebSocket connections that each send the first fragments of
              a text message (BYTES in all, default 87,000: just under the
              default message cap) and never finish it, pinging every 10 s;
              prints the RSS before and after, and the close codes received.
 
     /usr/bin/python3 tools/bench_inflight.py uploads   http://127.0.0.1:18300 10 24
+    /usr/bin/python3 tools/bench_inflight.py uploads   http://127.0.0.1:18300 3 0 long.ogg audio/ogg
     /usr/bin/python3 tools/bench_inflight.py fragments http://127.0.0.1:18300 300 [BYTES] [HOLD_S]
 
 The budget figures (GET /v1/metrics "memory") are printed when the server
@@ -70,9 +72,9 @@ def budget(m):
     return json.dumps(b) if b else "(no memory figures)"
 
 
-def uploads(base, n, mb):
+def uploads(base, n, mb, path=None, ctype="audio/wav"):
     u = urllib.parse.urlsplit(base)
-    body = wav_of(mb)
+    body = open(path, "rb").read() if path else wav_of(mb)
     pid = metrics(base)["workers"][0]["pid"]
     before = rss_of(pid)
     s = Sampler(pid)
@@ -83,7 +85,7 @@ def uploads(base, n, mb):
         c = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
         t0 = time.monotonic()
         try:
-            c.request("POST", "/v1/transcribe", body=body, headers={"Content-Type": "audio/wav"})
+            c.request("POST", "/v1/transcribe", body=body, headers={"Content-Type": ctype})
             r = c.getresponse()
             d = r.read()
             results[i] = (r.status, time.monotonic() - t0, d[:120])
@@ -105,7 +107,7 @@ def uploads(base, n, mb):
     by = {}
     for st, _, _ in results:
         by[st] = by.get(st, 0) + 1
-    print("%d uploads of %d MB in %.1f s: statuses %s" % (n, mb, wall, by))
+    print("%d uploads of %.1f MB in %.1f s: statuses %s" % (n, len(body) / 1e6, wall, by))
     for st, dt, d in results:
         if st != 200:
             print("  %s after %.2f s: %r" % (st, dt, d))
@@ -213,7 +215,8 @@ def fragments(base, n, total, hold):
 def main():
     what, base = sys.argv[1], sys.argv[2]
     if what == "uploads":
-        uploads(base, int(sys.argv[3]) if len(sys.argv) > 3 else 10, int(sys.argv[4]) if len(sys.argv) > 4 else 24)
+        uploads(base, int(sys.argv[3]) if len(sys.argv) > 3 else 10, int(sys.argv[4]) if len(sys.argv) > 4 else 24,
+                sys.argv[5] if len(sys.argv) > 5 else None, sys.argv[6] if len(sys.argv) > 6 else "audio/wav")
     elif what == "fragments":
         fragments(base, int(sys.argv[3]) if len(sys.argv) > 3 else 300,
                   int(sys.argv[4]) if len(sys.argv) > 4 else 87000, int(sys.argv[5]) if len(sys.argv) > 5 else 15)
