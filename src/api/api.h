@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/budget.h"
 #include "base/config.h"
 #include "core/engine.h"
 #include "core/pool.h"
@@ -39,6 +40,8 @@ struct api_env {
     const struct config *cfg;       /* borrowed, process lifetime */
     struct pool         *pool;      /* borrowed: the inference pool of a windowed engine, or NULL */
     const struct engine_ops *engine;/* borrowed: the loaded engine's table */
+    struct budget       *upload_mem;  /* borrowed: uploads' bodies and decoding in flight (NULL = no bound) */
+    struct budget       *message_mem; /* borrowed: partial WebSocket messages (NULL = no bound) */
     int      draining;              /* shutdown or rolling restart began: no new sessions */
     int      retiring;              /* rolling restart: a successor accepts on our socket */
 };
@@ -63,6 +66,9 @@ void api_destroy(struct api *api);
 
 /* POST /v1/transcribe (rest.c). ctx is the struct api. */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
+/* Its http_check_fn: what can be refused before the body is sent (the API
+ * key: ASR_E_UNAUTHORIZED). */
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg);
 
 /* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible
  * API"). ctx is the struct api. */

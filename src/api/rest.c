@@ -1,12 +1,14 @@
 /* docs/API.md "POST /v1/transcribe".
  *
- * The upload goes to api/transcribe (decoding on the thread pool, then a
- * session a window of chunks at a time); this file answers with its finals
- * as segments or, at the first part of the audio the engine fails on or
- * refuses, with an error naming that part. */
+ * The upload goes to api/transcribe (decoding on the thread pool a block
+ * ahead of a session fed a window of chunks at a time); this file answers
+ * with its finals as segments and what the decoder found of the input (cut
+ * short, bytes after the audio) or, at the first part of the audio the
+ * engine fails on or refuses, with an error naming that part. */
 #include "api/api_int.h"
 
 #include <http_parser.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@
 #include "api/transcribe.h"
 #include "api/wire.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "base/metrics.h"
 
 /* One request: the transcription (api/transcribe.h) and the answer it
@@ -25,6 +28,7 @@ struct rest_req {
     struct buf text;              /* all finals joined */
     int    n_segments;
     int    oom;                   /* segments or text could not grow: answer 500, not a cut list */
+    char   request_id[64];        /* for the log line of a lying file */
 };
 
 static void req_free(struct rest_req *r) {
@@ -87,6 +91,32 @@ static void rest_segment(void *ctx, const struct sess_final *f) {
     r->n_segments++;
 }
 
+/* The answer's "input" object (docs/API.md "POST /v1/transcribe"): what the
+ * decoder found of the body against its header. A file cut short or with
+ * bytes after its audio is answered all the same, and logged and counted. */
+static int put_input(const struct rest_req *r, const struct audio_input *in, struct buf *b) {
+    int bad = buf_printf(b, ",\"input\":{\"truncated\":%s,\"declared_ms\":", in->truncated ? "true" : "false");
+    if (in->declared_frames && in->in_rate)
+        bad |= buf_printf(b, "%llu", (unsigned long long)(in->declared_frames * 1000 / in->in_rate));
+    else
+        bad |= buf_puts(b, "null");
+    bad |= buf_printf(b, ",\"trailing_bytes\":%llu}", (unsigned long long)in->trailing_bytes);
+    if (in->truncated || in->trailing_bytes) {
+        if (in->truncated) metrics.rest_truncated++;
+        if (in->trailing_bytes) metrics.rest_trailing++;
+        struct log_line *l = log_begin(LOG_WARN, in->truncated ? "upload shorter than its header says"
+                                                               : "upload has bytes after its audio");
+        if (l) {
+            log_str(l, "request_id", r->request_id);
+            log_u64(l, "decoded_ms", in->in_rate ? in->decoded_frames * 1000 / in->in_rate : 0);
+            log_u64(l, "declared_ms", in->in_rate ? in->declared_frames * 1000 / in->in_rate : 0);
+            log_u64(l, "trailing_bytes", in->trailing_bytes);
+            log_end(l);
+        }
+    }
+    return bad;
+}
+
 /* The transcription is over: the 200, the failure with its span, or the
  * decoding error; then the request ends. */
 static void rest_end(void *ctx, const struct transcribe_end *e) {
@@ -101,7 +131,9 @@ static void rest_end(void *ctx, const struct transcribe_end *e) {
         buf_init(&b, 0);
         int bad = buf_puts(&b, "{\"text\":");
         bad |= buf_json_str(&b, r->text.data ? r->text.data : "", r->text.len);
-        bad |= buf_printf(&b, ",\"duration_ms\":%llu,\"segments\":[", (unsigned long long)e->duration_ms);
+        bad |= buf_printf(&b, ",\"duration_ms\":%llu", (unsigned long long)e->duration_ms);
+        if (e->has_input) bad |= put_input(r, &e->input, &b);
+        bad |= buf_puts(&b, ",\"segments\":[");
         bad |= buf_append(&b, r->segments.data ? r->segments.data : "", r->segments.len);
         bad |= buf_puts(&b, "]}");
         if (!bad && !r->oom) {
@@ -117,6 +149,11 @@ static void rest_end(void *ctx, const struct transcribe_end *e) {
 
 static const struct transcribe_sink rest_sink = {.on_segment = rest_segment, .on_end = rest_end};
 
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
+    struct api_env *env = ((struct api *)ctx)->env;
+    return auth_check_key(env->cfg, req) != 0 ? ASR_E_UNAUTHORIZED : 0;
+}
+
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct api_env *env = ((struct api *)ctx)->env;
     int ar = auth_check(env->cfg, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
@@ -130,12 +167,20 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
     }
     struct rest_req *r = xcalloc(1, sizeof *r);
     r->hc = hc;
+    snprintf(r->request_id, sizeof r->request_id, "%s", req->request_id);
     buf_init(&r->segments, 0);
     buf_init(&r->text, 0);
     struct transcribe_opts opts = {.content_type = http_header(req, "content-type", NULL),
                                    .request_id = req->request_id};
     size_t len = req->body.len;
-    if (transcribe_start(env, &req->body, 0, len, &opts, &rest_sink, r, &r->tx) != 0) {
+    int rc = transcribe_start(env, &req->body, 0, len, &opts, &rest_sink, r, &r->tx);
+    if (rc == ASR_E_SERVER_BUSY) {
+        http_respond_error(hc, 503, "SERVER_BUSY", "too many uploads in flight on this worker; retry later",
+                           "Retry-After: 1\r\n");
+        req_free(r);
+        return;
+    }
+    if (rc != 0) {
         http_respond_err(hc, ASR_E_INTERNAL, "could not schedule decoding");
         req_free(r);
         return;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/budget.h"
 #include "base/config.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -13,6 +14,12 @@
 #include "core/engine.h"
 
 #define TX_CHUNK_SAMPLES 16000u
+/* Decoded audio per block: 32 s (1 MB), twice the window below, so the next
+ * block is decoded long before the session needs it. */
+#define TX_BLOCK_SAMPLES (32u * TX_CHUNK_SAMPLES)
+_Static_assert(TRANSCRIBE_DECODE_BYTES >= (size_t)2 * TX_BLOCK_SAMPLES * sizeof(int16_t) + ((size_t)1 << 21),
+               "two blocks and the decoder's state");
+_Static_assert(TRANSCRIBE_DECODE_BYTES <= CONFIG_UPLOAD_DECODE_BYTES, "the upload budget's room for decoding");
 /* Chunks (seconds of audio) of one upload waiting for the engine at a time
  * (docs/internals/chunk-pipeline.md, "REST uploads"): each answered chunk
  * lets the next one in. 16 is what a stream may have waiting by default
@@ -33,13 +40,16 @@
 #define TX_WINDOW_WORDS 2
 #define TX_ENGINE_BUDGET (ENGINE_MAX_OUTSTANDING - SESS_MAX_REQUESTS_PER_CHUNK - 1)
 
-/* A transcription's life, forward only. DECODING: on the thread pool
- * (after_decode ends it on a decode error or moves on). FEEDING: the session
- * takes the audio a window at a time. STOPPING: all audio is in, the last
- * final is on its way. FAILED: no more audio goes in; the session lets the
- * engine finish what it holds (at most a window). on_done then reports (the
- * end or the failure) and frees it; transcribe_cancel (the client gone)
- * frees it at once, in any state but DECODING, where after_decode does. */
+/* A transcription's life, forward only. DECODING: the decoder opens the body
+ * and decodes the first block on the thread pool (after_decode ends it on a
+ * decode error or moves on). FEEDING: the session takes the audio a window
+ * at a time, while the next block is decoded on the pool. STOPPING: all
+ * audio is in, the last final is on its way. FAILED: no more audio goes in
+ * (the engine failed or refused, or the decoder broke part-way); the session
+ * lets the engine finish what it holds (at most a window). on_done then
+ * reports (the end or the failure) and releases it; transcribe_cancel (the
+ * client gone) releases it at once, in any state. Released, it is freed as
+ * soon as no work of its is on the thread pool. */
 enum tx_state { TX_DECODING, TX_FEEDING, TX_STOPPING, TX_FAILED };
 
 struct transcription {
@@ -48,15 +58,26 @@ struct transcription {
     struct api_env *env;          /* borrowed */
     const struct transcribe_sink *sink; /* borrowed */
     void  *ctx;                   /* borrowed: the sink's; NULL once cancelled */
-    struct buf body;              /* owned: adopted from the route; freed after decoding */
+    struct buf body;              /* owned: adopted from the route; the decoder reads it to the end */
     size_t off, len;              /* the audio within body */
     char  *content_type;          /* owned */
     char  *hint;                  /* owned */
     size_t hint_len;
     int    partial_words;         /* opts.partial_words, and the engine is windowed */
     int    window;                /* chunks waiting for the engine at most */
-    struct audio_pcm pcm;         /* owned: decoded audio */
-    int    err;                   /* decode result */
+    struct audio_decoder *dec;    /* owned; the pool's while work_busy */
+    int16_t *blk[2];              /* owned: decoded audio, TX_BLOCK_SAMPLES each */
+    size_t blk_n[2];              /* samples in each */
+    int    cur;                   /* the block the session is fed from */
+    size_t cur_off;               /* samples of it fed */
+    int    next_ready;            /* blk[!cur] holds the next audio (work done) */
+    int    dec_end;               /* the decoder gave its last samples */
+    int    work_busy;             /* a work of this one is on the pool */
+    int    work_slot;             /* the block it decodes into (set before it is queued) */
+    int    released;              /* ended or cancelled: freed once the pool gave it back */
+    size_t charged;               /* bytes charged to the upload budget for decoding */
+    uint64_t total;               /* samples decoded so far */
+    int    err;                   /* the pool's decode result */
     char   errmsg[160];
     struct asr_session *sess;     /* owned while transcribing */
     size_t fed;                   /* samples handed to the session */
@@ -64,6 +85,7 @@ struct transcription {
     int    done;                  /* on_done fired while feeding */
     char   request_id[64];        /* for the log line of a failure */
     int    fail_err;              /* FAILED: the asr_err reported */
+    int    fail_decode;           /* FAILED by the decoder: errmsg is the message */
     uint64_t fail_start_ms, fail_end_ms; /* FAILED: the audio it hit */
 };
 
@@ -71,25 +93,43 @@ static void tx_free(struct transcription *t) {
     buf_cleanup(&t->body);
     free(t->content_type);
     free(t->hint);
-    audio_pcm_cleanup(&t->pcm);
+    audio_decoder_close(t->dec);
+    free(t->blk[0]);
+    free(t->blk[1]);
+    budget_release(t->env->upload_mem, t->charged);
     if (t->sess) sess_destroy(t->sess);
     free(t);
 }
 
-static uint64_t duration_ms(const struct transcription *t) { return (uint64_t)t->pcm.n * 1000 / TRANSCRIBE_RATE; }
+/* Over (reported, or its client gone): the session goes now (sess_destroy
+ * cancels the engine requests still out); the rest, which a work on the
+ * pool may still be using, once that work is back. */
+static void tx_release(struct transcription *t) {
+    t->released = 1;
+    t->ctx = NULL;
+    if (t->sess) {
+        sess_destroy(t->sess);
+        t->sess = NULL;
+    }
+    if (!t->work_busy) tx_free(t);
+}
+
+static uint64_t duration_ms(const struct transcription *t) { return t->total * 1000 / TRANSCRIBE_RATE; }
 
 /* Reports the end to the sink (unless cancelled) and frees. As the
  * session's last act this may destroy it. */
-static void tx_end(struct transcription *t, const struct transcribe_end *e) {
+static void tx_end(struct transcription *t, struct transcribe_end *e) {
+    if (t->dec) {
+        audio_decoder_input(t->dec, &e->input);
+        e->has_input = 1;
+    }
     if (t->ctx) t->sink->on_end(t->ctx, e);
-    tx_free(t);
+    tx_release(t);
 }
 
 void transcribe_cancel(struct transcription *t) {
-    t->ctx = NULL;
     if (t->state != TX_FAILED) metrics.rest_failed[RFAIL_ABORTED]++;
-    if (t->state != TX_DECODING) tx_free(t);
-    /* else decoding on the pool: after_decode frees it */
+    tx_release(t);
 }
 
 /* The first failure ends the transcription (docs/API.md "POST
@@ -119,34 +159,71 @@ static void tx_fail(struct transcription *t, int status, uint64_t start_ms, uint
     sess_drain(t->sess);
 }
 
+/* The decoder broke part-way through the file (damaged data, or the audio
+ * passed an hour): the report is its error, as if it had been found before
+ * the transcription began; nothing more goes in. */
+static void tx_fail_decode(struct transcription *t, int err) {
+    if (t->state == TX_FAILED) return;
+    t->state = TX_FAILED;
+    t->fail_decode = 1;
+    t->fail_err = err;
+    sess_drain(t->sess);
+}
+
 /* The span of chunk seq (numbered from 1, TX_CHUNK_SAMPLES each). */
 static void chunk_span(const struct transcription *t, uint64_t seq, uint64_t *start_ms, uint64_t *end_ms) {
     uint64_t from = seq ? (seq - 1) * TX_CHUNK_SAMPLES : 0;
-    uint64_t to = from + TX_CHUNK_SAMPLES < t->pcm.n ? from + TX_CHUNK_SAMPLES : t->pcm.n;
+    uint64_t to = from + TX_CHUNK_SAMPLES < t->total ? from + TX_CHUNK_SAMPLES : t->total;
     *start_ms = from * 1000 / TRANSCRIBE_RATE;
     *end_ms = to * 1000 / TRANSCRIBE_RATE;
 }
 
 static void finish(struct transcription *t);
+static void decode_work(uv_work_t *w);
+static void after_decode(uv_work_t *w, int status);
+
+/* Decodes the next block into blk[!cur] on the pool. */
+static void decode_ahead(struct transcription *t) {
+    if (t->work_busy || t->next_ready || t->dec_end) return;
+    t->work_busy = 1;
+    t->work_slot = !t->cur;
+    if (uv_queue_work(t->env->loop, &t->work, decode_work, after_decode) != 0) {
+        t->work_busy = 0;
+        snprintf(t->errmsg, sizeof t->errmsg, "could not schedule decoding");
+        tx_fail_decode(t, ASR_E_INTERNAL);
+    }
+}
 
 /* Hands the session chunks until t->window are waiting for the engine (or
- * its engine requests near their bound), then, after the last one, stops it
- * (its last final follows; the 1 in TX_ENGINE_BUDGET is its finalize).
- * Called once the audio is decoded and again for every partial and final,
- * which covers every engine completion that can make room. on_done may fire
- * inside sess_chunk/sess_stop when the call started here at the top of a
- * loop callback; it then only marks the transcription, and the end happens
- * here, after the session returned. */
+ * its engine requests near their bound), taking the next decoded block when
+ * one is used up and asking for the one after it; when the decoder is not
+ * ahead yet, after_decode calls again. After the last chunk it stops the
+ * session (its last final follows; the 1 in TX_ENGINE_BUDGET is its
+ * finalize). Called once the first block is decoded and again for every
+ * partial and final, which covers every engine completion that can make
+ * room. on_done may fire inside sess_chunk/sess_stop when the call started
+ * here at the top of a loop callback; it then only marks the
+ * transcription, and the end happens here, after the session returned. */
 static void feed(struct transcription *t) {
     t->feeding++;
     while (t->state == TX_FEEDING && sess_pending(t->sess) < t->window &&
-           sess_engine_outstanding(t->sess) <= TX_ENGINE_BUDGET && t->fed < t->pcm.n) {
-        size_t off = t->fed;
-        size_t n = t->pcm.n - off < TX_CHUNK_SAMPLES ? t->pcm.n - off : TX_CHUNK_SAMPLES;
+           sess_engine_outstanding(t->sess) <= TX_ENGINE_BUDGET) {
+        if (t->cur_off == t->blk_n[t->cur]) {
+            if (!t->next_ready) break; /* the end, or the decoder is not there yet */
+            t->cur = !t->cur;
+            t->cur_off = 0;
+            t->next_ready = 0;
+            decode_ahead(t);
+            continue;
+        }
+        size_t off = t->cur_off, left = t->blk_n[t->cur] - off;
+        size_t n = left < TX_CHUNK_SAMPLES ? left : TX_CHUNK_SAMPLES;
+        t->cur_off += n;
         t->fed += n;
-        sess_chunk(t->sess, (const uint8_t *)(t->pcm.samples + off), n * 2, 0, 0, 0, util_now_ns());
+        sess_chunk(t->sess, (const uint8_t *)(t->blk[t->cur] + off), n * 2, 0, 0, 0, util_now_ns());
     }
-    if (t->state == TX_FEEDING && t->fed == t->pcm.n && sess_engine_outstanding(t->sess) <= TX_ENGINE_BUDGET) {
+    if (t->state == TX_FEEDING && t->dec_end && !t->next_ready && t->cur_off == t->blk_n[t->cur] &&
+        sess_engine_outstanding(t->sess) <= TX_ENGINE_BUDGET) {
         t->state = TX_STOPPING;
         sess_stop(t->sess);
     }
@@ -191,7 +268,10 @@ static void tx_final(void *ctx, const struct sess_final *f) {
 static void finish(struct transcription *t) {
     struct transcribe_end e = {.duration_ms = duration_ms(t)};
     char msg[160];
-    if (t->state == TX_FAILED) {
+    if (t->state == TX_FAILED && t->fail_decode) {
+        e.err = t->fail_err;
+        e.msg = t->errmsg[0] ? t->errmsg : asr_strerror(t->fail_err);
+    } else if (t->state == TX_FAILED) {
         int err = t->fail_err;
         const char *what = err == ASR_E_ENGINE_BUSY ? "the engine refused (backlog full)"
                            : err == ASR_E_INTERNAL  ? "out of memory transcribing"
@@ -220,25 +300,62 @@ static const struct sess_sink tx_sink = {
     .on_engine_error = tx_engine_error,
 };
 
+/* On the pool: the next block into blk[work_slot] (the first into blk[0],
+ * after opening the decoder). Only this transcription's decoder and that
+ * block are touched. */
 static void decode_work(uv_work_t *w) {
     struct transcription *t = w->data;
-    t->err = audio_decode((const uint8_t *)t->body.data + t->off, t->len, t->content_type, TRANSCRIBE_RATE,
-                          TRANSCRIBE_MAX_SAMPLES, &t->pcm, t->errmsg, sizeof t->errmsg);
+    if (!t->dec) {
+        t->err = audio_decoder_open((const uint8_t *)t->body.data + t->off, t->len, t->content_type,
+                                    TRANSCRIBE_RATE, TRANSCRIBE_MAX_SAMPLES, &t->dec, t->errmsg, sizeof t->errmsg);
+        if (t->err != 0) return;
+    }
+    int slot = t->work_slot;
+    t->err = audio_decoder_read(t->dec, t->blk[slot], TX_BLOCK_SAMPLES, &t->blk_n[slot], t->errmsg,
+                                sizeof t->errmsg);
 }
 
+static int start_session(struct transcription *t);
+
+/* A block is decoded (or the decoder failed). The first: the transcription
+ * starts, or the decode error is the end. A later one: feeding goes on, or
+ * the transcription fails with the decoder's error. */
 static void after_decode(uv_work_t *w, int status) {
     struct transcription *t = w->data;
-    buf_cleanup(&t->body);
-    if (!t->ctx) {
+    t->work_busy = 0;
+    if (t->released) {
         tx_free(t);
         return;
     }
-    if (status != 0 || t->err != 0) {
-        struct transcribe_end e = {.err = status != 0 ? ASR_E_INTERNAL : t->err,
-                                   .msg = t->errmsg[0] ? t->errmsg : asr_strerror(status != 0 ? ASR_E_INTERNAL : t->err)};
-        tx_end(t, &e);
+    int err = status != 0 ? ASR_E_INTERNAL : t->err;
+    int slot = t->work_slot;
+    if (t->state == TX_DECODING) {
+        if (err != 0) {
+            struct transcribe_end e = {.err = err, .msg = t->errmsg[0] ? t->errmsg : asr_strerror(err)};
+            tx_end(t, &e);
+            return;
+        }
+        t->total = t->blk_n[0];
+        t->dec_end = t->blk_n[0] < TX_BLOCK_SAMPLES;
+        if (start_session(t) != 0) return;
+        decode_ahead(t);
+        feed(t);
         return;
     }
+    if (t->state != TX_FEEDING) return; /* failed or stopping meanwhile: the block is not needed */
+    if (err != 0) {
+        tx_fail_decode(t, err);
+        return;
+    }
+    t->total += t->blk_n[slot];
+    if (t->blk_n[slot] < TX_BLOCK_SAMPLES) t->dec_end = 1;
+    t->next_ready = t->blk_n[slot] > 0;
+    feed(t);
+}
+
+/* The first block is decoded: the session that transcribes it all. -1
+ * when it could not be made (the end is reported). */
+static int start_session(struct transcription *t) {
     const struct config *c = t->env->cfg;
     int windows = t->partial_words;
     struct sess_cfg scfg = {
@@ -263,16 +380,15 @@ static void after_decode(uv_work_t *w, int status) {
     t->sess = sess_create(&scfg);
     if (!t->sess) {
         metrics.rest_failed[RFAIL_INTERNAL]++;
-        struct transcribe_end e = {.err = ASR_E_INTERNAL, .msg = "could not create a session",
-                                   .duration_ms = duration_ms(t)};
+        struct transcribe_end e = {.err = ASR_E_INTERNAL, .msg = "could not create a session"};
         tx_end(t, &e);
-        return;
+        return -1;
     }
     sess_transition(t->sess, SESS_ACTIVE);
     sess_attach(t->sess, &tx_sink, t);
     t->state = TX_FEEDING;
-    if (t->sink->on_start) t->sink->on_start(t->ctx, duration_ms(t));
-    feed(t);
+    if (t->sink->on_start) t->sink->on_start(t->ctx);
+    return 0;
 }
 
 int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t len,
@@ -300,8 +416,19 @@ int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t l
     t->partial_words = opts->partial_words && env->pool;
     t->window = t->partial_words ? TX_WINDOW_WORDS : TX_WINDOW;
     snprintf(t->request_id, sizeof t->request_id, "%s", opts->request_id ? opts->request_id : "");
+    /* The decoding's memory, beside the body the HTTP layer charged. */
+    if (budget_try_charge(env->upload_mem, TRANSCRIBE_DECODE_BYTES) != 0) {
+        tx_free(t);
+        return ASR_E_SERVER_BUSY;
+    }
+    t->charged = TRANSCRIBE_DECODE_BYTES;
+    t->blk[0] = xmalloc(TX_BLOCK_SAMPLES * sizeof(int16_t)); /* program-sized, charged above */
+    t->blk[1] = xmalloc(TX_BLOCK_SAMPLES * sizeof(int16_t));
     t->work.data = t;
+    t->work_busy = 1;
+    t->work_slot = 0;
     if (uv_queue_work(env->loop, &t->work, decode_work, after_decode) != 0) {
+        t->work_busy = 0;
         tx_free(t);
         return ASR_E_INTERNAL;
     }

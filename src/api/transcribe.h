@@ -3,8 +3,9 @@
  * openai.c; docs/internals/chunk-pipeline.md "REST uploads").
  *
  * The upload is decoded and resampled on the libuv thread pool
- * (audio_decode: libsndfile, libav, soxr are CPU-bound), then run through a
- * session on the loop exactly as a stream would (VAD, engine, endpointing),
+ * (libsndfile, libav, soxr are CPU-bound) a block (32 s) at a time, one
+ * block ahead of a session that runs it on the loop exactly as a stream
+ * would (VAD, engine, endpointing),
  * a window of 1 s chunks at a time so that an upload weighs on the engine
  * like one busy stream. Its finals come out as segments, in order; it ends
  * with everything transcribed, or at the first part of the audio the engine
@@ -22,6 +23,7 @@
 
 #include "api/api.h"
 #include "base/util.h"
+#include "core/audio.h"
 #include "core/session.h"
 
 /* The audio a transcription runs at (the REST sessions' client rate). */
@@ -29,6 +31,11 @@
 /* Longest audio an upload may decode to (a small compressed file can
  * expand a lot): one hour at 16 kHz. */
 #define TRANSCRIBE_MAX_SAMPLES (TRANSCRIBE_RATE * 3600u)
+/* What one transcription charges to the upload budget beside its body: its
+ * two decoded blocks and the decoder (an input block and its resampled
+ * output, libsndfile's and soxr's state; a FLAC frame of 8 channels is 2 MB
+ * of libFLAC's at most, which this leaves room for). */
+#define TRANSCRIBE_DECODE_BYTES ((size_t)4 << 20)
 
 struct transcribe_opts {
     const char *content_type;   /* the upload's type for audio_decode (copied); NULL = sniff */
@@ -47,14 +54,17 @@ struct transcribe_end {
     const char *msg;            /* err != 0: a one-line message for people */
     int         has_span;       /* the engine failed on or refused the audio at start..end_ms */
     uint64_t    start_ms, end_ms;
-    uint64_t    duration_ms;    /* of the decoded audio (0 when decoding failed) */
+    uint64_t    duration_ms;    /* of the audio decoded */
+    int         has_input;      /* the decoder opened the file: input says what it found */
+    struct audio_input input;   /* the file against its header (cut short, bytes after the audio) */
 };
 
 /* Where a transcription reports. Callbacks run on the loop thread; their
  * arguments are borrowed for the call. */
 struct transcribe_sink {
-    /* The audio is decoded and the first chunk is about to go in. Optional. */
-    void (*on_start)(void *ctx, uint64_t duration_ms);
+    /* The first block is decoded and its first chunk is about to go in.
+     * Optional. */
+    void (*on_start)(void *ctx);
     /* Words of the open utterance that became stable (opts.partial_words,
      * windowed engines): append-only, to be followed by the utterance's
      * final, whose text is authoritative and may differ. Optional. */
@@ -72,8 +82,10 @@ struct transcription;
 /* Starts transcribing body->data[off, off + len) (an upload, or the file
  * part of a form): the transcription adopts body (left empty) whatever the
  * outcome. env, sink and ctx are borrowed until on_end or cancel. Returns 0
- * and *out, or ASR_E_INTERNAL when decoding could not be scheduled (no
- * callback runs then), or out of memory copying the hint. */
+ * and *out; ASR_E_SERVER_BUSY when the worker's upload budget has no room
+ * for the decoding (answer 503 with Retry-After); ASR_E_INTERNAL when
+ * decoding could not be scheduled or the hint could not be copied. No
+ * callback runs after an error. */
 int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t len,
                      const struct transcribe_opts *opts, const struct transcribe_sink *sink, void *ctx,
                      struct transcription **out);

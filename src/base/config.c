@@ -114,6 +114,12 @@ static const struct config_opt opts[] = {
      "request line + headers limit, bytes (431 beyond)"},
     {"ASR_MAX_UPLOAD_BYTES", OPT_SIZE, F(max_upload_bytes), "26214400", 1, 1073741824, NULL, 0,
      "POST body limit, bytes as sent (413 beyond)"},
+    {"ASR_UPLOAD_MEMORY_BYTES", OPT_SIZE, F(upload_memory_bytes), "134217728", 0, 68719476736.0, NULL, 0,
+     "per worker: bytes of request bodies being received and of uploads' decoding in flight (503 with "
+     "Retry-After beyond); 0 = no bound, else at least ASR_MAX_UPLOAD_BYTES + 4 MiB"},
+    {"ASR_MESSAGE_MEMORY_BYTES", OPT_SIZE, F(message_memory_bytes), "33554432", 0, 68719476736.0, NULL, 0,
+     "per worker: bytes of WebSocket messages received in pieces and not complete yet (close 1013 beyond); "
+     "0 = no bound, else at least twice the largest message"},
     {"ASR_MAX_PENDING_CHUNKS", OPT_INT, F(max_pending_chunks), "16", 1, 1024, NULL, 0,
      "chunks of one session waiting for the engine before its socket is paused (or SERVER_BUSY with ASR_SHED_LOAD=1)"},
     {"ASR_MAX_SESSION_BUFFER_BYTES", OPT_SIZE, F(max_session_buffer_bytes), "1048576", 65536, 1073741824, NULL, 0,
@@ -312,6 +318,20 @@ int config_load_from(struct config *cfg, const char *(*get)(const char *name), c
     if (cfg->token_secret[0] && strlen(cfg->token_secret) < 16) {
         snprintf(err, errlen, "ASR_TOKEN_SECRET: %zu bytes is too short, allowed 16..255 bytes (or empty)",
                  strlen(cfg->token_secret));
+        return ASR_EINVAL;
+    }
+    if (cfg->upload_memory_bytes && cfg->upload_memory_bytes < cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES) {
+        snprintf(err, errlen,
+                 "ASR_UPLOAD_MEMORY_BYTES: %zu leaves no room for the largest upload, allowed 0 or at least "
+                 "ASR_MAX_UPLOAD_BYTES + 4194304 (%zu)",
+                 cfg->upload_memory_bytes, cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES);
+        return ASR_EINVAL;
+    }
+    if (cfg->message_memory_bytes && cfg->message_memory_bytes < 2 * config_max_message_bytes(cfg)) {
+        snprintf(err, errlen,
+                 "ASR_MESSAGE_MEMORY_BYTES: %zu leaves no room for the largest message, allowed 0 or at least "
+                 "twice ASR_MAX_MESSAGE_BYTES (%zu)",
+                 cfg->message_memory_bytes, 2 * config_max_message_bytes(cfg));
         return ASR_EINVAL;
     }
     if (cfg->endpointing_ms < cfg->vad_frame_ms) {

@@ -68,6 +68,10 @@ struct config {
     size_t   max_audio_rate;           /* ASR_MAX_AUDIO_RATE_BYTES_PER_SEC (0 = 2x real time) */
     size_t   max_header_bytes;         /* ASR_MAX_HEADER_BYTES */
     size_t   max_upload_bytes;         /* ASR_MAX_UPLOAD_BYTES */
+    size_t   upload_memory_bytes;      /* ASR_UPLOAD_MEMORY_BYTES: bodies + decoding of uploads in flight,
+                                          per worker (0 = no bound) */
+    size_t   message_memory_bytes;     /* ASR_MESSAGE_MEMORY_BYTES: WebSocket messages being reassembled,
+                                          per worker (0 = no bound) */
     int      max_pending_chunks;       /* ASR_MAX_PENDING_CHUNKS */
     size_t   max_session_buffer_bytes; /* ASR_MAX_SESSION_BUFFER_BYTES: audio waiting in VAD/engine */
     int      shed_load;                /* ASR_SHED_LOAD: 1 = SERVER_BUSY instead of pausing */
@@ -161,6 +165,11 @@ void config_print_help(FILE *out);
  * (truncated at len - 1). */
 size_t config_dump_json(const struct config *cfg, const struct config_opt *engine_opts, size_t n_engine,
                         char *buf, size_t len);
+
+/* Memory one upload's decoding may hold beside its body (api/rest.c
+ * charges it to the upload budget): ASR_UPLOAD_MEMORY_BYTES must leave room
+ * for the largest body and this. */
+#define CONFIG_UPLOAD_DECODE_BYTES ((size_t)4 << 20)
 
 /* Derived values. */
 size_t config_max_message_bytes(const struct config *cfg);

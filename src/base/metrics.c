@@ -222,7 +222,8 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->rest_chunks, (unsigned long long)M->rest_audio_ms);
     for (int i = 0; i < RFAIL__N; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", rest_fail_names[i], (unsigned long long)M->rest_failed[i]);
-    buf_puts(b, "}}");
+    buf_printf(b, "},\"inputs\":{\"truncated\":%llu,\"trailing\":%llu}}", (unsigned long long)M->rest_truncated,
+               (unsigned long long)M->rest_trailing);
     buf_puts(b, ",\"openai\":{\"refused\":{");
     for (int i = 0; i < OREF__N; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", openai_refusal_names[i],
@@ -259,6 +260,13 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", auth_refusal_names[i], (unsigned long long)M->auth_refused[i]);
     buf_printf(b, "}},\"cors\":{\"preflights\":%llu,\"refused\":%llu}", (unsigned long long)M->cors_preflights,
                (unsigned long long)M->cors_refused);
+    buf_printf(b,
+               ",\"memory\":{\"uploads\":{\"bytes\":%llu,\"peak\":%llu,\"limit\":%llu,\"refused\":%llu},"
+               "\"messages\":{\"bytes\":%llu,\"peak\":%llu,\"limit\":%llu,\"refused\":%llu}}",
+               (unsigned long long)M->mem_upload_bytes, (unsigned long long)M->mem_upload_peak,
+               (unsigned long long)M->mem_upload_limit, (unsigned long long)M->mem_upload_refused,
+               (unsigned long long)M->mem_message_bytes, (unsigned long long)M->mem_message_peak,
+               (unsigned long long)M->mem_message_limit, (unsigned long long)M->mem_message_refused);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
                   "\"snapshot_writes\":%llu,\"republished\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
@@ -416,6 +424,27 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
                    (unsigned long long)M->auth_refused[i]);
     PROM_EACH("counter", "cors_preflights_total", "CORS preflights answered.", (double)M->cors_preflights);
     PROM_EACH("counter", "cors_refused_total", "Requests refused: Origin not in ASR_CORS_ORIGINS.", (double)M->cors_refused);
+    PROM_EACH("counter", "rest_inputs_truncated_total", "Uploads whose header states more audio than their bytes hold.", (double)M->rest_truncated);
+    PROM_EACH("counter", "rest_inputs_trailing_total", "Uploads with bytes after the audio their header describes.", (double)M->rest_trailing);
+    {
+        static const char *const pools[2] = {"uploads", "messages"};
+        prom_head(b, "gauge", "memory_bytes", "Bytes charged to a memory budget now (uploads: bodies and decoding; messages: partial WebSocket messages).");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_bytes{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_bytes : M->mem_upload_bytes));
+        prom_head(b, "gauge", "memory_limit_bytes", "Bound of a memory budget (0 = none).");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_limit_bytes{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_limit : M->mem_upload_limit));
+        prom_head(b, "gauge", "memory_peak_bytes", "Most bytes charged to a memory budget since start.");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_peak_bytes{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_peak : M->mem_upload_peak));
+        prom_head(b, "counter", "memory_refused_total", "Charges a memory budget refused (503 for uploads, close 1013 for messages).");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_refused_total{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_refused : M->mem_upload_refused));
+    }
     PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
     PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
@@ -554,7 +583,9 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
     SA_(errors); SA_(close_codes);
-    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed); SA_(openai_refused);
+    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed); SA_(openai_refused); S_(rest_truncated); S_(rest_trailing);
+    S_(mem_upload_bytes); S_(mem_upload_peak); S_(mem_upload_limit); S_(mem_upload_refused);
+    S_(mem_message_bytes); S_(mem_message_peak); S_(mem_message_limit); S_(mem_message_refused);
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);

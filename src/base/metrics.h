@@ -88,6 +88,8 @@ struct metrics {
     uint64_t rest_audio_ms;           /* ms of REST audio fed */
     uint64_t rest_failed[RFAIL__N];   /* REST transcriptions that failed, by cause */
     uint64_t openai_refused[OREF__N]; /* OpenAI-compatible transcriptions refused, by cause */
+    uint64_t rest_truncated;          /* uploads whose header states more audio than their bytes hold */
+    uint64_t rest_trailing;           /* uploads with bytes after the audio their header describes */
     uint64_t close_codes[METRIC_CLOSE_CODES]; /* 1000,1001,1008,1009,1011,1013,other,none */
     uint64_t requests_total;
     uint64_t requests[ROUTE__N][METRIC_STATUSES];
@@ -110,6 +112,11 @@ struct metrics {
     uint64_t auth_refused[AREF__N];   /* credentials refused, by cause */
     uint64_t cors_preflights;         /* CORS preflights answered 204 */
     uint64_t cors_refused;            /* requests refused: an Origin not in ASR_CORS_ORIGINS */
+    /* the worker's memory budgets (base/budget.h; the worker copies them each
+     * tick and before a metrics answer): bytes charged now, the most since
+     * start, the bound (0 = none), charges refused */
+    uint64_t mem_upload_bytes, mem_upload_peak, mem_upload_limit, mem_upload_refused;
+    uint64_t mem_message_bytes, mem_message_peak, mem_message_limit, mem_message_refused;
     uint64_t store_up;                /* gauge: 1 while the session store is available */
     uint64_t store_ops;               /* store operations started */
     uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */

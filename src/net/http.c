@@ -15,6 +15,14 @@
  * trickled a byte at a time does not. */
 #define HTTP_BODY_PROGRESS_BYTES 1024
 
+/* After a refusal made while the client may still be sending its body (413,
+ * 503, an early answer to Expect: 100-continue), the connection goes on
+ * reading and discarding until the client has been silent this long, for at
+ * most HTTP_LINGER_MAX_MS in all: closing with unread bytes makes the kernel
+ * send a reset, and a client still sending would lose the answer to it. */
+#define HTTP_LINGER_MS 1000
+#define HTTP_LINGER_MAX_MS 10000
+
 /* Header capture (cb_header_field, cb_header_value): what the last piece
  * was. http-parser hands names and values over in pieces; a piece of the
  * same kind extends the current one. */
@@ -37,6 +45,8 @@ struct http_conn {
     char rl_tail[9];                 /* the request line's last bytes: "HTTP/1.1\r" */
     unsigned served;                 /* responses written on this connection */
     uint64_t chunk_left;             /* bytes of the current chunk still to come */
+    uint64_t body_expect;            /* the request's Content-Length, 0 = unknown (chunked) or none */
+    int  body_declared;              /* the request's head announced a body (chunked or a length > 0) */
     size_t   body_mark;              /* body length when the body timer was last renewed */
     int  crlf_need;                  /* bytes of the CRLF after a chunk still to check */
     const char *exec_end;            /* end of the bytes being parsed */
@@ -50,6 +60,13 @@ struct http_conn {
     int  head_in;                    /* the request's head is complete: its headers can be read */
     int  streaming;                  /* BUSY with a streamed answer: 1 chunked, 2 close-delimited */
     int  stream_status;              /* its status, for the request's accounting */
+    /* linger: answered (DONE) before the body was all read; reading and
+     * discarding until the client is silent (HTTP_LINGER_MS), the bytes
+     * run out or the deadline passes. Set by fail_parse, acted on by
+     * finish_request; a detail of DONE, not a state of its own. */
+    int  linger;
+    size_t linger_left;              /* bytes still to discard before closing anyway */
+    uint64_t linger_deadline;        /* loop time (ms) to close by */
     void (*abort_fn)(void *ctx);     /* async handler's abort hook */
     void *abort_ctx;
 };
@@ -214,6 +231,8 @@ static int cb_message_begin(http_parser *p) {
     hc->chunk_left = 0;
     hc->crlf_need = 0;
     hc->head_in = 0;
+    hc->body_declared = 0;
+    hc->body_expect = 0;
     hc->req.start_ns = util_now_ns();
     return 0;
 }
@@ -280,6 +299,84 @@ static int value_is(const char *v, const char *lit) {
     return util_ieq(v, n, lit);
 }
 
+/* CORS (below): what it makes of a request, decided in dispatch and, for
+ * a request waiting for 100 Continue, in expect_continue. */
+enum cors_verdict { CORS_PASS, CORS_REFUSE, CORS_PREFLIGHT };
+static enum cors_verdict cors_verdict(const struct http_conn *hc);
+#define CORS_REFUSAL_MSG "this Origin may not call this server (ASR_CORS_ORIGINS)"
+
+/* The route for the request's path and method (GET routes answer HEAD
+ * too), or NULL; *path_route is the metrics route of the path when some
+ * route has it, else ROUTE_OTHER, and *path_known whether one has (NULL
+ * then is a 405, not a 404). */
+static const struct http_route *route_find(const struct http_server *srv, const struct http_req *r,
+                                           enum metric_route *path_route, int *path_known) {
+    size_t pl;
+    const char *path = http_path(r, &pl);
+    *path_route = ROUTE_OTHER;
+    *path_known = 0;
+    const struct http_route *known = NULL;
+    for (size_t i = 0; i < srv->n_routes; i++) {
+        const struct http_route *rt = &srv->routes[i];
+        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
+        if (!known) known = rt;
+        if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
+            *path_route = rt->route;
+            return rt;
+        }
+    }
+    if (known) {
+        *path_route = known->route;
+        *path_known = 1;
+    }
+    return NULL;
+}
+
+/* Expect: 100-continue on a request with a body (cb_headers_complete, after
+ * the limits passed): the route decides now, before the body is sent. No
+ * such route or method, or the route's check refusing, is answered at once
+ * (process: fail_parse, with the connection closed after it); else the
+ * client is told to send. An HTTP/1.0 request's expectation is ignored
+ * (RFC 9110 10.1.1); so is any other expectation. */
+static int expect_continue(struct http_conn *hc, http_parser *p) {
+    struct http_req *r = &hc->req;
+    if (p->http_minor < 1 || !value_is(http_header(r, "expect", NULL), "100-continue")) return 0;
+    enum metric_route mr;
+    int known;
+    const struct http_route *rt = route_find(hc->srv, r, &mr, &known);
+    int fallback = !rt && !known && hc->srv->fallback;
+    if (fallback) mr = hc->srv->fallback_route;
+    enum cors_verdict cv = cors_verdict(hc);
+    if (cv == CORS_REFUSE) {
+        r->route = mr;
+        metrics.cors_refused++;
+        return refuse(hc, ASR_E_ORIGIN_NOT_ALLOWED, CORS_REFUSAL_MSG);
+    }
+    if (cv == CORS_PREFLIGHT || (fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD))) {
+        rt = NULL; /* dispatch answers: the preflight, or the page's file */
+    } else if (!rt) {
+        r->route = mr;
+        return known ? refuse(hc, ASR_E_METHOD, "method not allowed on this path")
+                     : refuse(hc, ASR_E_NOT_FOUND, "no such route");
+    }
+    if (rt && rt->check) {
+        const char *msg = NULL;
+        int err = rt->check(rt->ctx, r, &msg);
+        if (err) {
+            r->route = rt->route;
+            return refuse(hc, err, msg);
+        }
+    }
+    /* Like every response, the interim one names the request (docs/API.md
+     * "Request ids"). */
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "HTTP/1.1 100 Continue\r\nX-Request-Id: %s\r\n\r\n", r->request_id);
+    conn_write(hc->c, b.data, b.len);
+    buf_cleanup(&b);
+    return 0;
+}
+
 static int cb_headers_complete(http_parser *p) {
     struct http_conn *hc = p->data;
     struct http_req *r = &hc->req;
@@ -315,6 +412,7 @@ static int cb_headers_complete(http_parser *p) {
         memcpy(r->request_id, id, 33);
     }
     if (parser_move(hc, HTTP_ST_BODY)) return 1;
+    hc->body_declared = (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
     if (p->http_major != 1) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: unsupported HTTP version");
     /* The one transfer coding understood is chunked, alone: with another one
      * the body length cannot be known (RFC 9112 6.3: 400 when chunked is not
@@ -330,10 +428,24 @@ static int cb_headers_complete(http_parser *p) {
         return refuse(hc, ASR_E_TOO_LARGE, NULL);
     if (has_body_method && !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX && !p->upgrade)
         return refuse(hc, ASR_E_LENGTH_REQUIRED, NULL);
+    /* A body the worker cannot hold now is refused before it is sent (or
+     * while it is being sent: the answer lingers); one that fits is charged
+     * as its bytes arrive (cb_body), so a client must send the bytes it
+     * holds the budget with. */
+    hc->body_expect = p->content_length != ULLONG_MAX ? p->content_length : 0;
+    if (hc->body_expect && budget_check(hc->srv->body_budget, (size_t)hc->body_expect + 1) != 0) {
+        enum metric_route mr;
+        int known;
+        route_find(hc->srv, r, &mr, &known);
+        r->route = mr;
+        return refuse(hc, ASR_E_SERVER_BUSY, "too many request bodies in flight on this worker; retry later");
+    }
+    if (((p->flags & F_CHUNKED) || hc->body_expect) && !p->upgrade && expect_continue(hc, p)) return 1;
     /* A body a handler did not adopt (another route, an early answer) is
      * freed here rather than forgotten. */
     buf_cleanup(&r->body);
     buf_init(&r->body, hc->srv->max_upload_bytes);
+    buf_set_budget(&r->body, hc->srv->body_budget);
     /* The head deadline is over; a body gets its own, renewed by progress
      * (cb_body), so a large upload on a slow link passes and a trickle
      * does not. */
@@ -354,6 +466,21 @@ static int cb_chunk_header(http_parser *p) {
     return 0;
 }
 
+/* The body's bytes, charged to the body budget as the buffer grows: by
+ * doubling, but never past a stated Content-Length, so a body whose length
+ * is known ends in a buffer of exactly its size. */
+static int body_append(struct http_conn *hc, const char *at, size_t n) {
+    struct buf *b = &hc->req.body;
+    if (hc->body_expect && b->len + n + 1 > b->cap) {
+        size_t want = b->cap ? 2 * b->cap : 4096;
+        if (want > hc->body_expect + 1) want = (size_t)hc->body_expect + 1;
+        if (want < b->len + n + 1) want = b->len + n + 1;
+        int rc = buf_reserve_exact(b, want - b->len - 1);
+        if (rc != 0) return rc;
+    }
+    return buf_append(b, at, n);
+}
+
 /* Non-strict http-parser skips the two bytes after a chunk's data without
  * looking at them, so "4\r\nabcdXY0\r\n\r\n" is a complete body: a framing
  * a stricter front end reads differently (request smuggling). The bytes are
@@ -368,7 +495,10 @@ static int check_crlf(struct http_conn *hc, const char *p, const char *end) {
 
 static int cb_body(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
-    if (buf_append(&hc->req.body, at, n) != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    int rc = body_append(hc, at, n);
+    if (rc == ASR_EAGAIN)
+        return refuse(hc, ASR_E_SERVER_BUSY, "too many request bodies in flight on this worker; retry later");
+    if (rc != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
     if (hc->req.body.len - hc->body_mark >= HTTP_BODY_PROGRESS_BYTES) {
         hc->body_mark = hc->req.body.len;
         conn_timer(hc->c, hc->srv->body_timeout_ms);
@@ -519,6 +649,17 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     buf_cleanup(&r->body); /* an idle keep-alive connection holds no body */
     if (close_after || !r->keep_alive || hc->draining || hc->peer_eof) {
         http_move(hc, HTTP_ST_DONE); /* parse nothing more */
+        if (hc->linger && !hc->peer_eof) {
+            /* The body may still be coming: read and discard it (on_read) so
+             * the answer is not lost to a reset; close on the client's EOF,
+             * its silence (on_timer) or the limits. */
+            buf_cleanup(&hc->held);
+            hc->linger_left = hc->srv->max_upload_bytes + 65536;
+            hc->linger_deadline = uv_now(hc->c->set->loop) + HTTP_LINGER_MAX_MS;
+            conn_read_resume(hc->c);
+            conn_timer(hc->c, HTTP_LINGER_MS);
+            return;
+        }
         conn_close_after_write(hc->c);
         return;
     }
@@ -577,6 +718,21 @@ enum http_origin http_origin_check(const char *list, const struct http_req *req)
 static const char *cors_list(const struct http_server *srv) {
     const struct http_cors *c = srv->cors;
     return c && c->origins && c->origins[0] ? c->origins : NULL;
+}
+
+/* What CORS makes of a request whose head is complete (http.h, struct
+ * http_cors): refused (an Origin not listed), a preflight from a listed
+ * origin to answer, or nothing to do (CORS off, an upgrade, no Origin, the
+ * server's own). */
+static enum cors_verdict cors_verdict(const struct http_conn *hc) {
+    const struct http_req *r = &hc->req;
+    const char *list = cors_list(hc->srv);
+    if (!list || r->upgrade) return CORS_PASS;
+    enum http_origin o = http_origin_check(list, r);
+    if (o == HTTP_ORIGIN_OTHER) return CORS_REFUSE;
+    if (o == HTTP_ORIGIN_LISTED && r->method == HTTP_OPTIONS && http_header(r, "access-control-request-method", NULL))
+        return CORS_PREFLIGHT;
+    return CORS_PASS;
 }
 
 /* The CORS headers of an answer: Vary: Origin whenever the answer depends
@@ -696,15 +852,22 @@ static const struct http_route *path_route(const struct http_conn *hc) {
     return NULL;
 }
 
+/* The error body in the shape of the request's route (its error_body), or
+ * the house shape. */
+static void route_error_body(const struct http_conn *hc, struct buf *b, int status, const char *code,
+                             const char *msg) {
+    const struct http_route *rt = path_route(hc);
+    if (!rt || !rt->error_body || rt->error_body(b, status, code, msg) != 0) {
+        buf_reset(b);
+        error_body(b, code, msg);
+    }
+}
+
 void http_respond_error(struct http_conn *hc, int status, const char *code, const char *msg,
                         const char *extra) {
     struct buf b;
     buf_init(&b, 0);
-    const struct http_route *rt = path_route(hc);
-    if (!rt || !rt->error_body || rt->error_body(&b, status, code, msg) != 0) {
-        buf_reset(&b);
-        error_body(&b, code, msg);
-    }
+    route_error_body(hc, &b, status, code, msg);
     /* After a refused request the rest of the stream cannot be trusted. */
     respond(hc, status, "application/json", b.data, b.len, extra, http_status_closes(status));
     buf_cleanup(&b);
@@ -749,6 +912,16 @@ static int methods_have(const char *methods, const char *m, size_t ml) {
     return 0;
 }
 
+/* "Allow: GET, POST\r\n" for the methods the request's path has (its
+ * routes'). */
+static void allow_header(const struct http_conn *hc, char *allow, size_t len) {
+    size_t pl;
+    const char *path = http_path(&hc->req, &pl);
+    char methods[96];
+    path_methods(hc->srv, path, pl, 0, methods, sizeof methods);
+    snprintf(allow, len, "Allow: %s\r\n", methods);
+}
+
 /* A CORS preflight from a listed origin (http.h, struct http_cors). The
  * answer's Allow-Origin comes from cors_headers, as on every answer. */
 static void preflight(struct http_conn *hc, const char *methods) {
@@ -776,52 +949,38 @@ static void preflight(struct http_conn *hc, const char *methods) {
 /* Routing: the route of the path and method; CORS before it (http.h), so
  * that a refusal or a preflight is counted under the path's route; then
  * 405 for a known path with another method, the fallback for GET and HEAD,
- * 404. */
+ * 404. expect_continue decides the same way before a body is sent. */
 static void dispatch(struct http_conn *hc) {
     struct http_req *r = &hc->req;
     const struct http_server *srv = hc->srv;
-    size_t pl;
-    const char *path = http_path(r, &pl);
-    int path_known = 0;
-    const struct http_route *match = NULL;
     conn_timer(hc->c, 0);
     http_move(hc, HTTP_ST_BUSY);
-    for (size_t i = 0; i < srv->n_routes; i++) {
-        const struct http_route *rt = &srv->routes[i];
-        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
-        if (!path_known) r->route = rt->route;
-        path_known = 1;
-        if (!match && (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD))) {
-            match = rt;
-            r->route = rt->route;
-        }
-    }
-    int fallback = !path_known && srv->fallback;
+    int known;
+    const struct http_route *match = route_find(srv, r, &r->route, &known);
+    int fallback = !match && !known && srv->fallback;
     if (fallback) r->route = srv->fallback_route;
-    char methods[96];
-    const char *cors = cors_list(srv);
-    if (cors && !r->upgrade) {
-        enum http_origin o = http_origin_check(cors, r);
-        if (o == HTTP_ORIGIN_OTHER) {
-            metrics.cors_refused++;
-            http_respond_err(hc, ASR_E_ORIGIN_NOT_ALLOWED, "this Origin may not call this server (ASR_CORS_ORIGINS)");
-            return;
-        }
-        if (o == HTTP_ORIGIN_LISTED && r->method == HTTP_OPTIONS &&
-            http_header(r, "access-control-request-method", NULL)) {
-            path_methods(srv, path, pl, fallback, methods, sizeof methods);
-            preflight(hc, methods);
-            return;
-        }
+    switch (cors_verdict(hc)) {
+    case CORS_REFUSE:
+        metrics.cors_refused++;
+        http_respond_err(hc, ASR_E_ORIGIN_NOT_ALLOWED, CORS_REFUSAL_MSG);
+        return;
+    case CORS_PREFLIGHT: {
+        size_t pl;
+        const char *path = http_path(r, &pl);
+        char methods[96];
+        path_methods(srv, path, pl, fallback, methods, sizeof methods);
+        preflight(hc, methods);
+        return;
+    }
+    case CORS_PASS: break;
     }
     if (match) {
         match->handler(match->ctx, hc, r);
         return;
     }
-    if (path_known) {
+    if (known) {
         char allow[128];
-        path_methods(srv, path, pl, 0, methods, sizeof methods);
-        snprintf(allow, sizeof allow, "Allow: %s\r\n", methods);
+        allow_header(hc, allow, sizeof allow);
         http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", allow);
         return;
     }
@@ -832,10 +991,26 @@ static void dispatch(struct http_conn *hc) {
     http_respond_error(hc, 404, "NOT_FOUND", "no such route", NULL);
 }
 
+/* A request refused while it was being parsed (a limit, malformed bytes,
+ * the timer, the client's half-close) or answered before its body (Expect:
+ * 100-continue, the body budget): the answer closes the connection, since
+ * the rest of the stream is not a request. Refused while its body may still
+ * be coming for a reason other than broken framing, it lingers (finish_request). */
 static void fail_parse(struct http_conn *hc, int err, const char *msg) {
+    /* A refusal in cb_headers_complete ends the message there (http-parser
+     * takes it for "no body"), so READY may have a body still to come too. */
+    hc->linger = (hc->state == HTTP_ST_BODY || hc->state == HTTP_ST_READY) && hc->body_declared &&
+                 err != ASR_E_BAD_REQUEST && err != ASR_E_TIMEOUT && err != ASR_E_HEADERS_TOO_LARGE;
     http_move(hc, HTTP_ST_BUSY);
     if (!hc->req.request_id[0]) util_random_id(hc->req.request_id); /* refused before the head was read */
-    http_respond_err(hc, err, msg);
+    char extra[128] = "";
+    if (err == ASR_E_METHOD) allow_header(hc, extra, sizeof extra);
+    else if (asr_err_http_status(err) == 503) snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
+    struct buf b;
+    buf_init(&b, 0);
+    route_error_body(hc, &b, asr_err_http_status(err), asr_err_code(err), msg ? msg : asr_strerror(err));
+    respond(hc, asr_err_http_status(err), "application/json", b.data, b.len, extra, 1);
+    buf_cleanup(&b);
 }
 
 /* Parses held bytes while no handler is busy (IDLE, HEAD, BODY; READY is
@@ -863,9 +1038,10 @@ static void process(struct http_conn *hc) {
             hc->error = 0;
             hc->error_msg = NULL;
             if (!msg)
-                msg = err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
-                      : err == ASR_E_TOO_LARGE       ? "request body larger than the upload limit"
-                                                     : "a body needs Content-Length or chunked encoding";
+                msg = err == ASR_E_HEADERS_TOO_LARGE  ? "request headers too large"
+                      : err == ASR_E_TOO_LARGE        ? "request body larger than the upload limit"
+                      : err == ASR_E_LENGTH_REQUIRED  ? "a body needs Content-Length or chunked encoding"
+                                                      : NULL; /* fail_parse: the error's own message */
             fail_parse(hc, err, msg);
             break;
         }
@@ -903,7 +1079,18 @@ static void process(struct http_conn *hc) {
 
 static void on_read(struct conn *c, const char *data, size_t n) {
     struct http_conn *hc = c->proto;
-    if (hc->state == HTTP_ST_DONE) return; /* answered with Connection: close; closing */
+    if (hc->state == HTTP_ST_DONE) {
+        /* Answered with Connection: close. Lingering: the bytes are
+         * discarded, and the client's silence is waited for again. */
+        if (!hc->linger || conn_closing(c)) return;
+        if (n >= hc->linger_left || uv_now(c->set->loop) >= hc->linger_deadline) {
+            conn_close_after_write(c);
+            return;
+        }
+        hc->linger_left -= n;
+        conn_timer(c, HTTP_LINGER_MS);
+        return;
+    }
     if (buf_append(&hc->held, data, n) != 0) {
         conn_close(c);
         return;
@@ -921,6 +1108,20 @@ static void on_eof(struct conn *c, int status) {
         conn_read_pause(c);
         return;
     }
+    /* A request that began and will never be complete: its head or body
+     * was cut by the half-close. It is answered (400) rather than dropped;
+     * then the connection closes. */
+    if (status == UV_EOF && hc && (hc->state == HTTP_ST_HEAD || hc->state == HTTP_ST_BODY)) {
+        hc->peer_eof = 1;
+        conn_read_pause(c);
+        fail_parse(hc, ASR_E_BAD_REQUEST,
+                   hc->state == HTTP_ST_HEAD
+                       ? "request incomplete: the client closed its side before the end of the request head"
+                       : hc->body_expect
+                             ? "request incomplete: the client closed its side before the body's Content-Length"
+                             : "request incomplete: the client closed its side before the last chunk of the body");
+        return;
+    }
     if (status == UV_EOF && conn_unsent(c) > 0) {
         conn_close_after_write(c);
         return;
@@ -930,6 +1131,10 @@ static void on_eof(struct conn *c, int status) {
 
 static void on_timer(struct conn *c) {
     struct http_conn *hc = c->proto;
+    if (hc->state == HTTP_ST_DONE) { /* the linger is over: the client went silent */
+        conn_close_after_write(c);
+        return;
+    }
     if (hc->state >= HTTP_ST_HEAD && hc->state <= HTTP_ST_READY) { /* a request began, no one answers it yet */
         fail_parse(hc, ASR_E_TIMEOUT, "request not complete in time");
         return;

@@ -5,11 +5,23 @@
  *
  * Limits (docs/API.md "REST"): request line + headers over
  * ASR_MAX_HEADER_BYTES -> 431; body over ASR_MAX_UPLOAD_BYTES (as sent) ->
- * 413; a POST with neither Content-Length nor chunked encoding -> 411;
+ * 413; a body the worker's body budget cannot hold (a Content-Length over
+ * what is left of it, or bytes arriving past it) -> 503 with Retry-After;
+ * a POST with neither Content-Length nor chunked encoding -> 411;
  * anything http-parser refuses (including Content-Length with
  * Transfer-Encoding, duplicate lengths) -> 400; no complete request within
- * ASR_HANDSHAKE_TIMEOUT_S -> 408. Every refusal answers JSON
- * {"error":{"code","message"}} and closes.
+ * ASR_HANDSHAKE_TIMEOUT_S -> 408; the client's half-close before its
+ * request is complete (a body shorter than its Content-Length) -> 400.
+ * Every refusal answers JSON {"error":{"code","message"}} and closes.
+ *
+ * Expect: 100-continue (HTTP/1.1, a request with a body): once its head is
+ * in, the request is either answered at once with its final status and the
+ * body is never read (a limit above, an Origin CORS refuses: 403, no such
+ * route or method: 404/405, the route's check: e.g. 401) or told "100
+ * Continue" (also a CORS preflight, and a GET or HEAD the fallback serves). A refusal made while the
+ * client may still be sending its body (413, 503, the early answers) does
+ * not close at once: the connection reads and discards for up to
+ * HTTP_LINGER_MS of silence, so the answer is not lost to a reset.
  *
  * Lifecycle of a connection, one request at a time (enum http_state; every
  * move goes through http_set_state in http.c and its table):
@@ -46,6 +58,7 @@
 #include <stdint.h>
 
 #include "net/conn.h"
+#include "base/budget.h"
 #include "base/metrics.h"
 #include "base/util.h"
 
@@ -95,16 +108,24 @@ typedef void (*http_handler_fn)(void *ctx, struct http_conn *hc, struct http_req
  * docs/API.md code, msg: for people) into out. Returns 0 or ASR_ENOMEM. */
 typedef int (*http_error_body_fn)(struct buf *out, int status, const char *code, const char *msg);
 
+/* A route's answer before a request's body is read: called when the head
+ * of a request with a body is complete and the client waits for 100 Continue
+ * (Expect: 100-continue). Returns 0 to let the body come, or an asr_err that
+ * http.c answers at once (its status, docs/API.md code, and *msg when set:
+ * static storage), closing the connection after it. ctx is the route's. */
+typedef int (*http_check_fn)(void *ctx, const struct http_req *req, const char **msg);
+
 struct http_route {
     const char *path;
     int         method;              /* HTTP_GET / HTTP_POST */
     enum metric_route route;
     http_handler_fn handler;
-    void       *ctx;                 /* borrowed: handed to handler */
+    void       *ctx;                 /* borrowed: handed to handler and check */
     /* The error bodies of requests to this path, refusals of the HTTP layer
      * (413, 408, 405...) included, when its clients expect another shape
      * than {"error":{"code","message"}}; NULL = that one. */
     http_error_body_fn error_body;
+    http_check_fn check;             /* NULL = any request head may send its body */
 };
 
 /* Cross-origin requests from browsers (docs/API.md "Browsers: CORS,
@@ -161,6 +182,8 @@ struct http_server {
     const struct http_cors *cors;    /* borrowed; NULL = CORS off */
     size_t   max_header_bytes;       /* request line + headers (431 beyond) */
     size_t   max_upload_bytes;       /* body as sent (413 beyond) */
+    struct budget *body_budget;      /* borrowed, NULL = none: bodies being received are charged
+                                        here (503 with Retry-After beyond) */
     uint64_t handshake_timeout_ms;   /* request head deadline; keep-alive idle */
     uint64_t body_timeout_ms;        /* the body brings 1 KiB (or its end) within this */
 };

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -171,6 +172,7 @@ static void close_idle_http(struct worker *w) {
 /* ---- process figures: descriptors counted a slice per iteration --------- */
 
 static void on_proc_idle(uv_idle_t *h);
+static void budget_figures(struct worker *w);
 
 static void proc_start(struct worker *w) {
     w->proc_busy = 1;
@@ -185,6 +187,7 @@ static void on_proc_idle(uv_idle_t *h) {
     w->proc_busy = 0;
     struct metrics_proc p = {.rss_bytes = metrics_rss_bytes(), .open_fds = w->proc_walk.open};
     metrics_proc_set(&p);
+    budget_figures(w);
     struct worker_proc_waiter *wt = w->proc_waiters;
     w->proc_waiters = w->proc_next;  /* they came during this count: the next one is theirs */
     w->proc_next = NULL;
@@ -248,9 +251,24 @@ static void pool_figures(struct worker *w) {
     metrics.pool_busy_ms = p->busy_ms;
 }
 
+/* The memory budgets' figures, for the metrics (each tick, and before a
+ * metrics answer). */
+static void budget_figures(struct worker *w) {
+    const struct budget *u = &w->upload_mem, *m = &w->message_mem;
+    metrics.mem_upload_bytes = budget_used(u);
+    metrics.mem_upload_peak = __atomic_load_n(&u->peak, __ATOMIC_RELAXED);
+    metrics.mem_upload_limit = u->limit;
+    metrics.mem_upload_refused = __atomic_load_n(&u->refused, __ATOMIC_RELAXED);
+    metrics.mem_message_bytes = budget_used(m);
+    metrics.mem_message_peak = __atomic_load_n(&m->peak, __ATOMIC_RELAXED);
+    metrics.mem_message_limit = m->limit;
+    metrics.mem_message_refused = __atomic_load_n(&m->refused, __ATOMIC_RELAXED);
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     pool_figures(w);
+    budget_figures(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
@@ -341,17 +359,17 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL},
-        {"/v1/auth/token", HTTP_POST, ROUTE_AUTH_TOKEN, api_auth_token, w->api, NULL},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL, api_rest_check},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL, NULL},
+        {"/v1/auth/token", HTTP_POST, ROUTE_AUTH_TOKEN, api_auth_token, w->api, NULL, NULL},
         {"/v1/audio/transcriptions", HTTP_POST, ROUTE_AUDIO_TRANSCRIPTIONS, api_openai_transcriptions, w->api,
-         api_openai_error_body},
+         api_openai_error_body, api_rest_check},
         {"/v1/audio/translations", HTTP_POST, ROUTE_AUDIO_TRANSLATIONS, api_openai_translations, w->api,
-         api_openai_error_body},
-        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body},
-        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL},
-        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL},
-        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL},
+         api_openai_error_body, NULL},
+        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body, NULL},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL, NULL},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL, NULL},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL, NULL},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -363,6 +381,7 @@ static void routes_init(struct worker *w) {
         .cors = &w->cors,
         .max_header_bytes = c->max_header_bytes,
         .max_upload_bytes = c->max_upload_bytes,
+        .body_budget = &w->upload_mem,
         .handshake_timeout_ms = (uint64_t)c->handshake_timeout_s * 1000,
         .body_timeout_ms = (uint64_t)c->body_timeout_s * 1000,
     };
@@ -407,6 +426,14 @@ static int web_dir(const struct config *c, char *out, size_t cap) {
 
 int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     memset(w, 0, sizeof *w);
+    /* Large buffers (request bodies, decoded blocks, long messages) come
+     * from mmap and go back to the kernel when freed. glibc's default moves
+     * the threshold up to the size of the largest block freed (up to 32 MiB),
+     * after which a 24 MB body was carved from the heap: realloc then copied
+     * it (two copies at once) and free kept the pages, so RSS passed the
+     * upload budget by half (docs/BENCHMARKS.md, "Memory in flight"). A
+     * fixed threshold turns that adjustment off. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     w->loop = loop;
     w->cfg = cfg;
     w->start_ms = util_wall_ms();
@@ -416,7 +443,10 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.send_timeout_ms = (uint64_t)cfg->send_timeout_s * 1000;
     w->conns.on_closed = on_conn_closed;
     w->conns.ctx = w;
-    w->api_env = (struct api_env){.loop = loop, .cfg = cfg};
+    budget_init(&w->upload_mem, cfg->upload_memory_bytes);
+    budget_init(&w->message_mem, cfg->message_memory_bytes);
+    w->api_env = (struct api_env){.loop = loop, .cfg = cfg, .upload_mem = &w->upload_mem,
+                                  .message_mem = &w->message_mem};
     struct engine_cfg ecfg = {.loop = loop, .settings = cfg->engine_settings};
     const struct engine_ops *ops = engines_find(cfg->engine);
     if (!ops) {

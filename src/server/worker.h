@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "base/budget.h"
 #include "base/config.h"
 #include "base/metrics.h"
 #include "net/conn.h"
@@ -40,6 +41,8 @@ struct worker {
     struct api_env api_env;          /* what the API layer gets; its draining flags */
     struct api  *api;                /* owned: the API context (api_create), freed at exit */
     struct http_server http;         /* routes and request limits */
+    struct budget upload_mem;        /* bodies and decoding of uploads in flight (ASR_UPLOAD_MEMORY_BYTES) */
+    struct budget message_mem;       /* partial WebSocket messages (ASR_MESSAGE_MEMORY_BYTES) */
     struct http_route routes[WORKER_ROUTES];
     struct http_cors cors;           /* the CORS policy http serves with (ASR_CORS_*) */
     struct files *files;             /* owned: the page's static files (ASR_WEB_DIR), or NULL */

@@ -82,12 +82,24 @@ static int shaped_body(struct buf *out, int status, const char *code, const char
     return buf_printf(out, "{\"shaped\":%d,\"c\":\"%s\"}", status, code);
 }
 
+/* The route check of /guarded: a request without "Key: k" is refused. */
+static int checks_;
+static int check_key(void *ctx, const struct http_req *req, const char **msg) {
+    (void)ctx;
+    checks_++;
+    const char *k = http_header(req, "key", NULL);
+    if (k && strcmp(k, "k") == 0) return 0;
+    *msg = "no key";
+    return ASR_E_UNAUTHORIZED;
+}
+
 static const struct http_route routes[] = {
-    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body},
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL},
+    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL},
+    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL},
 };
 
 static struct http_server srv = {
@@ -109,6 +121,7 @@ static struct conn *start(int *peer) {
     np_init();
     held_ = NULL;
     upgraded_ = 0;
+    checks_ = 0;
     return open_http(peer);
 }
 
@@ -600,4 +613,231 @@ TEST(http_origin_classes) {
     ASSERT_EQ_INT(classify("http://x", "y", "http://x:80"), HTTP_ORIGIN_OTHER);
     ASSERT_EQ_INT(classify("*", "y", "null"), HTTP_ORIGIN_LISTED);
     ASSERT_EQ_INT(classify("http://x,", "y", ""), HTTP_ORIGIN_OTHER);
+}
+
+/* ---- Expect: 100-continue, the body budget, the half-close --------------------- */
+
+/* The route takes the body: "100 Continue" goes out as soon as the head is
+ * in, before any of the body was sent; the answer follows the body. */
+TEST(http_expect_continue_is_answered_100) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    np_send(peer, "POST /guarded HTTP/1.1\r\nKey: k\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n", strlen("POST /guarded HTTP/1.1\r\nKey: k\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n"));
+    np_pump(3);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_BODY);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 100 Continue\r\nX-Request-Id: ", 37) == 0);
+    ASSERT_EQ_INT(count(buf, "\r\n\r\n"), 1); /* the interim head only */
+    ASSERT_EQ_INT(checks_, 1);
+    np_send(peer, "abcde", strlen("abcde"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    /* HTTP/1.0 and a request without a body: no 100 */
+    np_send(peer, "POST /post HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", strlen("POST /post HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT_EQ_INT(count(buf, "100 Continue"), 0);
+    close(peer);
+}
+
+/* Refused on its head: the final status at once, no 100, the body never
+ * read; the connection closes after the client's EOF (it lingers). */
+static void expect_refused(const char *req, const char *status, const char *extra) {
+    int peer;
+    int closed = np_closed_;
+    struct conn *c = open_http(&peer);
+    char buf[4096];
+    int eof;
+    np_send(peer, req, strlen(req));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    if (strncmp(buf, status, strlen(status)) != 0) TEST_FAIL_("got %s", buf);
+    ASSERT_EQ_INT(count(buf, "100 Continue"), 0);
+    ASSERT(strstr(buf, "Connection: close") != NULL);
+    if (extra) ASSERT(strstr(buf, extra) != NULL);
+    ASSERT(!eof);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN); /* lingering: reads, discards */
+    np_send(peer, "body bytes that are not a request", strlen("body bytes that are not a request"));
+    np_pump(2);
+    ASSERT_EQ_INT(np_recv(peer, buf, sizeof buf, &eof), 0);
+    ASSERT(!eof);
+    shutdown(peer, SHUT_WR);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(eof);
+    ASSERT_EQ_INT(np_closed_, closed + 1);
+    close(peer);
+}
+
+TEST(http_expect_continue_refused_at_once) {
+    int peer0;
+    start(&peer0); /* the loop; each case opens a connection of its own */
+    expect_refused("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                   "HTTP/1.1 404 Not Found", "NOT_FOUND");
+    expect_refused("PUT /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                   "HTTP/1.1 405 Method Not Allowed", "Allow: POST");
+    expect_refused("POST /guarded HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   "HTTP/1.1 401 Unauthorized", "no key");
+    ASSERT_EQ_INT(checks_, 1);
+    expect_refused("POST /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
+                   "HTTP/1.1 413 Payload Too Large", "PAYLOAD_TOO_LARGE");
+    close(peer0);
+}
+
+/* Expect: 100-continue decides as dispatch would: an Origin CORS refuses
+ * is 403 at once (no 100), a listed origin's refusal carries its CORS
+ * headers, and a GET the fallback serves is told to send its body. */
+TEST(http_expect_continue_with_cors_and_the_fallback) {
+    int peer0;
+    start(&peer0);
+    srv.cors = &cors_;
+    srv.fallback = h_fallback;
+    srv.fallback_route = ROUTE_OTHER;
+    fallback_calls_ = 0;
+    uint64_t refused = metrics.cors_refused;
+    expect_refused("POST /post HTTP/1.1\r\nHost: asr\r\nOrigin: https://evil.example\r\nExpect: 100-continue\r\n"
+                   "Content-Length: 5\r\n\r\n",
+                   "HTTP/1.1 403 Forbidden", "ORIGIN_NOT_ALLOWED");
+    ASSERT_EQ_INT(metrics.cors_refused, refused + 1);
+    expect_refused("POST /guarded HTTP/1.1\r\nHost: asr\r\nOrigin: https://app.example\r\nExpect: 100-continue\r\n"
+                   "Content-Length: 5\r\n\r\n",
+                   "HTTP/1.1 401 Unauthorized", "\r\nAccess-Control-Allow-Origin: https://app.example\r\n");
+    int peer;
+    struct conn *c = open_http(&peer);
+    char buf[4096];
+    const char *get = "GET /index.html HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    np_send(peer, get, strlen(get));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    if (strncmp(buf, "HTTP/1.1 100 Continue\r\n", 23) != 0) TEST_FAIL_("got %s", buf);
+    np_send(peer, "abc", 3);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(fallback_calls_, 1);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    srv.cors = NULL;
+    srv.fallback = NULL;
+    close(peer);
+    close(peer0);
+}
+
+/* A lingering connection whose client neither stops nor closes is closed
+ * after HTTP_LINGER_MS of silence. */
+TEST(http_linger_ends_on_silence) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    int eof;
+    np_send(peer, "POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", strlen("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN);
+    wait_ms(HTTP_LINGER_MS + 200);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(eof);
+    ASSERT_EQ_INT(np_closed_, 1);
+    close(peer);
+}
+
+/* Bodies are charged to the body budget as they arrive (exactly their
+ * Content-Length), given back once answered; a Content-Length over what is
+ * left is 503 with Retry-After before the body is sent, and so is a chunked
+ * body that grows past it. */
+TEST(http_body_budget) {
+    struct budget bud;
+    budget_init(&bud, 10000);
+    srv.body_budget = &bud;
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[8192];
+    int eof;
+    np_send(peer, "POST /async HTTP/1.1\r\nContent-Length: 6000\r\n\r\n", strlen("POST /async HTTP/1.1\r\nContent-Length: 6000\r\n\r\n"));
+    np_pump(2);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    char body[6000];
+    memset(body, 'b', sizeof body);
+    np_send(peer, body, 3000);
+    np_pump(2);
+    ASSERT_EQ_INT(budget_used(&bud), 4096);
+    np_send(peer, body, 3000);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    if (!strstr(buf, "405")) TEST_FAIL_("got %s", buf);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    close(peer);
+
+    c = open_http(&peer);
+    np_send(peer, "POST /post HTTP/1.1\r\nContent-Length: 6000\r\n\r\n", strlen("POST /post HTTP/1.1\r\nContent-Length: 6000\r\n\r\n"));
+    np_send(peer, body, 6000);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    ASSERT_EQ_INT(bud.peak, 6001);
+    /* another body holds 6000: this Content-Length does not fit */
+    ASSERT_EQ_INT(budget_try_charge(&bud, 6000), 0);
+    np_send(peer, "POST /post HTTP/1.1\r\nContent-Length: 4000\r\n\r\n", strlen("POST /post HTTP/1.1\r\nContent-Length: 4000\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 503 Service Unavailable", 32) == 0);
+    ASSERT(strstr(buf, "Retry-After: 1\r\n") != NULL);
+    ASSERT(strstr(buf, "SERVER_BUSY") != NULL);
+    ASSERT_EQ_INT(bud.refused, 1);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    close(peer);
+
+    c = open_http(&peer);
+    np_send(peer, "POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n", strlen("POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n"));
+    np_send(peer, body, 4096);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 503 Service Unavailable", 32) == 0);
+    ASSERT_EQ_INT(budget_used(&bud), 6000);
+    budget_release(&bud, 6000);
+    close(peer);
+    srv.body_budget = NULL;
+}
+
+/* The client's half-close before its request is complete: answered 400,
+ * then closed; before any request: closed silently. */
+TEST(http_half_close_mid_request_is_a_400) {
+    static const char *const cut[] = {
+        "POST /post HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly this",
+        "POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n",
+        "GET /sync HTTP/1.1\r\nHost: x\r\n",
+    };
+    static const char *const why[] = {"Content-Length", "last chunk", "request head"};
+    np_init();
+    for (int i = 0; i < 3; i++) {
+        int peer;
+        struct conn *c = open_http(&peer);
+        char buf[4096];
+        int eof;
+        np_send(peer, cut[i], strlen(cut[i]));
+        np_pump(2);
+        shutdown(peer, SHUT_WR);
+        np_pump(3);
+        np_recv(peer, buf, sizeof buf, &eof);
+        ASSERT(strncmp(buf, "HTTP/1.1 400 Bad Request", 24) == 0);
+        ASSERT(strstr(buf, "request incomplete") != NULL);
+        ASSERT(strstr(buf, why[i]) != NULL);
+        ASSERT(strstr(buf, "Connection: close") != NULL);
+        ASSERT(eof);
+        (void)c;
+        close(peer);
+    }
+    int peer;
+    open_http(&peer);
+    char buf[256];
+    int eof;
+    shutdown(peer, SHUT_WR);
+    np_pump(3);
+    ASSERT_EQ_INT(np_recv(peer, buf, sizeof buf, &eof), 0);
+    ASSERT(eof);
+    close(peer);
 }
