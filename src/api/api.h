@@ -66,8 +66,9 @@ void api_destroy(struct api *api);
 
 /* POST /v1/transcribe (rest.c). ctx is the struct api. */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
-/* Its http_check_fn: what can be refused before the body is sent (the API
- * key: ASR_E_UNAUTHORIZED). */
+/* Its http_check_fn (also the OpenAI transcription route's): what can be
+ * refused before the body is sent: the credential (auth_check's errors,
+ * counted in auth.refused, with their message). */
 int api_rest_check(void *ctx, const struct http_req *req, const char **msg);
 
 /* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible

@@ -151,7 +151,12 @@ static const struct transcribe_sink rest_sink = {.on_segment = rest_segment, .on
 
 int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
     struct api_env *env = ((struct api *)ctx)->env;
-    return auth_check_key(env->cfg, req) != 0 ? ASR_E_UNAUTHORIZED : 0;
+    int ar = auth_check_key(env->cfg, req);
+    if (ar != 0) {
+        auth_count_refusal(ar);
+        *msg = auth_refusal_message(ar);
+    }
+    return ar;
 }
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {

@@ -437,3 +437,49 @@ def test_prometheus_has_the_counters(start_server):
     assert 'asrd_auth_refused_total{worker="w0",cause="token_invalid"} 1' in text, text
     assert 'asrd_cors_preflights_total{worker="w0"} 1' in text
     assert "asrd_auth_tokens_issued_total" in text and "asrd_cors_refused_total" in text
+
+
+# --------------------------------------------------------------------------
+# Expect: 100-continue meets tokens and CORS: the early answer says what the
+# full request would have got (docs/API.md "Expect: 100-continue")
+
+def early_answer(srv, path="/v1/transcribe", headers=None):
+    """Sends only a head with Expect: 100-continue and a 3200-byte body
+    announced; returns the response the server sends before any body byte."""
+    hs = "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: audio/pcm; rate=16000\r\nContent-Length: 3200\r\n" \
+         "Expect: 100-continue\r\n" % path
+    for k, v in (headers or {}).items():
+        hs += "%s: %s\r\n" % (k, v)
+    with h.RawConn(srv.port, 10 * h.WRAP_SLOW) as c:
+        c.send((hs + "\r\n").encode("latin-1"))
+        return c.read_response()
+
+
+def test_expect_continue_with_tokens_and_cors(start_server):
+    """Before the body is sent: a token of another scope is 403 TOKEN_SCOPE
+    and a forged one 401 TOKEN_INVALID (counted by cause, also in the OpenAI
+    route's shape), a valid token gets 100 Continue; an Origin
+    ASR_CORS_ORIGINS does not list is 403 ORIGIN_NOT_ALLOWED at once; a
+    listed origin's refusal carries Access-Control-Allow-Origin."""
+    srv = start_server(ASR_API_KEYS=KEY, ASR_CORS_ORIGINS=APP)
+    stream_only = token(srv, scope=["stream"])
+    files = token(srv, scope=["transcribe"])
+    m0 = srv.metrics()
+    r = early_answer(srv, headers={"Authorization": "Bearer " + stream_only})
+    h.assert_json_error(r, 403, "TOKEN_SCOPE")
+    assert r.headers["connection"] == "close"
+    h.assert_json_error(early_answer(srv, headers={"X-API-Key": flip(files, 30)}), 401, "TOKEN_INVALID")
+    r = early_answer(srv, "/v1/audio/transcriptions", {"Authorization": "Bearer " + stream_only})
+    assert r.status == 403 and r.json()["error"]["code"] == "token_scope", r
+    assert early_answer(srv, headers={"Authorization": "Bearer " + files}).status == 100
+    r = early_answer(srv, headers={"Origin": "https://evil.example", "Authorization": "Bearer " + files})
+    h.assert_json_error(r, 403, "ORIGIN_NOT_ALLOWED")
+    assert "access-control-allow-origin" not in r.headers
+    r = early_answer(srv, headers={"Origin": APP})
+    h.assert_json_error(r, 401, "UNAUTHORIZED")
+    assert r.headers["access-control-allow-origin"] == APP
+    m1 = srv.metrics()
+    assert delta(m1, m0, "auth.refused.token_scope") == 2
+    assert delta(m1, m0, "auth.refused.token_invalid") == 1
+    assert delta(m1, m0, "auth.refused.unauthorized") == 1
+    assert delta(m1, m0, "cors.refused") == 1
