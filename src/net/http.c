@@ -344,15 +344,15 @@ static int expect_continue(struct http_conn *hc, http_parser *p) {
     enum metric_route mr;
     int known;
     const struct http_route *rt = route_find(hc->srv, r, &mr, &known);
-    int fallback = !rt && !known && hc->srv->fallback;
-    if (fallback) mr = hc->srv->fallback_route;
+    int fallback_serves = !rt && !known && hc->srv->fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD);
+    if (fallback_serves) mr = hc->srv->fallback_route;
     enum cors_verdict cv = cors_verdict(hc);
     if (cv == CORS_REFUSE) {
         r->route = mr;
         metrics.cors_refused++;
         return refuse(hc, ASR_E_ORIGIN_NOT_ALLOWED, CORS_REFUSAL_MSG);
     }
-    if (cv == CORS_PREFLIGHT || (fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD))) {
+    if (cv == CORS_PREFLIGHT || fallback_serves) {
         rt = NULL; /* dispatch answers: the preflight, or the page's file */
     } else if (!rt) {
         r->route = mr;
@@ -957,14 +957,18 @@ static void dispatch(struct http_conn *hc) {
     http_move(hc, HTTP_ST_BUSY);
     int known;
     const struct http_route *match = route_find(srv, r, &r->route, &known);
+    /* A path no route has is the fallback's (and counted under its route)
+     * for what it serves: GET and HEAD, and their preflights. */
     int fallback = !match && !known && srv->fallback;
-    if (fallback) r->route = srv->fallback_route;
+    int fallback_serves = fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD);
+    if (fallback_serves) r->route = srv->fallback_route;
     switch (cors_verdict(hc)) {
     case CORS_REFUSE:
         metrics.cors_refused++;
         http_respond_err(hc, ASR_E_ORIGIN_NOT_ALLOWED, CORS_REFUSAL_MSG);
         return;
     case CORS_PREFLIGHT: {
+        if (fallback) r->route = srv->fallback_route;
         size_t pl;
         const char *path = http_path(r, &pl);
         char methods[96];
@@ -984,7 +988,7 @@ static void dispatch(struct http_conn *hc) {
         http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", allow);
         return;
     }
-    if (fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD)) {
+    if (fallback_serves) {
         srv->fallback(srv->fallback_ctx, hc, r);
         return;
     }
