@@ -409,9 +409,9 @@ static void h_fallback(void *ctx, struct http_conn *hc, struct http_req *req) {
 static struct http_cors cors_ = {.origins = "https://app.example, http://localhost:3000", .max_age_s = 77};
 
 /* One request to srv with cors (NULL: off) and, with fb, the fallback;
- * the answer in out. */
+ * the answer in out. On the test's loop: a test calls np_init() once
+ * (a loop initialised again without being closed leaks). */
 static void ask(const struct http_cors *cors, int fb, const char *request, char *out, size_t cap) {
-    np_init();
     fallback_calls_ = 0;
     upgraded_ = 0;
     srv.handshake_timeout_ms = 10000;
@@ -430,6 +430,7 @@ static void ask(const struct http_cors *cors, int fb, const char *request, char 
 }
 
 TEST(http_cors_preflight_of_a_listed_origin) {
+    np_init();
     char b[4096];
     uint64_t pre = metrics.cors_preflights;
     ask(&cors_, 0,
@@ -449,6 +450,7 @@ TEST(http_cors_preflight_of_a_listed_origin) {
 }
 
 TEST(http_cors_preflight_refusals) {
+    np_init();
     char b[4096];
     uint64_t refused = metrics.cors_refused;
     /* an origin not listed: 403, no CORS header the browser could accept */
@@ -487,6 +489,7 @@ TEST(http_cors_preflight_refusals) {
 }
 
 TEST(http_cors_answers_to_a_listed_origin_say_so) {
+    np_init();
     char b[4096];
     ask(&cors_, 0, "GET /sync HTTP/1.1\r\nOrigin: http://LOCALHOST:3000 \r\n\r\n", b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
@@ -516,6 +519,7 @@ TEST(http_cors_answers_to_a_listed_origin_say_so) {
 }
 
 TEST(http_cors_refuses_other_origins_but_not_the_own_nor_upgrades) {
+    np_init();
     char b[4096];
     ask(&cors_, 0, "GET /sync HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n", b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 403 ", 13) == 0);
@@ -537,6 +541,7 @@ TEST(http_cors_refuses_other_origins_but_not_the_own_nor_upgrades) {
 }
 
 TEST(http_cors_star_and_off) {
+    np_init();
     char b[4096];
     struct http_cors star = {.origins = " * ", .max_age_s = 5};
     ask(&star, 0, "GET /sync HTTP/1.1\r\nOrigin: https://any.example\r\n\r\n", b, sizeof b);
@@ -561,6 +566,7 @@ TEST(http_cors_star_and_off) {
 }
 
 TEST(http_fallback_serves_get_and_head_of_unknown_paths) {
+    np_init();
     char b[4096];
     ask(NULL, 1, "GET /index.html HTTP/1.1\r\n\r\n", b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
