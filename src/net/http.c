@@ -47,6 +47,7 @@ struct http_conn {
     int  peer_eof;                   /* the client half-closed during a request */
     int  draining;                   /* answer the current request, then close */
     int  in_process;                 /* process() is on the stack */
+    int  stream_status;              /* http_stream_begin's status while a streamed answer is open, else 0 */
     void (*abort_fn)(void *ctx);     /* async handler's abort hook */
     void *abort_ctx;
 };
@@ -453,6 +454,7 @@ static const char *reason(int status) {
     switch (status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 202: return "Accepted";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -462,6 +464,7 @@ static const char *reason(int status) {
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -521,7 +524,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
 
 static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
                     const char *extra, int close_after) {
-    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c)) return;
+    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c) || hc->stream_status) return;
     struct buf h;
     buf_init(&h, 0);
     int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
@@ -569,31 +572,80 @@ void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx) {
     hc->abort_ctx = ctx;
 }
 
+/* ---- streamed answers ---------------------------------------------------------- */
+
+void http_stream_begin(struct http_conn *hc, int status, const char *ctype, const char *extra) {
+    if (hc->state != HTTP_ST_BUSY || conn_closing(hc->c) || hc->stream_status) return;
+    struct buf h;
+    buf_init(&h, 0);
+    buf_printf(&h,
+               "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n"
+               "Connection: close\r\n%s\r\n",
+               status, reason(status), ctype, hc->req.request_id[0] ? hc->req.request_id : "-",
+               extra ? extra : "");
+    conn_write(hc->c, h.data, h.len);
+    buf_cleanup(&h);
+    hc->stream_status = status;
+}
+
+int http_stream_write(struct http_conn *hc, const char *p, size_t n) {
+    if (!hc->stream_status || conn_closing(hc->c)) return ASR_EINVAL;
+    if (hc->req.method == HTTP_HEAD || n == 0) return 0;
+    return conn_write(hc->c, p, n);
+}
+
+void http_stream_end(struct http_conn *hc) {
+    if (!hc->stream_status || hc->state != HTTP_ST_BUSY) return;
+    int status = hc->stream_status;
+    hc->stream_status = 0;
+    if (conn_closing(hc->c)) return;
+    finish_request(hc, status, 1);
+}
+
+int http_peer_gone(const struct http_conn *hc) { return hc->peer_eof; }
+
+void http_peer_ip(const struct http_conn *hc, char *out, size_t len) {
+    const char *p = hc->c->peer;
+    const char *colon = strrchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    snprintf(out, len, "%.*s", (int)n, p);
+}
+
 /* ---- dispatch --------------------------------------------------------------- */
+
+/* Whether route rt serves path: an exact route its whole path, a prefix
+ * route (path ending in '/') every longer path under it. */
+static int route_matches(const struct http_route *rt, const char *path, size_t pl) {
+    size_t rl = strlen(rt->path);
+    if (rt->prefix) return pl > rl && memcmp(rt->path, path, rl) == 0;
+    return rl == pl && memcmp(rt->path, path, pl) == 0;
+}
 
 static void dispatch(struct http_conn *hc) {
     struct http_req *r = &hc->req;
     size_t pl;
     const char *path = http_path(r, &pl);
-    int path_known = 0;
+    int known_pass = -1;
     conn_timer(hc->c, 0);
     http_move(hc, HTTP_ST_BUSY);
     const struct http_route *routes = hc->srv->routes;
     size_t n_routes = hc->srv->n_routes;
-    for (size_t i = 0; i < n_routes; i++) {
-        const struct http_route *rt = &routes[i];
-        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
-        path_known = 1;
-        r->route = rt->route;
-        if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
-            rt->handler(rt->ctx, hc, r);
-            return;
+    /* Exact routes first, then prefix routes: /v1/jobs is not /v1/jobs/<id>. */
+    for (int pass = 0; pass < 2 && known_pass < 0; pass++)
+        for (size_t i = 0; i < n_routes; i++) {
+            const struct http_route *rt = &routes[i];
+            if (rt->prefix != pass || !route_matches(rt, path, pl)) continue;
+            known_pass = pass;
+            r->route = rt->route;
+            if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
+                rt->handler(rt->ctx, hc, r);
+                return;
+            }
         }
-    }
-    if (path_known) {
+    if (known_pass >= 0) {
         char allow[64] = "Allow: ";
         for (size_t i = 0; i < n_routes; i++)
-            if (strlen(routes[i].path) == pl && memcmp(routes[i].path, path, pl) == 0)
+            if (routes[i].prefix == known_pass && route_matches(&routes[i], path, pl))
                 snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
                          allow[7] ? ", " : "", http_method_str((enum http_method)routes[i].method));
         strncat(allow, "\r\n", sizeof allow - strlen(allow) - 1);

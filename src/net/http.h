@@ -93,10 +93,13 @@ typedef void (*http_handler_fn)(void *ctx, struct http_conn *hc, struct http_req
 
 struct http_route {
     const char *path;
-    int         method;              /* HTTP_GET / HTTP_POST */
+    int         method;              /* HTTP_GET / HTTP_POST / HTTP_DELETE */
     enum metric_route route;
     http_handler_fn handler;
     void       *ctx;                 /* borrowed: handed to handler */
+    int         prefix;              /* 1: path ends with '/' and matches every longer path under it
+                                        (/v1/jobs/<id>...); the handler parses the rest. An exact
+                                        route of the same path is tried first */
 };
 
 /* What every connection of one server shares: its routes and limits. The
@@ -139,6 +142,25 @@ void http_respond_err(struct http_conn *hc, int err, const char *msg);
 
 /* Async handlers: fn(ctx) runs if the connection closes before they answer. */
 void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx);
+
+/* A streamed answer of unknown length (server-sent events, docs/API.md
+ * "GET /v1/jobs/{id}/events"). http_stream_begin writes the head now, with
+ * no Content-Length and Connection: close; the request stays BUSY while the
+ * handler writes pieces with http_stream_write (copied into the
+ * connection's output); http_stream_end finishes the request (counted and
+ * logged with the begin's status) and the connection closes once
+ * everything is written. The abort hook (http_set_abort) still tells the
+ * handler when the connection dies first. A HEAD request gets the head
+ * only. http_stream_write returns 0, or ASR_ENOMEM when the output could
+ * not grow (the caller ends the stream). */
+void http_stream_begin(struct http_conn *hc, int status, const char *content_type, const char *extra_headers);
+int  http_stream_write(struct http_conn *hc, const char *p, size_t n);
+void http_stream_end(struct http_conn *hc);
+/* 1 once the client shut its sending side during this request (a closed
+ * tab, a finished curl): a long answer may stop early. */
+int  http_peer_gone(const struct http_conn *hc);
+/* The client's address ("ip", without the port), for per-address limits. */
+void http_peer_ip(const struct http_conn *hc, char *out, size_t len);
 
 /* Graceful drain: an idle keep-alive connection closes now; one in the
  * middle of a request answers it with Connection: close. */

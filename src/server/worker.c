@@ -338,11 +338,11 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api},
-        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
-        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
-        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, 0},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, 0},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, 0},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, 0},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, 0},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);

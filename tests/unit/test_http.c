@@ -78,11 +78,32 @@ static void h_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     upgraded_++;
 }
 
+static char seen_[64];                /* h_item: the method and path it got */
+
+static void h_item(void *ctx, struct http_conn *hc, struct http_req *req) {
+    size_t pl;
+    const char *p = http_path(req, &pl);
+    snprintf(seen_, sizeof seen_, "%s %s %.*s", (const char *)ctx, http_method_str((enum http_method)req->method),
+             (int)pl, p);
+    http_respond(hc, 200, "text/plain", "item", 4, NULL);
+}
+
+static void h_stream(void *ctx, struct http_conn *hc, struct http_req *req) {
+    (void)ctx;
+    (void)req;
+    held_ = hc;
+    http_stream_begin(hc, 200, "text/event-stream", "Cache-Control: no-cache\r\n");
+}
+
 static const struct http_route routes[] = {
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, 0},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, 0},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, 0},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, 0},
+    {"/items", HTTP_POST, ROUTE_OTHER, h_item, "exact", 0},
+    {"/items/", HTTP_GET, ROUTE_OTHER, h_item, "prefix", 1},
+    {"/items/", HTTP_DELETE, ROUTE_OTHER, h_item, "prefix", 1},
+    {"/events", HTTP_GET, ROUTE_OTHER, h_stream, NULL, 0},
 };
 
 static struct http_server srv = {
@@ -283,5 +304,78 @@ TEST(http_drain_closes_only_an_idle_connection_that_served) {
     ASSERT_EQ_INT(conn_state(c2), CONN_LAST_WRITE);
     np_pump(3);
     ASSERT_EQ_INT(np_closed_, 2);
+    close(peer);
+}
+
+/* A prefix route serves every path under it; the exact route of the
+ * collection is not one of them, and a method no route of the matching
+ * kind has is a 405 listing that kind's methods. */
+TEST(http_prefix_routes) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    np_send(peer, "GET /items/abc/result HTTP/1.1\r\n\r\n", strlen("GET /items/abc/result HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix GET /items/abc/result");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "DELETE /items/abc HTTP/1.1\r\n\r\n", strlen("DELETE /items/abc HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "exact POST /items");
+    np_recv(peer, buf, sizeof buf, NULL);
+    seen_[0] = 0;
+    np_send(peer, "GET /items HTTP/1.1\r\n\r\n", strlen("GET /items HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: POST\r\n") != NULL);
+    np_send(peer, "POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: GET, DELETE\r\n") != NULL);
+    np_send(peer, "GET /items/ HTTP/1.1\r\n\r\n", strlen("GET /items/ HTTP/1.1\r\n\r\n")); /* the prefix alone is no item */
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 404") != NULL);
+    ASSERT_EQ_INT(seen_[0], 0);
+    close(peer);
+}
+
+/* A streamed answer: the head without a length, pieces as they are
+ * written, nothing else (respond is ignored meanwhile), the close after
+ * the end; the request counts once. */
+TEST(http_streamed_answer) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    int eof;
+    np_send(peer, "GET /events HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n", strlen("GET /events HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT(held_ != NULL);
+    ASSERT_EQ_INT(http_state(held_), HTTP_ST_BUSY);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    ASSERT(strstr(buf, "Content-Length") == NULL);
+    ASSERT(strstr(buf, "Connection: close\r\n") != NULL);
+    ASSERT(strstr(buf, "Cache-Control: no-cache\r\n") != NULL);
+    ASSERT(!eof);
+    ASSERT_EQ_INT(http_stream_write(held_, "data: 1\n\n", 10), 0);
+    http_respond(held_, 500, "text/plain", "no", 2, NULL); /* ignored while streaming */
+    np_pump(2);
+    size_t n = np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT_EQ_INT(n, 10);
+    ASSERT(memcmp(buf, "data: 1\n\n", 10) == 0);
+    ASSERT_EQ_INT(http_stream_write(held_, "data: 2\n\n", 10), 0);
+    http_stream_end(held_);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE); /* the pipelined request is not served */
+    np_pump(3);
+    n = np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT_EQ_INT(n, 10);
+    ASSERT(eof);
+    ASSERT_EQ_INT(np_closed_, 1);
     close(peer);
 }
