@@ -29,6 +29,7 @@ max_len() {
     base64) echo 8192 ;;
     audio) echo 65536 ;;
     query) echo 4096 ;;
+    jobreq) echo 16384 ;;
     *) echo 65536 ;;
   esac
 }
