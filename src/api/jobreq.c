@@ -2,7 +2,10 @@
 #define _GNU_SOURCE
 #include "api/jobreq.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -167,6 +170,51 @@ int jobreq_parse_run_json(const char *p, size_t n, struct jobreq_opts *out) {
         out->endpointing_ms = (unsigned)json_integer_value(e);
     json_decref(root);
     return rc ? ASR_E_BAD_REQUEST : 0;
+}
+
+/* ---- hashes --------------------------------------------------------------------- */
+
+static void hexify(const unsigned char *d, size_t n, char *out) {
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[d[i] >> 4];
+        out[2 * i + 1] = hx[d[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static void sha256_parts(const void *const *p, const size_t *n, size_t k, unsigned char out[32]) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int ol = 32;
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) abort();
+    for (size_t i = 0; i < k; i++) EVP_DigestUpdate(c, p[i], n[i]);
+    EVP_DigestFinal_ex(c, out, &ol);
+    EVP_MD_CTX_free(c);
+}
+
+void jobreq_content_hash(const void *audio, size_t len, const char *ctype, const char *run_json, const char *engine,
+                         char out[65]) {
+    unsigned char a[32], h[32];
+    const void *ap[1] = {audio ? audio : ""};
+    size_t an[1] = {len};
+    sha256_parts(ap, an, 1, a);
+    char ct[256];
+    size_t k = 0;
+    for (const char *c = ctype ? ctype : ""; *c && k + 1 < sizeof ct; c++)
+        if (*c != ' ' && *c != '\t') ct[k++] = (char)tolower((unsigned char)*c);
+    ct[k] = 0;
+    const void *p[5] = {"asrd-job-1", engine, ct, run_json, a};
+    size_t n[5] = {11, strlen(engine) + 1, k + 1, strlen(run_json) + 1, 32};
+    sha256_parts(p, n, 5, h);
+    hexify(h, 32, out);
+}
+
+void jobreq_fingerprint(const char *what, const char *opts_json, char out[65]) {
+    unsigned char h[32];
+    const void *p[2] = {what, opts_json};
+    size_t n[2] = {strlen(what) + 1, strlen(opts_json)};
+    sha256_parts(p, n, 2, h);
+    hexify(h, 32, out);
 }
 
 /* ---- multipart/form-data ------------------------------------------------------ */

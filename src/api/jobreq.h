@@ -60,6 +60,17 @@ int jobreq_run_json(const struct jobreq_opts *o, struct buf *out);
 /* The inverse of jobreq_run_json (for the runner). 0 or ASR_E_BAD_REQUEST. */
 int jobreq_parse_run_json(const char *p, size_t n, struct jobreq_opts *out);
 
+/* The content hash of a job (docs/API.md "Deduplication and the result
+ * cache"), 64 hex characters into out: SHA-256 over "asrd-job-1", the
+ * engine's name, the audio's Content-Type (lowercased, spaces dropped; ""
+ * for none), the run options (jobreq_run_json) and the SHA-256 of the
+ * audio, each followed by a NUL byte. */
+void jobreq_content_hash(const void *audio, size_t len, const char *ctype, const char *run_json, const char *engine,
+                         char out[65]);
+/* An idempotency fingerprint: SHA-256 of what (a content hash, or an audio
+ * URL), a NUL and the options as stored (jobreq_opts_json), in hex. */
+void jobreq_fingerprint(const char *what, const char *opts_json, char out[65]);
+
 /* One part of a multipart/form-data body; everything points into the body. */
 struct jobreq_part {
     const char    *name;                    /* the form field's name */

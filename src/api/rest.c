@@ -133,6 +133,11 @@ static void after_decode(uv_work_t *w, int status) {
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct api_env *env = ((struct api *)ctx)->env;
+    char cb[8];
+    if (http_query(req, "callback", cb, sizeof cb) != -1) { /* present: a job (a too long value included) */
+        api_jobs_shorthand(ctx, hc, req);
+        return;
+    }
     if (auth_check_key(env->cfg, req) != 0) {
         http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
         return;

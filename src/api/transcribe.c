@@ -280,6 +280,13 @@ struct transcribe *transcribe_start(const struct transcribe_cfg *cfg, struct aud
 }
 
 int transcribe_error_json(struct buf *body, const struct transcribe_result *r) {
+    int bad = buf_puts(body, "{\"error\":");
+    bad |= transcribe_error_object(body, r);
+    bad |= buf_puts(body, "}");
+    return bad ? ASR_ENOMEM : 0;
+}
+
+int transcribe_error_object(struct buf *body, const struct transcribe_result *r) {
     int err = r->err;
     const char *what = err == ASR_E_ENGINE_BUSY ? "the engine refused (backlog full)"
                        : err == ASR_E_INTERNAL  ? "out of memory transcribing"
@@ -288,10 +295,10 @@ int transcribe_error_json(struct buf *body, const struct transcribe_result *r) {
     char msg[160];
     snprintf(msg, sizeof msg, "%s the audio at %llu.%03llu-%llu.%03llu s", what, (unsigned long long)(a / 1000),
              (unsigned long long)(a % 1000), (unsigned long long)(b / 1000), (unsigned long long)(b % 1000));
-    int bad = buf_puts(body, "{\"error\":{\"code\":");
+    int bad = buf_puts(body, "{\"code\":");
     bad |= buf_json_str(body, asr_err_code(err), strlen(asr_err_code(err)));
     bad |= buf_puts(body, ",\"message\":");
     bad |= buf_json_str(body, msg, strlen(msg));
-    bad |= buf_printf(body, ",\"start_ms\":%llu,\"end_ms\":%llu}}", (unsigned long long)a, (unsigned long long)b);
+    bad |= buf_printf(body, ",\"start_ms\":%llu,\"end_ms\":%llu}", (unsigned long long)a, (unsigned long long)b);
     return bad ? ASR_ENOMEM : 0;
 }

@@ -66,5 +66,7 @@ double transcribe_progress(const struct transcribe *t);
 /* A failure as the error answer of docs/API.md "POST /v1/transcribe":
  * {"error":{"code","message","start_ms","end_ms"}} into out. 0 or ASR_ENOMEM. */
 int transcribe_error_json(struct buf *out, const struct transcribe_result *r);
+/* The same error object without the "error" wrapper (a job's "error"). */
+int transcribe_error_object(struct buf *out, const struct transcribe_result *r);
 
 #endif

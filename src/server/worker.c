@@ -19,6 +19,7 @@
 #include "engines/registry.h"
 #include "base/err.h"
 #include "net/http.h"
+#include "net/httpc.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "server/status.h"
@@ -76,12 +77,19 @@ static void ip_release(struct conn *c) {
     free(e);
 }
 
+/* A draining worker exits once no connection is left and no job run is in
+ * progress (runs finish; a run still going at the drain timeout goes back
+ * to the queue at exit). */
+static int drained(struct worker *w) {
+    return w->api_env.draining && metrics.connections_active == 0 && api_jobs_running(w->api) == 0;
+}
+
 /* conn_set's hook: a connection was freed. */
 static void on_conn_closed(void *ctx, struct conn *c) {
     struct worker *w = ctx;
     ip_release(c);
     metrics.connections_active--;
-    if (w->api_env.draining && metrics.connections_active == 0) uv_stop(w->loop);
+    if (drained(w)) uv_stop(w->loop);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -253,6 +261,7 @@ static void on_tick(uv_timer_t *t) {
     worker_proc_refresh(w, NULL);
     conn_check_timeouts(&w->conns);
     if (w->api_env.draining) close_idle_http(w);
+    if (drained(w)) uv_stop(w->loop);
     if (w->api_env.draining && uv_now(w->loop) >= w->drain_deadline_ms) {
         struct log_line *l = log_begin(LOG_WARN, "drain timeout");
         if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
@@ -273,8 +282,9 @@ static void start_drain(struct worker *w, const char *why, int close_listener) {
         w->listening = 0;
     }
     api_stream_shutdown(w->api, close_listener); /* sets w->api_env.draining */
+    api_jobs_drain(w->api);
     close_idle_http(w);
-    if (metrics.connections_active == 0) uv_stop(w->loop);
+    if (drained(w)) uv_stop(w->loop);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -332,6 +342,20 @@ static int bind_listener(struct worker *w, int fd) {
     return 0;
 }
 
+/* The job runner reached ASR_WORKER_MAX_JOBS: the master starts a successor
+ * and then retires this worker (docs/internals/workers.md, "Retiring after
+ * N jobs"). A stand-alone worker has no one to ask: it says so and goes on
+ * (taking no more runs). */
+static void want_replacement(void *ctx) {
+    struct worker *w = ctx;
+    if (w->under_master && getppid() > 1) {
+        kill(getppid(), WORKER_SIG_REPLACE_ME);
+        return;
+    }
+    struct log_line *l = log_begin(LOG_WARN, "job limit reached, but no master to start a successor");
+    if (l) log_end(l);
+}
+
 static void close_walk(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
@@ -343,6 +367,10 @@ static void routes_init(struct worker *w) {
         {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, 0},
         {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, 0},
         {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, 0},
+        {"/v1/jobs", HTTP_POST, ROUTE_JOBS, api_jobs_submit, w->api, 0},
+        {"/v1/jobs/", HTTP_GET, ROUTE_JOBS, api_jobs_get, w->api, 1},
+        {"/v1/jobs/", HTTP_DELETE, ROUTE_JOBS, api_jobs_delete, w->api, 1},
+        {"/v1/batches/", HTTP_GET, ROUTE_JOBS, api_jobs_batch, w->api, 1},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -359,6 +387,7 @@ static void routes_init(struct worker *w) {
 
 int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     memset(w, 0, sizeof *w);
+    httpc_global_init(); /* before the inference pool's threads start */
     w->loop = loop;
     w->cfg = cfg;
     w->start_ms = util_wall_ms();
@@ -368,7 +397,8 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.send_timeout_ms = (uint64_t)cfg->send_timeout_s * 1000;
     w->conns.on_closed = on_conn_closed;
     w->conns.ctx = w;
-    w->api_env = (struct api_env){.loop = loop, .cfg = cfg};
+    w->api_env = (struct api_env){.loop = loop, .cfg = cfg, .on_want_replacement = want_replacement,
+                                  .replacement_ctx = w};
     struct engine_cfg ecfg = {.loop = loop, .settings = cfg->engine_settings};
     const struct engine_ops *ops = engines_find(cfg->engine);
     if (!ops) {
@@ -417,6 +447,7 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_loop_configure(loop, UV_METRICS_IDLE_TIME); /* before the loop runs */
     int r = worker_init(w, cfg, loop);
     if (r != 0) return r;
+    w->under_master = boot != NULL;
     if ((r = bind_listener(w, boot ? boot->listen_fd : -1)) != 0) return r;
     uv_timer_init(w->loop, &w->tick);
     w->tick.data = w;
@@ -431,6 +462,7 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
+        signal(WORKER_SIG_REPLACE_ME, SIG_IGN); /* the master's to receive */
     } else {
         signal_watch(w, &w->sig_term, SIGTERM);
         signal_watch(w, &w->sig_int, SIGINT);
