@@ -116,7 +116,7 @@ static const struct config_opt opts[] = {
      "a job run whose worker stopped renewing its lease this long is taken over by another worker"},
     {"ASR_JOB_MAX_ATTEMPTS", OPT_INT, F(job_max_attempts), "3", 1, 100, NULL, 0,
      "deliveries of a job run (worker deaths, engine failures) before it ends in error, dead-lettered"},
-    {"ASR_JOB_TTL_S", OPT_INT, F(job_ttl_s), "86400", 60, 2592000, NULL, 0,
+    {"ASR_JOB_TTL_S", OPT_INT, F(job_ttl_s), "86400", 1, 2592000, NULL, 0,
      "how long a job is kept after its last change (results, GET); a job waiting longer expires"},
     {"ASR_JOB_CACHE_TTL_S", OPT_INT, F(job_cache_ttl_s), "3600", 0, 2592000, NULL, 0,
      "results cached by content hash (audio + options) for this long; 0 = no cache"},

@@ -858,7 +858,7 @@ void jobs_close(struct jobs *j, void (*on_closed)(void *arg), void *arg) {
     rconn_close(j->main, on_conn_closed, j);
 }
 
-int jobs_up(const struct jobs *j) { return rconn_up(j->main); }
+int jobs_up(const struct jobs *j) { return rconn_usable(j->main); }
 
 /* ---- the API's side ---------------------------------------------------------------------- */
 

@@ -206,6 +206,7 @@ int  jobs_open(uv_loop_t *loop, const struct jobs_cfg *cfg, struct jobs **out);
 /* Ops already made complete (with STORE_UNAVAILABLE when they cannot),
  * then on_closed(arg) runs and the queue is freed. */
 void jobs_close(struct jobs *j, void (*on_closed)(void *arg), void *arg);
+/* 1 when ops can be made: connected, or connecting (they wait for it). */
 int  jobs_up(const struct jobs *j);
 
 /* Submits a job (jobs_submit: strings and audio borrowed for the call). */

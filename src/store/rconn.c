@@ -506,7 +506,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
 static int submit(struct rconn *rc, long script, int argc, const char *const *argv, const size_t *lens,
                   uint64_t extra_ms, rconn_reply_fn cb, void *arg) {
     if (rc->closing) return ASR_EINVAL;
-    if (rc->state != RC_READY || !rc->ac || rc->n_inflight >= RC_MAX_INFLIGHT) return STORE_UNAVAILABLE;
+    /* CONNECTING: hiredis holds the command behind the handshake and sends
+     * it once connected (its deadline runs from now). */
+    if (rc->state == RC_DOWN || !rc->ac || rc->n_inflight >= RC_MAX_INFLIGHT) return STORE_UNAVAILABLE;
     struct rcop *o = xcalloc(1, sizeof *o);
     o->rc = rc;
     o->cb = cb;
@@ -549,6 +551,7 @@ int rconn_eval(struct rconn *rc, size_t script, int argc, const char *const *arg
 }
 
 int rconn_up(const struct rconn *rc) { return rc->state == RC_READY; }
+int rconn_usable(const struct rconn *rc) { return rc->state == RC_READY || (rc->state == RC_CONNECTING && rc->ac); }
 size_t rconn_inflight(const struct rconn *rc) { return rc->n_inflight; }
 
 /* ---- open / close -------------------------------------------------------------------------- */

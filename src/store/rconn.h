@@ -16,8 +16,9 @@
  * Contract of rconn_argv / rconn_eval: 0, and cb runs exactly once, later,
  * from the loop (never inside the call), with a reply or with
  * STORE_UNAVAILABLE (no reply in time, the connection lost, rconn_close);
- * or a negative asr_err at once (not connected: STORE_UNAVAILABLE; closing:
- * ASR_EINVAL) and cb never runs. Replies are borrowed for the callback. */
+ * or a negative asr_err at once (down, between attempts:
+ * STORE_UNAVAILABLE; closing: ASR_EINVAL) and cb never runs. A command
+ * made while connecting waits for the handshake, within its deadline. Replies are borrowed for the callback. */
 #ifndef ASRD_STORE_RCONN_H
 #define ASRD_STORE_RCONN_H
 
@@ -56,6 +57,9 @@ int rconn_open(uv_loop_t *loop, const struct rconn_cfg *cfg, struct rconn **out)
 void rconn_close(struct rconn *rc, rconn_closed_fn on_closed, void *arg);
 /* 1 while READY. */
 int rconn_up(const struct rconn *rc);
+/* 1 when a command can be sent now: READY, or CONNECTING with a socket
+ * (hiredis sends it after the handshake). */
+int rconn_usable(const struct rconn *rc);
 /* Commands sent and not answered yet. */
 size_t rconn_inflight(const struct rconn *rc);
 
