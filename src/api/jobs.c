@@ -33,6 +33,7 @@
 #define EVENTS_POLL_MS      500
 #define EVENTS_KEEPALIVE_MS 15000
 #define IDEM_KEY_MAX        255
+#define PROBE_INLINE_MAX    (256u << 10)   /* uploads checked and hashed on the loop */
 
 enum jkind { J_SUBMIT, J_SHORTHAND, J_GET, J_RESULT, J_EVENTS, J_DELETE, J_BATCH_GET };
 
@@ -612,6 +613,15 @@ static void submit_start(struct jreq *j) {
         return;
     }
     j->work.data = j;
+    /* Small uploads are checked and hashed here (SHA-256 runs at about 1.4
+     * GB/s: 256 KiB is under 0.2 ms of loop time), which saves two thread
+     * hand-offs on the submit's critical path; larger ones on the pool. */
+    if (j->body.len <= PROBE_INLINE_MAX) {
+        j->pending++;
+        probe_work(&j->work);
+        after_probe(&j->work, 0);
+        return;
+    }
     if (uv_queue_work(j->api->env->loop, &j->work, probe_work, after_probe) != 0) {
         answer_err(j, ASR_E_INTERNAL, "the audio could not be checked", NULL);
         return;

@@ -155,23 +155,28 @@ static const char *const script_body[S__N] = {
     "redis.pcall('XGROUP', 'CREATE', QS, G, '0', 'MKSTREAM')\n"
     "redis.pcall('XGROUP', 'CREATE', HS, G, '0', 'MKSTREAM')\n"
     "return 0\n",
-    /* submit: [7] job id, [8] run id, [9] owner, [10] hash, [11] audio, [12] ctype, [13] url,
-     * [14] opts, [15] run opts, [16] callback, [17] batch, [18] idem, [19] fingerprint,
-     * [20] request id, [21] max queued, [22] spool max */
+    /* submit: [7] job id, [8] run id, [9] owner, [10] hash, [11] bytes of audio in
+     * run:<run id>:audio (sent just before, as a plain SET: a large string through Lua's
+     * ARGV costs Redis far more than SET does), [12] ctype, [13] url, [14] opts,
+     * [15] run opts, [16] callback, [17] batch, [18] idem, [19] fingerprint,
+     * [20] request id, [21] max queued, [22] spool max. Every answer but a new run
+     * deletes that spool key again. */
     [S_SUBMIT] =
     "local id, run, owner, hash = ARGV[7], ARGV[8], ARGV[9], ARGV[10]\n"
-    "local audio, ctype, url = ARGV[11], ARGV[12], ARGV[13]\n"
+    "local bytes, ctype, url = tonumber(ARGV[11]), ARGV[12], ARGV[13]\n"
     "local idem, fp = ARGV[18], ARGV[19]\n"
     "local maxq, smax = tonumber(ARGV[21]), tonumber(ARGV[22])\n"
     "local ik = p .. 'idem:' .. owner .. ':' .. idem\n"
+    "local function unspool() if bytes > 0 then redis.call('DEL', spool(run)) end end\n"
+    "if bytes > 0 and redis.call('EXISTS', spool(run)) == 0 then return {7} end\n"
     "if idem ~= '' then\n"
     "  local v = redis.call('GET', ik)\n"
     "  if v then\n"
     "    local sp = string.find(v, ' ', 1, true)\n"
     "    local jid, f = string.sub(v, 1, sp - 1), string.sub(v, sp + 1)\n"
-    "    if f ~= fp then return {4} end\n"
+    "    if f ~= fp then unspool(); return {4} end\n"
     "    local vw = view(jid)\n"
-    "    if #vw > 0 then return {3, vw} end\n"
+    "    if #vw > 0 then unspool(); return {3, vw} end\n"
     "  end\n"
     "end\n"
     "local now = now_ms()\n"
@@ -189,6 +194,7 @@ static const char *const script_body[S__N] = {
     "    redis.call('HSET', jk, 'state', 'completed', 'result', c[1], 'duration_ms', c[2] or '0', 'cached', '1',\n"
     "               'started', now, 'finished', now, 'attempts', '0')\n"
     "    hook(id, jk, 'job.completed')\n"
+    "    unspool()\n"
     "    return {2, view(id)}\n"
     "  end\n"
     "end\n"
@@ -198,21 +204,23 @@ static const char *const script_body[S__N] = {
     "    save()\n"
     "    redis.call('HSET', jk, 'run', other, 'deduped', '1')\n"
     "    redis.call('SADD', rjobs(other), id)\n"
+    "    unspool()\n"
     "    return {1, view(id)}\n"
     "  end\n"
     "end\n"
     "local queued = tonumber(redis.call('GET', QUEUED) or '0')\n"
-    "if maxq > 0 and queued >= maxq then return {5, retry_after(queued - maxq + 1, now)} end\n"
-    "if smax > 0 and #audio > 0 and tonumber(redis.call('GET', SPOOLED) or '0') + #audio > smax then\n"
+    "if maxq > 0 and queued >= maxq then unspool(); return {5, retry_after(queued - maxq + 1, now)} end\n"
+    "if smax > 0 and bytes > 0 and tonumber(redis.call('GET', SPOOLED) or '0') + bytes > smax then\n"
+    "  unspool()\n"
     "  return {6, retry_after(1, now)}\n"
     "end\n"
     "local rk = rkey(run)\n"
     "redis.call('HSET', rk, 'state', 'queued', 'created', now, 'hash', hash, 'opts', ARGV[15], 'ctype', ctype,\n"
-    "           'url', url, 'bytes', #audio, 'attempts', '0')\n"
+    "           'url', url, 'bytes', bytes, 'attempts', '0')\n"
     "redis.call('PEXPIRE', rk, TTL)\n"
-    "if #audio > 0 then\n"
-    "  redis.call('SET', spool(run), audio, 'PX', TTL)\n"
-    "  redis.call('INCRBY', SPOOLED, #audio)\n"
+    "if bytes > 0 then\n"
+    "  redis.call('PEXPIRE', spool(run), TTL)\n"
+    "  redis.call('INCRBY', SPOOLED, bytes)\n"
     "end\n"
     "if hash ~= '' then redis.call('SET', hkey(hash), run, 'PX', TTL) end\n"
     "redis.call('SADD', rjobs(run), id)\n"
@@ -672,7 +680,7 @@ static void on_reply(void *arg, int status, const redisReply *r) {
     case S_SUBMIT: {
         struct jobs_view v;
         struct jobs_submit_res res = {0};
-        if (st != STORE_OK || code < 0) {
+        if (st != STORE_OK || code < 0 || code > R_SPOOL_FULL) { /* 7: the spool SET failed (Redis full) */
             o->cb.submit(o->arg, STORE_UNAVAILABLE, NULL);
             break;
         }
@@ -862,16 +870,31 @@ int jobs_up(const struct jobs *j) { return rconn_usable(j->main); }
 
 /* ---- the API's side ---------------------------------------------------------------------- */
 
+/* The spool first, as a plain SET on the same connection (so it runs just
+ * before the script, which takes the key over or deletes it); its reply
+ * needs no handling: the script checks that the key is there. */
+static int spool_upload(struct jobs *j, const struct jobs_submit *s) {
+    char key[JOBS_KEY_MAX];
+    snprintf(key, sizeof key, "%srun:%s:audio", j->prefix, s->run_id);
+    const char *argv[5] = {"SET", key, (const char *)s->audio, "PX", j->a_ttl};
+    size_t len[5] = {3, strlen(key), s->audio_len, 2, strlen(j->a_ttl)};
+    return rconn_argv(j->main, 5, argv, len, 0, NULL, NULL);
+}
+
 int jobs_submit(struct jobs *j, const struct jobs_submit *s, jobs_submit_fn cb, void *arg) {
+    if (j->closing) return ASR_EINVAL;
+    char bytes[24];
+    size_t n = s->audio ? s->audio_len : 0;
+    snprintf(bytes, sizeof bytes, "%zu", n);
+    if (n) {
+        int r = spool_upload(j, s);
+        if (r != 0) return r;
+    }
     struct jop *o = jop_new(arg);
     o->cb.submit = cb;
-    const char *a[16] = {s->job_id, s->run_id, s->owner, s->hash, s->audio ? (const char *)s->audio : "",
-                         s->ctype, s->url, s->opts, s->run_opts, s->callback, s->batch, s->idem_key, s->idem_fp,
-                         s->request_id, j->a_maxq, j->a_smax};
-    size_t len[16];
-    for (int i = 0; i < 16; i++) len[i] = a[i] ? strlen(a[i]) : 0;
-    len[4] = s->audio ? s->audio_len : 0;
-    return send_script(j, o, S_SUBMIT, a, len, 16);
+    const char *a[16] = {s->job_id, s->run_id, s->owner, s->hash, bytes, s->ctype, s->url, s->opts, s->run_opts,
+                         s->callback, s->batch, s->idem_key, s->idem_fp, s->request_id, j->a_maxq, j->a_smax};
+    return send_script(j, o, S_SUBMIT, a, NULL, 16);
 }
 
 int jobs_get(struct jobs *j, const char *id, const char *owner, jobs_view_fn cb, void *arg) {

@@ -40,6 +40,7 @@
 
 #include "core/audio.h"
 #include "base/err.h"
+#include "jobs.h"
 #include "loadstat.h"
 #include "base/util.h"
 
@@ -2156,6 +2157,7 @@ static void raise_nofile(void) {
 }
 
 int main(int argc, char **argv) {
+    if (jobs_scenario_wanted(argc, argv)) return jobs_scenario_main(argc, argv); /* jobs.c */
     parse_args(argc, argv);
     if (sodium_init() < 0) die("libsodium failed to initialise");
     signal(SIGPIPE, SIG_IGN);
