@@ -29,6 +29,12 @@ start() {   # start NAME VAR=VALUE...: an asrd with those settings
     i=$((i + 1)); [ $i -gt 100 ] && { echo "bench_jobs: $name did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
     sleep 0.1
   done
+  # and the job queue: an unknown job is 404 once Redis answers (503 before)
+  i=0
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/jobs/00000000000000000000000000000000")" = 404 ]; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "bench_jobs: $name: no job queue" >&2; exit 1; }
+    sleep 0.1
+  done
 }
 
 stop() {
@@ -74,21 +80,24 @@ real)
   metrics "$n"
   stop ;;
 live)
-  # 200 real-time streams for 40 s; the second time 1,000 jobs are submitted 5 s in
+  # real-time streams for 40 s (200 with the mock; 10 with mock-windowed, whose
+  # two decoding threads each hold a window ASR_MOCK_LATENCY_MS: about 40
+  # windows a second); the second time 1,000 jobs are submitted 10 s in
   for engine in mock mock-windowed; do
+    streams=200; [ $engine = mock-windowed ] && streams=10
     for with in alone burst; do
       n="live-$engine-$with"
       start "$n" ASR_WORKERS=2 ASR_ENGINE=$engine ASR_JOB_SPOOL_MAX_MB=0
-      "$LOAD" --url "ws://127.0.0.1:$PORT" --sessions 200 --ramp 5 --duration 40 --json "$OUT/$n.json" \
-          >"$OUT/$n.txt" 2>&1 &
+      "$LOAD" --url "ws://127.0.0.1:$PORT" --sessions $streams --ramp 5 --duration 40 --quiet \
+          --json "$OUT/$n.json" >"$OUT/$n.txt" 2>&1 &
       lp=$!
       if [ $with = burst ]; then
         sleep 10
-        "$LOAD" --scenario jobs --url "http://127.0.0.1:$PORT" --count 1000 --connections 32 \
+        "$LOAD" --scenario jobs --url "http://127.0.0.1:$PORT" --count 1000 --connections 32 --timeout 600 \
             --json "$OUT/$n.jobs.json" | tee "$OUT/$n.jobs.txt"
       fi
       wait $lp
-      grep -E "latency|p99" "$OUT/$n.txt" | head -5
+      echo "$n:"; grep -E "^(latency|added|errors) " "$OUT/$n.txt"
       metrics "$n"
       stop
     done

@@ -368,7 +368,7 @@ static void after_decode(uv_work_t *w, int status) {
     struct transcribe_cfg tc = {
         .env = u->r->env, .pool_class = POOL_BATCH, .endpointing_ms = u->opts.endpointing_ms,
         .hint = u->opts.hint[0] ? u->opts.hint : NULL, .hint_len = strlen(u->opts.hint),
-        .no_words = u->opts.granularity == JOBREQ_SEGMENT, .request_id = u->id, .what = "job",
+        .no_words = u->opts.granularity == JOBREQ_SEGMENT, .request_id = u->id, .what = "job", .background = 1,
     };
     u->state = RUN_TRANSCRIBING;
     u->tr = transcribe_start(&tc, &u->pcm, on_transcribed, u);

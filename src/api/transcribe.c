@@ -25,6 +25,13 @@
  * refuse a file for its own backlog (ENGINE_MAX_OUTSTANDING). */
 #define TR_WINDOW 16
 #define TR_ENGINE_BUDGET (ENGINE_MAX_OUTSTANDING - SESS_MAX_REQUESTS_PER_CHUNK - 1)
+/* Background transcriptions (jobs) share the loop with live streams: all
+ * of them together feed at most this many chunks per millisecond of loop
+ * time (VAD and engine calls run on the loop: a refill of a whole window
+ * of several jobs at once was a turn of many ms that every stream on the
+ * worker waited for). The rest waits for the next millisecond. 4 chunks a
+ * millisecond is 4,000 s of audio a second: no limit on a job's pace. */
+#define TR_BG_CHUNKS_PER_MS 4
 
 /* A transcription's life, forward only. STARTING: the first feed waits for
  * the next loop turn (so done never runs inside transcribe_start). FEEDING:
@@ -47,6 +54,7 @@ struct transcribe {
     int feeding;                   /* feed() is on the stack: the end waits for it */
     int ended;                     /* on_done fired while feeding */
     int no_words;
+    int background;                /* shares the per-millisecond feed budget */
     char request_id[64];
     const char *what;              /* static */
     struct buf segments;           /* JSON array body of segments */
@@ -113,6 +121,22 @@ static void chunk_span(const struct transcribe *t, uint64_t seq, uint64_t *start
 }
 
 static void finish(struct transcribe *t);
+static void on_resume(uv_timer_t *h);
+
+/* The background feed budget of this loop's current millisecond (the loop
+ * thread only). 1 when one more background chunk may go in now. */
+static int bg_take(struct transcribe *t) {
+    static uint64_t ms;
+    static unsigned used;
+    uint64_t now = uv_now(t->timer.loop);
+    if (now != ms) {
+        ms = now;
+        used = 0;
+    }
+    if (used >= TR_BG_CHUNKS_PER_MS) return 0;
+    used++;
+    return 1;
+}
 
 /* Hands the session chunks until TR_WINDOW are waiting for the engine (or
  * its engine requests near their bound), then, after the last one, stops it
@@ -126,6 +150,10 @@ static void feed(struct transcribe *t) {
     t->feeding++;
     while (t->state == TR_FEEDING && sess_pending(t->sess) < TR_WINDOW &&
            sess_engine_outstanding(t->sess) <= TR_ENGINE_BUDGET && t->fed < t->pcm.n) {
+        if (t->background && !bg_take(t)) {
+            if (!uv_is_active((uv_handle_t *)&t->timer)) uv_timer_start(&t->timer, on_resume, 1, 0);
+            break;
+        }
         size_t off = t->fed;
         size_t n = t->pcm.n - off < TR_CHUNK_SAMPLES ? t->pcm.n - off : TR_CHUNK_SAMPLES;
         t->fed += n;
@@ -234,6 +262,12 @@ static void on_first_feed(uv_timer_t *h) {
     feed(t);
 }
 
+/* The budget was spent: more of the window goes in now. */
+static void on_resume(uv_timer_t *h) {
+    struct transcribe *t = h->data;
+    if (t->state == TR_FEEDING) feed(t);
+}
+
 struct transcribe *transcribe_start(const struct transcribe_cfg *cfg, struct audio_pcm *pcm,
                                     transcribe_done_fn done, void *arg) {
     const struct config *c = cfg->env->cfg;
@@ -267,6 +301,7 @@ struct transcribe *transcribe_start(const struct transcribe_cfg *cfg, struct aud
     t->done_fn = done;
     t->done_arg = arg;
     t->no_words = cfg->no_words;
+    t->background = cfg->background;
     t->what = cfg->what ? cfg->what : "rest";
     snprintf(t->request_id, sizeof t->request_id, "%s", cfg->request_id ? cfg->request_id : "");
     buf_init(&t->segments, 0);

@@ -30,6 +30,7 @@ struct transcribe_cfg {
     const char *hint;              /* engine text hint (copied); NULL = none */
     size_t      hint_len;
     int         no_words;          /* 1: segments without word times */
+    int         background;        /* 1: a job: fed in small slices of loop time, after live work */
     const char *request_id;        /* for the failure's log line (copied) */
     const char *what;              /* "rest" or "job", for the log line (static) */
 };

@@ -69,6 +69,10 @@ static struct {
     uint64_t  done;                  /* webhooks received */
     struct loadstat_hist submit, e2e;
     uint64_t *submit_ns;             /* burst: per job index, when it was sent */
+    long     *retry;                 /* burst: refused indices to send again (429/503), a stack */
+    size_t    nretry;
+    uint64_t  retry_at_ns;           /* not before (Retry-After) */
+    uint64_t  retries;
     char    (*ids)[33];              /* burst: job ids by index */
     uv_tcp_t recv_srv;               /* the webhook receiver */
     unsigned recv_port;
@@ -129,6 +133,8 @@ struct jconn {
     long      index;                 /* burst: the job's index */
     struct buf req;                  /* the request being sent */
     struct buf body;                 /* the answer's body */
+    unsigned long retry_after;       /* the answer's Retry-After (s), 0 = none */
+    int       hdr_is_ra;             /* the header being read is Retry-After */
     char      rbuf[65536];
 };
 
@@ -168,10 +174,16 @@ static int on_complete(http_parser *p) {
             const char *q = strstr(c->body.data, "\"id\":\"");
             if (q && strlen(q) >= 6 + 32) memcpy(S.ids[c->index], q + 6, 32);
         }
-    } else if (st == 429) {
-        S.code429++;
-    } else if (st == 503) {
-        S.code503++;
+    } else if (st == 429 || st == 503) {
+        if (st == 429) S.code429++;
+        else S.code503++;
+        if (c->index >= 0) {          /* burst: the same job again after Retry-After */
+            unsigned long ra;
+            ra = c->retry_after ? c->retry_after : 1;
+            S.retry[S.nretry++] = c->index;
+            uint64_t at = now + (uint64_t)ra * 1000000000ull;
+            if (at > S.retry_at_ns) S.retry_at_ns = at;
+        }
     } else {
         S.other++;
         if (S.other <= 3) fprintf(stderr, "asrd-load: POST /v1/jobs answered %u: %.200s\n", st, c->body.data ? c->body.data : "");
@@ -181,7 +193,31 @@ static int on_complete(http_parser *p) {
     return 0;
 }
 
-static const http_parser_settings resp_settings = {.on_body = on_body, .on_message_complete = on_complete};
+static int on_hfield(http_parser *p, const char *at, size_t len) {
+    struct jconn *c = p->data;
+    c->hdr_is_ra = len == 11 && strncasecmp(at, "Retry-After", 11) == 0;
+    return 0;
+}
+
+static int on_hvalue(http_parser *p, const char *at, size_t len) {
+    struct jconn *c = p->data;
+    if (c->hdr_is_ra) {
+        char t[16];
+        snprintf(t, sizeof t, "%.*s", (int)(len < 15 ? len : 15), at);
+        c->retry_after = strtoul(t, NULL, 10);
+    }
+    return 0;
+}
+
+static int on_begin(http_parser *p) {
+    struct jconn *c = p->data;
+    c->retry_after = 0;
+    return 0;
+}
+
+static const http_parser_settings resp_settings = {.on_message_begin = on_begin, .on_header_field = on_hfield,
+                                                   .on_header_value = on_hvalue, .on_body = on_body,
+                                                   .on_message_complete = on_complete};
 
 static void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b) {
     struct jconn *c = h->data;
@@ -281,11 +317,20 @@ static void pump(void) {
     if (S.finished) return;
     uint64_t now = util_now_ns();
     if (O.count) {
-        while (S.sent < O.count) {
+        while (S.nretry && now >= S.retry_at_ns) {
             struct jconn *c = idle_conn();
             if (!c) return;
-            S.submit_ns[S.sent] = now;
-            send_submit(c, S.sent, now, (long)S.sent);
+            long k = S.retry[--S.nretry];
+            S.retries++;
+            S.submit_ns[k] = now;
+            send_submit(c, (uint64_t)k, now, k);
+        }
+        while (S.sent - S.retries < O.count) {
+            struct jconn *c = idle_conn();
+            if (!c) return;
+            uint64_t k = S.sent - S.retries;
+            S.submit_ns[k] = now;
+            send_submit(c, k, now, (long)k);
         }
         return;
     }
@@ -519,6 +564,7 @@ int jobs_scenario_main(int argc, char **argv) {
     loadstat_hist_reset(&S.e2e);
     if (O.count) {
         S.submit_ns = xcalloc(O.count, sizeof *S.submit_ns);
+        S.retry = xcalloc(O.count, sizeof *S.retry);
         S.ids = xcalloc(O.count, sizeof *S.ids);
         receiver_start();
     }
@@ -551,8 +597,10 @@ int jobs_scenario_main(int argc, char **argv) {
     struct loadstat_pct sp, ep;
     loadstat_hist_summary(&S.submit, &sp);
     loadstat_hist_summary(&S.e2e, &ep);
-    printf("jobs: %s, %llu submitted, %llu accepted, 429: %llu, 503: %llu, other: %llu, connection errors: %llu\n",
-           O.count ? "burst" : "steady", (unsigned long long)S.sent, (unsigned long long)S.accepted,
+    printf("jobs: %s, %llu submitted (%llu of them again after a 429/503), %llu accepted, 429: %llu, 503: %llu, "
+           "other: %llu, connection errors: %llu\n",
+           O.count ? "burst" : "steady", (unsigned long long)S.sent, (unsigned long long)S.retries,
+           (unsigned long long)S.accepted,
            (unsigned long long)S.code429, (unsigned long long)S.code503, (unsigned long long)S.other,
            (unsigned long long)S.errors);
     printf("submit latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (rate %.1f/s, %.1f s)\n", sp.p50,
