@@ -8,6 +8,11 @@
  *   stream.c    GET /v1/transcribe/stream: the upgrade, the WebSocket glue,
  *               each session's lifecycle (stream.h)
  *   rest.c      POST /v1/transcribe
+ *   openai.c    POST /v1/audio/transcriptions, /v1/audio/translations,
+ *               GET /v1/models (OpenAI's shapes)
+ *   transcribe.c  one file's transcription, for rest.c and openai.c
+ *   multipart.c multipart/form-data bodies (GMime)
+ *   formats.c   transcript formats (text, SRT, WebVTT, verbose_json)
  *   wire.c      client messages decoded, server messages encoded (wire.h)
  *   sync.c      streams <-> the session store (sync.h)
  *   registry.c  session id -> stream (registry.h)
@@ -20,6 +25,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/budget.h"
 #include "base/config.h"
 #include "core/engine.h"
 #include "core/pool.h"
@@ -33,6 +39,8 @@ struct api_env {
     const struct config *cfg;       /* borrowed, process lifetime */
     struct pool         *pool;      /* borrowed: the inference pool of a windowed engine, or NULL */
     const struct engine_ops *engine;/* borrowed: the loaded engine's table */
+    struct budget       *upload_mem;  /* borrowed: uploads' bodies and decoding in flight (NULL = no bound) */
+    struct budget       *message_mem; /* borrowed: partial WebSocket messages (NULL = no bound) */
     int      draining;              /* shutdown or rolling restart began: no new sessions */
     int      retiring;              /* rolling restart: a successor accepts on our socket */
     /* The job runner finished ASR_WORKER_MAX_JOBS runs: the server arranges
@@ -63,6 +71,18 @@ void api_destroy(struct api *api);
 /* POST /v1/transcribe (rest.c). ctx is the struct api. With ?callback= it
  * is a job (docs/API.md "POST /v1/transcribe?callback="). */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
+/* Its http_check_fn: what can be refused before the body is sent (the API
+ * key: ASR_E_UNAUTHORIZED). */
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg);
+
+/* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible
+ * API"). ctx is the struct api. */
+void api_openai_transcriptions(void *ctx, struct http_conn *hc, struct http_req *req); /* POST /v1/audio/transcriptions */
+void api_openai_translations(void *ctx, struct http_conn *hc, struct http_req *req);   /* POST /v1/audio/translations */
+void api_openai_models(void *ctx, struct http_conn *hc, struct http_req *req);         /* GET /v1/models */
+/* The error body of those routes (an http_route's error_body): OpenAI's
+ * {"error":{"message","type","param","code"}}. */
+int api_openai_error_body(struct buf *out, int status, const char *code, const char *msg);
 
 /* The job routes (jobs.c, docs/API.md "Jobs"); ctx is the struct api.
  * POST /v1/jobs; GET /v1/jobs/{id}, /v1/jobs/{id}/result,

@@ -24,6 +24,10 @@ struct api {
     struct jreq *events;          /* event streams open (jobs.c), a list */
     uv_timer_t stats_timer;       /* the queue's figures for the metrics, 1 s */
     int stats_timer_on;
+    /* DETACHED streams, oldest detach first (stream.c keeps it in
+     * stream_transition): the resumable window's bounds evict from the head. */
+    struct stream *detached_head, *detached_tail;   /* borrowed: the registry owns the streams */
+    size_t n_detached;
 };
 
 /* POST /v1/transcribe?callback= (jobs.c): a job, answered at once with its

@@ -11,7 +11,6 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "core/audio.h"
 
 #define RENEW_MAX_MS      1000          /* a lease is renewed (with progress) this often, or lease/3 */
 #define TAKE_RETRY_MS     500           /* after a take Redis did not answer */
@@ -22,16 +21,16 @@
 #define BUSY_RETRY_MAX_MS 30000
 
 /* A run's life, forward only but for the retry of an engine whose backlog
- * was full (TRANSCRIBING back to DECODING after a wait).
+ * was full (WAITING back to TRANSCRIBING after a wait).
  *   FETCHING      the audio URL is being downloaded
  *   HASHING       the fetched audio's content hash, on the thread pool
  *   RESOLVING     the queue decides whether it is already cached or running
- *   DECODING      on the thread pool
- *   TRANSCRIBING  through a session (transcribe.h); WAITING: the engine was busy
+ *   TRANSCRIBING  decoded on the thread pool a block at a time and run through a
+ *                 session (transcribe.h); WAITING: the engine (or the worker's
+ *                 upload memory) was busy: a wait, then TRANSCRIBING again
  *   ENDING        its report (complete, fail, release, abandon) is on its way
  *   GONE          dropped; freed once no thread-pool work and no handle holds it */
-enum run_state { RUN_FETCHING, RUN_HASHING, RUN_RESOLVING, RUN_DECODING, RUN_TRANSCRIBING, RUN_WAITING, RUN_ENDING,
-                 RUN_GONE };
+enum run_state { RUN_FETCHING, RUN_HASHING, RUN_RESOLVING, RUN_TRANSCRIBING, RUN_WAITING, RUN_ENDING, RUN_GONE };
 
 enum run_end { END_COMPLETE, END_FAIL, END_RELEASE, END_ABANDON };
 
@@ -42,14 +41,12 @@ struct run {
     char url[JOBREQ_URL_MAX + 1];
     char ctype[256];
     struct jobreq_opts opts;
-    struct buf audio;                  /* owned: spooled or fetched */
-    struct audio_pcm pcm;              /* owned until the transcription adopts it */
-    int decode_err;
-    char errmsg[160];
+    struct buf audio;                  /* owned: spooled or fetched (each transcription gets a copy) */
     uv_work_t work;
     int working;                       /* a thread-pool job holds the run */
     struct httpc_xfer *x;              /* the fetch in flight */
-    struct transcribe *tr;             /* the transcription in progress */
+    struct transcription *tr;          /* the transcription in progress; frees itself after on_end */
+    struct transcript answer;          /* its segments so far */
     uv_timer_t renew;                  /* lease and progress */
     uv_timer_t wait;                   /* engine busy, report retries */
     int handles_open;
@@ -106,7 +103,7 @@ static void run_unlink_free(struct run *u) {
     else r->runs = u->next;
     if (u->next) u->next->prev = u->prev;
     buf_cleanup(&u->audio);
-    audio_pcm_cleanup(&u->pcm);
+    transcript_cleanup(&u->answer);
     free(u->result);
     free(u->error);
     free(u);
@@ -302,92 +299,117 @@ static void on_renew_timer(uv_timer_t *t) {
     if (jobs_renew(u->r->q, u->id, u->token, progress, on_renewed, u) == 0) u->renewing = 1;
 }
 
-/* ---- decoding and transcribing -------------------------------------------------------------- */
+/* ---- transcribing ------------------------------------------------------------------------- */
 
-static void start_decode(struct run *u);
+static void start_transcription(struct run *u);
 
-static void on_transcribed(void *arg, const struct transcribe_result *res) {
-    struct run *u = arg;
-    u->tr = NULL;
-    if (res->err == 0) {
-        u->result = malloc(res->json_len + 1);
-        if (!u->result) {
+/* Live work first: the engine's backlog (or the worker's upload memory) was
+ * full; the run waits, keeping its lease, and starts again. */
+static void wait_busy(struct run *u, const struct transcribe_end *e) {
+    if (u->busy_retries >= 20) {
+        struct buf b;
+        buf_init(&b, 0);
+        free(u->error);
+        u->error = transcribe_error_object(&b, e) == 0 && b.data ? xstrdup(b.data)
+                                                                 : error_json(asr_err_code(e->err), "the engine is busy");
+        buf_cleanup(&b);
+        u->charge = 1;
+        log_run(LOG_WARN, "job run given back", u, "error", u->error);
+        run_end(u, END_RELEASE);
+        return;
+    }
+    uint64_t delay = BUSY_RETRY_MIN_MS;
+    for (unsigned i = 0; i < u->busy_retries && delay < BUSY_RETRY_MAX_MS; i++) delay *= 2;
+    if (delay > BUSY_RETRY_MAX_MS) delay = BUSY_RETRY_MAX_MS;
+    u->busy_retries++;
+    u->state = RUN_WAITING;
+    uv_timer_start(&u->wait, on_wait_timer, delay, 0);
+}
+
+static void job_segment(void *ctx, const struct sess_final *f) {
+    struct run *u = ctx;
+    transcript_add(&u->answer, f);
+}
+
+/* The transcription is over: the result, the audio's error (it cannot be
+ * decoded: the jobs end in error), or the engine's failure with its span
+ * (the run goes back for another delivery; a full backlog is waited for). */
+static void job_end(void *ctx, const struct transcribe_end *e) {
+    struct run *u = ctx;
+    u->tr = NULL; /* it frees itself after this call */
+    if (e->err == 0) {
+        struct buf b;
+        buf_init(&b, 0);
+        if (transcript_json(&u->answer, e, &b) != 0 || !b.data) {
+            buf_cleanup(&b);
             run_release(u, "INTERNAL", "out of memory keeping the result", 1);
             return;
         }
-        memcpy(u->result, res->json, res->json_len);
-        u->result[res->json_len] = 0;
-        u->result_len = res->json_len;
-        u->duration_ms = res->duration_ms;
+        if (e->has_input && (e->input.truncated || e->input.trailing_bytes))
+            log_run(LOG_WARN, "job audio shorter than its header says, or with bytes after its audio", u, NULL, NULL);
+        u->result = b.data; /* taken from b */
+        u->result_len = b.len;
+        u->duration_ms = e->duration_ms;
         run_end(u, END_COMPLETE);
+        return;
+    }
+    if (e->err == ASR_E_ENGINE_BUSY) {
+        wait_busy(u, e);
+        return;
+    }
+    if (!e->has_span && e->err != ASR_E_INTERNAL) { /* the audio: no delivery will do better */
+        run_fail(u, asr_err_code(e->err), e->msg ? e->msg : asr_strerror(e->err));
         return;
     }
     struct buf b;
     buf_init(&b, 0);
-    transcribe_error_object(&b, res);
-    if (res->err == ASR_E_ENGINE_BUSY && u->busy_retries < 20) {
-        /* live streams first: wait and start again (the lease is kept) */
-        uint64_t delay = BUSY_RETRY_MIN_MS;
-        for (unsigned i = 0; i < u->busy_retries && delay < BUSY_RETRY_MAX_MS; i++) delay *= 2;
-        if (delay > BUSY_RETRY_MAX_MS) delay = BUSY_RETRY_MAX_MS;
-        u->busy_retries++;
-        u->state = RUN_WAITING;
-        uv_timer_start(&u->wait, on_wait_timer, delay, 0);
-    } else {
-        free(u->error);
-        u->error = b.data ? xstrdup(b.data) : error_json(asr_err_code(res->err), "the engine failed");
-        u->charge = 1;
-        log_run(LOG_WARN, "job run given back", u, "error", u->error);
-        run_end(u, END_RELEASE);
-    }
+    free(u->error);
+    u->error = transcribe_error_object(&b, e) == 0 && b.data ? xstrdup(b.data)
+                                                             : error_json(asr_err_code(e->err), "the engine failed");
     buf_cleanup(&b);
+    u->charge = e->has_span; /* an engine failure counts as a delivery; an internal hitch does not */
+    log_run(LOG_WARN, "job run given back", u, "error", u->error);
+    run_end(u, END_RELEASE);
 }
 
-static void decode_work(uv_work_t *w) {
-    struct run *u = w->data;
-    u->decode_err = audio_decode((const uint8_t *)u->audio.data, u->audio.len, u->ctype[0] ? u->ctype : NULL,
-                                 TRANSCRIBE_RATE, TRANSCRIBE_MAX_SAMPLES, &u->pcm, u->errmsg, sizeof u->errmsg);
-}
+static const struct transcribe_sink job_sink = {.on_segment = job_segment, .on_end = job_end};
 
-static void after_decode(uv_work_t *w, int status) {
-    struct run *u = w->data;
-    u->working = 0;
-    if (u->state == RUN_GONE) {
-        maybe_free_run(u);
+/* A transcription of a copy of the audio (the transcription adopts what it
+ * is given; the run keeps its own for a retry). */
+static void start_transcription(struct run *u) {
+    struct buf copy;
+    buf_init(&copy, 0);
+    if (buf_append(&copy, u->audio.data, u->audio.len) != 0) {
+        run_release(u, "INTERNAL", "out of memory copying the audio", 0);
         return;
     }
-    if (u->state != RUN_DECODING) return;      /* ending already */
-    if (status != 0) {
-        run_release(u, "INTERNAL", "decoding could not be scheduled", 0);
-        return;
-    }
-    if (u->decode_err != 0) {
-        run_fail(u, asr_err_code(u->decode_err), u->errmsg[0] ? u->errmsg : asr_strerror(u->decode_err));
-        return;
-    }
-    struct transcribe_cfg tc = {
-        .env = u->r->env, .pool_class = POOL_BATCH, .endpointing_ms = u->opts.endpointing_ms,
-        .hint = u->opts.hint[0] ? u->opts.hint : NULL, .hint_len = strlen(u->opts.hint),
-        .no_words = u->opts.granularity == JOBREQ_SEGMENT, .request_id = u->id, .what = "job", .background = 1,
+    transcript_cleanup(&u->answer);
+    transcript_init(&u->answer, u->opts.granularity == JOBREQ_SEGMENT);
+    struct transcribe_opts o = {
+        .content_type = u->ctype[0] ? u->ctype : NULL,
+        .hint = u->opts.hint[0] ? u->opts.hint : NULL,
+        .hint_len = strlen(u->opts.hint),
+        .request_id = u->id,
+        .pool_class = POOL_BATCH,
+        .endpointing_ms = u->opts.endpointing_ms,
+        .background = 1,
     };
     u->state = RUN_TRANSCRIBING;
-    u->tr = transcribe_start(&tc, &u->pcm, on_transcribed, u);
-    if (!u->tr) run_release(u, "INTERNAL", "could not create a session", 0);
-}
-
-static void start_decode(struct run *u) {
-    u->state = RUN_DECODING;
-    u->work.data = u;
-    if (uv_queue_work(u->r->env->loop, &u->work, decode_work, after_decode) != 0) {
+    int rc = transcribe_start(u->r->env, &copy, 0, copy.len, &o, &job_sink, u, &u->tr);
+    buf_cleanup(&copy);
+    if (rc == ASR_E_SERVER_BUSY) {
+        u->tr = NULL;
+        struct transcribe_end e = {.err = ASR_E_SERVER_BUSY, .msg = "the worker's upload memory is full"};
+        wait_busy(u, &e);
+    } else if (rc != 0) {
+        u->tr = NULL;
         run_release(u, "INTERNAL", "decoding could not be scheduled", 0);
-        return;
     }
-    u->working = 1;
 }
 
 static void on_wait_timer(uv_timer_t *t) {
     struct run *u = t->data;
-    if (u->state == RUN_WAITING) start_decode(u);
+    if (u->state == RUN_WAITING) start_transcription(u);
     else if (u->state == RUN_ENDING && !u->reporting) report(u);
 }
 
@@ -410,7 +432,7 @@ static void on_resolved(void *arg, int status, enum jobs_resolve_outcome outcome
         return;
     }
     if (outcome == JOBS_RESOLVE_OWN) {
-        start_decode(u);
+        start_transcription(u);
         return;
     }
     if (outcome == JOBS_RESOLVE_CACHED) metrics.jobs_cache_hits++;
@@ -536,7 +558,7 @@ static void run_begin(struct jobrun *r, const struct jobs_task *t) {
             run_release(u, "INTERNAL", "out of memory keeping the audio", 1);
             return;
         }
-        start_decode(u);
+        start_transcription(u);
         return;
     }
     if (!u->url[0]) {

@@ -1,134 +1,120 @@
 /* docs/API.md "POST /v1/transcribe".
  *
- * A request decodes and resamples the upload on the libuv thread pool
- * (libsndfile + soxr are CPU-bound), then runs the audio through a
- * transcription (transcribe.h: a session on the loop, exactly as a stream
- * would, a window of chunks at a time) and answers with its finals as
- * segments; or, at the first part of the audio the engine fails on or
- * refuses, with an error naming that part. With ?callback= it is a job
- * instead (docs/API.md "Jobs"), answered at once. */
+ * The upload goes to api/transcribe (decoding on the thread pool a block
+ * ahead of a session fed a window of chunks at a time); this file answers
+ * with its finals as segments and what the decoder found of the input (cut
+ * short, bytes after the audio) or, at the first part of the audio the
+ * engine fails on or refuses, with an error naming that part. With
+ * ?callback= it is a job instead (docs/API.md "POST /v1/transcribe?callback="),
+ * answered at once. */
 #include "api/api_int.h"
 
 #include <http_parser.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/auth.h"
 #include "api/transcribe.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "base/metrics.h"
-#include "core/audio.h"
 
-/* A request's life, forward only. DECODING: on the thread pool
- * (after_decode answers a decode error or moves on). TRANSCRIBING: the
- * audio runs through a transcription (transcribe.h); its done answers (200
- * or the error) and frees the job; job_abort (the client gone) frees it at
- * once, in any state. The job keeps its connection busy until it ends, so a
- * draining worker waits for it. */
-enum rest_state { REST_DECODING, REST_TRANSCRIBING };
-
-struct rest_job {
-    uv_work_t work;
-    enum rest_state state;
-    struct api_env *env;          /* borrowed */
-    struct http_conn *hc;         /* borrowed; NULL once answered or the client is gone */
-    struct buf body;              /* owned: adopted from the request */
-    char  *content_type;          /* owned */
-    struct audio_pcm pcm;         /* owned until the transcription adopts it */
-    int    err;                   /* decode result */
-    char   errmsg[160];
-    struct transcribe *tr;        /* owned while transcribing */
-    char   request_id[64];        /* for the log line of a failure */
+/* One request: the transcription (api/transcribe.h) and the answer it
+ * builds. Freed when answered (on_end) or when the client goes (abort). */
+struct rest_req {
+    struct http_conn *hc;         /* borrowed */
+    struct transcription *tx;     /* the transcription; it frees itself after on_end */
+    struct transcript answer;     /* its segments so far */
+    char   request_id[64];        /* for the log line of a lying file */
 };
 
-static void job_free(struct rest_job *j) {
-    buf_cleanup(&j->body);
-    free(j->content_type);
-    audio_pcm_cleanup(&j->pcm);
-    if (j->tr) transcribe_cancel(j->tr);
-    free(j);
+static void req_free(struct rest_req *r) {
+    transcript_cleanup(&r->answer);
+    free(r);
 }
 
-/* The connection closed before the answer. Called by the HTTP layer when
- * it frees the connection, never from inside a session callback, so a
- * transcription in progress can be dropped at once: its engine requests
- * are cancelled. */
-static void job_abort(void *ctx) {
-    struct rest_job *j = ctx;
-    j->hc = NULL;
-    metrics.rest_failed[RFAIL_ABORTED]++;
-    if (j->state != REST_DECODING) job_free(j);
-    /* else decoding on the pool: after_decode frees it */
+/* The connection closed before the answer: the transcription ends at once
+ * (transcribe_cancel counts it). Called by the HTTP layer when it frees the
+ * connection, never from inside a session callback. */
+static void rest_abort(void *ctx) {
+    struct rest_req *r = ctx;
+    transcribe_cancel(r->tx);
+    req_free(r);
 }
 
 #define OOM_BODY "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}"
 
-static void respond_and_forget(struct rest_job *j, int status, const char *body, size_t len,
-                               const char *extra) {
-    struct http_conn *hc = j->hc;
-    j->hc = NULL;
-    if (!hc) return;
+static void respond_and_forget(struct rest_req *r, int status, const char *body, size_t len, const char *extra) {
+    struct http_conn *hc = r->hc;
     http_set_abort(hc, NULL, NULL);
     http_respond(hc, status, "application/json", body, len, extra);
 }
 
-/* The transcription is over: the 200, or the error with the span it hit
- * (docs/API.md "POST /v1/transcribe", errors), and the job ends. */
-static void on_transcribed(void *arg, const struct transcribe_result *r) {
-    struct rest_job *j = arg;
-    j->tr = NULL; /* gone with this call */
-    if (r->err == 0) {
-        respond_and_forget(j, 200, r->json, r->json_len, NULL);
-    } else if (r->err == ASR_E_INTERNAL && r->fail_end_ms == 0) {
-        metrics.rest_failed[RFAIL_INTERNAL]++; /* the answer could not be built */
-        respond_and_forget(j, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
+/* The error answer of a failed transcription, with the span it hit. */
+static void respond_failure(struct rest_req *r, const struct transcribe_end *e) {
+    struct buf body;
+    buf_init(&body, 0);
+    if (transcribe_error_json(&body, e) == 0)
+        respond_and_forget(r, asr_err_http_status(e->err), body.data, body.len,
+                           e->err == ASR_E_ENGINE_BUSY ? "Retry-After: 1\r\n" : NULL);
+    else
+        respond_and_forget(r, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
+    buf_cleanup(&body);
+}
+
+static void rest_segment(void *ctx, const struct sess_final *f) {
+    struct rest_req *r = ctx;
+    transcript_add(&r->answer, f);
+}
+
+/* A file cut short or with bytes after its audio is answered all the same
+ * (the answer's "input" object, docs/API.md "POST /v1/transcribe"), and
+ * logged and counted. */
+static void note_input(const struct rest_req *r, const struct audio_input *in) {
+    if (!in->truncated && !in->trailing_bytes) return;
+    if (in->truncated) metrics.rest_truncated++;
+    if (in->trailing_bytes) metrics.rest_trailing++;
+    struct log_line *l = log_begin(LOG_WARN, in->truncated ? "upload shorter than its header says"
+                                                           : "upload has bytes after its audio");
+    if (l) {
+        log_str(l, "request_id", r->request_id);
+        log_u64(l, "decoded_ms", in->in_rate ? in->decoded_frames * 1000 / in->in_rate : 0);
+        log_u64(l, "declared_ms", in->in_rate ? in->declared_frames * 1000 / in->in_rate : 0);
+        log_u64(l, "trailing_bytes", in->trailing_bytes);
+        log_end(l);
+    }
+}
+
+/* The transcription is over: the 200, the failure with its span, or the
+ * decoding error; then the request ends. */
+static void rest_end(void *ctx, const struct transcribe_end *e) {
+    struct rest_req *r = ctx;
+    if (e->err && e->has_span) {
+        respond_failure(r, e);
+    } else if (e->err) {
+        http_set_abort(r->hc, NULL, NULL);
+        http_respond_err(r->hc, e->err, e->msg);
     } else {
-        metrics.rest_failed[r->err == ASR_E_ENGINE_BUSY ? RFAIL_ENGINE_BUSY
-                            : r->err == ASR_E_INTERNAL  ? RFAIL_INTERNAL
-                                                        : RFAIL_MODEL_ERROR]++;
-        struct buf body;
-        buf_init(&body, 0);
-        if (transcribe_error_json(&body, r) == 0)
-            respond_and_forget(j, asr_err_http_status(r->err), body.data, body.len,
-                               r->err == ASR_E_ENGINE_BUSY ? "Retry-After: 1\r\n" : NULL);
-        else
-            respond_and_forget(j, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
-        buf_cleanup(&body);
+        struct buf b;
+        buf_init(&b, 0);
+        if (e->has_input) note_input(r, &e->input);
+        if (transcript_json(&r->answer, e, &b) == 0) {
+            respond_and_forget(r, 200, b.data, b.len, NULL);
+        } else {
+            metrics.rest_failed[RFAIL_INTERNAL]++;
+            respond_and_forget(r, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
+        }
+        buf_cleanup(&b);
     }
-    job_free(j);
+    req_free(r);
 }
 
-static void decode_work(uv_work_t *w) {
-    struct rest_job *j = w->data;
-    j->err = audio_decode((const uint8_t *)j->body.data, j->body.len, j->content_type, TRANSCRIBE_RATE,
-                          TRANSCRIBE_MAX_SAMPLES, &j->pcm, j->errmsg, sizeof j->errmsg);
-}
+static const struct transcribe_sink rest_sink = {.on_segment = rest_segment, .on_end = rest_end};
 
-static void after_decode(uv_work_t *w, int status) {
-    struct rest_job *j = w->data;
-    buf_cleanup(&j->body);
-    if (!j->hc) {
-        job_free(j);
-        return;
-    }
-    if (status != 0 || j->err != 0) {
-        struct http_conn *hc = j->hc;
-        http_set_abort(hc, NULL, NULL);
-        int err = status != 0 ? ASR_E_INTERNAL : j->err;
-        http_respond_err(hc, err, j->errmsg[0] ? j->errmsg : NULL);
-        job_free(j);
-        return;
-    }
-    struct transcribe_cfg tc = {.env = j->env, .pool_class = POOL_REST, .request_id = j->request_id, .what = "rest"};
-    j->state = REST_TRANSCRIBING;
-    j->tr = transcribe_start(&tc, &j->pcm, on_transcribed, j);
-    if (!j->tr) {
-        struct http_conn *hc = j->hc;
-        http_set_abort(hc, NULL, NULL);
-        metrics.rest_failed[RFAIL_INTERNAL]++;
-        http_respond_err(hc, ASR_E_INTERNAL, "could not create a session");
-        job_free(j);
-    }
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
+    struct api_env *env = ((struct api *)ctx)->env;
+    return auth_check_key(env->cfg, req) != 0 ? ASR_E_UNAUTHORIZED : 0;
 }
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
@@ -146,20 +132,24 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
         http_respond_error(hc, 400, "BAD_REQUEST", "empty body: send an audio file", NULL);
         return;
     }
-    struct rest_job *j = xcalloc(1, sizeof *j);
-    j->hc = hc;
-    j->env = env;
-    j->body = req->body;                    /* adopt the body */
-    buf_init(&req->body, 0);
-    snprintf(j->request_id, sizeof j->request_id, "%s", req->request_id);
-    const char *ct = http_header(req, "content-type", NULL);
-    j->content_type = ct ? xstrdup(ct) : NULL;
-    j->work.data = j;
-    http_set_abort(hc, job_abort, j);
-    if (uv_queue_work(env->loop, &j->work, decode_work, after_decode) != 0) {
-        http_set_abort(hc, NULL, NULL);
-        http_respond_err(hc, ASR_E_INTERNAL, "could not schedule decoding");
-        job_free(j);
+    struct rest_req *r = xcalloc(1, sizeof *r);
+    r->hc = hc;
+    snprintf(r->request_id, sizeof r->request_id, "%s", req->request_id);
+    transcript_init(&r->answer, 0);
+    struct transcribe_opts opts = {.content_type = http_header(req, "content-type", NULL),
+                                   .request_id = req->request_id};
+    size_t len = req->body.len;
+    int rc = transcribe_start(env, &req->body, 0, len, &opts, &rest_sink, r, &r->tx);
+    if (rc == ASR_E_SERVER_BUSY) {
+        http_respond_error(hc, 503, "SERVER_BUSY", "too many uploads in flight on this worker; retry later",
+                           "Retry-After: 1\r\n");
+        req_free(r);
+        return;
     }
+    if (rc != 0) {
+        http_respond_err(hc, ASR_E_INTERNAL, "could not schedule decoding");
+        req_free(r);
+        return;
+    }
+    http_set_abort(hc, rest_abort, r);
 }
-

@@ -56,6 +56,7 @@ struct wire_session {
     size_t      max_message_bytes;
     size_t      max_audio_rate;  /* bytes per second */
     int         idle_timeout_s;
+    int         resume_timeout_s;
     int         endpointing_ms;
 };
 void wire_encode_session(struct buf *out, const struct wire_session *s);

@@ -28,12 +28,12 @@ static const struct config_opt opts[] = {
     {"ASR_WORKER_ID", OPT_STR, F(worker_id), "w", 0, 0, NULL, 0,
      "worker id prefix: worker i is <prefix><i>, shown in session, health, logs and metrics"},
     {"ASR_API_KEYS", OPT_STR, F(api_keys), "", 0, 0, NULL, 1,
-     "comma-separated API keys guarding /v1/transcribe*; empty = no auth"},
+     "comma-separated API keys guarding /v1/transcribe*, /v1/audio/* and /v1/models; empty = no auth"},
     {"ASR_ALLOWED_ORIGINS", OPT_STR, F(allowed_origins), "", 0, 0, NULL, 0,
      "comma-separated origins (https://app.example.com) or *: a WebSocket upgrade whose Origin is not listed gets 403; "
      "requests without Origin pass; empty = off"},
     {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
-     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU core"},
+     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU this process may run on (its affinity)"},
     {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,
      "session store: empty = a private redis-server the master starts (unix socket, no persistence); "
      "redis://[:password@]host:port[/db] or unix:///path = a shared Redis; "
@@ -52,7 +52,7 @@ static const struct config_opt opts[] = {
      "speech engine (asrd --help lists the engines built in and their own settings)"},
     {"ASR_INFERENCE_THREADS", OPT_INT, F(inference_threads), "0", 0, 1024, NULL, 0,
      "windowed engines: inference threads (one engine instance each) of the whole instance, shared out "
-     "to the workers; 0 = one per CPU core"},
+     "to the workers; 0 = one per CPU this process may run on"},
     {"ASR_INFERENCE_QUEUE_MAX", OPT_INT, F(inference_queue_max), "64", 1, 100000, NULL, 0,
      "windowed engines: inference jobs waiting per worker before partial windows are skipped "
      "(server_busy) and REST answers 503"},
@@ -76,7 +76,15 @@ static const struct config_opt opts[] = {
     {"ASR_MAX_CONNECTIONS_PER_IP", OPT_INT, F(max_connections_per_ip), "0", 0, 1000000, NULL, 0,
      "open connections per client IP address per worker (503 beyond); 0 = unlimited"},
     {"ASR_IDLE_TIMEOUT_S", OPT_INT, F(idle_timeout_s), "300", 1, 86400, NULL, 0,
-     "seconds without audio, keepalive or ping before a session ends; also how long a dropped session stays resumable"},
+     "seconds without audio, keepalive or ping before a session ends"},
+    {"ASR_RESUME_TIMEOUT_S", OPT_INT, F(resume_timeout_s), "60", 1, 86400, NULL, 0,
+     "seconds a dropped session stays resumable (detached) before it expires"},
+    {"ASR_MAX_DETACHED_SESSIONS", OPT_INT, F(max_detached_sessions), "1000", 1, 1000000, NULL, 0,
+     "dropped, resumable sessions per worker; past it the oldest is evicted (ended); they also give way "
+     "(oldest first) to a new live session at ASR_MAX_SESSIONS_PER_WORKER"},
+    {"ASR_MAX_DETACHED_PER_IP", OPT_INT, F(max_detached_per_ip), "0", 0, 1000000, NULL, 0,
+     "dropped, resumable sessions per client IP address per worker; past it that address's oldest is "
+     "evicted; 0 = ASR_MAX_CONNECTIONS_PER_IP (no per-address bound when that is 0, as behind a balancer)"},
     {"ASR_HANDSHAKE_TIMEOUT_S", OPT_INT, F(handshake_timeout_s), "10", 1, 3600, NULL, 0,
      "seconds to receive a request's head (slowloris guard) and keep-alive idle time"},
     {"ASR_BODY_TIMEOUT_S", OPT_INT, F(body_timeout_s), "30", 1, 3600, NULL, 0,
@@ -93,6 +101,12 @@ static const struct config_opt opts[] = {
      "request line + headers limit, bytes (431 beyond)"},
     {"ASR_MAX_UPLOAD_BYTES", OPT_SIZE, F(max_upload_bytes), "26214400", 1, 1073741824, NULL, 0,
      "POST body limit, bytes as sent (413 beyond)"},
+    {"ASR_UPLOAD_MEMORY_BYTES", OPT_SIZE, F(upload_memory_bytes), "134217728", 0, 68719476736.0, NULL, 0,
+     "per worker: bytes of request bodies being received and of uploads' decoding in flight (503 with "
+     "Retry-After beyond); 0 = no bound, else at least ASR_MAX_UPLOAD_BYTES + 4 MiB"},
+    {"ASR_MESSAGE_MEMORY_BYTES", OPT_SIZE, F(message_memory_bytes), "33554432", 0, 68719476736.0, NULL, 0,
+     "per worker: bytes of WebSocket messages received in pieces and not complete yet (close 1013 beyond); "
+     "0 = no bound, else at least twice the largest message"},
     {"ASR_MAX_PENDING_CHUNKS", OPT_INT, F(max_pending_chunks), "16", 1, 1024, NULL, 0,
      "chunks of one session waiting for the engine before its socket is paused (or SERVER_BUSY with ASR_SHED_LOAD=1)"},
     {"ASR_MAX_SESSION_BUFFER_BYTES", OPT_SIZE, F(max_session_buffer_bytes), "1048576", 65536, 1073741824, NULL, 0,
@@ -107,6 +121,11 @@ static const struct config_opt opts[] = {
      "send-queue overflows in a row before close 1008"},
     {"ASR_SEND_TIMEOUT_S", OPT_INT, F(send_timeout_s), "30", 1, 3600, NULL, 0,
      "seconds a connection's pending write may make no progress before it is closed"},
+    {"ASR_PING_INTERVAL_S", OPT_INT, F(ping_interval_s), "10", 0, 3600, NULL, 0,
+     "seconds from a WebSocket's start, and from each pong, to the server's next ping; 0 = no pings"},
+    {"ASR_PING_TIMEOUT_S", OPT_INT, F(ping_timeout_s), "10", 1, 3600, NULL, 0,
+     "a pong missing this many seconds after its ping means a dead or stuck peer: the connection is "
+     "dropped and its session stays resumable (found within interval + timeout)"},
     {"ASR_RATE_ABUSE_THRESHOLD", OPT_INT, F(rate_abuse_threshold), "20", 1, 1000000, NULL, 0,
      "RATE_LIMITED chunks in a row before close 1008"},
     {"ASR_JOB_CONCURRENCY", OPT_INT, F(job_concurrency), "2", 0, 256, NULL, 0,
@@ -317,6 +336,20 @@ int config_load_from(struct config *cfg, const char *(*get)(const char *name), c
     if (cfg->max_chunk_bytes % 2) {
         snprintf(err, errlen, "ASR_MAX_CHUNK_BYTES: %zu is odd, allowed even values 2..16777216",
                  cfg->max_chunk_bytes);
+        return ASR_EINVAL;
+    }
+    if (cfg->upload_memory_bytes && cfg->upload_memory_bytes < cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES) {
+        snprintf(err, errlen,
+                 "ASR_UPLOAD_MEMORY_BYTES: %zu leaves no room for the largest upload, allowed 0 or at least "
+                 "ASR_MAX_UPLOAD_BYTES + 4194304 (%zu)",
+                 cfg->upload_memory_bytes, cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES);
+        return ASR_EINVAL;
+    }
+    if (cfg->message_memory_bytes && cfg->message_memory_bytes < 2 * config_max_message_bytes(cfg)) {
+        snprintf(err, errlen,
+                 "ASR_MESSAGE_MEMORY_BYTES: %zu leaves no room for the largest message, allowed 0 or at least "
+                 "twice ASR_MAX_MESSAGE_BYTES (%zu)",
+                 cfg->message_memory_bytes, 2 * config_max_message_bytes(cfg));
         return ASR_EINVAL;
     }
     if (cfg->endpointing_ms < cfg->vad_frame_ms) {

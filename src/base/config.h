@@ -46,6 +46,10 @@ struct config {
     int      max_connections;          /* ASR_MAX_CONNECTIONS */
     int      max_connections_per_ip;   /* ASR_MAX_CONNECTIONS_PER_IP (0 = unlimited) */
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
+    int      resume_timeout_s;         /* ASR_RESUME_TIMEOUT_S: a dropped session stays resumable this long */
+    int      max_detached_sessions;    /* ASR_MAX_DETACHED_SESSIONS: dropped, resumable sessions per worker */
+    int      max_detached_per_ip;      /* ASR_MAX_DETACHED_PER_IP: of those, per client address
+                                        * (0 = max_connections_per_ip, itself 0 = no bound) */
     int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head deadline, keep-alive idle */
     int      body_timeout_s;           /* ASR_BODY_TIMEOUT_S: body progress deadline (1 KiB per period) */
     int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
@@ -55,6 +59,10 @@ struct config {
     size_t   max_audio_rate;           /* ASR_MAX_AUDIO_RATE_BYTES_PER_SEC (0 = 2x real time) */
     size_t   max_header_bytes;         /* ASR_MAX_HEADER_BYTES */
     size_t   max_upload_bytes;         /* ASR_MAX_UPLOAD_BYTES */
+    size_t   upload_memory_bytes;      /* ASR_UPLOAD_MEMORY_BYTES: bodies + decoding of uploads in flight,
+                                          per worker (0 = no bound) */
+    size_t   message_memory_bytes;     /* ASR_MESSAGE_MEMORY_BYTES: WebSocket messages being reassembled,
+                                          per worker (0 = no bound) */
     int      max_pending_chunks;       /* ASR_MAX_PENDING_CHUNKS */
     size_t   max_session_buffer_bytes; /* ASR_MAX_SESSION_BUFFER_BYTES: audio waiting in VAD/engine */
     int      shed_load;                /* ASR_SHED_LOAD: 1 = SERVER_BUSY instead of pausing */
@@ -62,6 +70,8 @@ struct config {
     int      max_send_queue_size;      /* ASR_MAX_SEND_QUEUE_SIZE, messages */
     int      slow_client_threshold;    /* ASR_SLOW_CLIENT_THRESHOLD */
     int      send_timeout_s;           /* ASR_SEND_TIMEOUT_S: a write making no progress */
+    int      ping_interval_s;          /* ASR_PING_INTERVAL_S: WebSocket ping after this long (0 = none) */
+    int      ping_timeout_s;           /* ASR_PING_TIMEOUT_S: a pong missing this long: dead or stuck peer */
     int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
     /* jobs (docs/API.md "Jobs") */
     int      job_concurrency;          /* ASR_JOB_CONCURRENCY: runs a worker does at once (0 = none here) */
@@ -165,6 +175,11 @@ void config_print_help(FILE *out);
  * (truncated at len - 1). */
 size_t config_dump_json(const struct config *cfg, const struct config_opt *engine_opts, size_t n_engine,
                         char *buf, size_t len);
+
+/* Memory one upload's decoding may hold beside its body (api/rest.c
+ * charges it to the upload budget): ASR_UPLOAD_MEMORY_BYTES must leave room
+ * for the largest body and this. */
+#define CONFIG_UPLOAD_DECODE_BYTES ((size_t)4 << 20)
 
 /* Derived values. */
 size_t config_max_message_bytes(const struct config *cfg);

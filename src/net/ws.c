@@ -63,17 +63,28 @@ struct ws_conn {
      * - fast_off is a sticky mode of the receive path;
      * - recv_failed, bad_close and ctrl_flood record what one wslay_event_recv
      *   found, for on_read to act on (ctrl_flood also keeps on_read from
-     *   dropping the 1008 that ws_close has pending);
+     *   dropping the 1008 that ws_close has pending); over_budget is the
+     *   1013 frame_chunk_cb queued (1, then 2 once on_read logged it);
      * - proto_error and close_counted are what on_free reports and counts;
      * - paused is backpressure (ws_pause), which any state may have. */
     int    wslay_reading;            /* wslay's read_enabled after its last wslay_event_recv */
     int    fast_off;                 /* that count went wrong: always use wslay */
     int    recv_failed;              /* out of memory reassembling: close */
+    int    over_budget;              /* the message budget refused this message: closing 1013 */
     int    bad_close;                /* the peer's close frame had a 1-byte payload (on_msg_cb) */
     int    ctrl_flood;               /* we stopped wslay reading: pings pile up behind a stuck write */
     int    proto_error;              /* the peer broke RFC 6455: its close, if any, is not one */
     int    close_counted;            /* close_codes has counted this connection's close frame */
     int    paused;                   /* ws_pause: the session wants no input */
+    /* Liveness (docs/API.md "Ping and pong"): a ping every
+     * lim.ping_interval_ms; its pong must come within lim.ping_timeout_ms.
+     * The connection timer serves both the pings and the close (linger,
+     * grace); once a close armed it, no more pings are sent. */
+    int    ping_timer;               /* the connection timer is armed for a ping or its deadline */
+    int    close_timer;              /* a close armed the connection timer: pings are over */
+    int    ping_awaiting;            /* a ping is out; its pong has not come */
+    uint64_t ping_seq;               /* pings sent; the payload of the last one */
+    uint64_t ping_sent_ms;           /* loop time the last ping was queued */
 };
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -82,6 +93,9 @@ struct ws_conn {
 #define WS_CLOSE_LINGER_MS 2000    /* after our close frame: wait this long for the peer's */
 #define WS_CLOSE_GRACE_MS 2000     /* a policy close behind a stuck write: then reset */
 #define WS_MAX_CTRL_QUEUED 32      /* pongs/close waiting in wslay behind a stuck write */
+#define WS_CODE_TRY_AGAIN_LATER 1013 /* RFC 6455 7.4.2 (IANA registry): the message budget is spent */
+
+static void ping_arm(struct ws_conn *ws, uint64_t ms);
 
 /* ---- state --------------------------------------------------------------------- */
 
@@ -291,9 +305,28 @@ static void frame_chunk_cb(wslay_event_context_ptr ctx, const struct wslay_event
     struct ws_conn *ws = user;
     if (ws->frame_ctrl || arg->data_length == 0) return;
     if (ws->msg_state != WS_MSG_SKIP) {
+        int rc = 0;
         if (ws->frame_fin && ws->msg_len == 0 && arg->data_length == ws->frame_len) {
             ws->direct = arg->data;
-        } else if (buf_append(&ws->msg, arg->data, arg->data_length) != 0) {
+        } else {
+            /* A message of one frame that came in pieces: its size is
+             * known, so its buffer is exactly that (no doubling slack
+             * charged to the budget). */
+            if (ws->frame_fin && ws->msg_len == 0 && ws->frame_len <= ws->lim.max_message_bytes)
+                rc = buf_reserve_exact(&ws->msg, (size_t)ws->frame_len);
+            if (rc == 0) rc = buf_append(&ws->msg, arg->data, arg->data_length);
+        }
+        if (rc == ASR_EAGAIN) {
+            /* The worker's message budget is spent: like a message too
+             * big, this one is dropped, nothing more is read, and a 1013
+             * (try again later) goes out with the queue dropped. */
+            ws->msg_state = WS_MSG_SKIP;
+            ws->over_budget = 1;
+            buf_cleanup(&ws->msg);
+            wslay_event_shutdown_read(ctx);
+            static const char why[] = "server busy: too many messages in flight";
+            wslay_event_queue_close(ctx, WS_CODE_TRY_AGAIN_LATER, (const uint8_t *)why, sizeof why - 1);
+        } else if (rc != 0) {
             ws->msg_state = WS_MSG_SKIP;
             ws->recv_failed = 1;
             wslay_event_shutdown_read(ctx);
@@ -336,6 +369,18 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         ws->bad_close = 1;
         return;
     }
+    if (arg->opcode == WSLAY_PONG) {
+        /* Only the answer to our last ping counts (RFC 6455 5.5.3: a pong
+         * may also be unsolicited); the next ping follows an interval later. */
+        uint8_t want[8];
+        for (int i = 0; i < 8; i++) want[i] = (uint8_t)(ws->ping_seq >> (56 - 8 * i));
+        if (ws->ping_awaiting && arg->msg_length == 8 && memcmp(arg->msg, want, 8) == 0) {
+            ws->ping_awaiting = 0;
+            metrics.ws_pongs++;
+            if (!conn_closing(ws->c)) ping_arm(ws, ws->lim.ping_interval_ms);
+        }
+        return;
+    }
     if (conn_closing(ws->c) || arg->opcode != WSLAY_PING) return;
     if (ws->h->on_ping) ws->h->on_ping(ws->hctx);
     if (ws->c->writing && wslay_event_get_queued_msg_count(ctx) > WS_MAX_CTRL_QUEUED && !ws->ctrl_flood) {
@@ -346,6 +391,66 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         wslay_event_shutdown_read(ctx);
         ws_close(ws, 1008, "client too slow", 0);
     }
+}
+
+/* ---- liveness: ping and pong ----------------------------------------------------- */
+
+/* The connection timer for a close (linger, grace): pings stop for good. */
+static void close_timer(struct ws_conn *ws, uint64_t ms) {
+    ws->ping_timer = 0;
+    ws->close_timer = 1;
+    conn_timer(ws->c, ms);
+}
+
+/* The connection timer for the next ping, or for the deadline of the one
+ * out (nothing when pings are off or a close owns the timer). */
+static void ping_arm(struct ws_conn *ws, uint64_t ms) {
+    if (!ws->lim.ping_interval_ms || ws->close_timer) return;
+    ws->ping_timer = 1;
+    conn_timer(ws->c, ms ? ms : 1);
+}
+
+/* The ping timer fired. With a ping out, its pong is late: the peer is
+ * gone without a FIN, or stuck and reads nothing (not even the ping, which
+ * waits behind what it has not read). The connection is reset, with no
+ * close frame (none could reach such a peer), and the handler's on_closed
+ * gets no codes: for a session that is a dropped connection, resumable.
+ * While reading is paused for backpressure the pong cannot be read, so the
+ * deadline waits for reading to resume. Without a ping out, the next one
+ * is queued (ahead of queued data messages: wslay sends control frames
+ * first). */
+static void ping_tick(struct ws_conn *ws) {
+    struct conn *c = ws->c;
+    ws->ping_timer = 0;
+    uint64_t now = uv_now(c->set->loop);
+    if (ws->ping_awaiting) {
+        if (ws->paused) {
+            ping_arm(ws, ws->lim.ping_timeout_ms);
+            return;
+        }
+        metrics.ws_ping_timeouts++;
+        struct log_line *l = log_begin(LOG_INFO, "peer not answering pings");
+        if (l) {
+            log_str(l, "peer", c->peer);
+            log_u64(l, "conn", c->id);
+            log_u64(l, "waited_ms", now - ws->ping_sent_ms);
+            log_u64(l, "unsent", conn_unsent(c));
+            log_end(l);
+        }
+        conn_abort(c);
+        return;
+    }
+    if (ws->state > WS_ST_CLOSE_PENDING) return; /* a close is under way; it has its own deadline */
+    uint8_t payload[8];
+    ws->ping_seq++;
+    for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(ws->ping_seq >> (56 - 8 * i));
+    struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = payload, .msg_length = sizeof payload};
+    if (wslay_event_queue_msg(ws->ctx, &m) != 0) return;
+    ws->ping_awaiting = 1;
+    ws->ping_sent_ms = now;
+    metrics.ws_pings++;
+    conn_want_flush(c);
+    ping_arm(ws, ws->lim.ping_timeout_ms);
 }
 
 /* ---- connection handler -------------------------------------------------------- */
@@ -366,7 +471,7 @@ static void check_done(struct ws_conn *ws) {
      * sent was handed to it in CLOSE_QUEUED (ours by on_flush, wslay's own
      * by on_read's check), so that is the state here. */
     if (ws->state != WS_ST_LINGER) {
-        conn_timer(ws->c, WS_CLOSE_LINGER_MS);
+        close_timer(ws, WS_CLOSE_LINGER_MS);
         ws_set_state(ws, WS_ST_LINGER);
     }
 }
@@ -487,7 +592,7 @@ static void fail_protocol(struct ws_conn *ws) {
     }
     metrics_count_close(WSLAY_CODE_PROTOCOL_ERROR);
     ws->close_counted = 1;
-    if (c->writing) conn_timer(c, WS_CLOSE_GRACE_MS);
+    if (c->writing) close_timer(ws, WS_CLOSE_GRACE_MS);
     conn_close_after_write(c);
 }
 
@@ -518,6 +623,16 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     ws->rlen = 0;
     ws->wslay_reading = wslay_event_get_read_enabled(ws->ctx);
     if (ws->msg_state == WS_MSG_NONE) buf_cleanup(&ws->msg); /* between messages: hold no input memory */
+    if (ws->over_budget == 1) {
+        ws->over_budget = 2;
+        struct log_line *l = log_begin(LOG_WARN, "message budget spent");
+        if (l) {
+            log_u64(l, "conn", c->id);
+            log_str(l, "peer", c->peer);
+            log_u64(l, "budget_bytes", ws->lim.msg_budget ? ws->lim.msg_budget->limit : 0);
+            log_end(l);
+        }
+    }
     if (conn_closing(c)) return;
     if (r == WSLAY_ERR_CALLBACK_FAILURE || (r == 0 && ws->bad_close)) {
         ws->proto_error = 1;
@@ -553,6 +668,11 @@ static void on_eof(struct conn *c, int status) {
  * still stuck means the peer reads nothing, so reset rather than leave the
  * kernel holding the unsent bytes of an orphaned socket. */
 static void on_timer(struct conn *c) {
+    struct ws_conn *ws = c->proto;
+    if (ws && ws->ping_timer) {
+        ping_tick(ws);
+        return;
+    }
     if (c->writing) conn_abort(c);
     else conn_close(c);
 }
@@ -614,6 +734,7 @@ struct ws_conn *ws_start(struct conn *c, const struct ws_limits *lim, const stru
     ws->hctx = hctx;
     ws->wslay_reading = 1;
     buf_init(&ws->msg, lim->max_message_bytes);
+    buf_set_budget(&ws->msg, lim->msg_budget);
     buf_init(&ws->q, 0); /* bounded by the policy in ws_send_text */
     if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) goto fail;
     wslay_event_config_set_no_buffering(ws->ctx, 1);
@@ -622,6 +743,7 @@ struct ws_conn *ws_start(struct conn *c, const struct ws_limits *lim, const stru
      * acts, after at most 2 * WS_SNDBUF in the kernel. */
     conn_set_sndbuf(c, WS_SNDBUF);
     conn_set_handler(c, &ws_handler, ws, CONN_WS);
+    ping_arm(ws, lim->ping_interval_ms);
     /* HTTP may have paused reading while the upgrade waited (a client that
      * pipelined more than 64 KiB behind the head): the WebSocket reads. */
     conn_read_resume(c);
@@ -703,7 +825,7 @@ void ws_close(struct ws_conn *ws, int code, const char *reason, int after_queued
         queue_free(ws);
         /* Our close frame waits behind a write that makes no progress: it
          * gets the grace, then on_timer resets the connection. */
-        if (ws->c->writing) conn_timer(ws->c, WS_CLOSE_GRACE_MS);
+        if (ws->c->writing) close_timer(ws, WS_CLOSE_GRACE_MS);
     }
     ws_set_state(ws, WS_ST_CLOSE_PENDING);
     ws->close_code = code;

@@ -10,6 +10,7 @@
 #include <http_parser.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -177,6 +178,7 @@ static void close_idle_http(struct worker *w) {
 /* ---- process figures: descriptors counted a slice per iteration --------- */
 
 static void on_proc_idle(uv_idle_t *h);
+static void budget_figures(struct worker *w);
 
 static void proc_start(struct worker *w) {
     w->proc_busy = 1;
@@ -191,6 +193,7 @@ static void on_proc_idle(uv_idle_t *h) {
     w->proc_busy = 0;
     struct metrics_proc p = {.rss_bytes = metrics_rss_bytes(), .open_fds = w->proc_walk.open};
     metrics_proc_set(&p);
+    budget_figures(w);
     struct worker_proc_waiter *wt = w->proc_waiters;
     w->proc_waiters = w->proc_next;  /* they came during this count: the next one is theirs */
     w->proc_next = NULL;
@@ -249,13 +252,29 @@ static void pool_figures(struct worker *w) {
     metrics.pool_completed = p->completed;
     metrics.pool_failed = p->failed;
     metrics.pool_refused = p->refused;
+    metrics.pool_evicted = p->evicted;
     metrics.pool_audio_ms = p->audio_ms;
     metrics.pool_busy_ms = p->busy_ms;
+}
+
+/* The memory budgets' figures, for the metrics (each tick, and before a
+ * metrics answer). */
+static void budget_figures(struct worker *w) {
+    const struct budget *u = &w->upload_mem, *m = &w->message_mem;
+    metrics.mem_upload_bytes = budget_used(u);
+    metrics.mem_upload_peak = __atomic_load_n(&u->peak, __ATOMIC_RELAXED);
+    metrics.mem_upload_limit = u->limit;
+    metrics.mem_upload_refused = __atomic_load_n(&u->refused, __ATOMIC_RELAXED);
+    metrics.mem_message_bytes = budget_used(m);
+    metrics.mem_message_peak = __atomic_load_n(&m->peak, __ATOMIC_RELAXED);
+    metrics.mem_message_limit = m->limit;
+    metrics.mem_message_refused = __atomic_load_n(&m->refused, __ATOMIC_RELAXED);
 }
 
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     pool_figures(w);
+    budget_figures(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
@@ -362,15 +381,20 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, 0},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, 0},
-        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, 0},
-        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, 0},
-        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, 0},
-        {"/v1/jobs", HTTP_POST, ROUTE_JOBS, api_jobs_submit, w->api, 0},
-        {"/v1/jobs/", HTTP_GET, ROUTE_JOBS, api_jobs_get, w->api, 1},
-        {"/v1/jobs/", HTTP_DELETE, ROUTE_JOBS, api_jobs_delete, w->api, 1},
-        {"/v1/batches/", HTTP_GET, ROUTE_JOBS, api_jobs_batch, w->api, 1},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL, api_rest_check, 0},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL, NULL, 0},
+        {"/v1/audio/transcriptions", HTTP_POST, ROUTE_AUDIO_TRANSCRIPTIONS, api_openai_transcriptions, w->api,
+         api_openai_error_body, api_rest_check, 0},
+        {"/v1/audio/translations", HTTP_POST, ROUTE_AUDIO_TRANSLATIONS, api_openai_translations, w->api,
+         api_openai_error_body, NULL, 0},
+        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body, NULL, 0},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL, NULL, 0},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL, NULL, 0},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL, NULL, 0},
+        {"/v1/jobs", HTTP_POST, ROUTE_JOBS, api_jobs_submit, w->api, NULL, api_rest_check, 0},
+        {"/v1/jobs/", HTTP_GET, ROUTE_JOBS, api_jobs_get, w->api, NULL, NULL, 1},
+        {"/v1/jobs/", HTTP_DELETE, ROUTE_JOBS, api_jobs_delete, w->api, NULL, NULL, 1},
+        {"/v1/batches/", HTTP_GET, ROUTE_JOBS, api_jobs_batch, w->api, NULL, NULL, 1},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -380,6 +404,7 @@ static void routes_init(struct worker *w) {
         .n_routes = sizeof routes / sizeof routes[0],
         .max_header_bytes = c->max_header_bytes,
         .max_upload_bytes = c->max_upload_bytes,
+        .body_budget = &w->upload_mem,
         .handshake_timeout_ms = (uint64_t)c->handshake_timeout_s * 1000,
         .body_timeout_ms = (uint64_t)c->body_timeout_s * 1000,
     };
@@ -388,6 +413,14 @@ static void routes_init(struct worker *w) {
 int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     memset(w, 0, sizeof *w);
     httpc_global_init(); /* before the inference pool's threads start */
+    /* Large buffers (request bodies, decoded blocks, long messages) come
+     * from mmap and go back to the kernel when freed. glibc's default moves
+     * the threshold up to the size of the largest block freed (up to 32 MiB),
+     * after which a 24 MB body was carved from the heap: realloc then copied
+     * it (two copies at once) and free kept the pages, so RSS passed the
+     * upload budget by half (docs/BENCHMARKS.md, "Memory in flight"). A
+     * fixed threshold turns that adjustment off. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     w->loop = loop;
     w->cfg = cfg;
     w->start_ms = util_wall_ms();
@@ -397,7 +430,10 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.send_timeout_ms = (uint64_t)cfg->send_timeout_s * 1000;
     w->conns.on_closed = on_conn_closed;
     w->conns.ctx = w;
-    w->api_env = (struct api_env){.loop = loop, .cfg = cfg, .on_want_replacement = want_replacement,
+    budget_init(&w->upload_mem, cfg->upload_memory_bytes);
+    budget_init(&w->message_mem, cfg->message_memory_bytes);
+    w->api_env = (struct api_env){.loop = loop, .cfg = cfg, .upload_mem = &w->upload_mem,
+                                  .message_mem = &w->message_mem, .on_want_replacement = want_replacement,
                                   .replacement_ctx = w};
     struct engine_cfg ecfg = {.loop = loop, .settings = cfg->engine_settings};
     const struct engine_ops *ops = engines_find(cfg->engine);
@@ -412,8 +448,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     }
     w->api_env.engine = ops;
     if (ops->caps & ENGINE_CAP_WINDOWED) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : util_cpu_count();
         struct pool_cfg pc = {.threads = threads, .queue_max = (unsigned)cfg->inference_queue_max};
         int rc = pool_create(loop, ops, cfg->engine_settings, &pc, &w->pool);
         if (rc != 0) {
@@ -436,6 +471,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->check.data = w;
     uv_check_start(&w->check, on_check);
     worker_proc_init(w);
+    pool_figures(w); /* the pool's size is known before the first tick */
     metrics_tick();
     return 0;
 }

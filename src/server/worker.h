@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "base/budget.h"
 #include "base/config.h"
 #include "base/metrics.h"
 #include "net/conn.h"
@@ -21,7 +22,7 @@ struct worker_proc_waiter {
     struct worker_proc_waiter *next;
 };
 
-#define WORKER_ROUTES 12
+#define WORKER_ROUTES 16
 
 /* What the master tells a worker (docs/internals/workers.md, "Signals").
  * None of them is sent by a terminal or by a signal to the process group,
@@ -43,6 +44,8 @@ struct worker {
     struct api_env api_env;          /* what the API layer gets; its draining flags */
     struct api  *api;                /* owned: the API context (api_create), freed at exit */
     struct http_server http;         /* routes and request limits */
+    struct budget upload_mem;        /* bodies and decoding of uploads in flight (ASR_UPLOAD_MEMORY_BYTES) */
+    struct budget message_mem;       /* partial WebSocket messages (ASR_MESSAGE_MEMORY_BYTES) */
     struct http_route routes[WORKER_ROUTES];
     struct pool *pool;               /* owned: a windowed engine's inference pool, or NULL */
     uv_tcp_t     listener;

@@ -58,6 +58,7 @@ def test_submit_poll_and_result_in_every_format(start_server):
     # the same transcript as POST /v1/transcribe gives
     sync = requests.post(srv.http + "/v1/transcribe", data=body, headers={"Content-Type": "audio/wav"}, timeout=T).json()
     assert sync == res
+    assert res["input"] == {"truncated": False, "declared_ms": res["duration_ms"], "trailing_bytes": 0}, res
     base = srv.http + "/v1/jobs/%s/result" % job["id"]
     r = requests.get(base, timeout=T)
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/json" and r.json() == res

@@ -88,22 +88,31 @@ static void h_item(void *ctx, struct http_conn *hc, struct http_req *req) {
     http_respond(hc, 200, "text/plain", "item", 4, NULL);
 }
 
-static void h_stream(void *ctx, struct http_conn *hc, struct http_req *req) {
+static int shaped_body(struct buf *out, int status, const char *code, const char *msg) {
+    return buf_printf(out, "{\"shaped\":%d,\"c\":\"%s\"}", status, code);
+}
+
+/* The route check of /guarded: a request without "Key: k" is refused. */
+static int checks_;
+static int check_key(void *ctx, const struct http_req *req, const char **msg) {
     (void)ctx;
-    (void)req;
-    held_ = hc;
-    http_stream_begin(hc, 200, "text/event-stream", "Cache-Control: no-cache\r\n");
+    checks_++;
+    const char *k = http_header(req, "key", NULL);
+    if (k && strcmp(k, "k") == 0) return 0;
+    *msg = "no key";
+    return ASR_E_UNAUTHORIZED;
 }
 
 static const struct http_route routes[] = {
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, 0},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, 0},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, 0},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, 0},
-    {"/items", HTTP_POST, ROUTE_OTHER, h_item, "exact", 0},
-    {"/items/", HTTP_GET, ROUTE_OTHER, h_item, "prefix", 1},
-    {"/items/", HTTP_DELETE, ROUTE_OTHER, h_item, "prefix", 1},
-    {"/events", HTTP_GET, ROUTE_OTHER, h_stream, NULL, 0},
+    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL, 0},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key, 0},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL, 0},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL, 0},
+    {"/items", HTTP_POST, ROUTE_OTHER, h_item, "exact", NULL, NULL, 0},
+    {"/items/", HTTP_GET, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
+    {"/items/", HTTP_DELETE, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
 };
 
 static struct http_server srv = {
@@ -125,6 +134,7 @@ static struct conn *start(int *peer) {
     np_init();
     held_ = NULL;
     upgraded_ = 0;
+    checks_ = 0;
     return open_http(peer);
 }
 
@@ -197,6 +207,97 @@ TEST(http_connection_close_is_done) {
     ASSERT(strstr(buf, "Connection: close") != NULL);
     ASSERT(eof);
     ASSERT_EQ_INT(np_closed_, 1);
+    close(peer);
+}
+
+/* A streamed answer: chunked on the wire, the request BUSY until its end,
+ * then keep-alive serves the request held behind it. */
+TEST(http_streamed_answer_is_chunked) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    const char two[] = "GET /async HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n";
+    np_send(peer, two, sizeof two - 1);
+    np_pump(2);
+    ASSERT(held_ != NULL);
+    http_stream_begin(held_, 200, "text/event-stream", NULL);
+    ASSERT_EQ_INT(http_stream_write(held_, "ab", 2), 0);
+    ASSERT_EQ_INT(http_stream_write(held_, "", 0), 0);
+    ASSERT_EQ_INT(http_stream_write(held_, "cde", 3), 0);
+    ASSERT_EQ_INT(http_state(held_), HTTP_ST_BUSY);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL);
+    ASSERT(strstr(buf, "Content-Length") == NULL);
+    ASSERT(strstr(buf, "\r\n\r\n2\r\nab\r\n3\r\ncde\r\n") != NULL);
+    ASSERT_EQ_INT(count(buf, "HTTP/1.1 200 OK"), 1); /* the second waits */
+    http_stream_end(held_);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "0\r\n\r\nHTTP/1.1 200 OK", 20) == 0);
+    ASSERT_EQ_INT(hc_of(c)->served, 2);
+    close(peer);
+}
+
+/* HTTP/1.0 has no chunked coding: the body ends with the connection. */
+TEST(http_streamed_answer_to_http10_closes) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    int eof;
+    const char req[] = "GET /async HTTP/1.0\r\n\r\n";
+    np_send(peer, req, sizeof req - 1);
+    np_pump(2);
+    http_stream_begin(held_, 200, "text/event-stream", NULL);
+    ASSERT_EQ_INT(http_stream_write(held_, "data: x\n\n", 9), 0);
+    http_stream_end(held_);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strstr(buf, "chunked") == NULL);
+    ASSERT(strstr(buf, "Connection: close\r\n") != NULL);
+    ASSERT(strstr(buf, "\r\n\r\ndata: x\n\n") != NULL);
+    ASSERT(eof);
+    close(peer);
+}
+
+/* A route's error_body shapes the refusals of the HTTP layer on its path. */
+TEST(http_route_error_body_shapes_refusals) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    const char req[] = "GET /shaped HTTP/1.1\r\n\r\n";
+    np_send(peer, req, sizeof req - 1);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":405,\"c\":\"METHOD_NOT_ALLOWED\"}") != NULL);
+    close(peer);
+}
+
+TEST(http_route_error_body_shapes_a_413_before_the_body) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    const char big[] = "POST /shaped HTTP/1.1\r\nContent-Length: 999999\r\n\r\n";
+    np_send(peer, big, sizeof big - 1);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 413") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":413,\"c\":\"PAYLOAD_TOO_LARGE\"}") != NULL);
+    close(peer);
+}
+
+TEST(http_other_paths_keep_the_default_error_body) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    const char other[] = "POST /sync HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+    np_send(peer, other, sizeof other - 1);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\"") != NULL);
     close(peer);
 }
 
@@ -309,7 +410,7 @@ TEST(http_drain_closes_only_an_idle_connection_that_served) {
 
 /* A prefix route serves every path under it; the exact route of the
  * collection is not one of them, and a method no route of the matching
- * kind has is a 405 listing that kind's methods. */
+ * kind has is a 405 listing that kind's methods, in that kind's error shape. */
 TEST(http_prefix_routes) {
     int peer;
     start(&peer);
@@ -332,11 +433,13 @@ TEST(http_prefix_routes) {
     np_recv(peer, buf, sizeof buf, NULL);
     ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
     ASSERT(strstr(buf, "Allow: POST\r\n") != NULL);
+    ASSERT(strstr(buf, "\"shaped\"") == NULL); /* the exact route's error shape, not the prefix's */
     np_send(peer, "POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
     np_pump(2);
     np_recv(peer, buf, sizeof buf, NULL);
     ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
     ASSERT(strstr(buf, "Allow: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":405") != NULL); /* a prefix route's error_body serves its paths */
     np_send(peer, "GET /items/ HTTP/1.1\r\n\r\n", strlen("GET /items/ HTTP/1.1\r\n\r\n")); /* the prefix alone is no item */
     np_pump(2);
     np_recv(peer, buf, sizeof buf, NULL);
@@ -345,37 +448,191 @@ TEST(http_prefix_routes) {
     close(peer);
 }
 
-/* A streamed answer: the head without a length, pieces as they are
- * written, nothing else (respond is ignored meanwhile), the close after
- * the end; the request counts once. */
-TEST(http_streamed_answer) {
+/* ---- Expect: 100-continue, the body budget, the half-close --------------------- */
+
+/* The route takes the body: "100 Continue" goes out as soon as the head is
+ * in, before any of the body was sent; the answer follows the body. */
+TEST(http_expect_continue_is_answered_100) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    np_send(peer, "POST /guarded HTTP/1.1\r\nKey: k\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n", strlen("POST /guarded HTTP/1.1\r\nKey: k\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n"));
+    np_pump(3);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_BODY);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 100 Continue\r\nX-Request-Id: ", 37) == 0);
+    ASSERT_EQ_INT(count(buf, "\r\n\r\n"), 1); /* the interim head only */
+    ASSERT_EQ_INT(checks_, 1);
+    np_send(peer, "abcde", strlen("abcde"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    /* HTTP/1.0 and a request without a body: no 100 */
+    np_send(peer, "POST /post HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", strlen("POST /post HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT_EQ_INT(count(buf, "100 Continue"), 0);
+    close(peer);
+}
+
+/* Refused on its head: the final status at once, no 100, the body never
+ * read; the connection closes after the client's EOF (it lingers). */
+static void expect_refused(const char *req, const char *status, const char *extra) {
+    int peer;
+    int closed = np_closed_;
+    struct conn *c = open_http(&peer);
+    char buf[4096];
+    int eof;
+    np_send(peer, req, strlen(req));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    if (strncmp(buf, status, strlen(status)) != 0) TEST_FAIL_("got %s", buf);
+    ASSERT_EQ_INT(count(buf, "100 Continue"), 0);
+    ASSERT(strstr(buf, "Connection: close") != NULL);
+    if (extra) ASSERT(strstr(buf, extra) != NULL);
+    ASSERT(!eof);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN); /* lingering: reads, discards */
+    np_send(peer, "body bytes that are not a request", strlen("body bytes that are not a request"));
+    np_pump(2);
+    ASSERT_EQ_INT(np_recv(peer, buf, sizeof buf, &eof), 0);
+    ASSERT(!eof);
+    shutdown(peer, SHUT_WR);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(eof);
+    ASSERT_EQ_INT(np_closed_, closed + 1);
+    close(peer);
+}
+
+TEST(http_expect_continue_refused_at_once) {
+    int peer0;
+    start(&peer0); /* the loop; each case opens a connection of its own */
+    expect_refused("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                   "HTTP/1.1 404 Not Found", "NOT_FOUND");
+    expect_refused("PUT /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                   "HTTP/1.1 405 Method Not Allowed", "Allow: POST");
+    expect_refused("POST /guarded HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   "HTTP/1.1 401 Unauthorized", "no key");
+    ASSERT_EQ_INT(checks_, 1);
+    expect_refused("POST /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
+                   "HTTP/1.1 413 Payload Too Large", "PAYLOAD_TOO_LARGE");
+    close(peer0);
+}
+
+/* A lingering connection whose client neither stops nor closes is closed
+ * after HTTP_LINGER_MS of silence. */
+TEST(http_linger_ends_on_silence) {
     int peer;
     struct conn *c = start(&peer);
     char buf[4096];
     int eof;
-    np_send(peer, "GET /events HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n", strlen("GET /events HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n"));
-    np_pump(2);
-    ASSERT(held_ != NULL);
-    ASSERT_EQ_INT(http_state(held_), HTTP_ST_BUSY);
-    np_recv(peer, buf, sizeof buf, &eof);
-    ASSERT(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
-    ASSERT(strstr(buf, "Content-Length") == NULL);
-    ASSERT(strstr(buf, "Connection: close\r\n") != NULL);
-    ASSERT(strstr(buf, "Cache-Control: no-cache\r\n") != NULL);
-    ASSERT(!eof);
-    ASSERT_EQ_INT(http_stream_write(held_, "data: 1\n\n", 10), 0);
-    http_respond(held_, 500, "text/plain", "no", 2, NULL); /* ignored while streaming */
-    np_pump(2);
-    size_t n = np_recv(peer, buf, sizeof buf, &eof);
-    ASSERT_EQ_INT(n, 10);
-    ASSERT(memcmp(buf, "data: 1\n\n", 10) == 0);
-    ASSERT_EQ_INT(http_stream_write(held_, "data: 2\n\n", 10), 0);
-    http_stream_end(held_);
-    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE); /* the pipelined request is not served */
+    np_send(peer, "POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", strlen("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
     np_pump(3);
-    n = np_recv(peer, buf, sizeof buf, &eof);
-    ASSERT_EQ_INT(n, 10);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN);
+    wait_ms(HTTP_LINGER_MS + 200);
+    np_recv(peer, buf, sizeof buf, &eof);
     ASSERT(eof);
     ASSERT_EQ_INT(np_closed_, 1);
+    close(peer);
+}
+
+/* Bodies are charged to the body budget as they arrive (exactly their
+ * Content-Length), given back once answered; a Content-Length over what is
+ * left is 503 with Retry-After before the body is sent, and so is a chunked
+ * body that grows past it. */
+TEST(http_body_budget) {
+    struct budget bud;
+    budget_init(&bud, 10000);
+    srv.body_budget = &bud;
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[8192];
+    int eof;
+    np_send(peer, "POST /async HTTP/1.1\r\nContent-Length: 6000\r\n\r\n", strlen("POST /async HTTP/1.1\r\nContent-Length: 6000\r\n\r\n"));
+    np_pump(2);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    char body[6000];
+    memset(body, 'b', sizeof body);
+    np_send(peer, body, 3000);
+    np_pump(2);
+    ASSERT_EQ_INT(budget_used(&bud), 4096);
+    np_send(peer, body, 3000);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    if (!strstr(buf, "405")) TEST_FAIL_("got %s", buf);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    close(peer);
+
+    c = open_http(&peer);
+    np_send(peer, "POST /post HTTP/1.1\r\nContent-Length: 6000\r\n\r\n", strlen("POST /post HTTP/1.1\r\nContent-Length: 6000\r\n\r\n"));
+    np_send(peer, body, 6000);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    ASSERT_EQ_INT(bud.peak, 6001);
+    /* another body holds 6000: this Content-Length does not fit */
+    ASSERT_EQ_INT(budget_try_charge(&bud, 6000), 0);
+    np_send(peer, "POST /post HTTP/1.1\r\nContent-Length: 4000\r\n\r\n", strlen("POST /post HTTP/1.1\r\nContent-Length: 4000\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 503 Service Unavailable", 32) == 0);
+    ASSERT(strstr(buf, "Retry-After: 1\r\n") != NULL);
+    ASSERT(strstr(buf, "SERVER_BUSY") != NULL);
+    ASSERT_EQ_INT(bud.refused, 1);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    close(peer);
+
+    c = open_http(&peer);
+    np_send(peer, "POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n", strlen("POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n"));
+    np_send(peer, body, 4096);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 503 Service Unavailable", 32) == 0);
+    ASSERT_EQ_INT(budget_used(&bud), 6000);
+    budget_release(&bud, 6000);
+    close(peer);
+    srv.body_budget = NULL;
+}
+
+/* The client's half-close before its request is complete: answered 400,
+ * then closed; before any request: closed silently. */
+TEST(http_half_close_mid_request_is_a_400) {
+    static const char *const cut[] = {
+        "POST /post HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly this",
+        "POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n",
+        "GET /sync HTTP/1.1\r\nHost: x\r\n",
+    };
+    static const char *const why[] = {"Content-Length", "last chunk", "request head"};
+    np_init();
+    for (int i = 0; i < 3; i++) {
+        int peer;
+        struct conn *c = open_http(&peer);
+        char buf[4096];
+        int eof;
+        np_send(peer, cut[i], strlen(cut[i]));
+        np_pump(2);
+        shutdown(peer, SHUT_WR);
+        np_pump(3);
+        np_recv(peer, buf, sizeof buf, &eof);
+        ASSERT(strncmp(buf, "HTTP/1.1 400 Bad Request", 24) == 0);
+        ASSERT(strstr(buf, "request incomplete") != NULL);
+        ASSERT(strstr(buf, why[i]) != NULL);
+        ASSERT(strstr(buf, "Connection: close") != NULL);
+        ASSERT(eof);
+        (void)c;
+        close(peer);
+    }
+    int peer;
+    open_http(&peer);
+    char buf[256];
+    int eof;
+    shutdown(peer, SHUT_WR);
+    np_pump(3);
+    ASSERT_EQ_INT(np_recv(peer, buf, sizeof buf, &eof), 0);
+    ASSERT(eof);
     close(peer);
 }
