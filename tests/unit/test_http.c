@@ -78,6 +78,16 @@ static void h_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     upgraded_++;
 }
 
+static char seen_[64];                /* h_item: the method and path it got */
+
+static void h_item(void *ctx, struct http_conn *hc, struct http_req *req) {
+    size_t pl;
+    const char *p = http_path(req, &pl);
+    snprintf(seen_, sizeof seen_, "%s %s %.*s", (const char *)ctx, http_method_str((enum http_method)req->method),
+             (int)pl, p);
+    http_respond(hc, 200, "text/plain", "item", 4, NULL);
+}
+
 static int shaped_body(struct buf *out, int status, const char *code, const char *msg) {
     return buf_printf(out, "{\"shaped\":%d,\"c\":\"%s\"}", status, code);
 }
@@ -94,12 +104,15 @@ static int check_key(void *ctx, const struct http_req *req, const char **msg) {
 }
 
 static const struct http_route routes[] = {
-    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL},
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL},
-    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL},
+    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL, 0},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key, 0},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL, 0},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL, 0},
+    {"/items", HTTP_POST, ROUTE_OTHER, h_item, "exact", NULL, NULL, 0},
+    {"/items/", HTTP_GET, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
+    {"/items/", HTTP_DELETE, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
 };
 
 static struct http_server srv = {
@@ -392,6 +405,46 @@ TEST(http_drain_closes_only_an_idle_connection_that_served) {
     ASSERT_EQ_INT(conn_state(c2), CONN_LAST_WRITE);
     np_pump(3);
     ASSERT_EQ_INT(np_closed_, 2);
+    close(peer);
+}
+
+/* A prefix route serves every path under it; the exact route of the
+ * collection is not one of them, and a method no route of the matching
+ * kind has is a 405 listing that kind's methods, in that kind's error shape. */
+TEST(http_prefix_routes) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    np_send(peer, "GET /items/abc/result HTTP/1.1\r\n\r\n", strlen("GET /items/abc/result HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix GET /items/abc/result");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "DELETE /items/abc HTTP/1.1\r\n\r\n", strlen("DELETE /items/abc HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "exact POST /items");
+    np_recv(peer, buf, sizeof buf, NULL);
+    seen_[0] = 0;
+    np_send(peer, "GET /items HTTP/1.1\r\n\r\n", strlen("GET /items HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: POST\r\n") != NULL);
+    ASSERT(strstr(buf, "\"shaped\"") == NULL); /* the exact route's error shape, not the prefix's */
+    np_send(peer, "POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":405") != NULL); /* a prefix route's error_body serves its paths */
+    np_send(peer, "GET /items/ HTTP/1.1\r\n\r\n", strlen("GET /items/ HTTP/1.1\r\n\r\n")); /* the prefix alone is no item */
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 404") != NULL);
+    ASSERT_EQ_INT(seen_[0], 0);
     close(peer);
 }
 
