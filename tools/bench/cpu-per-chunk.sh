@@ -3,6 +3,8 @@
 # builds in one sitting (docs/BENCHMARKS.md "The layered restructure").
 #
 #   tools/bench/cpu-per-chunk.sh SERVER_BIN [SESSIONS] [SECONDS] [PORT]
+#   (STORE=... sets ASR_REDIS_URL: "memory" by default; "" for builds from
+#   before the private store, where empty meant in-process)
 #
 # Starts SERVER_BIN with one worker (mock engine, 50 ms, in-process store),
 # streams SESSIONS real-time binary sessions of 100 ms chunks for SECONDS
@@ -20,7 +22,7 @@ HERE=$(cd "$(dirname "$0")/../.." && pwd)
 LOAD=$HERE/build/release/asrd-load
 [ -x "$LOAD" ] || { echo "build asrd-load first (make)" >&2; exit 2; }
 
-ASR_HOST=127.0.0.1 ASR_PORT=$PORT ASR_WORKERS=1 ASR_LOG_LEVEL=error ASR_REDIS_URL=memory \
+ASR_HOST=127.0.0.1 ASR_PORT=$PORT ASR_WORKERS=1 ASR_LOG_LEVEL=error ASR_REDIS_URL=${STORE-memory} \
     ASR_MAX_SESSIONS_PER_WORKER=20000 ASR_MAX_CONNECTIONS=20000 ASR_MAX_CONNECTIONS_PER_IP=20000 \
     "$BIN" >/dev/null 2>&1 &
 SRV=$!
@@ -30,11 +32,10 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 
-metric() { # the worker's pid and chunks.total
-    curl -sf "http://127.0.0.1:$PORT/v1/metrics" | /usr/bin/python3 -c '
+metric() { # the worker's pid (the master's only child) and chunks.total
+    echo "$(pgrep -P $SRV | head -1)" "$(curl -sf "http://127.0.0.1:$PORT/v1/metrics" | /usr/bin/python3 -c '
 import json, sys
-m = json.load(sys.stdin)
-print(m["workers"][0]["pid"], m["chunks"]["total"])'
+print(json.load(sys.stdin)["chunks"]["total"])')"
 }
 cpu() { # utime + stime of pid, in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat"
