@@ -204,12 +204,24 @@ def test_100_identical_submissions_make_one_engine_run(start_server):
     srv = start_server(ASR_WORKERS=2, ASR_MOCK_LATENCY_MS=100)
     body = ju.distinct_wav(2, seconds=20)
 
+    retried = []
+
     def one(_):
-        return ju.submit(srv, body)
+        # as a client should: a 503 with Retry-After is sent again (a
+        # loaded host, e.g. under the sanitizers, can make Redis miss the
+        # queue's deadline for a burst)
+        for _ in range(10):
+            r = ju.submit(srv, body)
+            if r.status_code != 503 or "Retry-After" not in r.headers:
+                return r
+            retried.append(r.json()["error"]["code"])
+            time.sleep(float(r.headers["Retry-After"]))
+        return r
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as ex:
         answers = list(ex.map(one, range(100)))
     assert all(r.status_code in (200, 202) for r in answers), [r.status_code for r in answers]
+    assert set(retried) <= {"JOBS_UNAVAILABLE"}, retried
     ids = [r.json()["id"] for r in answers]
     assert len(set(ids)) == 100
     finals = [ju.wait_final(srv, i) for i in ids]
@@ -219,7 +231,10 @@ def test_100_identical_submissions_make_one_engine_run(start_server):
     time.sleep(1.2)  # the other worker's figures are published each second
     m = ju.metrics_jobs(srv)
     assert m["runs"]["completed"] == 1, m["runs"]
-    assert m["new_runs"] == 1 and m["dedup_joins"] + m["cache"]["hits"] == 99, m
+    # a submission whose answer came after the deadline may have joined too
+    # before its retry: exactly 99 joins without retries, no fewer with them
+    joins = m["dedup_joins"] + m["cache"]["hits"]
+    assert m["new_runs"] == 1 and (joins == 99 if not retried else 99 <= joins <= 99 + len(retried)), (m, retried)
     # later: the cache answers at once, 200 and completed
     r = ju.submit(srv, body)
     assert r.status_code == 200 and r.json()["status"] == "completed" and r.json()["cached"] is True
