@@ -44,6 +44,10 @@ struct api_env {
     struct budget       *message_mem; /* borrowed: partial WebSocket messages (NULL = no bound) */
     int      draining;              /* shutdown or rolling restart began: no new sessions */
     int      retiring;              /* rolling restart: a successor accepts on our socket */
+    /* The job runner finished ASR_WORKER_MAX_JOBS runs: the server arranges
+     * for a successor (then drains this worker). Called once; may be NULL. */
+    void   (*on_want_replacement)(void *ctx);
+    void    *replacement_ctx;        /* borrowed: passed to on_want_replacement */
 };
 
 /* The API context of one worker. Opaque here (api/api_int.h has its fields,
@@ -52,23 +56,25 @@ struct api;
 
 /* Creates the context: an empty session registry, the session store
  * (ASR_REDIS_URL, the in-memory store when empty) opened on env->loop, and
- * its 1 s snapshot timer. env is borrowed and must outlive the api. Returns
+ * its 1 s snapshot timer; with Redis, the job queue, its runner and the
+ * webhook deliveries (docs/internals/jobs.md). env is borrowed and must outlive the api. Returns
  * 0 and *out, or an asr_err (a bad store URL), with nothing to free. */
 int api_create(struct api_env *env, struct api **out);
-/* At exit, after the drain (api_stream_shutdown): lets store writes in
- * flight finish (bounded by the store's op timeout; runs the loop until
- * then), then closes the store. The api stays usable for the close
+/* At exit, after the drain (api_stream_shutdown): gives job runs still here
+ * back to the queue, lets store writes in flight finish (bounded by the
+ * store's op timeout; runs the loop until then), then closes the stores. The api stays usable for the close
  * callbacks of connections that are still open: streams find no store. */
 void api_close(struct api *api);
 /* Frees the context, once nothing on the loop can call into it any more
  * (after uv_loop_close). api may be NULL. */
 void api_destroy(struct api *api);
 
-/* POST /v1/transcribe (rest.c). ctx is the struct api. */
+/* POST /v1/transcribe (rest.c). ctx is the struct api. With ?callback= it
+ * is a job (docs/API.md "POST /v1/transcribe?callback="). */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
-/* Its http_check_fn (also the OpenAI transcription route's): what can be
- * refused before the body is sent: the credential (auth_check's errors,
- * counted in auth.refused, with their message). */
+/* Its http_check_fn (also the OpenAI transcription route's and POST
+ * /v1/jobs'): what can be refused before the body is sent: the credential
+ * (auth_check's errors, counted in auth.refused, with their message). */
 int api_rest_check(void *ctx, const struct http_req *req, const char **msg);
 
 /* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible
@@ -83,6 +89,20 @@ int api_openai_error_body(struct buf *out, int status, const char *code, const c
 /* POST /v1/auth/token (auth.c; docs/API.md "Access tokens"): an API key
  * asks for a short-lived token. ctx is the struct api. */
 void api_auth_token(void *ctx, struct http_conn *hc, struct http_req *req);
+
+/* The job routes (jobs.c, docs/API.md "Jobs"); ctx is the struct api.
+ * POST /v1/jobs; GET /v1/jobs/{id}, /v1/jobs/{id}/result,
+ * /v1/jobs/{id}/events and DELETE /v1/jobs/{id} (prefix routes on
+ * "/v1/jobs/"); GET /v1/batches/{id} (prefix "/v1/batches/"). */
+void api_jobs_submit(void *ctx, struct http_conn *hc, struct http_req *req);
+void api_jobs_get(void *ctx, struct http_conn *hc, struct http_req *req);
+void api_jobs_delete(void *ctx, struct http_conn *hc, struct http_req *req);
+void api_jobs_batch(void *ctx, struct http_conn *hc, struct http_req *req);
+/* Drain (with api_stream_shutdown): the runner takes no more runs (those in
+ * progress go on) and event streams end. */
+void api_jobs_drain(struct api *api);
+/* Job runs in progress on this worker: a draining worker waits for them. */
+size_t api_jobs_running(const struct api *api);
 
 /* GET /v1/transcribe/stream: checks the request in the order of docs/API.md
  * "Connecting" and upgrades it, or answers the refusal (stream.c). ctx is

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,6 +20,9 @@
 #define PREFIX_LEN (sizeof AUTH_TOKEN_PREFIX - 1)
 
 _Static_assert(PREFIX_LEN + (RAW_BYTES * 4 + 2) / 3 == AUTH_TOKEN_LEN, "AUTH_TOKEN_LEN");
+
+static int token_open(const struct config *c, const char *tok, size_t len, uint64_t now_s, unsigned *scope,
+                      uint64_t *expires_at_s, unsigned char id[KEY_ID_BYTES]);
 
 /* ---- credentials ------------------------------------------------------------- */
 
@@ -100,6 +104,29 @@ int auth_check_key(const struct config *c, const struct http_req *req) {
     return auth_check(c, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
 }
 
+/* The owner is a keyed hash of the key's id (the id a token carries), so a
+ * key and every token minted with it own the same jobs. */
+void auth_key_owner(const struct config *c, const struct http_req *req, char out[AUTH_OWNER_LEN + 1]) {
+    snprintf(out, AUTH_OWNER_LEN + 1, "-");
+    if (!c->api_keys[0]) return;
+    char given[256];
+    int gl = credential(req, given, sizeof given);
+    if (gl < 0) return;
+    unsigned char id[KEY_ID_BYTES];
+    int have = 0;
+    if (is_key(c->api_keys, given, (size_t)gl)) {
+        key_id(given, (size_t)gl, id);
+        have = 1;
+    } else if (token_open(c, given, (size_t)gl, util_wall_ms() / 1000, NULL, NULL, id) == 0) {
+        have = 1;
+    }
+    sodium_memzero(given, sizeof given);
+    if (!have) return;
+    unsigned char h[AUTH_OWNER_LEN / 2];
+    crypto_generichash(h, sizeof h, id, sizeof id, (const unsigned char *)"asrd-owner", 10);
+    sodium_bin2hex(out, AUTH_OWNER_LEN + 1, h, sizeof h);
+}
+
 void auth_count_refusal(int err) {
     switch (err) {
     case ASR_E_UNAUTHORIZED: metrics.auth_refused[AREF_UNAUTHORIZED]++; break;
@@ -171,8 +198,10 @@ static int b64url_only(const char *p, size_t n) {
     return 1;
 }
 
-int auth_token_verify(const struct config *c, const char *tok, size_t len, uint64_t now_s, unsigned *scope,
-                      uint64_t *expires_at_s) {
+/* auth_token_verify(), and the id of the key the token was minted with
+ * into id (when not NULL). */
+static int token_open(const struct config *c, const char *tok, size_t len, uint64_t now_s, unsigned *scope,
+                      uint64_t *expires_at_s, unsigned char id[KEY_ID_BYTES]) {
     unsigned char raw[RAW_BYTES];
     size_t raw_len = 0;
     if (!c->token_secret[0] || len != AUTH_TOKEN_LEN || memcmp(tok, AUTH_TOKEN_PREFIX, PREFIX_LEN) != 0 ||
@@ -192,7 +221,13 @@ int auth_token_verify(const struct config *c, const char *tok, size_t len, uint6
     if (now_s >= exp) return ASR_E_TOKEN_EXPIRED;
     if (scope) *scope = raw[9];
     if (expires_at_s) *expires_at_s = exp;
+    if (id) memcpy(id, raw + 10, KEY_ID_BYTES);
     return 0;
+}
+
+int auth_token_verify(const struct config *c, const char *tok, size_t len, uint64_t now_s, unsigned *scope,
+                      uint64_t *expires_at_s) {
+    return token_open(c, tok, len, now_s, scope, expires_at_s, NULL);
 }
 
 static const struct {

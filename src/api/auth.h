@@ -59,6 +59,13 @@ void auth_respond_refusal(struct http_conn *hc, int err);
 void auth_count_refusal(int err);
 const char *auth_refusal_message(int err);
 
+/* Who owns what a request creates (jobs, batches): with keys configured,
+ * 32 hex characters of a keyed hash of the key it carries (the key itself
+ * is never stored), or for an access token of the key it was minted with;
+ * "-" when keys are off. Check the credential first (auth_check). */
+#define AUTH_OWNER_LEN 32
+void auth_key_owner(const struct config *cfg, const struct http_req *req, char out[AUTH_OWNER_LEN + 1]);
+
 /* The Origin allowlist of WebSocket upgrades: ASR_ALLOWED_ORIGINS, or when
  * that is empty ASR_CORS_ORIGINS (comma-separated origins such as
  * https://app.example.com, or `*`). 0 when the upgrade may pass: both lists

@@ -4,7 +4,9 @@
  * ahead of a session fed a window of chunks at a time); this file answers
  * with its finals as segments and what the decoder found of the input (cut
  * short, bytes after the audio) or, at the first part of the audio the
- * engine fails on or refuses, with an error naming that part. */
+ * engine fails on or refuses, with an error naming that part. With
+ * ?callback= it is a job instead (docs/API.md "POST /v1/transcribe?callback="),
+ * answered at once. */
 #include "api/api_int.h"
 
 #include <http_parser.h>
@@ -14,7 +16,6 @@
 
 #include "api/auth.h"
 #include "api/transcribe.h"
-#include "api/wire.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -24,16 +25,12 @@
 struct rest_req {
     struct http_conn *hc;         /* borrowed */
     struct transcription *tx;     /* the transcription; it frees itself after on_end */
-    struct buf segments;          /* JSON array body of segments */
-    struct buf text;              /* all finals joined */
-    int    n_segments;
-    int    oom;                   /* segments or text could not grow: answer 500, not a cut list */
+    struct transcript answer;     /* its segments so far */
     char   request_id[64];        /* for the log line of a lying file */
 };
 
 static void req_free(struct rest_req *r) {
-    buf_cleanup(&r->segments);
-    buf_cleanup(&r->text);
+    transcript_cleanup(&r->answer);
     free(r);
 }
 
@@ -56,18 +53,11 @@ static void respond_and_forget(struct rest_req *r, int status, const char *body,
 
 /* The error answer of a failed transcription, with the span it hit. */
 static void respond_failure(struct rest_req *r, const struct transcribe_end *e) {
-    int err = e->err;
     struct buf body;
     buf_init(&body, 0);
-    int bad = buf_puts(&body, "{\"error\":{\"code\":");
-    bad |= buf_json_str(&body, asr_err_code(err), strlen(asr_err_code(err)));
-    bad |= buf_puts(&body, ",\"message\":");
-    bad |= buf_json_str(&body, e->msg, strlen(e->msg));
-    bad |= buf_printf(&body, ",\"start_ms\":%llu,\"end_ms\":%llu}}", (unsigned long long)e->start_ms,
-                      (unsigned long long)e->end_ms);
-    if (!bad)
-        respond_and_forget(r, asr_err_http_status(err), body.data, body.len,
-                           err == ASR_E_ENGINE_BUSY ? "Retry-After: 1\r\n" : NULL);
+    if (transcribe_error_json(&body, e) == 0)
+        respond_and_forget(r, asr_err_http_status(e->err), body.data, body.len,
+                           e->err == ASR_E_ENGINE_BUSY ? "Retry-After: 1\r\n" : NULL);
     else
         respond_and_forget(r, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
     buf_cleanup(&body);
@@ -75,46 +65,25 @@ static void respond_failure(struct rest_req *r, const struct transcribe_end *e) 
 
 static void rest_segment(void *ctx, const struct sess_final *f) {
     struct rest_req *r = ctx;
-    const char *t = f->text;
-    size_t n = f->len;
-    int bad = buf_printf(&r->segments, "%s{\"start_ms\":%llu,\"end_ms\":%llu,\"text\":", r->n_segments ? "," : "",
-                         (unsigned long long)f->start_ms, (unsigned long long)f->end_ms);
-    bad |= buf_json_str(&r->segments, t, n);
-    if (f->n_words) {
-        bad |= buf_puts(&r->segments, ",\"words\":");
-        wire_put_words(&r->segments, f->words, f->n_words);
-    }
-    bad |= buf_puts(&r->segments, "}");
-    if (r->text.len) bad |= buf_append(&r->text, " ", 1);
-    bad |= buf_append(&r->text, t, n);
-    if (bad) r->oom = 1;
-    r->n_segments++;
+    transcript_add(&r->answer, f);
 }
 
-/* The answer's "input" object (docs/API.md "POST /v1/transcribe"): what the
- * decoder found of the body against its header. A file cut short or with
- * bytes after its audio is answered all the same, and logged and counted. */
-static int put_input(const struct rest_req *r, const struct audio_input *in, struct buf *b) {
-    int bad = buf_printf(b, ",\"input\":{\"truncated\":%s,\"declared_ms\":", in->truncated ? "true" : "false");
-    if (in->declared_frames && in->in_rate)
-        bad |= buf_printf(b, "%llu", (unsigned long long)(in->declared_frames * 1000 / in->in_rate));
-    else
-        bad |= buf_puts(b, "null");
-    bad |= buf_printf(b, ",\"trailing_bytes\":%llu}", (unsigned long long)in->trailing_bytes);
-    if (in->truncated || in->trailing_bytes) {
-        if (in->truncated) metrics.rest_truncated++;
-        if (in->trailing_bytes) metrics.rest_trailing++;
-        struct log_line *l = log_begin(LOG_WARN, in->truncated ? "upload shorter than its header says"
-                                                               : "upload has bytes after its audio");
-        if (l) {
-            log_str(l, "request_id", r->request_id);
-            log_u64(l, "decoded_ms", in->in_rate ? in->decoded_frames * 1000 / in->in_rate : 0);
-            log_u64(l, "declared_ms", in->in_rate ? in->declared_frames * 1000 / in->in_rate : 0);
-            log_u64(l, "trailing_bytes", in->trailing_bytes);
-            log_end(l);
-        }
+/* A file cut short or with bytes after its audio is answered all the same
+ * (the answer's "input" object, docs/API.md "POST /v1/transcribe"), and
+ * logged and counted. */
+static void note_input(const struct rest_req *r, const struct audio_input *in) {
+    if (!in->truncated && !in->trailing_bytes) return;
+    if (in->truncated) metrics.rest_truncated++;
+    if (in->trailing_bytes) metrics.rest_trailing++;
+    struct log_line *l = log_begin(LOG_WARN, in->truncated ? "upload shorter than its header says"
+                                                           : "upload has bytes after its audio");
+    if (l) {
+        log_str(l, "request_id", r->request_id);
+        log_u64(l, "decoded_ms", in->in_rate ? in->decoded_frames * 1000 / in->in_rate : 0);
+        log_u64(l, "declared_ms", in->in_rate ? in->declared_frames * 1000 / in->in_rate : 0);
+        log_u64(l, "trailing_bytes", in->trailing_bytes);
+        log_end(l);
     }
-    return bad;
 }
 
 /* The transcription is over: the 200, the failure with its span, or the
@@ -129,14 +98,8 @@ static void rest_end(void *ctx, const struct transcribe_end *e) {
     } else {
         struct buf b;
         buf_init(&b, 0);
-        int bad = buf_puts(&b, "{\"text\":");
-        bad |= buf_json_str(&b, r->text.data ? r->text.data : "", r->text.len);
-        bad |= buf_printf(&b, ",\"duration_ms\":%llu", (unsigned long long)e->duration_ms);
-        if (e->has_input) bad |= put_input(r, &e->input, &b);
-        bad |= buf_puts(&b, ",\"segments\":[");
-        bad |= buf_append(&b, r->segments.data ? r->segments.data : "", r->segments.len);
-        bad |= buf_puts(&b, "]}");
-        if (!bad && !r->oom) {
+        if (e->has_input) note_input(r, &e->input);
+        if (transcript_json(&r->answer, e, &b) == 0) {
             respond_and_forget(r, 200, b.data, b.len, NULL);
         } else {
             metrics.rest_failed[RFAIL_INTERNAL]++;
@@ -161,6 +124,11 @@ int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct api_env *env = ((struct api *)ctx)->env;
+    char cb[8];
+    if (http_query(req, "callback", cb, sizeof cb) != -1) { /* present: a job (a too long value included) */
+        api_jobs_shorthand(ctx, hc, req);
+        return;
+    }
     int ar = auth_check(env->cfg, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
     if (ar != 0) {
         auth_respond_refusal(hc, ar);
@@ -173,8 +141,7 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
     struct rest_req *r = xcalloc(1, sizeof *r);
     r->hc = hc;
     snprintf(r->request_id, sizeof r->request_id, "%s", req->request_id);
-    buf_init(&r->segments, 0);
-    buf_init(&r->text, 0);
+    transcript_init(&r->answer, 0);
     struct transcribe_opts opts = {.content_type = http_header(req, "content-type", NULL),
                                    .request_id = req->request_id};
     size_t len = req->body.len;

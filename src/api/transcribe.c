@@ -1,10 +1,12 @@
-/* One uploaded file's transcription (transcribe.h), moved out of rest.c so
- * that the REST and OpenAI-compatible routes share it. */
+/* One audio file's transcription (transcribe.h), moved out of rest.c so
+ * that the REST and OpenAI-compatible routes and the job runner share it. */
 #include "api/transcribe.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/wire.h"
 #include "base/budget.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -87,8 +89,17 @@ struct transcription {
     int    fail_err;              /* FAILED: the asr_err reported */
     int    fail_decode;           /* FAILED by the decoder: errmsg is the message */
     uint64_t fail_start_ms, fail_end_ms; /* FAILED: the audio it hit */
+    enum pool_class pool_class;   /* POOL_REST or POOL_BATCH */
+    unsigned endpointing_ms;      /* 0 = the server's */
+    int    background;            /* opts.background */
+    uv_timer_t timer;             /* background: the next slice of feeding (open when background) */
+    uint64_t answered;            /* chunks the session answered (progress) */
+    struct audio_input in;        /* the decoder's report after the last block (progress) */
 };
 
+static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+
+/* Frees everything; a background one's struct goes with its timer's close. */
 static void tx_free(struct transcription *t) {
     buf_cleanup(&t->body);
     free(t->content_type);
@@ -98,7 +109,8 @@ static void tx_free(struct transcription *t) {
     free(t->blk[1]);
     budget_release(t->env->upload_mem, t->charged);
     if (t->sess) sess_destroy(t->sess);
-    free(t);
+    if (t->background) uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+    else free(t);
 }
 
 /* Over (reported, or its client gone): the session goes now (sess_destroy
@@ -107,6 +119,7 @@ static void tx_free(struct transcription *t) {
 static void tx_release(struct transcription *t) {
     t->released = 1;
     t->ctx = NULL;
+    if (t->background) uv_timer_stop(&t->timer);
     if (t->sess) {
         sess_destroy(t->sess);
         t->sess = NULL;
@@ -128,8 +141,20 @@ static void tx_end(struct transcription *t, struct transcribe_end *e) {
 }
 
 void transcribe_cancel(struct transcription *t) {
-    if (t->state != TX_FAILED) metrics.rest_failed[RFAIL_ABORTED]++;
+    if (t->state != TX_FAILED && !t->background) metrics.rest_failed[RFAIL_ABORTED]++;
     tx_release(t);
+}
+
+double transcribe_progress(const struct transcription *t) {
+    if (t->state == TX_DECODING) return 0;
+    uint64_t whole = t->total; /* samples decoded so far */
+    if (!t->dec_end) {
+        uint64_t stated = t->in.in_rate ? t->in.declared_frames * TRANSCRIBE_RATE / t->in.in_rate : 0;
+        whole = stated > whole + TX_BLOCK_SAMPLES ? stated : whole + TX_BLOCK_SAMPLES;
+    }
+    if (!whole) return t->state == TX_FEEDING ? 0 : 1;
+    double p = (double)(t->answered * TX_CHUNK_SAMPLES) / (double)whole;
+    return p < 1 ? p : 1;
 }
 
 /* The first failure ends the transcription (docs/API.md "POST
@@ -141,12 +166,12 @@ static void tx_fail(struct transcription *t, int status, uint64_t start_ms, uint
     if (t->state == TX_FAILED) return;
     t->state = TX_FAILED;
     int cause;
-    if (status == ASR_EAGAIN) t->fail_err = ASR_E_ENGINE_BUSY, cause = RFAIL_ENGINE_BUSY;
+    if (status == ASR_EAGAIN || status == ASR_E_ENGINE_BUSY) t->fail_err = ASR_E_ENGINE_BUSY, cause = RFAIL_ENGINE_BUSY;
     else if (status == ASR_ENOMEM || status == ASR_E_INTERNAL) t->fail_err = ASR_E_INTERNAL, cause = RFAIL_INTERNAL;
     else t->fail_err = ASR_E_MODEL_ERROR, cause = RFAIL_MODEL_ERROR;
     t->fail_start_ms = start_ms;
     t->fail_end_ms = end_ms;
-    metrics.rest_failed[cause]++;
+    if (!t->background) metrics.rest_failed[cause]++;
     struct log_line *l = log_begin(LOG_WARN, "transcription failed");
     if (l) {
         log_str(l, "request_id", t->request_id);
@@ -179,6 +204,7 @@ static void chunk_span(const struct transcription *t, uint64_t seq, uint64_t *st
 }
 
 static void finish(struct transcription *t);
+static void on_resume(uv_timer_t *h);
 static void decode_work(uv_work_t *w);
 static void after_decode(uv_work_t *w, int status);
 
@@ -194,6 +220,21 @@ static void decode_ahead(struct transcription *t) {
     }
 }
 
+/* The background feed budget of the loop's current millisecond (the loop
+ * thread only): 1 when one more background chunk may go in now. */
+static int bg_take(const struct transcription *t) {
+    static uint64_t ms;
+    static unsigned used;
+    uint64_t now = uv_now(t->env->loop);
+    if (now != ms) {
+        ms = now;
+        used = 0;
+    }
+    if (used >= TRANSCRIBE_BG_CHUNKS_PER_MS) return 0;
+    used++;
+    return 1;
+}
+
 /* Hands the session chunks until t->window are waiting for the engine (or
  * its engine requests near their bound), taking the next decoded block when
  * one is used up and asking for the one after it; when the decoder is not
@@ -201,9 +242,11 @@ static void decode_ahead(struct transcription *t) {
  * session (its last final follows; the 1 in TX_ENGINE_BUDGET is its
  * finalize). Called once the first block is decoded and again for every
  * partial and final, which covers every engine completion that can make
- * room. on_done may fire inside sess_chunk/sess_stop when the call started
- * here at the top of a loop callback; it then only marks the
- * transcription, and the end happens here, after the session returned. */
+ * room. A background one stops when the millisecond's budget is spent and
+ * goes on on the next one (on_resume). on_done may fire inside
+ * sess_chunk/sess_stop when the call started here at the top of a loop
+ * callback; it then only marks the transcription, and the end happens here,
+ * after the session returned. */
 static void feed(struct transcription *t) {
     t->feeding++;
     while (t->state == TX_FEEDING && sess_pending(t->sess) < t->window &&
@@ -215,6 +258,10 @@ static void feed(struct transcription *t) {
             t->next_ready = 0;
             decode_ahead(t);
             continue;
+        }
+        if (t->background && !bg_take(t)) {
+            if (!uv_is_active((uv_handle_t *)&t->timer)) uv_timer_start(&t->timer, on_resume, 1, 0);
+            break;
         }
         size_t off = t->cur_off, left = t->blk_n[t->cur] - off;
         size_t n = left < TX_CHUNK_SAMPLES ? left : TX_CHUNK_SAMPLES;
@@ -231,8 +278,15 @@ static void feed(struct transcription *t) {
     if (!t->feeding && t->done) finish(t);
 }
 
+/* The budget was spent: more of the window goes in now. */
+static void on_resume(uv_timer_t *h) {
+    struct transcription *t = h->data;
+    if (!t->released && t->state == TX_FEEDING) feed(t);
+}
+
 static void tx_partial(void *ctx, const struct sess_partial *p) {
     struct transcription *t = ctx;
+    t->answered++;
     /* Only a windowed engine's partial text is committed words; a
      * per-chunk engine's is that chunk's guess. */
     if (t->partial_words && p->len && t->state != TX_FAILED && t->ctx && t->sink->on_words)
@@ -252,6 +306,7 @@ static void tx_error(void *ctx, int err, int has_seq, uint64_t seq, const char *
     struct transcription *t = ctx;
     uint64_t a = 0, b = 0;
     if (has_seq) chunk_span(t, seq, &a, &b);
+    if (has_seq) t->answered++;
     tx_fail(t, err == ASR_E_MODEL_ERROR ? err : ASR_E_INTERNAL, a, b);
 }
 
@@ -337,6 +392,7 @@ static void after_decode(uv_work_t *w, int status) {
         }
         t->total = t->blk_n[0];
         t->dec_end = t->blk_n[0] < TX_BLOCK_SAMPLES;
+        audio_decoder_input(t->dec, &t->in);
         if (start_session(t) != 0) return;
         decode_ahead(t);
         feed(t);
@@ -349,6 +405,7 @@ static void after_decode(uv_work_t *w, int status) {
     }
     t->total += t->blk_n[slot];
     if (t->blk_n[slot] < TX_BLOCK_SAMPLES) t->dec_end = 1;
+    audio_decoder_input(t->dec, &t->in);
     t->next_ready = t->blk_n[slot] > 0;
     feed(t);
 }
@@ -362,7 +419,7 @@ static int start_session(struct transcription *t) {
         .sample_rate = TRANSCRIBE_RATE,
         .engine_rate = sess_rate_for(TRANSCRIBE_RATE, t->env->engine ? t->env->engine->sample_rate : 0),
         .pool = t->env->pool,
-        .final_class = POOL_REST,
+        .final_class = t->pool_class,
         .window_ms = windows ? (unsigned)c->window_ms : 0,
         .window_wait = 1, /* a file is fed as fast as it is answered: at the windows' pace */
         .window_overlap_ms = windows ? (unsigned)c->window_overlap_ms : 0,
@@ -374,12 +431,12 @@ static int start_session(struct transcription *t) {
         .max_pending_chunks = TX_WINDOW,
         .rate_abuse_threshold = 1 << 30,
         .vad = {.sample_rate = TRANSCRIBE_RATE, .frame_ms = (unsigned)c->vad_frame_ms, .mode = c->vad_mode,
-                .endpointing_ms = (unsigned)c->endpointing_ms},
+                .endpointing_ms = t->endpointing_ms ? t->endpointing_ms : (unsigned)c->endpointing_ms},
         .kind = SESS_KIND_REST,
     };
     t->sess = sess_create(&scfg);
     if (!t->sess) {
-        metrics.rest_failed[RFAIL_INTERNAL]++;
+        if (!t->background) metrics.rest_failed[RFAIL_INTERNAL]++;
         struct transcribe_end e = {.err = ASR_E_INTERNAL, .msg = "could not create a session"};
         tx_end(t, &e);
         return -1;
@@ -416,6 +473,13 @@ int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t l
     t->partial_words = opts->partial_words && env->pool;
     t->window = t->partial_words ? TX_WINDOW_WORDS : TX_WINDOW;
     snprintf(t->request_id, sizeof t->request_id, "%s", opts->request_id ? opts->request_id : "");
+    t->pool_class = opts->pool_class == POOL_BATCH ? POOL_BATCH : POOL_REST;
+    t->endpointing_ms = opts->endpointing_ms;
+    t->background = opts->background;
+    if (t->background) {
+        uv_timer_init(env->loop, &t->timer);
+        t->timer.data = t;
+    }
     /* The decoding's memory, beside the body the HTTP layer charged. */
     if (budget_try_charge(env->upload_mem, TRANSCRIBE_DECODE_BYTES) != 0) {
         tx_free(t);
@@ -434,4 +498,79 @@ int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t l
     }
     *out = t;
     return 0;
+}
+
+/* ---- the answer ---------------------------------------------------------------- */
+
+void transcript_init(struct transcript *tr, int no_words) {
+    memset(tr, 0, sizeof *tr);
+    buf_init(&tr->segments, 0);
+    buf_init(&tr->text, 0);
+    tr->no_words = no_words;
+}
+
+void transcript_cleanup(struct transcript *tr) {
+    buf_cleanup(&tr->segments);
+    buf_cleanup(&tr->text);
+}
+
+void transcript_add(struct transcript *tr, const struct sess_final *f) {
+    int bad = buf_printf(&tr->segments, "%s{\"start_ms\":%llu,\"end_ms\":%llu,\"text\":",
+                         tr->n_segments ? "," : "", (unsigned long long)f->start_ms,
+                         (unsigned long long)f->end_ms);
+    bad |= buf_json_str(&tr->segments, f->text, f->len);
+    if (f->n_words && !tr->no_words) {
+        bad |= buf_puts(&tr->segments, ",\"words\":");
+        size_t before = tr->segments.len;
+        wire_put_words(&tr->segments, f->words, f->n_words);
+        if (tr->segments.len == before) bad = 1;
+    }
+    bad |= buf_puts(&tr->segments, "}");
+    if (tr->text.len) bad |= buf_append(&tr->text, " ", 1);
+    bad |= buf_append(&tr->text, f->text, f->len);
+    if (bad) tr->oom = 1;
+    tr->n_segments++;
+}
+
+/* The "input" object: what the decoder found of the file against its header. */
+static int put_input(const struct audio_input *in, struct buf *b) {
+    int bad = buf_printf(b, ",\"input\":{\"truncated\":%s,\"declared_ms\":", in->truncated ? "true" : "false");
+    if (in->declared_frames && in->in_rate)
+        bad |= buf_printf(b, "%llu", (unsigned long long)(in->declared_frames * 1000 / in->in_rate));
+    else
+        bad |= buf_puts(b, "null");
+    bad |= buf_printf(b, ",\"trailing_bytes\":%llu}", (unsigned long long)in->trailing_bytes);
+    return bad;
+}
+
+int transcript_json(const struct transcript *tr, const struct transcribe_end *e, struct buf *out) {
+    int bad = buf_puts(out, "{\"text\":");
+    bad |= buf_json_str(out, tr->text.data ? tr->text.data : "", tr->text.len);
+    bad |= buf_printf(out, ",\"duration_ms\":%llu", (unsigned long long)e->duration_ms);
+    if (e->has_input) bad |= put_input(&e->input, out);
+    bad |= buf_puts(out, ",\"segments\":[");
+    bad |= buf_append(out, tr->segments.data ? tr->segments.data : "", tr->segments.len);
+    bad |= buf_puts(out, "]}");
+    return bad || tr->oom ? ASR_ENOMEM : 0;
+}
+
+int transcribe_error_object(struct buf *out, const struct transcribe_end *e) {
+    const char *code = asr_err_code(e->err);
+    const char *msg = e->msg ? e->msg : asr_strerror(e->err);
+    int bad = buf_puts(out, "{\"code\":");
+    bad |= buf_json_str(out, code, strlen(code));
+    bad |= buf_puts(out, ",\"message\":");
+    bad |= buf_json_str(out, msg, strlen(msg));
+    if (e->has_span)
+        bad |= buf_printf(out, ",\"start_ms\":%llu,\"end_ms\":%llu", (unsigned long long)e->start_ms,
+                          (unsigned long long)e->end_ms);
+    bad |= buf_puts(out, "}");
+    return bad ? ASR_ENOMEM : 0;
+}
+
+int transcribe_error_json(struct buf *out, const struct transcribe_end *e) {
+    int bad = buf_puts(out, "{\"error\":");
+    bad |= transcribe_error_object(out, e);
+    bad |= buf_puts(out, "}");
+    return bad ? ASR_ENOMEM : 0;
 }

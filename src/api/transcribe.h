@@ -1,6 +1,7 @@
-/* One uploaded file's transcription, the machinery the file routes share
- * (POST /v1/transcribe in rest.c, POST /v1/audio/transcriptions in
- * openai.c; docs/internals/chunk-pipeline.md "REST uploads").
+/* One audio file's transcription, the machinery the file routes and the
+ * jobs share (POST /v1/transcribe in rest.c, POST /v1/audio/transcriptions
+ * in openai.c, a job's run in jobrun.c; docs/internals/chunk-pipeline.md
+ * "REST uploads", docs/internals/jobs.md).
  *
  * The upload is decoded and resampled on the libuv thread pool
  * (libsndfile, libav, soxr are CPU-bound) a block (32 s) at a time, one
@@ -12,9 +13,15 @@
  * fails on or refuses, with that span. What the answer looks like is the
  * route's business: this module knows no HTTP.
  *
+ * A job's transcription (opts.background) runs after live work: its
+ * utterances wait in the inference pool's POOL_BATCH class, and all such
+ * transcriptions of a worker together feed at most a few chunks per
+ * millisecond of loop time.
+ *
  * Counts: rest.chunks and rest.audio_ms (the session's kind), and
  * rest.failed.{model_error,engine_busy,internal,aborted} for transcriptions
- * that did not complete after decoding, whichever route they came by. */
+ * that did not complete after decoding, whichever route they came by (not
+ * a job's: the jobs' metrics count those). */
 #ifndef ASRD_API_TRANSCRIBE_H
 #define ASRD_API_TRANSCRIBE_H
 
@@ -24,6 +31,7 @@
 #include "api/api.h"
 #include "base/util.h"
 #include "core/audio.h"
+#include "core/pool.h"
 #include "core/session.h"
 
 /* The audio a transcription runs at (the REST sessions' client rate). */
@@ -46,7 +54,23 @@ struct transcribe_opts {
      * on_words before each utterance's final; 0: finals only. */
     int         partial_words;
     const char *request_id;     /* for the log line of a failure (copied) */
+    /* POOL_BATCH: a windowed engine's utterances wait in the pool's batch
+     * class (a job's); any other value is POOL_REST. */
+    enum pool_class pool_class;
+    unsigned    endpointing_ms; /* silence that ends an utterance; 0 = ASR_ENDPOINTING_MS */
+    /* 1: background work (a job): fed in slices of loop time after live
+     * work, at most TRANSCRIBE_BG_CHUNKS_PER_MS chunks per millisecond for
+     * all of them together, and not counted in rest.failed. */
+    int         background;
 };
+
+/* Background transcriptions (jobs) share the loop with live streams: all
+ * of them together feed at most this many chunks per millisecond of loop
+ * time (VAD and engine calls run on the loop: refilling the windows of
+ * several jobs at once was a loop turn of many ms that every stream on the
+ * worker waited for). 4 chunks a millisecond is 4,000 s of audio a second:
+ * no limit on one job's pace. */
+#define TRANSCRIBE_BG_CHUNKS_PER_MS 4
 
 /* How a transcription ended. Borrowed for the on_end call. */
 struct transcribe_end {
@@ -96,5 +120,39 @@ int transcribe_start(struct api_env *env, struct buf *body, size_t off, size_t l
  * the connection's abort hook, never from inside this transcription's own
  * callbacks, and never after on_end. */
 void transcribe_cancel(struct transcription *t);
+
+/* Share of the audio answered so far, 0..1 (a job's progress). Before the
+ * decoder reached the end the whole is estimated: what the file's header
+ * states, or else at least one more block than decoded so far. */
+double transcribe_progress(const struct transcription *t);
+
+/* ---- the answer: docs/API.md "POST /v1/transcribe", a job's result ----
+ * A transcript gathers the segments a sink is given (on_segment) and makes
+ * the JSON POST /v1/transcribe answers and a job stores as its result:
+ * {"text","duration_ms","input"?,"segments":[{"start_ms","end_ms","text",
+ * "words"?}]}. */
+struct transcript {
+    struct buf segments;        /* the array's body */
+    struct buf text;            /* all finals joined by a space */
+    unsigned n_segments;
+    int no_words;               /* 1: segments without word times */
+    int oom;                    /* a buffer could not grow: the JSON is not made */
+};
+
+void transcript_init(struct transcript *tr, int no_words);
+void transcript_cleanup(struct transcript *tr);
+/* Appends a final (on_segment). */
+void transcript_add(struct transcript *tr, const struct sess_final *f);
+/* The answer of a transcription that ended well (e->err 0), with e's
+ * duration and, when e has one, its input object, into out. 0, or
+ * ASR_ENOMEM (out of memory now or during transcript_add). */
+int transcript_json(const struct transcript *tr, const struct transcribe_end *e, struct buf *out);
+
+/* A failure as an error object {"code","message"} (with "start_ms" and
+ * "end_ms" when e has a span) into out; transcribe_error_json wraps it as
+ * {"error":...}, the error answer of docs/API.md "POST /v1/transcribe".
+ * 0 or ASR_ENOMEM. */
+int transcribe_error_object(struct buf *out, const struct transcribe_end *e);
+int transcribe_error_json(struct buf *out, const struct transcribe_end *e);
 
 #endif

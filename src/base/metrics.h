@@ -28,7 +28,7 @@ enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
     ROUTE_AUDIO_TRANSCRIPTIONS, ROUTE_AUDIO_TRANSLATIONS, ROUTE_MODELS, /* the OpenAI-compatible ones */
     ROUTE_AUTH_TOKEN, ROUTE_WEB,      /* POST /v1/auth/token; the page's static files */
-    ROUTE_OTHER, ROUTE__N
+    ROUTE_OTHER, ROUTE_JOBS, ROUTE__N
 };
 
 enum metric_openai_refusal {          /* why POST /v1/audio/transcriptions refused a request (4xx) */
@@ -59,7 +59,20 @@ enum metric_rest_fail {               /* why a REST transcription did not answer
     RFAIL__N
 };
 
-#define METRIC_STATUSES 20
+enum metric_hook {                    /* webhook delivery attempts by outcome (docs/API.md "Webhooks") */
+    HOOK_DELIVERED,                   /* a 2xx */
+    HOOK_RETRIED,                     /* a 5xx, 408, 429 or no answer: tried again later */
+    HOOK_REJECTED,                    /* another 4xx: no more tries */
+    HOOK_GAVE_UP,                     /* the last try failed too */
+    HOOK_DROPPED,                     /* the job was gone (purged, expired) before delivery */
+    HOOK__N
+};
+
+enum metric_fetch {                   /* audio URL fetches of job runs by outcome */
+    FETCH_OK, FETCH_REFUSED, FETCH_TOO_LARGE, FETCH_HTTP_ERROR, FETCH_FAILED, FETCH__N
+};
+
+#define METRIC_STATUSES 22
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {
@@ -133,6 +146,38 @@ struct metrics {
     uint64_t loop_iterations;
     struct hist loop_busy;            /* work per loop iteration (callbacks and flushes, not waiting) */
     double   loop_utilization;        /* share of the last tick's wall time not spent waiting for events */
+    /* jobs (docs/API.md "Jobs"): submissions on this worker, runs done by it */
+    uint64_t jobs_submitted;          /* jobs accepted (202/200), batches' files included */
+    uint64_t jobs_new_runs;           /* of them: queued as a new run (a cache miss) */
+    uint64_t jobs_dedup_joins;        /* of them: joined an identical run queued or running */
+    uint64_t jobs_cache_hits;         /* of them: answered from the result cache */
+    uint64_t jobs_idem_replays;       /* an Idempotency-Key's earlier job returned */
+    uint64_t jobs_idem_conflicts;     /* 422: the key with another payload */
+    uint64_t jobs_refused_full;       /* 503: queue depth or spool bound */
+    uint64_t jobs_rate_limited;       /* 429 */
+    uint64_t jobs_runs;               /* runs this worker finished (completed or failed) */
+    uint64_t jobs_completed, jobs_failed;     /* runs that ended so, here */
+    uint64_t jobs_abandoned;          /* runs stopped because every job waiting for them was canceled */
+    uint64_t jobs_dead;               /* runs found past their delivery limit (dead-lettered) */
+    uint64_t jobs_reclaimed;          /* runs taken over from a worker whose lease ran out */
+    uint64_t jobs_released;           /* runs given back for another delivery */
+    uint64_t jobs_lost_lease;         /* runs dropped here because another worker took them over */
+    uint64_t jobs_running;            /* gauge: runs in progress here */
+    uint64_t jobs_audio_ms;           /* audio of completed runs, ms */
+    uint64_t jobs_run_ms;             /* their wall time, ms (real-time factor = run / audio) */
+    uint64_t jobs_fetch[FETCH__N];    /* audio URL fetches */
+    uint64_t hooks[HOOK__N];          /* webhook attempts by outcome */
+    /* the shared queue as this worker last read it (each tick); gauges of
+     * the queue, the same for every worker: the JSON takes the largest,
+     * not the sum */
+    uint64_t jobs_queue_depth;        /* runs waiting for a worker */
+    uint64_t jobs_pending;            /* runs taken, not finished */
+    uint64_t jobs_spool_bytes;        /* audio spooled */
+    uint64_t jobs_dead_letters;       /* entries in the dead-letter stream */
+    uint64_t jobs_hooks_due;          /* webhooks not yet delivered */
+    struct hist lat_job_wait;         /* a run: queued -> first started */
+    struct hist lat_job_run;          /* a run: started here -> finished */
+    struct hist lat_job_submit;       /* POST /v1/jobs: request start -> answer */
     /* process figures: the newest count (metrics_proc_set) and counters
      * read when published or rendered */
     uint64_t rss_bytes, open_fds, log_dropped;

@@ -305,6 +305,23 @@ enum cors_verdict { CORS_PASS, CORS_REFUSE, CORS_PREFLIGHT };
 static enum cors_verdict cors_verdict(const struct http_conn *hc);
 #define CORS_REFUSAL_MSG "this Origin may not call this server (ASR_CORS_ORIGINS)"
 
+/* Whether route rt serves path: an exact route its whole path, a prefix
+ * route (path ending in '/') every longer path under it. */
+static int route_matches(const struct http_route *rt, const char *path, size_t pl) {
+    size_t rl = strlen(rt->path);
+    if (rt->prefix) return pl > rl && memcmp(rt->path, path, rl) == 0;
+    return rl == pl && memcmp(rt->path, path, pl) == 0;
+}
+
+/* Which kind of route serves path: 0 exact routes, 1 prefix routes (only
+ * when no exact route has the path: /v1/jobs is not /v1/jobs/<id>), -1 none. */
+static int route_pass(const struct http_server *srv, const char *path, size_t pl) {
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < srv->n_routes; i++)
+            if (srv->routes[i].prefix == pass && route_matches(&srv->routes[i], path, pl)) return pass;
+    return -1;
+}
+
 /* The route for the request's path and method (GET routes answer HEAD
  * too), or NULL; *path_route is the metrics route of the path when some
  * route has it, else ROUTE_OTHER, and *path_known whether one has (NULL
@@ -315,20 +332,20 @@ static const struct http_route *route_find(const struct http_server *srv, const 
     const char *path = http_path(r, &pl);
     *path_route = ROUTE_OTHER;
     *path_known = 0;
+    int pass = route_pass(srv, path, pl);
+    if (pass < 0) return NULL;
     const struct http_route *known = NULL;
     for (size_t i = 0; i < srv->n_routes; i++) {
         const struct http_route *rt = &srv->routes[i];
-        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
+        if (rt->prefix != pass || !route_matches(rt, path, pl)) continue;
         if (!known) known = rt;
         if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
             *path_route = rt->route;
             return rt;
         }
     }
-    if (known) {
-        *path_route = known->route;
-        *path_known = 1;
-    }
+    *path_route = known->route;
+    *path_known = 1;
     return NULL;
 }
 
@@ -588,6 +605,7 @@ static const char *reason(int status) {
     switch (status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
@@ -600,6 +618,7 @@ static const char *reason(int status) {
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -757,7 +776,7 @@ static void cors_headers(struct http_conn *hc, struct buf *h) {
 
 static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
                     const char *extra, int close_after) {
-    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c)) return;
+    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c) || hc->streaming) return;
     struct buf h;
     buf_init(&h, 0);
     int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
@@ -814,7 +833,7 @@ void http_stream_begin(struct http_conn *hc, int status, const char *ctype, cons
 
 int http_stream_write(struct http_conn *hc, const void *p, size_t n) {
     if (!hc->streaming || conn_closing(hc->c)) return ASR_EIO;
-    if (!n) return 0;
+    if (!n || hc->req.method == HTTP_HEAD) return 0;   /* a HEAD request gets the head only */
     if (hc->streaming == 2) return conn_write(hc->c, p, n);
     char head[24];
     int hl = snprintf(head, sizeof head, "%zx\r\n", n);
@@ -827,7 +846,7 @@ void http_stream_end(struct http_conn *hc) {
     int chunked = hc->streaming == 1;
     hc->streaming = 0;
     if (conn_closing(hc->c)) return;
-    if (chunked) conn_write(hc->c, "0\r\n\r\n", 5);
+    if (chunked && hc->req.method != HTTP_HEAD) conn_write(hc->c, "0\r\n\r\n", 5);
     finish_request(hc, hc->stream_status, !chunked || !hc->req.keep_alive);
 }
 
@@ -844,10 +863,11 @@ static void error_body(struct buf *b, const char *code, const char *msg) {
 static const struct http_route *path_route(const struct http_conn *hc) {
     const struct http_req *r = &hc->req;
     if (!r->path_len || !r->head.data) return NULL;
-    for (size_t i = 0; i < hc->srv->n_routes; i++) {
+    const char *path = r->head.data + r->url_off;
+    int pass = route_pass(hc->srv, path, r->path_len);
+    for (size_t i = 0; pass >= 0 && i < hc->srv->n_routes; i++) {
         const struct http_route *rt = &hc->srv->routes[i];
-        if (strlen(rt->path) == r->path_len && memcmp(rt->path, r->head.data + r->url_off, r->path_len) == 0)
-            return rt;
+        if (rt->prefix == pass && route_matches(rt, path, r->path_len)) return rt;
     }
     return NULL;
 }
@@ -882,17 +902,28 @@ void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx) {
     hc->abort_ctx = ctx;
 }
 
+int http_peer_gone(const struct http_conn *hc) { return hc->peer_eof; }
+
+void http_peer_ip(const struct http_conn *hc, char *out, size_t len) {
+    const char *p = hc->c->peer;
+    const char *colon = strrchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    snprintf(out, len, "%.*s", (int)n, p);
+}
+
 /* ---- dispatch --------------------------------------------------------------- */
 
-/* The methods path answers, "GET, POST" style, into out (an Allow
- * header's value): its routes', or GET when only the fallback serves it.
- * Empty when nothing does. */
+/* The methods path answers, "GET, DELETE" style, into out (an Allow
+ * header's value): the routes' that serve it (its exact routes, else the
+ * prefix routes over it: route_pass), or GET when only the fallback serves
+ * it. Empty when nothing does. */
 static void path_methods(const struct http_server *srv, const char *path, size_t pl, int fallback, char *out,
                          size_t cap) {
     out[0] = '\0';
-    for (size_t i = 0; i < srv->n_routes; i++) {
+    int pass = route_pass(srv, path, pl);
+    for (size_t i = 0; pass >= 0 && i < srv->n_routes; i++) {
         const struct http_route *rt = &srv->routes[i];
-        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
+        if (rt->prefix != pass || !route_matches(rt, path, pl)) continue;
         snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? ", " : "",
                  http_method_str((enum http_method)rt->method));
     }

@@ -117,7 +117,7 @@ typedef int (*http_check_fn)(void *ctx, const struct http_req *req, const char *
 
 struct http_route {
     const char *path;
-    int         method;              /* HTTP_GET / HTTP_POST */
+    int         method;              /* HTTP_GET / HTTP_POST / HTTP_DELETE */
     enum metric_route route;
     http_handler_fn handler;
     void       *ctx;                 /* borrowed: handed to handler and check */
@@ -126,6 +126,9 @@ struct http_route {
      * than {"error":{"code","message"}}; NULL = that one. */
     http_error_body_fn error_body;
     http_check_fn check;             /* NULL = any request head may send its body */
+    int         prefix;              /* 1: path ends with '/' and matches every longer path under it
+                                        (/v1/jobs/<id>...); the handler parses the rest. An exact
+                                        route of the same path is tried first */
 };
 
 /* Cross-origin requests from browsers (docs/API.md "Browsers: CORS,
@@ -151,8 +154,8 @@ struct http_cors {
     unsigned    max_age_s;           /* Access-Control-Max-Age of preflight answers */
 };
 
-#define HTTP_CORS_ALLOW_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id"
-#define HTTP_CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After"
+#define HTTP_CORS_ALLOW_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, Idempotency-Key"
+#define HTTP_CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After, Location, Idempotent-Replayed"
 
 /* How a request's Origin header relates to an origin list (the list syntax
  * of http_cors.origins and ASR_ALLOWED_ORIGINS: origins as browsers send
@@ -223,7 +226,9 @@ int http_status_closes(int status);
  * BUSY (its abort hook armed) until http_stream_end(). Pieces are copied;
  * each is one chunk on the wire. http_stream_write returns 0, or ASR_EIO
  * when the connection is closing (the abort hook runs soon) or ASR_ENOMEM.
- * http_stream_end finishes the request as http_respond does. */
+ * http_stream_end finishes the request as http_respond does. A HEAD request
+ * gets the head only. Used by stream=true (docs/API.md "OpenAI-compatible
+ * API") and a job's events (docs/API.md "Jobs"). */
 void http_stream_begin(struct http_conn *hc, int status, const char *content_type, const char *extra_headers);
 int  http_stream_write(struct http_conn *hc, const void *p, size_t n);
 void http_stream_end(struct http_conn *hc);
@@ -237,6 +242,12 @@ void http_respond_err(struct http_conn *hc, int err, const char *msg);
 
 /* Async handlers: fn(ctx) runs if the connection closes before they answer. */
 void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx);
+
+/* 1 once the client shut its sending side during this request (a closed
+ * tab, a finished curl): a long answer may stop early. */
+int  http_peer_gone(const struct http_conn *hc);
+/* The client's address ("ip", without the port), for per-address limits. */
+void http_peer_ip(const struct http_conn *hc, char *out, size_t len);
 
 /* Graceful drain: an idle keep-alive connection closes now; one in the
  * middle of a request answers it with Connection: close. */

@@ -33,6 +33,10 @@ struct worker_proc_waiter {
 #define WORKER_SIG_DRAIN  SIGUSR1   /* shut down gracefully; also the parent-death signal */
 #define WORKER_SIG_RETIRE SIGUSR2   /* rolling restart: stop accepting (the successor does), drain */
 #define WORKER_SIG_STOP   SIGRTMIN  /* stop now: the master got a second SIGINT/SIGTERM */
+/* The other way: a worker asks the master for a successor (it finished
+ * ASR_WORKER_MAX_JOBS job runs); the master starts one on the same socket
+ * and then sends the asker WORKER_SIG_RETIRE, as in a rolling restart. */
+#define WORKER_SIG_REPLACE_ME (SIGRTMIN + 1)
 
 struct worker {
     uv_loop_t   *loop;               /* borrowed (uv_default_loop) */
@@ -54,6 +58,7 @@ struct worker {
     uv_timer_t   tick;               /* 1 s: rates, expiry, drain progress */
     uv_signal_t  sig_drain, sig_retire, sig_stop; /* WORKER_SIG_* */
     uv_signal_t  sig_term, sig_int;  /* stand-alone (no master) only: drain, then stop */
+    int          under_master;       /* forked by a master (WORKER_SIG_REPLACE_ME has someone to go to) */
     uint64_t     start_ms;           /* wall clock at start */
     int          listening;
     uint64_t     drain_deadline_ms;  /* loop time when drain gives up */

@@ -619,6 +619,32 @@ q = {
 for name, (sel, url) in q.items():
     put("query", name, bytes([sel]) + url.encode())
 
+# ---- fuzz_jobreq -------------------------------------------------------
+# byte 0: bits 0-1 parser (0 JSON, 1 multipart, 2 option), bits 2-4 the
+# option's name or the multipart bound; multipart: Content-Type, '\n', body
+jr = {
+    "json_full": (0, '{"url":"https://a.example/x.wav","callback":"http://b/c","granularity":"segment",'
+                     '"hint":"go forward","endpointing_ms":400,"metadata":"m1"}'),
+    "json_url_only": (0, '{"url":"http://127.0.0.1:8000/a.wav"}'),
+    "json_unknown": (0, '{"url":"http://a/b","model":"x"}'),
+    "json_dup": (0, '{"url":"http://a/b","url":"http://a/c"}'),
+    "json_not_object": (0, '["http://a/b"]'),
+    "mp_two_files": (1 | 3 << 2, 'multipart/form-data; boundary=XyZ\n--XyZ\r\nContent-Disposition: form-data; '
+                     'name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\nRIFF1\r\n--XyZ\r\n'
+                     'Content-Disposition: form-data; name=file; filename="b.flac"\r\n\r\nfLaC2\r\n--XyZ\r\n'
+                     'Content-Disposition: form-data; name="callback"\r\n\r\nhttp://x/y\r\n--XyZ--\r\n'),
+    "mp_quoted_boundary": (1 | 1 << 2, 'multipart/form-data; charset=x; boundary="a b"\n--a b\r\n'
+                           'Content-Disposition: form-data; name="file"\r\n\r\ndata\r\n--a b--'),
+    "mp_no_end": (1, 'multipart/form-data; boundary=q\n--q\r\nContent-Disposition: form-data; name=a\r\n\r\nx'),
+    "opt_callback": (2 | 0 << 2, "https://hooks.example/asrd?x=1"),
+    "opt_granularity": (2 | 1 << 2, "segment"),
+    "opt_hint": (2 | 2 << 2, "go forward ten meters"),
+    "opt_endpointing": (2 | 3 << 2, "300"),
+    "opt_metadata": (2 | 4 << 2, "order 4712"),
+}
+for name, (sel, text) in jr.items():
+    put("jobreq", name, bytes([sel]) + text.encode())
+
 shutil.rmtree(TMP)
 for t in sorted(os.listdir(ROOT)):
     files = os.listdir(os.path.join(ROOT, t))

@@ -32,6 +32,7 @@ max_len() {
     multipart) echo 65536 ;;
     query) echo 4096 ;;
     web) echo 4096 ;;
+    jobreq) echo 16384 ;;
     *) echo 65536 ;;
   esac
 }

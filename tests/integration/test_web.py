@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import asrd_harness as h
+import jobs_util as ju
 from asrd_harness import WS, arun
 
 KEY = "web-test-key-1"
@@ -483,3 +484,62 @@ def test_expect_continue_with_tokens_and_cors(start_server):
     assert delta(m1, m0, "auth.refused.token_invalid") == 1
     assert delta(m1, m0, "auth.refused.unauthorized") == 1
     assert delta(m1, m0, "cors.refused") == 1
+
+
+# --------------------------------------------------------------------------
+# jobs from a page: CORS on the job routes, tokens where keys are
+
+def test_job_from_a_cors_origin_with_a_token(start_server):
+    """A page on a listed origin submits a job with a token: the preflights of
+    POST /v1/jobs (Idempotency-Key allowed) and of /v1/jobs/<id> (GET,
+    DELETE) are 204, the 202 names the origin and exposes Location; the job
+    is the minting key's (readable with the key, not another key); a
+    stream-only token is 403 TOKEN_SCOPE (also before the body: Expect:
+    100-continue), an unlisted origin 403 ORIGIN_NOT_ALLOWED, submitting
+    nothing."""
+    srv = start_server(ASR_API_KEYS=KEY + ",another-key", ASR_CORS_ORIGINS=APP)
+    r = preflight(srv, "/v1/jobs", APP, "POST", "authorization, content-type, idempotency-key")
+    assert r.status == 204, r
+    assert r.headers["access-control-allow-methods"] == "POST"
+    allow = [x.strip().lower() for x in r.headers["access-control-allow-headers"].split(",")]
+    assert "idempotency-key" in allow
+    r = preflight(srv, "/v1/jobs/" + "0" * 32, APP, "DELETE")
+    assert r.status == 204, r
+    assert r.headers["access-control-allow-methods"] == "GET, DELETE"
+    assert r.headers["access-control-allow-origin"] == APP
+
+    tok = token(srv, scope=["transcribe"])
+    page = {"Authorization": "Bearer " + tok, "Origin": APP}
+    m0 = srv.metrics()
+    r = ju.submit(srv, h.read_bytes("speech16k.wav"), headers=dict(page, **{"Idempotency-Key": "page-1"}))
+    assert r.status_code == 202, r.text
+    assert r.headers["Access-Control-Allow-Origin"] == APP
+    exposed = [x.strip() for x in r.headers["Access-Control-Expose-Headers"].split(",")]
+    assert "Location" in exposed
+    job = r.json()
+    assert r.headers["Location"] == "/v1/jobs/" + job["id"]
+    assert ju.wait_final(srv, job["id"], headers=page)["status"] == "completed"
+    r = ju.get(srv, job["id"], page)
+    assert r.headers["Access-Control-Allow-Origin"] == APP
+    assert ju.get(srv, job["id"], {"X-API-Key": KEY}).status_code == 200          # the minting key's job
+    assert ju.get(srv, job["id"], {"X-API-Key": "another-key"}).status_code == 404
+
+    stream_only = token(srv, scope=["stream"])
+    r = ju.submit(srv, h.read_bytes("speech16k.wav"), headers={"Authorization": "Bearer " + stream_only,
+                                                               "Origin": APP})
+    h.assert_json_error(h.RawResponse(r.status_code, "", {}, r.content), 403, "TOKEN_SCOPE")
+    assert r.headers["Access-Control-Allow-Origin"] == APP
+    h.assert_json_error(early_answer(srv, "/v1/jobs", {"Authorization": "Bearer " + stream_only}), 403,
+                        "TOKEN_SCOPE")
+    assert early_answer(srv, "/v1/jobs", {"Authorization": "Bearer " + tok}).status == 100
+    r = ju.get(srv, job["id"], {"Authorization": "Bearer " + stream_only})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "TOKEN_SCOPE"
+    r = ju.submit(srv, h.read_bytes("speech16k.wav"), headers={"Authorization": "Bearer " + tok,
+                                                               "Origin": "https://evil.example"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "ORIGIN_NOT_ALLOWED"
+    r = requests.delete(srv.http + "/v1/jobs/" + job["id"], headers=page, timeout=10)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == APP
+    m1 = srv.metrics()
+    assert delta(m1, m0, "jobs.submitted") == 1
+    assert delta(m1, m0, "auth.refused.token_scope") == 3
+    assert delta(m1, m0, "requests.by_route.jobs.202") == 1

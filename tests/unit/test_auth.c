@@ -284,6 +284,40 @@ TEST(auth_check_keys_and_tokens_wherever_they_are_sent) {
     ASSERT_EQ_INT(check(&off, S, "/s", NULL, NULL), 0);
 }
 
+static void owner_of(const struct config *cfg, const char *name, const char *value, char out[AUTH_OWNER_LEN + 1]) {
+    struct http_req req;
+    req_make(&req, "/v1/jobs", name, value, (const char *)NULL);
+    auth_key_owner(cfg, &req, out);
+    buf_cleanup(&req.head);
+}
+
+/* A key and the tokens minted with it own the same jobs (docs/API.md
+ * "Jobs"); another key owns others; auth off, "-". */
+TEST(auth_owner_of_a_key_and_its_tokens) {
+    ASSERT(sodium_init() >= 0);
+    static struct config cfg;
+    token_cfg(&cfg, "k1,k2", "a secret of sixteen bytes or more");
+    uint64_t now = util_wall_ms() / 1000;
+    char t1[AUTH_TOKEN_LEN + 1], t2[AUTH_TOKEN_LEN + 1], bearer[128];
+    mint(&cfg, "k1", AUTH_SCOPE_TRANSCRIBE, now + 600, t1);
+    mint(&cfg, "k2", AUTH_SCOPE_ALL, now + 600, t2);
+    char ok1[AUTH_OWNER_LEN + 1], ot1[AUTH_OWNER_LEN + 1], ok2[AUTH_OWNER_LEN + 1], ot2[AUTH_OWNER_LEN + 1];
+    owner_of(&cfg, "X-API-Key", "k1", ok1);
+    snprintf(bearer, sizeof bearer, "Bearer %s", t1);
+    owner_of(&cfg, "Authorization", bearer, ot1);
+    owner_of(&cfg, "Authorization", "Bearer k2", ok2);
+    owner_of(&cfg, "X-API-Key", t2, ot2);
+    ASSERT_EQ_INT(strlen(ok1), AUTH_OWNER_LEN);
+    ASSERT_STR_EQ(ok1, ot1);
+    ASSERT_STR_EQ(ok2, ot2);
+    ASSERT(strcmp(ok1, ok2) != 0);
+    ASSERT(strstr(ok1, "k1") == NULL);
+    static struct config off;
+    token_cfg(&off, "", "a secret of sixteen bytes or more");
+    owner_of(&off, "X-API-Key", "k1", ok1);
+    ASSERT_STR_EQ(ok1, "-");
+}
+
 static int parse(const char *body, unsigned *scope, unsigned *ttl) {
     const char *why = NULL;
     int r = auth_token_request_parse(body, strlen(body), 300, scope, ttl, &why);

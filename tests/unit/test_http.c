@@ -78,6 +78,16 @@ static void h_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     upgraded_++;
 }
 
+static char seen_[64];                /* h_item: the method and path it got */
+
+static void h_item(void *ctx, struct http_conn *hc, struct http_req *req) {
+    size_t pl;
+    const char *p = http_path(req, &pl);
+    snprintf(seen_, sizeof seen_, "%s %s %.*s", (const char *)ctx, http_method_str((enum http_method)req->method),
+             (int)pl, p);
+    http_respond(hc, 200, "text/plain", "item", 4, NULL);
+}
+
 static int shaped_body(struct buf *out, int status, const char *code, const char *msg) {
     return buf_printf(out, "{\"shaped\":%d,\"c\":\"%s\"}", status, code);
 }
@@ -94,12 +104,15 @@ static int check_key(void *ctx, const struct http_req *req, const char **msg) {
 }
 
 static const struct http_route routes[] = {
-    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL},
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL},
-    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL},
+    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL, 0},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key, 0},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL, 0},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL, 0},
+    {"/items", HTTP_POST, ROUTE_OTHER, h_item, "exact", NULL, NULL, 0},
+    {"/items/", HTTP_GET, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
+    {"/items/", HTTP_DELETE, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
 };
 
 static struct http_server srv = {
@@ -619,6 +632,83 @@ TEST(http_origin_classes) {
     ASSERT_EQ_INT(classify("http://x", "y", "http://x:80"), HTTP_ORIGIN_OTHER);
     ASSERT_EQ_INT(classify("*", "y", "null"), HTTP_ORIGIN_LISTED);
     ASSERT_EQ_INT(classify("http://x,", "y", ""), HTTP_ORIGIN_OTHER);
+}
+
+/* A prefix route serves every path under it; the exact route of the
+ * collection is not one of them, and a method no route of the matching
+ * kind has is a 405 listing that kind's methods, in that kind's error shape. */
+TEST(http_prefix_routes) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    np_send(peer, "GET /items/abc/result HTTP/1.1\r\n\r\n", strlen("GET /items/abc/result HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix GET /items/abc/result");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "DELETE /items/abc HTTP/1.1\r\n\r\n", strlen("DELETE /items/abc HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "exact POST /items");
+    np_recv(peer, buf, sizeof buf, NULL);
+    seen_[0] = 0;
+    np_send(peer, "GET /items HTTP/1.1\r\n\r\n", strlen("GET /items HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: POST\r\n") != NULL);
+    ASSERT(strstr(buf, "\"shaped\"") == NULL); /* the exact route's error shape, not the prefix's */
+    np_send(peer, "POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":405") != NULL); /* a prefix route's error_body serves its paths */
+    np_send(peer, "GET /items/ HTTP/1.1\r\n\r\n", strlen("GET /items/ HTTP/1.1\r\n\r\n")); /* the prefix alone is no item */
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 404") != NULL);
+    ASSERT_EQ_INT(seen_[0], 0);
+    close(peer);
+}
+
+/* CORS covers prefix routes (their methods in a preflight, DELETE among
+ * them), and the fallback comes after exact and prefix routes: it gets no
+ * path a prefix route serves. */
+TEST(http_cors_and_fallback_with_prefix_routes) {
+    np_init();
+    char b[4096];
+    ask(&cors_, 1,
+        "OPTIONS /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: DELETE\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET, DELETE\r\n") != NULL);
+    ASSERT_EQ_INT(fallback_calls_, 0);
+    ask(&cors_, 1,
+        "OPTIONS /items HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n", b,
+        sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: POST\r\n") != NULL);
+    ask(&cors_, 1,
+        "OPTIONS /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAllow: GET, DELETE\r\n") != NULL);
+    seen_[0] = 0;
+    ask(&cors_, 1, "DELETE /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n", b, sizeof b);
+    ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: https://app.example\r\n") != NULL);
+    seen_[0] = 0;
+    ask(&cors_, 1, "DELETE /items/abc HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 403 ", 13) == 0);
+    ASSERT_EQ_INT(seen_[0], 0);
+    ask(NULL, 1, "GET /items/abc HTTP/1.1\r\n\r\n", b, sizeof b);
+    ASSERT_STR_EQ(seen_, "prefix GET /items/abc");
+    ASSERT_EQ_INT(fallback_calls_, 0);
+    ask(NULL, 1, "GET /items/ HTTP/1.1\r\n\r\n", b, sizeof b); /* the prefix alone: no route's */
+    ASSERT_EQ_INT(fallback_calls_, 1);
 }
 
 /* ---- Expect: 100-continue, the body budget, the half-close --------------------- */
