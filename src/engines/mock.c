@@ -20,6 +20,7 @@
 #include "core/engine.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -38,6 +39,7 @@ struct mock_settings {
     long   seed;                    /* ASR_MOCK_SEED */
     double rtf;                     /* ASR_MOCK_RTF: windowed: thread time per second of audio */
     int    unstable_tail;           /* ASR_MOCK_UNSTABLE_TAIL: windowed partials end in a wrong word */
+    int    sleep;                   /* ASR_MOCK_SLEEP: windowed: a decode's time slept, not computed */
     char   load_fail[8];            /* ASR_MOCK_LOAD_FAIL: no | error | crash (a test aid for start-up) */
 };
 
@@ -55,6 +57,9 @@ static const struct config_opt mock_opts[] = {
      "mock-windowed: a decode takes this many seconds of a pool thread per second of audio (plus the latency)"},
     {"ASR_MOCK_UNSTABLE_TAIL", CONFIG_INT, M(unstable_tail), "0", 0, 1, NULL, 0,
      "mock-windowed: 1 = the last word of every partial window is wrong (as real engines' tails are)"},
+    {"ASR_MOCK_SLEEP", CONFIG_INT, M(sleep), "0", 0, 1, NULL, 0,
+     "mock-windowed: 1 = a decode sleeps its time instead of computing (a pool whose capacity does not "
+     "depend on how busy the host is: scheduling tests)"},
     {"ASR_MOCK_LOAD_FAIL", CONFIG_CHOICE, M(load_fail), "no", 0, 0, "no|error|crash", 0,
      "mock engines, test aid: error = loading fails (start-up stops, exit 2); crash = the worker dies while loading"},
 };
@@ -465,6 +470,11 @@ static _Atomic uint64_t mockw_sink; /* keeps the busy work from being optimized 
 
 static void mockw_spend(double ms) {
     if (ms <= 0) return;
+    if (mockw.sleep) {
+        struct timespec ts = {(time_t)(ms / 1000), (long)(fmod(ms, 1000.0) * 1e6)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        return;
+    }
     struct timespec t0, t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
     uint64_t x = 0;
