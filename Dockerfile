@@ -34,6 +34,7 @@ RUN make -j"$(nproc)" build/release/asrd \
  && install -D -m 0755 -s build/release/asrd /out/usr/local/bin/asrd \
  && install -D -m 0755 deploy/image/entrypoint.sh /out/usr/local/bin/asrd-entrypoint \
  && install -D -m 0755 deploy/image/healthcheck.sh /out/usr/local/bin/asrd-healthcheck \
+ && install -d /out/usr/local/share/asrd/web && install -m 0644 web/* /out/usr/local/share/asrd/web/ \
  && /out/usr/local/bin/asrd --version \
  # The Debian packages of the libraries the binary loads: what the runtime
  # stage installs, and nothing else (libc6, libstdc++6 ... are in the base).
@@ -89,11 +90,14 @@ RUN apt-get update \
  && useradd --uid 10001 --gid asrd --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin --no-log-init asrd
 COPY --from=build /out/usr/local/bin/ /usr/local/bin/
+# The page at / (docs/API.md "The page at /"): static files, no build step.
+COPY --from=build /out/usr/local/share/asrd/ /usr/local/share/asrd/
 # Numeric, so that a runtime can check "not root" without reading /etc/passwd.
 USER 10001:10001
 ENV ASR_HOST=0.0.0.0 \
     ASR_PORT=8000 \
-    ASR_LOG_FORMAT=json
+    ASR_LOG_FORMAT=json \
+    ASR_WEB_DIR=/usr/local/share/asrd/web
 EXPOSE 8000
 # SIGTERM to the master (PID 1 here) drains: open utterances get their final,
 # clients close 1001, the process exits within ASR_DRAIN_TIMEOUT_S (30 s).

@@ -4,7 +4,9 @@
 #
 #   scripts/deps.sh run    what building and running need (make run)
 #   scripts/deps.sh test   that, plus the test toolchain and the JavaScript
-#                          test clients from npm (make test)
+#                          test clients from npm (make test); chromium is
+#                          Debian's, driven by playwright-core (which
+#                          downloads no browser)
 #
 # A package that starts a system service when installed (redis-server,
 # nginx, haproxy, prometheus) must not leave it running on the user's ports:
@@ -24,7 +26,7 @@ libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
 libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us"
 TEST_PKGS="clang libclang-rt-14-dev clang-format valgrind espeak-ng sox
 python3 python3-websockets python3-requests python3-pytest
-prometheus haproxy nginx-light curl pocketsphinx-testdata ffmpeg"
+prometheus haproxy nginx-light curl pocketsphinx-testdata chromium ffmpeg"
 SERVICES="redis-server nginx haproxy prometheus"
 
 case "$what" in

@@ -16,7 +16,8 @@
  *   wire.c      client messages decoded, server messages encoded (wire.h)
  *   sync.c      streams <-> the session store (sync.h)
  *   registry.c  session id -> stream (registry.h)
- *   auth.c      API keys, the Origin allowlist (auth.h)
+ *   auth.c      API keys, access tokens and POST /v1/auth/token, the
+ *               Origin allowlist (auth.h)
  *   api.c       the context: create, close, destroy */
 #ifndef ASRD_API_H
 #define ASRD_API_H
@@ -71,8 +72,9 @@ void api_destroy(struct api *api);
 /* POST /v1/transcribe (rest.c). ctx is the struct api. With ?callback= it
  * is a job (docs/API.md "POST /v1/transcribe?callback="). */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
-/* Its http_check_fn: what can be refused before the body is sent (the API
- * key: ASR_E_UNAUTHORIZED). */
+/* Its http_check_fn (also the OpenAI transcription route's and POST
+ * /v1/jobs'): what can be refused before the body is sent: the credential
+ * (auth_check's errors, counted in auth.refused, with their message). */
 int api_rest_check(void *ctx, const struct http_req *req, const char **msg);
 
 /* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible
@@ -83,6 +85,10 @@ void api_openai_models(void *ctx, struct http_conn *hc, struct http_req *req);  
 /* The error body of those routes (an http_route's error_body): OpenAI's
  * {"error":{"message","type","param","code"}}. */
 int api_openai_error_body(struct buf *out, int status, const char *code, const char *msg);
+
+/* POST /v1/auth/token (auth.c; docs/API.md "Access tokens"): an API key
+ * asks for a short-lived token. ctx is the struct api. */
+void api_auth_token(void *ctx, struct http_conn *hc, struct http_req *req);
 
 /* The job routes (jobs.c, docs/API.md "Jobs"); ctx is the struct api.
  * POST /v1/jobs; GET /v1/jobs/{id}, /v1/jobs/{id}/result,

@@ -7,8 +7,9 @@
  * Every request is a struct jreq that lives until its answer is written
  * and every store op or thread-pool job it started has come back (a client
  * that goes away only clears jreq.hc). The order of checks: the queue is
- * there (503 JOBS_UNAVAILABLE), the API key (401), the rate limits (429),
- * then the route's own. */
+ * there (503 JOBS_UNAVAILABLE), the API key or access token (auth_check's
+ * codes: 401, or 403 TOKEN_SCOPE), the rate limits (429), then the route's
+ * own. */
 #include "api/api_int.h"
 
 #include <http_parser.h>
@@ -215,8 +216,9 @@ static void jreq_begin(struct api *api, struct http_conn *hc, struct http_req *r
         http_respond_error(hc, 503, "JOBS_UNAVAILABLE", "the job queue (Redis) is unreachable", "Retry-After: 1\r\n");
         return;
     }
-    if (auth_check_key(c, req) != 0) {
-        http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+    int ar = auth_check_key(c, req); /* keys, or tokens with scope transcribe */
+    if (ar != 0) {
+        auth_respond_refusal(hc, ar);
         return;
     }
     struct jreq *j = xcalloc(1, sizeof *j);

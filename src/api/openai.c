@@ -92,12 +92,22 @@ static void respond_oa_error(struct http_conn *hc, int status, const char *messa
     buf_cleanup(&b);
 }
 
+/* A key, or an access token with the transcribe scope (docs/API.md
+ * "Access tokens"); token refusals keep asrd's codes, in lower case. */
 static int check_key(struct api_env *env, struct http_conn *hc, struct http_req *req) {
-    if (auth_check_key(env->cfg, req) == 0) return 0;
-    respond_oa_error(hc, 401,
-                     "Incorrect or missing API key: send it as Authorization: Bearer <key> (docs/API.md, "
-                     "Authentication)",
-                     NULL, "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
+    int r = auth_check(env->cfg, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
+    if (r == 0) return 0;
+    auth_count_refusal(r);
+    if (r == ASR_E_TOKEN_INVALID || r == ASR_E_TOKEN_EXPIRED || r == ASR_E_TOKEN_SCOPE)
+        respond_oa_error(hc, asr_err_http_status(r), auth_refusal_message(r), NULL,
+                         r == ASR_E_TOKEN_INVALID ? "token_invalid"
+                         : r == ASR_E_TOKEN_EXPIRED ? "token_expired" : "token_scope",
+                         r == ASR_E_TOKEN_SCOPE ? NULL : "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+    else
+        respond_oa_error(hc, 401,
+                         "Incorrect or missing API key: send it as Authorization: Bearer <key> (docs/API.md, "
+                         "Authentication)",
+                         NULL, "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
     return -1;
 }
 

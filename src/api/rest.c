@@ -114,7 +114,12 @@ static const struct transcribe_sink rest_sink = {.on_segment = rest_segment, .on
 
 int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
     struct api_env *env = ((struct api *)ctx)->env;
-    return auth_check_key(env->cfg, req) != 0 ? ASR_E_UNAUTHORIZED : 0;
+    int ar = auth_check_key(env->cfg, req);
+    if (ar != 0) {
+        auth_count_refusal(ar);
+        *msg = auth_refusal_message(ar);
+    }
+    return ar;
 }
 
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
@@ -124,8 +129,9 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
         api_jobs_shorthand(ctx, hc, req);
         return;
     }
-    if (auth_check_key(env->cfg, req) != 0) {
-        http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+    int ar = auth_check(env->cfg, req, AUTH_SCOPE_TRANSCRIBE, util_wall_ms() / 1000);
+    if (ar != 0) {
+        auth_respond_refusal(hc, ar);
         return;
     }
     if (req->body.len == 0) {

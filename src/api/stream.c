@@ -543,12 +543,10 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
         refuse(hc, 503, "DRAINING", "server is draining; retry on another instance", "Retry-After: 1\r\n");
         return;
     }
-    if (auth_check_origin(c, req) != 0) {
-        http_respond_err(hc, ASR_E_ORIGIN_NOT_ALLOWED, "this Origin may not open streams on this server");
-        return;
-    }
-    if (auth_check_key(c, req) != 0) {
-        http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+    int ar = auth_check_origin(c, req);
+    if (ar == 0) ar = auth_check(c, req, AUTH_SCOPE_STREAM, util_wall_ms() / 1000);
+    if (ar != 0) {
+        auth_respond_refusal(hc, ar);
         return;
     }
     size_t kl = 0;

@@ -32,6 +32,19 @@ static const struct config_opt opts[] = {
     {"ASR_ALLOWED_ORIGINS", OPT_STR, F(allowed_origins), "", 0, 0, NULL, 0,
      "comma-separated origins (https://app.example.com) or *: a WebSocket upgrade whose Origin is not listed gets 403; "
      "requests without Origin pass; empty = off"},
+    {"ASR_CORS_ORIGINS", OPT_STR, F(cors_origins), "", 0, 0, NULL, 0,
+     "comma-separated origins (https://app.example.com) or *: pages there may call the HTTP routes (CORS); "
+     "other origins get 403; also the WebSocket's list when ASR_ALLOWED_ORIGINS is empty; empty = off"},
+    {"ASR_CORS_MAX_AGE_S", OPT_INT, F(cors_max_age_s), "600", 0, 86400, NULL, 0,
+     "seconds browsers may keep a CORS preflight answer (Access-Control-Max-Age)"},
+    {"ASR_TOKEN_SECRET", OPT_STR, F(token_secret), "", 0, 0, NULL, 1,
+     "key that signs access tokens (POST /v1/auth/token), 16 bytes or more; instances sharing it accept each "
+     "other's tokens; empty = a random key made at start (tokens hold on this instance, until it restarts)"},
+    {"ASR_TOKEN_TTL_S", OPT_INT, F(token_ttl_s), "300", 10, 86400, NULL, 0,
+     "lifetime of access tokens, seconds (the default, and the most a client may ask for)"},
+    {"ASR_WEB_DIR", OPT_STR, F(web_dir), "", 0, 0, NULL, 0,
+     "directory of the page served at / (index.html, app.js...); empty = the one installed with the binary "
+     "(../share/asrd/web) or the source tree's web/ (../../web); off = no page"},
     {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
      "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU this process may run on (its affinity)"},
     {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,
@@ -336,6 +349,11 @@ int config_load_from(struct config *cfg, const char *(*get)(const char *name), c
     if (cfg->max_chunk_bytes % 2) {
         snprintf(err, errlen, "ASR_MAX_CHUNK_BYTES: %zu is odd, allowed even values 2..16777216",
                  cfg->max_chunk_bytes);
+        return ASR_EINVAL;
+    }
+    if (cfg->token_secret[0] && strlen(cfg->token_secret) < 16) {
+        snprintf(err, errlen, "ASR_TOKEN_SECRET: %zu bytes is too short, allowed 16..255 bytes (or empty)",
+                 strlen(cfg->token_secret));
         return ASR_EINVAL;
     }
     if (cfg->upload_memory_bytes && cfg->upload_memory_bytes < cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES) {

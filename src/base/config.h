@@ -16,6 +16,15 @@ struct config {
     char     worker_id[64];            /* ASR_WORKER_ID: prefix; the master appends the worker index */
     char     api_keys[1024];           /* ASR_API_KEYS, comma separated; secret */
     char     allowed_origins[1024];    /* ASR_ALLOWED_ORIGINS: WebSocket Origins, comma separated, or "*"; "" = off */
+    char     cors_origins[1024];       /* ASR_CORS_ORIGINS: origins whose pages may call the HTTP routes, or "*"; "" = off */
+    int      cors_max_age_s;           /* ASR_CORS_MAX_AGE_S: how long browsers keep a preflight answer */
+    char     token_secret[256];        /* ASR_TOKEN_SECRET: HMAC key of access tokens; secret. main() fills
+                                        * it with random bytes (hex) when empty: tokens then hold on this
+                                        * instance only (token_secret_random) */
+    int      token_secret_random;      /* 1: token_secret was made up at start */
+    int      token_ttl_s;              /* ASR_TOKEN_TTL_S: lifetime of access tokens (default and maximum) */
+    char     web_dir[512];             /* ASR_WEB_DIR: the page's static files; "" = found next to the
+                                        * binary; "off" = no page */
     int      workers;                  /* ASR_WORKERS: worker processes (0 = one per core) */
     /* session store */
     char     redis_url[512];           /* ASR_REDIS_URL: empty = a private redis-server the master

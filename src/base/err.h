@@ -47,7 +47,10 @@
     X(ASR_E_QUEUE_FULL,        -40, "QUEUE_FULL",        503, "job queue full") \
     X(ASR_E_JOBS_UNAVAILABLE,  -41, "JOBS_UNAVAILABLE",  503, "job queue unavailable") \
     X(ASR_E_FETCH_FAILED,      -42, "FETCH_FAILED",      502, "the audio URL could not be fetched") \
-    X(ASR_E_URL_NOT_ALLOWED,   -43, "URL_NOT_ALLOWED",   400, "the URL's address is not public")
+    X(ASR_E_URL_NOT_ALLOWED,   -43, "URL_NOT_ALLOWED",   400, "the URL's address is not public") \
+    X(ASR_E_TOKEN_INVALID,     -44, "TOKEN_INVALID",     401, "invalid access token") \
+    X(ASR_E_TOKEN_EXPIRED,     -45, "TOKEN_EXPIRED",     401, "access token expired") \
+    X(ASR_E_TOKEN_SCOPE,       -46, "TOKEN_SCOPE",       403, "access token not valid for this route")
 
 enum asr_err {
 #define ASR_ERR_ENUM_(name, val, code, status, msg) name = val,

@@ -26,18 +26,21 @@ struct mview {
 #define HIST_BASE_MS 0.001
 #define HIST_PER_OCTAVE 8.0
 
-static const int status_codes[METRIC_STATUSES] = {101, 200, 202, 400, 401, 403, 404, 405, 408, 409,
-                                                  411, 413, 415, 422, 426, 429, 431, 500, 503, 0};
+static const int status_codes[METRIC_STATUSES] = {101, 200, 202, 204, 304, 400, 401, 403, 404, 405, 408,
+                                                  409, 411, 413, 415, 422, 426, 429, 431, 500, 503, 0};
 static const int close_codes[METRIC_CLOSE_CODES] = {1000, 1001, 1008, 1009, 1011, 1013, -1, 0};
 static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO", "CHUNK_TOO_LARGE",
                                                "OUT_OF_ORDER", "RATE_LIMITED", "SERVER_BUSY",
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
                                                   "metrics_json", "metrics_prom", "audio_transcriptions",
-                                                  "audio_translations", "models", "other", "jobs"};
+                                                  "audio_translations", "models", "auth_token", "web", "other",
+                                                  "jobs"};
 static const char *const hook_names[HOOK__N] = {"delivered", "retried", "rejected", "gave_up", "dropped"};
 static const char *const fetch_names[FETCH__N] = {"ok", "refused", "too_large", "http_error", "failed"};
 static const char *const openai_refusal_names[OREF__N] = {"form", "params", "audio"};
+static const char *const auth_refusal_names[AREF__N] = {"unauthorized", "token_invalid", "token_expired",
+                                                         "token_scope"};
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
@@ -300,6 +303,11 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     buf_printf(b, ",\"liveness\":{\"pings\":%llu,\"pongs\":%llu,\"ping_timeouts\":%llu}",
                (unsigned long long)M->ws_pings, (unsigned long long)M->ws_pongs,
                (unsigned long long)M->ws_ping_timeouts);
+    buf_printf(b, ",\"auth\":{\"tokens_issued\":%llu,\"refused\":{", (unsigned long long)M->auth_tokens_issued);
+    for (int i = 0; i < AREF__N; i++)
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", auth_refusal_names[i], (unsigned long long)M->auth_refused[i]);
+    buf_printf(b, "}},\"cors\":{\"preflights\":%llu,\"refused\":%llu}", (unsigned long long)M->cors_preflights,
+               (unsigned long long)M->cors_refused);
     buf_printf(b,
                ",\"memory\":{\"uploads\":{\"bytes\":%llu,\"peak\":%llu,\"limit\":%llu,\"refused\":%llu},"
                "\"messages\":{\"bytes\":%llu,\"peak\":%llu,\"limit\":%llu,\"refused\":%llu}}",
@@ -486,6 +494,13 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "ws_pings_total", "WebSocket pings sent (liveness).", (double)M->ws_pings);
     PROM_EACH("counter", "ws_pongs_total", "WebSocket pongs received that answered the last ping.", (double)M->ws_pongs);
     PROM_EACH("counter", "ws_ping_timeouts_total", "Connections reset because a pong was missing (dead or stuck peer).", (double)M->ws_ping_timeouts);
+    PROM_EACH("counter", "auth_tokens_issued_total", "Access tokens minted.", (double)M->auth_tokens_issued);
+    buf_puts(b, "# HELP asrd_auth_refused_total Credentials refused, by cause.\n# TYPE asrd_auth_refused_total counter\n");
+    EACH_WORKER for (int i = 0; i < AREF__N; i++)
+        buf_printf(b, "asrd_auth_refused_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, auth_refusal_names[i],
+                   (unsigned long long)M->auth_refused[i]);
+    PROM_EACH("counter", "cors_preflights_total", "CORS preflights answered.", (double)M->cors_preflights);
+    PROM_EACH("counter", "cors_refused_total", "Requests refused: Origin not in ASR_CORS_ORIGINS.", (double)M->cors_refused);
     PROM_EACH("counter", "rest_inputs_truncated_total", "Uploads whose header states more audio than their bytes hold.", (double)M->rest_truncated);
     PROM_EACH("counter", "rest_inputs_trailing_total", "Uploads with bytes after the audio their header describes.", (double)M->rest_trailing);
     {
@@ -657,6 +672,7 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(pool_refused); S_(pool_evicted); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
+    S_(auth_tokens_issued); SA_(auth_refused); S_(cors_preflights); S_(cors_refused);
     S_(jobs_submitted); S_(jobs_new_runs); S_(jobs_dedup_joins); S_(jobs_cache_hits); S_(jobs_idem_replays);
     S_(jobs_idem_conflicts); S_(jobs_refused_full); S_(jobs_rate_limited); S_(jobs_runs); S_(jobs_completed);
     S_(jobs_failed); S_(jobs_abandoned); S_(jobs_dead); S_(jobs_reclaimed); S_(jobs_released); S_(jobs_lost_lease);

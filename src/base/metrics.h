@@ -27,6 +27,7 @@ enum metric_err {                     /* docs/API.md streaming error codes */
 enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
     ROUTE_AUDIO_TRANSCRIPTIONS, ROUTE_AUDIO_TRANSLATIONS, ROUTE_MODELS, /* the OpenAI-compatible ones */
+    ROUTE_AUTH_TOKEN, ROUTE_WEB,      /* POST /v1/auth/token; the page's static files */
     ROUTE_OTHER, ROUTE_JOBS, ROUTE__N
 };
 
@@ -35,6 +36,14 @@ enum metric_openai_refusal {          /* why POST /v1/audio/transcriptions refus
     OREF_PARAMS,                      /* a field missing, unknown or out of range, or a format mix */
     OREF_AUDIO,                       /* the file: not audio, broken, too long */
     OREF__N
+};
+
+enum metric_auth_refusal {            /* why a request's credential was refused (docs/API.md "Authentication") */
+    AREF_UNAUTHORIZED,                /* none, or neither a key nor a token (401) */
+    AREF_TOKEN_INVALID,               /* a token not signed here, malformed, or of a key now gone (401) */
+    AREF_TOKEN_EXPIRED,               /* a token past its expires_at (401) */
+    AREF_TOKEN_SCOPE,                 /* a token without this route's scope (403) */
+    AREF__N
 };
 
 enum metric_end {                     /* why a session ended */
@@ -63,7 +72,7 @@ enum metric_fetch {                   /* audio URL fetches of job runs by outcom
     FETCH_OK, FETCH_REFUSED, FETCH_TOO_LARGE, FETCH_HTTP_ERROR, FETCH_FAILED, FETCH__N
 };
 
-#define METRIC_STATUSES 20
+#define METRIC_STATUSES 22
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {
@@ -112,6 +121,10 @@ struct metrics {
     uint64_t ws_pings;                /* pings sent (liveness) */
     uint64_t ws_pongs;                /* pongs received that answered our last ping */
     uint64_t ws_ping_timeouts;        /* connections reset: pong missing (dead or stuck peer) */
+    uint64_t auth_tokens_issued;      /* access tokens minted (POST /v1/auth/token) */
+    uint64_t auth_refused[AREF__N];   /* credentials refused, by cause */
+    uint64_t cors_preflights;         /* CORS preflights answered 204 */
+    uint64_t cors_refused;            /* requests refused: an Origin not in ASR_CORS_ORIGINS */
     /* the worker's memory budgets (base/budget.h; the worker copies them each
      * tick and before a metrics answer): bytes charged now, the most since
      * start, the bound (0 = none), charges refused */

@@ -57,6 +57,7 @@ struct http_conn {
     int  peer_eof;                   /* the client half-closed during a request */
     int  draining;                   /* answer the current request, then close */
     int  in_process;                 /* process() is on the stack */
+    int  head_in;                    /* the request's head is complete: its headers can be read */
     int  streaming;                  /* BUSY with a streamed answer: 1 chunked, 2 close-delimited */
     int  stream_status;              /* its status, for the request's accounting */
     /* linger: answered (DONE) before the body was all read; reading and
@@ -229,6 +230,7 @@ static int cb_message_begin(http_parser *p) {
     hc->method_known = 0;
     hc->chunk_left = 0;
     hc->crlf_need = 0;
+    hc->head_in = 0;
     hc->body_declared = 0;
     hc->body_expect = 0;
     hc->req.start_ns = util_now_ns();
@@ -297,6 +299,12 @@ static int value_is(const char *v, const char *lit) {
     return util_ieq(v, n, lit);
 }
 
+/* CORS (below): what it makes of a request, decided in dispatch and, for
+ * a request waiting for 100 Continue, in expect_continue. */
+enum cors_verdict { CORS_PASS, CORS_REFUSE, CORS_PREFLIGHT };
+static enum cors_verdict cors_verdict(const struct http_conn *hc);
+#define CORS_REFUSAL_MSG "this Origin may not call this server (ASR_CORS_ORIGINS)"
+
 /* Whether route rt serves path: an exact route its whole path, a prefix
  * route (path ending in '/') every longer path under it. */
 static int route_matches(const struct http_route *rt, const char *path, size_t pl) {
@@ -353,12 +361,22 @@ static int expect_continue(struct http_conn *hc, http_parser *p) {
     enum metric_route mr;
     int known;
     const struct http_route *rt = route_find(hc->srv, r, &mr, &known);
-    if (!rt) {
+    int fallback_serves = !rt && !known && hc->srv->fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD);
+    if (fallback_serves) mr = hc->srv->fallback_route;
+    enum cors_verdict cv = cors_verdict(hc);
+    if (cv == CORS_REFUSE) {
+        r->route = mr;
+        metrics.cors_refused++;
+        return refuse(hc, ASR_E_ORIGIN_NOT_ALLOWED, CORS_REFUSAL_MSG);
+    }
+    if (cv == CORS_PREFLIGHT || fallback_serves) {
+        rt = NULL; /* dispatch answers: the preflight, or the page's file */
+    } else if (!rt) {
         r->route = mr;
         return known ? refuse(hc, ASR_E_METHOD, "method not allowed on this path")
                      : refuse(hc, ASR_E_NOT_FOUND, "no such route");
     }
-    if (rt->check) {
+    if (rt && rt->check) {
         const char *msg = NULL;
         int err = rt->check(rt->ctx, r, &msg);
         if (err) {
@@ -386,6 +404,7 @@ static int cb_headers_complete(http_parser *p) {
         r->head.data[r->hdr_name[i] + r->hdr_name_len[i]] = '\0';
         if (r->hdr_val[i]) r->head.data[r->hdr_val[i] + r->hdr_val_len[i]] = '\0';
     }
+    hc->head_in = 1;
     const char *url = r->head.data;
     const char *q = memchr(url, '?', r->url_len);
     r->path_len = q ? (size_t)(q - url) : r->url_len;
@@ -587,8 +606,11 @@ static const char *reason(int status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -642,6 +664,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     r->url_len = r->path_len = r->query_len = 0;
     r->route = ROUTE_OTHER;
     hc->method_known = 0;
+    hc->head_in = 0;
     buf_cleanup(&r->body); /* an idle keep-alive connection holds no body */
     if (close_after || !r->keep_alive || hc->draining || hc->peer_eof) {
         http_move(hc, HTTP_ST_DONE); /* parse nothing more */
@@ -665,19 +688,108 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     process(hc);
 }
 
+/* ---- CORS (http.h, struct http_cors) ------------------------------------------ */
+
+static int is_space(char c) { return c == ' ' || c == '\t'; }
+
+/* p[0..*n) without the spaces and tabs around it. */
+static const char *trim(const char *p, size_t *n) {
+    while (*n && is_space(*p)) p++, (*n)--;
+    while (*n && is_space(p[*n - 1])) (*n)--;
+    return p;
+}
+
+/* An entry of list equals v[0..vl) ignoring ASCII case, or is "*". */
+static int list_has(const char *list, const char *v, size_t vl) {
+    if (!list) return 0;
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *entry = trim(p, &l);
+        if (l == 1 && entry[0] == '*') return 1;
+        if (l && l == vl && strncasecmp(entry, v, l) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* An origin is public (scheme, host, port): plain comparisons will do. The
+ * server's own origin is recognised by its host and port alone, whatever
+ * the scheme (a TLS proxy in front sees https, asrd plain HTTP). */
+enum http_origin http_origin_check(const char *list, const struct http_req *req) {
+    size_t ol = 0, hl = 0;
+    const char *o = http_header(req, "origin", &ol);
+    if (!o) return HTTP_ORIGIN_NONE;
+    o = trim(o, &ol);
+    const char *host = http_header(req, "host", &hl);
+    const char *sep = NULL;
+    for (size_t i = 0; i + 3 <= ol && !sep; i++)
+        if (memcmp(o + i, "://", 3) == 0) sep = o + i;
+    if (host && sep) {
+        host = trim(host, &hl);
+        size_t al = ol - (size_t)(sep + 3 - o);
+        if (hl && al == hl && strncasecmp(sep + 3, host, hl) == 0) return HTTP_ORIGIN_SAME;
+    }
+    return list_has(list, o, ol) ? HTTP_ORIGIN_LISTED : HTTP_ORIGIN_OTHER;
+}
+
+static const char *cors_list(const struct http_server *srv) {
+    const struct http_cors *c = srv->cors;
+    return c && c->origins && c->origins[0] ? c->origins : NULL;
+}
+
+/* What CORS makes of a request whose head is complete (http.h, struct
+ * http_cors): refused (an Origin not listed), a preflight from a listed
+ * origin to answer, or nothing to do (CORS off, an upgrade, no Origin, the
+ * server's own). */
+static enum cors_verdict cors_verdict(const struct http_conn *hc) {
+    const struct http_req *r = &hc->req;
+    const char *list = cors_list(hc->srv);
+    if (!list || r->upgrade) return CORS_PASS;
+    enum http_origin o = http_origin_check(list, r);
+    if (o == HTTP_ORIGIN_OTHER) return CORS_REFUSE;
+    if (o == HTTP_ORIGIN_LISTED && r->method == HTTP_OPTIONS && http_header(r, "access-control-request-method", NULL))
+        return CORS_PREFLIGHT;
+    return CORS_PASS;
+}
+
+/* The CORS headers of an answer: Vary: Origin whenever the answer depends
+ * on it (a list other than "*"); Allow-Origin and Expose-Headers when the
+ * request came from a listed origin (its head must be complete to be read:
+ * refusals of a head still arriving carry none). */
+static void cors_headers(struct http_conn *hc, struct buf *h) {
+    const char *list = cors_list(hc->srv);
+    if (!list) return;
+    size_t ll = strlen(list);
+    const char *l = trim(list, &ll);
+    int star = ll == 1 && l[0] == '*';
+    if (!star) buf_puts(h, "Vary: Origin\r\n");
+    if (!hc->head_in || hc->req.upgrade || http_origin_check(list, &hc->req) != HTTP_ORIGIN_LISTED) return;
+    size_t ol = 0;
+    const char *o = http_header(&hc->req, "origin", &ol);
+    o = trim(o, &ol);
+    if (star) buf_puts(h, "Access-Control-Allow-Origin: *\r\n");
+    else buf_printf(h, "Access-Control-Allow-Origin: %.*s\r\n", (int)ol, o);
+    buf_puts(h, "Access-Control-Expose-Headers: " HTTP_CORS_EXPOSE_HEADERS "\r\n");
+}
+
 static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
                     const char *extra, int close_after) {
     if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c) || hc->streaming) return;
     struct buf h;
     buf_init(&h, 0);
     int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
-    buf_printf(&h,
-               "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-               "X-Request-Id: %s\r\nConnection: %s\r\n%s\r\n",
-               status, reason(status), ctype, len, hc->req.request_id[0] ? hc->req.request_id : "-",
-               keep ? "keep-alive" : "close", extra ? extra : "");
+    /* 204 and 304 have no body, and say nothing of one (RFC 9110 8.6). */
+    int bodyless = status == 204 || status == 304;
+    buf_printf(&h, "HTTP/1.1 %d %s\r\nServer: asrd\r\n", status, reason(status));
+    if (!bodyless) buf_printf(&h, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);
+    buf_printf(&h, "X-Request-Id: %s\r\nConnection: %s\r\n", hc->req.request_id[0] ? hc->req.request_id : "-",
+               keep ? "keep-alive" : "close");
+    cors_headers(hc, &h);
+    buf_printf(&h, "%s\r\n", extra ? extra : "");
     conn_write(hc->c, h.data, h.len);
-    if (len && hc->req.method != HTTP_HEAD) conn_write(hc->c, body, len);
+    if (len && !bodyless && hc->req.method != HTTP_HEAD) conn_write(hc->c, body, len);
     buf_cleanup(&h);
     finish_request(hc, status, !keep);
 }
@@ -707,10 +819,11 @@ void http_stream_begin(struct http_conn *hc, int status, const char *ctype, cons
     int keep = chunked && hc->req.keep_alive && !hc->draining && !hc->peer_eof;
     buf_printf(&h,
                "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\n%sX-Request-Id: %s\r\n"
-               "Cache-Control: no-cache\r\nConnection: %s\r\n%s\r\n",
+               "Cache-Control: no-cache\r\nConnection: %s\r\n",
                status, reason(status), ctype, chunked ? "Transfer-Encoding: chunked\r\n" : "",
-               hc->req.request_id[0] ? hc->req.request_id : "-", keep ? "keep-alive" : "close",
-               extra ? extra : "");
+               hc->req.request_id[0] ? hc->req.request_id : "-", keep ? "keep-alive" : "close");
+    cors_headers(hc, &h);
+    buf_printf(&h, "%s\r\n", extra ? extra : "");
     conn_write(hc->c, h.data, h.len);
     buf_cleanup(&h);
     hc->streaming = chunked ? 1 : 2;
@@ -800,35 +913,114 @@ void http_peer_ip(const struct http_conn *hc, char *out, size_t len) {
 
 /* ---- dispatch --------------------------------------------------------------- */
 
-/* "Allow: GET, HEAD\r\n" for the methods the request's path has. */
+/* The methods path answers, "GET, DELETE" style, into out (an Allow
+ * header's value): the routes' that serve it (its exact routes, else the
+ * prefix routes over it: route_pass), or GET when only the fallback serves
+ * it. Empty when nothing does. */
+static void path_methods(const struct http_server *srv, const char *path, size_t pl, int fallback, char *out,
+                         size_t cap) {
+    out[0] = '\0';
+    int pass = route_pass(srv, path, pl);
+    for (size_t i = 0; pass >= 0 && i < srv->n_routes; i++) {
+        const struct http_route *rt = &srv->routes[i];
+        if (rt->prefix != pass || !route_matches(rt, path, pl)) continue;
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? ", " : "",
+                 http_method_str((enum http_method)rt->method));
+    }
+    if (fallback && !out[0]) snprintf(out, cap, "GET");
+}
+
+/* methods (path_methods) names m exactly (methods are case-sensitive). */
+static int methods_have(const char *methods, const char *m, size_t ml) {
+    for (const char *p = methods; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *x = trim(p, &l);
+        if (l && l == ml && memcmp(x, m, l) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* "Allow: GET, POST\r\n" for the methods the request's path has (its
+ * routes'). */
 static void allow_header(const struct http_conn *hc, char *allow, size_t len) {
     size_t pl;
     const char *path = http_path(&hc->req, &pl);
-    int pass = route_pass(hc->srv, path, pl);
-    snprintf(allow, len, "Allow: ");
-    for (size_t i = 0; i < hc->srv->n_routes; i++) {
-        const struct http_route *rt = &hc->srv->routes[i];
-        if (rt->prefix == pass && route_matches(rt, path, pl))
-            snprintf(allow + strlen(allow), len - strlen(allow), "%s%s", allow[7] ? ", " : "",
-                     http_method_str((enum http_method)rt->method));
-    }
-    strncat(allow, "\r\n", len - strlen(allow) - 1);
+    char methods[96];
+    path_methods(hc->srv, path, pl, 0, methods, sizeof methods);
+    snprintf(allow, len, "Allow: %s\r\n", methods);
 }
 
+/* A CORS preflight from a listed origin (http.h, struct http_cors). The
+ * answer's Allow-Origin comes from cors_headers, as on every answer. */
+static void preflight(struct http_conn *hc, const char *methods) {
+    if (!methods[0]) {
+        http_respond_error(hc, 404, "NOT_FOUND", "no such route", NULL);
+        return;
+    }
+    size_t ml = 0;
+    const char *m = http_header(&hc->req, "access-control-request-method", &ml);
+    m = trim(m, &ml);
+    char h[256];
+    if (!methods_have(methods, m, ml)) {
+        snprintf(h, sizeof h, "Allow: %s\r\n", methods);
+        http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", h);
+        return;
+    }
+    snprintf(h, sizeof h,
+             "Access-Control-Allow-Methods: %s\r\nAccess-Control-Allow-Headers: " HTTP_CORS_ALLOW_HEADERS
+             "\r\nAccess-Control-Max-Age: %u\r\n",
+             methods, hc->srv->cors->max_age_s);
+    metrics.cors_preflights++;
+    http_respond(hc, 204, "", "", 0, h);
+}
+
+/* Routing: the route of the path and method; CORS before it (http.h), so
+ * that a refusal or a preflight is counted under the path's route; then
+ * 405 for a known path with another method, the fallback for GET and HEAD,
+ * 404. expect_continue decides the same way before a body is sent. */
 static void dispatch(struct http_conn *hc) {
     struct http_req *r = &hc->req;
+    const struct http_server *srv = hc->srv;
     conn_timer(hc->c, 0);
     http_move(hc, HTTP_ST_BUSY);
     int known;
-    const struct http_route *rt = route_find(hc->srv, r, &r->route, &known);
-    if (rt) {
-        rt->handler(rt->ctx, hc, r);
+    const struct http_route *match = route_find(srv, r, &r->route, &known);
+    /* A path no route has is the fallback's (and counted under its route)
+     * for what it serves: GET and HEAD, and their preflights. */
+    int fallback = !match && !known && srv->fallback;
+    int fallback_serves = fallback && (r->method == HTTP_GET || r->method == HTTP_HEAD);
+    if (fallback_serves) r->route = srv->fallback_route;
+    switch (cors_verdict(hc)) {
+    case CORS_REFUSE:
+        metrics.cors_refused++;
+        http_respond_err(hc, ASR_E_ORIGIN_NOT_ALLOWED, CORS_REFUSAL_MSG);
+        return;
+    case CORS_PREFLIGHT: {
+        if (fallback) r->route = srv->fallback_route;
+        size_t pl;
+        const char *path = http_path(r, &pl);
+        char methods[96];
+        path_methods(srv, path, pl, fallback, methods, sizeof methods);
+        preflight(hc, methods);
+        return;
+    }
+    case CORS_PASS: break;
+    }
+    if (match) {
+        match->handler(match->ctx, hc, r);
         return;
     }
     if (known) {
-        char allow[64];
+        char allow[128];
         allow_header(hc, allow, sizeof allow);
         http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", allow);
+        return;
+    }
+    if (fallback_serves) {
+        srv->fallback(srv->fallback_ctx, hc, r);
         return;
     }
     http_respond_error(hc, 404, "NOT_FOUND", "no such route", NULL);
@@ -846,7 +1038,7 @@ static void fail_parse(struct http_conn *hc, int err, const char *msg) {
                  err != ASR_E_BAD_REQUEST && err != ASR_E_TIMEOUT && err != ASR_E_HEADERS_TOO_LARGE;
     http_move(hc, HTTP_ST_BUSY);
     if (!hc->req.request_id[0]) util_random_id(hc->req.request_id); /* refused before the head was read */
-    char extra[64] = "";
+    char extra[128] = "";
     if (err == ASR_E_METHOD) allow_header(hc, extra, sizeof extra);
     else if (asr_err_http_status(err) == 503) snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
     struct buf b;

@@ -16,8 +16,9 @@
  *
  * Expect: 100-continue (HTTP/1.1, a request with a body): once its head is
  * in, the request is either answered at once with its final status and the
- * body is never read (a limit above, no such route or method: 404/405, the
- * route's check: e.g. 401) or told "100 Continue". A refusal made while the
+ * body is never read (a limit above, an Origin CORS refuses: 403, no such
+ * route or method: 404/405, the route's check: e.g. 401) or told "100
+ * Continue" (also a CORS preflight, and a GET or HEAD the fallback serves). A refusal made while the
  * client may still be sending its body (413, 503, the early answers) does
  * not close at once: the connection reads and discards for up to
  * HTTP_LINGER_MS of silence, so the answer is not lost to a reset.
@@ -130,11 +131,58 @@ struct http_route {
                                         route of the same path is tried first */
 };
 
+/* Cross-origin requests from browsers (docs/API.md "Browsers: CORS,
+ * tokens and the page"), handled here for every route, so routes need
+ * nothing. With origins set, for a request that is not a WebSocket upgrade
+ * and carries an Origin header other than the server's own (its host and
+ * port equal the Host header):
+ *   - a preflight (OPTIONS with Access-Control-Request-Method) from a listed
+ *     origin is answered 204 with Access-Control-Allow-Origin, -Methods (the
+ *     path's), -Headers (HTTP_CORS_ALLOW_HEADERS) and -Max-Age; one asking
+ *     for a method the path does not have is 405; a path nothing serves is
+ *     404;
+ *   - any request from an origin not listed is refused with 403
+ *     ORIGIN_NOT_ALLOWED and no CORS headers (preflight or not);
+ *   - every answer to a listed origin carries Access-Control-Allow-Origin
+ *     and Access-Control-Expose-Headers (HTTP_CORS_EXPOSE_HEADERS).
+ * Answers carry Vary: Origin whenever the list is not "*". Without origins
+ * (NULL or ""), nothing of this happens: no CORS headers, OPTIONS is 405 or
+ * 404 like any method a path lacks. Upgrades are left to their route (the
+ * WebSocket has its own Origin check, api/auth.h). */
+struct http_cors {
+    const char *origins;             /* borrowed: comma-separated origins, or "*"; NULL or "" = off */
+    unsigned    max_age_s;           /* Access-Control-Max-Age of preflight answers */
+};
+
+#define HTTP_CORS_ALLOW_HEADERS "Authorization, Content-Type, X-API-Key, X-Request-Id, Idempotency-Key"
+#define HTTP_CORS_EXPOSE_HEADERS "X-Request-Id, Retry-After, Location, Idempotent-Replayed"
+
+/* How a request's Origin header relates to an origin list (the list syntax
+ * of http_cors.origins and ASR_ALLOWED_ORIGINS: origins as browsers send
+ * them, scheme://host[:port], compared ignoring ASCII case, spaces around
+ * entries ignored; "*" matches any). */
+enum http_origin {
+    HTTP_ORIGIN_NONE,                /* no Origin header: not a browser's cross-origin request */
+    HTTP_ORIGIN_SAME,                /* the server's own: Origin's host[:port] equals the Host header */
+    HTTP_ORIGIN_LISTED,              /* listed (or the list is "*") */
+    HTTP_ORIGIN_OTHER,               /* anything else, "null" included */
+};
+
+/* Classifies req's Origin against list (borrowed; NULL or "" lists
+ * nothing). req's head must be complete (a route's request). */
+enum http_origin http_origin_check(const char *list, const struct http_req *req);
+
 /* What every connection of one server shares: its routes and limits. The
  * owner keeps it alive as long as any connection uses it. */
 struct http_server {
     const struct http_route *routes; /* borrowed: lives as long as the server */
     size_t   n_routes;
+    /* GET and HEAD requests to a path no route has go here (static files),
+     * counted under fallback_route; NULL = 404 NOT_FOUND. */
+    http_handler_fn fallback;
+    void    *fallback_ctx;           /* borrowed: handed to fallback */
+    enum metric_route fallback_route;
+    const struct http_cors *cors;    /* borrowed; NULL = CORS off */
     size_t   max_header_bytes;       /* request line + headers (431 beyond) */
     size_t   max_upload_bytes;       /* body as sent (413 beyond) */
     struct budget *body_budget;      /* borrowed, NULL = none: bodies being received are charged

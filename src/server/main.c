@@ -10,6 +10,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "base/util.h"
 #include "engines/registry.h"
 #include "server/master.h"
 #include "server/worker.h"
@@ -122,6 +123,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "asrd: libsodium failed to initialize\n");
         return 1;
     }
+    if (!cfg.token_secret[0]) { /* tokens then hold on this instance only (base/config.h) */
+        util_random_id(cfg.token_secret);
+        util_random_id(cfg.token_secret + 32);
+        cfg.token_secret_random = 1;
+    }
     log_setup(cfg.log_level, cfg.log_format, "master");
     char dump[4096];
     config_dump_json(&cfg, ops->settings, ops->n_settings, dump, sizeof dump);
@@ -129,6 +135,10 @@ int main(int argc, char **argv) {
     if (l) {
         log_str(l, "version", ASRD_VERSION);
         log_raw(l, "config", dump);
+        log_end(l);
+    }
+    if (cfg.token_secret_random && (l = log_begin(LOG_INFO, "access tokens hold on this instance only"))) {
+        log_str(l, "why", "ASR_TOKEN_SECRET is empty: a random secret was made at start");
         log_end(l);
     }
     return master_run(&cfg);

@@ -9,6 +9,8 @@
 
 #include <http_parser.h>
 #include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <malloc.h>
 #include <string.h>
@@ -383,6 +385,7 @@ static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
         {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL, api_rest_check, 0},
         {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL, NULL, 0},
+        {"/v1/auth/token", HTTP_POST, ROUTE_AUTH_TOKEN, api_auth_token, w->api, NULL, NULL, 0},
         {"/v1/audio/transcriptions", HTTP_POST, ROUTE_AUDIO_TRANSCRIPTIONS, api_openai_transcriptions, w->api,
          api_openai_error_body, api_rest_check, 0},
         {"/v1/audio/translations", HTTP_POST, ROUTE_AUDIO_TRANSLATIONS, api_openai_translations, w->api,
@@ -399,15 +402,54 @@ static void routes_init(struct worker *w) {
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
     const struct config *c = w->cfg;
+    w->cors = (struct http_cors){.origins = c->cors_origins, .max_age_s = (unsigned)c->cors_max_age_s};
     w->http = (struct http_server){
         .routes = w->routes,
         .n_routes = sizeof routes / sizeof routes[0],
+        .cors = &w->cors,
         .max_header_bytes = c->max_header_bytes,
         .max_upload_bytes = c->max_upload_bytes,
         .body_budget = &w->upload_mem,
         .handshake_timeout_ms = (uint64_t)c->handshake_timeout_s * 1000,
         .body_timeout_ms = (uint64_t)c->body_timeout_s * 1000,
     };
+}
+
+/* The page's directory (ASR_WEB_DIR, docs/API.md "The page at /"): the
+ * setting; when empty, the first of <binary's directory>/../share/asrd/web
+ * (installed) and <binary's directory>/../../web (the source tree, where
+ * the build leaves the binary in build/<kind>/) that holds an index.html;
+ * "off", or nothing found: no page. Returns 0 with out set ("" = no page),
+ * or 2 with a message when ASR_WEB_DIR names no directory. */
+static int web_dir(const struct config *c, char *out, size_t cap) {
+    out[0] = '\0';
+    if (strcmp(c->web_dir, "off") == 0) return 0;
+    if (c->web_dir[0]) {
+        struct stat st;
+        if (stat(c->web_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "asrd: ASR_WEB_DIR: \"%s\" is not a directory (\"off\" serves no page)\n", c->web_dir);
+            return 2;
+        }
+        snprintf(out, cap, "%s", c->web_dir);
+        return 0;
+    }
+    char exe[4096];
+    size_t n = sizeof exe;
+    if (uv_exepath(exe, &n) != 0) return 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return 0;
+    *slash = '\0';
+    static const char *const rel[] = {"../share/asrd/web", "../../web"};
+    for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+        char cand[4096 + 64];
+        snprintf(cand, sizeof cand, "%s/%s/index.html", exe, rel[i]);
+        if (access(cand, R_OK) != 0) continue;
+        cand[strlen(cand) - sizeof "/index.html" + 1] = '\0';
+        if (strlen(cand) >= cap) return 0;
+        memcpy(out, cand, strlen(cand) + 1);
+        return 0;
+    }
+    return 0;
 }
 
 int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
@@ -464,6 +506,16 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
         return 2;
     }
     routes_init(w); /* the API routes' ctx is w->api */
+    if (web_dir(cfg, w->web_dir, sizeof w->web_dir) != 0) return 2;
+    if (w->web_dir[0] && files_create(w->web_dir, &w->files) != 0) {
+        fprintf(stderr, "asrd: ASR_WEB_DIR: \"%s\" cannot be read\n", w->web_dir);
+        return 2;
+    }
+    if (w->files) {
+        w->http.fallback = files_serve;
+        w->http.fallback_ctx = w->files;
+        w->http.fallback_route = ROUTE_WEB;
+    }
     uv_prepare_init(loop, &w->prep);
     w->prep.data = w;
     uv_prepare_start(&w->prep, on_prepare);
@@ -510,6 +562,7 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
         log_str(l, "host", cfg->host);
         log_u64(l, "port", (uint64_t)cfg->port);
         log_str(l, "engine", cfg->engine);
+        log_str(l, "web_dir", w->web_dir);
         log_u64(l, "pid", (uint64_t)getpid());
         log_end(l);
     }
@@ -532,6 +585,8 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_loop_close(w->loop);
     api_destroy(w->api);
     w->api = NULL;
+    files_destroy(w->files);
+    w->files = NULL;
     l = log_begin(LOG_INFO, "exit");
     if (l) { log_u64(l, "connections_left", metrics.connections_active); log_end(l); }
     return 0;

@@ -13,6 +13,7 @@
 #include "base/config.h"
 #include "base/metrics.h"
 #include "net/conn.h"
+#include "net/files.h"
 #include "net/http.h"
 
 
@@ -47,6 +48,9 @@ struct worker {
     struct budget upload_mem;        /* bodies and decoding of uploads in flight (ASR_UPLOAD_MEMORY_BYTES) */
     struct budget message_mem;       /* partial WebSocket messages (ASR_MESSAGE_MEMORY_BYTES) */
     struct http_route routes[WORKER_ROUTES];
+    struct http_cors cors;           /* the CORS policy http serves with (ASR_CORS_*) */
+    struct files *files;             /* owned: the page's static files (ASR_WEB_DIR), or NULL */
+    char         web_dir[4096];      /* the directory they come from ("" = no page) */
     struct pool *pool;               /* owned: a windowed engine's inference pool, or NULL */
     uv_tcp_t     listener;
     uv_prepare_t prep;               /* flush writes before polling */

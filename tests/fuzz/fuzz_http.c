@@ -7,9 +7,10 @@
  *   bits 0-3  write size: 0 = all at once, k = pieces of 2^(k-1) bytes with a
  *             loop turn between them (so http-parser sees split tokens); the
  *             first 4 KiB only, then the rest at once
- *   bit 4     ASR_API_KEYS=fuzzkey1,fuzzkey2 and
+ *   bit 4     ASR_API_KEYS=fuzzkey1,fuzzkey2,
  *             ASR_ALLOWED_ORIGINS=https://fuzz.example, http://127.0.0.1:8000
- *             for this input
+ *             and ASR_CORS_ORIGINS=https://fuzz.example for this input
+ *             (ASR_TOKEN_SECRET is always net.c's, so seeds carry tokens)
  *   bit 5     drain the worker after the first piece (as SIGTERM would)
  *   bit 6     half-close (shutdown SHUT_WR) after the last byte, before
  *             the answers are read (EOF while a response is pending)
@@ -24,7 +25,8 @@
  * {"error":{"code":string,"message":string}} (but the health body of a
  * draining 503); a 405 has Allow; a 400, 408,
  * 411, 413 or 431 says Connection: close and nothing follows it; nothing
- * follows a Connection: close response. (Skipped when the input holds
+ * follows a Connection: close response; an Access-Control-Allow-Origin
+ * names the one listed origin, and only under bit 4 (CORS on). (Skipped when the input holds
  * "HEAD", whose answers have no body for their Content-Length.) */
 #define _GNU_SOURCE /* memmem */
 #include <stddef.h>
@@ -45,9 +47,11 @@
 
 /* ---- the response oracle ------------------------------------------------ */
 
+static int cors_on_;               /* this input has ASR_CORS_ORIGINS (bit 4) */
+
 struct rcheck {
     int  status;
-    int  in_field, field;          /* header being read: 1 x-request-id, 2 connection, 3 allow, 0 other */
+    int  in_field, field;          /* header being read: 1 x-request-id, 2 connection, 3 allow, 4 a-c-allow-origin, 0 other */
     char name[32];
     size_t name_len;
     int  has_rid, has_allow, close;
@@ -83,9 +87,14 @@ static int rc_value(http_parser *p, const char *at, size_t n) {
     if (r->in_field) {
         r->in_field = 0;
         r->field = strcasecmp(r->name, "x-request-id") == 0 ? 1 : strcasecmp(r->name, "connection") == 0 ? 2
-                   : strcasecmp(r->name, "allow") == 0      ? 3 : 0;
+                   : strcasecmp(r->name, "allow") == 0      ? 3
+                   : strcasecmp(r->name, "access-control-allow-origin") == 0 ? 4 : 0;
         if (r->field == 1) r->has_rid = n > 0;
         if (r->field == 3) r->has_allow = 1;
+        /* the origin as the client spelled it (case aside); one piece here */
+        if (r->field == 4 && (!cors_on_ || n != 20 || strncasecmp(at, "https://fuzz.example", 20) != 0))
+            fuzz_fail("fuzz_http: Access-Control-Allow-Origin %.*s%s", (int)(n < 80 ? n : 80), at,
+                      cors_on_ ? "" : " with CORS off");
     }
     if (r->field == 2 && n == 5 && strncasecmp(at, "close", 5) == 0) r->close = 1;
     return 0;
@@ -166,10 +175,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t flags = data[0];
     data++;
     size--;
+    cors_on_ = (flags & 0x10) != 0;
     if (flags & 0x10) {
         snprintf(fuzz_cfg.api_keys, sizeof fuzz_cfg.api_keys, "fuzzkey1,fuzzkey2");
         snprintf(fuzz_cfg.allowed_origins, sizeof fuzz_cfg.allowed_origins,
                  "https://fuzz.example, http://127.0.0.1:8000");
+        snprintf(fuzz_cfg.cors_origins, sizeof fuzz_cfg.cors_origins, "https://fuzz.example");
     }
 
     struct fuzz_client fc;

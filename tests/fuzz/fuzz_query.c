@@ -1,8 +1,8 @@
 /* fuzz_query: http_query() (src/net/http.h), the query-string lookup and
  * percent-decoding behind sample_rate, encoding, session_id and api_key,
  * and the two consumers of its output that take client text: the API key
- * check (auth_check_key, with keys configured) and util_parse_u64 as the
- * upgrade applies it to sample_rate.
+ * check (auth_check_key, with keys configured: ?token= then ?api_key=) and
+ * util_parse_u64 as the upgrade applies it to sample_rate.
  *
  * Input: one byte choosing the extra parameter name and output size, then
  * the request target ("/path?query"), laid out in a struct http_req the way
@@ -127,17 +127,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(out);
     }
     int k = auth_check_key(&cfg_, &req);
-    if (k != 0 && k != ASR_E_UNAUTHORIZED) fuzz_fail("fuzz_query: auth_check_key returned %d", k);
-    /* Only "fuzzkey1" and "k2 with space" open the door (the empty key after
-     * the trailing comma must not). */
-    if (k == 0) {
-        long l = ref_query(qs, req.query_len, "api_key", ref);
-        if (!req.query_len || l < 0) fuzz_fail("fuzz_query: a key passed without any api_key parameter");
-        ref[l] = '\0';
-        if (strcmp(ref, "fuzzkey1") != 0 && strcmp(ref, "k2 with space") != 0) {
-            fuzz_fail("fuzz_query: api_key \"%s\" accepted", ref);
-        }
+    /* The credential is ?token= when present (and usable), else ?api_key=
+     * (api/auth.h). Only "fuzzkey1" and "k2 with space" open the door (the
+     * empty key after the trailing comma must not); something that starts
+     * like a token is TOKEN_INVALID (no secret here signs anything). */
+    long l = req.query_len ? ref_query(qs, req.query_len, "token", ref) : -1;
+    if (l >= 0 && (size_t)l > 255) l = -2;
+    if (l == -1) {
+        l = req.query_len ? ref_query(qs, req.query_len, "api_key", ref) : -1;
+        if (l >= 0 && (size_t)l > 255) l = -2;
     }
+    int want = ASR_E_UNAUTHORIZED;
+    if (l >= 0) {
+        ref[l] = '\0';
+        if (strcmp(ref, "fuzzkey1") == 0 || strcmp(ref, "k2 with space") == 0) want = 0;
+        else if (strncmp(ref, "asrd1.", 6) == 0) want = ASR_E_TOKEN_INVALID;
+    }
+    if (k != want) fuzz_fail("fuzz_query: auth_check_key returned %d, expected %d", k, want);
     free(ref);
     buf_cleanup(&req.head);
     return 0;

@@ -306,6 +306,73 @@ http("half_close_in_head", b"POST /v1/transcribe HTTP/1.1\r\nContent-Ty", 0x40)
 http("half_close_chunked_no_last", b"POST /v1/transcribe HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"4\r\nabcd\r\n", 0x40 | 0x02)
 
+# ---- fuzz_http: browsers (CORS, access tokens, the page) ------------------
+# Under bit 4: ASR_CORS_ORIGINS=https://fuzz.example and keys fuzzkey1,fuzzkey2;
+# tests/fuzz/net.c's ASR_TOKEN_SECRET signs the tokens below (api/auth.h has
+# the format), valid until 2100.
+FUZZ_TOKEN_SECRET = b"fuzz token secret, sixteen bytes and more"
+
+
+def token(key=b"fuzzkey1", scope=3, exp=4102444800):
+    import hashlib
+    import hmac
+    payload = bytes([1]) + struct.pack(">Q", exp) + bytes([scope]) + hashlib.blake2b(key, digest_size=8).digest()
+    mac = hmac.new(FUZZ_TOKEN_SECRET, payload, "sha256").digest()
+    return "asrd1." + base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
+
+
+http("cors_preflight", b"OPTIONS /v1/transcribe HTTP/1.1\r\nHost: asrd\r\nOrigin: https://fuzz.example\r\n"
+     b"Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\n\r\n", 0x10)
+http("cors_preflight_405", b"OPTIONS /v1/transcribe HTTP/1.1\r\nOrigin: https://fuzz.example\r\n"
+     b"Access-Control-Request-Method: PUT\r\n\r\n", 0x10)
+http("cors_refused_403", b"GET /v1/health HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n"
+     b"GET /v1/health HTTP/1.1\r\nOrigin: HTTPS://FUZZ.EXAMPLE\r\n\r\n", 0x10)
+http("cors_same_origin", b"GET /v1/health HTTP/1.1\r\nHost: asrd:8000\r\nOrigin: http://asrd:8000\r\n\r\n", 0x10)
+MINT_BODY = b'{"scope":["stream","transcribe"],"expires_in":9}'
+http("token_mint", b"POST /v1/auth/token HTTP/1.1\r\nOrigin: https://fuzz.example\r\nAuthorization: Bearer fuzzkey1\r\n"
+     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(MINT_BODY) + MINT_BODY, 0x10)
+http("token_mint_no_keys", b"POST /v1/auth/token HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+http("token_rest", ("POST /v1/transcribe HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Type: audio/pcm; rate=16000\r\n"
+                    "Content-Length: 4\r\n\r\nabcd" % token()).encode(), 0x10)
+http("token_scope_403", ("POST /v1/transcribe HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: 1\r\n\r\nx"
+                         % token(scope=1)).encode(), 0x10)
+http("token_expired_401", ("POST /v1/transcribe HTTP/1.1\r\nX-API-Key: %s\r\nContent-Length: 1\r\n\r\nx"
+                           % token(exp=1000)).encode(), 0x10)
+http("token_upgrade", upgrade("?token=" + token(scope=1), extra="Origin: https://fuzz.example\r\n")
+     + frame(1, '{"type":"stop"}'), 0x10)
+http("page_index", b"GET / HTTP/1.1\r\nHost: asrd\r\n\r\nGET /app.js HTTP/1.1\r\nIf-None-Match: *\r\n\r\n")
+http("page_escape", b"GET /../README.md HTTP/1.1\r\n\r\nGET /%2e%2e/x HTTP/1.1\r\n\r\nGET /.git/config HTTP/1.1\r\n\r\n")
+
+# ---- fuzz_web -------------------------------------------------------------
+# byte 0: 0 a URL path (files_map_path), 1 token bytes, 2 a token request body,
+#         3 "Host\nOrigin" (http_origin_check).
+web = {
+    "path_root": b"\x00/",
+    "path_app": b"\x00/app.js",
+    "path_dir": b"\x00/sub/dir/",
+    "path_dotdot": b"\x00/../etc/passwd",
+    "path_hidden": b"\x00/a/.git/config",
+    "path_pct": b"\x00/%2e%2e/x",
+    "path_long": b"\x00/" + b"a" * 254,
+    "token_like": b"\x01asrd1.AQAAAABrFkohAVaeWX4vIO2i0iWItG3jQLjas0f4CV5561nZnBmq_FUhvaftJHMlktg",
+    "token_short": b"\x01asrd1.",
+    "token_bytes": bytes([1, 0, 200, 3, 1, 7, 65, 66, 67, 68, 69, 70]),
+    "token_bytes_expired": bytes([1, 2, 0, 0, 0, 70, 0, 1, 2, 3, 4, 5]),
+    "request_empty": b"\x02",
+    "request_ws": b"\x02 \r\n",
+    "request_full": b'\x02{"scope":["stream","transcribe"],"expires_in":60}',
+    "request_bad_scope": b'\x02{"scope":["admin"]}',
+    "request_dup": b'\x02{"scope":["stream"],"scope":["stream"]}',
+    "request_big_ttl": b'\x02{"expires_in":301}',
+    "origin_same": b"\x03asr.example:8000\nhttp://asr.example:8000",
+    "origin_listed": b"\x03x\nHTTPS://A.EXAMPLE",
+    "origin_null": b"\x03x\nnull",
+    "origin_other": b"\x03x\nhttps://a.example.evil",
+    "origin_spaces": b"\x03 x:1 \n  https://x:1  ",
+}
+for name, data in web.items():
+    put("web", name, data)
+
 # ---- fuzz_ws ------------------------------------------------------------
 # byte 0: bits 0-1 rate (none, 8000, 32000, 48000), bit 2 together, bit 3 shed load,
 #         bits 4-7 write size; byte 1: bit 0 frame mode, bit 1 resume, bit 2 slow reader,
@@ -546,6 +613,8 @@ q = {
     "long_value": (2 | 0 << 3, "/?session_id=" + "a" * 200),
     "dup_and_eq": (6 | 4 << 3, "/?a=b=c&a=b&%41=1&A=2"),
     "question_in_query": (0, "/p?sample_rate=8000?x=1&?encoding=pcm_s16le"),
+    "token_before_key": (3 | 6 << 3, "/v1/transcribe/stream?api_key=fuzzkey1&token=asrd1.AAAA"),
+    "token_is_a_key": (0, "/?token=fuzzkey1&api_key=nope"),
 }
 for name, (sel, url) in q.items():
     put("query", name, bytes([sel]) + url.encode())

@@ -34,6 +34,7 @@ static char rbuf_[65536];
 
 static const char *fuzz_env(const char *name) {
     if (strcmp(name, "ASR_MOCK_LATENCY_MS") == 0) return "0";
+    if (strcmp(name, "ASR_TOKEN_SECRET") == 0) return "fuzz token secret, sixteen bytes and more"; /* seeds' tokens */
     if (strcmp(name, "ASR_LOG_LEVEL") == 0) {
         const char *v = getenv("FUZZ_LOG_LEVEL");
         return v ? v : "info";

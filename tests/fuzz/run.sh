@@ -31,6 +31,7 @@ max_len() {
     media) echo 65536 ;;     # a few seconds of Opus or AAC
     multipart) echo 65536 ;;
     query) echo 4096 ;;
+    web) echo 4096 ;;
     jobreq) echo 16384 ;;
     *) echo 65536 ;;
   esac

@@ -160,6 +160,18 @@ def test_rest_transcribes_an_espeak_wav(container):
     assert doc.get("duration_ms", 0) > 1000, doc
 
 
+@pytest.mark.timeout(60)
+def test_the_page_is_served_at_root(container):
+    """web/ is in the image and ASR_WEB_DIR points at it (docs/API.md "The page at /")."""
+    c = container(ASR_WORKERS=1)
+    wait_healthy(c)
+    r = requests.get(c.http + "/", timeout=5)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8", r.headers
+    assert b'src="app.js"' in r.content
+    for name in ("app.js", "worklet.js", "style.css"):
+        assert requests.get(c.http + "/" + name, timeout=5).status_code == 200, name
+
+
 @pytest.mark.timeout(90)
 def test_job_and_openai_routes_in_the_image(container):
     """The job queue on the image's private redis-server (the default store)

@@ -1,7 +1,9 @@
 #!/bin/sh
 # asrd integration suite: the real binary (ASRD_BIN, default
 # build/release/asrd) on loopback ports, driven by Python websockets/requests
-# under pytest and by Node's ws and the official openai package.
+# under pytest and by Node's ws and the official openai package, and the page
+# at / in Debian's chromium driven by playwright-core (web.test.js; its
+# screenshots go to build/artifacts/).
 #
 #   tests/integration/run.sh               everything
 #   tests/integration/run.sh -k resume     extra arguments go to pytest
@@ -78,9 +80,9 @@ rm -f "$RC"
 
 node_rc=0
 if [ $# -eq 0 ]; then
-  echo "== node --test (ws, openai)"
+  echo "== node --test (ws, openai, chromium)"
   if [ $node_ok -eq 1 ]; then
-    node --test $NODE_DIR/stream.test.js $NODE_DIR/openai.test.js; node_rc=$?
+    node --test $NODE_DIR/stream.test.js $NODE_DIR/openai.test.js $NODE_DIR/web.test.js; node_rc=$?
   else
     echo "run.sh: the Node test clients are not installed (scripts/deps.sh test)" >&2; node_rc=1
   fi

@@ -118,8 +118,9 @@ def test_method_not_allowed_405(server):
     h.assert_json_error(r, 405)
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/v1/transcribe/nope", "/v2/transcribe"])
+@pytest.mark.parametrize("path", ["/nope/", "/nope", "/v1/transcribe/nope", "/v2/transcribe"])
 def test_unknown_path_404(server, path):
+    # "/" is the page (test_web.py); a path no route has is one of its files, or 404
     h.assert_json_error(requests.get(server.http + path, timeout=T), 404)
 
 

@@ -408,6 +408,232 @@ TEST(http_drain_closes_only_an_idle_connection_that_served) {
     close(peer);
 }
 
+/* ---- CORS and the fallback (http.h, struct http_cors) ------------------------- */
+
+static int fallback_calls_;
+
+static void h_fallback(void *ctx, struct http_conn *hc, struct http_req *req) {
+    (void)ctx;
+    (void)req;
+    fallback_calls_++;
+    http_respond(hc, 200, "text/plain", "file", 4, NULL);
+}
+
+static struct http_cors cors_ = {.origins = "https://app.example, http://localhost:3000", .max_age_s = 77};
+
+/* One request to srv with cors (NULL: off) and, with fb, the fallback;
+ * the answer in out. On the test's loop: a test calls np_init() once
+ * (a loop initialised again without being closed leaks). */
+static void ask(const struct http_cors *cors, int fb, const char *request, char *out, size_t cap) {
+    fallback_calls_ = 0;
+    upgraded_ = 0;
+    srv.handshake_timeout_ms = 10000;
+    srv.cors = cors;
+    srv.fallback = fb ? h_fallback : NULL;
+    srv.fallback_route = ROUTE_OTHER;
+    int peer;
+    struct conn *c = np_conn(&peer);
+    ASSERT_EQ_INT(http_conn_start(c, &srv), 0);
+    np_send(peer, request, strlen(request));
+    np_pump(3);
+    np_recv(peer, out, cap, NULL);
+    close(peer);
+    srv.cors = NULL;
+    srv.fallback = NULL;
+}
+
+TEST(http_cors_preflight_of_a_listed_origin) {
+    np_init();
+    char b[4096];
+    uint64_t pre = metrics.cors_preflights;
+    ask(&cors_, 0,
+        "OPTIONS /post HTTP/1.1\r\nHost: asr:8000\r\nOrigin: https://app.example\r\n"
+        "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 No Content\r\n", 25) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: https://app.example\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: POST\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Headers: " HTTP_CORS_ALLOW_HEADERS "\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAccess-Control-Max-Age: 77\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nVary: Origin\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nContent-Length:") == NULL); /* 204: no body, no length */
+    ASSERT(strstr(b, "\r\nContent-Type:") == NULL);
+    ASSERT(strstr(b, "Connection: keep-alive") != NULL);
+    ASSERT_EQ_INT(metrics.cors_preflights, pre + 1);
+}
+
+TEST(http_cors_preflight_refusals) {
+    np_init();
+    char b[4096];
+    uint64_t refused = metrics.cors_refused;
+    /* an origin not listed: 403, no CORS header the browser could accept */
+    ask(&cors_, 0,
+        "OPTIONS /post HTTP/1.1\r\nHost: asr\r\nOrigin: https://evil.example\r\n"
+        "Access-Control-Request-Method: POST\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 403 Forbidden\r\n", 24) == 0);
+    ASSERT(strstr(b, "ORIGIN_NOT_ALLOWED") != NULL);
+    ASSERT(strstr(b, "Access-Control-Allow") == NULL);
+    ASSERT_EQ_INT(metrics.cors_refused, refused + 1);
+    /* a method the path does not have */
+    ask(&cors_, 0,
+        "OPTIONS /post HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAllow: POST\r\n") != NULL);
+    ASSERT(strstr(b, "Access-Control-Allow-Methods") == NULL);
+    /* methods are case-sensitive */
+    ask(&cors_, 0,
+        "OPTIONS /post HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: post\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
+    /* a path nothing serves */
+    ask(&cors_, 0,
+        "OPTIONS /nothing HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 404 ", 13) == 0);
+    /* ... unless the fallback does: GET only */
+    ask(&cors_, 1,
+        "OPTIONS /nothing HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET\r\n") != NULL);
+    ASSERT_EQ_INT(fallback_calls_, 0);
+}
+
+TEST(http_cors_answers_to_a_listed_origin_say_so) {
+    np_init();
+    char b[4096];
+    ask(&cors_, 0, "GET /sync HTTP/1.1\r\nOrigin: http://LOCALHOST:3000 \r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    /* the origin as the browser sent it, which it compares exactly */
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: http://LOCALHOST:3000\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAccess-Control-Expose-Headers: " HTTP_CORS_EXPOSE_HEADERS "\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nVary: Origin\r\n") != NULL);
+    /* errors too, so that a page can read them */
+    ask(&cors_, 0, "GET /nothing HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 404 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: https://app.example\r\n") != NULL);
+    ask(&cors_, 0, "POST /post HTTP/1.1\r\nOrigin: https://app.example\r\nContent-Length: 999999\r\n\r\n", b,
+        sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 413 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: https://app.example\r\n") != NULL);
+    /* a refusal before the head is complete has no Origin to answer */
+    char big[6000];
+    snprintf(big, sizeof big, "GET /sync HTTP/1.1\r\nOrigin: https://app.example\r\nX: %05000d\r\n\r\n", 0);
+    ask(&cors_, 0, big, b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 431 ", 13) == 0);
+    ASSERT(strstr(b, "Access-Control-Allow-Origin") == NULL);
+    /* no Origin: served, Vary only */
+    ask(&cors_, 0, "GET /sync HTTP/1.1\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    ASSERT(strstr(b, "Access-Control-Allow-Origin") == NULL);
+    ASSERT(strstr(b, "\r\nVary: Origin\r\n") != NULL);
+}
+
+TEST(http_cors_refuses_other_origins_but_not_the_own_nor_upgrades) {
+    np_init();
+    char b[4096];
+    ask(&cors_, 0, "GET /sync HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 403 ", 13) == 0);
+    ask(&cors_, 0, "POST /post HTTP/1.1\r\nOrigin: null\r\nContent-Length: 0\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 403 ", 13) == 0);
+    ask(&cors_, 1, "GET /app.js HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 403 ", 13) == 0);
+    ASSERT_EQ_INT(fallback_calls_, 0);
+    /* the server's own page (Origin's host and port are the Host header) */
+    ask(&cors_, 0, "POST /post HTTP/1.1\r\nHost: asr.example:8000\r\nOrigin: http://asr.example:8000\r\n"
+                   "Content-Length: 0\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    ASSERT(strstr(b, "Access-Control-Allow-Origin") == NULL);
+    /* a WebSocket upgrade is its route's business (api/auth.h) */
+    ask(&cors_, 0, "GET /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: test\r\nOrigin: https://evil.example\r\n\r\n",
+        b, sizeof b);
+    ASSERT_EQ_INT(upgraded_, 1);
+    ASSERT(strncmp(b, "HTTP/1.1 101 ", 13) == 0);
+}
+
+TEST(http_cors_star_and_off) {
+    np_init();
+    char b[4096];
+    struct http_cors star = {.origins = " * ", .max_age_s = 5};
+    ask(&star, 0, "GET /sync HTTP/1.1\r\nOrigin: https://any.example\r\n\r\n", b, sizeof b);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: *\r\n") != NULL);
+    ASSERT(strstr(b, "Vary: Origin") == NULL); /* the same answer for every origin */
+    ask(&star, 0, "OPTIONS /sync HTTP/1.1\r\nOrigin: null\r\nAccess-Control-Request-Method: GET\r\n\r\n", b,
+        sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
+    /* off (NULL or ""): no CORS at all; OPTIONS is a method /post lacks */
+    struct http_cors off = {.origins = "", .max_age_s = 5};
+    const struct http_cors *offs[] = {NULL, &off};
+    for (int i = 0; i < 2; i++) {
+        ask(offs[i], 0,
+            "OPTIONS /post HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+            b, sizeof b);
+        ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
+        ASSERT(strstr(b, "Access-Control") == NULL && strstr(b, "Vary") == NULL);
+        ask(offs[i], 0, "GET /sync HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n", b, sizeof b);
+        ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
+        ASSERT(strstr(b, "Access-Control") == NULL);
+    }
+}
+
+TEST(http_fallback_serves_get_and_head_of_unknown_paths) {
+    np_init();
+    char b[4096];
+    ask(NULL, 1, "GET /index.html HTTP/1.1\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    ASSERT_EQ_INT(fallback_calls_, 1);
+    ask(NULL, 1, "HEAD / HTTP/1.1\r\n\r\n", b, sizeof b);
+    ASSERT_EQ_INT(fallback_calls_, 1);
+    ASSERT(strstr(b, "\r\n\r\nfile") == NULL); /* HEAD: no body */
+    ask(NULL, 1, "POST /index.html HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 404 ", 13) == 0);
+    ASSERT_EQ_INT(fallback_calls_, 0);
+    /* a route's path with another method stays 405 */
+    ask(NULL, 1, "GET /post HTTP/1.1\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
+    ASSERT_EQ_INT(fallback_calls_, 0);
+}
+
+static enum http_origin classify(const char *list, const char *host, const char *origin) {
+    struct http_req r;
+    memset(&r, 0, sizeof r);
+    buf_init(&r.head, 0);
+    buf_append(&r.head, "/", 2);
+    r.url_len = r.path_len = 1;
+    const char *names[2] = {"Host", "Origin"}, *vals[2] = {host, origin};
+    for (int i = 0; i < 2; i++) {
+        if (!vals[i]) continue;
+        int k = r.n_headers++;
+        r.hdr_name[k] = r.head.len;
+        r.hdr_name_len[k] = strlen(names[i]);
+        buf_append(&r.head, names[i], strlen(names[i]) + 1);
+        r.hdr_val[k] = r.head.len;
+        r.hdr_val_len[k] = strlen(vals[i]);
+        buf_append(&r.head, vals[i], strlen(vals[i]) + 1);
+    }
+    enum http_origin o = http_origin_check(list, &r);
+    buf_cleanup(&r.head);
+    return o;
+}
+
+TEST(http_origin_classes) {
+    ASSERT_EQ_INT(classify("https://a.example", "x", NULL), HTTP_ORIGIN_NONE);
+    ASSERT_EQ_INT(classify(NULL, "x:1", "http://x:1"), HTTP_ORIGIN_SAME);
+    ASSERT_EQ_INT(classify(NULL, "X:1", "https://x:1"), HTTP_ORIGIN_SAME);
+    ASSERT_EQ_INT(classify(NULL, "x:1", "http://x:2"), HTTP_ORIGIN_OTHER);
+    ASSERT_EQ_INT(classify(NULL, "x", "http://x.y"), HTTP_ORIGIN_OTHER);
+    ASSERT_EQ_INT(classify(NULL, "x", "x"), HTTP_ORIGIN_OTHER);
+    ASSERT_EQ_INT(classify(NULL, NULL, "http://x"), HTTP_ORIGIN_OTHER);
+    ASSERT_EQ_INT(classify("", "y", "http://x"), HTTP_ORIGIN_OTHER);
+    ASSERT_EQ_INT(classify("http://x, https://z", "y", "HTTP://X"), HTTP_ORIGIN_LISTED);
+    ASSERT_EQ_INT(classify("http://x, https://z", "y", "https://z"), HTTP_ORIGIN_LISTED);
+    ASSERT_EQ_INT(classify("http://x", "y", "http://x:80"), HTTP_ORIGIN_OTHER);
+    ASSERT_EQ_INT(classify("*", "y", "null"), HTTP_ORIGIN_LISTED);
+    ASSERT_EQ_INT(classify("http://x,", "y", ""), HTTP_ORIGIN_OTHER);
+}
+
 /* A prefix route serves every path under it; the exact route of the
  * collection is not one of them, and a method no route of the matching
  * kind has is a 405 listing that kind's methods, in that kind's error shape. */
@@ -446,6 +672,43 @@ TEST(http_prefix_routes) {
     ASSERT(strstr(buf, "HTTP/1.1 404") != NULL);
     ASSERT_EQ_INT(seen_[0], 0);
     close(peer);
+}
+
+/* CORS covers prefix routes (their methods in a preflight, DELETE among
+ * them), and the fallback comes after exact and prefix routes: it gets no
+ * path a prefix route serves. */
+TEST(http_cors_and_fallback_with_prefix_routes) {
+    np_init();
+    char b[4096];
+    ask(&cors_, 1,
+        "OPTIONS /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: DELETE\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET, DELETE\r\n") != NULL);
+    ASSERT_EQ_INT(fallback_calls_, 0);
+    ask(&cors_, 1,
+        "OPTIONS /items HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n", b,
+        sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: POST\r\n") != NULL);
+    ask(&cors_, 1,
+        "OPTIONS /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+        b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
+    ASSERT(strstr(b, "\r\nAllow: GET, DELETE\r\n") != NULL);
+    seen_[0] = 0;
+    ask(&cors_, 1, "DELETE /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n", b, sizeof b);
+    ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Origin: https://app.example\r\n") != NULL);
+    seen_[0] = 0;
+    ask(&cors_, 1, "DELETE /items/abc HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n", b, sizeof b);
+    ASSERT(strncmp(b, "HTTP/1.1 403 ", 13) == 0);
+    ASSERT_EQ_INT(seen_[0], 0);
+    ask(NULL, 1, "GET /items/abc HTTP/1.1\r\n\r\n", b, sizeof b);
+    ASSERT_STR_EQ(seen_, "prefix GET /items/abc");
+    ASSERT_EQ_INT(fallback_calls_, 0);
+    ask(NULL, 1, "GET /items/ HTTP/1.1\r\n\r\n", b, sizeof b); /* the prefix alone: no route's */
+    ASSERT_EQ_INT(fallback_calls_, 1);
 }
 
 /* ---- Expect: 100-continue, the body budget, the half-close --------------------- */
@@ -518,6 +781,44 @@ TEST(http_expect_continue_refused_at_once) {
     ASSERT_EQ_INT(checks_, 1);
     expect_refused("POST /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
                    "HTTP/1.1 413 Payload Too Large", "PAYLOAD_TOO_LARGE");
+    close(peer0);
+}
+
+/* Expect: 100-continue decides as dispatch would: an Origin CORS refuses
+ * is 403 at once (no 100), a listed origin's refusal carries its CORS
+ * headers, and a GET the fallback serves is told to send its body. */
+TEST(http_expect_continue_with_cors_and_the_fallback) {
+    int peer0;
+    start(&peer0);
+    srv.cors = &cors_;
+    srv.fallback = h_fallback;
+    srv.fallback_route = ROUTE_OTHER;
+    fallback_calls_ = 0;
+    uint64_t refused = metrics.cors_refused;
+    expect_refused("POST /post HTTP/1.1\r\nHost: asr\r\nOrigin: https://evil.example\r\nExpect: 100-continue\r\n"
+                   "Content-Length: 5\r\n\r\n",
+                   "HTTP/1.1 403 Forbidden", "ORIGIN_NOT_ALLOWED");
+    ASSERT_EQ_INT(metrics.cors_refused, refused + 1);
+    expect_refused("POST /guarded HTTP/1.1\r\nHost: asr\r\nOrigin: https://app.example\r\nExpect: 100-continue\r\n"
+                   "Content-Length: 5\r\n\r\n",
+                   "HTTP/1.1 401 Unauthorized", "\r\nAccess-Control-Allow-Origin: https://app.example\r\n");
+    int peer;
+    struct conn *c = open_http(&peer);
+    char buf[4096];
+    const char *get = "GET /index.html HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    np_send(peer, get, strlen(get));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    if (strncmp(buf, "HTTP/1.1 100 Continue\r\n", 23) != 0) TEST_FAIL_("got %s", buf);
+    np_send(peer, "abc", 3);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(fallback_calls_, 1);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    srv.cors = NULL;
+    srv.fallback = NULL;
+    close(peer);
     close(peer0);
 }
 
