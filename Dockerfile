@@ -28,7 +28,7 @@ RUN apt-get update \
       gcc g++ make pkg-config libc6-dev \
       libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsodium-dev \
       libhiredis-dev libwebrtc-audio-processing-dev libsndfile1-dev libsoxr-dev \
-      nettle-dev libssl-dev \
+      nettle-dev libssl-dev libunistring-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # .dockerignore keeps build outputs, tests' data, docs and .git out
