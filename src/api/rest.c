@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/auth.h"
+#include "api/reference.h"
 #include "api/wire.h"
 #include "core/audio.h"
 #include "base/config.h"
@@ -20,6 +21,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "core/engine.h"
+#include "core/feedback.h"
 #include "core/session.h"
 
 /* Longest audio a REST upload may decode to (a small compressed file can
@@ -70,6 +72,7 @@ struct rest_job {
     int    n_segments;
     int    oom;                   /* segments or text could not grow: answer 500, not a cut list */
     int    fail_err;              /* FAILED: the asr_err answered */
+    struct buf expected;          /* owned: reading feedback's expected text (empty: none) */
     uint64_t fail_start_ms, fail_end_ms; /* FAILED: the audio it hit */
 };
 
@@ -80,6 +83,7 @@ static void job_free(struct rest_job *j) {
     if (j->sess) sess_destroy(j->sess);
     buf_cleanup(&j->segments);
     buf_cleanup(&j->text);
+    buf_cleanup(&j->expected);
     free(j);
 }
 
@@ -169,6 +173,31 @@ static void chunk_span(const struct rest_job *j, uint64_t seq, uint64_t *start_m
 
 static void finish(struct rest_job *j);
 
+/* Reading feedback of an upload (docs/API.md "Reading feedback"): every
+ * final's words against the expected text, as the verification at the
+ * end of a stream: word_feedback, score and counts appended to the body's
+ * open object. 0 or ASR_ENOMEM. */
+static int put_feedback(struct rest_job *j, struct buf *b) {
+    struct fb_text *t = NULL;
+    const char *why;
+    struct fb_session *f = NULL;
+    struct fb_entry *e = NULL;
+    int rc = fb_text_parse(j->expected.data, j->expected.len, 0, &t, &why);
+    if (rc == 0 && !(f = fb_create(t, 0))) rc = ASR_ENOMEM;
+    if (rc == 0 && !(e = calloc(fb_text_count(t), sizeof *e))) rc = ASR_ENOMEM;
+    if (rc == 0) rc = fb_evaluate_text(f, j->text.data ? j->text.data : "", j->text.len, 1, e);
+    if (rc == 0) {
+        struct fb_view v = {.text = t, .e = e, .n = fb_text_count(t)};
+        wire_put_score(b, &v);
+        buf_puts(b, ",\"word_feedback\":");
+        wire_put_feedback(b, &v);
+    }
+    free(e);
+    fb_destroy(f);
+    fb_text_destroy(t);
+    return rc == 0 ? 0 : ASR_ENOMEM;
+}
+
 /* Hands the session chunks until REST_WINDOW are waiting for the engine (or
  * its engine requests near their bound), then, after the last one, stops it
  * (its last final follows; the 1 in REST_ENGINE_BUDGET is its finalize).
@@ -251,7 +280,9 @@ static void finish(struct rest_job *j) {
         bad |= buf_printf(&b, ",\"duration_ms\":%llu,\"segments\":[",
                           (unsigned long long)((uint64_t)j->pcm.n * 1000 / REST_RATE));
         bad |= buf_append(&b, j->segments.data ? j->segments.data : "", j->segments.len);
-        bad |= buf_puts(&b, "]}");
+        bad |= buf_puts(&b, "]");
+        if (j->expected.len) bad |= put_feedback(j, &b);
+        bad |= buf_puts(&b, "}");
         if (!bad && !j->oom) {
             respond_and_forget(j, 200, b.data, b.len, NULL);
         } else {
@@ -302,6 +333,8 @@ static void after_decode(uv_work_t *w, int status) {
         .pool = j->env->pool,
         .final_class = POOL_REST,
         .max_utterance_ms = (unsigned)c->max_utterance_ms,
+        .hint = j->expected.len ? j->expected.data : NULL, /* the engine may use it */
+        .hint_len = j->expected.len,
         .max_chunk_bytes = REST_CHUNK_SAMPLES * 2,
         .rate_bytes_per_sec = (size_t)1 << 40, /* the window is the bound, not a rate */
         .max_pending_chunks = REST_WINDOW,
@@ -335,7 +368,17 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
         http_respond_error(hc, 400, "BAD_REQUEST", "empty body: send an audio file", NULL);
         return;
     }
+    struct buf expected;
+    buf_init(&expected, 0);
+    const char *code, *why;
+    int status = reference_from_query(env->cfg, req, &expected, &code, &why);
+    if (status != 0) {
+        http_respond_error(hc, status, code, why, NULL);
+        return;
+    }
+    if (expected.len) metrics.feedback_rest++;
     struct rest_job *j = xcalloc(1, sizeof *j);
+    j->expected = expected;                 /* adopt */
     j->hc = hc;
     j->env = env;
     j->body = req->body;                    /* adopt the body */

@@ -33,7 +33,8 @@ static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO
                                                "OUT_OF_ORDER", "RATE_LIMITED", "SERVER_BUSY",
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
-                                                  "metrics_json", "metrics_prom", "other"};
+                                                  "metrics_json", "metrics_prom", "other",
+                                                  "metrics_streaming"};
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
@@ -59,6 +60,17 @@ void metrics_init(void) {
 void metrics_stream_latency(double ms) {
     stream_lat[stream_lat_n % METRIC_STREAM_LAT_SAMPLES] = ms > 0 ? ms : 0;
     stream_lat_n++;
+}
+
+uint64_t metrics_stream_latency_count(void) { return stream_lat_n; }
+
+void metrics_stream_latency_since(uint64_t from, double *avg_ms, uint64_t *n) {
+    uint64_t k = stream_lat_n > from ? stream_lat_n - from : 0;
+    if (k > METRIC_STREAM_LAT_SAMPLES) k = METRIC_STREAM_LAT_SAMPLES;
+    double sum = 0;
+    for (uint64_t i = 0; i < k; i++) sum += stream_lat[(stream_lat_n - 1 - i) % METRIC_STREAM_LAT_SAMPLES];
+    *n = k;
+    *avg_ms = k ? sum / (double)k : 0;
 }
 
 static int cmp_double(const void *a, const void *b) {

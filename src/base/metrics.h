@@ -26,7 +26,7 @@ enum metric_err {                     /* docs/API.md streaming error codes */
 
 enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
-    ROUTE_OTHER, ROUTE__N
+    ROUTE_OTHER, ROUTE_METRICS_STREAMING, ROUTE__N
 };
 
 enum metric_end {                     /* why a session ended */
@@ -149,6 +149,12 @@ void metrics_stream_latency(double ms);
 /* Mean and 95th percentile of the latencies recorded (0 when none), and
  * their count; fresh (the gauges in `metrics` are from the last tick). */
 void metrics_stream_latency_stats(double *avg_ms, double *p95_ms, uint64_t *n);
+/* Stream latencies recorded since this process started (a position for
+ * metrics_stream_latency_since). */
+uint64_t metrics_stream_latency_count(void);
+/* Mean of the latencies recorded since position from (at most the last
+ * METRIC_STREAM_LAT_SAMPLES of them) and how many that is. */
+void metrics_stream_latency_since(uint64_t from, double *avg_ms, uint64_t *n);
 
 /* Process figures: RSS and open descriptors. Counting descriptors by
  * listing /proc/self/fd makes the kernel build a directory entry per

@@ -35,6 +35,13 @@
 #define COST_WRONG 4u
 #define COST_INS   3u
 #define COST_DEL   3u
+/* At the end of a reading, each expected word after the last one aligned
+ * (never reached) costs this: less than a word skipped in the middle, so
+ * heard words are not stretched over the rest of the text to reach it
+ * (2 x COST_END < COST_WRONG + COST_INS), more than nothing, so a last
+ * misread word is a wrong word, not an extra one (COST_WRONG < COST_INS +
+ * COST_END). */
+#define COST_END   2u
 
 /* The longest word (code points) the edit distance looks at; longer ones
  * are minor mistakes only when equal without diacritics. */
@@ -521,9 +528,12 @@ static int evaluate(struct fb_session *f, int at_end, struct fb_entry *out) {
         cur = x;
     }
     /* prev is the last column: the furthest of the cheapest ends */
-    size_t end = at_end ? f->m : 0;
-    for (size_t i = 1; i <= f->m && !at_end; i++)
-        if (prev[i] <= prev[end]) end = i;
+    size_t end = 0;
+    uint64_t tail = at_end ? COST_END : 0, best = (uint64_t)prev[0] + tail * f->m;
+    for (size_t i = 1; i <= f->m; i++) {
+        uint64_t c = (uint64_t)prev[i] + tail * (f->m - i);
+        if (c <= best) best = c, end = i;
+    }
     for (size_t i = 0; i < f->m; i++) out[i] = (struct fb_entry){.status = FB_PENDING};
     for (size_t i = end; i < f->m; i++) out[i].status = at_end ? FB_MISSING : FB_PENDING;
     size_t i = end, j = nf + nt;
@@ -559,12 +569,12 @@ int fb_evaluate_text(struct fb_session *f, const char *tail, size_t len, int at_
 
 static int is_mistake(int st) { return st == FB_MINOR || st == FB_WRONG || st == FB_MISSING; }
 
-int fb_smooth(struct fb_session *f, const struct fb_entry *raw) {
+int fb_smooth(struct fb_session *f, const struct fb_entry *raw, int settled) {
     /* the new shown state in tmp (heard still borrowed), then its heard
      * words copied into a fresh buffer, then swapped in */
     for (size_t i = 0; i < f->m; i++) {
         int r = raw[i].status;
-        if (r == FB_CORRECT || (is_mistake(r) && is_mistake(f->prev_raw[i])))
+        if (r == FB_CORRECT || (is_mistake(r) && (settled || is_mistake(f->prev_raw[i]))))
             f->tmp[i] = raw[i];
         else
             f->tmp[i] = f->shown[i];

@@ -120,22 +120,26 @@ size_t fb_fixed_count(const struct fb_session *f);
  * The alignment is a word-level edit distance that may stop anywhere in the
  * expected text: a matching word costs 0, a minor mistake 1, a wrong word
  * 4, an extra heard word (repetition, restart, filler) 3, a skipped expected
- * word 3. Of the equally cheap ends the furthest one is taken (with at_end,
- * the end of the text: words never reached cost as skipped ones); of equally
- * cheap paths, the one that skips an expected word as late as possible, then
- * the one that substitutes (so of "a a b" read as "a b", the second "a" is
- * the missing one). */
+ * word 3, and with at_end each expected word after the end 2 (never
+ * reached: cheaper than skipped, so heard words are not stretched over the
+ * rest of the text, but not free, so a last misread word is wrong rather
+ * than extra). Of the equally cheap ends the furthest one is taken; of
+ * equally cheap paths, the one that skips an expected word as late as
+ * possible, then the one that substitutes (so of "a a b" read as "a b", the
+ * second "a" is the missing one). */
 int fb_evaluate(struct fb_session *f, const struct engine_word *tail, size_t n, int at_end, struct fb_entry *out);
 /* The same with the tail as a text of space-separated words. */
 int fb_evaluate_text(struct fb_session *f, const char *tail, size_t len, int at_end, struct fb_entry *out);
 
 /* Smoothing (the shown statuses, kept in f): for each expected word, a raw
  * correct shows at once; a raw mistake (minor_mistake, wrong, missing)
- * shows only when the previous raw evaluation also called it a mistake,
- * else the word keeps the status it showed; a raw pending keeps the status
- * shown (a word once reached is not un-read by a retracted tail). raw is
- * what fb_evaluate() just wrote. 0 or ASR_ENOMEM (nothing changed). */
-int fb_smooth(struct fb_session *f, const struct fb_entry *raw);
+ * shows only when the previous raw evaluation also called it a mistake, or
+ * when settled (the evaluation of an utterance's final: its words do not
+ * change any more), else the word keeps the status it showed; a raw
+ * pending keeps the status shown (a word once reached is not un-read by a
+ * retracted tail). raw is what fb_evaluate() just wrote. 0 or ASR_ENOMEM
+ * (nothing changed). */
+int fb_smooth(struct fb_session *f, const struct fb_entry *raw, int settled);
 /* The shown statuses (all pending before the first fb_smooth), borrowed
  * until the next fb_smooth. */
 struct fb_view fb_shown(const struct fb_session *f);

@@ -299,7 +299,7 @@ fail:
     return NULL;
 }
 
-int sess_has_expected(const struct asr_session *s) { return s->fbk != NULL; }
+size_t sess_expected_words(const struct asr_session *s) { return s->fbk ? fb_text_count(s->fbk->text) : 0; }
 
 int sess_set_expected(struct asr_session *s, const char *text, size_t len, const char **why) {
     if (s->stats.chunks || (s->state != SESS_CREATED && s->state != SESS_ACTIVE)) {
@@ -509,20 +509,21 @@ static int fb_partial(struct asr_session *s, const struct answer *a, const char 
         if (!k->utt.len || buf_append(&k->utt, " ", 1) == 0) buf_append(&k->utt, text, tlen);
         rc = fb_evaluate_text(k->fb, k->utt.data ? k->utt.data : "", k->utt.len, 0, k->raw);
     }
-    if (rc == 0) rc = fb_smooth(k->fb, k->raw);
+    if (rc == 0) rc = fb_smooth(k->fb, k->raw, 0);
     if (rc == 0) *v = fb_shown(k->fb);
     return rc;
 }
 
 /* Reading feedback of a final: its words after the session's earlier
- * ones, smoothed like a window's; then they join the session's words. */
+ * ones, smoothed as settled (the utterance's words will not change, so
+ * its mistakes show at once); then they join the session's words. */
 static int fb_final(struct asr_session *s, const struct answer *a, struct fb_view *v) {
     struct fbk *k = s->fbk;
     buf_reset(&k->utt);
     if (!a->text_len) return ASR_EAGAIN;
     int rc = a->words ? fb_evaluate(k->fb, a->words, a->n_words, 0, k->raw)
                       : fb_evaluate_text(k->fb, a->text, a->text_len, 0, k->raw);
-    if (rc == 0) rc = fb_smooth(k->fb, k->raw);
+    if (rc == 0) rc = fb_smooth(k->fb, k->raw, 1);
     if (rc == 0) rc = a->words ? fb_commit(k->fb, a->words, a->n_words) : fb_commit_text(k->fb, a->text, a->text_len);
     if (rc == 0) *v = fb_shown(k->fb);
     /* bounded: past it a verification without a second decode shows less text */

@@ -211,8 +211,8 @@ int sess_stop_verify(struct asr_session *s);
  * static reason in *why when the text has no word or is not UTF-8;
  * ASR_ENOMEM. A text set before is replaced. */
 int sess_set_expected(struct asr_session *s, const char *text, size_t len, const char **why);
-/* 1 when the session has an expected text. */
-int sess_has_expected(const struct asr_session *s);
+/* Words of the session's expected text (0: none). */
+size_t sess_expected_words(const struct asr_session *s);
 
 /* CLOSING without a final: pending chunks are still answered, then on_done
  * fires (a policy close after the refusals that caused it went out). */

@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "net/conn.h"
+#include "core/adaptive.h"
 #include "core/engine.h"
 #include "engines/registry.h"
 #include "base/err.h"
@@ -245,9 +246,46 @@ static void pool_figures(struct worker *w) {
     metrics.pool_busy_ms = p->busy_ms;
 }
 
+/* The adaptive window (core/adaptive.h): once a second, from the stream
+ * latencies recorded since the window last changed. Windowed engines with
+ * partial windows only. */
+static void adapt_window(struct worker *w) {
+    const struct config *c = w->cfg;
+    if (!w->pool || !c->window_ms) {
+        metrics.adaptive_window_ms = 0;
+        return;
+    }
+    unsigned cur = w->api_env.window_ms ? w->api_env.window_ms : (unsigned)c->window_ms;
+    if (c->adaptive_window) {
+        struct adaptive_cfg ac = {.high_ms = (unsigned)c->adaptive_latency_high_ms,
+                                  .low_ms = (unsigned)c->adaptive_latency_low_ms,
+                                  .min_ms = (unsigned)c->window_min_ms, .max_ms = (unsigned)c->window_max_ms,
+                                  .step_ms = 500, .min_samples = 10};
+        double avg;
+        uint64_t n;
+        metrics_stream_latency_since(w->adapt_mark, &avg, &n);
+        unsigned next = adaptive_next(&ac, cur, avg, n);
+        if (next != cur) {
+            struct log_line *l = log_begin(LOG_INFO, "adaptive window");
+            if (l) {
+                log_u64(l, "from_ms", cur);
+                log_u64(l, "to_ms", next);
+                log_u64(l, "mean_latency_ms", (uint64_t)avg);
+                log_u64(l, "samples", n);
+                log_end(l);
+            }
+            cur = next;
+            w->adapt_mark = metrics_stream_latency_count();
+        }
+    }
+    w->api_env.window_ms = cur;
+    metrics.adaptive_window_ms = cur;
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     pool_figures(w);
+    adapt_window(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
@@ -343,6 +381,7 @@ static void routes_init(struct worker *w) {
         {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
         {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
         {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
+        {"/metrics/streaming", HTTP_GET, ROUTE_METRICS_STREAMING, status_metrics_streaming, w},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -399,6 +438,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
         return 2;
     }
     routes_init(w); /* the API routes' ctx is w->api */
+    adapt_window(w);
     uv_prepare_init(loop, &w->prep);
     w->prep.data = w;
     uv_prepare_start(&w->prep, on_prepare);
