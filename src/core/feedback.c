@@ -78,11 +78,18 @@ static int keep_not_punct(ucs4_t c) {
 static int keep_not_mark(ucs4_t c) { return !uc_is_general_category(c, UC_CATEGORY_Mn); }
 static int keep_valid(ucs4_t c) { return c != 0xfffd; }
 
+/* The NFC/NFKC/NFKD form nf of s[0..n) in a fresh malloc'd block, or NULL. */
+static uint8_t *normalized(uninorm_t nf, const uint8_t *s, size_t n, size_t *len) {
+    *len = 0;
+    return u8_normalize(nf, s, n, NULL, len);
+}
+
 int fb_normalize(const char *s, size_t n, int strip_marks, struct buf *out) {
     size_t mark = out->len;
     struct buf clean, t;
     buf_init(&clean, 0);
     buf_init(&t, 0);
+    uint8_t stack[256], *cf = NULL, *d = NULL, *c = NULL;
     const uint8_t *in = (const uint8_t *)s;
     /* Invalid sequences dropped first: libunistring refuses them. (A
      * literal U+FFFD goes too, which no word needs.) */
@@ -91,39 +98,36 @@ int fb_normalize(const char *s, size_t n, int strip_marks, struct buf *out) {
         in = (const uint8_t *)clean.data;
         n = clean.len;
     }
-    uint8_t stack[256];
+    if (!n) goto done;
     size_t len = sizeof stack;
-    uint8_t *cf = n ? u8_casefold(in, n, NULL, UNINORM_NFKC, stack, &len) : stack;
-    if (!n) len = 0;
-    if (!cf) goto fail;
-    int rc;
-    if (!strip_marks) {
-        rc = filter_cps(cf, len, keep_not_punct, out);
-    } else {
-        rc = filter_cps(cf, len, keep_not_punct, &t);
-        uint8_t *d = NULL, *c = NULL;
-        size_t dl = 0, cl = 0;
-        if (rc == 0 && t.len) {
-            d = u8_normalize(UNINORM_NFKD, (const uint8_t *)t.data, t.len, NULL, &dl);
-            if (!d) rc = ASR_ENOMEM;
-            buf_reset(&t);
-            if (rc == 0) rc = filter_cps(d, dl, keep_not_mark, &t);
-            if (rc == 0 && t.len) {
-                c = u8_normalize(UNINORM_NFKC, (const uint8_t *)t.data, t.len, NULL, &cl);
-                if (!c || buf_append(out, c, cl) != 0) rc = ASR_ENOMEM;
-            }
-        }
-        free(d);
-        free(c);
+    if (!(cf = u8_casefold(in, n, NULL, UNINORM_NFKC, stack, &len))) goto fail;
+    if (filter_cps(cf, len, keep_not_punct, &t) != 0) goto fail;
+    if (strip_marks && t.len) {
+        size_t dl;
+        if (!(d = normalized(UNINORM_NFKD, (const uint8_t *)t.data, t.len, &dl))) goto fail;
+        buf_reset(&t);
+        if (filter_cps(d, dl, keep_not_mark, &t) != 0) goto fail;
     }
+    /* composed again: what was dropped may have stood between a letter
+     * and its mark */
+    if (t.len) {
+        size_t cl;
+        if (!(c = normalized(UNINORM_NFKC, (const uint8_t *)t.data, t.len, &cl)) || buf_append(out, c, cl) != 0)
+            goto fail;
+    }
+done:
     if (cf != stack) free(cf);
-    if (rc != 0) goto fail;
+    free(d);
+    free(c);
     buf_cleanup(&clean);
     buf_cleanup(&t);
     return 0;
 fail:
     out->len = mark;
     if (out->data && out->len < out->cap) out->data[out->len] = '\0';
+    if (cf != stack) free(cf);
+    free(d);
+    free(c);
     buf_cleanup(&clean);
     buf_cleanup(&t);
     return ASR_ENOMEM;
@@ -304,7 +308,8 @@ struct fb_text {
 };
 
 static int is_separator(ucs4_t c) {
-    return uc_is_property_white_space(c) || uc_is_general_category(c, UC_CATEGORY_Pd);
+    return uc_is_property_white_space(c) || uc_is_general_category(c, UC_CATEGORY_Pd) ||
+           uc_is_general_category(c, UC_CATEGORY_Cc);
 }
 
 int fb_text_parse(const char *s, size_t n, size_t max_words, struct fb_text **out, const char **why) {

@@ -53,7 +53,8 @@ int fb_normalize(const char *s, size_t n, int strip_marks, struct buf *out);
 struct fb_text;
 
 /* Splits UTF-8 text into words: runs of characters between white space
- * (Unicode White_Space) and dashes (category Pd); a run that normalises to
+ * (Unicode White_Space), dashes (category Pd) and control characters (Cc,
+ * NUL included); a run that normalises to
  * nothing (punctuation only, like "--" or "...") is not a word. Returns 0 and
  * *out, or ASR_E_BAD_REQUEST with a static reason in *why (the text is not
  * valid UTF-8, has no word, or has more than max_words words), or

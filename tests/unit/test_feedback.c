@@ -30,6 +30,8 @@ TEST(feedback_normalize_case_punctuation_nfkc) {
     ASSERT_STR_EQ(norm("co\xc2\xad" "operate", 0), "cooperate");    /* soft hyphen (Cf) dropped */
     ASSERT_STR_EQ(norm("\xc2\xbfQu\xc3\xa9?", 0), "qu\xc3\xa9");    /* ¿Qué? keeps its accent */
     ASSERT_STR_EQ(norm("...", 0), "");
+    /* a mark cut from its letter by punctuation is composed again */
+    ASSERT_STR_EQ(norm("e.\xcc\x81", 0), "\xc3\xa9");
     /* composed and decomposed é are the same word */
     ASSERT_STR_EQ(norm("caf\xc3\xa9", 0), norm("cafe\xcc\x81", 0));
 }
@@ -80,6 +82,9 @@ TEST(feedback_text_parse_words) {
     ASSERT_EQ_INT(fb_text_parse("a b c d", 7, 3, &t, &why), ASR_E_BAD_REQUEST);
     ASSERT_STR_EQ(why, "the expected text has too many words");
     ASSERT_EQ_INT(fb_text_parse("a b c", 5, 3, &t, &why), 0);
+    fb_text_destroy(t);
+    ASSERT_EQ_INT(fb_text_parse("a\0b\x01" "c", 5, 0, &t, &why), 0);     /* control characters separate */
+    ASSERT_EQ_INT(fb_text_count(t), 3);
     fb_text_destroy(t);
 }
 
