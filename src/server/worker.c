@@ -260,7 +260,7 @@ static void adapt_window(struct worker *w) {
         struct adaptive_cfg ac = {.high_ms = (unsigned)c->adaptive_latency_high_ms,
                                   .low_ms = (unsigned)c->adaptive_latency_low_ms,
                                   .min_ms = (unsigned)c->window_min_ms, .max_ms = (unsigned)c->window_max_ms,
-                                  .step_ms = 500, .min_samples = 10};
+                                  .step_ms = 500, .min_samples = 5};
         double avg;
         uint64_t n;
         metrics_stream_latency_since(w->adapt_mark, &avg, &n);
