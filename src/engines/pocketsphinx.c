@@ -209,7 +209,13 @@ static void *ps_instance_create(const void *settings) {
     if (in->frate <= 0) in->frate = 100;
     load_fillers(in, st->hmm);
     in->st = st;
-    snprintf(in->general, sizeof in->general, "%s", ps_get_search(in->ps) ? ps_get_search(in->ps) : "_default");
+    /* the default search is "_default" (pocketsphinx 5prealpha); ps_get_search()
+     * would tell too, but leaks a hash table iterator each call */
+    snprintf(in->general, sizeof in->general, "%s", "_default");
+    if (!ps_get_lm(in->ps, in->general)) {
+        const char *cur = ps_get_search(in->ps);
+        snprintf(in->general, sizeof in->general, "%s", cur ? cur : "_default");
+    }
     if (st->hint_weight > 0 && st->hint_vocab > 0 && bg_build(in, (size_t)st->hint_vocab, &in->bg) != 0)
         bg_free(&in->bg); /* hints then mix with the whole general model */
     return in;

@@ -1,6 +1,7 @@
-/* The worker's own routes: GET /v1/health, GET /v1/metrics (JSON) and
- * GET /metrics (Prometheus), docs/API.md "GET /v1/health" and
- * "GET /v1/metrics". ctx is the struct worker. */
+/* The worker's own routes: GET /v1/health, GET /v1/metrics (JSON),
+ * GET /metrics (Prometheus) and GET /metrics/streaming, docs/API.md
+ * "GET /v1/health", "GET /v1/metrics" and "GET /metrics/streaming". ctx is
+ * the struct worker. */
 #ifndef ASRD_SERVER_STATUS_H
 #define ASRD_SERVER_STATUS_H
 

@@ -883,7 +883,7 @@ TEST(session_feedback_one_misheard_window_does_not_flicker) {
         if (!evs[i].has_fb) continue;
         with_fb++;
         /* what this window heard: the committed words and its tentative tail */
-        char hyp[4096];
+        char hyp[4096 + 512];
         snprintf(hyp, sizeof hyp, "%s%s%s", committed, committed[0] && evs[i].tentative[0] ? " " : "",
                  evs[i].tentative);
         misheard += !word_prefix(hyp, ref);
