@@ -1456,6 +1456,12 @@ struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, con
     s->ans_speech_end_ms = (uint64_t)json_integer_value(json_object_get(j, "speech_end_ms"));
     vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms, s->ans_silence_ms,
                 s->ans_speech_end_ms);
+    if (s->win) {
+        /* the buffer starts where the stream goes on (engine-rate positions,
+         * as the VAD's), not at 0: else every job would be clipped empty */
+        s->win->base = s->win->last_window_end = s->ans_samples;
+        if (s->ans_utt_open) s->win->utt_start = ms_to_samples(s, s->utt_start_ms);
+    }
     const char *ut = json_string_value(json_object_get(j, "utt_text"));
     if (s->ans_utt_open && ut && *ut && !(s->utt_prefix = strdup(ut))) {
         json_decref(j);

@@ -971,3 +971,34 @@ TEST(session_feedback_streaming_engine) {
     ASSERT_EQ_INT(done_calls, 1);
     sess_destroy(s);
 }
+
+/* A windowed session rebuilt from its snapshot (a resume on another
+ * worker) goes on decoding: its buffer starts at the restored position. */
+TEST(session_windowed_restored_session_still_decodes) {
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk(16000, 300, 0);
+    static int16_t sil[1600];
+    for (int i = 0; i < 20; i++) ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)sil, sizeof sil, 0, 0, 0, util_now_ns()), 0);
+    wrun(s);
+    struct buf snap;
+    buf_init(&snap, 0);
+    ASSERT_EQ_INT(sess_snapshot(s, &snap), 0);
+    struct sess_cfg sc = {.sample_rate = 16000, .engine_rate = 16000, .pool = wpool, .final_class = POOL_FINAL,
+                          .window_ms = 300, .max_chunk_bytes = 1 << 20, .rate_bytes_per_sec = (size_t)1 << 30,
+                          .max_pending_chunks = 1000, .rate_abuse_threshold = 3,
+                          .vad = {.frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *r = sess_restore(&sc, "0123456789abcdef0123456789abcdef", snap.data, snap.len);
+    ASSERT(r != NULL);
+    sess_destroy(s);
+    buf_cleanup(&snap);
+    ASSERT_EQ_INT(sess_transition(r, SESS_ACTIVE), 0);
+    sess_attach(r, &sink, NULL);
+    n_evs = 0;
+    wfeed(r, 16000, 1.5, 1);
+    wrun(r);
+    struct wsum w;
+    wsummary(&w);
+    ASSERT_EQ_INT(w.finals, 1);
+    ASSERT(count_words(w.final) >= 10);
+    wteardown(r);
+}
