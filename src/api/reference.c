@@ -124,7 +124,7 @@ int reference_from_query(const struct config *cfg, const struct http_req *req, s
     free(text);
     if (status == 0 && (tl >= 0 || rl >= 0)) {
         struct fb_text *t = NULL;
-        int rc = fb_text_parse(out->data ? out->data : "", out->len, 0, &t, why);
+        int rc = fb_text_parse(out->data ? out->data : "", out->len, FB_TEXT_MAX_WORDS, &t, why);
         fb_text_destroy(t);
         if (rc != 0) {
             *code = rc == ASR_ENOMEM ? "INTERNAL" : "BAD_REQUEST";

@@ -182,7 +182,7 @@ static int put_feedback(struct rest_job *j, struct buf *b) {
     const char *why;
     struct fb_session *f = NULL;
     struct fb_entry *e = NULL;
-    int rc = fb_text_parse(j->expected.data, j->expected.len, 0, &t, &why);
+    int rc = fb_text_parse(j->expected.data, j->expected.len, FB_TEXT_MAX_WORDS, &t, &why);
     if (rc == 0 && !(f = fb_create(t, 0))) rc = ASR_ENOMEM;
     if (rc == 0 && !(e = calloc(fb_text_count(t), sizeof *e))) rc = ASR_ENOMEM;
     if (rc == 0) rc = fb_evaluate_text(f, j->text.data ? j->text.data : "", j->text.len, 1, e);

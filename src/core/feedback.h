@@ -52,6 +52,12 @@ int fb_normalize(const char *s, size_t n, int strip_marks, struct buf *out);
 
 struct fb_text;
 
+/* The most words an expected text may have where the server takes one: a
+ * session's alignment keeps (words + 1) bytes per heard word, up to 4 x
+ * words + 64 heard words (4 MB at this bound), and a window costs the open
+ * utterance's words times this many steps on the loop. */
+#define FB_TEXT_MAX_WORDS 1000
+
 /* Splits UTF-8 text into words: runs of characters between white space
  * (Unicode White_Space), dashes (category Pd) and control characters (Cc,
  * NUL included); a run that normalises to

@@ -230,7 +230,7 @@ static int fbk_create(const char *text, size_t len, struct fbk **out, const char
     if (!k) return ASR_ENOMEM;
     buf_init(&k->utt, SESS_UTT_TEXT_MAX);
     buf_init(&k->heard, SESS_HEARD_MAX);
-    int rc = fb_text_parse(text, len, 0, &k->text, why);
+    int rc = fb_text_parse(text, len, FB_TEXT_MAX_WORDS, &k->text, why);
     if (rc == 0 && !(k->fb = fb_create(k->text, 0))) rc = ASR_ENOMEM;
     if (rc == 0 && !(k->raw = calloc(fb_text_count(k->text), sizeof *k->raw))) rc = ASR_ENOMEM;
     if (rc != 0) {

@@ -250,6 +250,30 @@ def test_feedback_without_library(start_server):
     assert "ASR_REFERENCE_DIR" in doc["error"]["message"]
 
 
+def test_feedback_text_word_bound(start_server):
+    """An expected text of more than 1000 words is refused, though within
+    ASR_EXPECTED_TEXT_MAX_BYTES: at the upgrade, in a config message and on
+    POST /v1/transcribe."""
+    srv = start_server()
+    many, most = "a " * 1001, "a " * 1000
+    doc = h.assert_json_error(h.raw_upgrade(srv.port, q(expected_text=many)), 400, "BAD_REQUEST")
+    assert "too many words" in doc["error"]["message"]
+
+    async def go():
+        w, _ = await WS.open_session(srv.stream_url)
+        await w.send_json({"type": "config", "expected_text": many})
+        e = await w.next()
+        assert e["type"] == "error" and e["code"] == "INVALID_MESSAGE" and "too many words" in e["message"], e
+        await w.send_json({"type": "config", "expected_text": most})
+        assert await w.next() == {"type": "config", "expected_words": 1000}
+        await w.close()
+    arun(go(), 30)
+    body = open(h.gen_path("speech16k.wav"), "rb").read()
+    r = requests.post(srv.http + "/v1/transcribe" + q(expected_text=many), data=body,
+                      headers={"Content-Type": "audio/wav"}, timeout=30)
+    h.assert_json_error(r, 400, "BAD_REQUEST")
+
+
 def test_feedback_per_chunk_engine(start_server):
     """The mock (a per-chunk engine, no windows): word_feedback on partials
     that bring words and on finals; the verification aligns the session's

@@ -1002,3 +1002,19 @@ TEST(session_windowed_restored_session_still_decodes) {
     ASSERT(count_words(w.final) >= 10);
     wteardown(r);
 }
+
+/* An expected text past FB_TEXT_MAX_WORDS is refused (it would make the
+ * alignment's memory and time per window unbounded by the byte limit). */
+TEST(session_feedback_text_word_bound) {
+    setup(1, 0);
+    struct asr_session *s = mk(1 << 30, 16, 0);
+    static char text[4 * FB_TEXT_MAX_WORDS];
+    size_t n = 0;
+    for (int i = 0; i <= FB_TEXT_MAX_WORDS; i++) n += (size_t)snprintf(text + n, sizeof text - n, "a ");
+    const char *why = NULL;
+    ASSERT_EQ_INT(sess_set_expected(s, text, n, &why), ASR_E_BAD_REQUEST);
+    ASSERT_STR_EQ(why, "the expected text has too many words");
+    ASSERT_EQ_INT(sess_set_expected(s, text, n - 2, &why), 0);
+    ASSERT_EQ_INT(sess_expected_words(s), FB_TEXT_MAX_WORDS);
+    sess_destroy(s);
+}
