@@ -12,7 +12,8 @@
 # store < engines < api < server. scripts/check-layers.sh fails the build on
 # an include that points up a layer.
 CC        ?= cc
-PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto
+PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto gmime-3.0 \
+             libavformat libavcodec libswresample libavutil
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lwslay \
               -lwebrtc_audio_processing -lunistring -lstdc++ -lm -lpthread
@@ -49,7 +50,9 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LOAD_SRC  := $(wildcard tools/asrd-load/*.c)
 LOAD_OBJ  := $(LOAD_SRC:tools/asrd-load/%.c=$(BUILD)/obj/tools/asrd-load/%.o)
-LOADSTAT_OBJ := $(BUILD)/obj/tools/asrd-load/loadstat.o
+# Unit tests of the load tool's modules link its objects (all but main).
+LOAD_TEST_OBJ := $(filter-out %/main.o,$(LOAD_OBJ))
+LOAD_TESTS    := $(patsubst %,$(BUILD)/tests/%,test_loadstat test_speechstat test_srvmetrics)
 
 .PHONY: all deps deps-test run test unit integration asan-test clang-check lint clean
 all: $(BUILD)/asrd $(UNIT_BIN) $(BUILD)/asrd-load
@@ -77,10 +80,12 @@ $(BUILD)/libasrd.a: $(LIB_OBJ)
 $(BUILD)/asrd: $(BUILD)/obj/server/main.o $(BUILD)/libasrd.a
 	$(CC) $(CFLAGS) $^ $(LDFLAGS) $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libasrd.a $(LOADSTAT_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libasrd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -Itools/asrd-load -MMD -MP $< $(if $(filter test_loadstat,$*),$(LOADSTAT_OBJ)) \
+	$(CC) $(CFLAGS) -Itests/unit -Itools/asrd-load -MMD -MP $< $(if $(filter $@,$(LOAD_TESTS)),$(LOAD_TEST_OBJ)) \
 	    $(BUILD)/libasrd.a $(LDFLAGS) $(LIBS) -o $@
+
+$(LOAD_TESTS): $(LOAD_TEST_OBJ)
 
 $(BUILD)/asrd-load: $(LOAD_OBJ) $(BUILD)/libasrd.a
 	$(CC) $(CFLAGS) $^ $(LDFLAGS) $(LIBS) -o $@

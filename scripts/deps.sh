@@ -19,11 +19,12 @@ cd "$(dirname "$0")/.."
 RUN_PKGS="build-essential pkg-config
 libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsodium-dev
 libhiredis-dev libwebrtc-audio-processing-dev libsndfile1-dev libsoxr-dev
-nettle-dev libssl-dev libunistring-dev redis-server
+nettle-dev libssl-dev libunistring-dev redis-server libgmime-3.0-dev
+libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
 libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us"
 TEST_PKGS="clang libclang-rt-14-dev clang-format valgrind espeak-ng sox
 python3 python3-websockets python3-requests python3-pytest
-prometheus haproxy nginx-light curl pocketsphinx-testdata"
+prometheus haproxy nginx-light curl pocketsphinx-testdata ffmpeg"
 SERVICES="redis-server nginx haproxy prometheus"
 
 case "$what" in

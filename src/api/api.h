@@ -8,6 +8,11 @@
  *   stream.c    GET /v1/transcribe/stream: the upgrade, the WebSocket glue,
  *               each session's lifecycle (stream.h)
  *   rest.c      POST /v1/transcribe
+ *   openai.c    POST /v1/audio/transcriptions, /v1/audio/translations,
+ *               GET /v1/models (OpenAI's shapes)
+ *   transcribe.c  one file's transcription, for rest.c and openai.c
+ *   multipart.c multipart/form-data bodies (GMime)
+ *   formats.c   transcript formats (text, SRT, WebVTT, verbose_json)
  *   wire.c      client messages decoded, server messages encoded (wire.h)
  *   sync.c      streams <-> the session store (sync.h)
  *   registry.c  session id -> stream (registry.h)
@@ -59,6 +64,15 @@ void api_destroy(struct api *api);
 
 /* POST /v1/transcribe (rest.c). ctx is the struct api. */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
+
+/* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible
+ * API"). ctx is the struct api. */
+void api_openai_transcriptions(void *ctx, struct http_conn *hc, struct http_req *req); /* POST /v1/audio/transcriptions */
+void api_openai_translations(void *ctx, struct http_conn *hc, struct http_req *req);   /* POST /v1/audio/translations */
+void api_openai_models(void *ctx, struct http_conn *hc, struct http_req *req);         /* GET /v1/models */
+/* The error body of those routes (an http_route's error_body): OpenAI's
+ * {"error":{"message","type","param","code"}}. */
+int api_openai_error_body(struct buf *out, int status, const char *code, const char *msg);
 
 /* GET /v1/transcribe/stream: checks the request in the order of docs/API.md
  * "Connecting" and upgrades it, or answers the refusal (stream.c). ctx is

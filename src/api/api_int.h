@@ -14,6 +14,10 @@ struct api {
     struct sync sync;             /* the session store side of the streams */
     struct buf out;               /* scratch: the server message being encoded; one at a time */
     struct buf pcm;               /* scratch: a client message's decoded audio (wire_decode_client_msg) */
+    /* DETACHED streams, oldest detach first (stream.c keeps it in
+     * stream_transition): the resumable window's bounds evict from the head. */
+    struct stream *detached_head, *detached_tail;   /* borrowed: the registry owns the streams */
+    size_t n_detached;
 };
 
 #endif

@@ -44,6 +44,31 @@ static void on_idle_timer(uv_timer_t *t);
 
 static const struct config *cfg_of(const struct stream *st) { return st->api->env->cfg; }
 static uint64_t idle_ms(const struct config *c) { return (uint64_t)c->idle_timeout_s * 1000; }
+static uint64_t resume_ms(const struct config *c) { return (uint64_t)c->resume_timeout_s * 1000; }
+
+/* ---- the detached list ------------------------------------------------------------ */
+
+/* Kept by stream_transition: a stream enters the tail when it becomes
+ * DETACHED and leaves when it stops being so (resumed, or gone). */
+static void detached_add(struct api *api, struct stream *st) {
+    st->dnext = NULL;
+    st->dprev = api->detached_tail;
+    if (api->detached_tail) api->detached_tail->dnext = st;
+    else api->detached_head = st;
+    api->detached_tail = st;
+    api->n_detached++;
+    metrics.sessions_detached++;
+}
+
+static void detached_remove(struct api *api, struct stream *st) {
+    if (st->dprev) st->dprev->dnext = st->dnext;
+    else api->detached_head = st->dnext;
+    if (st->dnext) st->dnext->dprev = st->dprev;
+    else api->detached_tail = st->dprev;
+    st->dprev = st->dnext = NULL;
+    api->n_detached--;
+    metrics.sessions_detached--;
+}
 
 /* ---- state machine ------------------------------------------------------------ */
 
@@ -72,6 +97,8 @@ static int stream_transition(struct stream *st, enum stream_state to) {
         }
         return ASR_EINVAL;
     }
+    if (st->state == STREAM_DETACHED && to != STREAM_DETACHED) detached_remove(st->api, st);
+    else if (st->state != STREAM_DETACHED && to == STREAM_DETACHED) detached_add(st->api, st);
     st->state = to;
     return 0;
 }
@@ -145,7 +172,7 @@ static const struct sess_sink sink = {
 /* ---- the end of a stream ----------------------------------------------------------- */
 
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
-                                              "policy", "too_big", "shutdown", "error", "moved"};
+                                              "policy", "too_big", "shutdown", "error", "moved", "evicted"};
 
 static void on_idle_closed(uv_handle_t *h) { free(h->data); }
 
@@ -211,11 +238,60 @@ static void stream_end(struct stream *st, enum metric_end reason, int code, cons
 
 static void stream_touch(struct stream *st) { st->last_activity = uv_now(st->api->env->loop); }
 
+/* Ends a detached session before its resume window is over (reason
+ * `evicted`): the bounds of the detached sessions below, or a new live
+ * session that needs its slot. Its record is deleted: a resume is 404. */
+static void evict(struct stream *st, const char *why) {
+    struct log_line *l = log_begin(LOG_INFO, "session evicted");
+    if (l) {
+        log_str(l, "session_id", sess_id(st->sess));
+        log_str(l, "why", why);
+        log_str(l, "peer_ip", st->peer_ip);
+        log_end(l);
+    }
+    stream_destroy(st, END_EVICTED);
+}
+
+/* st just became DETACHED (it is the newest). Dropped connections must not
+ * pile up resumable sessions for the whole resume window: each client
+ * address may hold ASR_MAX_DETACHED_PER_IP of them and the worker
+ * ASR_MAX_DETACHED_SESSIONS; past either, the oldest (of that address, or
+ * of all) is evicted (docs/API.md "Resuming a session"). The address walk is
+ * over the detached list only, which the worker bound keeps short. */
+static void detached_bound(struct stream *st) {
+    struct api *api = st->api;
+    const struct config *c = cfg_of(st);
+    /* 0 follows the connection limit per address: behind a balancer both
+     * are 0, every client having the balancer's address */
+    int per_ip = c->max_detached_per_ip > 0 ? c->max_detached_per_ip : c->max_connections_per_ip;
+    if (per_ip > 0) {
+        size_t same = 0;
+        struct stream *oldest = NULL;
+        for (struct stream *x = api->detached_head; x; x = x->dnext)
+            if (strcmp(x->peer_ip, st->peer_ip) == 0 && same++ == 0) oldest = x;
+        if (same > (size_t)per_ip && oldest && oldest != st) evict(oldest, "address bound");
+    }
+    while (api->n_detached > (size_t)c->max_detached_sessions && api->detached_head &&
+           api->detached_head != st)
+        evict(api->detached_head, "worker bound");
+}
+
+/* Detaches st (ATTACHED, DRAINING, or UPGRADING/DETACHED whose WebSocket
+ * could not start): resumable for ASR_RESUME_TIMEOUT_S, then the bounds. */
+static int stream_detach(struct stream *st) {
+    if (stream_transition(st, STREAM_DETACHED) != 0) return ASR_EINVAL;
+    stream_touch(st);
+    uv_timer_start(&st->idle, on_idle_timer, resume_ms(cfg_of(st)), 0);
+    detached_bound(st);
+    return 0;
+}
+
 /* The idle timer is not restarted on activity (stream_touch only stores
  * the time); when it fires it re-arms itself for the remainder. */
 static void on_idle_timer(uv_timer_t *t) {
     struct stream *st = t->data;
-    uint64_t now = uv_now(t->loop), limit = idle_ms(cfg_of(st));
+    uint64_t now = uv_now(t->loop);
+    uint64_t limit = st->state == STREAM_DETACHED ? resume_ms(cfg_of(st)) : idle_ms(cfg_of(st));
     if (now - st->last_activity < limit) {
         uv_timer_start(&st->idle, on_idle_timer, limit - (now - st->last_activity), 0);
         return;
@@ -244,15 +320,14 @@ static void ws_on_closed(void *ctx, int code_sent, int code_received) {
     else if (code_received && code_sent != 1001) reason = END_STOP; /* the client closed the handshake */
     else if (code_sent && code_sent != 1001 && code_sent != 1000) reason = END_ERROR;
     else {
-        /* Dropped without a close handshake, or drained with 1001:
-         * resumable for idle_timeout_s (docs/API.md "Resuming a session"). */
+        /* Dropped without a close handshake (or for a missing pong), or
+         * drained with 1001: resumable for resume_timeout_s (docs/API.md
+         * "Resuming a session"). */
         if (st->api->env->draining) {
             stream_destroy(st, END_SHUTDOWN);
             return;
         }
-        if (stream_transition(st, STREAM_DETACHED) != 0) return;
-        stream_touch(st);
-        uv_timer_start(&st->idle, on_idle_timer, idle_ms(cfg_of(st)), 0);
+        if (stream_detach(st) != 0) return;
         sync_snapshot(&st->api->sync, st); /* detached: resumable by any worker */
         struct log_line *l = log_begin(LOG_INFO, "session detached");
         if (l) {
@@ -363,6 +438,7 @@ static void send_session_message(struct stream *st, int resumed) {
         .max_message_bytes = config_max_message_bytes(c),
         .max_audio_rate = config_audio_rate(c, rate),
         .idle_timeout_s = c->idle_timeout_s,
+        .resume_timeout_s = c->resume_timeout_s,
         .endpointing_ms = c->endpointing_ms,
         .expected_words = sess_expected_words(st->sess),
     };
@@ -410,6 +486,8 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
         .max_queue_bytes = c->max_send_queue_bytes,
         .max_queue_msgs = (size_t)c->max_send_queue_size,
         .slow_client_threshold = c->slow_client_threshold,
+        .ping_interval_ms = (uint64_t)c->ping_interval_s * 1000,
+        .ping_timeout_ms = (uint64_t)c->ping_timeout_s * 1000,
     };
     if (resumed) metrics.sessions_resumed++;
     else metrics.sessions_total++;
@@ -423,12 +501,16 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
         /* The conn is closing without a WebSocket: the session stays
          * resumable (or expires), like a dropped connection. */
         buf_cleanup(&rest);
-        stream_transition(st, STREAM_DETACHED);
         sync_set_attached(&api->sync, st, 0);
+        stream_detach(st);
         return;
     }
     metrics.sessions_attached++;
     st->ws = ws;
+    /* the address, without the port, for the per-address bound of detached sessions */
+    snprintf(st->peer_ip, sizeof st->peer_ip, "%s", cn->peer);
+    char *colon = strrchr(st->peer_ip, ':');
+    if (colon) *colon = '\0';
     stream_transition(st, STREAM_ATTACHED);
     send_session_message(st, resumed);
     sess_attach(st->sess, &sink, st);
@@ -600,6 +682,12 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
             refuse(hc, 503, "STORE_UNAVAILABLE", "session store unavailable", "Retry-After: 1\r\n");
         }
         return;
+    }
+    if (api_stream_count(api) >= (size_t)c->max_sessions_per_worker && api->detached_head) {
+        /* A live client before a resumable one: the oldest detached
+         * session gives its slot (docs/API.md "Resuming a session"). */
+        metrics.sessions_evicted_for_room++;
+        evict(api->detached_head, "room for a live session");
     }
     if (api_stream_count(api) >= (size_t)c->max_sessions_per_worker) {
         free(pu);

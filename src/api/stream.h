@@ -36,7 +36,8 @@ enum stream_state {
                        * answers and a final go out, then the close; a resume is refused */
     STREAM_DRAINING,  /* attached and ending for a drain: owed answers, a final, then close
                        * 1001; still resumable (elsewhere, with a shared store) */
-    STREAM_DETACHED,  /* no connection: resumable until the idle timer expires it */
+    STREAM_DETACHED,  /* no connection: resumable for ASR_RESUME_TIMEOUT_S, unless evicted
+                       * (docs/API.md "Resuming a session": the detached bounds) */
     STREAM_GONE,      /* destroyed: counted, unregistered, session freed; the struct is
                        * freed by the idle timer's close callback */
     STREAM__N
@@ -55,6 +56,8 @@ struct stream {
     const char *close_reason;     /* static */
     uint64_t stored_ms;           /* loop time of the last snapshot write (sync.c) */
     struct registry_entry reg;    /* in the api's registry, keyed by the session id */
+    struct stream *dprev, *dnext; /* borrowed: the api's list of DETACHED streams (stream.c) */
+    char     peer_ip[64];         /* the client address of its last connection (per-address bounds) */
 };
 
 /* Frees the stream (-> GONE): logs the session's counters, counts its end

@@ -133,17 +133,42 @@ void sync_end(struct sync *sy, struct stream *st, int keep) {
 
 static void on_released(void *ctx, const char *id) { record_moved(ctx, id); }
 
-/* The reconcile: a stream served while the store was down gets its record. */
-static void register_late(void *ctx, void *owner) {
+/* A republished record: counted, or found claimed by another worker
+ * meanwhile (then the local copy is stale, as for any write). */
+static void on_republished(void *arg, int status) {
+    struct write_op *op = arg;
+    if (status == STORE_OK) metrics.store_republished++;
+    else if (status == STORE_NOT_OWNER) record_moved(op->sy, op->id);
+    free(op);
+}
+
+/* The store is back (docs/internals/store.md "Republish after a
+ * reconnect"). It may have come back empty (a Redis restarted without its
+ * data, the private redis-server the master restarts): every record this
+ * worker holds is written again, with its current snapshot, so that a
+ * resume elsewhere after this worker dies finds it, and its slot of the
+ * global limit is taken again; a stream served while the store was down
+ * gets its record the same way (the reconcile). The heartbeat and this
+ * worker's entry in the worker set are written by the store itself on
+ * every connect. Ops go out in order on one connection, so each record is
+ * rewritten before any later update of it. */
+static void republish(void *ctx, void *owner) {
     struct sync *sy = ctx;
     struct stream *st = owner;
-    if (st->sync != SYNC_UNSYNCED || st->state == STREAM_GONE) return;
-    sync_transition(st, SYNC_STORED);
-    struct buf snap;
-    buf_init(&snap, 0);
-    sess_snapshot(st->sess, &snap);
-    store_create(sy->store_, sess_id(st->sess), snap.data, snap.len, NULL, NULL);
-    buf_cleanup(&snap);
+    if (st->state == STREAM_GONE || !st->sess) return;
+    if (st->sync == SYNC_UNSYNCED) sync_transition(st, SYNC_STORED);
+    else if (st->sync != SYNC_STORED) return;
+    buf_reset(&sy->snap_);
+    if (sess_snapshot(st->sess, &sy->snap_) != 0) return;
+    st->stored_ms = uv_now(sy->loop_);
+    struct write_op *op = xmalloc(sizeof *op);
+    op->sy = sy;
+    snprintf(op->id, sizeof op->id, "%s", sess_id(st->sess));
+    int attached = st->state != STREAM_DETACHED;
+    if (store_republish(sy->store_, op->id, attached, sy->snap_.data, sy->snap_.len, on_republished, op) != 0)
+        free(op);
+    else
+        sy->republishing_++;
 }
 
 static void on_store_state(void *ctx, int available) {
@@ -151,8 +176,13 @@ static void on_store_state(void *ctx, int available) {
     struct log_line *l = log_begin(available ? LOG_INFO : LOG_WARN,
                                    available ? "session store available" : "session store unavailable");
     if (l) { log_str(l, "backend", store_backend(sy->store_)); log_end(l); }
-    if (!available) return;
-    registry_each(sy->streams_, register_late, sy);
+    if (!available || !sync_shared(sy)) return;
+    sy->republishing_ = 0;
+    registry_each(sy->streams_, republish, sy);
+    if (sy->republishing_) {
+        l = log_begin(LOG_INFO, "session store: republishing this worker's sessions");
+        if (l) { log_u64(l, "sessions", sy->republishing_); log_end(l); }
+    }
 }
 
 /* ---- the 1 s tick -------------------------------------------------------------------- */
@@ -192,7 +222,9 @@ int sync_open(struct sync *sy, uv_loop_t *loop, const struct config *cfg, struct
     struct store_cfg sc = {
         .redis_url = cfg->redis_url,
         .worker_id = cfg->worker_id,
-        .session_ttl_s = (unsigned)cfg->idle_timeout_s + 60,
+        /* a record outlives the longer of the two windows it serves */
+        .session_ttl_s = (unsigned)(cfg->idle_timeout_s > cfg->resume_timeout_s ? cfg->idle_timeout_s
+                                                                                 : cfg->resume_timeout_s) + 60,
         .max_global_sessions = (uint64_t)cfg->max_global_sessions,
         .on_released = on_released,
         .on_state = on_store_state,

@@ -4,9 +4,11 @@
  *
  * - A new stream's record is created before its 101 (sync_register); with
  *   the store down it may be served anyway and registered when the store
- *   comes back (sync_serve_unsynced, then the reconcile on on_state).
+ *   comes back (sync_serve_unsynced, then the republish on on_state).
  * - A resume of a session this worker does not hold claims the record
  *   (sync_claim, then sync_adopt or sync_unclaim).
+ * - Whenever the store (re)connects, every record this worker holds is
+ *   written again (store_republish): the store may have come back empty.
  * - With a shared (Redis) store, snapshots are written when a final goes
  *   out, when the connection drops, when a drain leaves a session
  *   resumable, and each second for sessions that changed (or were not
@@ -51,6 +53,7 @@ struct sync {
     struct registry *streams_;       /* borrowed: the api's registry (the tick and reconcile walk it) */
     uv_timer_t timer_;               /* 1 s: snapshots of changed sessions, store metrics */
     struct buf snap_;                /* scratch: one snapshot (limit STORE_BLOB_MAX) */
+    uint64_t republishing_;          /* records sent by the last republish (for its log line) */
 };
 
 /* Opens the store (cfg->redis_url; memory when empty) on loop and starts the

@@ -237,9 +237,10 @@ void wire_encode_session(struct buf *out, const struct wire_session *s) {
     buf_printf(out,
                ",\"sample_rate\":%u,\"resumed\":%s,\"last_sequence\":%llu,\"limits\":{\"max_chunk_bytes\":%zu,"
                "\"max_message_bytes\":%zu,\"max_audio_rate_bytes_per_sec\":%zu,\"idle_timeout_s\":%d,"
-               "\"endpointing_ms\":%d}}",
+               "\"resume_timeout_s\":%d,\"endpointing_ms\":%d}}",
                s->sample_rate, s->resumed ? "true" : "false", (unsigned long long)s->last_sequence,
-               s->max_chunk_bytes, s->max_message_bytes, s->max_audio_rate, s->idle_timeout_s, s->endpointing_ms);
+               s->max_chunk_bytes, s->max_message_bytes, s->max_audio_rate, s->idle_timeout_s,
+               s->resume_timeout_s, s->endpointing_ms);
     if (s->expected_words) {
         out->len--; /* reopen the object */
         buf_printf(out, ",\"expected_words\":%zu}", s->expected_words);

@@ -61,6 +61,7 @@ struct wire_session {
     size_t      max_message_bytes;
     size_t      max_audio_rate;  /* bytes per second */
     int         idle_timeout_s;
+    int         resume_timeout_s;
     int         endpointing_ms;
     size_t      expected_words;  /* reading feedback: words of the expected text (0 = none: omitted) */
 };

@@ -28,12 +28,12 @@ static const struct config_opt opts[] = {
     {"ASR_WORKER_ID", OPT_STR, F(worker_id), "w", 0, 0, NULL, 0,
      "worker id prefix: worker i is <prefix><i>, shown in session, health, logs and metrics"},
     {"ASR_API_KEYS", OPT_STR, F(api_keys), "", 0, 0, NULL, 1,
-     "comma-separated API keys guarding /v1/transcribe*; empty = no auth"},
+     "comma-separated API keys guarding /v1/transcribe*, /v1/audio/* and /v1/models; empty = no auth"},
     {"ASR_ALLOWED_ORIGINS", OPT_STR, F(allowed_origins), "", 0, 0, NULL, 0,
      "comma-separated origins (https://app.example.com) or *: a WebSocket upgrade whose Origin is not listed gets 403; "
      "requests without Origin pass; empty = off"},
     {"ASR_WORKERS", OPT_INT, F(workers), "0", 0, 256, NULL, 0,
-     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU core"},
+     "worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU this process may run on (its affinity)"},
     {"ASR_REDIS_URL", OPT_STR, F(redis_url), "", 0, 0, NULL, 1,
      "session store: empty = a private redis-server the master starts (unix socket, no persistence); "
      "redis://[:password@]host:port[/db] or unix:///path = a shared Redis; "
@@ -52,7 +52,7 @@ static const struct config_opt opts[] = {
      "speech engine (asrd --help lists the engines built in and their own settings)"},
     {"ASR_INFERENCE_THREADS", OPT_INT, F(inference_threads), "0", 0, 1024, NULL, 0,
      "windowed engines: inference threads (one engine instance each) of the whole instance, shared out "
-     "to the workers; 0 = one per CPU core"},
+     "to the workers; 0 = one per CPU this process may run on"},
     {"ASR_INFERENCE_QUEUE_MAX", OPT_INT, F(inference_queue_max), "64", 1, 100000, NULL, 0,
      "windowed engines: inference jobs waiting per worker before partial windows are skipped "
      "(server_busy) and REST answers 503"},
@@ -94,7 +94,15 @@ static const struct config_opt opts[] = {
     {"ASR_MAX_CONNECTIONS_PER_IP", OPT_INT, F(max_connections_per_ip), "0", 0, 1000000, NULL, 0,
      "open connections per client IP address per worker (503 beyond); 0 = unlimited"},
     {"ASR_IDLE_TIMEOUT_S", OPT_INT, F(idle_timeout_s), "300", 1, 86400, NULL, 0,
-     "seconds without audio, keepalive or ping before a session ends; also how long a dropped session stays resumable"},
+     "seconds without audio, keepalive or ping before a session ends"},
+    {"ASR_RESUME_TIMEOUT_S", OPT_INT, F(resume_timeout_s), "60", 1, 86400, NULL, 0,
+     "seconds a dropped session stays resumable (detached) before it expires"},
+    {"ASR_MAX_DETACHED_SESSIONS", OPT_INT, F(max_detached_sessions), "1000", 1, 1000000, NULL, 0,
+     "dropped, resumable sessions per worker; past it the oldest is evicted (ended); they also give way "
+     "(oldest first) to a new live session at ASR_MAX_SESSIONS_PER_WORKER"},
+    {"ASR_MAX_DETACHED_PER_IP", OPT_INT, F(max_detached_per_ip), "0", 0, 1000000, NULL, 0,
+     "dropped, resumable sessions per client IP address per worker; past it that address's oldest is "
+     "evicted; 0 = ASR_MAX_CONNECTIONS_PER_IP (no per-address bound when that is 0, as behind a balancer)"},
     {"ASR_HANDSHAKE_TIMEOUT_S", OPT_INT, F(handshake_timeout_s), "10", 1, 3600, NULL, 0,
      "seconds to receive a request's head (slowloris guard) and keep-alive idle time"},
     {"ASR_BODY_TIMEOUT_S", OPT_INT, F(body_timeout_s), "30", 1, 3600, NULL, 0,
@@ -125,6 +133,11 @@ static const struct config_opt opts[] = {
      "send-queue overflows in a row before close 1008"},
     {"ASR_SEND_TIMEOUT_S", OPT_INT, F(send_timeout_s), "30", 1, 3600, NULL, 0,
      "seconds a connection's pending write may make no progress before it is closed"},
+    {"ASR_PING_INTERVAL_S", OPT_INT, F(ping_interval_s), "10", 0, 3600, NULL, 0,
+     "seconds from a WebSocket's start, and from each pong, to the server's next ping; 0 = no pings"},
+    {"ASR_PING_TIMEOUT_S", OPT_INT, F(ping_timeout_s), "10", 1, 3600, NULL, 0,
+     "a pong missing this many seconds after its ping means a dead or stuck peer: the connection is "
+     "dropped and its session stays resumable (found within interval + timeout)"},
     {"ASR_RATE_ABUSE_THRESHOLD", OPT_INT, F(rate_abuse_threshold), "20", 1, 1000000, NULL, 0,
      "RATE_LIMITED chunks in a row before close 1008"},
     {"ASR_LOG_LEVEL", OPT_CHOICE, F(log_level), "info", 0, 0, "debug|info|warn|error", 0, "log level"},

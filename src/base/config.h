@@ -56,6 +56,10 @@ struct config {
     int      max_connections;          /* ASR_MAX_CONNECTIONS */
     int      max_connections_per_ip;   /* ASR_MAX_CONNECTIONS_PER_IP (0 = unlimited) */
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
+    int      resume_timeout_s;         /* ASR_RESUME_TIMEOUT_S: a dropped session stays resumable this long */
+    int      max_detached_sessions;    /* ASR_MAX_DETACHED_SESSIONS: dropped, resumable sessions per worker */
+    int      max_detached_per_ip;      /* ASR_MAX_DETACHED_PER_IP: of those, per client address
+                                        * (0 = max_connections_per_ip, itself 0 = no bound) */
     int      handshake_timeout_s;      /* ASR_HANDSHAKE_TIMEOUT_S: request head deadline, keep-alive idle */
     int      body_timeout_s;           /* ASR_BODY_TIMEOUT_S: body progress deadline (1 KiB per period) */
     int      drain_timeout_s;          /* ASR_DRAIN_TIMEOUT_S */
@@ -72,6 +76,8 @@ struct config {
     int      max_send_queue_size;      /* ASR_MAX_SEND_QUEUE_SIZE, messages */
     int      slow_client_threshold;    /* ASR_SLOW_CLIENT_THRESHOLD */
     int      send_timeout_s;           /* ASR_SEND_TIMEOUT_S: a write making no progress */
+    int      ping_interval_s;          /* ASR_PING_INTERVAL_S: WebSocket ping after this long (0 = none) */
+    int      ping_timeout_s;           /* ASR_PING_TIMEOUT_S: a pong missing this long: dead or stuck peer */
     int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
     /* logging */
     char     log_level[16];            /* ASR_LOG_LEVEL */

@@ -33,12 +33,13 @@ static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO
                                                "OUT_OF_ORDER", "RATE_LIMITED", "SERVER_BUSY",
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
-                                                  "metrics_json", "metrics_prom", "other",
-                                                  "metrics_streaming"};
+                                                  "metrics_json", "metrics_prom", "audio_transcriptions",
+                                                  "audio_translations", "models", "other", "metrics_streaming"};
+static const char *const openai_refusal_names[OREF__N] = {"form", "params", "audio"};
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
-                                              "policy", "too_big", "shutdown", "error", "moved"};
+                                              "policy", "too_big", "shutdown", "error", "moved", "evicted"};
 static const char *const verify_names[METRIC_VERIFY__N] = {"ok", "server_busy", "failed", "too_long"};
 
 /* Per-second rates: a ring of samples taken by metrics_tick(). */
@@ -270,8 +271,10 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     buf_printf(b, ",\"connections\":{\"active\":%llu,\"total\":%llu,\"refused\":%llu}",
                (unsigned long long)M->connections_active, (unsigned long long)M->connections_total,
                (unsigned long long)M->connections_refused);
-    buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
+    buf_printf(b, ",\"sessions\":{\"active\":%llu,\"attached\":%llu,\"detached\":%llu,\"evicted_for_room\":%llu,"
+                  "\"total\":%llu,\"resumed\":%llu,\"refused\":%llu,\"ended\":{",
                (unsigned long long)M->sessions_active, (unsigned long long)M->sessions_attached,
+               (unsigned long long)M->sessions_detached, (unsigned long long)M->sessions_evicted_for_room,
                (unsigned long long)M->sessions_total, (unsigned long long)M->sessions_resumed,
                (unsigned long long)M->sessions_refused);
     for (int i = 0; i < END__N; i++)
@@ -288,6 +291,11 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->rest_chunks, (unsigned long long)M->rest_audio_ms);
     for (int i = 0; i < RFAIL__N; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", rest_fail_names[i], (unsigned long long)M->rest_failed[i]);
+    buf_puts(b, "}}");
+    buf_puts(b, ",\"openai\":{\"refused\":{");
+    for (int i = 0; i < OREF__N; i++)
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", openai_refusal_names[i],
+                   (unsigned long long)M->openai_refused[i]);
     buf_puts(b, "}}");
     buf_printf(b, ",\"requests\":{\"total\":%llu,\"per_sec\":%.2f,\"by_route\":{",
                (unsigned long long)M->requests_total, rps);
@@ -312,22 +320,26 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         else buf_printf(b, "%s\"%d\":%llu", i ? "," : "", close_codes[i], (unsigned long long)M->close_codes[i]);
     }
     buf_printf(b, "},\"backpressure\":{\"read_pauses\":%llu}", (unsigned long long)M->ws_paused);
+    buf_printf(b, ",\"liveness\":{\"pings\":%llu,\"pongs\":%llu,\"ping_timeouts\":%llu}",
+               (unsigned long long)M->ws_pings, (unsigned long long)M->ws_pongs,
+               (unsigned long long)M->ws_ping_timeouts);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
-                  "\"snapshot_writes\":%llu}",
+                  "\"snapshot_writes\":%llu,\"republished\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
                (unsigned long long)M->store_timeouts, (unsigned long long)M->store_reconnects,
-               (unsigned long long)M->store_writes);
+               (unsigned long long)M->store_writes, (unsigned long long)M->store_republished);
     buf_printf(b,
                ",\"engine\":{\"requests\":%llu,\"errors\":%llu,\"windows_skipped\":%llu,\"utterances_cut\":%llu,"
                "\"pool\":{\"threads\":%llu,\"busy\":%llu,\"queued\":%llu,\"queued_finals\":%llu,\"queue_max\":%llu,\"completed\":%llu,"
-               "\"failed\":%llu,\"refused\":%llu,\"audio_ms\":%llu,\"busy_ms\":%llu,\"real_time_factor\":%.4f}}",
+               "\"failed\":%llu,\"refused\":%llu,\"evicted\":%llu,\"audio_ms\":%llu,\"busy_ms\":%llu,\"real_time_factor\":%.4f}}",
                (unsigned long long)M->engine_requests, (unsigned long long)M->engine_errors,
                (unsigned long long)M->windows_skipped, (unsigned long long)M->utterances_cut,
                (unsigned long long)M->pool_threads, (unsigned long long)M->pool_busy,
                (unsigned long long)M->pool_queued, (unsigned long long)M->pool_queued_finals,
                (unsigned long long)M->pool_queue_max,
                (unsigned long long)M->pool_completed, (unsigned long long)M->pool_failed,
-               (unsigned long long)M->pool_refused, (unsigned long long)M->pool_audio_ms,
+               (unsigned long long)M->pool_refused, (unsigned long long)M->pool_evicted,
+               (unsigned long long)M->pool_audio_ms,
                (unsigned long long)M->pool_busy_ms,
                M->pool_audio_ms ? (double)M->pool_busy_ms / (double)M->pool_audio_ms : 0.0);
     buf_printf(b, ",\"feedback\":{\"streams\":%llu,\"rest\":%llu,\"updates\":%llu,\"verifications\":{",
@@ -420,6 +432,8 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "connections_refused_total", "Connections refused at the connection limit.", (double)M->connections_refused);
     PROM_EACH("gauge", "sessions_active", "Streaming sessions, live or resumable.", (double)M->sessions_active);
     PROM_EACH("gauge", "sessions_attached", "Streaming sessions with a live connection.", (double)M->sessions_attached);
+    PROM_EACH("gauge", "sessions_detached", "Streaming sessions dropped and resumable.", (double)M->sessions_detached);
+    PROM_EACH("counter", "sessions_evicted_for_room_total", "Detached sessions ended to make room for a new live one.", (double)M->sessions_evicted_for_room);
     PROM_EACH("counter", "sessions_total", "Streaming sessions created.", (double)M->sessions_total);
     PROM_EACH("counter", "sessions_resumed_total", "Streaming sessions resumed.", (double)M->sessions_resumed);
     PROM_EACH("counter", "sessions_refused_total", "Sessions refused at the session limit.", (double)M->sessions_refused);
@@ -438,6 +452,11 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     EACH_WORKER for (int i = 0; i < RFAIL__N; i++)
         buf_printf(b, "asrd_rest_failed_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, rest_fail_names[i],
                    (unsigned long long)M->rest_failed[i]);
+    buf_puts(b, "# HELP asrd_openai_refused_total OpenAI-compatible transcriptions refused, by cause.\n"
+                "# TYPE asrd_openai_refused_total counter\n");
+    EACH_WORKER for (int i = 0; i < OREF__N; i++)
+        buf_printf(b, "asrd_openai_refused_total{worker=\"%s\",cause=\"%s\"} %llu\n", w, openai_refusal_names[i],
+                   (unsigned long long)M->openai_refused[i]);
     buf_puts(b, "# HELP asrd_errors_total Streaming error answers, by code.\n# TYPE asrd_errors_total counter\n");
     EACH_WORKER for (int i = 0; i < MERR__N; i++)
         buf_printf(b, "asrd_errors_total{worker=\"%s\",code=\"%s\"} %llu\n", w, err_names[i],
@@ -458,11 +477,15 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
                            route_names[r], status_codes[s], (unsigned long long)M->requests[r][s]);
     PROM_EACH("counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", (double)M->ws_paused);
+    PROM_EACH("counter", "ws_pings_total", "WebSocket pings sent (liveness).", (double)M->ws_pings);
+    PROM_EACH("counter", "ws_pongs_total", "WebSocket pongs received that answered the last ping.", (double)M->ws_pongs);
+    PROM_EACH("counter", "ws_ping_timeouts_total", "Connections reset because a pong was missing (dead or stuck peer).", (double)M->ws_ping_timeouts);
     PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
     PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
     PROM_EACH("counter", "store_reconnects_total", "Session store reconnections.", M->store_reconnects);
     PROM_EACH("counter", "store_snapshot_writes_total", "Session snapshots written to a shared store.", M->store_writes);
+    PROM_EACH("counter", "store_republished_total", "Session records written again after the store (re)connected.", M->store_republished);
     PROM_EACH("counter", "engine_requests_total", "Engine requests made.", (double)M->engine_requests);
     PROM_EACH("counter", "engine_errors_total", "Engine requests that failed.", (double)M->engine_errors);
     PROM_EACH("counter", "windows_skipped_total", "Partial windows skipped under load (partial server_busy).", (double)M->windows_skipped);
@@ -475,6 +498,8 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
     PROM_EACH("counter", "pool_jobs_total", "Inference jobs decoded.", (double)M->pool_completed);
     PROM_EACH("counter", "pool_jobs_failed_total", "Inference jobs the engine failed.", (double)M->pool_failed);
     PROM_EACH("counter", "pool_refused_total", "Inference jobs refused: queue full.", (double)M->pool_refused);
+    PROM_EACH("counter", "pool_evicted_total", "Waiting windows given up for a less-served stream's window.",
+              (double)M->pool_evicted);
     PROM_EACH("counter", "pool_audio_seconds_total", "Audio decoded by the inference pool.", (double)M->pool_audio_ms / 1000.0);
     PROM_EACH("counter", "pool_busy_seconds_total", "Thread time the inference pool spent decoding.", (double)M->pool_busy_ms / 1000.0);
     PROM_EACH("counter", "feedback_streams_total", "Streams given an expected text (reading feedback).", (double)M->feedback_streams);
@@ -601,20 +626,22 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
 #define S_(f) a->f += b->f
 #define SA_(f) for (size_t i_ = 0; i_ < sizeof a->f / sizeof a->f[0]; i_++) a->f[i_] += b->f[i_]
     S_(connections_active); S_(connections_total); S_(connections_refused);
-    S_(sessions_active); S_(sessions_attached); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
+    S_(sessions_active); S_(sessions_attached); S_(sessions_detached); S_(sessions_evicted_for_room); S_(sessions_total); S_(sessions_resumed); S_(sessions_refused);
     SA_(sessions_ended);
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
     SA_(errors); SA_(close_codes);
-    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed);
+    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed); SA_(openai_refused);
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
+    S_(store_republished);
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
     S_(feedback_streams); S_(feedback_rest); S_(feedback_updates); SA_(verifications);
     /* stream_lat_*, adaptive_window_ms: per worker (streaming_obj combines them) */
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
-    S_(pool_refused); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(pool_refused); S_(pool_evicted); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
+    S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);
@@ -650,6 +677,7 @@ int metrics_shared_peers(struct metrics_peer *out, int max) {
         int32_t pid;
         if (i == self_slot_ || !read_slot(i, &m, wid, &pid)) continue;
         out[n] = (struct metrics_peer){.pid = pid, .sessions_active = m.sessions_active,
+                                       .sessions_detached = m.sessions_detached,
                                        .connections_active = m.connections_active};
         memcpy(out[n].worker_id, wid, sizeof out[n].worker_id);
         n++;

@@ -26,12 +26,20 @@ enum metric_err {                     /* docs/API.md streaming error codes */
 
 enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
+    ROUTE_AUDIO_TRANSCRIPTIONS, ROUTE_AUDIO_TRANSLATIONS, ROUTE_MODELS, /* the OpenAI-compatible ones */
     ROUTE_OTHER, ROUTE_METRICS_STREAMING, ROUTE__N
+};
+
+enum metric_openai_refusal {          /* why POST /v1/audio/transcriptions refused a request (4xx) */
+    OREF_FORM,                        /* not a multipart/form-data body it could read */
+    OREF_PARAMS,                      /* a field missing, unknown or out of range, or a format mix */
+    OREF_AUDIO,                       /* the file: not audio, broken, too long */
+    OREF__N
 };
 
 enum metric_end {                     /* why a session ended */
     END_STOP, END_IDLE, END_EXPIRED, END_SLOW_CLIENT, END_POLICY, END_TOO_BIG, END_SHUTDOWN,
-    END_ERROR, END_MOVED, END__N
+    END_ERROR, END_MOVED, END_EVICTED, END__N
 };
 
 enum metric_rest_fail {               /* why a REST transcription did not answer 200 */
@@ -64,6 +72,8 @@ struct metrics {
     uint64_t connections_refused;     /* over ASR_MAX_CONNECTIONS */
     uint64_t sessions_active;         /* gauge: live + resumable sessions */
     uint64_t sessions_attached;       /* gauge: sessions with a live connection */
+    uint64_t sessions_detached;       /* gauge: dropped, resumable sessions held */
+    uint64_t sessions_evicted_for_room; /* detached sessions ended to make room for a new live one */
     uint64_t sessions_total;          /* created (resumes not counted) */
     uint64_t sessions_resumed;
     uint64_t sessions_refused;        /* 503 at the session limit */
@@ -80,6 +90,7 @@ struct metrics {
     uint64_t rest_chunks;             /* chunks of REST uploads fed to their sessions */
     uint64_t rest_audio_ms;           /* ms of REST audio fed */
     uint64_t rest_failed[RFAIL__N];   /* REST transcriptions that failed, by cause */
+    uint64_t openai_refused[OREF__N]; /* OpenAI-compatible transcriptions refused, by cause */
     uint64_t close_codes[METRIC_CLOSE_CODES]; /* 1000,1001,1008,1009,1011,1013,other,none */
     uint64_t requests_total;
     uint64_t requests[ROUTE__N][METRIC_STATUSES];
@@ -100,17 +111,21 @@ struct metrics {
     /* the inference pool of a windowed engine (the worker copies its figures
      * each tick); gauges: threads, busy, queued, queue_max */
     uint64_t pool_threads, pool_busy, pool_queued, pool_queued_finals, pool_queue_max;
-    uint64_t pool_completed, pool_failed, pool_refused;
+    uint64_t pool_completed, pool_failed, pool_refused, pool_evicted;
     uint64_t pool_audio_ms, pool_busy_ms;     /* audio decoded, thread time spent on it */
     uint64_t vad_frames;              /* VAD frames classified (speech ratio) */
     uint64_t vad_speech_frames;
     uint64_t ws_paused;               /* times a socket was paused for backpressure */
+    uint64_t ws_pings;                /* pings sent (liveness) */
+    uint64_t ws_pongs;                /* pongs received that answered our last ping */
+    uint64_t ws_ping_timeouts;        /* connections reset: pong missing (dead or stuck peer) */
     uint64_t store_up;                /* gauge: 1 while the session store is available */
     uint64_t store_ops;               /* store operations started */
     uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */
     uint64_t store_timeouts;
     uint64_t store_reconnects;
     uint64_t store_writes;            /* session snapshots written (shared store) */
+    uint64_t store_republished;       /* records written again after the store (re)connected */
     struct hist lat_queue;            /* chunk arrival -> engine submit */
     struct hist lat_engine;           /* engine submit -> result */
     struct hist lat_total;            /* chunk arrival -> answer queued */
@@ -198,6 +213,7 @@ struct metrics_peer {
     char     worker_id[64];
     int      pid;
     uint64_t sessions_active;         /* live + resumable streaming sessions */
+    uint64_t sessions_detached;       /* of those, resumable (no connection) */
     uint64_t connections_active;
 };
 /* Fills up to max entries with the other live workers (this one excluded;

@@ -1,5 +1,8 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "base/util.h"
 
+#include <sched.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,4 +224,15 @@ int util_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out) {
 
 int util_ieq(const char *s, size_t n, const char *lit) {
     return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
+}
+
+unsigned util_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return (unsigned)n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
 }

@@ -51,6 +51,11 @@ uint64_t util_wall_ms(void);    /* Unix ms */
 /* 128-bit random id as 32 lowercase hex chars + NUL (libsodium randombytes). */
 void util_random_id(char out[33]);
 
+/* CPUs this process may run on (sched_getaffinity: a taskset, a cgroup
+ * cpuset or a container's --cpuset-cpus), not the host's count; at least 1.
+ * Falls back to the online CPUs when the mask cannot be read. */
+unsigned util_cpu_count(void);
+
 /* Parses a decimal unsigned integer of the whole string s[0..n) into *out.
  * Returns 0 or ASR_EINVAL (empty, non-digit, overflow past max). */
 int util_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);

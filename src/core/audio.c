@@ -20,6 +20,7 @@
 #include <soxr.h>
 
 #include "base/err.h"
+#include "core/media.h"
 
 #define AUDIO_MIN_RATE     1000u    /* Hz; below this nothing is speech */
 #define AUDIO_MAX_RATE     384000u  /* Hz; above any real recording */
@@ -304,6 +305,7 @@ static int media_parse(const char *ct, struct media *m, char *errbuf, size_t err
 
     static const char *const containers[] = {
         "wav", "x-wav", "wave", "vnd.wave", "flac", "x-flac", "ogg", "mpeg", "mp3",
+        "webm", "mp4", "m4a", "x-m4a", "aac", "opus", "x-matroska",
     };
     if (!span_is(type, type_n, "audio")) return 0;
     if (span_is(sub, sub_n, "pcm")) {
@@ -492,6 +494,36 @@ static sf_count_t mem_tell(void *user) {
     return ((struct memfile *)user)->pos;
 }
 
+/* ---- containers libsndfile cannot read (core/media.h) --------------------- */
+
+struct media_sink {
+    struct sink s;
+    unsigned target_rate;
+    size_t   max_samples;
+};
+
+static int media_start(void *ctx, unsigned rate) {
+    struct media_sink *m = ctx;
+    return sink_init(&m->s, rate, m->target_rate, m->max_samples, AUDIO_FIRST_CAP);
+}
+
+static int media_block(void *ctx, const float *mono, size_t n) {
+    return sink_push(&((struct media_sink *)ctx)->s, mono, n);
+}
+
+/* WebM/Matroska, MP4/M4A, ADTS AAC, and Ogg streams libsndfile refused,
+ * through libavformat/libavcodec into the same sink. */
+static int decode_media(const uint8_t *data, size_t len, unsigned target_rate, size_t max_samples,
+                        struct audio_pcm *out, char *errbuf, size_t errlen) {
+    struct media_sink m = {.target_rate = target_rate, .max_samples = max_samples};
+    int rc = media_decode(data, len, AUDIO_DECODE_BUDGET_MS, media_start, media_block, &m, errbuf, errlen);
+    if (rc == 0 && (rc = sink_push(&m.s, NULL, 0)) != 0) sink_error(rc, max_samples, errbuf, errlen);
+    if (rc == ASR_E_TOO_LARGE) sink_error(rc, max_samples, errbuf, errlen);
+    if (rc == 0) sink_take(&m.s, target_rate, out);
+    sink_cleanup(&m.s);
+    return rc;
+}
+
 /* Decodes a container. The header's numbers are checked against fixed ranges
  * and used for nothing but an early ASR_E_TOO_LARGE and a first capacity; the
  * length that counts is what actually decodes, capped while reading. A read
@@ -511,8 +543,10 @@ static int decode_container(const uint8_t *data, size_t len, unsigned target_rat
     enum sniffed kind = sniff(data, len);
 
     if (kind == SNIFF_NONE) {
+        if (media_sniff(data, len) != MEDIA_NONE)
+            return decode_media(data, len, target_rate, max_samples, out, errbuf, errlen);
         rc = fail_msg(ASR_E_NOT_AUDIO, errbuf, errlen,
-                      "body is not WAV, FLAC, Ogg or MP3 audio");
+                      "body is not WAV, FLAC, Ogg, MP3, WebM, MP4/M4A or AAC audio");
         goto fail;
     }
     if (len > (size_t)INT64_MAX) {
@@ -521,6 +555,8 @@ static int decode_container(const uint8_t *data, size_t len, unsigned target_rat
     }
     memset(&info, 0, sizeof(info));
     sf = sf_open_virtual(&vio, SFM_READ, &info, &mf);
+    if (!sf && kind == SNIFF_OGG) /* Ogg with a codec libsndfile lacks (FLAC, Speex...) */
+        return decode_media(data, len, target_rate, max_samples, out, errbuf, errlen);
     if (!sf || !major_matches(kind, info.format)) {
         /* Not sf_strerror(NULL): that reads libsndfile's global last error,
          * which another thread-pool thread may be writing. */

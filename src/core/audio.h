@@ -1,5 +1,5 @@
-/* Audio helpers: PCM byte handling, container decoding (libsndfile) and
- * resampling (libsoxr). No I/O beyond memory buffers; safe to call from the
+/* Audio helpers: PCM byte handling, container decoding (libsndfile, and
+ * libavformat/libavcodec through core/media.h) and resampling (libsoxr). No I/O beyond memory buffers; safe to call from the
  * libuv thread pool (nothing here touches the loop). */
 #ifndef ASRD_AUDIO_H
 #define ASRD_AUDIO_H
@@ -30,9 +30,13 @@ void audio_pcm_cleanup(struct audio_pcm *pcm);
  *     outside 1..64, a malformed parameter) is ASR_E_BAD_REQUEST; an odd
  *     byte count (or not whole frames of `channels` samples) is
  *     ASR_E_INVALID_AUDIO.
- *   - NULL, application/octet-stream or any other type: the bytes are sniffed
- *     (RIFF/WAVE, fLaC, OggS, ID3/MPEG sync); if no supported container is
- *     recognised, ASR_E_NOT_AUDIO.
+ *   - NULL, application/octet-stream or any other type (audio/webm,
+ *     audio/mp4... included): the bytes are sniffed (RIFF/WAVE, fLaC, OggS,
+ *     ID3/MPEG sync for libsndfile; EBML (WebM/Matroska), ftyp (MP4, M4A,
+ *     3GP), ADTS AAC for libavformat/libavcodec, core/media.h, which also
+ *     takes the Ogg streams libsndfile cannot open); if no supported
+ *     container is recognised, ASR_E_NOT_AUDIO. A libav decode that takes
+ *     longer than AUDIO_DECODE_BUDGET_MS is ASR_E_INVALID_AUDIO.
  * Channels are mixed to mono by averaging, then resampled with soxr (HQ) to
  * target_rate. Audio longer than max_samples output samples is
  * ASR_E_TOO_LARGE (protects against small files that expand hugely).
@@ -42,6 +46,12 @@ void audio_pcm_cleanup(struct audio_pcm *pcm);
  * ASR_E_INVALID_AUDIO. target_rate outside 1000..384000: ASR_EINVAL.
  * On 0, *out holds the audio (caller owns it). On error *out is zeroed and,
  * if errbuf is not NULL, a one-line human message is written to it. */
+/* How long one decode through libavformat/libavcodec (WebM, MP4, AAC) may
+ * take, wall clock, before it is ASR_E_INVALID_AUDIO: an hour of Opus or AAC
+ * decodes in a few seconds; an input built to be slow does not hold a
+ * thread-pool thread longer than this. */
+#define AUDIO_DECODE_BUDGET_MS 60000u
+
 int audio_decode(const uint8_t *data, size_t len, const char *content_type,
                  unsigned target_rate, size_t max_samples,
                  struct audio_pcm *out, char *errbuf, size_t errlen);

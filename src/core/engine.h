@@ -33,9 +33,17 @@
  *     session inside done() and then read res->text).
  *
  * Contract of a WINDOWED engine:
- *   - instance_create() runs once per pool thread, on that thread; decode()
- *     and instance_destroy() run on the thread that created the instance.
- *     Instances never share mutable state without their own locking.
+ *   - instance_create() runs once per pool thread, on that thread, with the
+ *     thread's index in its pool (0 .. threads-1); decode() and
+ *     instance_destroy() run on that thread. Instances never share mutable
+ *     state without their own locking.
+ *   - preload(), when the engine has it, runs once in the master before the
+ *     workers fork, with the number of threads of the largest pool: an
+ *     engine may build its instances there, and instance_create(index) then
+ *     hands out preloaded instance index (each at most once per process).
+ *     After the fork every worker has its own copy-on-write view of them, so
+ *     the model's pages stay shared between the workers and only what a
+ *     decode writes becomes private. The master never decodes.
  *   - decode() reads the window (borrowed for the call), writes words or
  *     text into out with engine_output_word()/engine_output_text(), and
  *     returns 0 or ASR_E_MODEL_ERROR. It never blocks on anything but its
@@ -150,7 +158,8 @@ struct engine_ops {
     int  (*finalize)(void *state, engine_done_fn done, void *arg);
     void (*session_cleanup)(void *state);
     /* WINDOWED engines (on pool threads). */
-    void *(*instance_create)(const void *settings);   /* NULL on failure */
+    int   (*preload)(const void *settings, unsigned n_instances); /* in the master; may be NULL */
+    void *(*instance_create)(const void *settings, unsigned index); /* NULL on failure */
     void  (*instance_destroy)(void *instance);
     int   (*decode)(void *instance, const struct engine_window *w, struct engine_output *out);
 };

@@ -64,6 +64,7 @@ struct pool {
     pthread_cond_t    cv;               /* work arrived, or stop */
     pthread_cond_t    started_cv;       /* a thread finished creating its instance */
     pthread_t        *tids;             /* owned */
+    unsigned          next_index;       /* instance index handed to the next thread that starts */
     unsigned          n_threads;        /* started */
     unsigned          n_started;        /* reported in (ok or not) */
     unsigned          n_failed;         /* could not create an instance */
@@ -135,15 +136,20 @@ static void ready_remove(struct pool *p, struct pool_client *c) {
 }
 
 /* The next job to run: the oldest job of the first client of the highest
- * class that has one. NULL when nothing is ready. */
+ * class that has one; among partial windows, of the client served least
+ * so far (first in line among equals). Streams that start together send
+ * their windows at the same instants: served in a fixed arrival order, the
+ * same streams would always wait longest; least served first takes turns.
+ * NULL when nothing is ready. */
 static struct pool_job *take_job(struct pool *p) {
     for (int k = 0; k < POOL__CLASSES; k++) {
         struct pool_client *c = p->ready_head[k];
         if (!c) continue;
-        p->ready_head[k] = c->next_;
-        if (!p->ready_head[k]) p->ready_tail[k] = NULL;
-        c->ready_ = 0;
-        c->next_ = NULL;
+        if (k == POOL_WINDOW)
+            for (struct pool_client *e = c->next_; e; e = e->next_)
+                if (e->served_ < c->served_) c = e;
+        ready_remove(p, c);
+        c->served_++;
         struct pool_job *j = c->head_;
         c->head_ = j->next_;
         if (!c->head_) c->tail_ = NULL;
@@ -160,7 +166,10 @@ static struct pool_job *take_job(struct pool *p) {
 
 static void *thread_main(void *arg) {
     struct pool *p = arg;
-    void *inst = p->ops->instance_create(p->settings);
+    pthread_mutex_lock(&p->mu);
+    unsigned index = p->next_index++;
+    pthread_mutex_unlock(&p->mu);
+    void *inst = p->ops->instance_create(p->settings, index);
     pthread_mutex_lock(&p->mu);
     p->n_started++;
     if (!inst) p->n_failed++;
@@ -212,17 +221,20 @@ static void *thread_main(void *arg) {
  * cancels the client finds it where cancel looks. */
 static void on_async(uv_async_t *h) {
     struct pool *p = h->data;
-    pthread_mutex_lock(&p->mu);
-    struct pool_job *list = p->done_head;
-    p->done_head = p->done_tail = NULL;
-    pthread_mutex_unlock(&p->mu);
-    while (list) {
-        struct pool_job *j = list;
-        list = j->next_;
-        j->next_ = NULL;
+    for (;;) {
+        /* one at a time: a done() may cancel a client whose evicted jobs
+         * still wait in the list (cancel unhooks them there) */
         pthread_mutex_lock(&p->mu);
+        struct pool_job *j = p->done_head;
+        if (!j) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        p->done_head = j->next_;
+        if (!p->done_head) p->done_tail = NULL;
+        j->next_ = NULL;
         struct pool_client *c = j->client_;
-        if (c) {
+        if (c && !j->evicted_) {
             c->running_ = NULL;
             if (c->head_ && !c->ready_) {
                 ready_push(p, c);
@@ -265,6 +277,7 @@ int pool_create(uv_loop_t *loop, const struct engine_ops *ops, const void *setti
     p->settings = settings;
     p->rate = ops->sample_rate ? ops->sample_rate : 16000;
     p->stats.threads = cfg->threads;
+    p->next_index = 0;
     p->stats.queue_max = cfg->queue_max;
     if (!(p->tids = calloc(cfg->threads, sizeof *p->tids))) {
         free(p);
@@ -360,13 +373,73 @@ void pool_client_cancel(struct pool *p, struct pool_client *c) {
     c->tail_ = NULL;
     if (c->running_) c->running_->client_ = NULL; /* finishes on its thread; delivered to nobody */
     c->running_ = NULL;
+    for (struct pool_job *j = p->done_head; j; j = j->next_) /* evicted, not delivered yet */
+        if (j->client_ == c) j->client_ = NULL;
     pthread_mutex_unlock(&p->mu);
+}
+
+/* The queue is full and c wants a window in: the waiting window of the
+ * most-served client (at the head of its FIFO, in the window ready list)
+ * gives way if that client was served more than c. The evicted job goes to
+ * the done list with ASR_ECANCELED, so its owner learns the window is off.
+ * Under mu. Returns 1 when room was made. */
+static int evict_for(struct pool *p, const struct pool_client *c) {
+    struct pool_client *victim = NULL;
+    for (struct pool_client *e = p->ready_head[POOL_WINDOW]; e; e = e->next_)
+        if (e != c && e->head_ && e->head_->cls_ == POOL_WINDOW && (!victim || e->served_ > victim->served_))
+            victim = e;
+    if (!victim || victim->served_ <= c->served_) return 0;
+    struct pool_job *j = victim->head_;
+    ready_remove(p, victim);
+    victim->head_ = j->next_;
+    if (!victim->head_) victim->tail_ = NULL;
+    else ready_push(p, victim);
+    p->stats.queued--;
+    p->stats.queued_class[POOL_WINDOW]--;
+    p->stats.evicted++;
+    j->status_ = ASR_ECANCELED;
+    j->t_start_ns = j->t_done_ns = util_now_ns();
+    /* delivered like a finished job; running_ is left alone (this one never ran) */
+    j->evicted_ = 1;
+    j->next_ = NULL;
+    if (p->done_tail) p->done_tail->next_ = j;
+    else p->done_head = j;
+    p->done_tail = j;
+    uv_async_send(&p->async);
+    return 1;
+}
+
+int pool_job_cancel(struct pool *p, struct pool_client *c, struct pool_job *job) {
+    if (!p || !c || !job) return ASR_EINVAL;
+    pthread_mutex_lock(&p->mu);
+    struct pool_job *prev = NULL, *j = c->head_;
+    while (j && j != job) {
+        prev = j;
+        j = j->next_;
+    }
+    if (!j) {
+        pthread_mutex_unlock(&p->mu);
+        return ASR_EAGAIN;
+    }
+    if (prev) prev->next_ = j->next_;
+    else c->head_ = j->next_;
+    if (c->tail_ == j) c->tail_ = prev;
+    p->stats.queued--;
+    p->stats.queued_class[j->cls_]--;
+    /* a client in a ready list is filed under its head job's class */
+    if (c->ready_) {
+        ready_remove(p, c);
+        if (c->head_) ready_push(p, c);
+    }
+    pthread_mutex_unlock(&p->mu);
+    pool_job_free(j);
+    return 0;
 }
 
 int pool_submit(struct pool *p, struct pool_client *c, enum pool_class cls, struct pool_job *job) {
     if (!p || !c || !job || cls < 0 || cls >= POOL__CLASSES) return ASR_EINVAL;
     pthread_mutex_lock(&p->mu);
-    if (cls != POOL_FINAL && queued_bounded(p) >= p->stats.queue_max) {
+    if (cls != POOL_FINAL && queued_bounded(p) >= p->stats.queue_max && !(cls == POOL_WINDOW && evict_for(p, c))) {
         p->stats.refused++;
         pthread_mutex_unlock(&p->mu);
         return ASR_EAGAIN;

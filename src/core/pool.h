@@ -9,9 +9,13 @@
  * submitting faster: its jobs wait in its own FIFO, not in the shared queue.
  *
  * Bounded: at most queue_max jobs wait (not counting running ones) across
- * every class but POOL_FINAL. Past it pool_submit() answers ASR_EAGAIN: a
- * stream skips that window (its audio stays for the final), a REST request
- * answers 503. Finals are always taken (a final must not be lost); they are
+ * every class but POOL_FINAL. Past it, a partial window from a client that
+ * has been served less than another client with a window waiting takes
+ * that window's place (the evicted job completes with ASR_ECANCELED: its
+ * stream skips that window), so a full queue does not starve the clients
+ * that arrive when it is full; otherwise pool_submit() answers ASR_EAGAIN:
+ * a stream skips that window (its audio stays for the final), a REST
+ * request answers 503. Finals are always taken (a final must not be lost); they are
  * bounded by the sessions' own input limits, and counted in the queue depth.
  *
  * Threads: pool_create() starts them; each creates its engine instance on
@@ -49,6 +53,7 @@ struct pool_stats {
     uint64_t completed;                 /* jobs decoded (any status) */
     uint64_t failed;                    /* of those: the engine failed */
     uint64_t refused;                   /* pool_submit: ASR_EAGAIN (queue full) */
+    uint64_t evicted;                   /* waiting windows given up for a less-served client's */
     uint64_t audio_ms;                  /* audio decoded, ms */
     uint64_t busy_ms;                   /* thread time spent decoding, ms (wall, per thread) */
 };
@@ -56,8 +61,9 @@ struct pool_stats {
 struct pool;
 struct pool_job;
 
-/* Called on the loop thread once per job that ran to completion (not for
- * cancelled ones). res is borrowed for the call (NULL unless status is 0);
+/* Called on the loop thread once per job that ran to completion, or with
+ * ASR_ECANCELED for a waiting window evicted for a less-served client's
+ * (not for jobs cancelled by their owner). res is borrowed for the call (NULL unless status is 0);
  * its word times are in the session's audio (the job's offset added). The
  * job is freed after done returns. */
 typedef void (*pool_done_fn)(struct pool_job *job, int status, const struct engine_result *res);
@@ -70,6 +76,7 @@ struct pool_client {
     struct pool_job    *running_;       /* its job on a thread, or NULL */
     struct pool_client *next_;          /* the class ready list */
     int                 ready_;         /* in a ready list */
+    uint64_t            served_;        /* jobs of it taken by a thread (fair order, eviction) */
 };
 
 /* A job: the audio to decode (owned by the job) and where the answer goes.
@@ -93,6 +100,7 @@ struct pool_job {
     char               *hint_;          /* owned */
     size_t              hint_len_;
     struct engine_output *out_;         /* owned */
+    int                 evicted_;       /* given up for another client's window (never ran) */
 };
 
 /* Starts threads threads, each with an instance of ops (loaded already in
@@ -125,6 +133,11 @@ unsigned pool_client_jobs(const struct pool_client *c);
 struct pool_job *pool_job_create(const int16_t *pcm, size_t n, unsigned rate, const char *hint, size_t hint_len);
 /* Frees a job that was never submitted (or that pool_submit refused). */
 void pool_job_free(struct pool_job *job);
+
+/* Takes back a job still waiting in c's queue: 0 and the job is freed (its
+ * done never runs); ASR_EAGAIN when a thread has it already (it completes
+ * as usual) or it is not c's. */
+int pool_job_cancel(struct pool *p, struct pool_client *c, struct pool_job *job);
 
 /* Queues job for client c in class cls. 0: done() will run once, later, on
  * the loop (unless c is cancelled first); the pool owns the job. ASR_EAGAIN:

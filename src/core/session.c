@@ -45,8 +45,6 @@ struct answer {
     uint8_t  is_speech;        /* PARTIAL */
     uint8_t  has_text;         /* FINAL: text arrived (or empty final); VERIFY: ready */
     uint8_t  server_busy;      /* PARTIAL (windowed): its window was skipped */
-    uint8_t  windowed;         /* PARTIAL: waits for a window (its latency has a buffer part) */
-    uint8_t  has_hyp;          /* PARTIAL (windowed): its window's hypothesis arrived */
     uint8_t  redecoded;        /* VERIFY: from a second decode of the session's audio */
     uint16_t parts_left;       /* PARTIAL: engine submits not yet done */
     int      err;              /* ERROR: asr_err; failed PARTIAL/FINAL: the first engine status */
@@ -61,7 +59,6 @@ struct answer {
     size_t   text_len;
     struct engine_word *words; /* FINAL, VERIFY: owned, one block with the words' texts (words_copy); NULL = none */
     size_t   n_words;
-    uint64_t t_buffer_ns;      /* PARTIAL (windowed): arrival of the window's oldest new audio */
     uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
     size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
     uint32_t vad_silence_ms;   /* PARTIAL: VAD state after its chunk (snapshot) */
@@ -82,6 +79,14 @@ struct win {
     uint64_t utt_id;                 /* utterances begun (window jobs carry theirs) */
     uint64_t last_window_end;        /* stream position the last window reached */
     int      window_out;             /* a window job is waiting or running */
+    struct pool_job *window_job;     /* that job while it is out (the pool owns it) */
+    uint64_t window_first_ns;        /* arrival of the oldest audio the job out covers anew */
+    /* A window's result waits here for the next partial that goes out (a
+     * partial never waits for a window: chunks are answered at once). */
+    struct buf pending;              /* committed words no partial carried yet */
+    int      has_pending;            /* a window result came since the last partial */
+    struct sess_latency pending_lat; /* its buffer, queue and inference times */
+    uint64_t pending_from_ns;        /* arrival of its oldest new audio (for latency.total) */
     uint64_t first_new_ns;           /* arrival of the oldest chunk no window has covered (0 = none) */
     struct agree agree;              /* this utterance's committed words and tentative tail */
     struct buf tentative;            /* the tail as text, for partials */
@@ -272,6 +277,7 @@ struct asr_session *sess_create(const struct sess_cfg *cfg) {
         pool_client_init(&s->win->pc);
         agree_init(&s->win->agree);
         buf_init(&s->win->tentative, SESS_UTT_TEXT_MAX);
+        buf_init(&s->win->pending, SESS_UTT_TEXT_MAX);
         if (hint && hint_len) {
             if (!(s->win->hint = malloc(hint_len + 1))) goto fail;
             memcpy(s->win->hint, hint, hint_len);
@@ -344,6 +350,7 @@ static void win_destroy(struct asr_session *s) {
     pool_client_cancel(s->cfg.pool, &w->pc); /* a job in flight is delivered to nobody */
     agree_cleanup(&w->agree);
     buf_cleanup(&w->tentative);
+    buf_cleanup(&w->pending);
     free(w->audio);
     free(w->hint);
     free(w);
@@ -482,17 +489,18 @@ static void apply_prefix(struct asr_session *s, struct answer *a) {
     s->utt_prefix = NULL;
 }
 
-/* Reading feedback of a partial that brought a new hypothesis: windowed, a
- * window's words (this utterance's committed words and the tentative
- * tail); per-chunk engines, the open utterance's words so far. 0 and *v
+/* Reading feedback of a partial that brought a new hypothesis: windowed,
+ * the partial that carries a window's result (carries: it goes out after
+ * one or more windows came back; their words are this utterance's
+ * committed words and the tentative tail); per-chunk engines, the open
+ * utterance's words so far. 0 and *v
  * (the smoothed statuses), ASR_EAGAIN when the partial brings nothing new,
  * or ASR_ENOMEM. */
-static int fb_partial(struct asr_session *s, const struct answer *a, const char *text, size_t tlen,
-                      struct fb_view *v) {
+static int fb_partial(struct asr_session *s, int carries, const char *text, size_t tlen, struct fb_view *v) {
     struct fbk *k = s->fbk;
     int rc;
     if (s->win) {
-        if (!a->has_hyp) return ASR_EAGAIN;
+        if (!carries) return ASR_EAGAIN;
         const struct agree *ag = &s->win->agree;
         size_t n = ag->n_committed + ag->n_prev;
         struct engine_word *w = malloc((n ? n : 1) * sizeof *w);
@@ -641,15 +649,20 @@ static void emit(struct asr_session *s, struct answer *a) {
         }
         {
             uint64_t now = util_now_ns();
-            /* windowed: the window's oldest new audio waited (buffer), the
-             * job waited in the pool (queue) and ran (inference) */
-            uint64_t t_from = a->windowed && a->t_buffer_ns ? a->t_buffer_ns : a->t_arrival_ns;
             struct sess_latency lat = {
-                .buffer_ms = a->windowed && a->t_buffer_ns ? (double)(a->t_arrival_ns - a->t_buffer_ns) / 1e6 : 0,
                 .queue_ms = (double)(a->t_submit_ns - a->t_arrival_ns) / 1e6,
                 .inference_ms = (double)(a->t_done_ns - a->t_submit_ns) / 1e6,
-                .total_ms = (double)(now - t_from) / 1e6,
+                .total_ms = (double)(now - a->t_arrival_ns) / 1e6,
             };
+            /* windowed: the partial that carries a window's result reports
+             * that window: how long its oldest new audio waited for it
+             * (buffer), the pool's wait (queue), the decode (inference), and
+             * from that audio's arrival to now (total) */
+            int carries = s->win && s->win->has_pending;
+            if (carries) {
+                lat = s->win->pending_lat;
+                lat.total_ms = (double)(now - s->win->pending_from_ns) / 1e6;
+            }
             if (!is_rest(s)) {
                 hist_add(&metrics.lat_queue, lat.queue_ms);
                 hist_add(&metrics.lat_engine, lat.inference_ms);
@@ -658,7 +671,7 @@ static void emit(struct asr_session *s, struct answer *a) {
                 /* the streaming latency of docs/API.md "GET /metrics/streaming": a chunk's
                  * processing (for a windowed engine, of a chunk whose window came back) */
                 if (!s->win) metrics_stream_latency(lat.total_ms);
-                else if (a->has_hyp) metrics_stream_latency(lat.total_ms - lat.buffer_ms);
+                else if (carries) metrics_stream_latency(lat.total_ms - lat.buffer_ms);
             }
             s->stats.partials++;
             if (a->seq > s->ans_seq) s->ans_seq = a->seq;
@@ -666,9 +679,10 @@ static void emit(struct asr_session *s, struct answer *a) {
             s->ans_silence_ms = a->vad_silence_ms;
             s->ans_speech_end_ms = a->vad_speech_end_ms;
             /* per-chunk engines: the text gathered in ptext; windowed: the
-             * words its window committed, kept in the answer */
-            const char *text = s->win ? (a->text ? a->text : "") : (s->ptext.data ? s->ptext.data : "");
-            size_t tlen = s->win ? a->text_len : s->ptext.len;
+             * words the latest window(s) committed */
+            const char *text = carries ? (s->win->pending.data ? s->win->pending.data : "")
+                                       : (s->ptext.data ? s->ptext.data : "");
+            size_t tlen = carries ? s->win->pending.len : (s->win ? 0 : s->ptext.len);
             if (s->ans_utt_open && tlen) {
                 if (s->utt_text.len) buf_append(&s->utt_text, " ", 1);
                 buf_append(&s->utt_text, text, tlen); /* bounded: may stop growing */
@@ -676,7 +690,7 @@ static void emit(struct asr_session *s, struct answer *a) {
             s->dirty |= SESS_DIRTY_CHANGED;
             if (a->server_busy) s->stats.skipped_windows++;
             struct fb_view view;
-            const struct fb_view *fbv = s->fbk && fb_partial(s, a, text, tlen, &view) == 0 ? &view : NULL;
+            const struct fb_view *fbv = s->fbk && fb_partial(s, carries, text, tlen, &view) == 0 ? &view : NULL;
             if (fbv && !is_rest(s)) metrics.feedback_updates++;
             if (s->sink) {
                 struct sess_partial p = {.seq = a->seq, .text = text, .len = tlen, .is_speech = a->is_speech,
@@ -688,8 +702,10 @@ static void emit(struct asr_session *s, struct answer *a) {
                 s->sink->on_partial(s->sink_ctx, &p);
             }
             buf_reset(&s->ptext);
-            free(a->text);
-            a->text = NULL;
+            if (carries) {
+                buf_reset(&s->win->pending);
+                s->win->has_pending = 0;
+            }
         }
         break;
     case ANS_ERROR:
@@ -955,49 +971,70 @@ static struct engine_word *words_copy(const struct engine_word *src, size_t n) {
     return w;
 }
 
-static void on_window_done(struct pool_job *job, int status, const struct engine_result *res) {
-    struct asr_session *s = job->arg;
-    struct win *w = s->win;
-    w->window_out = 0;
+/* A window's result: LocalAgreement-2 commits what it shares with the last
+ * one; the newly committed words wait in `pending` for the next partial to
+ * go out (no partial waits for a window), and the tentative tail is
+ * replaced. A failed window only counts: the final decodes the utterance. */
+/* window_wait: the partial waiting for this window is free to go (it is
+ * the next one out, so it carries the result). */
+static void win_release_waiting(struct asr_session *s, int busy) {
+    if (!s->cfg.window_wait) return;
     for (unsigned i = 0; i < s->ring_len; i++) {
         struct answer *a = ring_at(s, i);
         if (a->kind != ANS_PARTIAL || a->parts_left == 0) continue;
         a->parts_left = 0;
-        a->t_submit_ns = job->t_start_ns;
-        a->t_done_ns = job->t_done_ns;
-        size_t first = 0;
-        if (status != 0) {
-            mark_failed(a, status);
-            break;
-        }
-        if (agree_feed(&w->agree, res->words, res->n_words, &first) != 0) {
-            a->failed = 1; /* no memory: not an engine error */
-            a->err = ASR_ENOMEM;
-            break;
-        }
-        struct buf t;
-        buf_init(&t, SESS_UTT_TEXT_MAX);
-        for (size_t k = first; k < w->agree.n_committed; k++) {
-            if (t.len) buf_append(&t, " ", 1);
-            buf_append(&t, w->agree.committed[k].text, w->agree.committed[k].len);
-        }
-        a->text = t.data; /* adopts the buffer (NULL when empty) */
-        a->text_len = t.len;
-        a->has_hyp = 1;
-        buf_reset(&w->tentative);
-        for (size_t k = 0; k < w->agree.n_prev; k++) {
-            if (w->tentative.len) buf_append(&w->tentative, " ", 1);
-            buf_append(&w->tentative, w->agree.prev[k].text, w->agree.prev[k].len);
-        }
+        if (busy) a->server_busy = 1;
+        a->t_done_ns = util_now_ns();
         break;
     }
     flush(s);
 }
 
+static void on_window_done(struct pool_job *job, int status, const struct engine_result *res) {
+    struct asr_session *s = job->arg;
+    struct win *w = s->win;
+    w->window_out = 0;
+    w->window_job = NULL;
+    size_t first = 0;
+    if (status == ASR_ECANCELED) { /* given up in the pool for a less-served stream's window */
+        metrics.windows_skipped++;
+        win_release_waiting(s, 1);
+        return;
+    }
+    if (status != 0) {
+        metrics.engine_errors++;
+        win_release_waiting(s, 0);
+        return;
+    }
+    if (agree_feed(&w->agree, res->words, res->n_words, &first) != 0) { /* no memory: a window lost */
+        win_release_waiting(s, 0);
+        return;
+    }
+    for (size_t k = first; k < w->agree.n_committed; k++) {
+        if (w->pending.len) buf_append(&w->pending, " ", 1);
+        buf_append(&w->pending, w->agree.committed[k].text, w->agree.committed[k].len);
+    }
+    buf_reset(&w->tentative);
+    for (size_t k = 0; k < w->agree.n_prev; k++) {
+        if (w->tentative.len) buf_append(&w->tentative, " ", 1);
+        buf_append(&w->tentative, w->agree.prev[k].text, w->agree.prev[k].len);
+    }
+    if (!w->has_pending) w->pending_from_ns = w->window_first_ns;
+    w->pending_lat = (struct sess_latency){
+        .buffer_ms = (double)(job->t_queued_ns - w->window_first_ns) / 1e6,
+        .queue_ms = (double)(job->t_start_ns - job->t_queued_ns) / 1e6,
+        .inference_ms = (double)(job->t_done_ns - job->t_start_ns) / 1e6,
+    };
+    w->has_pending = 1;
+    win_release_waiting(s, 0);
+}
+
 static void on_win_final_done(struct pool_job *job, int status, const struct engine_result *res) {
     struct asr_session *s = job->arg;
-    agree_reset(&s->win->agree); /* the utterance is over */
+    agree_reset(&s->win->agree); /* the utterance is over: its final has every word */
     buf_reset(&s->win->tentative);
+    buf_reset(&s->win->pending);
+    s->win->has_pending = 0;
     for (unsigned i = 0; i < s->ring_len; i++) {
         struct answer *a = ring_at(s, i);
         if (a->kind != ANS_FINAL || a->has_text) continue;
@@ -1023,9 +1060,30 @@ static void on_win_final_done(struct pool_job *job, int status, const struct eng
     flush(s);
 }
 
+/* The window still waiting when its utterance ends would only delay the
+ * final (a session's jobs run in order) and its hypothesis is moot once
+ * the whole utterance is decoded: it is taken back. */
+static void win_cancel_queued_window(struct asr_session *s) {
+    struct win *w = s->win;
+    if (!w->window_out || !w->window_job || pool_job_cancel(s->cfg.pool, &w->pc, w->window_job) != 0) return;
+    w->window_out = 0;
+    w->window_job = NULL;
+    metrics.windows_skipped++;
+    if (s->cfg.window_wait)
+        for (unsigned i = 0; i < s->ring_len; i++) {
+            struct answer *a = ring_at(s, i);
+            if (a->kind != ANS_PARTIAL || a->parts_left == 0) continue;
+            a->parts_left = 0;
+            a->server_busy = 1;
+            a->t_done_ns = util_now_ns();
+            break;
+        }
+}
+
 /* The final of the utterance f closes: one job over all of it. */
 static void win_request_final(struct asr_session *s, struct answer *f) {
     struct win *w = s->win;
+    win_cancel_queued_window(s);
     metrics.engine_requests++;
     uint64_t pad = ms_to_samples(s, WIN_PAD_MS);
     uint64_t from = ms_to_samples(s, f->a), to = ms_to_samples(s, f->b) + pad;
@@ -1098,16 +1156,17 @@ static void queue_verification(struct asr_session *s) {
 }
 
 /* After a chunk: a window of the open utterance if enough new audio came
- * since the last one. p is the chunk's partial: it waits for the window, or
- * says server_busy when the window cannot be served in time. */
+ * since the last one. p is the chunk's partial: it is answered at once
+ * either way (the window's words ride on a later partial); when the window
+ * cannot be served in time (the last one is still out, or the pool is
+ * full) it is skipped and p says server_busy. */
 static void win_maybe_window(struct asr_session *s, struct answer *p, uint64_t now_ns) {
     struct win *w = s->win;
     if (!s->cfg.window_ms || !vad_in_utterance(s->vad)) return;
     uint64_t end = w->base + w->n;
     if (end < w->last_window_end + ms_to_samples(s, s->cfg.window_ms)) return;
     w->last_window_end = end;
-    p->windowed = 1;
-    p->t_buffer_ns = w->first_new_ns ? w->first_new_ns : now_ns;
+    uint64_t first_ns = w->first_new_ns ? w->first_new_ns : now_ns;
     w->first_new_ns = 0;
     if (w->window_out) { /* the last window is still out: this one is late already */
         p->server_busy = 1;
@@ -1130,7 +1189,9 @@ static void win_maybe_window(struct asr_session *s, struct answer *p, uint64_t n
     }
     metrics.engine_requests++;
     w->window_out = 1;
-    p->parts_left = 1;
+    w->window_job = j;
+    w->window_first_ns = first_ns;
+    if (s->cfg.window_wait) p->parts_left = 1; /* answered with the window's words (on_window_done) */
 }
 
 int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,

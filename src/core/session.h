@@ -41,6 +41,10 @@ struct sess_cfg {
                                       0 = no partial windows (finals only) */
     unsigned window_overlap_ms;    /* windowed: 0 = every window starts at the utterance start; else
                                       at the committed words' end minus this */
+    int      window_wait;          /* windowed: 1 = the partial of the chunk that made a window waits
+                                      for it (a file fed as fast as it is answered goes at the windows'
+                                      pace); 0 = partials go out at once and a window's words ride on
+                                      a later one (live streams: ingest never waits for decoding) */
     unsigned max_utterance_ms;     /* an utterance this long ends with a final (0 = no limit) */
     const char *hint;              /* text hint for the engine (copied); NULL = none (the expected
                                       text when there is one) */

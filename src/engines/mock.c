@@ -457,7 +457,7 @@ static int mockw_load(const struct engine_cfg *cfg) {
 
 /* An instance holds nothing: the words are a function of the window. It
  * still is one allocation per pool thread, as a real decoder would be. */
-static void *mockw_instance_create(const void *settings) { return malloc(1); }
+static void *mockw_instance_create(const void *settings, unsigned index) { return malloc(1); }
 static void mockw_instance_destroy(void *instance) { free(instance); }
 
 static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c) {

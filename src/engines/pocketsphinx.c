@@ -1,10 +1,15 @@
 /* pocketsphinx (CMU Sphinx, Debian's libpocketsphinx 0.8+5prealpha) as a
  * WINDOWED engine (docs/internals/engine.md, docs/internals/pocketsphinx.md).
  *
- * One decoder per inference-pool thread (instance_create, on that thread):
- * a decoder holds the acoustic model, the language model and the
- * dictionary (~94 MB with Debian's en-us model) and is not shared between
- * threads. decode() runs one window as one utterance: a new stream so word
+ * One decoder per inference-pool thread: a decoder holds the acoustic
+ * model, the language model and the dictionary (~91 MiB with Debian's
+ * en-us model) and is not shared between threads. The decoders are built
+ * in the master before the workers fork (preload, ASR_PS_PRELOAD=1, the
+ * default), as many as one worker has threads: every worker's thread k
+ * starts from the master's decoder k, whose pages the workers share
+ * copy-on-write, and only the search state it writes becomes its own
+ * (~24 MiB after decoding instead of ~94 MiB). ps_init() writes
+ * process-wide variables, so decoders are built one at a time. decode() runs one window as one utterance: a new stream so word
  * times count from the window's first sample, the whole window in one
  * ps_process_raw, then the best path's segments. Fillers and silence
  * (<s>, </s>, <sil> and the model's noise dictionary: [NOISE], [SPEECH],
@@ -34,6 +39,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +68,7 @@ struct ps_settings {
     int  hint_vocab;             /* ASR_PS_HINT_VOCAB: background words of a hint model (0 = the whole
                                     general model, mixed) */
     int  hint_cache;             /* ASR_PS_HINT_CACHE: hint searches kept per decoder */
+    int  preload;                /* ASR_PS_PRELOAD: build the decoders in the master */
 };
 
 #define P(field) CONFIG_FIELD(struct ps_settings, field)
@@ -80,6 +87,9 @@ static const struct config_opt ps_opts[] = {
      "(unigrams); 0 = mix the hint's model with the whole general model (more memory and time per hint)"},
     {"ASR_PS_HINT_CACHE", CONFIG_INT, P(hint_cache), "4", 1, 64, NULL, 0,
      "pocketsphinx: hint models kept per decoder (each holds a lexicon tree: docs/BENCHMARKS.md)"},
+    {"ASR_PS_PRELOAD", CONFIG_INT, P(preload), "1", 0, 1, NULL, 0,
+     "pocketsphinx: 1 = build every decoder in the master before the workers fork, so their model pages "
+     "are shared (copy-on-write); 0 = each worker thread loads its own"},
 };
 #undef P
 
@@ -140,6 +150,14 @@ static void ps_log(void *user, err_lvl_t lvl, const char *fmt, ...) {
     }
 }
 
+/* ps_init() writes process-wide variables: one at a time. */
+static pthread_mutex_t ps_init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Decoders built by preload() in the master, by pool thread index; each
+ * worker takes index i at most once (the slot is emptied in its copy). */
+static struct ps_instance **preloaded;
+static unsigned n_preloaded;
+
 static int readable(const char *path, const char *what) {
     if (access(path, R_OK) == 0) return 1;
     fprintf(stderr, "asrd: pocketsphinx: %s \"%s\" cannot be read: %s\n", what, path, strerror(errno));
@@ -195,15 +213,15 @@ static void ps_instance_destroy(void *p) {
     free(in);
 }
 
-static void *ps_instance_create(const void *settings) {
-    const struct ps_settings *st = settings;
+static struct ps_instance *build(const struct ps_settings *st) {
     struct ps_instance *in = calloc(1, sizeof *in);
     if (!in) return NULL;
     char *argv[] = {"-hmm", (char *)st->hmm, "-lm", (char *)st->lm, "-dict", (char *)st->dict,
                     "-samprate", "16000"};
+    pthread_mutex_lock(&ps_init_lock);
     in->config = cmd_ln_parse_r(NULL, ps_args(), (int)(sizeof argv / sizeof argv[0]), argv, TRUE);
-    if (!in->config) goto fail;
-    in->ps = ps_init(in->config);
+    if (in->config) in->ps = ps_init(in->config);
+    pthread_mutex_unlock(&ps_init_lock);
     if (!in->ps) goto fail;
     in->frate = cmd_ln_int32_r(in->config, "-frate");
     if (in->frate <= 0) in->frate = 100;
@@ -659,6 +677,36 @@ static void select_search(struct ps_instance *in, const struct engine_window *w)
     if (ps_set_search(in->ps, name) < 0) ps_set_search(in->ps, in->general);
 }
 
+/* In the master, before fork: the instance's decoders, index by index. A
+ * failure here is reported at once (exit 2) instead of in every worker. */
+static int ps_preload(const void *settings, unsigned n) {
+    const struct ps_settings *st = settings;
+    if (!st || !st->preload || n == 0) return 0;
+    err_set_logfp(NULL);
+    err_set_callback(ps_log, NULL);
+    if (!(preloaded = calloc(n, sizeof *preloaded))) return ASR_ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        if (!(preloaded[i] = build(st))) {
+            fprintf(stderr, "asrd: pocketsphinx: decoder %u of %u could not be built (ASR_PS_HMM/LM/DICT)\n", i + 1,
+                    n);
+            return ASR_E_MODEL_ERROR;
+        }
+        n_preloaded = i + 1;
+    }
+    return 0;
+}
+
+static void *ps_instance_create(const void *settings, unsigned index) {
+    pthread_mutex_lock(&ps_init_lock);
+    struct ps_instance *in = NULL;
+    if (index < n_preloaded && preloaded[index]) {
+        in = preloaded[index];
+        preloaded[index] = NULL;
+    }
+    pthread_mutex_unlock(&ps_init_lock);
+    return in ? in : build(settings);
+}
+
 static int ps_decode(void *p, const struct engine_window *w, struct engine_output *out) {
     struct ps_instance *in = p;
     if (w->sample_rate != 16000) return ASR_E_MODEL_ERROR;
@@ -686,6 +734,7 @@ static int ps_decode(void *p, const struct engine_window *w, struct engine_outpu
         ps_seg_frames(seg, &sf, &ef);
         int32 post = ps_seg_prob(seg, &ascr, &lscr, &lback);
         double conf = logmath_exp(lmath, post);
+        if (conf > 1 && conf < 1.01) conf = 1; /* a posterior of 1.001: rounding in log space */
         if (!(conf >= 0 && conf <= 1)) conf = -1;
         uint64_t start = (uint64_t)(sf > 0 ? sf : 0) * 1000 / (uint64_t)in->frate;
         uint64_t end = (uint64_t)(ef + 1 > 0 ? ef + 1 : 0) * 1000 / (uint64_t)in->frate;
@@ -706,6 +755,7 @@ const struct engine_ops engine_pocketsphinx = {
     .n_settings = sizeof ps_opts / sizeof ps_opts[0],
     .settings_size = sizeof(struct ps_settings),
     .load = ps_load,
+    .preload = ps_preload,
     .instance_create = ps_instance_create,
     .instance_destroy = ps_instance_destroy,
     .decode = ps_decode,

@@ -47,6 +47,8 @@ struct http_conn {
     int  peer_eof;                   /* the client half-closed during a request */
     int  draining;                   /* answer the current request, then close */
     int  in_process;                 /* process() is on the stack */
+    int  streaming;                  /* BUSY with a streamed answer: 1 chunked, 2 close-delimited */
+    int  stream_status;              /* its status, for the request's accounting */
     void (*abort_fn)(void *ctx);     /* async handler's abort hook */
     void *abort_ctx;
 };
@@ -541,6 +543,56 @@ void http_respond(struct http_conn *hc, int status, const char *ctype, const cha
     respond(hc, status, ctype, body, len, extra, 0);
 }
 
+void http_respond_close(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
+                        const char *extra) {
+    respond(hc, status, ctype, body, len, extra, 1);
+}
+
+int http_status_closes(int status) {
+    return status == 400 || status == 408 || status == 411 || status == 413 || status == 431;
+}
+
+/* A streamed answer (http_stream_begin): the head now, the body in
+ * pieces. The request is accounted when it ends, like any other. */
+void http_stream_begin(struct http_conn *hc, int status, const char *ctype, const char *extra) {
+    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c) || hc->streaming) return;
+    struct buf h;
+    buf_init(&h, 0);
+    /* HTTP/1.0 has no chunked coding: the end of the body is the close. */
+    int chunked = hc->parser.http_major > 1 || (hc->parser.http_major == 1 && hc->parser.http_minor >= 1);
+    int keep = chunked && hc->req.keep_alive && !hc->draining && !hc->peer_eof;
+    buf_printf(&h,
+               "HTTP/1.1 %d %s\r\nServer: asrd\r\nContent-Type: %s\r\n%sX-Request-Id: %s\r\n"
+               "Cache-Control: no-cache\r\nConnection: %s\r\n%s\r\n",
+               status, reason(status), ctype, chunked ? "Transfer-Encoding: chunked\r\n" : "",
+               hc->req.request_id[0] ? hc->req.request_id : "-", keep ? "keep-alive" : "close",
+               extra ? extra : "");
+    conn_write(hc->c, h.data, h.len);
+    buf_cleanup(&h);
+    hc->streaming = chunked ? 1 : 2;
+    hc->stream_status = status;
+    if (!keep) hc->req.keep_alive = 0;
+}
+
+int http_stream_write(struct http_conn *hc, const void *p, size_t n) {
+    if (!hc->streaming || conn_closing(hc->c)) return ASR_EIO;
+    if (!n) return 0;
+    if (hc->streaming == 2) return conn_write(hc->c, p, n);
+    char head[24];
+    int hl = snprintf(head, sizeof head, "%zx\r\n", n);
+    int rc = conn_write2(hc->c, head, (size_t)hl, p, n);
+    return rc ? rc : conn_write(hc->c, "\r\n", 2);
+}
+
+void http_stream_end(struct http_conn *hc) {
+    if (!hc->streaming) return;
+    int chunked = hc->streaming == 1;
+    hc->streaming = 0;
+    if (conn_closing(hc->c)) return;
+    if (chunked) conn_write(hc->c, "0\r\n\r\n", 5);
+    finish_request(hc, hc->stream_status, !chunked || !hc->req.keep_alive);
+}
+
 static void error_body(struct buf *b, const char *code, const char *msg) {
     buf_puts(b, "{\"error\":{\"code\":");
     buf_json_str(b, code, strlen(code));
@@ -549,14 +601,30 @@ static void error_body(struct buf *b, const char *code, const char *msg) {
     buf_puts(b, "}}");
 }
 
+/* The route of the request's path (any method), once its head is parsed;
+ * NULL otherwise. */
+static const struct http_route *path_route(const struct http_conn *hc) {
+    const struct http_req *r = &hc->req;
+    if (!r->path_len || !r->head.data) return NULL;
+    for (size_t i = 0; i < hc->srv->n_routes; i++) {
+        const struct http_route *rt = &hc->srv->routes[i];
+        if (strlen(rt->path) == r->path_len && memcmp(rt->path, r->head.data + r->url_off, r->path_len) == 0)
+            return rt;
+    }
+    return NULL;
+}
+
 void http_respond_error(struct http_conn *hc, int status, const char *code, const char *msg,
                         const char *extra) {
     struct buf b;
     buf_init(&b, 0);
-    error_body(&b, code, msg);
+    const struct http_route *rt = path_route(hc);
+    if (!rt || !rt->error_body || rt->error_body(&b, status, code, msg) != 0) {
+        buf_reset(&b);
+        error_body(&b, code, msg);
+    }
     /* After a refused request the rest of the stream cannot be trusted. */
-    int close_after = status == 400 || status == 408 || status == 411 || status == 413 || status == 431;
-    respond(hc, status, "application/json", b.data, b.len, extra, close_after);
+    respond(hc, status, "application/json", b.data, b.len, extra, http_status_closes(status));
     buf_cleanup(&b);
 }
 

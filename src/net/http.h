@@ -91,12 +91,20 @@ const char *http_state_name(enum http_state s);
  * it learns when the connection dies. */
 typedef void (*http_handler_fn)(void *ctx, struct http_conn *hc, struct http_req *req);
 
+/* Writes the JSON body of an error answer on a route's path (code: the
+ * docs/API.md code, msg: for people) into out. Returns 0 or ASR_ENOMEM. */
+typedef int (*http_error_body_fn)(struct buf *out, int status, const char *code, const char *msg);
+
 struct http_route {
     const char *path;
     int         method;              /* HTTP_GET / HTTP_POST */
     enum metric_route route;
     http_handler_fn handler;
     void       *ctx;                 /* borrowed: handed to handler */
+    /* The error bodies of requests to this path, refusals of the HTTP layer
+     * (413, 408, 405...) included, when its clients expect another shape
+     * than {"error":{"code","message"}}; NULL = that one. */
+    http_error_body_fn error_body;
 };
 
 /* What every connection of one server shares: its routes and limits. The
@@ -131,7 +139,27 @@ const char *http_path(const struct http_req *req, size_t *len);
  * NULL. Finishes the request: keep-alive continues with the next one. */
 void http_respond(struct http_conn *hc, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_headers);
-/* JSON error body {"error":{"code":code,"message":msg}} with status. */
+/* The same, then Connection: close (what every 400, 408, 411, 413 and
+ * 431 does, docs/API.md "HTTP errors", whoever builds its body). */
+void http_respond_close(struct http_conn *hc, int status, const char *content_type, const char *body, size_t len,
+                        const char *extra_headers);
+/* Whether an error answer with this status closes the connection (400,
+ * 408, 411, 413, 431: the rest of the stream cannot be trusted). */
+int http_status_closes(int status);
+
+/* A streamed answer (server-sent events): the head now, with
+ * Transfer-Encoding: chunked (or, to an HTTP/1.0 client, Connection: close
+ * and no length), then pieces as they come, then the end. The request stays
+ * BUSY (its abort hook armed) until http_stream_end(). Pieces are copied;
+ * each is one chunk on the wire. http_stream_write returns 0, or ASR_EIO
+ * when the connection is closing (the abort hook runs soon) or ASR_ENOMEM.
+ * http_stream_end finishes the request as http_respond does. */
+void http_stream_begin(struct http_conn *hc, int status, const char *content_type, const char *extra_headers);
+int  http_stream_write(struct http_conn *hc, const void *p, size_t n);
+void http_stream_end(struct http_conn *hc);
+
+/* JSON error body {"error":{"code":code,"message":msg}} with status (or
+ * the route's error_body, when the request's path has one). */
 void http_respond_error(struct http_conn *hc, int status, const char *code, const char *msg,
                         const char *extra_headers);
 /* Same, status and code from an asr_err. */

@@ -74,6 +74,15 @@ struct ws_conn {
     int    proto_error;              /* the peer broke RFC 6455: its close, if any, is not one */
     int    close_counted;            /* close_codes has counted this connection's close frame */
     int    paused;                   /* ws_pause: the session wants no input */
+    /* Liveness (docs/API.md "Ping and pong"): a ping every
+     * lim.ping_interval_ms; its pong must come within lim.ping_timeout_ms.
+     * The connection timer serves both the pings and the close (linger,
+     * grace); once a close armed it, no more pings are sent. */
+    int    ping_timer;               /* the connection timer is armed for a ping or its deadline */
+    int    close_timer;              /* a close armed the connection timer: pings are over */
+    int    ping_awaiting;            /* a ping is out; its pong has not come */
+    uint64_t ping_seq;               /* pings sent; the payload of the last one */
+    uint64_t ping_sent_ms;           /* loop time the last ping was queued */
 };
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -82,6 +91,8 @@ struct ws_conn {
 #define WS_CLOSE_LINGER_MS 2000    /* after our close frame: wait this long for the peer's */
 #define WS_CLOSE_GRACE_MS 2000     /* a policy close behind a stuck write: then reset */
 #define WS_MAX_CTRL_QUEUED 32      /* pongs/close waiting in wslay behind a stuck write */
+
+static void ping_arm(struct ws_conn *ws, uint64_t ms);
 
 /* ---- state --------------------------------------------------------------------- */
 
@@ -336,6 +347,18 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         ws->bad_close = 1;
         return;
     }
+    if (arg->opcode == WSLAY_PONG) {
+        /* Only the answer to our last ping counts (RFC 6455 5.5.3: a pong
+         * may also be unsolicited); the next ping follows an interval later. */
+        uint8_t want[8];
+        for (int i = 0; i < 8; i++) want[i] = (uint8_t)(ws->ping_seq >> (56 - 8 * i));
+        if (ws->ping_awaiting && arg->msg_length == 8 && memcmp(arg->msg, want, 8) == 0) {
+            ws->ping_awaiting = 0;
+            metrics.ws_pongs++;
+            if (!conn_closing(ws->c)) ping_arm(ws, ws->lim.ping_interval_ms);
+        }
+        return;
+    }
     if (conn_closing(ws->c) || arg->opcode != WSLAY_PING) return;
     if (ws->h->on_ping) ws->h->on_ping(ws->hctx);
     if (ws->c->writing && wslay_event_get_queued_msg_count(ctx) > WS_MAX_CTRL_QUEUED && !ws->ctrl_flood) {
@@ -346,6 +369,66 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         wslay_event_shutdown_read(ctx);
         ws_close(ws, 1008, "client too slow", 0);
     }
+}
+
+/* ---- liveness: ping and pong ----------------------------------------------------- */
+
+/* The connection timer for a close (linger, grace): pings stop for good. */
+static void close_timer(struct ws_conn *ws, uint64_t ms) {
+    ws->ping_timer = 0;
+    ws->close_timer = 1;
+    conn_timer(ws->c, ms);
+}
+
+/* The connection timer for the next ping, or for the deadline of the one
+ * out (nothing when pings are off or a close owns the timer). */
+static void ping_arm(struct ws_conn *ws, uint64_t ms) {
+    if (!ws->lim.ping_interval_ms || ws->close_timer) return;
+    ws->ping_timer = 1;
+    conn_timer(ws->c, ms ? ms : 1);
+}
+
+/* The ping timer fired. With a ping out, its pong is late: the peer is
+ * gone without a FIN, or stuck and reads nothing (not even the ping, which
+ * waits behind what it has not read). The connection is reset, with no
+ * close frame (none could reach such a peer), and the handler's on_closed
+ * gets no codes: for a session that is a dropped connection, resumable.
+ * While reading is paused for backpressure the pong cannot be read, so the
+ * deadline waits for reading to resume. Without a ping out, the next one
+ * is queued (ahead of queued data messages: wslay sends control frames
+ * first). */
+static void ping_tick(struct ws_conn *ws) {
+    struct conn *c = ws->c;
+    ws->ping_timer = 0;
+    uint64_t now = uv_now(c->set->loop);
+    if (ws->ping_awaiting) {
+        if (ws->paused) {
+            ping_arm(ws, ws->lim.ping_timeout_ms);
+            return;
+        }
+        metrics.ws_ping_timeouts++;
+        struct log_line *l = log_begin(LOG_INFO, "peer not answering pings");
+        if (l) {
+            log_str(l, "peer", c->peer);
+            log_u64(l, "conn", c->id);
+            log_u64(l, "waited_ms", now - ws->ping_sent_ms);
+            log_u64(l, "unsent", conn_unsent(c));
+            log_end(l);
+        }
+        conn_abort(c);
+        return;
+    }
+    if (ws->state > WS_ST_CLOSE_PENDING) return; /* a close is under way; it has its own deadline */
+    uint8_t payload[8];
+    ws->ping_seq++;
+    for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(ws->ping_seq >> (56 - 8 * i));
+    struct wslay_event_msg m = {.opcode = WSLAY_PING, .msg = payload, .msg_length = sizeof payload};
+    if (wslay_event_queue_msg(ws->ctx, &m) != 0) return;
+    ws->ping_awaiting = 1;
+    ws->ping_sent_ms = now;
+    metrics.ws_pings++;
+    conn_want_flush(c);
+    ping_arm(ws, ws->lim.ping_timeout_ms);
 }
 
 /* ---- connection handler -------------------------------------------------------- */
@@ -366,7 +449,7 @@ static void check_done(struct ws_conn *ws) {
      * sent was handed to it in CLOSE_QUEUED (ours by on_flush, wslay's own
      * by on_read's check), so that is the state here. */
     if (ws->state != WS_ST_LINGER) {
-        conn_timer(ws->c, WS_CLOSE_LINGER_MS);
+        close_timer(ws, WS_CLOSE_LINGER_MS);
         ws_set_state(ws, WS_ST_LINGER);
     }
 }
@@ -487,7 +570,7 @@ static void fail_protocol(struct ws_conn *ws) {
     }
     metrics_count_close(WSLAY_CODE_PROTOCOL_ERROR);
     ws->close_counted = 1;
-    if (c->writing) conn_timer(c, WS_CLOSE_GRACE_MS);
+    if (c->writing) close_timer(ws, WS_CLOSE_GRACE_MS);
     conn_close_after_write(c);
 }
 
@@ -553,6 +636,11 @@ static void on_eof(struct conn *c, int status) {
  * still stuck means the peer reads nothing, so reset rather than leave the
  * kernel holding the unsent bytes of an orphaned socket. */
 static void on_timer(struct conn *c) {
+    struct ws_conn *ws = c->proto;
+    if (ws && ws->ping_timer) {
+        ping_tick(ws);
+        return;
+    }
     if (c->writing) conn_abort(c);
     else conn_close(c);
 }
@@ -622,6 +710,7 @@ struct ws_conn *ws_start(struct conn *c, const struct ws_limits *lim, const stru
      * acts, after at most 2 * WS_SNDBUF in the kernel. */
     conn_set_sndbuf(c, WS_SNDBUF);
     conn_set_handler(c, &ws_handler, ws, CONN_WS);
+    ping_arm(ws, lim->ping_interval_ms);
     /* HTTP may have paused reading while the upgrade waited (a client that
      * pipelined more than 64 KiB behind the head): the WebSocket reads. */
     conn_read_resume(c);
@@ -703,7 +792,7 @@ void ws_close(struct ws_conn *ws, int code, const char *reason, int after_queued
         queue_free(ws);
         /* Our close frame waits behind a write that makes no progress: it
          * gets the grace, then on_timer resets the connection. */
-        if (ws->c->writing) conn_timer(ws->c, WS_CLOSE_GRACE_MS);
+        if (ws->c->writing) close_timer(ws, WS_CLOSE_GRACE_MS);
     }
     ws_set_state(ws, WS_ST_CLOSE_PENDING);
     ws->close_code = code;

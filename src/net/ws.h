@@ -55,8 +55,16 @@
  * awaited for WS_CLOSE_LINGER_MS. FAILED: ws.c wrote a 1002 itself, wslay
  * writes nothing more, and nothing more is read. The connection is freed
  * from any state (conn_close: both closes exchanged, the linger or grace
- * timer, the peer gone, the send timeout); on_closed runs then. Reading
- * paused for backpressure (ws_pause) is not a state: it may hold in any. */
+ * timer, the peer gone, the send timeout, a missing pong); on_closed runs
+ * then. Reading paused for backpressure (ws_pause) is not a state: it may
+ * hold in any.
+ *
+ * Liveness: with lim.ping_interval_ms set, a ping goes out that long after
+ * the start and after each pong to the last ping; a pong missing
+ * lim.ping_timeout_ms after its ping (the peer vanished without a FIN, or
+ * reads nothing) resets the connection, found at most interval + timeout
+ * after the peer's last pong (docs/API.md "Ping and pong"). The deadline
+ * waits while reading is paused for backpressure. */
 #ifndef ASRD_WS_H
 #define ASRD_WS_H
 
@@ -86,6 +94,9 @@ struct ws_limits {
     size_t max_queue_bytes;       /* send queue bound, bytes */
     size_t max_queue_msgs;        /* send queue bound, messages */
     int    slow_client_threshold; /* overflows in a row before 1008 */
+    uint64_t ping_interval_ms;    /* a ping this long after the last pong (or the start); 0 = no pings */
+    uint64_t ping_timeout_ms;     /* a pong missing this long after its ping: the peer is dead or
+                                   * stuck; the connection is reset and on_closed gets no codes */
 };
 
 struct ws_handler {

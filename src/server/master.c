@@ -18,7 +18,10 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/err.h"
 #include "base/util.h"
+#include "core/engine.h"
+#include "engines/registry.h"
 #include "server/redis_proc.h"
 #include "server/worker.h"
 
@@ -104,10 +107,35 @@ static void log_worker(enum log_level lv, const char *msg, int i, pid_t pid, con
  * core) for the whole instance, shared out so that N workers x M threads
  * match it (never cores squared decoders); each worker gets at least one. */
 static unsigned master_threads_of(const struct config *cfg, int i) {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned total = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+    unsigned total = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : util_cpu_count();
     unsigned n = total / (unsigned)nslots_ + ((unsigned)i < total % (unsigned)nslots_ ? 1u : 0u);
     return n ? n : 1;
+}
+
+/* A windowed engine that can build its instances before the fork does so
+ * now, in the master: as many as one worker has threads (slot 0 has the
+ * most). Every worker's thread k starts from instance k; after the fork
+ * each process has its own copy-on-write view of it, so the workers share
+ * the model's pages and only the state a decode writes becomes private. */
+static int master_preload_engine(const struct config *cfg) {
+    const struct engine_ops *ops = engines_find(cfg->engine);
+    if (!ops || !(ops->caps & ENGINE_CAP_WINDOWED) || !ops->preload) return 0;
+    unsigned total = master_threads_of(cfg, 0);
+    uint64_t t0 = util_now_ns();
+    int rc = ops->preload(cfg->engine_settings, total);
+    if (rc != 0) {
+        fprintf(stderr, "asrd: ASR_ENGINE: engine \"%s\" could not build its %u instances before the workers "
+                        "start: %s\n", cfg->engine, total, asr_strerror(rc));
+        return 2;
+    }
+    struct log_line *l = log_begin(LOG_INFO, "engine preloaded");
+    if (l) {
+        log_str(l, "engine", cfg->engine);
+        log_u64(l, "instances", total);
+        log_u64(l, "ms", (util_now_ns() - t0) / 1000000);
+        log_end(l);
+    }
+    return 0;
 }
 
 /* Forks the worker of slot i. ready_wr: write end of a pipe the worker
@@ -236,6 +264,20 @@ static void start_failed(int i, pid_t pid, int status, const char *how) {
     begin_stop(config_error ? 2 : 1);
 }
 
+/* Stopping, and no worker of slot i is left: close the master's copy of
+ * its socket, the last one, so that it leaves the SO_REUSEPORT group and
+ * the kernel sends new connections to the workers still draining, which
+ * answer 503 "draining". Kept open, it would queue them with nobody to
+ * accept until the master exits and resets them (docs/internals/workers.md
+ * "Signals"). Connections that reached its queue after the worker's last
+ * accept are reset now. */
+static void close_drained_slot(int i) {
+    struct slot *s = &slots_[i];
+    if (s->pid > 0 || s->old_pid > 0 || s->fd < 0) return;
+    close(s->fd);
+    s->fd = -1;
+}
+
 /* Reaps every exited child: the private store's redis-server (redis_proc
  * restarts it) and workers, whose restart it schedules unless stopping. */
 static void reap(void) {
@@ -252,6 +294,7 @@ static void reap(void) {
                 metrics_shared_clear(i * 2 + (s->old_gen & 1));
                 s->old_pid = 0;
                 log_worker(LOG_INFO, "old worker exited", i, pid, "exit", how);
+                if (stopping_) close_drained_slot(i);
             } else if (pid == s->pid) {
                 metrics_shared_clear(i * 2 + (s->gen & 1));
                 s->pid = 0;
@@ -262,6 +305,7 @@ static void reap(void) {
                 }
                 if (stopping_) {
                     log_worker(LOG_INFO, "worker exited", i, pid, "exit", how);
+                    close_drained_slot(i);
                     continue;
                 }
                 if (!s->ready) {
@@ -364,11 +408,13 @@ int master_run(const struct config *cfg_in) {
     static struct config mcfg; /* what the workers get: cfg_in with the store resolved */
     mcfg = *cfg_in;
     const struct config *cfg = &mcfg;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     master_pid_ = getpid();
     for (int i = 0; i < MASTER_MAX_WORKERS; i++) slots_[i].fd = slots_[i].ready_rd = -1;
-    nslots_ = cfg->workers > 0 ? cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
+    /* 0: one per CPU this process may run on (a taskset, cpuset or
+     * container limit), not one per CPU of the host */
+    nslots_ = cfg->workers > 0 ? cfg->workers : (int)util_cpu_count();
     if (nslots_ > MASTER_MAX_WORKERS) nslots_ = MASTER_MAX_WORKERS;
+    mcfg.workers = nslots_; /* the workers see the count (health's capacity) */
     log_setup(cfg->log_level, cfg->log_format, "master");
     int probe = open_listener(cfg, 0);
     if (probe < 0) return probe == -2 ? 2 : 1;
@@ -400,6 +446,10 @@ int master_run(const struct config *cfg_in) {
     sigaddset(&sigs_, WORKER_SIG_STOP);
     sigprocmask(SIG_BLOCK, &sigs_, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (master_preload_engine(cfg) != 0) {
+        close_slots();
+        return 2;
+    }
     int r = store_setup(&mcfg);
     if (r != 0) {
         close_slots();

@@ -18,7 +18,23 @@ void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     static struct metrics_peer peers[2 * 256];   /* two generations per slot (master.h) */
     int np = metrics_shared_peers(peers, (int)(sizeof peers / sizeof peers[0]));
     size_t mine = api_stream_count(w->api), active = mine;
-    for (int i = 0; i < np; i++) active += (size_t)peers[i].sessions_active;
+    size_t mine_detached = (size_t)metrics.sessions_detached, detached = mine_detached;
+    for (int i = 0; i < np; i++) {
+        active += (size_t)peers[i].sessions_active;
+        detached += (size_t)peers[i].sessions_detached;
+    }
+    /* Degraded (still 200: the instance serves): some worker has no slot
+     * for a new live session (every one held by a live session, none
+     * detached to give way: its new clients get 503 SESSION_LIMIT), or
+     * holds ASR_MAX_DETACHED_SESSIONS dropped sessions (each new drop
+     * evicts an older one: resumability is being cut short). */
+    size_t per = (size_t)c->max_sessions_per_worker, dmax = (size_t)c->max_detached_sessions;
+    int full = mine - mine_detached >= per, dfull = mine_detached >= dmax;
+    for (int i = 0; i < np; i++) {
+        size_t a = (size_t)peers[i].sessions_active, d = (size_t)peers[i].sessions_detached;
+        if (a - (d < a ? d : a) >= per) full = 1;
+        if (d >= dmax) dfull = 1;
+    }
     /* capacity: the per-worker limit times the worker slots, capped by the
      * global limit when one is set */
     size_t nworkers = c->workers > 0 ? (size_t)c->workers : 1;
@@ -29,17 +45,23 @@ void status_health(void *ctx, struct http_conn *hc, struct http_req *req) {
     /* a worker being replaced (rolling restart) is not the host going away:
      * its successor already accepts on the same socket */
     int down = w->api_env.draining && !w->api_env.retiring;
-    buf_printf(&b, "{\"status\":\"%s\",\"active_sessions\":%zu,\"worker_id\":", down ? "draining" : "ok", active);
+    const char *status = down ? "draining" : full || dfull ? "degraded" : "ok";
+    buf_printf(&b, "{\"status\":\"%s\",", status);
+    if (!down && (full || dfull))
+        buf_printf(&b, "\"degraded\":[%s%s%s],", full ? "\"session_limit\"" : "", full && dfull ? "," : "",
+                   dfull ? "\"detached_limit\"" : "");
+    buf_printf(&b, "\"active_sessions\":%zu,\"detached_sessions\":%zu,\"worker_id\":", active, detached);
     buf_json_str(&b, c->worker_id, strlen(c->worker_id));
     buf_printf(&b, ",\"uptime_s\":%llu,\"capacity\":{\"max_sessions\":%zu,\"free_sessions\":%zu}",
                (unsigned long long)((util_wall_ms() - w->start_ms) / 1000), max, active < max ? max - active : 0);
     buf_puts(&b, ",\"workers\":[{\"worker_id\":");
     buf_json_str(&b, c->worker_id, strlen(c->worker_id));
-    buf_printf(&b, ",\"active_sessions\":%zu}", mine);
+    buf_printf(&b, ",\"active_sessions\":%zu,\"detached_sessions\":%zu}", mine, mine_detached);
     for (int i = 0; i < np; i++) {
         buf_puts(&b, ",{\"worker_id\":");
         buf_json_str(&b, peers[i].worker_id, strlen(peers[i].worker_id));
-        buf_printf(&b, ",\"active_sessions\":%llu}", (unsigned long long)peers[i].sessions_active);
+        buf_printf(&b, ",\"active_sessions\":%llu,\"detached_sessions\":%llu}",
+                   (unsigned long long)peers[i].sessions_active, (unsigned long long)peers[i].sessions_detached);
     }
     buf_puts(&b, "]}");
     http_respond(hc, down ? 503 : 200, "application/json", b.data, b.len, NULL);

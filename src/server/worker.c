@@ -242,6 +242,7 @@ static void pool_figures(struct worker *w) {
     metrics.pool_completed = p->completed;
     metrics.pool_failed = p->failed;
     metrics.pool_refused = p->refused;
+    metrics.pool_evicted = p->evicted;
     metrics.pool_audio_ms = p->audio_ms;
     metrics.pool_busy_ms = p->busy_ms;
 }
@@ -376,12 +377,17 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api},
-        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w},
-        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w},
-        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w},
-        {"/metrics/streaming", HTTP_GET, ROUTE_METRICS_STREAMING, status_metrics_streaming, w},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL},
+        {"/v1/audio/transcriptions", HTTP_POST, ROUTE_AUDIO_TRANSCRIPTIONS, api_openai_transcriptions, w->api,
+         api_openai_error_body},
+        {"/v1/audio/translations", HTTP_POST, ROUTE_AUDIO_TRANSLATIONS, api_openai_translations, w->api,
+         api_openai_error_body},
+        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL},
+        {"/metrics/streaming", HTTP_GET, ROUTE_METRICS_STREAMING, status_metrics_streaming, w, NULL},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -421,8 +427,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     }
     w->api_env.engine = ops;
     if (ops->caps & ENGINE_CAP_WINDOWED) {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : (ncpu > 0 ? (unsigned)ncpu : 1);
+        unsigned threads = cfg->inference_threads > 0 ? (unsigned)cfg->inference_threads : util_cpu_count();
         struct pool_cfg pc = {.threads = threads, .queue_max = (unsigned)cfg->inference_queue_max};
         int rc = pool_create(loop, ops, cfg->engine_settings, &pc, &w->pool);
         if (rc != 0) {
@@ -446,6 +451,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->check.data = w;
     uv_check_start(&w->check, on_check);
     worker_proc_init(w);
+    pool_figures(w); /* the pool's size is known before the first tick */
     metrics_tick();
     return 0;
 }

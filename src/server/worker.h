@@ -21,7 +21,7 @@ struct worker_proc_waiter {
     struct worker_proc_waiter *next;
 };
 
-#define WORKER_ROUTES 8
+#define WORKER_ROUTES 16
 
 /* What the master tells a worker (docs/internals/workers.md, "Signals").
  * None of them is sent by a terminal or by a signal to the process group,

@@ -174,6 +174,19 @@ static int do_update(struct mstore *m, const struct store__args *a) {
     return STORE_OK;
 }
 
+/* One process's view loses nothing, but the contract is the same: absent
+ * -> created (no limit check), present -> updated with the blob. */
+static int do_republish(struct mstore *m, const struct store__args *a) {
+    if (!rec_find(m, a->id, NULL)) {
+        uint64_t max = m->base.max_sessions_;
+        m->base.max_sessions_ = 0;
+        int st = do_create(m, a);
+        m->base.max_sessions_ = max;
+        if (st != STORE_OK) return st;
+    }
+    return do_update(m, a);
+}
+
 static int do_claim(struct mstore *m, struct store__op *op, const struct store__args *a) {
     struct mrec *r = rec_find(m, a->id, NULL);
     if (!r) return STORE_NOT_FOUND;
@@ -216,6 +229,7 @@ static void mem_submit(struct store *s, struct store__op *op, const struct store
         st = r ? STORE_OK : STORE_NOT_FOUND;
         break;
     case STORE_OP_LIST:  st = do_list(m, op, a); break;
+    case STORE_OP_REPUBLISH: st = do_republish(m, a); break;
     case STORE_OP_COUNT:
         sweep_all(m);
         op->res_.count = m->count;

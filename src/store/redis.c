@@ -82,7 +82,7 @@
 /* Result codes the scripts return. */
 enum { SR_OK = 0, SR_EXISTS = 1, SR_LIMIT = 2, SR_NOT_FOUND = 3, SR_NOT_OWNER = 4, SR_BUSY = 5 };
 
-enum script { S_CREATE, S_UPDATE, S_CLAIM, S_DELETE, S_LIST, S_COUNT, S_REGISTER, S__N };
+enum script { S_CREATE, S_UPDATE, S_CLAIM, S_DELETE, S_LIST, S_COUNT, S_REGISTER, S_REPUBLISH, S__N };
 
 static const char *const script_body[S__N] = {
     /* create: ARGV[3] id, [4] blob, [5] ttl ms, [6] limit (0 = none) */
@@ -173,6 +173,22 @@ static const char *const script_body[S__N] = {
     "  elseif r[2] == '1' then redis.call('HSET', sk, 'attached', '0'); n = n + 1 end\n"
     "end\n"
     "return n\n",
+    /* republish (after a reconnect: the store may have restarted empty):
+     * ARGV[3] id, [4] ttl ms, [5] attached, [6] blob. Absent or mine:
+     * written as mine (no limit check: admitted before), slot re-taken;
+     * another worker's: 4 (NOT_OWNER), nothing changes */
+    [S_REPUBLISH] =
+    "local id, ttl = ARGV[3], tonumber(ARGV[4])\n"
+    "local sk = skey(id)\n"
+    "local owner = redis.call('HGET', sk, 'owner')\n"
+    "if owner and owner ~= me then return 4 end\n"
+    "local now = now_ms()\n"
+    "redis.call('HSETNX', sk, 'created', now)\n"
+    "redis.call('HSET', sk, 'owner', me, 'attached', ARGV[5], 'last', now, 'blob', ARGV[6])\n"
+    "redis.call('PEXPIRE', sk, ttl)\n"
+    "own(id, now, ttl)\n"
+    "redis.call('SADD', p .. 'workers', me)\n"
+    "return 0\n",
 };
 
 /* ---- types ---------------------------------------------------------------- */
@@ -400,6 +416,12 @@ static int rop_send_script(struct rstore *rs, struct rop *o) {
     case S_DELETE:
         ARGS(o->id);
         break;
+    case S_REPUBLISH:
+        ARGS(o->id);
+        ARGS(ttl);
+        ARGS(o->attached ? "1" : "0");
+        ARG(o->blob ? o->blob : "", o->blob_len);
+        break;
     case S_LIST:
         ARGS(o->worker);
         break;
@@ -461,7 +483,7 @@ static void rop_complete(struct rstore *rs, struct rop *o, redisReply *r) {
         return;
     }
     switch (op->kind_) {
-    case STORE_OP_CREATE: case STORE_OP_UPDATE: case STORE_OP_DELETE:
+    case STORE_OP_CREATE: case STORE_OP_UPDATE: case STORE_OP_DELETE: case STORE_OP_REPUBLISH:
         if (r->type == REDIS_REPLY_INTEGER) st = code_status(r->integer);
         store__finish(op, st, NULL, NULL, NULL, 0, 0);
         return;
@@ -593,6 +615,7 @@ static void redis_submit(struct store *s, struct store__op *op, const struct sto
     case STORE_OP_DELETE: o->script = S_DELETE; break;
     case STORE_OP_LIST:   o->script = S_LIST; break;
     case STORE_OP_COUNT:  o->script = S_COUNT; break;
+    case STORE_OP_REPUBLISH: o->script = S_REPUBLISH; break;
     default:              o->script = -1; break;
     }
     if (rop_send(rs, o) != 0) {

@@ -220,7 +220,7 @@ void store__finish(struct store__op *op, int status, const struct store_record *
         prev_owner = NULL;
     }
     switch (op->kind_) {
-    case STORE_OP_CREATE: case STORE_OP_UPDATE: case STORE_OP_DELETE:
+    case STORE_OP_CREATE: case STORE_OP_UPDATE: case STORE_OP_DELETE: case STORE_OP_REPUBLISH:
         if (op->cb_.done) op->cb_.done(op->arg_, status);
         break;
     case STORE_OP_GET:
@@ -333,6 +333,17 @@ int store_update(struct store *s, const char *id, int attached, const void *blob
     return 0;
 }
 
+int store_republish(struct store *s, const char *id, int attached, const void *blob, size_t len,
+                    store_done_fn cb, void *arg) {
+    if (check_id(s, id) != 0 || (len && !blob)) return ASR_EINVAL;
+    if (len > STORE_BLOB_MAX) return ASR_E_TOO_LARGE;
+    struct store__op *op = op_new(s, STORE_OP_REPUBLISH, arg);
+    op->cb_.done = cb;
+    struct store__args a = {.id = id, .attached = attached ? 1 : 0, .blob = blob ? blob : "", .blob_len = len};
+    s->be_->submit(s, op, &a);
+    return 0;
+}
+
 int store_claim(struct store *s, const char *id, store_claim_fn cb, void *arg) {
     if (check_id(s, id) != 0) return ASR_EINVAL;
     struct store__op *op = op_new(s, STORE_OP_CLAIM, arg);
@@ -388,7 +399,7 @@ const struct store_stats *store_stats(const struct store *s) { return &s->stats_
 
 const char *store_op_name(enum store_op_kind kind) {
     static const char *const names[STORE_OP__N] = {"create", "update", "claim", "get",
-                                                   "delete", "list", "count"};
+                                                   "delete", "list", "count", "republish"};
     return (unsigned)kind < STORE_OP__N ? names[kind] : "unknown";
 }
 

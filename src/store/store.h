@@ -102,7 +102,7 @@ struct store_cfg {
 
 enum store_op_kind {
     STORE_OP_CREATE, STORE_OP_UPDATE, STORE_OP_CLAIM, STORE_OP_GET, STORE_OP_DELETE,
-    STORE_OP_LIST, STORE_OP_COUNT, STORE_OP__N
+    STORE_OP_LIST, STORE_OP_COUNT, STORE_OP_REPUBLISH, STORE_OP__N
 };
 
 /* Counters for metrics. Gauges say so. */
@@ -166,6 +166,17 @@ int store_create(struct store *s, const char *id, const void *blob, size_t len,
  * it: release the local copy), STORE_UNAVAILABLE. */
 int store_update(struct store *s, const char *id, int attached, const void *blob, size_t len,
                  store_done_fn cb, void *arg);
+
+/* Writes this worker's record id again after a store that may have lost it
+ * (a Redis restarted empty; docs/internals/store.md "Republish after a
+ * reconnect"): absent -> written with owner = this worker, attached and blob
+ * (copied; NULL when len is 0), taking a slot of the global limit without
+ * checking it (the session was admitted before); present and this worker's
+ * -> attached and blob set, TTL refreshed (its `created` kept); another
+ * worker's -> STORE_NOT_OWNER and nothing changes. Status: STORE_OK,
+ * STORE_NOT_OWNER, STORE_UNAVAILABLE. */
+int store_republish(struct store *s, const char *id, int attached, const void *blob, size_t len,
+                    store_done_fn cb, void *arg);
 
 /* Resume: atomically, absent -> STORE_NOT_FOUND; attached on a live worker
  * (this one included) -> STORE_BUSY; else owner = this worker, attached = 1,

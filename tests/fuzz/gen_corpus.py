@@ -95,6 +95,38 @@ AUDIO = {
     "wavex_16k_2ch.wav": sf_file("m.wav", "130002", 16000, 2, SPEECH[:3200]),
 }
 
+
+
+def ff_file(name, out_args, seconds=0.3, rate=16000, channels=1):
+    """SPEECH through Debian's ffmpeg into a container libsndfile cannot
+    read (fuzz_media seeds)."""
+    src = os.path.join(TMP, "src.raw")
+    with open(src, "wb") as f:
+        f.write(SPEECH)
+    out = os.path.join(TMP, name)
+    run("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", src,
+        "-t", str(seconds), "-ar", str(rate), "-ac", str(channels), "-map_metadata", "-1", "-fflags", "+bitexact",
+        *out_args, out)
+    with open(out, "rb") as f:
+        return f.read()
+
+
+MEDIA = {}
+if shutil.which("ffmpeg"):
+    MEDIA = {
+        "webm_opus_48k.webm": ff_file("n.webm", ["-c:a", "libopus", "-b:a", "16k", "-f", "webm"], rate=48000),
+        "mkv_vorbis_stereo.mka": ff_file("o.mka", ["-c:a", "libvorbis", "-q:a", "0", "-f", "matroska"],
+                                         rate=22050, channels=2),
+        "m4a_aac_16k.m4a": ff_file("p.m4a", ["-c:a", "aac", "-b:a", "24k", "-f", "ipod"]),
+        "mp4_aac_44k_stereo.mp4": ff_file("q.mp4", ["-c:a", "aac", "-b:a", "32k", "-f", "mp4"], 0.15,
+                                          rate=44100, channels=2),
+        "adts_aac_16k.aac": ff_file("r.aac", ["-c:a", "aac", "-b:a", "24k", "-f", "adts"]),
+        "ogg_flac_16k.oga": ff_file("s.oga", ["-c:a", "flac", "-f", "ogg"], 0.1),
+        "3gp_aac_8k.3gp": ff_file("t.3gp", ["-c:a", "aac", "-b:a", "12k", "-f", "3gp"], rate=8000),
+    }
+else:
+    print("gen_corpus: no ffmpeg: fuzz_media seeds left as they are", file=sys.stderr)
+
 # ---- fuzz_audio ---------------------------------------------------------
 # byte 0: Content-Type index (fuzz_audio.c TYPES; 0 = none, 1 audio/wav, 3 audio/flac,
 # 4 audio/ogg, 5 audio/mpeg, 6 octet-stream, 7 pcm 16k, 8 pcm 16k 2ch, 9 L16 16k,
@@ -306,6 +338,103 @@ ws("frames_shed_load", rec(2, SPEECH[:640], opt=10 << 4) + rec(1, '{"type":"stop
 ws("frames_slow_reader_many", rec(2, SPEECH[:320], opt=15 << 4) + rec(1, chunk_json(SPEECH[:320]), opt=15 << 4), f1=1 | 4 | 8)
 ws("engine_errors", b"".join(rec(2, SPEECH[i:i + 1600]) for i in range(0, 12800, 1600)) + rec(1, '{"type":"stop"}'),
    f1=1 | 32)
+
+# ---- fuzz_media ---------------------------------------------------------
+# byte 0: bits 0-1 target rate (16000, 8000, 48000, 22050), bit 2 max_samples
+# one second; the rest is the body, sniffed (no Content-Type).
+for name, data in MEDIA.items():
+    put("media", name, bytes([0]) + data)
+if MEDIA:
+    put("media", "webm_opus_to_8k_max_1s", bytes([1 | 4]) + MEDIA["webm_opus_48k.webm"])
+    put("media", "webm_truncated", bytes([0]) + MEDIA["webm_opus_48k.webm"][:900])
+    put("media", "m4a_truncated", bytes([0]) + MEDIA["m4a_aac_16k.m4a"][:1200])
+    put("media", "adts_one_frame", bytes([2]) + MEDIA["adts_aac_16k.aac"][:400])
+    put("media", "ebml_header_only", bytes([0]) + MEDIA["webm_opus_48k.webm"][:40])
+    put("media", "ftyp_only", bytes([0]) + MEDIA["m4a_aac_16k.m4a"][:32])
+
+# ---- fuzz_multipart -----------------------------------------------------
+# byte 0: bit 0 form mode, bits 1-3 boundary (fuzz_multipart.c BOUNDARIES:
+# 0 undici, 1 X-curl, 2 b), bit 4 raw mode: Content-Type on the first line.
+# Form mode records: flags (1 filename, 2 Content-Type, 4 named "file"),
+# name length, name, u16le data length, data.
+
+
+def mp_body(boundary, parts, close=True):
+    out = b""
+    for headers, data in parts:
+        out += b"--" + boundary + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + data + b"\r\n"
+    return out + (b"--" + boundary + b"--\r\n" if close else b"")
+
+
+def cd(name, filename=None):
+    v = b'Content-Disposition: form-data; name="' + name + b'"'
+    return v + (b'; filename="' + filename + b'"' if filename else b"")
+
+
+WAV_SEED = AUDIO["wav_16k_mono_s16.wav"][:1200]
+UNDICI = b"----formdata-undici-0123456789"
+put("multipart", "sdk_form", bytes([0 << 1]) + mp_body(UNDICI, [
+    ([cd(b"file", b"speech.wav"), b"Content-Type: audio/wav"], WAV_SEED),
+    ([cd(b"model")], b"whisper-1"), ([cd(b"response_format")], b"verbose_json"),
+    ([cd(b"timestamp_granularities[]")], b"word"), ([cd(b"timestamp_granularities[]")], b"segment"),
+    ([cd(b"stream")], b"true")]))
+put("multipart", "curl_form_preamble", bytes([1 << 1]) + b"preamble\r\n" + mp_body(b"X-curl", [
+    ([cd(b"file", b"a.mp3"), b"Content-Type: audio/mpeg"], b"ID3\x03\x00\x00\x00"), ([cd(b"model")], b"x")]) + b"epilogue")
+put("multipart", "no_close_delimiter", bytes([2 << 1]) + mp_body(b"b", [([cd(b"model")], b"x")], close=False))
+put("multipart", "nested_mixed", bytes([2 << 1]) + mp_body(b"b", [
+    ([cd(b"files"), b"Content-Type: multipart/mixed; boundary=c"], mp_body(b"c", [([b"Content-Type: text/plain"], b"x")]))]))
+put("multipart", "base64_part", bytes([2 << 1]) + mp_body(b"b", [
+    ([cd(b"file", b"a.wav"), b"Content-Transfer-Encoding: base64"], b"UklGRg==")]))
+put("multipart", "rfc2231_filename", bytes([2 << 1]) + mp_body(b"b", [
+    ([b"Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''%E2%82%AC.wav"], b"RIFF")]))
+put("multipart", "lf_only", bytes([2 << 1]) + b"--b\nContent-Disposition: form-data; name=\"model\"\n\nx\n--b--\n")
+put("multipart", "type_on_first_line", bytes([16]) + b"multipart/form-data; boundary=zz; charset=utf-8\n" +
+    mp_body(b"zz", [([cd(b"model")], b"x")]))
+put("multipart", "type_not_multipart", bytes([16]) + b"application/x-www-form-urlencoded\nmodel=x&file=y")
+
+
+def rec(name, data, flags=0):
+    return bytes([flags, len(name)]) + name + struct.pack("<H", len(data)) + data
+
+
+put("multipart", "form_sdk_like", bytes([1 | 0 << 1]) + rec(b"", WAV_SEED[:600], 1 | 2 | 4) + rec(b"model", b"whisper-1") +
+    rec(b"language", b"en") + rec(b"prompt", b"a hint"))
+put("multipart", "form_binary_crlf_dashes", bytes([1 | 2 << 1]) + rec(b"", b"\r\n--c\r\n--\r\n\x00\xff--b-", 1 | 4) +
+    rec(b"stream", b"true"))
+put("multipart", "form_big_field", bytes([1 | 1 << 1]) + rec(b"prompt", b"p" * 600))
+put("multipart", "form_empty_parts", bytes([1 | 3 << 1]) + rec(b"", b"", 4) + rec(b"a", b"") + rec(b"b", b"", 3))
+
+# fuzz_http seeds of the OpenAI-compatible routes (they need mp_body).
+
+
+def oa_post(path, parts, boundary=b"b", extra=b""):
+    body = mp_body(boundary, parts)
+    return (b"POST " + path + b" HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=" + boundary + b"\r\n" + extra +
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+PCM_PART = ([cd(b"file", b"a.pcm"), b"Content-Type: audio/pcm; rate=16000"], SPEECH[:3200])
+http("openai_transcribe_pcm", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"whisper-1")]) +
+     b"GET /v1/models HTTP/1.1\r\n\r\n")
+http("openai_verbose_words", oa_post(b"/v1/audio/transcriptions", [
+    PCM_PART, ([cd(b"model")], b"x"), ([cd(b"response_format")], b"verbose_json"),
+    ([cd(b"timestamp_granularities[]")], b"word"), ([cd(b"prompt")], b"a hint")]))
+http("openai_stream", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"x"), ([cd(b"stream")], b"true")]) +
+     b"GET /v1/health HTTP/1.1\r\n\r\n")
+http("openai_srt_wav", oa_post(b"/v1/audio/transcriptions", [
+    ([cd(b"file", b"a.wav"), b"Content-Type: audio/wav"], AUDIO["wav_16k_mono_s16.wav"]), ([cd(b"model")], b"x"),
+    ([cd(b"response_format")], b"srt")]))
+http("openai_missing_file", oa_post(b"/v1/audio/transcriptions", [([cd(b"model")], b"x")]))
+http("openai_granularity_mix", oa_post(b"/v1/audio/transcriptions", [
+    PCM_PART, ([cd(b"model")], b"x"), ([cd(b"timestamp_granularities[]")], b"word")]))
+http("openai_not_a_form", b"POST /v1/audio/transcriptions HTTP/1.1\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 13\r\n\r\n{\"model\":\"x\"}")
+http("openai_translations", oa_post(b"/v1/audio/translations", [PCM_PART, ([cd(b"model")], b"x")]))
+http("openai_keys_bearer", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"x")],
+                                   extra=b"Authorization: Bearer fuzzkey1\r\n"), 0x10)
+http("openai_get_405", b"GET /v1/audio/transcriptions HTTP/1.1\r\n\r\n")
+http("openai_http10_stream", oa_post(b"/v1/audio/transcriptions", [PCM_PART, ([cd(b"model")], b"x"),
+                                                                   ([cd(b"stream")], b"true")]).replace(b"HTTP/1.1", b"HTTP/1.0"))
 
 # ---- fuzz_stream_msg ----------------------------------------------------
 msgs = {

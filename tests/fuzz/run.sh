@@ -28,6 +28,8 @@ max_len() {
     stream_msg) echo 16384 ;; # past the 256-byte fast path, far below the 88000 cap
     base64) echo 8192 ;;
     audio) echo 65536 ;;
+    media) echo 65536 ;;     # a few seconds of Opus or AAC
+    multipart) echo 65536 ;;
     query) echo 4096 ;;
     feedback) echo 4096 ;;    # a short text and hypothesis: the alignment is quadratic
     *) echo 65536 ;;

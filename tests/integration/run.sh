@@ -1,7 +1,7 @@
 #!/bin/sh
 # asrd integration suite: the real binary (ASRD_BIN, default
 # build/release/asrd) on loopback ports, driven by Python websockets/requests
-# under pytest and by Node's ws.
+# under pytest and by Node's ws and the official openai package.
 #
 #   tests/integration/run.sh               everything
 #   tests/integration/run.sh -k resume     extra arguments go to pytest
@@ -78,9 +78,9 @@ rm -f "$RC"
 
 node_rc=0
 if [ $# -eq 0 ]; then
-  echo "== node --test (ws)"
+  echo "== node --test (ws, openai)"
   if [ $node_ok -eq 1 ]; then
-    node --test $NODE_DIR/stream.test.js; node_rc=$?
+    node --test $NODE_DIR/stream.test.js $NODE_DIR/openai.test.js; node_rc=$?
   else
     echo "run.sh: the Node test clients are not installed (scripts/deps.sh test)" >&2; node_rc=1
   fi

@@ -58,8 +58,8 @@ def test_200_concurrent_sessions(start_server):
 def test_disconnect_mid_stream(start_server):
     """A client that vanishes without a close handshake: its connection is
     released at once, its session once it can no longer be resumed
-    (idle_timeout_s, here 1 s); another session is not disturbed."""
-    srv = start_server(ASR_IDLE_TIMEOUT_S=1)
+    (resume_timeout_s, here 1 s); another session is not disturbed."""
+    srv = start_server(ASR_IDLE_TIMEOUT_S=1, ASR_RESUME_TIMEOUT_S=1)
     m0 = srv.metrics()
     c0, s0 = h.metric(m0, "connections.active"), h.metric(m0, "sessions.active")
     assert isinstance(c0, int) and isinstance(s0, int), m0

@@ -10,7 +10,9 @@ too, but the test does not rely on it.
 
 The tool runs from a directory outside the tree, so it must find its default
 audio next to its executable. Loads are small (<= 20 sessions, 3-4 s) so the
-file stays well under a minute, also against the ASan build.
+file stays well under a minute, also against the ASan build. The real-audio
+scenarios run on mock-windowed (the windowed machinery of a real engine,
+with fake words) with three short files.
 """
 import json
 import os
@@ -344,3 +346,114 @@ def test_rest_uploads(start_server):
     assert "http status   200 6" in out, out
     # --requests ends the run once they are answered, not at --duration
     assert t["wall_s"] < 15, t["wall_s"]
+
+
+# ---- real audio (speech, speech-capacity) on mock-windowed -----------------
+
+def windowed_server(start_server):
+    """mock-windowed: decodes windows and finals on the inference pool, like
+    pocketsphinx, with timings under the test's control."""
+    return start_server(ASR_ENGINE="mock-windowed", ASR_INFERENCE_THREADS=2, ASR_WINDOW_MS=1000)
+
+
+SPEECH_FILES = ["speech16k.wav", "speech8k.wav", "speech44k_stereo.wav"]   # 16 kHz, resampled from 8 and 44.1
+
+
+@pytest.mark.timeout(60)
+def test_speech_real_audio(start_server):
+    """Three sessions stream three WAV files (two resampled) at real time,
+    each file followed by a second of silence: every play gets its final,
+    timed from the send of the chunk holding its end_ms; partials carry the
+    server's latency_ms (windows: buffer > 0); the pool's figures come from
+    /v1/metrics; --hyp writes "fileid<TAB>text" lines."""
+    srv = windowed_server(start_server)
+    m0 = srv.metrics()
+    wavs = []
+    for f in SPEECH_FILES:
+        wavs += ["--wav", h.gen_path(f)]
+    with tempfile.TemporaryDirectory() as d:
+        hyp = os.path.join(d, "hyp.txt")
+        res, out = run_load(srv, "--scenario", "speech", *wavs, "--duration", 1, "--hyp", hyp)
+        with open(hyp) as f:
+            hyp_lines = f.read().splitlines()
+    m1 = settled_metrics(srv, m0)
+    t = res["total"]
+    # the streaming counts hold as for any scenario (a windowed engine
+    # answers a chunk at once, so its partials' latency is not the mock's)
+    assert t["sessions_opened"] == t["sessions_completed"] == 3 == delta(m0, m1, "sessions.total"), t
+    assert t["close_codes"] == {"1000": 3} and t["connect_failures"] == 0, t
+    assert t["chunks_sent"] == t["answers"] == delta(m0, m1, "chunks.total") > 0, t
+    assert t["missing"] == t["out_of_order"] == t["unmatched"] == 0 and t["errors"] == {}, t
+    check_agreement(t)
+    sp = res["speech"]
+    assert res["options"]["scenario"] == "speech" and res["options"]["files"] == 3
+    assert [f["fileid"] for f in sp["files"]] == ["speech16k", "speech8k", "speech44k_stereo"], sp["files"]
+    for f in sp["files"]:
+        assert 2000 <= f["duration_ms"] <= 2600, f   # the same sentence at each rate
+    sessions = sp["sessions"]
+    assert [s["slot"] for s in sessions] == [0, 1, 2], sessions
+    tot = sp["total"]
+    for s in sessions:
+        # session i starts with file i; one play (file + 1 s gap) covers
+        # the 1 s asked for, and it is played to its end
+        assert s["plays"][0]["fileid"] == sp["files"][s["slot"]]["fileid"], s["plays"]
+        assert all(p["complete"] for p in s["plays"]), s["plays"]
+        assert s["completed"] and s["errors"] == 0, s
+        for p in s["plays"]:
+            assert p["finals"] >= 1 and p["text"], p       # every play got its final, with words
+            assert p["end_ms"] - p["speech_end_ms"] >= 1000, p
+        lat = s["final_latency_ms"]
+        assert lat["count"] == s["finals"] >= 1, s
+        # from the chunk holding end_ms: the server waits for 300 ms of
+        # silence after it (endpointing), then decodes the utterance
+        assert 150 <= lat["p50"] <= lat["p95"] <= lat["max"] < 5000, lat
+        assert s["partials"] > 0 and s["window_total_ms"]["count"] >= 1, s
+        assert 0 < s["window_buffer_ms"]["p50"] <= s["window_total_ms"]["p50"], s
+    assert tot["sessions"] == 3 and tot["plays_complete"] == tot["plays"] >= 3, tot
+    assert tot["plays_without_final"] == 0 and tot["unmatched_finals"] == 0, tot
+    assert tot["finals"] == sum(s["finals"] for s in sessions)
+    assert tot["final_latency_ms"]["count"] == tot["finals"]
+    # finals with speech and the empty ones after `stop` are all the server's finals
+    assert tot["finals"] + tot["empty_finals"] == t["finals"] == delta(m0, m1, "finals.total"), (tot, t["finals"])
+    # one partial per chunk, each with its latency_ms
+    assert tot["partials"] == t["chunks_sent"] == tot["partial_total_ms"]["count"], (tot, t["chunks_sent"])
+    assert tot["server_busy"] == 0, tot          # two threads, three streams: no window skipped
+    pool = tot["pool"]
+    assert pool["threads"] == 2 == h.metric(m1, "engine.pool.threads"), pool
+    assert pool["real_time_factor"] >= 0 and pool["windows_skipped"] == 0, pool
+    assert t["server"]["after"]["pool_threads"] == 2
+    # the hypotheses: one line per file, the text of its play
+    texts = {p["fileid"]: p["text"] for s in sessions for p in s["plays"]}
+    assert hyp_lines == ["%s\t%s" % (f, texts[f]) for f in ("speech16k", "speech8k", "speech44k_stereo")], hyp_lines
+    # the report: per session and overall, and the pool
+    assert re.search(r"^final ms\s+p50 [0-9.]+ .* \(n=%d\)$" % tot["finals"], out, re.M), out
+    assert re.search(r"^speech\s+3 sessions made 3 plays of 3 file\(s\)", out, re.M), out
+    assert len(re.findall(r"^\s+[0-2] +1 +1 .* yes$", out, re.M)) == 3, out
+    assert re.search(r"pool threads 2 ", out), out
+    assert re.search(r"\"after\" read once the server settled: waited [0-9.]+ s", out), out
+
+
+@pytest.mark.timeout(90)
+def test_speech_capacity_search(start_server):
+    """speech-capacity in JSON mode: 1, then 2 real-time streams, each step
+    judged on its final latency p95; a threshold below any real final
+    stops the search at its first step."""
+    srv = windowed_server(start_server)
+    wav = ["--wav", h.gen_path("speech16k.wav"), "--mode", "json", "--duration", 1]
+    res, out = run_load(srv, "--scenario", "speech-capacity", *wav, "--capacity-max", 2)
+    steps = res["steps"]
+    assert [s["sessions_target"] for s in steps] == [1, 2], steps
+    assert all(s["held"] and s["verdict"] == "held" for s in steps), [s["verdict"] for s in steps]
+    assert res["capacity_sessions"] == 2
+    sp = res["speech"]
+    assert [s["sessions_target"] for s in sp["steps"]] == [1, 2]
+    for st in sp["steps"]:
+        assert st["held"] and st["finals"] >= st["sessions_target"], st
+        assert 0 < st["final_latency_ms"]["p95"] <= res["options"]["final_p95_threshold_ms"] == 1500, st
+    assert len(sp["sessions"]) == 3 and all(s["finals"] >= 1 for s in sp["sessions"]), sp["sessions"]
+    assert re.search(r"^capacity\s+2 real-time streams held \(final p95 <= 1500 ms", out, re.M), out
+    # a threshold no final can meet: the first step does not hold
+    res, out = run_load(srv, "--scenario", "speech-capacity", *wav, "--final-p95-threshold-ms", 1)
+    assert len(res["steps"]) == 1 and not res["steps"][0]["held"], res["steps"]
+    assert res["steps"][0]["verdict"].startswith("final p95 "), res["steps"][0]["verdict"]
+    assert res["capacity_sessions"] == 0

@@ -16,6 +16,7 @@ EXPECTED_LIMITS = {
     "max_message_bytes": 88000,
     "max_audio_rate_bytes_per_sec": 64000,
     "idle_timeout_s": 300,
+    "resume_timeout_s": 60,
     "endpointing_ms": 300,
 }
 

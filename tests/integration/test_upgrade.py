@@ -210,7 +210,9 @@ def test_session_limit_503(start_server):
     ra = r.headers.get("retry-after")
     assert ra is not None and ra.isdigit(), "503 without a Retry-After in seconds: %r" % r.headers
     assert st == 503 and hdrs.get("Retry-After"), (st, hdrs)
-    assert health["status"] == "ok", health
+    # every slot held by a live session: new clients get 503, and health
+    # says so (docs/API.md "GET /v1/health")
+    assert health["status"] == "degraded" and health["degraded"] == ["session_limit"], health
     assert health["active_sessions"] == 2, health
     assert health["capacity"]["max_sessions"] == 2, health
     assert health["capacity"]["free_sessions"] == 0, health

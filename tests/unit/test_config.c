@@ -24,6 +24,11 @@ TEST(config_defaults) {
     ASSERT_EQ_INT(c.endpointing_ms, 300);
     ASSERT_EQ_INT(c.max_chunk_bytes, 65536);
     ASSERT_EQ_INT(c.idle_timeout_s, 300);
+    ASSERT_EQ_INT(c.resume_timeout_s, 60);
+    ASSERT_EQ_INT(c.max_detached_sessions, 1000);
+    ASSERT_EQ_INT(c.max_detached_per_ip, 0);
+    ASSERT_EQ_INT(c.ping_interval_s, 10);
+    ASSERT_EQ_INT(c.ping_timeout_s, 10);
     ASSERT_EQ_INT(c.vad_frame_ms, 30);
     ASSERT_EQ_INT(config_max_message_bytes(&c), 88000);
     ASSERT_EQ_INT(config_audio_rate(&c, 16000), 64000);

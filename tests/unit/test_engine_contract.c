@@ -338,7 +338,7 @@ TEST(engine_contract_catches_broken_streaming_engines) {
  * a nondeterministic decode. */
 static int wdefect;
 static int calls;
-static void *wb_create(const void *s) {
+static void *wb_create(const void *s, unsigned index) {
     creator = pthread_self();
     return malloc(1);
 }

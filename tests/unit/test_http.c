@@ -78,11 +78,16 @@ static void h_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     upgraded_++;
 }
 
+static int shaped_body(struct buf *out, int status, const char *code, const char *msg) {
+    return buf_printf(out, "{\"shaped\":%d,\"c\":\"%s\"}", status, code);
+}
+
 static const struct http_route routes[] = {
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL},
+    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL},
 };
 
 static struct http_server srv = {
@@ -176,6 +181,97 @@ TEST(http_connection_close_is_done) {
     ASSERT(strstr(buf, "Connection: close") != NULL);
     ASSERT(eof);
     ASSERT_EQ_INT(np_closed_, 1);
+    close(peer);
+}
+
+/* A streamed answer: chunked on the wire, the request BUSY until its end,
+ * then keep-alive serves the request held behind it. */
+TEST(http_streamed_answer_is_chunked) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    const char two[] = "GET /async HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n";
+    np_send(peer, two, sizeof two - 1);
+    np_pump(2);
+    ASSERT(held_ != NULL);
+    http_stream_begin(held_, 200, "text/event-stream", NULL);
+    ASSERT_EQ_INT(http_stream_write(held_, "ab", 2), 0);
+    ASSERT_EQ_INT(http_stream_write(held_, "", 0), 0);
+    ASSERT_EQ_INT(http_stream_write(held_, "cde", 3), 0);
+    ASSERT_EQ_INT(http_state(held_), HTTP_ST_BUSY);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL);
+    ASSERT(strstr(buf, "Content-Length") == NULL);
+    ASSERT(strstr(buf, "\r\n\r\n2\r\nab\r\n3\r\ncde\r\n") != NULL);
+    ASSERT_EQ_INT(count(buf, "HTTP/1.1 200 OK"), 1); /* the second waits */
+    http_stream_end(held_);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "0\r\n\r\nHTTP/1.1 200 OK", 20) == 0);
+    ASSERT_EQ_INT(hc_of(c)->served, 2);
+    close(peer);
+}
+
+/* HTTP/1.0 has no chunked coding: the body ends with the connection. */
+TEST(http_streamed_answer_to_http10_closes) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    int eof;
+    const char req[] = "GET /async HTTP/1.0\r\n\r\n";
+    np_send(peer, req, sizeof req - 1);
+    np_pump(2);
+    http_stream_begin(held_, 200, "text/event-stream", NULL);
+    ASSERT_EQ_INT(http_stream_write(held_, "data: x\n\n", 9), 0);
+    http_stream_end(held_);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strstr(buf, "chunked") == NULL);
+    ASSERT(strstr(buf, "Connection: close\r\n") != NULL);
+    ASSERT(strstr(buf, "\r\n\r\ndata: x\n\n") != NULL);
+    ASSERT(eof);
+    close(peer);
+}
+
+/* A route's error_body shapes the refusals of the HTTP layer on its path. */
+TEST(http_route_error_body_shapes_refusals) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    const char req[] = "GET /shaped HTTP/1.1\r\n\r\n";
+    np_send(peer, req, sizeof req - 1);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":405,\"c\":\"METHOD_NOT_ALLOWED\"}") != NULL);
+    close(peer);
+}
+
+TEST(http_route_error_body_shapes_a_413_before_the_body) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    const char big[] = "POST /shaped HTTP/1.1\r\nContent-Length: 999999\r\n\r\n";
+    np_send(peer, big, sizeof big - 1);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 413") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":413,\"c\":\"PAYLOAD_TOO_LARGE\"}") != NULL);
+    close(peer);
+}
+
+TEST(http_other_paths_keep_the_default_error_body) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    const char other[] = "POST /sync HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+    np_send(peer, other, sizeof other - 1);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\"") != NULL);
     close(peer);
 }
 

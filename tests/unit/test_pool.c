@@ -19,7 +19,7 @@ static int n_order;
 static atomic_int running, max_running, fail_create;
 static int decode_ms = 2;
 
-static void *t_create(const void *settings) { return atomic_load(&fail_create) ? NULL : malloc(1); }
+static void *t_create(const void *settings, unsigned index) { return atomic_load(&fail_create) ? NULL : malloc(1); }
 static void t_destroy(void *inst) { free(inst); }
 static int t_decode(void *inst, const struct engine_window *w, struct engine_output *out) {
     int now = atomic_fetch_add(&running, 1) + 1;
@@ -277,3 +277,130 @@ TEST(pool_create_fails_when_an_instance_cannot_be_made) {
     ASSERT_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+
+/* A waiting job can be taken back (its done never runs); a running one
+ * cannot; the client's other jobs go on. */
+TEST(pool_cancel_one_waiting_job) {
+    reset();
+    uv_loop_t loop;
+    ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+    struct pool *p;
+    struct pool_cfg cfg = {.threads = 1, .queue_max = 16};
+    ASSERT_EQ_INT(pool_create(&loop, &t_ops, NULL, &cfg, &p), 0);
+    struct pool_client c;
+    pool_client_init(&c);
+    decode_ms = 30;
+    struct pool_job *a = job("a", 160, 0), *b = job("b", 160, 0), *f = job("f", 160, 0);
+    ASSERT_EQ_INT(pool_submit(p, &c, POOL_WINDOW, a), 0);
+    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    ASSERT_EQ_INT(pool_submit(p, &c, POOL_WINDOW, b), 0);
+    ASSERT_EQ_INT(pool_submit(p, &c, POOL_FINAL, f), 0);
+    ASSERT_EQ_INT(pool_job_cancel(p, &c, a), ASR_EAGAIN);   /* running */
+    ASSERT_EQ_INT(pool_job_cancel(p, &c, b), 0);            /* waiting: taken back */
+    ASSERT_EQ_INT(pool_stats(p)->queued, 1);
+    run_until(&loop, 2);
+    for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    ASSERT_EQ_INT(n_recs, 2);
+    ASSERT_STR_EQ(recs[0].hint, "a");
+    ASSERT_STR_EQ(recs[1].hint, "f");
+    pool_client_cancel(p, &c);
+    finish(&loop, p);
+}
+
+/* A full queue: a window from a client served less than another client
+ * whose window waits takes that window's place (it is delivered with
+ * ASR_ECANCELED); a client served no less than everyone waiting is refused. */
+TEST(pool_full_queue_evicts_the_most_served_window) {
+    reset();
+    uv_loop_t loop;
+    ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+    struct pool *p;
+    struct pool_cfg cfg = {.threads = 1, .queue_max = 2};
+    ASSERT_EQ_INT(pool_create(&loop, &t_ops, NULL, &cfg, &p), 0);
+    struct pool_client a, x, blocker, n, m;
+    pool_client_init(&a);
+    pool_client_init(&x);
+    pool_client_init(&blocker);
+    pool_client_init(&n);
+    pool_client_init(&m);
+    ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a0", 160, 0)), 0);
+    ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a0", 160, 0)), 0);
+    run_until(&loop, 2); /* a has been served twice */
+    ASSERT_EQ_INT(n_recs, 2);
+    decode_ms = 40;
+    ASSERT_EQ_INT(pool_submit(p, &blocker, POOL_WINDOW, job("block", 160, 0)), 0);
+    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a1", 160, 0)), 0);
+    ASSERT_EQ_INT(pool_submit(p, &x, POOL_WINDOW, job("x1", 160, 0)), 0);
+    ASSERT_EQ_INT(pool_submit(p, &n, POOL_WINDOW, job("n1", 160, 0)), 0); /* a1 gives way */
+    ASSERT_EQ_INT(pool_stats(p)->evicted, 1);
+    ASSERT_EQ_INT(pool_stats(p)->queued, 2);
+    struct pool_job *over = job("m1", 160, 0);
+    ASSERT_EQ_INT(pool_submit(p, &m, POOL_WINDOW, over), ASR_EAGAIN); /* x and n were served no more than m */
+    pool_job_free(over);
+    ASSERT_EQ_INT(pool_stats(p)->refused, 1);
+    run_until(&loop, 6);
+    ASSERT_EQ_INT(n_recs, 6);
+    int seen_a1 = 0, seen_x1 = 0, seen_n1 = 0;
+    for (int i = 2; i < n_recs; i++) {
+        if (strcmp(recs[i].hint, "a1") == 0) {
+            seen_a1++;
+            ASSERT_EQ_INT(recs[i].status, ASR_ECANCELED);
+        } else if (strcmp(recs[i].hint, "x1") == 0) {
+            seen_x1++;
+            ASSERT_EQ_INT(recs[i].status, 0);
+        } else if (strcmp(recs[i].hint, "n1") == 0) {
+            seen_n1++;
+            ASSERT_EQ_INT(recs[i].status, 0);
+        }
+    }
+    ASSERT_EQ_INT(seen_a1, 1);
+    ASSERT_EQ_INT(seen_x1, 1);
+    ASSERT_EQ_INT(seen_n1, 1);
+    for (int i = 0; i < n_order; i++) ASSERT(strcmp(order[i], "a1") != 0); /* never decoded */
+    pool_client_cancel(p, &a);
+    pool_client_cancel(p, &x);
+    pool_client_cancel(p, &blocker);
+    pool_client_cancel(p, &n);
+    pool_client_cancel(p, &m);
+    finish(&loop, p);
+}
+
+/* A client cancelled while its evicted window waits for delivery never
+ * hears of it. */
+TEST(pool_cancel_forgets_an_evicted_window) {
+    reset();
+    uv_loop_t loop;
+    ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+    struct pool *p;
+    struct pool_cfg cfg = {.threads = 1, .queue_max = 1};
+    ASSERT_EQ_INT(pool_create(&loop, &t_ops, NULL, &cfg, &p), 0);
+    struct pool_client a, blocker, n;
+    pool_client_init(&a);
+    pool_client_init(&blocker);
+    pool_client_init(&n);
+    ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a0", 160, 0)), 0);
+    run_until(&loop, 1);
+    decode_ms = 40;
+    ASSERT_EQ_INT(pool_submit(p, &blocker, POOL_WINDOW, job("block", 160, 0)), 0);
+    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a1", 160, 0)), 0);
+    ASSERT_EQ_INT(pool_submit(p, &n, POOL_WINDOW, job("n1", 160, 0)), 0); /* a1 evicted */
+    pool_client_cancel(p, &a); /* before the loop delivers it */
+    run_until(&loop, 3);
+    for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    ASSERT_EQ_INT(n_recs, 3);
+    for (int i = 0; i < n_recs; i++) ASSERT(strcmp(recs[i].hint, "a1") != 0);
+    pool_client_cancel(p, &blocker);
+    pool_client_cancel(p, &n);
+    finish(&loop, p);
+}

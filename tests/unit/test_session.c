@@ -580,8 +580,15 @@ static struct asr_session *wmk(unsigned rate, unsigned window_ms, unsigned max_u
     return s;
 }
 
+/* Runs the loop until the session owes nothing and the pool has nothing
+ * waiting or running (window results are delivered too). */
+static int pool_idle(void) {
+    const struct pool_stats *st = pool_stats(wpool);
+    return st->queued == 0 && st->busy == 0;
+}
 static void wrun(struct asr_session *s) {
-    for (int i = 0; i < 100000 && !sess_idle(s); i++) uv_run(uv_default_loop(), UV_RUN_ONCE);
+    for (int i = 0; i < 100000 && !(sess_idle(s) && pool_idle()); i++) uv_run(uv_default_loop(), UV_RUN_ONCE);
+    for (int i = 0; i < 20; i++) uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* the last delivery */
     ASSERT(sess_idle(s));
 }
 
@@ -821,6 +828,41 @@ TEST(session_feedback_windowed_correct_reading) {
     wteardown(s);
 }
 
+/* Windowed partials do not wait for their window: a window's words ride
+ * on the next partial out, and word_feedback goes on exactly that partial
+ * (the one whose latency describes a window: buffer > 0), live and with
+ * window_wait (file transcription: the chunk's own partial waits). */
+TEST(session_feedback_on_the_partial_that_carries_the_window) {
+    char ref[4096];
+    windowed_reference(ref, sizeof ref);
+    for (int wait = 0; wait <= 1; wait++) {
+        wsetup(1, 0, 2, 16);
+        struct sess_cfg sc = {.sample_rate = 16000, .engine_rate = 16000, .pool = wpool, .final_class = POOL_FINAL,
+                              .window_ms = 600, .window_wait = wait, .max_chunk_bytes = 1 << 20,
+                              .rate_bytes_per_sec = (size_t)1 << 30, .max_pending_chunks = 1000,
+                              .rate_abuse_threshold = 3, .expected = ref, .expected_len = strlen(ref),
+                              .vad = {.frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+        struct asr_session *s = sess_create(&sc);
+        ASSERT(s != NULL);
+        ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+        sess_attach(s, &sink, NULL);
+        wfeed(s, 16000, 2.0, 1);
+        ASSERT_EQ_INT(sess_stop(s), 0);
+        wrun(s);
+        int with_fb = 0, carrying = 0;
+        for (int i = 0; i < n_evs; i++) {
+            if (evs[i].kind != 'P') continue;
+            with_fb += evs[i].has_fb;
+            carrying += evs[i].buffer_ms > 0;
+            ASSERT_EQ_INT(evs[i].has_fb, evs[i].buffer_ms > 0);
+            if (evs[i].text[0]) ASSERT(evs[i].has_fb);        /* committed words come with their feedback */
+        }
+        ASSERT(with_fb >= 2);
+        ASSERT_EQ_INT(with_fb, carrying);
+        wteardown(s);
+    }
+}
+
 /* The same audio against a text with its fourth word replaced and three
  * words more: the word ends wrong, the extra words pending while reading
  * and missing in the verification. */
@@ -900,13 +942,26 @@ TEST(session_feedback_one_misheard_window_does_not_flicker) {
     wteardown(s);
 }
 
+/* Speech only, no trailing silence: the utterance stays open, so a window
+ * of it still waiting in the pool is not taken back by its final. */
+static void wfeed_open(struct asr_session *s, double speech_s) {
+    size_t n = (size_t)(speech_s * 16000), chunk = 1600;
+    int16_t *pcm = calloc(n, sizeof *pcm);
+    ASSERT(pcm != NULL);
+    synth_voiced(pcm, n, 16000, 0.5);
+    for (size_t off = 0; off + chunk <= n; off += chunk)
+        ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)(pcm + off), chunk * 2, 0, 0, 0, util_now_ns()), 0);
+    free(pcm);
+}
+
 /* Verification refused: under load (the pool's bounded queue full, as a
  * window would be refused) and past verify_max_ms. The session still ends. */
 TEST(session_feedback_verification_refused) {
     wsetup(300, 0, 1, 1);
     struct asr_session *a = wmk_fb(600, "one two three", 60000), *b = wmk(16000, 300, 0), *c = wmk(16000, 300, 0);
-    wfeed(b, 16000, 1.0, 0);                                 /* a window on the one thread */
-    wfeed(c, 16000, 1.0, 0);                                 /* another waiting: the queue is full */
+    wfeed_open(b, 1.0);                                      /* a window on the one thread */
+    wfeed_open(c, 1.0);                                      /* another waiting: the queue is full */
+    ASSERT_EQ_INT((int)pool_stats(wpool)->queued_class[POOL_WINDOW], 1);
     ASSERT_EQ_INT(sess_stop_verify(a), 0);
     for (int i = 0; i < 1000 && !(sess_idle(a) && sess_idle(b) && sess_idle(c)); i++)
         uv_run(uv_default_loop(), UV_RUN_ONCE);

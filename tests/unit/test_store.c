@@ -388,6 +388,13 @@ static int op_update(struct store *s, const char *id, int attached, const char *
     return r.status;
 }
 
+static int op_republish(struct store *s, const char *id, int attached, const char *blob) {
+    struct res r = {0};
+    CALL(store_republish(s, id, attached, blob, blob ? strlen(blob) : 0, cb_done, &r));
+    OP_WAIT(&r);
+    return r.status;
+}
+
 static int op_claim(struct store *s, const char *id, struct res *r) {
     memset(r, 0, sizeof *r);
     CALL(store_claim(s, id, cb_claim, r));
@@ -613,6 +620,37 @@ BOTH(update_xx) {
     ASSERT_EQ_INT(op_get(w.s, "s1", &r), STORE_OK);
     ASSERT_EQ_INT(r.blob_len, 0);
     ASSERT_EQ_INT(op_count(w.s), 1);
+    wk_close(&w);
+}
+
+/* republish: absent -> written as ours, with no limit check (the session
+ * was admitted before the store lost it) and counted again; present and
+ * ours -> rewritten, created kept. */
+BOTH(republish_upserts) {
+    struct wk w;
+    struct res r;
+    struct store_cfg c = cfg_for(b, &w, "w1");
+    c.max_global_sessions = 1;
+    wk_open_cfg(&w, &c);
+    ASSERT_EQ_INT(op_create(w.s, "s1", "one"), STORE_OK);
+    ASSERT_EQ_INT(op_create(w.s, "s2", "two"), STORE_LIMIT);
+    ASSERT_EQ_INT(op_republish(w.s, "s2", 0, "held"), STORE_OK);   /* past the limit: admitted before */
+    ASSERT_EQ_INT(op_get(w.s, "s2", &r), STORE_OK);
+    ASSERT_STR_EQ(r.owner, "w1");
+    ASSERT_EQ_INT(r.attached, 0);
+    ASSERT(r.blob_len == 4 && memcmp(r.blob, "held", 4) == 0);
+    ASSERT_EQ_INT(op_count(w.s), 2);                               /* its slot is taken again */
+    ASSERT_EQ_INT(op_get(w.s, "s1", &r), STORE_OK);
+    uint64_t created = r.created;
+    run_for(20);
+    ASSERT_EQ_INT(op_republish(w.s, "s1", 1, "ONE"), STORE_OK);
+    ASSERT_EQ_INT(op_get(w.s, "s1", &r), STORE_OK);
+    ASSERT_EQ_INT(r.attached, 1);
+    ASSERT(r.blob_len == 3 && memcmp(r.blob, "ONE", 3) == 0);
+    ASSERT_EQ_INT(r.created, created);
+    ASSERT_EQ_INT(op_count(w.s), 2);
+    ASSERT_EQ_INT(store_stats(w.s)->ops[STORE_OP_REPUBLISH], 2);
+    ASSERT_STR_EQ(store_op_name(STORE_OP_REPUBLISH), "republish");
     wk_close(&w);
 }
 
@@ -849,6 +887,49 @@ TEST(store_update_delete_need_owner_redis) {
     ASSERT_EQ_INT(r.attached, 1);
     ASSERT(r.blob_len == 1 && r.blob[0] == 'A');
     ASSERT_EQ_INT(op_count(b.s), 1);
+    wk_close(&a);
+    wk_close(&b);
+    teardown();
+}
+
+/* republish never takes another worker's record. */
+TEST(store_republish_needs_owner_redis) {
+    setup(REDIS);
+    struct wk a, b;
+    struct res r;
+    wk_open(&a, REDIS, "wa");
+    wk_open(&b, REDIS, "wb");
+    ASSERT_EQ_INT(op_create(a.s, "s1", "A"), STORE_OK);
+    ASSERT_EQ_INT(op_republish(b.s, "s1", 0, "B"), STORE_NOT_OWNER);
+    ASSERT_EQ_INT(op_get(b.s, "s1", &r), STORE_OK);
+    ASSERT_STR_EQ(r.owner, "wa");
+    ASSERT(r.blob_len == 1 && r.blob[0] == 'A');
+    ASSERT_EQ_INT(op_count(b.s), 1);
+    wk_close(&a);
+    wk_close(&b);
+    teardown();
+}
+
+/* Redis restarted empty: a record written before is gone, and republish
+ * brings it back with its slot, claimable by another worker. */
+TEST(store_republish_after_empty_restart_redis) {
+    setup(REDIS);
+    struct wk a, b;
+    struct res r;
+    wk_open(&a, REDIS, "wa");
+    ASSERT_EQ_INT(op_create(a.s, "s1", "snap"), STORE_OK);
+    redis_kill();
+    WAIT_UNTIL(!store_available(a.s), 2000);
+    redis_start(NULL);
+    WAIT_UNTIL(wk_ready(&a), 10000);
+    ASSERT_EQ_INT(op_get(a.s, "s1", &r), STORE_NOT_FOUND);         /* lost with the restart */
+    ASSERT_EQ_INT(op_update(a.s, "s1", 0, NULL), STORE_NOT_FOUND);  /* an update cannot bring it back */
+    ASSERT_EQ_INT(op_republish(a.s, "s1", 0, "snap2"), STORE_OK);
+    ASSERT_EQ_INT(op_count(a.s), 1);
+    wk_open(&b, REDIS, "wb");
+    ASSERT_EQ_INT(op_claim(b.s, "s1", &r), STORE_OK);
+    ASSERT_STR_EQ(r.prev, "wa");
+    ASSERT(r.blob_len == 5 && memcmp(r.blob, "snap2", 5) == 0);
     wk_close(&a);
     wk_close(&b);
     teardown();

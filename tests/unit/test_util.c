@@ -1,3 +1,5 @@
+#define _GNU_SOURCE
+#include <sched.h>
 #include "test.h"
 
 #include "base/err.h"
@@ -18,6 +20,20 @@ TEST(util_buf_limit_is_enforced) {
     ASSERT_EQ_INT(buf_append(&b, "x", 1), ASR_ENOMEM);
     ASSERT_EQ_INT(b.len, 10);
     buf_cleanup(&b);
+}
+
+/* ASR_WORKERS=0: the CPUs this process may run on, not the host's. */
+TEST(util_cpu_count_follows_the_affinity) {
+    cpu_set_t all, one;
+    ASSERT_EQ_INT(sched_getaffinity(0, sizeof all, &all), 0);
+    ASSERT_EQ_INT(util_cpu_count(), CPU_COUNT(&all));
+    int first = 0;
+    while (!CPU_ISSET(first, &all)) first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    ASSERT_EQ_INT(sched_setaffinity(0, sizeof one, &one), 0);
+    ASSERT_EQ_INT(util_cpu_count(), 1);
+    ASSERT_EQ_INT(sched_setaffinity(0, sizeof all, &all), 0);
 }
 
 TEST(util_parse_u64) {

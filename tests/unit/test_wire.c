@@ -223,13 +223,13 @@ TEST(wire_encode_session_exact_text) {
     struct wire_session s = {
         .session_id = "0123456789abcdef0123456789abcdef", .worker_id = "w\"0", .sample_rate = 16000,
         .resumed = 1, .last_sequence = 41, .max_chunk_bytes = 65536, .max_message_bytes = 88000,
-        .max_audio_rate = 64000, .idle_timeout_s = 300, .endpointing_ms = 250,
+        .max_audio_rate = 64000, .idle_timeout_s = 300, .resume_timeout_s = 60, .endpointing_ms = 250,
     };
     wire_encode_session(&b, &s);
     ASSERT_STR_EQ(b.data, "{\"type\":\"session\",\"session_id\":\"0123456789abcdef0123456789abcdef\","
                           "\"worker_id\":\"w\\\"0\",\"sample_rate\":16000,\"resumed\":true,\"last_sequence\":41,"
                           "\"limits\":{\"max_chunk_bytes\":65536,\"max_message_bytes\":88000,"
-                          "\"max_audio_rate_bytes_per_sec\":64000,\"idle_timeout_s\":300,\"endpointing_ms\":250}}");
+                          "\"max_audio_rate_bytes_per_sec\":64000,\"idle_timeout_s\":300,\"resume_timeout_s\":60,\"endpointing_ms\":250}}");
     ASSERT_EQ_INT(b.len, strlen(b.data));
     buf_cleanup(&b);
 }
@@ -307,12 +307,12 @@ TEST(wire_encode_feedback_exact_text) {
     ASSERT_STR_EQ(b.data, "{\"type\":\"config\",\"expected_words\":3}");
     struct wire_session s = {.session_id = "0123456789abcdef0123456789abcdef", .worker_id = "w0", .sample_rate = 16000,
                              .max_chunk_bytes = 1, .max_message_bytes = 2, .max_audio_rate = 3, .idle_timeout_s = 4,
-                             .endpointing_ms = 5, .expected_words = 3};
+                             .resume_timeout_s = 6, .endpointing_ms = 5, .expected_words = 3};
     wire_encode_session(&b, &s);
     ASSERT_STR_EQ(b.data, "{\"type\":\"session\",\"session_id\":\"0123456789abcdef0123456789abcdef\",\"worker_id\":\"w0\","
                           "\"sample_rate\":16000,\"resumed\":false,\"last_sequence\":0,\"limits\":{\"max_chunk_bytes\":1,"
                           "\"max_message_bytes\":2,\"max_audio_rate_bytes_per_sec\":3,\"idle_timeout_s\":4,"
-                          "\"endpointing_ms\":5},\"expected_words\":3}");
+                          "\"resume_timeout_s\":6,\"endpointing_ms\":5},\"expected_words\":3}");
     ASSERT_EQ_INT(b.len, strlen(b.data));
     buf_cleanup(&b);
     fb_text_destroy(t);

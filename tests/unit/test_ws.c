@@ -248,3 +248,106 @@ TEST(ws_no_messages_after_a_close_is_decided) {
     np_pump(3);
     ASSERT_EQ_INT(closed_, 1);
 }
+
+/* ---- liveness: ping and pong ------------------------------------------------------- */
+
+static struct ws_conn *start_pinging(int *peer, uint64_t interval_ms, uint64_t timeout_ms) {
+    static struct ws_limits lim = {
+        .max_message_bytes = 65536, .max_queue_bytes = 262144, .max_queue_msgs = 256, .slow_client_threshold = 10,
+    };
+    lim.ping_interval_ms = interval_ms;
+    lim.ping_timeout_ms = timeout_ms;
+    np_init();
+    binaries_ = closed_ = sent_code_ = rcvd_code_ = 0;
+    struct conn *c = np_conn(peer);
+    ASSERT_EQ_INT(conn_start(c, &before_ws, NULL), 0);
+    struct ws_conn *ws = ws_start(c, &lim, &wsh, NULL, NULL, 0);
+    ASSERT(ws != NULL);
+    return ws;
+}
+
+/* Runs the loop (with the worker's flushes) for about ms. */
+static void run_ms(uint64_t ms) {
+    uint64_t end = uv_now(&np_loop_) + ms;
+    while (uv_now(&np_loop_) < end && np_closed_ == 0) {
+        np_pump(1);
+        usleep(2000);
+        uv_update_time(&np_loop_);
+    }
+}
+
+/* The payload of the server's ping among what the peer received, or 0 bytes. */
+static size_t read_ping(int fd, uint8_t payload[8]) {
+    uint8_t buf[4096];
+    int eof;
+    size_t len = np_recv(fd, (char *)buf, sizeof buf, &eof);
+    for (size_t i = 0; i + 1 < len;) {
+        size_t pl = buf[i + 1] & 0x7f;
+        if ((buf[i] & 0x0f) == 0x9 && pl == 8 && i + 2 + 8 <= len) {
+            memcpy(payload, buf + i + 2, 8);
+            return 8;
+        }
+        i += 2 + pl;
+    }
+    return 0;
+}
+
+TEST(ws_pong_keeps_it_and_a_missing_pong_resets_it) {
+    int peer;
+    uint64_t timeouts0 = metrics.ws_ping_timeouts;
+    struct ws_conn *ws = start_pinging(&peer, 40, 60);
+    uint8_t p[8];
+    for (int round = 0; round < 3; round++) { /* answered: kept */
+        run_ms(50);
+        ASSERT_EQ_INT(read_ping(peer, p), 8);
+        send_frame(peer, 0xA, p, 8);
+        run_ms(5);
+        ASSERT_EQ_INT(ws->ping_awaiting, 0);
+    }
+    /* a pong with another payload does not count */
+    run_ms(50);
+    ASSERT_EQ_INT(read_ping(peer, p), 8);
+    p[7] ^= 1;
+    send_frame(peer, 0xA, p, 8);
+    run_ms(100);
+    ASSERT_EQ_INT(np_closed_, 1);
+    ASSERT_EQ_INT(closed_, 1);
+    ASSERT_EQ_INT(sent_code_, 0); /* a dropped connection: no close codes */
+    ASSERT_EQ_INT(rcvd_code_, 0);
+    ASSERT_EQ_INT(metrics.ws_ping_timeouts, timeouts0 + 1);
+    close(peer);
+}
+
+/* While reading is paused for backpressure the pong cannot be read: the
+ * deadline waits until reading resumes. */
+TEST(ws_ping_deadline_waits_while_reading_is_paused) {
+    int peer;
+    struct ws_conn *ws = start_pinging(&peer, 20, 40);
+    uint8_t p[8];
+    run_ms(25);
+    ASSERT_EQ_INT(read_ping(peer, p), 8);
+    ws_pause(ws);
+    run_ms(150);
+    ASSERT_EQ_INT(np_closed_, 0);
+    send_frame(peer, 0xA, p, 8); /* answered meanwhile; read once resumed */
+    ws_resume(ws);
+    run_ms(10);
+    ASSERT_EQ_INT(np_closed_, 0);
+    ASSERT_EQ_INT(ws->ping_awaiting, 0);
+    ws_close(ws, 1000, "", 1);
+    run_ms(10);
+    close(peer);
+    run_ms(50);
+}
+
+TEST(ws_no_pings_when_off) {
+    int peer;
+    struct ws_conn *ws = start_pinging(&peer, 0, 10);
+    uint8_t p[8];
+    run_ms(60);
+    ASSERT_EQ_INT(read_ping(peer, p), 0);
+    ASSERT_EQ_INT(ws->ping_seq, 0);
+    ASSERT_EQ_INT(np_closed_, 0);
+    close(peer);
+    run_ms(20);
+}

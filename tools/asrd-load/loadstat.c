@@ -501,6 +501,17 @@ int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out)
     out->slow_client_closes = jnum_u64(jpath(root, "sessions.ended.slow_client"));
     out->chunk_p99_ms = jnum_dbl(jpath(root, "latency_ms.chunk.p99"));
     out->loop_utilization = jnum_dbl(jpath(root, "loop.utilization"));
+    out->pool_threads = jnum_u64(jpath(root, "engine.pool.threads"));
+    out->pool_busy = jnum_u64(jpath(root, "engine.pool.busy"));
+    out->pool_queued = jnum_u64(jpath(root, "engine.pool.queued"));
+    out->pool_queued_finals = jnum_u64(jpath(root, "engine.pool.queued_finals"));
+    out->pool_completed = jnum_u64(jpath(root, "engine.pool.completed"));
+    out->pool_failed = jnum_u64(jpath(root, "engine.pool.failed"));
+    out->pool_refused = jnum_u64(jpath(root, "engine.pool.refused"));
+    out->pool_audio_ms = jnum_u64(jpath(root, "engine.pool.audio_ms"));
+    out->pool_busy_ms = jnum_u64(jpath(root, "engine.pool.busy_ms"));
+    out->pool_rtf = jnum_dbl(jpath(root, "engine.pool.real_time_factor"));
+    out->windows_skipped = jnum_u64(jpath(root, "engine.windows_skipped"));
     json_t *errs = json_object_get(root, "errors");
     if (json_is_number(json_object_get(errs, "total"))) {
         out->errors_total = jnum_u64(json_object_get(errs, "total"));
@@ -645,20 +656,21 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
 #define OPTS_STR(X) X(url) X(scenario) X(mode) X(wav)
 #define OPTS_INT(X) X(tone) X(sessions) X(chunk_ms) X(capacity_start) X(capacity_step) \
     X(capacity_max) X(max_errors) X(rest_concurrency) X(rest_requests) \
-    X(max_burst) X(slow_count) X(flood_count)
+    X(max_burst) X(slow_count) X(flood_count) X(files)
 #define OPTS_DBL(X) X(ramp_s) X(duration_s) X(slow_fraction) X(p99_threshold_ms) X(mock_latency_ms) \
-    X(churn_life_s) X(connect_timeout_s) X(grace_s) X(flood_fraction) X(flood_factor) X(churn_rate) X(sample_s)
+    X(churn_life_s) X(connect_timeout_s) X(grace_s) X(flood_fraction) X(flood_factor) X(churn_rate) X(sample_s) \
+    X(final_p95_threshold_ms) X(gap_ms)
 
 #define RUN_U64(X) X(sessions_opened) X(sessions_completed) X(connect_failures) X(chunks_sent) \
     X(chunks_skipped) X(chunks_blocked) X(sessions_stalled) X(answers) X(partials) X(partial_msgs) X(finals) \
     X(missing) X(out_of_order) X(unmatched) X(slow_sessions) X(slow_chunks) X(slow_answers) X(slow_closed) \
     X(requests) X(request_failures) X(normal_sessions) X(normal_chunks) X(normal_completed) X(normal_errors) \
     X(flood_sessions) X(flood_chunks) X(flood_answers) X(flood_partials) X(flood_missing) X(flood_closed) \
-    X(server_samples)
+    X(server_samples) X(server_unsettled)
 /* Peaks: merged by taking the larger. */
-#define RUN_MAX(X) X(server_rss_peak) X(server_fds_peak)
+#define RUN_MAX(X) X(server_rss_peak) X(server_fds_peak) X(server_pool_busy_peak) X(server_pool_queued_peak)
 /* Double peaks: merged by taking the larger. */
-#define RUN_MAXD(X) X(server_loop_util_peak)
+#define RUN_MAXD(X) X(server_loop_util_peak) X(server_settle_s)
 #define RUN_DBL(X) X(start_s) X(wall_s) X(stream_s) X(chunk_rate) X(answer_rate) X(client_cpu_s) X(client_cpu_pct)
 #define RUN_CNT(X) X(connect_errors) X(errors) X(close_codes) X(http_status) X(request_errors) X(flood_errors) \
     X(flood_close_codes) X(slow_close_codes)
@@ -672,6 +684,10 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
 #define SRV_GAUGE(X) X(rss_bytes) X(open_fds) X(sessions_active) X(connections_active) X(workers)
 #define SRV_U64(X) SRV_CTR(X) SRV_GAUGE(X)
 #define SRV_CNT(X) X(close_codes) X(rest_status) X(stream_status) X(error_codes) X(ended)
+/* The inference pool's figures: written only by a server that has a pool
+ * (pool_threads > 0), so a mock engine's result has none of them. */
+#define SRV_POOL(X) X(pool_threads) X(pool_busy) X(pool_queued) X(pool_queued_finals) X(pool_completed) \
+    X(pool_failed) X(pool_refused) X(pool_audio_ms) X(pool_busy_ms) X(windows_skipped)
 
 #define POINT_DBL(X) X(t_s) X(p50_ms) X(p90_ms) X(p99_ms) X(loop_util)
 #define POINT_U64(X) X(sessions) X(answers) X(rss_bytes) X(open_fds)
@@ -704,6 +720,12 @@ static json_t *server_json(const struct loadstat_server *s) {
 #define W_(f) json_object_set_new(o, #f, counts_json(&s->f));
     SRV_CNT(W_)
 #undef W_
+    if (s->pool_threads) {
+#define W_(f) json_object_set_new(o, #f, ju(s->f));
+        SRV_POOL(W_)
+#undef W_
+        json_object_set_new(o, "pool_rtf", json_real(s->pool_rtf));
+    }
     return o;
 }
 
@@ -742,6 +764,11 @@ static json_t *run_json(const struct loadstat_run *r, int rest) {
         json_object_set_new(d, #f, counts_json(&c_)); } while (0);
         SRV_CNT(W_)
 #undef W_
+        if (a->pool_threads || b->pool_threads) {
+#define W_(f) json_object_set_new(d, #f, json_integer((json_int_t)b->f - (json_int_t)a->f));
+            SRV_POOL(W_)
+#undef W_
+        }
         json_object_set_new(srv, "delta", d);
     }
     json_object_set_new(o, "server", srv);
@@ -758,8 +785,9 @@ static json_t *run_json(const struct loadstat_run *r, int rest) {
     return o;
 }
 
-int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
+json_t *loadstat_result_json(const struct loadstat_result *r) {
     json_t *root = json_object();
+    if (!root) return NULL;
     json_object_set_new(root, "tool", json_string("asrd-load"));
     json_object_set_new(root, "format", json_integer(1));
     json_t *opts = json_object();
@@ -792,12 +820,23 @@ int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
         json_array_append_new(tl, o);
     }
     json_object_set_new(root, "timeline", tl);
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    json_decref(root);
+    return root;
+}
+
+int loadstat_json_dump(const json_t *doc, struct buf *out) {
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     if (!s) return ASR_ENOMEM;
     int rc = buf_puts(out, s);
     if (rc == 0) rc = buf_puts(out, "\n");
     free(s);
+    return rc;
+}
+
+int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out) {
+    json_t *root = loadstat_result_json(r);
+    if (!root) return ASR_ENOMEM;
+    int rc = loadstat_json_dump(root, out);
+    json_decref(root);
     return rc;
 }
 
@@ -806,6 +845,8 @@ void loadstat_run_peak(struct loadstat_run *r, const struct loadstat_server *s) 
     if (s->rss_bytes > r->server_rss_peak) r->server_rss_peak = s->rss_bytes;
     if (s->open_fds > r->server_fds_peak) r->server_fds_peak = s->open_fds;
     if (s->loop_utilization > r->server_loop_util_peak) r->server_loop_util_peak = s->loop_utilization;
+    if (s->pool_busy > r->server_pool_busy_peak) r->server_pool_busy_peak = s->pool_busy;
+    if (s->pool_queued > r->server_pool_queued_peak) r->server_pool_queued_peak = s->pool_queued;
 }
 
 void loadstat_run_merge(struct loadstat_run *dst, const struct loadstat_run *src) {
@@ -858,6 +899,10 @@ static void server_read(json_t *o, struct loadstat_server *s) {
 #define R_(f) counts_read(json_object_get(o, #f), &s->f);
     SRV_CNT(R_)
 #undef R_
+#define R_(f) s->f = jnum_u64(json_object_get(o, #f));
+    SRV_POOL(R_)
+#undef R_
+    s->pool_rtf = jnum_dbl(json_object_get(o, "pool_rtf"));
 }
 
 static int run_read(json_t *o, struct loadstat_run *r) {

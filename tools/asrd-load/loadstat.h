@@ -213,6 +213,16 @@ struct loadstat_server {
     uint64_t policy_closes;       /* sessions.ended.policy: rate abuse 1008 (0 if absent) */
     double   chunk_p99_ms;        /* latency_ms.chunk.p99 (0 if absent) */
     double   loop_utilization;    /* loop.utilization: busiest worker's loop, last second (0 if absent) */
+    /* engine.pool.* (windowed engines' inference pool; all 0 without one) */
+    uint64_t pool_threads;        /* decoding threads */
+    uint64_t pool_busy;           /* threads decoding now */
+    uint64_t pool_queued;         /* jobs waiting (finals included) */
+    uint64_t pool_queued_finals;  /* ... of which finals */
+    uint64_t pool_completed, pool_failed, pool_refused;  /* jobs, counters */
+    uint64_t pool_audio_ms;       /* audio decoded, counter */
+    uint64_t pool_busy_ms;        /* thread time spent decoding, counter */
+    uint64_t windows_skipped;     /* engine.windows_skipped: partial windows skipped (server_busy) */
+    double   pool_rtf;            /* engine.pool.real_time_factor: busy_ms / audio_ms since the server started */
     struct loadstat_counts close_codes;  /* close_codes.*: "1000", "1008", ..., "none" */
     struct loadstat_counts rest_status;  /* requests.by_route.transcribe.<status> */
     struct loadstat_counts stream_status; /* requests.by_route.stream.<status> ("101", "503", ...) */
@@ -230,7 +240,7 @@ int loadstat_metrics_parse(const char *p, size_t n, struct loadstat_server *out)
 /* The options of a run (what --help lists). */
 struct loadstat_opts {
     char     url[256];
-    char     scenario[16];        /* sustained|ramp|capacity|slow-readers|churn|rest */
+    char     scenario[16];        /* a name of the scenario table (scenario.c) */
     char     mode[8];             /* binary|json */
     char     wav[512];            /* "" with tone */
     int      tone;                /* synthetic voiced signal instead of a WAV */
@@ -254,6 +264,9 @@ struct loadstat_opts {
     unsigned max_burst;
     double   connect_timeout_s;
     double   grace_s;
+    unsigned files;               /* audio files streamed (speech: one clip each; else 1, 0 with tone) */
+    double   final_p95_threshold_ms;  /* speech-capacity: highest p95 final latency a step may have */
+    double   gap_ms;              /* speech: silence sent after each file */
 };
 
 /* One phase: the whole run, or one capacity step. Latencies in ms. */
@@ -301,6 +314,10 @@ struct loadstat_run {
     uint64_t server_rss_peak;         /* highest process.rss_bytes seen: before, samples, after */
     uint64_t server_fds_peak;         /* highest process.open_fds seen */
     double   server_loop_util_peak;   /* highest loop.utilization seen (0..1) */
+    uint64_t server_pool_busy_peak;   /* highest engine.pool.busy seen */
+    uint64_t server_pool_queued_peak; /* highest engine.pool.queued seen */
+    double   server_settle_s;         /* seconds the "after" snapshot waited for the server to settle */
+    uint64_t server_unsettled;        /* phases whose "after" open fds were still changing when the wait ended */
     uint64_t requests;                /* rest: responses received */
     uint64_t request_failures;        /* rest: non-200, connect or timeout */
     struct loadstat_counts http_status; /* rest: responses by status, "200", "503", ... */
@@ -359,7 +376,8 @@ struct loadstat_check {
 size_t loadstat_agreement(const struct loadstat_run *r, int rest, struct loadstat_check *out, size_t max);
 
 /* Folds one /v1/metrics snapshot into r's server peaks (server_rss_peak,
- * server_fds_peak); a snapshot that was not read (ok 0) is ignored. */
+ * server_fds_peak, server_loop_util_peak, server_pool_busy_peak,
+ * server_pool_queued_peak); a snapshot that was not read (ok 0) is ignored. */
 void loadstat_run_peak(struct loadstat_run *r, const struct loadstat_server *s);
 
 /* Adds src's counters, counts, wall, streaming and CPU time to dst; sessions_target
@@ -376,6 +394,14 @@ void loadstat_result_add_point(struct loadstat_result *r, const struct loadstat_
 /* Writes r as one JSON document (options, totals, steps, timeline, server
  * deltas) to out. Returns 0 or ASR_ENOMEM. */
 int loadstat_result_to_json(const struct loadstat_result *r, struct buf *out);
+/* The same document as a jansson object (json_t), for a caller that adds
+ * members before writing it with loadstat_json_dump. NULL when out of
+ * memory; the caller owns the result (json_decref). */
+struct json_t;
+struct json_t *loadstat_result_json(const struct loadstat_result *r);
+/* Appends doc to out as loadstat_result_to_json does (indented, doubles
+ * with 17 digits, a final newline). Returns 0 or ASR_ENOMEM. */
+int loadstat_json_dump(const struct json_t *doc, struct buf *out);
 /* Reads a document written by loadstat_result_to_json into r (initialised
  * here; release with loadstat_result_cleanup). Returns 0 or ASR_EINVAL. */
 int loadstat_result_from_json(const char *p, size_t n, struct loadstat_result *r);
