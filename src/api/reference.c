@@ -132,6 +132,6 @@ int reference_from_query(const struct config *cfg, const struct http_req *req, s
             status = rc == ASR_ENOMEM ? 500 : 400;
         }
     }
-    if (status != 0) buf_reset(out);
+    if (status != 0) buf_cleanup(out); /* nothing for the caller to free */
     return status;
 }

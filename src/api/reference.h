@@ -35,7 +35,7 @@ int reference_expected_text(const struct config *cfg, const char *text, size_t t
 /* The same from a request's query parameters expected_text and
  * reference_id (URL-encoded), the text then split into words to make sure
  * it has some: 0 (out empty when neither was given) or the HTTP status to
- * answer with *code and *why. */
+ * answer with *code and *why (out then freed). */
 int reference_from_query(const struct config *cfg, const struct http_req *req, struct buf *out, const char **code,
                          const char **why);
 
