@@ -408,7 +408,7 @@ def test_adaptive_window_follows_latency(start_server):
         return await asyncio.gather(*(read_along(srv.stream_url, speech * times, speed=speed) for _ in range(n)))
 
     arun(streams(fast, 4, 6, 2), 120)
-    arun(streams(slow, 2, 5, 1), 120)
+    arun(streams(slow, 2, 8, 1), 120)
     time.sleep(1.5)
     s_slow = slow.get_json("/metrics/streaming")[1]
     s_fast = fast.get_json("/metrics/streaming")[1]
