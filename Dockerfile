@@ -23,14 +23,11 @@ ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 # ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS build
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc g++ make pkg-config libc6-dev \
-      libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsodium-dev \
-      libhiredis-dev libwebrtc-audio-processing-dev libsndfile1-dev libsoxr-dev \
-      nettle-dev libssl-dev libunistring-dev \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The same packages `make run` installs (one list, scripts/deps.sh), in a
+# layer of their own so a source change does not reinstall them.
+COPY scripts/deps.sh scripts/deps.sh
+RUN scripts/deps.sh run && rm -rf /var/lib/apt/lists/*
 # .dockerignore keeps build outputs, tests' data, docs and .git out
 COPY . .
 RUN make -j"$(nproc)" build/release/asrd \

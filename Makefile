@@ -12,7 +12,7 @@
 # store < engines < api < server. scripts/check-layers.sh fails the build on
 # an include that points up a layer.
 CC        ?= cc
-PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto gmime-3.0 \
+PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto libcurl gmime-3.0 \
              libavformat libavcodec libswresample libavutil
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lwslay \

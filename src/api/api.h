@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/budget.h"
 #include "base/config.h"
 #include "core/engine.h"
 #include "core/pool.h"
@@ -40,8 +41,14 @@ struct api_env {
     const struct engine_ops *engine;/* borrowed: the loaded engine's table */
     unsigned window_ms;             /* the adaptive window new sessions get (set by the server each
                                        second); 0 = ASR_WINDOW_MS */
+    struct budget       *upload_mem;  /* borrowed: uploads' bodies and decoding in flight (NULL = no bound) */
+    struct budget       *message_mem; /* borrowed: partial WebSocket messages (NULL = no bound) */
     int      draining;              /* shutdown or rolling restart began: no new sessions */
     int      retiring;              /* rolling restart: a successor accepts on our socket */
+    /* The job runner finished ASR_WORKER_MAX_JOBS runs: the server arranges
+     * for a successor (then drains this worker). Called once; may be NULL. */
+    void   (*on_want_replacement)(void *ctx);
+    void    *replacement_ctx;        /* borrowed: passed to on_want_replacement */
 };
 
 /* The API context of one worker. Opaque here (api/api_int.h has its fields,
@@ -50,20 +57,25 @@ struct api;
 
 /* Creates the context: an empty session registry, the session store
  * (ASR_REDIS_URL, the in-memory store when empty) opened on env->loop, and
- * its 1 s snapshot timer. env is borrowed and must outlive the api. Returns
+ * its 1 s snapshot timer; with Redis, the job queue, its runner and the
+ * webhook deliveries (docs/internals/jobs.md). env is borrowed and must outlive the api. Returns
  * 0 and *out, or an asr_err (a bad store URL), with nothing to free. */
 int api_create(struct api_env *env, struct api **out);
-/* At exit, after the drain (api_stream_shutdown): lets store writes in
- * flight finish (bounded by the store's op timeout; runs the loop until
- * then), then closes the store. The api stays usable for the close
+/* At exit, after the drain (api_stream_shutdown): gives job runs still here
+ * back to the queue, lets store writes in flight finish (bounded by the
+ * store's op timeout; runs the loop until then), then closes the stores. The api stays usable for the close
  * callbacks of connections that are still open: streams find no store. */
 void api_close(struct api *api);
 /* Frees the context, once nothing on the loop can call into it any more
  * (after uv_loop_close). api may be NULL. */
 void api_destroy(struct api *api);
 
-/* POST /v1/transcribe (rest.c). ctx is the struct api. */
+/* POST /v1/transcribe (rest.c). ctx is the struct api. With ?callback= it
+ * is a job (docs/API.md "POST /v1/transcribe?callback="). */
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req);
+/* Its http_check_fn: what can be refused before the body is sent (the API
+ * key: ASR_E_UNAUTHORIZED). */
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg);
 
 /* The OpenAI-compatible routes (openai.c; docs/API.md "OpenAI-compatible
  * API"). ctx is the struct api. */
@@ -73,6 +85,20 @@ void api_openai_models(void *ctx, struct http_conn *hc, struct http_req *req);  
 /* The error body of those routes (an http_route's error_body): OpenAI's
  * {"error":{"message","type","param","code"}}. */
 int api_openai_error_body(struct buf *out, int status, const char *code, const char *msg);
+
+/* The job routes (jobs.c, docs/API.md "Jobs"); ctx is the struct api.
+ * POST /v1/jobs; GET /v1/jobs/{id}, /v1/jobs/{id}/result,
+ * /v1/jobs/{id}/events and DELETE /v1/jobs/{id} (prefix routes on
+ * "/v1/jobs/"); GET /v1/batches/{id} (prefix "/v1/batches/"). */
+void api_jobs_submit(void *ctx, struct http_conn *hc, struct http_req *req);
+void api_jobs_get(void *ctx, struct http_conn *hc, struct http_req *req);
+void api_jobs_delete(void *ctx, struct http_conn *hc, struct http_req *req);
+void api_jobs_batch(void *ctx, struct http_conn *hc, struct http_req *req);
+/* Drain (with api_stream_shutdown): the runner takes no more runs (those in
+ * progress go on) and event streams end. */
+void api_jobs_drain(struct api *api);
+/* Job runs in progress on this worker: a draining worker waits for them. */
+size_t api_jobs_running(const struct api *api);
 
 /* GET /v1/transcribe/stream: checks the request in the order of docs/API.md
  * "Connecting" and upgrades it, or answers the refusal (stream.c). ctx is

@@ -17,6 +17,13 @@
  * Needs sodium_init(). cfg and req are borrowed for the call. */
 int auth_check_key(const struct config *cfg, const struct http_req *req);
 
+/* Who owns what a request creates (jobs, batches): with keys configured,
+ * 32 hex characters of a keyed hash of the key it carries (the key itself
+ * is never stored); "-" when keys are off. Check the key first
+ * (auth_check_key). */
+#define AUTH_OWNER_LEN 32
+void auth_key_owner(const struct config *cfg, const struct http_req *req, char out[AUTH_OWNER_LEN + 1]);
+
 /* The Origin allowlist of WebSocket upgrades (ASR_ALLOWED_ORIGINS:
  * comma-separated origins such as https://app.example.com, or `*`): 0 when
  * the upgrade may pass: the list is empty (the check is off), holds `*`,

@@ -350,7 +350,7 @@ static size_t count_words(const char *s, size_t n) {
     return w;
 }
 
-static void oa_start(void *ctx, uint64_t duration_ms) {
+static void oa_start(void *ctx) {
     struct oa_req *r = ctx;
     if (!r->stream) return;
     r->state = OA_STREAMING;
@@ -561,7 +561,13 @@ static void after_parse(uv_work_t *w, int status) {
     };
     size_t off = (size_t)(file->data - (const uint8_t *)r->form.bytes_.data), len = file->len;
     r->state = OA_TRANSCRIBING;
-    if (transcribe_start(r->env, &r->form.bytes_, off, len, &opts, &oa_sink, r, &r->tx) != 0) {
+    int rc = transcribe_start(r->env, &r->form.bytes_, off, len, &opts, &oa_sink, r, &r->tx);
+    if (rc == ASR_E_SERVER_BUSY) {
+        fail_request(r, 503, "too many uploads in flight on this worker; retry later", NULL, "server_busy",
+                     "Retry-After: 1\r\n");
+        return;
+    }
+    if (rc != 0) {
         fail_request(r, 500, "could not schedule decoding", NULL, "internal", NULL);
         return;
     }

@@ -1,15 +1,18 @@
 /* docs/API.md "POST /v1/transcribe".
  *
- * The upload goes to api/transcribe (decoding on the thread pool, then a
- * session a window of chunks at a time); this file answers with its finals
- * as segments or, at the first part of the audio the engine fails on or
- * refuses, with an error naming that part. With an expected text
- * (expected_text or reference_id: docs/API.md "Reading feedback") the
- * answer also has the finals' words against it, and the text goes to the
- * engine as its hint. */
+ * The upload goes to api/transcribe (decoding on the thread pool a block
+ * ahead of a session fed a window of chunks at a time); this file answers
+ * with its finals as segments and what the decoder found of the input (cut
+ * short, bytes after the audio) or, at the first part of the audio the
+ * engine fails on or refuses, with an error naming that part. With
+ * ?callback= it is a job instead (docs/API.md "POST /v1/transcribe?callback="),
+ * answered at once. With an expected text (expected_text or reference_id:
+ * docs/API.md "Reading feedback") the answer also has the finals' words
+ * against it, and the text goes to the engine as its hint. */
 #include "api/api_int.h"
 
 #include <http_parser.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +21,7 @@
 #include "api/transcribe.h"
 #include "api/wire.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "base/metrics.h"
 #include "core/feedback.h"
 
@@ -26,16 +30,13 @@
 struct rest_req {
     struct http_conn *hc;         /* borrowed */
     struct transcription *tx;     /* the transcription; it frees itself after on_end */
-    struct buf segments;          /* JSON array body of segments */
-    struct buf text;              /* all finals joined */
-    int    n_segments;
-    int    oom;                   /* segments or text could not grow: answer 500, not a cut list */
+    struct transcript answer;     /* its segments so far */
+    char   request_id[64];        /* for the log line of a lying file */
     struct buf expected;          /* owned: reading feedback's expected text (empty: none) */
 };
 
 static void req_free(struct rest_req *r) {
-    buf_cleanup(&r->segments);
-    buf_cleanup(&r->text);
+    transcript_cleanup(&r->answer);
     buf_cleanup(&r->expected);
     free(r);
 }
@@ -59,18 +60,11 @@ static void respond_and_forget(struct rest_req *r, int status, const char *body,
 
 /* The error answer of a failed transcription, with the span it hit. */
 static void respond_failure(struct rest_req *r, const struct transcribe_end *e) {
-    int err = e->err;
     struct buf body;
     buf_init(&body, 0);
-    int bad = buf_puts(&body, "{\"error\":{\"code\":");
-    bad |= buf_json_str(&body, asr_err_code(err), strlen(asr_err_code(err)));
-    bad |= buf_puts(&body, ",\"message\":");
-    bad |= buf_json_str(&body, e->msg, strlen(e->msg));
-    bad |= buf_printf(&body, ",\"start_ms\":%llu,\"end_ms\":%llu}}", (unsigned long long)e->start_ms,
-                      (unsigned long long)e->end_ms);
-    if (!bad)
-        respond_and_forget(r, asr_err_http_status(err), body.data, body.len,
-                           err == ASR_E_ENGINE_BUSY ? "Retry-After: 1\r\n" : NULL);
+    if (transcribe_error_json(&body, e) == 0)
+        respond_and_forget(r, asr_err_http_status(e->err), body.data, body.len,
+                           e->err == ASR_E_ENGINE_BUSY ? "Retry-After: 1\r\n" : NULL);
     else
         respond_and_forget(r, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
     buf_cleanup(&body);
@@ -85,10 +79,11 @@ static int put_feedback(struct rest_req *r, struct buf *b) {
     const char *why;
     struct fb_session *f = NULL;
     struct fb_entry *e = NULL;
+    const struct buf *heard = &r->answer.text;
     int rc = fb_text_parse(r->expected.data, r->expected.len, FB_TEXT_MAX_WORDS, &t, &why);
     if (rc == 0 && !(f = fb_create(t, 0))) rc = ASR_ENOMEM;
     if (rc == 0 && !(e = calloc(fb_text_count(t), sizeof *e))) rc = ASR_ENOMEM;
-    if (rc == 0) rc = fb_evaluate_text(f, r->text.data ? r->text.data : "", r->text.len, 1, e);
+    if (rc == 0) rc = fb_evaluate_text(f, heard->data ? heard->data : "", heard->len, 1, e);
     if (rc == 0) {
         struct fb_view v = {.text = t, .e = e, .n = fb_text_count(t)};
         wire_put_score(b, &v);
@@ -103,20 +98,25 @@ static int put_feedback(struct rest_req *r, struct buf *b) {
 
 static void rest_segment(void *ctx, const struct sess_final *f) {
     struct rest_req *r = ctx;
-    const char *t = f->text;
-    size_t n = f->len;
-    int bad = buf_printf(&r->segments, "%s{\"start_ms\":%llu,\"end_ms\":%llu,\"text\":", r->n_segments ? "," : "",
-                         (unsigned long long)f->start_ms, (unsigned long long)f->end_ms);
-    bad |= buf_json_str(&r->segments, t, n);
-    if (f->n_words) {
-        bad |= buf_puts(&r->segments, ",\"words\":");
-        wire_put_words(&r->segments, f->words, f->n_words);
+    transcript_add(&r->answer, f);
+}
+
+/* A file cut short or with bytes after its audio is answered all the same
+ * (the answer's "input" object, docs/API.md "POST /v1/transcribe"), and
+ * logged and counted. */
+static void note_input(const struct rest_req *r, const struct audio_input *in) {
+    if (!in->truncated && !in->trailing_bytes) return;
+    if (in->truncated) metrics.rest_truncated++;
+    if (in->trailing_bytes) metrics.rest_trailing++;
+    struct log_line *l = log_begin(LOG_WARN, in->truncated ? "upload shorter than its header says"
+                                                           : "upload has bytes after its audio");
+    if (l) {
+        log_str(l, "request_id", r->request_id);
+        log_u64(l, "decoded_ms", in->in_rate ? in->decoded_frames * 1000 / in->in_rate : 0);
+        log_u64(l, "declared_ms", in->in_rate ? in->declared_frames * 1000 / in->in_rate : 0);
+        log_u64(l, "trailing_bytes", in->trailing_bytes);
+        log_end(l);
     }
-    bad |= buf_puts(&r->segments, "}");
-    if (r->text.len) bad |= buf_append(&r->text, " ", 1);
-    bad |= buf_append(&r->text, t, n);
-    if (bad) r->oom = 1;
-    r->n_segments++;
 }
 
 /* The transcription is over: the 200, the failure with its span, or the
@@ -131,14 +131,14 @@ static void rest_end(void *ctx, const struct transcribe_end *e) {
     } else {
         struct buf b;
         buf_init(&b, 0);
-        int bad = buf_puts(&b, "{\"text\":");
-        bad |= buf_json_str(&b, r->text.data ? r->text.data : "", r->text.len);
-        bad |= buf_printf(&b, ",\"duration_ms\":%llu,\"segments\":[", (unsigned long long)e->duration_ms);
-        bad |= buf_append(&b, r->segments.data ? r->segments.data : "", r->segments.len);
-        bad |= buf_puts(&b, "]");
-        if (r->expected.len) bad |= put_feedback(r, &b);
-        bad |= buf_puts(&b, "}");
-        if (!bad && !r->oom) {
+        if (e->has_input) note_input(r, &e->input);
+        int bad = transcript_json(&r->answer, e, &b) != 0;
+        if (!bad && r->expected.len) {
+            b.len--; /* reopen the object */
+            bad |= put_feedback(r, &b);
+            bad |= buf_puts(&b, "}");
+        }
+        if (!bad) {
             respond_and_forget(r, 200, b.data, b.len, NULL);
         } else {
             metrics.rest_failed[RFAIL_INTERNAL]++;
@@ -151,8 +151,30 @@ static void rest_end(void *ctx, const struct transcribe_end *e) {
 
 static const struct transcribe_sink rest_sink = {.on_segment = rest_segment, .on_end = rest_end};
 
+int api_rest_check(void *ctx, const struct http_req *req, const char **msg) {
+    struct api_env *env = ((struct api *)ctx)->env;
+    return auth_check_key(env->cfg, req) != 0 ? ASR_E_UNAUTHORIZED : 0;
+}
+
 void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) {
     struct api_env *env = ((struct api *)ctx)->env;
+    char cb[8];
+    if (http_query(req, "callback", cb, sizeof cb) != -1) { /* present: a job (a too long value included) */
+        char x[8];
+        if (http_query(req, "expected_text", x, sizeof x) != -1 || http_query(req, "reference_id", x, sizeof x) != -1) {
+            if (auth_check_key(env->cfg, req) != 0) {
+                http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+                return;
+            }
+            http_respond_error(hc, 400, "BAD_REQUEST",
+                               "expected_text and reference_id are not taken with callback: reading feedback is "
+                               "answered on the request itself",
+                               NULL);
+            return;
+        }
+        api_jobs_shorthand(ctx, hc, req);
+        return;
+    }
     if (auth_check_key(env->cfg, req) != 0) {
         http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
         return;
@@ -173,14 +195,21 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
     struct rest_req *r = xcalloc(1, sizeof *r);
     r->hc = hc;
     r->expected = expected;                 /* adopt */
-    buf_init(&r->segments, 0);
-    buf_init(&r->text, 0);
+    snprintf(r->request_id, sizeof r->request_id, "%s", req->request_id);
+    transcript_init(&r->answer, 0);
     struct transcribe_opts opts = {.content_type = http_header(req, "content-type", NULL),
                                    .hint = expected.len ? expected.data : NULL, /* the engine may use it */
                                    .hint_len = expected.len,
                                    .request_id = req->request_id};
     size_t len = req->body.len;
-    if (transcribe_start(env, &req->body, 0, len, &opts, &rest_sink, r, &r->tx) != 0) {
+    int rc = transcribe_start(env, &req->body, 0, len, &opts, &rest_sink, r, &r->tx);
+    if (rc == ASR_E_SERVER_BUSY) {
+        http_respond_error(hc, 503, "SERVER_BUSY", "too many uploads in flight on this worker; retry later",
+                           "Retry-After: 1\r\n");
+        req_free(r);
+        return;
+    }
+    if (rc != 0) {
         http_respond_err(hc, ASR_E_INTERNAL, "could not schedule decoding");
         req_free(r);
         return;

@@ -483,6 +483,7 @@ static void finish_upgrade(struct pending_upgrade *pu, struct stream *st, int re
     http_upgrade(hc, hdrs, &rest); /* hc and req are gone after this */
     struct ws_limits lim = {
         .max_message_bytes = config_max_message_bytes(c),
+        .msg_budget = api->env->message_mem,
         .max_queue_bytes = c->max_send_queue_bytes,
         .max_queue_msgs = (size_t)c->max_send_queue_size,
         .slow_client_threshold = c->slow_client_threshold,

@@ -119,6 +119,12 @@ static const struct config_opt opts[] = {
      "request line + headers limit, bytes (431 beyond)"},
     {"ASR_MAX_UPLOAD_BYTES", OPT_SIZE, F(max_upload_bytes), "26214400", 1, 1073741824, NULL, 0,
      "POST body limit, bytes as sent (413 beyond)"},
+    {"ASR_UPLOAD_MEMORY_BYTES", OPT_SIZE, F(upload_memory_bytes), "134217728", 0, 68719476736.0, NULL, 0,
+     "per worker: bytes of request bodies being received and of uploads' decoding in flight (503 with "
+     "Retry-After beyond); 0 = no bound, else at least ASR_MAX_UPLOAD_BYTES + 4 MiB"},
+    {"ASR_MESSAGE_MEMORY_BYTES", OPT_SIZE, F(message_memory_bytes), "33554432", 0, 68719476736.0, NULL, 0,
+     "per worker: bytes of WebSocket messages received in pieces and not complete yet (close 1013 beyond); "
+     "0 = no bound, else at least twice the largest message"},
     {"ASR_MAX_PENDING_CHUNKS", OPT_INT, F(max_pending_chunks), "16", 1, 1024, NULL, 0,
      "chunks of one session waiting for the engine before its socket is paused (or SERVER_BUSY with ASR_SHED_LOAD=1)"},
     {"ASR_MAX_SESSION_BUFFER_BYTES", OPT_SIZE, F(max_session_buffer_bytes), "1048576", 65536, 1073741824, NULL, 0,
@@ -140,6 +146,42 @@ static const struct config_opt opts[] = {
      "dropped and its session stays resumable (found within interval + timeout)"},
     {"ASR_RATE_ABUSE_THRESHOLD", OPT_INT, F(rate_abuse_threshold), "20", 1, 1000000, NULL, 0,
      "RATE_LIMITED chunks in a row before close 1008"},
+    {"ASR_JOB_CONCURRENCY", OPT_INT, F(job_concurrency), "2", 0, 256, NULL, 0,
+     "job runs each worker does at once (on the inference pool below live streams); 0 = this instance only "
+     "takes jobs, others run them"},
+    {"ASR_JOB_LEASE_S", OPT_INT, F(job_lease_s), "30", 2, 3600, NULL, 0,
+     "a job run whose worker stopped renewing its lease this long is taken over by another worker"},
+    {"ASR_JOB_MAX_ATTEMPTS", OPT_INT, F(job_max_attempts), "3", 1, 100, NULL, 0,
+     "deliveries of a job run (worker deaths, engine failures) before it ends in error, dead-lettered"},
+    {"ASR_JOB_TTL_S", OPT_INT, F(job_ttl_s), "86400", 1, 2592000, NULL, 0,
+     "how long a job is kept after its last change (results, GET); a job waiting longer expires"},
+    {"ASR_JOB_CACHE_TTL_S", OPT_INT, F(job_cache_ttl_s), "3600", 0, 2592000, NULL, 0,
+     "results cached by content hash (audio + options) for this long; 0 = no cache"},
+    {"ASR_JOB_QUEUE_MAX", OPT_INT, F(job_queue_max), "10000", 0, 100000000, NULL, 0,
+     "job runs waiting for a worker before submissions get 503 QUEUE_FULL; 0 = unlimited"},
+    {"ASR_JOB_SPOOL_MAX_MB", OPT_INT, F(job_spool_max_mb), "64", 0, 1048576, NULL, 0,
+     "uploaded job audio kept in Redis until a worker takes it, MiB; past it 503 QUEUE_FULL; 0 = unlimited"},
+    {"ASR_JOB_BATCH_MAX", OPT_INT, F(job_batch_max), "100", 1, 1000, NULL, 0,
+     "files in one multipart POST /v1/jobs (a batch)"},
+    {"ASR_JOB_FETCH_TIMEOUT_S", OPT_INT, F(job_fetch_timeout_s), "60", 1, 3600, NULL, 0,
+     "downloading a job's audio URL (the size cap is ASR_MAX_UPLOAD_BYTES)"},
+    {"ASR_OUTBOUND_ALLOW_PRIVATE", OPT_INT, F(outbound_allow_private), "0", 0, 1, NULL, 0,
+     "1: audio URLs and webhooks may reach loopback, private and link-local addresses; 0: refused"},
+    {"ASR_WEBHOOK_SECRET", OPT_STR, F(webhook_secret), "", 0, 0, NULL, 1,
+     "signs webhooks (Standard Webhooks: webhook-signature v1 HMAC-SHA256); whsec_<base64> or any text; "
+     "empty = unsigned"},
+    {"ASR_WEBHOOK_MAX_ATTEMPTS", OPT_INT, F(webhook_max_attempts), "8", 1, 100, NULL, 0,
+     "delivery attempts of a webhook; a 4xx other than 408 and 429 stops at once"},
+    {"ASR_WEBHOOK_RETRY_MS", OPT_INT, F(webhook_retry_ms), "1000", 10, 3600000, NULL, 0,
+     "delay before a webhook's second attempt, doubling for each next one (at most 1 h)"},
+    {"ASR_WEBHOOK_TIMEOUT_S", OPT_INT, F(webhook_timeout_s), "10", 1, 300, NULL, 0,
+     "one webhook delivery attempt"},
+    {"ASR_RATE_PER_KEY", OPT_DOUBLE, F(rate_per_key), "0", 0, 1000000, NULL, 0,
+     "job API requests per second per API key across the cluster (a token bucket of 2 s); 0 = off"},
+    {"ASR_RATE_PER_IP", OPT_DOUBLE, F(rate_per_ip), "0", 0, 1000000, NULL, 0,
+     "job API requests per second per client address across the cluster (a token bucket of 2 s); 0 = off"},
+    {"ASR_WORKER_MAX_JOBS", OPT_INT, F(worker_max_jobs), "0", 0, 100000000, NULL, 0,
+     "a worker that finished this many job runs is replaced by a fresh one (nothing dropped); 0 = never"},
     {"ASR_LOG_LEVEL", OPT_CHOICE, F(log_level), "info", 0, 0, "debug|info|warn|error", 0, "log level"},
     {"ASR_LOG_FORMAT", OPT_CHOICE, F(log_format), "json", 0, 0, "json|logfmt", 0, "log line format"},
 };
@@ -322,6 +364,20 @@ int config_load_from(struct config *cfg, const char *(*get)(const char *name), c
     if (cfg->window_min_ms > cfg->window_max_ms) {
         snprintf(err, errlen, "ASR_WINDOW_MIN_MS: %d is above ASR_WINDOW_MAX_MS (%d)", cfg->window_min_ms,
                  cfg->window_max_ms);
+        return ASR_EINVAL;
+    }
+    if (cfg->upload_memory_bytes && cfg->upload_memory_bytes < cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES) {
+        snprintf(err, errlen,
+                 "ASR_UPLOAD_MEMORY_BYTES: %zu leaves no room for the largest upload, allowed 0 or at least "
+                 "ASR_MAX_UPLOAD_BYTES + 4194304 (%zu)",
+                 cfg->upload_memory_bytes, cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES);
+        return ASR_EINVAL;
+    }
+    if (cfg->message_memory_bytes && cfg->message_memory_bytes < 2 * config_max_message_bytes(cfg)) {
+        snprintf(err, errlen,
+                 "ASR_MESSAGE_MEMORY_BYTES: %zu leaves no room for the largest message, allowed 0 or at least "
+                 "twice ASR_MAX_MESSAGE_BYTES (%zu)",
+                 cfg->message_memory_bytes, 2 * config_max_message_bytes(cfg));
         return ASR_EINVAL;
     }
     if (cfg->endpointing_ms < cfg->vad_frame_ms) {

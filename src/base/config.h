@@ -69,6 +69,10 @@ struct config {
     size_t   max_audio_rate;           /* ASR_MAX_AUDIO_RATE_BYTES_PER_SEC (0 = 2x real time) */
     size_t   max_header_bytes;         /* ASR_MAX_HEADER_BYTES */
     size_t   max_upload_bytes;         /* ASR_MAX_UPLOAD_BYTES */
+    size_t   upload_memory_bytes;      /* ASR_UPLOAD_MEMORY_BYTES: bodies + decoding of uploads in flight,
+                                          per worker (0 = no bound) */
+    size_t   message_memory_bytes;     /* ASR_MESSAGE_MEMORY_BYTES: WebSocket messages being reassembled,
+                                          per worker (0 = no bound) */
     int      max_pending_chunks;       /* ASR_MAX_PENDING_CHUNKS */
     size_t   max_session_buffer_bytes; /* ASR_MAX_SESSION_BUFFER_BYTES: audio waiting in VAD/engine */
     int      shed_load;                /* ASR_SHED_LOAD: 1 = SERVER_BUSY instead of pausing */
@@ -79,6 +83,25 @@ struct config {
     int      ping_interval_s;          /* ASR_PING_INTERVAL_S: WebSocket ping after this long (0 = none) */
     int      ping_timeout_s;           /* ASR_PING_TIMEOUT_S: a pong missing this long: dead or stuck peer */
     int      rate_abuse_threshold;     /* ASR_RATE_ABUSE_THRESHOLD: RATE_LIMITED in a row before 1008 */
+    /* jobs (docs/API.md "Jobs") */
+    int      job_concurrency;          /* ASR_JOB_CONCURRENCY: runs a worker does at once (0 = none here) */
+    int      job_lease_s;              /* ASR_JOB_LEASE_S: a run not renewed this long is taken over */
+    int      job_max_attempts;         /* ASR_JOB_MAX_ATTEMPTS: deliveries before a run is dead */
+    int      job_ttl_s;                /* ASR_JOB_TTL_S: how long jobs (and waiting runs) are kept */
+    int      job_cache_ttl_s;          /* ASR_JOB_CACHE_TTL_S: results by content hash (0 = no cache) */
+    int      job_queue_max;            /* ASR_JOB_QUEUE_MAX: runs waiting before 503 (0 = unlimited) */
+    int      job_spool_max_mb;         /* ASR_JOB_SPOOL_MAX_MB: audio spooled in Redis (0 = unlimited) */
+    int      job_batch_max;            /* ASR_JOB_BATCH_MAX: files in one multipart request */
+    int      job_fetch_timeout_s;      /* ASR_JOB_FETCH_TIMEOUT_S: downloading an audio URL */
+    int      outbound_allow_private;   /* ASR_OUTBOUND_ALLOW_PRIVATE: audio URLs and webhooks to
+                                          loopback/private addresses */
+    char     webhook_secret[512];      /* ASR_WEBHOOK_SECRET: signs webhooks (whsec_<base64> or text); secret */
+    int      webhook_max_attempts;     /* ASR_WEBHOOK_MAX_ATTEMPTS */
+    int      webhook_retry_ms;         /* ASR_WEBHOOK_RETRY_MS: first retry delay, doubling */
+    int      webhook_timeout_s;        /* ASR_WEBHOOK_TIMEOUT_S: one delivery attempt */
+    double   rate_per_key;             /* ASR_RATE_PER_KEY: job API requests/s per API key (0 = off) */
+    double   rate_per_ip;              /* ASR_RATE_PER_IP: job API requests/s per client address (0 = off) */
+    int      worker_max_jobs;          /* ASR_WORKER_MAX_JOBS: a worker retires after this many runs (0 = never) */
     /* logging */
     char     log_level[16];            /* ASR_LOG_LEVEL */
     char     log_format[16];           /* ASR_LOG_FORMAT: json | logfmt */
@@ -162,6 +185,11 @@ void config_print_help(FILE *out);
  * (truncated at len - 1). */
 size_t config_dump_json(const struct config *cfg, const struct config_opt *engine_opts, size_t n_engine,
                         char *buf, size_t len);
+
+/* Memory one upload's decoding may hold beside its body (api/rest.c
+ * charges it to the upload budget): ASR_UPLOAD_MEMORY_BYTES must leave room
+ * for the largest body and this. */
+#define CONFIG_UPLOAD_DECODE_BYTES ((size_t)4 << 20)
 
 /* Derived values. */
 size_t config_max_message_bytes(const struct config *cfg);

@@ -40,7 +40,14 @@
     X(ASR_E_STORE_UNAVAILABLE, -33, "STORE_UNAVAILABLE", 503, "session store unavailable") \
     X(ASR_E_TOO_MANY_CONNECTIONS, -34, "TOO_MANY_CONNECTIONS", 503, "too many connections") \
     X(ASR_E_ENGINE_BUSY,       -35, "ENGINE_BUSY",       503, "engine backlog full") \
-    X(ASR_E_ORIGIN_NOT_ALLOWED, -36, "ORIGIN_NOT_ALLOWED", 403, "origin not allowed")
+    X(ASR_E_ORIGIN_NOT_ALLOWED, -36, "ORIGIN_NOT_ALLOWED", 403, "origin not allowed") \
+    X(ASR_E_JOB_NOT_FOUND,     -37, "JOB_NOT_FOUND",     404, "unknown or expired job") \
+    X(ASR_E_JOB_NOT_DONE,      -38, "JOB_NOT_COMPLETED", 409, "the job has no result") \
+    X(ASR_E_IDEMPOTENCY_CONFLICT, -39, "IDEMPOTENCY_CONFLICT", 422, "idempotency key reused with another request") \
+    X(ASR_E_QUEUE_FULL,        -40, "QUEUE_FULL",        503, "job queue full") \
+    X(ASR_E_JOBS_UNAVAILABLE,  -41, "JOBS_UNAVAILABLE",  503, "job queue unavailable") \
+    X(ASR_E_FETCH_FAILED,      -42, "FETCH_FAILED",      502, "the audio URL could not be fetched") \
+    X(ASR_E_URL_NOT_ALLOWED,   -43, "URL_NOT_ALLOWED",   400, "the URL's address is not public")
 
 enum asr_err {
 #define ASR_ERR_ENUM_(name, val, code, status, msg) name = val,

@@ -26,15 +26,17 @@ struct mview {
 #define HIST_BASE_MS 0.001
 #define HIST_PER_OCTAVE 8.0
 
-static const int status_codes[METRIC_STATUSES] = {101, 200, 400, 401, 403, 404, 405, 408, 409,
-                                                  411, 413, 415, 426, 429, 431, 500, 503, 0};
+static const int status_codes[METRIC_STATUSES] = {101, 200, 202, 400, 401, 403, 404, 405, 408, 409,
+                                                  411, 413, 415, 422, 426, 429, 431, 500, 503, 0};
 static const int close_codes[METRIC_CLOSE_CODES] = {1000, 1001, 1008, 1009, 1011, 1013, -1, 0};
 static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO", "CHUNK_TOO_LARGE",
                                                "OUT_OF_ORDER", "RATE_LIMITED", "SERVER_BUSY",
                                                "MODEL_ERROR", "INTERNAL"};
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
                                                   "metrics_json", "metrics_prom", "audio_transcriptions",
-                                                  "audio_translations", "models", "other", "metrics_streaming"};
+                                                  "audio_translations", "models", "other", "jobs", "metrics_streaming"};
+static const char *const hook_names[HOOK__N] = {"delivered", "retried", "rejected", "gave_up", "dropped"};
+static const char *const fetch_names[FETCH__N] = {"ok", "refused", "too_large", "http_error", "failed"};
 static const char *const openai_refusal_names[OREF__N] = {"form", "params", "audio"};
 static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_busy", "internal",
                                                         "aborted"};
@@ -258,6 +260,50 @@ static void streaming_obj(struct buf *b, const struct metrics *M, const struct m
                nwin ? win / nwin / 1000.0 : 0.0);
 }
 
+#define U(x) ((unsigned long long)(x))
+
+/* "jobs": the queue's gauges are the same for every worker (the largest
+ * reading is shown, not the sum); the rest is summed like everything else. */
+static void render_jobs_json(struct buf *b, const struct metrics *M, const struct mview *v, int nv) {
+    uint64_t depth = 0, pending = 0, spool = 0, dead = 0, hooks = 0;
+    for (int k = 0; k < nv; k++) {
+        const struct metrics *w = v[k].m;
+        if (w->jobs_queue_depth > depth) depth = w->jobs_queue_depth;
+        if (w->jobs_pending > pending) pending = w->jobs_pending;
+        if (w->jobs_spool_bytes > spool) spool = w->jobs_spool_bytes;
+        if (w->jobs_dead_letters > dead) dead = w->jobs_dead_letters;
+        if (w->jobs_hooks_due > hooks) hooks = w->jobs_hooks_due;
+    }
+    uint64_t lookups = M->jobs_cache_hits + M->jobs_new_runs;
+    buf_printf(b, ",\"jobs\":{\"queue\":{\"depth\":%llu,\"pending\":%llu,\"spool_bytes\":%llu,\"dead_letters\":%llu,"
+                  "\"webhooks_due\":%llu},\"running\":%llu",
+               U(depth), U(pending), U(spool), U(dead), U(hooks), U(M->jobs_running));
+    buf_printf(b, ",\"submitted\":%llu,\"new_runs\":%llu,\"dedup_joins\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu,"
+                  "\"hit_ratio\":%.4f},\"idempotent_replays\":%llu,\"idempotency_conflicts\":%llu,"
+                  "\"refused_full\":%llu,\"rate_limited\":%llu",
+               U(M->jobs_submitted), U(M->jobs_new_runs), U(M->jobs_dedup_joins), U(M->jobs_cache_hits),
+               U(M->jobs_new_runs), lookups ? (double)M->jobs_cache_hits / (double)lookups : 0.0,
+               U(M->jobs_idem_replays), U(M->jobs_idem_conflicts), U(M->jobs_refused_full), U(M->jobs_rate_limited));
+    buf_printf(b, ",\"runs\":{\"finished\":%llu,\"completed\":%llu,\"failed\":%llu,\"abandoned\":%llu,\"dead\":%llu,"
+                  "\"reclaimed\":%llu,\"released\":%llu,\"lost_lease\":%llu,\"audio_ms\":%llu,\"run_ms\":%llu,"
+                  "\"real_time_factor\":%.4f}",
+               U(M->jobs_runs), U(M->jobs_completed), U(M->jobs_failed), U(M->jobs_abandoned), U(M->jobs_dead),
+               U(M->jobs_reclaimed), U(M->jobs_released), U(M->jobs_lost_lease), U(M->jobs_audio_ms), U(M->jobs_run_ms),
+               M->jobs_audio_ms ? (double)M->jobs_run_ms / (double)M->jobs_audio_ms : 0.0);
+    buf_puts(b, ",\"fetches\":{");
+    for (int i = 0; i < FETCH__N; i++) buf_printf(b, "%s\"%s\":%llu", i ? "," : "", fetch_names[i], U(M->jobs_fetch[i]));
+    buf_puts(b, "},\"webhooks\":{");
+    for (int i = 0; i < HOOK__N; i++) buf_printf(b, "%s\"%s\":%llu", i ? "," : "", hook_names[i], U(M->hooks[i]));
+    buf_puts(b, "}");
+    buf_puts(b, ",\"latency_ms\":{");
+    json_hist(b, "wait", &M->lat_job_wait);
+    buf_puts(b, ",");
+    json_hist(b, "run", &M->lat_job_run);
+    buf_puts(b, ",");
+    json_hist(b, "submit", &M->lat_job_submit);
+    buf_puts(b, "}}");
+}
+
 static void render_json(struct buf *b, const char *worker_id, const struct metrics *M, const struct mview *v, int nv) {
     double cps = 0, rps = 0;
     if (nv == 1) rates(&cps, &rps);
@@ -291,12 +337,14 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->rest_chunks, (unsigned long long)M->rest_audio_ms);
     for (int i = 0; i < RFAIL__N; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", rest_fail_names[i], (unsigned long long)M->rest_failed[i]);
-    buf_puts(b, "}}");
+    buf_printf(b, "},\"inputs\":{\"truncated\":%llu,\"trailing\":%llu}}", (unsigned long long)M->rest_truncated,
+               (unsigned long long)M->rest_trailing);
     buf_puts(b, ",\"openai\":{\"refused\":{");
     for (int i = 0; i < OREF__N; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", openai_refusal_names[i],
                    (unsigned long long)M->openai_refused[i]);
     buf_puts(b, "}}");
+    render_jobs_json(b, M, v, nv);
     buf_printf(b, ",\"requests\":{\"total\":%llu,\"per_sec\":%.2f,\"by_route\":{",
                (unsigned long long)M->requests_total, rps);
     for (int r = 0; r < ROUTE__N; r++) {
@@ -323,6 +371,13 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
     buf_printf(b, ",\"liveness\":{\"pings\":%llu,\"pongs\":%llu,\"ping_timeouts\":%llu}",
                (unsigned long long)M->ws_pings, (unsigned long long)M->ws_pongs,
                (unsigned long long)M->ws_ping_timeouts);
+    buf_printf(b,
+               ",\"memory\":{\"uploads\":{\"bytes\":%llu,\"peak\":%llu,\"limit\":%llu,\"refused\":%llu},"
+               "\"messages\":{\"bytes\":%llu,\"peak\":%llu,\"limit\":%llu,\"refused\":%llu}}",
+               (unsigned long long)M->mem_upload_bytes, (unsigned long long)M->mem_upload_peak,
+               (unsigned long long)M->mem_upload_limit, (unsigned long long)M->mem_upload_refused,
+               (unsigned long long)M->mem_message_bytes, (unsigned long long)M->mem_message_peak,
+               (unsigned long long)M->mem_message_limit, (unsigned long long)M->mem_message_refused);
     buf_printf(b, ",\"store\":{\"available\":%llu,\"ops\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu,"
                   "\"snapshot_writes\":%llu,\"republished\":%llu}",
                (unsigned long long)M->store_up, (unsigned long long)M->store_ops, (unsigned long long)M->store_errors,
@@ -377,10 +432,12 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
         buf_printf(b, "%s{\"worker_id\":", k ? "," : "");
         buf_json_str(b, v[k].wid, strlen(v[k].wid));
         buf_printf(b, ",\"pid\":%d,\"uptime_s\":%.1f,\"connections_active\":%llu,\"sessions_active\":%llu,"
-                      "\"sessions_attached\":%llu,\"chunks_total\":%llu,\"rss_bytes\":%llu}",
+                      "\"sessions_attached\":%llu,\"chunks_total\":%llu,\"jobs_finished\":%llu,\"jobs_running\":%llu,"
+                      "\"rss_bytes\":%llu}",
                    v[k].pid, (double)(util_wall_ms() - w->start_ms) / 1000.0,
                    (unsigned long long)w->connections_active, (unsigned long long)w->sessions_active,
                    (unsigned long long)w->sessions_attached, (unsigned long long)w->chunks_total,
+                   (unsigned long long)w->jobs_runs, (unsigned long long)w->jobs_running,
                    (unsigned long long)w->rss_bytes);
     }
     buf_puts(b, "]}");
@@ -476,10 +533,58 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
             if (M->requests[r][s])
                 buf_printf(b, "asrd_requests_total{worker=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", w,
                            route_names[r], status_codes[s], (unsigned long long)M->requests[r][s]);
+    PROM_EACH("gauge", "jobs_queue_depth", "Job runs waiting for a worker (the shared queue: do not sum over workers).", (double)M->jobs_queue_depth);
+    PROM_EACH("gauge", "jobs_pending", "Job runs taken by a worker and not finished (the shared queue).", (double)M->jobs_pending);
+    PROM_EACH("gauge", "jobs_spool_bytes", "Job audio spooled in Redis (the shared queue).", (double)M->jobs_spool_bytes);
+    PROM_EACH("gauge", "jobs_dead_letters", "Entries in the jobs' dead-letter stream (the shared queue).", (double)M->jobs_dead_letters);
+    PROM_EACH("gauge", "jobs_webhooks_due", "Webhooks not yet delivered (the shared queue).", (double)M->jobs_hooks_due);
+    PROM_EACH("gauge", "jobs_running", "Job runs in progress on this worker.", (double)M->jobs_running);
+    PROM_EACH("counter", "jobs_submitted_total", "Jobs accepted.", (double)M->jobs_submitted);
+    PROM_EACH("counter", "jobs_cache_hits_total", "Jobs answered from the result cache.", (double)M->jobs_cache_hits);
+    PROM_EACH("counter", "jobs_cache_misses_total", "Jobs queued as a new run.", (double)M->jobs_new_runs);
+    PROM_EACH("counter", "jobs_dedup_joins_total", "Jobs that joined an identical run queued or running.", (double)M->jobs_dedup_joins);
+    PROM_EACH("counter", "jobs_idempotent_replays_total", "Idempotency-Key replays answered with the earlier job.", (double)M->jobs_idem_replays);
+    PROM_EACH("counter", "jobs_refused_total", "Job submissions refused: queue or spool full (503).", (double)M->jobs_refused_full);
+    PROM_EACH("counter", "jobs_rate_limited_total", "Job API requests refused by a rate limit (429).", (double)M->jobs_rate_limited);
+    PROM_EACH("counter", "jobs_runs_total", "Job runs this worker finished.", (double)M->jobs_runs);
+    PROM_EACH("counter", "jobs_completed_total", "Job runs completed here.", (double)M->jobs_completed);
+    PROM_EACH("counter", "jobs_failed_total", "Job runs failed here.", (double)M->jobs_failed);
+    PROM_EACH("counter", "jobs_dead_total", "Job runs dead-lettered after their delivery limit.", (double)M->jobs_dead);
+    PROM_EACH("counter", "jobs_reclaimed_total", "Job runs taken over from a worker whose lease ran out.", (double)M->jobs_reclaimed);
+    PROM_EACH("counter", "jobs_audio_seconds_total", "Audio of completed job runs.", (double)M->jobs_audio_ms / 1000.0);
+    PROM_EACH("counter", "jobs_run_seconds_total", "Wall time of completed job runs.", (double)M->jobs_run_ms / 1000.0);
+    buf_puts(b, "# HELP asrd_webhooks_total Webhook delivery attempts, by outcome.\n# TYPE asrd_webhooks_total counter\n");
+    EACH_WORKER for (int i = 0; i < HOOK__N; i++)
+        buf_printf(b, "asrd_webhooks_total{worker=\"%s\",outcome=\"%s\"} %llu\n", w, hook_names[i],
+                   (unsigned long long)M->hooks[i]);
+    PROM_HIST("job_wait_seconds", "Job runs: queued to first started.", lat_job_wait);
+    PROM_HIST("job_run_seconds", "Job runs: started to finished on this worker.", lat_job_run);
+    PROM_HIST("job_submit_seconds", "POST /v1/jobs: request to answer.", lat_job_submit);
     PROM_EACH("counter", "read_pauses_total", "Times a session's socket stopped being read (engine backlog).", (double)M->ws_paused);
     PROM_EACH("counter", "ws_pings_total", "WebSocket pings sent (liveness).", (double)M->ws_pings);
     PROM_EACH("counter", "ws_pongs_total", "WebSocket pongs received that answered the last ping.", (double)M->ws_pongs);
     PROM_EACH("counter", "ws_ping_timeouts_total", "Connections reset because a pong was missing (dead or stuck peer).", (double)M->ws_ping_timeouts);
+    PROM_EACH("counter", "rest_inputs_truncated_total", "Uploads whose header states more audio than their bytes hold.", (double)M->rest_truncated);
+    PROM_EACH("counter", "rest_inputs_trailing_total", "Uploads with bytes after the audio their header describes.", (double)M->rest_trailing);
+    {
+        static const char *const pools[2] = {"uploads", "messages"};
+        prom_head(b, "gauge", "memory_bytes", "Bytes charged to a memory budget now (uploads: bodies and decoding; messages: partial WebSocket messages).");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_bytes{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_bytes : M->mem_upload_bytes));
+        prom_head(b, "gauge", "memory_limit_bytes", "Bound of a memory budget (0 = none).");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_limit_bytes{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_limit : M->mem_upload_limit));
+        prom_head(b, "gauge", "memory_peak_bytes", "Most bytes charged to a memory budget since start.");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_peak_bytes{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_peak : M->mem_upload_peak));
+        prom_head(b, "counter", "memory_refused_total", "Charges a memory budget refused (503 for uploads, close 1013 for messages).");
+        EACH_WORKER for (int i = 0; i < 2; i++)
+            buf_printf(b, "asrd_memory_refused_total{worker=\"%s\",pool=\"%s\"} %llu\n", w, pools[i],
+                       (unsigned long long)(i ? M->mem_message_refused : M->mem_upload_refused));
+    }
     PROM_EACH("gauge", "store_up", "1 while the session store is available.", M->store_up);
     PROM_EACH("counter", "store_ops_total", "Session store operations started.", M->store_ops);
     PROM_EACH("counter", "store_errors_total", "Session store operations that failed (unavailable or timed out).", M->store_errors);
@@ -631,7 +736,9 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(chunks_total); S_(chunks_accepted); S_(partials_total); S_(partials_dropped); S_(finals_total);
     S_(speech_started_total); S_(bytes_in); S_(audio_ms_in);
     SA_(errors); SA_(close_codes);
-    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed); SA_(openai_refused);
+    S_(rest_chunks); S_(rest_audio_ms); SA_(rest_failed); SA_(openai_refused); S_(rest_truncated); S_(rest_trailing);
+    S_(mem_upload_bytes); S_(mem_upload_peak); S_(mem_upload_limit); S_(mem_upload_refused);
+    S_(mem_message_bytes); S_(mem_message_peak); S_(mem_message_limit); S_(mem_message_refused);
     S_(requests_total);
     for (int r = 0; r < ROUTE__N; r++) SA_(requests[r]);
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
@@ -643,6 +750,12 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(pool_refused); S_(pool_evicted); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
     S_(rss_bytes); S_(open_fds); S_(log_dropped); S_(chunks_per_s); S_(requests_per_s);
+    S_(jobs_submitted); S_(jobs_new_runs); S_(jobs_dedup_joins); S_(jobs_cache_hits); S_(jobs_idem_replays);
+    S_(jobs_idem_conflicts); S_(jobs_refused_full); S_(jobs_rate_limited); S_(jobs_runs); S_(jobs_completed);
+    S_(jobs_failed); S_(jobs_abandoned); S_(jobs_dead); S_(jobs_reclaimed); S_(jobs_released); S_(jobs_lost_lease);
+    S_(jobs_running); S_(jobs_audio_ms); S_(jobs_run_ms); SA_(jobs_fetch); SA_(hooks);
+    hist_sum(&a->lat_job_wait, &b->lat_job_wait); hist_sum(&a->lat_job_run, &b->lat_job_run);
+    hist_sum(&a->lat_job_submit, &b->lat_job_submit);
     hist_sum(&a->lat_queue, &b->lat_queue); hist_sum(&a->lat_engine, &b->lat_engine);
     hist_sum(&a->lat_total, &b->lat_total); hist_sum(&a->lat_rest, &b->lat_rest);
     hist_sum(&a->loop_busy, &b->loop_busy); S_(loop_iterations);

@@ -27,7 +27,7 @@ enum metric_err {                     /* docs/API.md streaming error codes */
 enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
     ROUTE_AUDIO_TRANSCRIPTIONS, ROUTE_AUDIO_TRANSLATIONS, ROUTE_MODELS, /* the OpenAI-compatible ones */
-    ROUTE_OTHER, ROUTE_METRICS_STREAMING, ROUTE__N
+    ROUTE_OTHER, ROUTE_JOBS, ROUTE_METRICS_STREAMING, ROUTE__N
 };
 
 enum metric_openai_refusal {          /* why POST /v1/audio/transcriptions refused a request (4xx) */
@@ -62,7 +62,21 @@ enum metric_verify {                  /* the verification at the end of a readin
  * /metrics/streaming"): the last this many. */
 #define METRIC_STREAM_LAT_SAMPLES 1000
 
-#define METRIC_STATUSES 18
+
+enum metric_hook {                    /* webhook delivery attempts by outcome (docs/API.md "Webhooks") */
+    HOOK_DELIVERED,                   /* a 2xx */
+    HOOK_RETRIED,                     /* a 5xx, 408, 429 or no answer: tried again later */
+    HOOK_REJECTED,                    /* another 4xx: no more tries */
+    HOOK_GAVE_UP,                     /* the last try failed too */
+    HOOK_DROPPED,                     /* the job was gone (purged, expired) before delivery */
+    HOOK__N
+};
+
+enum metric_fetch {                   /* audio URL fetches of job runs by outcome */
+    FETCH_OK, FETCH_REFUSED, FETCH_TOO_LARGE, FETCH_HTTP_ERROR, FETCH_FAILED, FETCH__N
+};
+
+#define METRIC_STATUSES 20
 #define METRIC_CLOSE_CODES 8
 
 struct metrics {
@@ -91,6 +105,8 @@ struct metrics {
     uint64_t rest_audio_ms;           /* ms of REST audio fed */
     uint64_t rest_failed[RFAIL__N];   /* REST transcriptions that failed, by cause */
     uint64_t openai_refused[OREF__N]; /* OpenAI-compatible transcriptions refused, by cause */
+    uint64_t rest_truncated;          /* uploads whose header states more audio than their bytes hold */
+    uint64_t rest_trailing;           /* uploads with bytes after the audio their header describes */
     uint64_t close_codes[METRIC_CLOSE_CODES]; /* 1000,1001,1008,1009,1011,1013,other,none */
     uint64_t requests_total;
     uint64_t requests[ROUTE__N][METRIC_STATUSES];
@@ -119,6 +135,11 @@ struct metrics {
     uint64_t ws_pings;                /* pings sent (liveness) */
     uint64_t ws_pongs;                /* pongs received that answered our last ping */
     uint64_t ws_ping_timeouts;        /* connections reset: pong missing (dead or stuck peer) */
+    /* the worker's memory budgets (base/budget.h; the worker copies them each
+     * tick and before a metrics answer): bytes charged now, the most since
+     * start, the bound (0 = none), charges refused */
+    uint64_t mem_upload_bytes, mem_upload_peak, mem_upload_limit, mem_upload_refused;
+    uint64_t mem_message_bytes, mem_message_peak, mem_message_limit, mem_message_refused;
     uint64_t store_up;                /* gauge: 1 while the session store is available */
     uint64_t store_ops;               /* store operations started */
     uint64_t store_errors;            /* store operations that failed (unavailable/timeout) */
@@ -135,6 +156,38 @@ struct metrics {
     uint64_t loop_iterations;
     struct hist loop_busy;            /* work per loop iteration (callbacks and flushes, not waiting) */
     double   loop_utilization;        /* share of the last tick's wall time not spent waiting for events */
+    /* jobs (docs/API.md "Jobs"): submissions on this worker, runs done by it */
+    uint64_t jobs_submitted;          /* jobs accepted (202/200), batches' files included */
+    uint64_t jobs_new_runs;           /* of them: queued as a new run (a cache miss) */
+    uint64_t jobs_dedup_joins;        /* of them: joined an identical run queued or running */
+    uint64_t jobs_cache_hits;         /* of them: answered from the result cache */
+    uint64_t jobs_idem_replays;       /* an Idempotency-Key's earlier job returned */
+    uint64_t jobs_idem_conflicts;     /* 422: the key with another payload */
+    uint64_t jobs_refused_full;       /* 503: queue depth or spool bound */
+    uint64_t jobs_rate_limited;       /* 429 */
+    uint64_t jobs_runs;               /* runs this worker finished (completed or failed) */
+    uint64_t jobs_completed, jobs_failed;     /* runs that ended so, here */
+    uint64_t jobs_abandoned;          /* runs stopped because every job waiting for them was canceled */
+    uint64_t jobs_dead;               /* runs found past their delivery limit (dead-lettered) */
+    uint64_t jobs_reclaimed;          /* runs taken over from a worker whose lease ran out */
+    uint64_t jobs_released;           /* runs given back for another delivery */
+    uint64_t jobs_lost_lease;         /* runs dropped here because another worker took them over */
+    uint64_t jobs_running;            /* gauge: runs in progress here */
+    uint64_t jobs_audio_ms;           /* audio of completed runs, ms */
+    uint64_t jobs_run_ms;             /* their wall time, ms (real-time factor = run / audio) */
+    uint64_t jobs_fetch[FETCH__N];    /* audio URL fetches */
+    uint64_t hooks[HOOK__N];          /* webhook attempts by outcome */
+    /* the shared queue as this worker last read it (each tick); gauges of
+     * the queue, the same for every worker: the JSON takes the largest,
+     * not the sum */
+    uint64_t jobs_queue_depth;        /* runs waiting for a worker */
+    uint64_t jobs_pending;            /* runs taken, not finished */
+    uint64_t jobs_spool_bytes;        /* audio spooled */
+    uint64_t jobs_dead_letters;       /* entries in the dead-letter stream */
+    uint64_t jobs_hooks_due;          /* webhooks not yet delivered */
+    struct hist lat_job_wait;         /* a run: queued -> first started */
+    struct hist lat_job_run;          /* a run: started here -> finished */
+    struct hist lat_job_submit;       /* POST /v1/jobs: request start -> answer */
     /* process figures: the newest count (metrics_proc_set) and counters
      * read when published or rendered */
     uint64_t rss_bytes, open_fds, log_dropped;

@@ -3,6 +3,7 @@
 
 #include <sched.h>
 #include <unistd.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <sodium.h>
 
+#include "base/budget.h"
 #include "base/err.h"
 
 static void oom(size_t n) {
@@ -46,12 +48,19 @@ void buf_init(struct buf *b, size_t limit) {
     b->data = NULL;
     b->len = b->cap = 0;
     b->limit = limit;
+    b->budget = NULL;
 }
 
 void buf_cleanup(struct buf *b) {
     free(b->data);
+    budget_release(b->budget, b->cap);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+void buf_set_budget(struct buf *b, struct budget *budget) {
+    assert(b->cap == 0); /* a charge is never moved between budgets */
+    b->budget = budget;
 }
 
 void buf_reset(struct buf *b) {
@@ -59,21 +68,39 @@ void buf_reset(struct buf *b) {
     if (b->data) b->data[0] = '\0';
 }
 
-int buf_reserve(struct buf *b, size_t extra) {
-    if (b->limit && (extra > b->limit || b->len > b->limit - extra)) return ASR_ENOMEM;
-    size_t need = b->len + extra + 1;   /* room for the NUL */
-    if (need <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap *= 2;
+/* Grows b to cap bytes (cap > b->cap), charging the difference first. */
+static int buf_grow(struct buf *b, size_t cap) {
+    if (budget_try_charge(b->budget, cap - b->cap) != 0) return ASR_EAGAIN;
     char *p = realloc(b->data, cap);
-    if (!p) return ASR_ENOMEM;
+    if (!p) {
+        budget_release(b->budget, cap - b->cap);
+        return ASR_ENOMEM;
+    }
     b->data = p;
     b->cap = cap;
     return 0;
 }
 
+int buf_reserve(struct buf *b, size_t extra) {
+    if (b->limit && (extra > b->limit || b->len > b->limit - extra)) return ASR_ENOMEM;
+    if (extra >= SIZE_MAX / 2 - b->len) return ASR_ENOMEM;
+    size_t need = b->len + extra + 1;   /* room for the NUL */
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    return buf_grow(b, cap);
+}
+
+int buf_reserve_exact(struct buf *b, size_t extra) {
+    if (b->limit && (extra > b->limit || b->len > b->limit - extra)) return ASR_ENOMEM;
+    if (extra >= SIZE_MAX / 2 - b->len) return ASR_ENOMEM;
+    size_t need = b->len + extra + 1;
+    return need <= b->cap ? 0 : buf_grow(b, need);
+}
+
 int buf_append(struct buf *b, const void *p, size_t n) {
-    if (buf_reserve(b, n) != 0) return ASR_ENOMEM;
+    int rc = buf_reserve(b, n);
+    if (rc != 0) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';

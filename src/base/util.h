@@ -15,20 +15,34 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+struct budget;
+
 /* A byte buffer. data is owned (malloc'd), NUL-terminated after len when
  * len < cap. buf_* functions that grow return ASR_ENOMEM when growing would
- * pass limit (0 = no limit) or malloc fails; the buffer is unchanged then. */
+ * pass limit (0 = no limit) or malloc fails, and ASR_EAGAIN when the budget
+ * the buffer is bound to refuses the growth; the buffer is unchanged then.
+ * A buffer bound to a budget (buf_set_budget) keeps cap charged to it, and
+ * buf_cleanup gives it back: the charge travels with the buffer when the
+ * struct is handed over by value (an adopted request body). */
 struct buf {
     char  *data;   /* owned */
     size_t len;    /* bytes used */
-    size_t cap;    /* bytes allocated */
+    size_t cap;    /* bytes allocated (charged to budget when bound) */
     size_t limit;  /* max len, 0 = unlimited */
+    struct budget *budget; /* borrowed, NULL = none: the budget cap is charged to */
 };
 
-void buf_init(struct buf *b, size_t limit);
-void buf_cleanup(struct buf *b);
+void buf_init(struct buf *b, size_t limit);       /* empty, not bound to a budget */
+void buf_cleanup(struct buf *b);                  /* frees, gives the charge back; stays bound */
 void buf_reset(struct buf *b);                    /* len = 0, keeps memory */
+/* Binds an empty buffer (cap 0) to budget (NULL unbinds). */
+void buf_set_budget(struct buf *b, struct budget *budget);
+/* Room for extra more bytes; grows by doubling. */
 int  buf_reserve(struct buf *b, size_t extra);
+/* Room for extra more bytes; when it must grow, to exactly len + extra (and
+ * the NUL): for a size known up front (a Content-Length), no slack and no
+ * copies while filling. */
+int  buf_reserve_exact(struct buf *b, size_t extra);
 int  buf_append(struct buf *b, const void *p, size_t n);
 int  buf_puts(struct buf *b, const char *s);
 int  buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -84,6 +84,8 @@ struct sink {
     size_t   n;         /* samples in buf */
     size_t   cap;       /* samples buf can hold */
     size_t   max;       /* samples allowed in total (ASR_E_TOO_LARGE past it) */
+    size_t   total;     /* samples appended since sink_init: a user that empties buf
+                           (the decoder, the stream resampler) still counts them */
 };
 
 static int sink_init(struct sink *s, unsigned in_rate, unsigned out_rate,
@@ -121,7 +123,7 @@ static int16_t to_s16(float x) {
 }
 
 static int sink_append(struct sink *s, const float *y, size_t n) {
-    if (n > s->max - s->n) return ASR_E_TOO_LARGE;
+    if (n > s->max - s->total) return ASR_E_TOO_LARGE;
     if (s->n + n > s->cap) {
         /* s->max <= SIZE_MAX / 2 (sink_init), so this ends and cannot wrap. */
         size_t cap = s->cap ? s->cap : AUDIO_OUT_STEP;
@@ -134,6 +136,7 @@ static int sink_append(struct sink *s, const float *y, size_t n) {
     }
     for (size_t i = 0; i < n; i++) s->buf[s->n + i] = to_s16(y[i]);
     s->n += n;
+    s->total += n;
     return 0;
 }
 
@@ -369,56 +372,6 @@ static int media_parse(const char *ct, struct media *m, char *errbuf, size_t err
     return 0;
 }
 
-/* ---- raw PCM ---------------------------------------------------------- */
-
-static int decode_raw(const uint8_t *data, size_t len, const struct media *m,
-                      unsigned target_rate, size_t max_samples, struct audio_pcm *out,
-                      char *errbuf, size_t errlen) {
-    struct sink s = {0};
-    float in[AUDIO_BLOCK], mono[AUDIO_BLOCK];
-    unsigned ch = m->channels;
-    size_t frame_bytes = 2u * ch;
-    int rc;
-
-    if (len % frame_bytes != 0)
-        return fail_msg(ASR_E_INVALID_AUDIO, errbuf, errlen,
-                        "raw PCM body is %zu bytes, not a multiple of %zu "
-                        "(16-bit samples x %u channels)", len, frame_bytes, ch);
-    size_t frames = len / frame_bytes;
-    uint64_t est = mul_div_ceil(frames, target_rate, m->rate);
-    if (est > max_samples)
-        return fail_msg(ASR_E_TOO_LARGE, errbuf, errlen,
-                        "audio is %llu samples at %u Hz, limit %zu",
-                        (unsigned long long)est, target_rate, max_samples);
-    rc = sink_init(&s, m->rate, target_rate, max_samples, first_cap_for(est));
-    if (rc != 0)
-        goto fail;
-
-    size_t per_block = AUDIO_BLOCK / ch;
-    for (size_t f = 0; f < frames; f += per_block) {
-        size_t nf = frames - f < per_block ? frames - f : per_block;
-        const uint8_t *b = data + f * frame_bytes;
-        for (size_t i = 0; i < nf * ch; i++) {
-            uint16_t u = m->kind == MEDIA_PCM_BE
-                             ? (uint16_t)(b[2 * i] << 8 | b[2 * i + 1])
-                             : (uint16_t)(b[2 * i + 1] << 8 | b[2 * i]);
-            in[i] = (float)(int16_t)u / 32768.0f;
-        }
-        mix_to_mono(in, nf, ch, mono);
-        rc = sink_push(&s, mono, nf);
-        if (rc != 0) goto fail;
-    }
-    rc = sink_push(&s, NULL, 0);
-    if (rc != 0) goto fail;
-    sink_take(&s, target_rate, out);
-    sink_cleanup(&s);
-    return 0;
-
-fail:
-    sink_cleanup(&s);
-    return sink_error(rc, max_samples, errbuf, errlen);
-}
-
 /* ---- containers (libsndfile over memory) ------------------------------ */
 
 enum sniffed { SNIFF_NONE, SNIFF_WAV, SNIFF_FLAC, SNIFF_OGG, SNIFF_MPEG };
@@ -494,163 +447,377 @@ static sf_count_t mem_tell(void *user) {
     return ((struct memfile *)user)->pos;
 }
 
-/* ---- containers libsndfile cannot read (core/media.h) --------------------- */
+/* ---- what a WAV's header says (RIFF chunks) ---------------------------- */
 
-struct media_sink {
-    struct sink s;
-    unsigned target_rate;
-    size_t   max_samples;
+/* Where a RIFF/RIFX/RF64 WAVE file's data chunk is and what its header says
+ * of it, found by walking the chunks ourselves: libsndfile clips a data
+ * chunk longer than the bytes that follow to those bytes (so its frame
+ * count cannot tell a cut file) and ignores whatever follows the chunks it
+ * knows (so it cannot tell 37 s of audio behind a header that says 1 s). */
+struct wav_layout {
+    int      found;         /* a data chunk was found */
+    int      size_known;    /* its size is stated (not 0, not 0xFFFFFFFF without ds64) */
+    uint64_t data_off;      /* offset of its first byte */
+    uint64_t data_size;     /* bytes it states */
+    uint64_t trailing;      /* bytes after it that no well-formed chunk accounts for */
 };
 
+static uint64_t rd32(const uint8_t *p, int be) {
+    return be ? (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3]
+              : (uint64_t)p[3] << 24 | (uint64_t)p[2] << 16 | (uint64_t)p[1] << 8 | p[0];
+}
+
+static uint64_t rd64le(const uint8_t *p) { return rd32(p + 4, 0) << 32 | rd32(p, 0); }
+
+static int chunk_id_ok(const uint8_t *p) {
+    for (int i = 0; i < 4; i++)
+        if (p[i] < 0x20 || p[i] > 0x7e) return 0;
+    return 1;
+}
+
+static void wav_walk(const uint8_t *d, size_t len, struct wav_layout *w) {
+    memset(w, 0, sizeof *w);
+    if (len < 12) return;
+    int be = memcmp(d, "RIFX", 4) == 0, rf64 = memcmp(d, "RF64", 4) == 0;
+    uint64_t riff_size = rd32(d + 4, be), ds64_data = 0;
+    int have_ds64 = 0;
+    uint64_t pos = 12;
+    while (pos + 8 <= len) {
+        const uint8_t *ck = d + pos;
+        uint64_t sz = rd32(ck + 4, be);
+        if (rf64 && memcmp(ck, "ds64", 4) == 0 && sz >= 24 && pos + 8 + 24 <= len) {
+            riff_size = rd64le(ck + 8);
+            ds64_data = rd64le(ck + 16);
+            have_ds64 = 1;
+        }
+        if (memcmp(ck, "data", 4) == 0) {
+            w->found = 1;
+            w->data_off = pos + 8;
+            if (rf64 && sz == 0xFFFFFFFFu) {
+                w->size_known = have_ds64 && ds64_data > 0;
+                w->data_size = ds64_data;
+            } else if (sz != 0xFFFFFFFFu && sz != 0) {
+                w->size_known = 1;
+                w->data_size = sz;
+            }
+            break;
+        }
+        pos += 8 + sz + (sz & 1);
+    }
+    if (!w->found || !w->size_known || w->data_size > UINT64_MAX / 2) return;
+    /* After the data chunk: other chunks (LIST, cue, id3) are the file's
+     * own, up to the end the RIFF header states when that is believable. */
+    uint64_t data_end = w->data_off + w->data_size, end = len, riff_end = 8 + riff_size;
+    if (riff_size != 0xFFFFFFFFu && riff_size != 0 && riff_end >= data_end && riff_end < end) end = riff_end;
+    uint64_t p = data_end + (w->data_size & 1);
+    while (p + 8 <= end && chunk_id_ok(d + p)) {
+        uint64_t sz = rd32(d + p + 4, be);
+        if (p + 8 + sz > end) break;
+        p += 8 + sz + (sz & 1);
+    }
+    w->trailing = p < len ? len - p : 0;
+}
+
+/* ---- the decoder -------------------------------------------------------- */
+
+/* DEC_MEDIA: containers libsndfile cannot read (WebM/Matroska, MP4/M4A,
+ * ADTS AAC, Ogg with codecs it lacks), through libavformat/libavcodec
+ * (core/media.h). media_decode pushes the whole file through the resampler
+ * at open, so these are held decoded (compressed files are small; the
+ * budget's decoding room does not cover an hour of one). */
+enum dec_kind { DEC_RAW, DEC_SNDFILE, DEC_MEDIA };
+
+struct audio_decoder {
+    enum dec_kind kind;
+    const uint8_t *data;         /* borrowed from the caller: the body */
+    size_t   len;
+    unsigned ch, in_rate, target_rate;
+    struct media m;              /* DEC_RAW: byte order and layout */
+    size_t   raw_frames, raw_next; /* DEC_RAW: frames in the body, the next to decode */
+    SNDFILE *sf;                 /* DEC_SNDFILE: owned */
+    SF_INFO  info;
+    struct memfile mf;
+    enum sniffed kind_sniffed;
+    struct wav_layout wav;       /* SNIFF_WAV: what the header says */
+    struct sink s;               /* resampler; s.buf holds decoded samples not yet read */
+    size_t   carry_off;          /* the next sample of s.buf to hand out */
+    uint64_t decoded;            /* input frames decoded */
+    int      eof;                /* all input decoded and the resampler flushed */
+    int      err;                /* the error that ended decoding, 0 = none */
+    char     errmsg[160];        /* its message */
+    float    in[AUDIO_BLOCK], mono[AUDIO_BLOCK];
+};
+
+void audio_decoder_close(struct audio_decoder *d) {
+    if (!d) return;
+    sink_cleanup(&d->s);
+    if (d->sf) sf_close(d->sf);
+    free(d);
+}
+
+static int open_raw(struct audio_decoder *d, size_t max_samples, char *errbuf, size_t errlen) {
+    unsigned ch = d->m.channels;
+    size_t frame_bytes = 2u * ch;
+    if (d->len % frame_bytes != 0)
+        return fail_msg(ASR_E_INVALID_AUDIO, errbuf, errlen,
+                        "raw PCM body is %zu bytes, not a multiple of %zu "
+                        "(16-bit samples x %u channels)", d->len, frame_bytes, ch);
+    d->raw_frames = d->len / frame_bytes;
+    d->ch = ch;
+    d->in_rate = d->m.rate;
+    uint64_t est = mul_div_ceil(d->raw_frames, d->target_rate, d->m.rate);
+    if (est > max_samples)
+        return fail_msg(ASR_E_TOO_LARGE, errbuf, errlen,
+                        "audio is %llu samples at %u Hz, limit %zu",
+                        (unsigned long long)est, d->target_rate, max_samples);
+    return 0;
+}
+
 static int media_start(void *ctx, unsigned rate) {
-    struct media_sink *m = ctx;
-    return sink_init(&m->s, rate, m->target_rate, m->max_samples, AUDIO_FIRST_CAP);
+    struct audio_decoder *d = ctx;
+    d->in_rate = rate;
+    return sink_init(&d->s, rate, d->target_rate, d->s.max, AUDIO_FIRST_CAP);
 }
 
 static int media_block(void *ctx, const float *mono, size_t n) {
-    return sink_push(&((struct media_sink *)ctx)->s, mono, n);
+    struct audio_decoder *d = ctx;
+    d->decoded += n;
+    return sink_push(&d->s, mono, n);
 }
 
-/* WebM/Matroska, MP4/M4A, ADTS AAC, and Ogg streams libsndfile refused,
- * through libavformat/libavcodec into the same sink. */
-static int decode_media(const uint8_t *data, size_t len, unsigned target_rate, size_t max_samples,
-                        struct audio_pcm *out, char *errbuf, size_t errlen) {
-    struct media_sink m = {.target_rate = target_rate, .max_samples = max_samples};
-    int rc = media_decode(data, len, AUDIO_DECODE_BUDGET_MS, media_start, media_block, &m, errbuf, errlen);
-    if (rc == 0 && (rc = sink_push(&m.s, NULL, 0)) != 0) sink_error(rc, max_samples, errbuf, errlen);
-    if (rc == ASR_E_TOO_LARGE) sink_error(rc, max_samples, errbuf, errlen);
-    if (rc == 0) sink_take(&m.s, target_rate, out);
-    sink_cleanup(&m.s);
+/* The whole file through libav into the sink (s.max set by the caller). */
+static int open_media(struct audio_decoder *d, char *errbuf, size_t errlen) {
+    size_t max = d->s.max;
+    d->kind = DEC_MEDIA;
+    d->ch = 1;
+    int rc = media_decode(d->data, d->len, AUDIO_DECODE_BUDGET_MS, media_start, media_block, d, errbuf, errlen);
+    if (rc == 0 && (rc = sink_push(&d->s, NULL, 0)) != 0) sink_error(rc, max, errbuf, errlen);
+    if (rc == ASR_E_TOO_LARGE) sink_error(rc, max, errbuf, errlen);
+    if (rc == 0) d->eof = 1;
     return rc;
 }
 
-/* Decodes a container. The header's numbers are checked against fixed ranges
- * and used for nothing but an early ASR_E_TOO_LARGE and a first capacity; the
- * length that counts is what actually decodes, capped while reading. A read
- * error before any audio means the bytes are not audio (ASR_E_NOT_AUDIO); one
- * after some audio is a damaged file (ASR_E_INVALID_AUDIO). A file that ends
- * early without an error (a cut-off upload) keeps what was decoded. */
-static int decode_container(const uint8_t *data, size_t len, unsigned target_rate,
-                            size_t max_samples, struct audio_pcm *out,
-                            char *errbuf, size_t errlen) {
-    SF_VIRTUAL_IO vio = {mem_len, mem_seek, mem_read, mem_write, mem_tell};
-    struct memfile mf = {data, (sf_count_t)len, 0};
-    SF_INFO info;
-    SNDFILE *sf = NULL;
-    float in[AUDIO_BLOCK], mono[AUDIO_BLOCK];
-    struct sink s = {0};
-    int rc;
-    enum sniffed kind = sniff(data, len);
-
-    if (kind == SNIFF_NONE) {
-        if (media_sniff(data, len) != MEDIA_NONE)
-            return decode_media(data, len, target_rate, max_samples, out, errbuf, errlen);
-        rc = fail_msg(ASR_E_NOT_AUDIO, errbuf, errlen,
-                      "body is not WAV, FLAC, Ogg, MP3, WebM, MP4/M4A or AAC audio");
-        goto fail;
+/* The header is opened and checked against fixed ranges; its numbers are
+ * used for nothing but an early ASR_E_TOO_LARGE and the input report. */
+static int open_container(struct audio_decoder *d, size_t max_samples, char *errbuf, size_t errlen) {
+    static const SF_VIRTUAL_IO vio = {mem_len, mem_seek, mem_read, mem_write, mem_tell};
+    d->kind = DEC_SNDFILE;
+    d->kind_sniffed = sniff(d->data, d->len);
+    if (d->kind_sniffed == SNIFF_NONE) {
+        if (media_sniff(d->data, d->len) != MEDIA_NONE) {
+            d->s.max = max_samples;
+            return open_media(d, errbuf, errlen);
+        }
+        return fail_msg(ASR_E_NOT_AUDIO, errbuf, errlen,
+                        "body is not WAV, FLAC, Ogg, MP3, WebM, MP4/M4A or AAC audio");
     }
-    if (len > (size_t)INT64_MAX) {
-        rc = fail_msg(ASR_E_TOO_LARGE, errbuf, errlen, "body too large");
-        goto fail;
+    if (d->len > (size_t)INT64_MAX) return fail_msg(ASR_E_TOO_LARGE, errbuf, errlen, "body too large");
+    d->mf = (struct memfile){d->data, (sf_count_t)d->len, 0};
+    memset(&d->info, 0, sizeof d->info);
+    d->sf = sf_open_virtual((SF_VIRTUAL_IO *)&vio, SFM_READ, &d->info, &d->mf);
+    if (!d->sf && d->kind_sniffed == SNIFF_OGG) { /* Ogg with a codec libsndfile lacks (FLAC, Speex...) */
+        d->s.max = max_samples;
+        return open_media(d, errbuf, errlen);
     }
-    memset(&info, 0, sizeof(info));
-    sf = sf_open_virtual(&vio, SFM_READ, &info, &mf);
-    if (!sf && kind == SNIFF_OGG) /* Ogg with a codec libsndfile lacks (FLAC, Speex...) */
-        return decode_media(data, len, target_rate, max_samples, out, errbuf, errlen);
-    if (!sf || !major_matches(kind, info.format)) {
+    if (!d->sf || !major_matches(d->kind_sniffed, d->info.format)) {
         /* Not sf_strerror(NULL): that reads libsndfile's global last error,
          * which another thread-pool thread may be writing. */
-        rc = fail_msg(ASR_E_NOT_AUDIO, errbuf, errlen, "cannot decode the %s",
-                      kind == SNIFF_WAV ? "WAV file" : kind == SNIFF_FLAC ? "FLAC file"
-                      : kind == SNIFF_OGG ? "Ogg file" : "MP3 file");
-        goto fail;
+        enum sniffed k = d->kind_sniffed;
+        return fail_msg(ASR_E_NOT_AUDIO, errbuf, errlen, "cannot decode the %s",
+                        k == SNIFF_WAV ? "WAV file" : k == SNIFF_FLAC ? "FLAC file"
+                        : k == SNIFF_OGG ? "Ogg file" : "MP3 file");
     }
-    if (info.channels < 1 || (unsigned)info.channels > AUDIO_MAX_CHANNELS ||
-        info.samplerate < (int)AUDIO_MIN_RATE || info.samplerate > (int)AUDIO_MAX_RATE ||
-        info.frames < 0) {
-        rc = fail_msg(ASR_E_INVALID_AUDIO, errbuf, errlen,
-                      "unsupported audio: %d channels at %d Hz", info.channels,
-                      info.samplerate);
-        goto fail;
-    }
-    unsigned ch = (unsigned)info.channels, rate = (unsigned)info.samplerate;
-    size_t first_cap = AUDIO_FIRST_CAP;
+    const SF_INFO *info = &d->info;
+    if (info->channels < 1 || (unsigned)info->channels > AUDIO_MAX_CHANNELS ||
+        info->samplerate < (int)AUDIO_MIN_RATE || info->samplerate > (int)AUDIO_MAX_RATE || info->frames < 0)
+        return fail_msg(ASR_E_INVALID_AUDIO, errbuf, errlen, "unsupported audio: %d channels at %d Hz",
+                        info->channels, info->samplerate);
+    d->ch = (unsigned)info->channels;
+    d->in_rate = (unsigned)info->samplerate;
     /* Some streams do not state their length (a FLAC encoder that could not
      * seek back writes 0, libsndfile reports SF_COUNT_MAX for others): 0 is
      * not taken to mean empty, only what decodes counts. */
-    if (info.frames > 0 && info.frames != SF_COUNT_MAX) {
-        uint64_t est = mul_div_ceil((uint64_t)info.frames, target_rate, rate);
-        if (est > max_samples) {
-            rc = fail_msg(ASR_E_TOO_LARGE, errbuf, errlen,
-                          "audio is %llu samples at %u Hz, limit %zu",
-                          (unsigned long long)est, target_rate, max_samples);
-            goto fail;
-        }
-        first_cap = first_cap_for(est);
+    if (info->frames > 0 && info->frames != SF_COUNT_MAX) {
+        uint64_t est = mul_div_ceil((uint64_t)info->frames, d->target_rate, d->in_rate);
+        if (est > max_samples)
+            return fail_msg(ASR_E_TOO_LARGE, errbuf, errlen, "audio is %llu samples at %u Hz, limit %zu",
+                            (unsigned long long)est, d->target_rate, max_samples);
     }
-
-    size_t per_block = AUDIO_BLOCK / ch;
-    rc = sink_init(&s, rate, target_rate, max_samples, first_cap);
-    if (rc != 0) {
-        rc = sink_error(rc, max_samples, errbuf, errlen);
-        goto fail;
-    }
-
-    uint64_t decoded = 0;
-    for (;;) {
-        sf_count_t got = sf_readf_float(sf, in, (sf_count_t)per_block);
-        if (got <= 0) break;
-        if ((size_t)got > per_block) got = (sf_count_t)per_block;  /* paranoia */
-        mix_to_mono(in, (size_t)got, ch, mono);
-        rc = sink_push(&s, mono, (size_t)got);
-        if (rc != 0) {
-            rc = sink_error(rc, max_samples, errbuf, errlen);
-            goto fail;
-        }
-        decoded += (uint64_t)got;
-    }
-    if (sf_error(sf) != SF_ERR_NO_ERROR) {
-        rc = fail_msg(decoded ? ASR_E_INVALID_AUDIO : ASR_E_NOT_AUDIO, errbuf, errlen,
-                      "audio decode failed: %s", sf_strerror(sf));
-        goto fail;
-    }
-    if (decoded == 0) {
-        rc = fail_msg(ASR_E_INVALID_AUDIO, errbuf, errlen, "audio has no samples");
-        goto fail;
-    }
-    rc = sink_push(&s, NULL, 0);
-    if (rc != 0) {
-        rc = sink_error(rc, max_samples, errbuf, errlen);
-        goto fail;
-    }
-    sink_take(&s, target_rate, out);
-    sink_cleanup(&s);
-    sf_close(sf);
+    if (d->kind_sniffed == SNIFF_WAV) wav_walk(d->data, d->len, &d->wav);
     return 0;
+}
 
-fail:
-    sink_cleanup(&s);
-    if (sf) sf_close(sf);
-    return rc;
+int audio_decoder_open(const uint8_t *data, size_t len, const char *content_type, unsigned target_rate,
+                       size_t max_samples, struct audio_decoder **out, char *errbuf, size_t errlen) {
+    *out = NULL;
+    if (errbuf && errlen > 0) errbuf[0] = '\0';
+    if (target_rate < AUDIO_MIN_RATE || target_rate > AUDIO_MAX_RATE)
+        return fail_msg(ASR_EINVAL, errbuf, errlen, "bad target rate %u", target_rate);
+    if (!data || len == 0) return fail_msg(ASR_E_BAD_REQUEST, errbuf, errlen, "empty body");
+    struct audio_decoder *d = calloc(1, sizeof *d);
+    if (!d) return fail_msg(ASR_ENOMEM, errbuf, errlen, "%s", asr_strerror(ASR_ENOMEM));
+    d->data = data;
+    d->len = len;
+    d->target_rate = target_rate;
+    int rc = media_parse(content_type, &d->m, errbuf, errlen);
+    if (rc == 0) {
+        if (d->m.kind == MEDIA_PCM_LE || d->m.kind == MEDIA_PCM_BE) rc = open_raw(d, max_samples, errbuf, errlen);
+        else rc = open_container(d, max_samples, errbuf, errlen);
+    }
+    if (rc == 0 && d->kind != DEC_MEDIA) {
+        rc = sink_init(&d->s, d->in_rate, target_rate, max_samples, 0);
+        if (rc != 0) rc = sink_error(rc, max_samples, errbuf, errlen);
+    }
+    if (rc != 0) {
+        audio_decoder_close(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+/* Decodes one block of input into the sink, or, at the end of the input,
+ * flushes the resampler and sets eof. Errors carry their message in
+ * d->errmsg. A read error before any audio means the bytes are not audio
+ * (ASR_E_NOT_AUDIO); one after some audio is a damaged file
+ * (ASR_E_INVALID_AUDIO). A file that ends early without an error (a cut-off
+ * upload) keeps what was decoded; the input report says so. */
+static int decode_step(struct audio_decoder *d) {
+    size_t per_block = AUDIO_BLOCK / d->ch, got = 0;
+    if (d->kind == DEC_RAW) {
+        size_t nf = d->raw_frames - d->raw_next < per_block ? d->raw_frames - d->raw_next : per_block;
+        const uint8_t *b = d->data + d->raw_next * 2u * d->ch;
+        for (size_t i = 0; i < nf * d->ch; i++) {
+            uint16_t u = d->m.kind == MEDIA_PCM_BE ? (uint16_t)(b[2 * i] << 8 | b[2 * i + 1])
+                                                   : (uint16_t)(b[2 * i + 1] << 8 | b[2 * i]);
+            d->in[i] = (float)(int16_t)u / 32768.0f;
+        }
+        d->raw_next += nf;
+        got = nf;
+    } else {
+        sf_count_t n = sf_readf_float(d->sf, d->in, (sf_count_t)per_block);
+        if (n > 0) got = (size_t)n > per_block ? per_block : (size_t)n;  /* paranoia */
+    }
+    int rc;
+    if (got) {
+        mix_to_mono(d->in, got, d->ch, d->mono);
+        rc = sink_push(&d->s, d->mono, got);
+        if (rc != 0) return sink_error(rc, d->s.max, d->errmsg, sizeof d->errmsg);
+        d->decoded += got;
+        return 0;
+    }
+    if (d->sf && sf_error(d->sf) != SF_ERR_NO_ERROR)
+        return fail_msg(d->decoded ? ASR_E_INVALID_AUDIO : ASR_E_NOT_AUDIO, d->errmsg, sizeof d->errmsg,
+                        "audio decode failed: %s", sf_strerror(d->sf));
+    if (d->decoded == 0) {
+        if (d->wav.found && !d->wav.size_known && d->len > d->wav.data_off)
+            return fail_msg(ASR_E_INVALID_AUDIO, d->errmsg, sizeof d->errmsg,
+                            "audio has no samples: the WAV header states an empty data chunk, and %llu bytes "
+                            "follow it", (unsigned long long)(d->len - d->wav.data_off));
+        return fail_msg(ASR_E_INVALID_AUDIO, d->errmsg, sizeof d->errmsg, "audio has no samples");
+    }
+    rc = sink_push(&d->s, NULL, 0);
+    if (rc != 0) return sink_error(rc, d->s.max, d->errmsg, sizeof d->errmsg);
+    d->eof = 1;
+    return 0;
+}
+
+int audio_decoder_read(struct audio_decoder *d, int16_t *dst, size_t want, size_t *got, char *errbuf,
+                       size_t errlen) {
+    *got = 0;
+    while (!d->err && *got < want) {
+        size_t avail = d->s.n - d->carry_off;
+        if (avail) {
+            size_t k = avail < want - *got ? avail : want - *got;
+            memcpy(dst + *got, d->s.buf + d->carry_off, k * sizeof *dst);
+            *got += k;
+            d->carry_off += k;
+            continue;
+        }
+        d->s.n = 0; /* all handed out: the buffer is reused */
+        d->carry_off = 0;
+        if (d->eof) break;
+        d->err = decode_step(d);
+    }
+    if (d->err) {
+        *got = 0;
+        return fail_msg(d->err, errbuf, errlen, "%s", d->errmsg);
+    }
+    return 0;
+}
+
+void audio_decoder_input(const struct audio_decoder *d, struct audio_input *in) {
+    memset(in, 0, sizeof *in);
+    in->in_rate = d->in_rate;
+    in->decoded_frames = d->decoded;
+    if (d->kind != DEC_SNDFILE) return;
+    if (d->wav.found && d->wav.size_known) {
+        uint64_t present = d->len > d->wav.data_off ? d->len - d->wav.data_off : 0;
+        in->trailing_bytes = d->wav.trailing;
+        if (d->wav.data_size > present) {
+            /* Cut: the frames its stated size would hold, in proportion to
+             * what the bytes present held (exact for PCM). */
+            in->truncated = 1;
+            in->declared_frames = present ? (uint64_t)((long double)d->decoded * d->wav.data_size / present)
+                                          : 0;
+        } else if (d->info.frames > 0 && d->info.frames != SF_COUNT_MAX) {
+            in->declared_frames = (uint64_t)d->info.frames;
+        }
+    } else if (d->kind_sniffed == SNIFF_FLAC && d->info.frames > 0 && d->info.frames != SF_COUNT_MAX) {
+        /* STREAMINFO's total samples: a stream that ends early without an
+         * error (cut at a frame boundary) decodes fewer. */
+        in->declared_frames = (uint64_t)d->info.frames;
+        in->truncated = d->eof && d->decoded < in->declared_frames;
+    }
 }
 
 int audio_decode(const uint8_t *data, size_t len, const char *content_type,
                  unsigned target_rate, size_t max_samples,
                  struct audio_pcm *out, char *errbuf, size_t errlen) {
-    struct media m;
-    int rc;
-
+    struct audio_decoder *d;
     memset(out, 0, sizeof(*out));
-    if (errbuf && errlen > 0) errbuf[0] = '\0';
-    if (target_rate < AUDIO_MIN_RATE || target_rate > AUDIO_MAX_RATE)
-        return fail_msg(ASR_EINVAL, errbuf, errlen, "bad target rate %u", target_rate);
-    if (!data || len == 0)
-        return fail_msg(ASR_E_BAD_REQUEST, errbuf, errlen, "empty body");
-    rc = media_parse(content_type, &m, errbuf, errlen);
+    int rc = audio_decoder_open(data, len, content_type, target_rate, max_samples, &d, errbuf, errlen);
     if (rc != 0) return rc;
-    if (m.kind == MEDIA_PCM_LE || m.kind == MEDIA_PCM_BE)
-        return decode_raw(data, len, &m, target_rate, max_samples, out, errbuf, errlen);
-    return decode_container(data, len, target_rate, max_samples, out, errbuf, errlen);
+    /* The output grows as audio really arrives; a header's length only
+     * sets a first capacity, itself capped. max_samples + 1 is room enough:
+     * the sink refuses a sample past max_samples. */
+    size_t cap = AUDIO_FIRST_CAP, n = 0;
+    if (d->kind == DEC_RAW || (d->info.frames > 0 && d->info.frames != SF_COUNT_MAX)) {
+        uint64_t frames = d->kind == DEC_RAW ? d->raw_frames : (uint64_t)d->info.frames;
+        cap = first_cap_for(mul_div_ceil(frames, target_rate, d->in_rate));
+    }
+    size_t room = max_samples < SIZE_MAX / 8 ? max_samples + 1 : SIZE_MAX / 8;
+    if (cap > room) cap = room;
+    int16_t *buf = malloc(cap * sizeof *buf);
+    if (!buf) rc = fail_msg(ASR_ENOMEM, errbuf, errlen, "%s", asr_strerror(ASR_ENOMEM));
+    while (buf) {
+        size_t got;
+        rc = audio_decoder_read(d, buf + n, cap - n, &got, errbuf, errlen);
+        if (rc != 0) break;
+        n += got;
+        if (n < cap) break; /* the end of the audio */
+        size_t ncap = cap > room / 2 ? room : cap * 2;
+        if (ncap <= cap) {  /* cannot happen: the sink stops at max_samples */
+            rc = fail_msg(ASR_E_TOO_LARGE, errbuf, errlen, "audio is longer than %zu samples", max_samples);
+            break;
+        }
+        int16_t *nb = realloc(buf, ncap * sizeof *buf);
+        if (!nb) {
+            rc = fail_msg(ASR_ENOMEM, errbuf, errlen, "%s", asr_strerror(ASR_ENOMEM));
+            break;
+        }
+        buf = nb;
+        cap = ncap;
+    }
+    audio_decoder_close(d);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    out->samples = buf;
+    out->n = n;
+    out->rate = target_rate;
+    return 0;
 }
 
 int audio_resample(const int16_t *in, size_t n, unsigned in_rate,

@@ -56,6 +56,56 @@ int audio_decode(const uint8_t *data, size_t len, const char *content_type,
                  unsigned target_rate, size_t max_samples,
                  struct audio_pcm *out, char *errbuf, size_t errlen);
 
+/* ---- decoding a body a block at a time ----
+ * The same decoding as audio_decode (the same types, checks and errors),
+ * handing out the audio in pieces, so a caller holds the body and one block
+ * of audio rather than all of it (POST /v1/transcribe decodes ahead of the
+ * session this way). Not thread-safe; one thread at a time may use a
+ * decoder, any thread (the libuv pool). */
+struct audio_decoder;
+
+/* What an upload's bytes held against what its header says (docs/API.md
+ * "POST /v1/transcribe", the answer's `input`). */
+struct audio_input {
+    unsigned in_rate;            /* the audio's own rate (raw PCM: its rate parameter) */
+    uint64_t decoded_frames;     /* frames decoded so far, at in_rate */
+    uint64_t declared_frames;    /* frames the header states, 0 = it states none (raw PCM, Ogg, MP3,
+                                    a WAV data size of 0 or 0xFFFFFFFF) */
+    int      truncated;          /* the header states more audio than the bytes hold (a WAV data
+                                    chunk longer than what follows it; a FLAC ending before its
+                                    STREAMINFO's total without a decode error) */
+    uint64_t trailing_bytes;     /* WAV: bytes after the data chunk that no well-formed chunk
+                                    within the RIFF size accounts for (audio behind a header that
+                                    states less, garbage); not decoded */
+};
+
+/* Opens data[0..len) for decoding. data is borrowed and must stay valid and
+ * unchanged until audio_decoder_close. What the header decides is decided
+ * here, with audio_decode's errors: ASR_E_BAD_REQUEST, ASR_E_NOT_AUDIO,
+ * ASR_E_INVALID_AUDIO (unsupported layout, raw PCM not whole frames),
+ * ASR_E_TOO_LARGE (a stated length over max_samples), ASR_EINVAL (target
+ * rate), ASR_ENOMEM; the message in errbuf. On 0, *out is the decoder
+ * (caller owns: audio_decoder_close). */
+int audio_decoder_open(const uint8_t *data, size_t len, const char *content_type, unsigned target_rate,
+                       size_t max_samples, struct audio_decoder **out, char *errbuf, size_t errlen);
+
+/* Decodes the next up to want samples (mono s16 at target_rate) into
+ * dst[0..want). *got < want only at the end of the audio (then 0 from every
+ * later call). Errors found on the way end the decoding (every later call
+ * returns the same): ASR_E_INVALID_AUDIO (it breaks part-way, or the file
+ * holds no samples at all), ASR_E_NOT_AUDIO (a read error before any
+ * audio), ASR_E_TOO_LARGE (more than max_samples in all), ASR_ENOMEM,
+ * ASR_E_INTERNAL; *got is 0 then and errbuf holds the message. The memory a
+ * decoder holds beside the body is bounded (one input block and its
+ * resampled output, libsndfile's and soxr's state), whatever the file. */
+int audio_decoder_read(struct audio_decoder *d, int16_t *dst, size_t want, size_t *got, char *errbuf,
+                       size_t errlen);
+
+/* The input report so far; final once audio_decoder_read reached the end. */
+void audio_decoder_input(const struct audio_decoder *d, struct audio_input *in);
+
+void audio_decoder_close(struct audio_decoder *d);   /* d may be NULL */
+
 /* Resamples mono s16 in[n] from in_rate to out_rate with soxr. On 0, *out
  * holds the result (caller owns it); in_rate == out_rate copies. Rates
  * outside 1000..384000: ASR_EINVAL; ASR_ENOMEM. */

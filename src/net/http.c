@@ -15,6 +15,14 @@
  * trickled a byte at a time does not. */
 #define HTTP_BODY_PROGRESS_BYTES 1024
 
+/* After a refusal made while the client may still be sending its body (413,
+ * 503, an early answer to Expect: 100-continue), the connection goes on
+ * reading and discarding until the client has been silent this long, for at
+ * most HTTP_LINGER_MAX_MS in all: closing with unread bytes makes the kernel
+ * send a reset, and a client still sending would lose the answer to it. */
+#define HTTP_LINGER_MS 1000
+#define HTTP_LINGER_MAX_MS 10000
+
 /* Header capture (cb_header_field, cb_header_value): what the last piece
  * was. http-parser hands names and values over in pieces; a piece of the
  * same kind extends the current one. */
@@ -37,6 +45,8 @@ struct http_conn {
     char rl_tail[9];                 /* the request line's last bytes: "HTTP/1.1\r" */
     unsigned served;                 /* responses written on this connection */
     uint64_t chunk_left;             /* bytes of the current chunk still to come */
+    uint64_t body_expect;            /* the request's Content-Length, 0 = unknown (chunked) or none */
+    int  body_declared;              /* the request's head announced a body (chunked or a length > 0) */
     size_t   body_mark;              /* body length when the body timer was last renewed */
     int  crlf_need;                  /* bytes of the CRLF after a chunk still to check */
     const char *exec_end;            /* end of the bytes being parsed */
@@ -49,6 +59,13 @@ struct http_conn {
     int  in_process;                 /* process() is on the stack */
     int  streaming;                  /* BUSY with a streamed answer: 1 chunked, 2 close-delimited */
     int  stream_status;              /* its status, for the request's accounting */
+    /* linger: answered (DONE) before the body was all read; reading and
+     * discarding until the client is silent (HTTP_LINGER_MS), the bytes
+     * run out or the deadline passes. Set by fail_parse, acted on by
+     * finish_request; a detail of DONE, not a state of its own. */
+    int  linger;
+    size_t linger_left;              /* bytes still to discard before closing anyway */
+    uint64_t linger_deadline;        /* loop time (ms) to close by */
     void (*abort_fn)(void *ctx);     /* async handler's abort hook */
     void *abort_ctx;
 };
@@ -212,6 +229,8 @@ static int cb_message_begin(http_parser *p) {
     hc->method_known = 0;
     hc->chunk_left = 0;
     hc->crlf_need = 0;
+    hc->body_declared = 0;
+    hc->body_expect = 0;
     hc->req.start_ns = util_now_ns();
     return 0;
 }
@@ -278,6 +297,85 @@ static int value_is(const char *v, const char *lit) {
     return util_ieq(v, n, lit);
 }
 
+/* Whether route rt serves path: an exact route its whole path, a prefix
+ * route (path ending in '/') every longer path under it. */
+static int route_matches(const struct http_route *rt, const char *path, size_t pl) {
+    size_t rl = strlen(rt->path);
+    if (rt->prefix) return pl > rl && memcmp(rt->path, path, rl) == 0;
+    return rl == pl && memcmp(rt->path, path, pl) == 0;
+}
+
+/* Which kind of route serves path: 0 exact routes, 1 prefix routes (only
+ * when no exact route has the path: /v1/jobs is not /v1/jobs/<id>), -1 none. */
+static int route_pass(const struct http_server *srv, const char *path, size_t pl) {
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < srv->n_routes; i++)
+            if (srv->routes[i].prefix == pass && route_matches(&srv->routes[i], path, pl)) return pass;
+    return -1;
+}
+
+/* The route for the request's path and method (GET routes answer HEAD
+ * too), or NULL; *path_route is the metrics route of the path when some
+ * route has it, else ROUTE_OTHER, and *path_known whether one has (NULL
+ * then is a 405, not a 404). */
+static const struct http_route *route_find(const struct http_server *srv, const struct http_req *r,
+                                           enum metric_route *path_route, int *path_known) {
+    size_t pl;
+    const char *path = http_path(r, &pl);
+    *path_route = ROUTE_OTHER;
+    *path_known = 0;
+    int pass = route_pass(srv, path, pl);
+    if (pass < 0) return NULL;
+    const struct http_route *known = NULL;
+    for (size_t i = 0; i < srv->n_routes; i++) {
+        const struct http_route *rt = &srv->routes[i];
+        if (rt->prefix != pass || !route_matches(rt, path, pl)) continue;
+        if (!known) known = rt;
+        if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
+            *path_route = rt->route;
+            return rt;
+        }
+    }
+    *path_route = known->route;
+    *path_known = 1;
+    return NULL;
+}
+
+/* Expect: 100-continue on a request with a body (cb_headers_complete, after
+ * the limits passed): the route decides now, before the body is sent. No
+ * such route or method, or the route's check refusing, is answered at once
+ * (process: fail_parse, with the connection closed after it); else the
+ * client is told to send. An HTTP/1.0 request's expectation is ignored
+ * (RFC 9110 10.1.1); so is any other expectation. */
+static int expect_continue(struct http_conn *hc, http_parser *p) {
+    struct http_req *r = &hc->req;
+    if (p->http_minor < 1 || !value_is(http_header(r, "expect", NULL), "100-continue")) return 0;
+    enum metric_route mr;
+    int known;
+    const struct http_route *rt = route_find(hc->srv, r, &mr, &known);
+    if (!rt) {
+        r->route = mr;
+        return known ? refuse(hc, ASR_E_METHOD, "method not allowed on this path")
+                     : refuse(hc, ASR_E_NOT_FOUND, "no such route");
+    }
+    if (rt->check) {
+        const char *msg = NULL;
+        int err = rt->check(rt->ctx, r, &msg);
+        if (err) {
+            r->route = rt->route;
+            return refuse(hc, err, msg);
+        }
+    }
+    /* Like every response, the interim one names the request (docs/API.md
+     * "Request ids"). */
+    struct buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "HTTP/1.1 100 Continue\r\nX-Request-Id: %s\r\n\r\n", r->request_id);
+    conn_write(hc->c, b.data, b.len);
+    buf_cleanup(&b);
+    return 0;
+}
+
 static int cb_headers_complete(http_parser *p) {
     struct http_conn *hc = p->data;
     struct http_req *r = &hc->req;
@@ -312,6 +410,7 @@ static int cb_headers_complete(http_parser *p) {
         memcpy(r->request_id, id, 33);
     }
     if (parser_move(hc, HTTP_ST_BODY)) return 1;
+    hc->body_declared = (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
     if (p->http_major != 1) return refuse(hc, ASR_E_BAD_REQUEST, "malformed request: unsupported HTTP version");
     /* The one transfer coding understood is chunked, alone: with another one
      * the body length cannot be known (RFC 9112 6.3: 400 when chunked is not
@@ -327,10 +426,24 @@ static int cb_headers_complete(http_parser *p) {
         return refuse(hc, ASR_E_TOO_LARGE, NULL);
     if (has_body_method && !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX && !p->upgrade)
         return refuse(hc, ASR_E_LENGTH_REQUIRED, NULL);
+    /* A body the worker cannot hold now is refused before it is sent (or
+     * while it is being sent: the answer lingers); one that fits is charged
+     * as its bytes arrive (cb_body), so a client must send the bytes it
+     * holds the budget with. */
+    hc->body_expect = p->content_length != ULLONG_MAX ? p->content_length : 0;
+    if (hc->body_expect && budget_check(hc->srv->body_budget, (size_t)hc->body_expect + 1) != 0) {
+        enum metric_route mr;
+        int known;
+        route_find(hc->srv, r, &mr, &known);
+        r->route = mr;
+        return refuse(hc, ASR_E_SERVER_BUSY, "too many request bodies in flight on this worker; retry later");
+    }
+    if (((p->flags & F_CHUNKED) || hc->body_expect) && !p->upgrade && expect_continue(hc, p)) return 1;
     /* A body a handler did not adopt (another route, an early answer) is
      * freed here rather than forgotten. */
     buf_cleanup(&r->body);
     buf_init(&r->body, hc->srv->max_upload_bytes);
+    buf_set_budget(&r->body, hc->srv->body_budget);
     /* The head deadline is over; a body gets its own, renewed by progress
      * (cb_body), so a large upload on a slow link passes and a trickle
      * does not. */
@@ -351,6 +464,21 @@ static int cb_chunk_header(http_parser *p) {
     return 0;
 }
 
+/* The body's bytes, charged to the body budget as the buffer grows: by
+ * doubling, but never past a stated Content-Length, so a body whose length
+ * is known ends in a buffer of exactly its size. */
+static int body_append(struct http_conn *hc, const char *at, size_t n) {
+    struct buf *b = &hc->req.body;
+    if (hc->body_expect && b->len + n + 1 > b->cap) {
+        size_t want = b->cap ? 2 * b->cap : 4096;
+        if (want > hc->body_expect + 1) want = (size_t)hc->body_expect + 1;
+        if (want < b->len + n + 1) want = b->len + n + 1;
+        int rc = buf_reserve_exact(b, want - b->len - 1);
+        if (rc != 0) return rc;
+    }
+    return buf_append(b, at, n);
+}
+
 /* Non-strict http-parser skips the two bytes after a chunk's data without
  * looking at them, so "4\r\nabcdXY0\r\n\r\n" is a complete body: a framing
  * a stricter front end reads differently (request smuggling). The bytes are
@@ -365,7 +493,10 @@ static int check_crlf(struct http_conn *hc, const char *p, const char *end) {
 
 static int cb_body(http_parser *p, const char *at, size_t n) {
     struct http_conn *hc = p->data;
-    if (buf_append(&hc->req.body, at, n) != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
+    int rc = body_append(hc, at, n);
+    if (rc == ASR_EAGAIN)
+        return refuse(hc, ASR_E_SERVER_BUSY, "too many request bodies in flight on this worker; retry later");
+    if (rc != 0) return refuse(hc, ASR_E_TOO_LARGE, NULL);
     if (hc->req.body.len - hc->body_mark >= HTTP_BODY_PROGRESS_BYTES) {
         hc->body_mark = hc->req.body.len;
         conn_timer(hc->c, hc->srv->body_timeout_ms);
@@ -455,6 +586,7 @@ static const char *reason(int status) {
     switch (status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 202: return "Accepted";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -464,6 +596,7 @@ static const char *reason(int status) {
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -512,6 +645,17 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
     buf_cleanup(&r->body); /* an idle keep-alive connection holds no body */
     if (close_after || !r->keep_alive || hc->draining || hc->peer_eof) {
         http_move(hc, HTTP_ST_DONE); /* parse nothing more */
+        if (hc->linger && !hc->peer_eof) {
+            /* The body may still be coming: read and discard it (on_read) so
+             * the answer is not lost to a reset; close on the client's EOF,
+             * its silence (on_timer) or the limits. */
+            buf_cleanup(&hc->held);
+            hc->linger_left = hc->srv->max_upload_bytes + 65536;
+            hc->linger_deadline = uv_now(hc->c->set->loop) + HTTP_LINGER_MAX_MS;
+            conn_read_resume(hc->c);
+            conn_timer(hc->c, HTTP_LINGER_MS);
+            return;
+        }
         conn_close_after_write(hc->c);
         return;
     }
@@ -523,7 +667,7 @@ static void finish_request(struct http_conn *hc, int status, int close_after) {
 
 static void respond(struct http_conn *hc, int status, const char *ctype, const char *body, size_t len,
                     const char *extra, int close_after) {
-    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c)) return;
+    if (hc->state == HTTP_ST_UPGRADED || conn_closing(hc->c) || hc->streaming) return;
     struct buf h;
     buf_init(&h, 0);
     int keep = hc->req.keep_alive && !close_after && !hc->draining && !hc->peer_eof;
@@ -576,7 +720,7 @@ void http_stream_begin(struct http_conn *hc, int status, const char *ctype, cons
 
 int http_stream_write(struct http_conn *hc, const void *p, size_t n) {
     if (!hc->streaming || conn_closing(hc->c)) return ASR_EIO;
-    if (!n) return 0;
+    if (!n || hc->req.method == HTTP_HEAD) return 0;   /* a HEAD request gets the head only */
     if (hc->streaming == 2) return conn_write(hc->c, p, n);
     char head[24];
     int hl = snprintf(head, sizeof head, "%zx\r\n", n);
@@ -589,7 +733,7 @@ void http_stream_end(struct http_conn *hc) {
     int chunked = hc->streaming == 1;
     hc->streaming = 0;
     if (conn_closing(hc->c)) return;
-    if (chunked) conn_write(hc->c, "0\r\n\r\n", 5);
+    if (chunked && hc->req.method != HTTP_HEAD) conn_write(hc->c, "0\r\n\r\n", 5);
     finish_request(hc, hc->stream_status, !chunked || !hc->req.keep_alive);
 }
 
@@ -606,23 +750,31 @@ static void error_body(struct buf *b, const char *code, const char *msg) {
 static const struct http_route *path_route(const struct http_conn *hc) {
     const struct http_req *r = &hc->req;
     if (!r->path_len || !r->head.data) return NULL;
-    for (size_t i = 0; i < hc->srv->n_routes; i++) {
+    const char *path = r->head.data + r->url_off;
+    int pass = route_pass(hc->srv, path, r->path_len);
+    for (size_t i = 0; pass >= 0 && i < hc->srv->n_routes; i++) {
         const struct http_route *rt = &hc->srv->routes[i];
-        if (strlen(rt->path) == r->path_len && memcmp(rt->path, r->head.data + r->url_off, r->path_len) == 0)
-            return rt;
+        if (rt->prefix == pass && route_matches(rt, path, r->path_len)) return rt;
     }
     return NULL;
+}
+
+/* The error body in the shape of the request's route (its error_body), or
+ * the house shape. */
+static void route_error_body(const struct http_conn *hc, struct buf *b, int status, const char *code,
+                             const char *msg) {
+    const struct http_route *rt = path_route(hc);
+    if (!rt || !rt->error_body || rt->error_body(b, status, code, msg) != 0) {
+        buf_reset(b);
+        error_body(b, code, msg);
+    }
 }
 
 void http_respond_error(struct http_conn *hc, int status, const char *code, const char *msg,
                         const char *extra) {
     struct buf b;
     buf_init(&b, 0);
-    const struct http_route *rt = path_route(hc);
-    if (!rt || !rt->error_body || rt->error_body(&b, status, code, msg) != 0) {
-        buf_reset(&b);
-        error_body(&b, code, msg);
-    }
+    route_error_body(hc, &b, status, code, msg);
     /* After a refused request the rest of the stream cannot be trusted. */
     respond(hc, status, "application/json", b.data, b.len, extra, http_status_closes(status));
     buf_cleanup(&b);
@@ -637,44 +789,71 @@ void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx) {
     hc->abort_ctx = ctx;
 }
 
+int http_peer_gone(const struct http_conn *hc) { return hc->peer_eof; }
+
+void http_peer_ip(const struct http_conn *hc, char *out, size_t len) {
+    const char *p = hc->c->peer;
+    const char *colon = strrchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    snprintf(out, len, "%.*s", (int)n, p);
+}
+
 /* ---- dispatch --------------------------------------------------------------- */
+
+/* "Allow: GET, HEAD\r\n" for the methods the request's path has. */
+static void allow_header(const struct http_conn *hc, char *allow, size_t len) {
+    size_t pl;
+    const char *path = http_path(&hc->req, &pl);
+    int pass = route_pass(hc->srv, path, pl);
+    snprintf(allow, len, "Allow: ");
+    for (size_t i = 0; i < hc->srv->n_routes; i++) {
+        const struct http_route *rt = &hc->srv->routes[i];
+        if (rt->prefix == pass && route_matches(rt, path, pl))
+            snprintf(allow + strlen(allow), len - strlen(allow), "%s%s", allow[7] ? ", " : "",
+                     http_method_str((enum http_method)rt->method));
+    }
+    strncat(allow, "\r\n", len - strlen(allow) - 1);
+}
 
 static void dispatch(struct http_conn *hc) {
     struct http_req *r = &hc->req;
-    size_t pl;
-    const char *path = http_path(r, &pl);
-    int path_known = 0;
     conn_timer(hc->c, 0);
     http_move(hc, HTTP_ST_BUSY);
-    const struct http_route *routes = hc->srv->routes;
-    size_t n_routes = hc->srv->n_routes;
-    for (size_t i = 0; i < n_routes; i++) {
-        const struct http_route *rt = &routes[i];
-        if (strlen(rt->path) != pl || memcmp(rt->path, path, pl) != 0) continue;
-        path_known = 1;
-        r->route = rt->route;
-        if (rt->method == r->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD)) {
-            rt->handler(rt->ctx, hc, r);
-            return;
-        }
+    int known;
+    const struct http_route *rt = route_find(hc->srv, r, &r->route, &known);
+    if (rt) {
+        rt->handler(rt->ctx, hc, r);
+        return;
     }
-    if (path_known) {
-        char allow[64] = "Allow: ";
-        for (size_t i = 0; i < n_routes; i++)
-            if (strlen(routes[i].path) == pl && memcmp(routes[i].path, path, pl) == 0)
-                snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
-                         allow[7] ? ", " : "", http_method_str((enum http_method)routes[i].method));
-        strncat(allow, "\r\n", sizeof allow - strlen(allow) - 1);
+    if (known) {
+        char allow[64];
+        allow_header(hc, allow, sizeof allow);
         http_respond_error(hc, 405, "METHOD_NOT_ALLOWED", "method not allowed on this path", allow);
         return;
     }
     http_respond_error(hc, 404, "NOT_FOUND", "no such route", NULL);
 }
 
+/* A request refused while it was being parsed (a limit, malformed bytes,
+ * the timer, the client's half-close) or answered before its body (Expect:
+ * 100-continue, the body budget): the answer closes the connection, since
+ * the rest of the stream is not a request. Refused while its body may still
+ * be coming for a reason other than broken framing, it lingers (finish_request). */
 static void fail_parse(struct http_conn *hc, int err, const char *msg) {
+    /* A refusal in cb_headers_complete ends the message there (http-parser
+     * takes it for "no body"), so READY may have a body still to come too. */
+    hc->linger = (hc->state == HTTP_ST_BODY || hc->state == HTTP_ST_READY) && hc->body_declared &&
+                 err != ASR_E_BAD_REQUEST && err != ASR_E_TIMEOUT && err != ASR_E_HEADERS_TOO_LARGE;
     http_move(hc, HTTP_ST_BUSY);
     if (!hc->req.request_id[0]) util_random_id(hc->req.request_id); /* refused before the head was read */
-    http_respond_err(hc, err, msg);
+    char extra[64] = "";
+    if (err == ASR_E_METHOD) allow_header(hc, extra, sizeof extra);
+    else if (asr_err_http_status(err) == 503) snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
+    struct buf b;
+    buf_init(&b, 0);
+    route_error_body(hc, &b, asr_err_http_status(err), asr_err_code(err), msg ? msg : asr_strerror(err));
+    respond(hc, asr_err_http_status(err), "application/json", b.data, b.len, extra, 1);
+    buf_cleanup(&b);
 }
 
 /* Parses held bytes while no handler is busy (IDLE, HEAD, BODY; READY is
@@ -702,9 +881,10 @@ static void process(struct http_conn *hc) {
             hc->error = 0;
             hc->error_msg = NULL;
             if (!msg)
-                msg = err == ASR_E_HEADERS_TOO_LARGE ? "request headers too large"
-                      : err == ASR_E_TOO_LARGE       ? "request body larger than the upload limit"
-                                                     : "a body needs Content-Length or chunked encoding";
+                msg = err == ASR_E_HEADERS_TOO_LARGE  ? "request headers too large"
+                      : err == ASR_E_TOO_LARGE        ? "request body larger than the upload limit"
+                      : err == ASR_E_LENGTH_REQUIRED  ? "a body needs Content-Length or chunked encoding"
+                                                      : NULL; /* fail_parse: the error's own message */
             fail_parse(hc, err, msg);
             break;
         }
@@ -742,7 +922,18 @@ static void process(struct http_conn *hc) {
 
 static void on_read(struct conn *c, const char *data, size_t n) {
     struct http_conn *hc = c->proto;
-    if (hc->state == HTTP_ST_DONE) return; /* answered with Connection: close; closing */
+    if (hc->state == HTTP_ST_DONE) {
+        /* Answered with Connection: close. Lingering: the bytes are
+         * discarded, and the client's silence is waited for again. */
+        if (!hc->linger || conn_closing(c)) return;
+        if (n >= hc->linger_left || uv_now(c->set->loop) >= hc->linger_deadline) {
+            conn_close_after_write(c);
+            return;
+        }
+        hc->linger_left -= n;
+        conn_timer(c, HTTP_LINGER_MS);
+        return;
+    }
     if (buf_append(&hc->held, data, n) != 0) {
         conn_close(c);
         return;
@@ -760,6 +951,20 @@ static void on_eof(struct conn *c, int status) {
         conn_read_pause(c);
         return;
     }
+    /* A request that began and will never be complete: its head or body
+     * was cut by the half-close. It is answered (400) rather than dropped;
+     * then the connection closes. */
+    if (status == UV_EOF && hc && (hc->state == HTTP_ST_HEAD || hc->state == HTTP_ST_BODY)) {
+        hc->peer_eof = 1;
+        conn_read_pause(c);
+        fail_parse(hc, ASR_E_BAD_REQUEST,
+                   hc->state == HTTP_ST_HEAD
+                       ? "request incomplete: the client closed its side before the end of the request head"
+                       : hc->body_expect
+                             ? "request incomplete: the client closed its side before the body's Content-Length"
+                             : "request incomplete: the client closed its side before the last chunk of the body");
+        return;
+    }
     if (status == UV_EOF && conn_unsent(c) > 0) {
         conn_close_after_write(c);
         return;
@@ -769,6 +974,10 @@ static void on_eof(struct conn *c, int status) {
 
 static void on_timer(struct conn *c) {
     struct http_conn *hc = c->proto;
+    if (hc->state == HTTP_ST_DONE) { /* the linger is over: the client went silent */
+        conn_close_after_write(c);
+        return;
+    }
     if (hc->state >= HTTP_ST_HEAD && hc->state <= HTTP_ST_READY) { /* a request began, no one answers it yet */
         fail_parse(hc, ASR_E_TIMEOUT, "request not complete in time");
         return;

@@ -5,11 +5,22 @@
  *
  * Limits (docs/API.md "REST"): request line + headers over
  * ASR_MAX_HEADER_BYTES -> 431; body over ASR_MAX_UPLOAD_BYTES (as sent) ->
- * 413; a POST with neither Content-Length nor chunked encoding -> 411;
+ * 413; a body the worker's body budget cannot hold (a Content-Length over
+ * what is left of it, or bytes arriving past it) -> 503 with Retry-After;
+ * a POST with neither Content-Length nor chunked encoding -> 411;
  * anything http-parser refuses (including Content-Length with
  * Transfer-Encoding, duplicate lengths) -> 400; no complete request within
- * ASR_HANDSHAKE_TIMEOUT_S -> 408. Every refusal answers JSON
- * {"error":{"code","message"}} and closes.
+ * ASR_HANDSHAKE_TIMEOUT_S -> 408; the client's half-close before its
+ * request is complete (a body shorter than its Content-Length) -> 400.
+ * Every refusal answers JSON {"error":{"code","message"}} and closes.
+ *
+ * Expect: 100-continue (HTTP/1.1, a request with a body): once its head is
+ * in, the request is either answered at once with its final status and the
+ * body is never read (a limit above, no such route or method: 404/405, the
+ * route's check: e.g. 401) or told "100 Continue". A refusal made while the
+ * client may still be sending its body (413, 503, the early answers) does
+ * not close at once: the connection reads and discards for up to
+ * HTTP_LINGER_MS of silence, so the answer is not lost to a reset.
  *
  * Lifecycle of a connection, one request at a time (enum http_state; every
  * move goes through http_set_state in http.c and its table):
@@ -46,6 +57,7 @@
 #include <stdint.h>
 
 #include "net/conn.h"
+#include "base/budget.h"
 #include "base/metrics.h"
 #include "base/util.h"
 
@@ -95,16 +107,27 @@ typedef void (*http_handler_fn)(void *ctx, struct http_conn *hc, struct http_req
  * docs/API.md code, msg: for people) into out. Returns 0 or ASR_ENOMEM. */
 typedef int (*http_error_body_fn)(struct buf *out, int status, const char *code, const char *msg);
 
+/* A route's answer before a request's body is read: called when the head
+ * of a request with a body is complete and the client waits for 100 Continue
+ * (Expect: 100-continue). Returns 0 to let the body come, or an asr_err that
+ * http.c answers at once (its status, docs/API.md code, and *msg when set:
+ * static storage), closing the connection after it. ctx is the route's. */
+typedef int (*http_check_fn)(void *ctx, const struct http_req *req, const char **msg);
+
 struct http_route {
     const char *path;
-    int         method;              /* HTTP_GET / HTTP_POST */
+    int         method;              /* HTTP_GET / HTTP_POST / HTTP_DELETE */
     enum metric_route route;
     http_handler_fn handler;
-    void       *ctx;                 /* borrowed: handed to handler */
+    void       *ctx;                 /* borrowed: handed to handler and check */
     /* The error bodies of requests to this path, refusals of the HTTP layer
      * (413, 408, 405...) included, when its clients expect another shape
      * than {"error":{"code","message"}}; NULL = that one. */
     http_error_body_fn error_body;
+    http_check_fn check;             /* NULL = any request head may send its body */
+    int         prefix;              /* 1: path ends with '/' and matches every longer path under it
+                                        (/v1/jobs/<id>...); the handler parses the rest. An exact
+                                        route of the same path is tried first */
 };
 
 /* What every connection of one server shares: its routes and limits. The
@@ -114,6 +137,8 @@ struct http_server {
     size_t   n_routes;
     size_t   max_header_bytes;       /* request line + headers (431 beyond) */
     size_t   max_upload_bytes;       /* body as sent (413 beyond) */
+    struct budget *body_budget;      /* borrowed, NULL = none: bodies being received are charged
+                                        here (503 with Retry-After beyond) */
     uint64_t handshake_timeout_ms;   /* request head deadline; keep-alive idle */
     uint64_t body_timeout_ms;        /* the body brings 1 KiB (or its end) within this */
 };
@@ -153,7 +178,9 @@ int http_status_closes(int status);
  * BUSY (its abort hook armed) until http_stream_end(). Pieces are copied;
  * each is one chunk on the wire. http_stream_write returns 0, or ASR_EIO
  * when the connection is closing (the abort hook runs soon) or ASR_ENOMEM.
- * http_stream_end finishes the request as http_respond does. */
+ * http_stream_end finishes the request as http_respond does. A HEAD request
+ * gets the head only. Used by stream=true (docs/API.md "OpenAI-compatible
+ * API") and a job's events (docs/API.md "Jobs"). */
 void http_stream_begin(struct http_conn *hc, int status, const char *content_type, const char *extra_headers);
 int  http_stream_write(struct http_conn *hc, const void *p, size_t n);
 void http_stream_end(struct http_conn *hc);
@@ -167,6 +194,12 @@ void http_respond_err(struct http_conn *hc, int err, const char *msg);
 
 /* Async handlers: fn(ctx) runs if the connection closes before they answer. */
 void http_set_abort(struct http_conn *hc, void (*fn)(void *ctx), void *ctx);
+
+/* 1 once the client shut its sending side during this request (a closed
+ * tab, a finished curl): a long answer may stop early. */
+int  http_peer_gone(const struct http_conn *hc);
+/* The client's address ("ip", without the port), for per-address limits. */
+void http_peer_ip(const struct http_conn *hc, char *out, size_t len);
 
 /* Graceful drain: an idle keep-alive connection closes now; one in the
  * middle of a request answers it with Connection: close. */

@@ -63,12 +63,14 @@ struct ws_conn {
      * - fast_off is a sticky mode of the receive path;
      * - recv_failed, bad_close and ctrl_flood record what one wslay_event_recv
      *   found, for on_read to act on (ctrl_flood also keeps on_read from
-     *   dropping the 1008 that ws_close has pending);
+     *   dropping the 1008 that ws_close has pending); over_budget is the
+     *   1013 frame_chunk_cb queued (1, then 2 once on_read logged it);
      * - proto_error and close_counted are what on_free reports and counts;
      * - paused is backpressure (ws_pause), which any state may have. */
     int    wslay_reading;            /* wslay's read_enabled after its last wslay_event_recv */
     int    fast_off;                 /* that count went wrong: always use wslay */
     int    recv_failed;              /* out of memory reassembling: close */
+    int    over_budget;              /* the message budget refused this message: closing 1013 */
     int    bad_close;                /* the peer's close frame had a 1-byte payload (on_msg_cb) */
     int    ctrl_flood;               /* we stopped wslay reading: pings pile up behind a stuck write */
     int    proto_error;              /* the peer broke RFC 6455: its close, if any, is not one */
@@ -91,6 +93,7 @@ struct ws_conn {
 #define WS_CLOSE_LINGER_MS 2000    /* after our close frame: wait this long for the peer's */
 #define WS_CLOSE_GRACE_MS 2000     /* a policy close behind a stuck write: then reset */
 #define WS_MAX_CTRL_QUEUED 32      /* pongs/close waiting in wslay behind a stuck write */
+#define WS_CODE_TRY_AGAIN_LATER 1013 /* RFC 6455 7.4.2 (IANA registry): the message budget is spent */
 
 static void ping_arm(struct ws_conn *ws, uint64_t ms);
 
@@ -302,9 +305,28 @@ static void frame_chunk_cb(wslay_event_context_ptr ctx, const struct wslay_event
     struct ws_conn *ws = user;
     if (ws->frame_ctrl || arg->data_length == 0) return;
     if (ws->msg_state != WS_MSG_SKIP) {
+        int rc = 0;
         if (ws->frame_fin && ws->msg_len == 0 && arg->data_length == ws->frame_len) {
             ws->direct = arg->data;
-        } else if (buf_append(&ws->msg, arg->data, arg->data_length) != 0) {
+        } else {
+            /* A message of one frame that came in pieces: its size is
+             * known, so its buffer is exactly that (no doubling slack
+             * charged to the budget). */
+            if (ws->frame_fin && ws->msg_len == 0 && ws->frame_len <= ws->lim.max_message_bytes)
+                rc = buf_reserve_exact(&ws->msg, (size_t)ws->frame_len);
+            if (rc == 0) rc = buf_append(&ws->msg, arg->data, arg->data_length);
+        }
+        if (rc == ASR_EAGAIN) {
+            /* The worker's message budget is spent: like a message too
+             * big, this one is dropped, nothing more is read, and a 1013
+             * (try again later) goes out with the queue dropped. */
+            ws->msg_state = WS_MSG_SKIP;
+            ws->over_budget = 1;
+            buf_cleanup(&ws->msg);
+            wslay_event_shutdown_read(ctx);
+            static const char why[] = "server busy: too many messages in flight";
+            wslay_event_queue_close(ctx, WS_CODE_TRY_AGAIN_LATER, (const uint8_t *)why, sizeof why - 1);
+        } else if (rc != 0) {
             ws->msg_state = WS_MSG_SKIP;
             ws->recv_failed = 1;
             wslay_event_shutdown_read(ctx);
@@ -601,6 +623,16 @@ static void on_read(struct conn *c, const char *data, size_t n) {
     ws->rlen = 0;
     ws->wslay_reading = wslay_event_get_read_enabled(ws->ctx);
     if (ws->msg_state == WS_MSG_NONE) buf_cleanup(&ws->msg); /* between messages: hold no input memory */
+    if (ws->over_budget == 1) {
+        ws->over_budget = 2;
+        struct log_line *l = log_begin(LOG_WARN, "message budget spent");
+        if (l) {
+            log_u64(l, "conn", c->id);
+            log_str(l, "peer", c->peer);
+            log_u64(l, "budget_bytes", ws->lim.msg_budget ? ws->lim.msg_budget->limit : 0);
+            log_end(l);
+        }
+    }
     if (conn_closing(c)) return;
     if (r == WSLAY_ERR_CALLBACK_FAILURE || (r == 0 && ws->bad_close)) {
         ws->proto_error = 1;
@@ -702,6 +734,7 @@ struct ws_conn *ws_start(struct conn *c, const struct ws_limits *lim, const stru
     ws->hctx = hctx;
     ws->wslay_reading = 1;
     buf_init(&ws->msg, lim->max_message_bytes);
+    buf_set_budget(&ws->msg, lim->msg_budget);
     buf_init(&ws->q, 0); /* bounded by the policy in ws_send_text */
     if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) goto fail;
     wslay_event_config_set_no_buffering(ws->ctx, 1);

@@ -10,7 +10,9 @@
  * frame within one read is handed to on_text/on_binary straight from wslay's
  * input buffer; only fragmented messages, or frames split across reads, are
  * copied together into a per-connection buffer (released after each read
- * that ends between messages). The commonest frames, a whole binary or
+ * that ends between messages), whose memory is charged to the worker's
+ * message budget (ws_limits.msg_budget): a message that cannot grow in it is
+ * dropped and the connection closed with 1013 at once, like a 1009. The commonest frames, a whole binary or
  * text message in one final frame, in one read while wslay is between
  * frames, are unmasked here a word at a time (text: its UTF-8 checked,
  * with a shortcut for ASCII) and never pass through wslay, whose byte-wise
@@ -72,6 +74,7 @@
 #include <stdint.h>
 
 #include "net/conn.h"
+#include "base/budget.h"
 
 struct ws_conn;
 
@@ -91,6 +94,8 @@ const char *ws_state_name(enum ws_state s);
 
 struct ws_limits {
     size_t max_message_bytes;     /* largest incoming message, all fragments together */
+    struct budget *msg_budget;    /* borrowed, NULL = none: messages being reassembled are charged
+                                     here; past it the connection is closed 1013 */
     size_t max_queue_bytes;       /* send queue bound, bytes */
     size_t max_queue_msgs;        /* send queue bound, messages */
     int    slow_client_threshold; /* overflows in a row before 1008 */

@@ -344,42 +344,65 @@ static int wait_ready(int rd, unsigned timeout_ms) {
     }
 }
 
+/* Replaces the worker of slot i: forks a successor on the same socket,
+ * waits until it listens (READY_TIMEOUT_MS at most; one that does not is
+ * killed and the old one kept), then retires the old one (it stops
+ * accepting and drains). Returns 0 when replaced. */
+static int replace_slot(const struct config *cfg, int i) {
+    struct slot *s = &slots_[i];
+    if (s->pid <= 0 || s->old_pid > 0) return -1;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    int gen = s->gen + 1;
+    pid_t pid = spawn(cfg, i, gen, p[0], p[1]);
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    int ok = wait_ready(p[0], READY_TIMEOUT_MS);
+    close(p[0]);
+    if (ok != 0) {
+        log_worker(LOG_ERROR, "new worker did not start; keeping the old one", i, pid, NULL, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        metrics_shared_clear(i * 2 + (gen & 1));
+        return -1;
+    }
+    if (s->ready_rd >= 0) { /* the one being replaced had not reported yet */
+        close(s->ready_rd);
+        s->ready_rd = -1;
+    }
+    s->old_pid = s->pid;
+    s->old_gen = s->gen;
+    s->pid = pid;
+    s->gen = gen;
+    s->ready = 1;
+    s->start_fails = 0;
+    s->started_ms = mono_ms();
+    kill(s->old_pid, WORKER_SIG_RETIRE); /* drain and stop accepting: the new one accepts */
+    log_worker(LOG_INFO, "worker replaced", i, pid, NULL, NULL);
+    reap();
+    return 0;
+}
+
 /* SIGHUP: replace every worker, one slot at a time. */
 static void rolling_restart(const struct config *cfg) {
     struct log_line *l = log_begin(LOG_INFO, "rolling restart");
     if (l) { log_u64(l, "workers", (uint64_t)nslots_); log_end(l); }
+    for (int i = 0; i < nslots_; i++) replace_slot(cfg, i);
+}
+
+/* WORKER_SIG_REPLACE_ME from a worker that finished ASR_WORKER_MAX_JOBS
+ * job runs: its slot gets a successor, as in a rolling restart. A request
+ * from a process that is no current worker (an old one, a stray signal)
+ * is ignored. */
+static void replace_asker(const struct config *cfg, pid_t asker) {
     for (int i = 0; i < nslots_; i++) {
-        struct slot *s = &slots_[i];
-        if (s->pid <= 0 || s->old_pid > 0) continue;
-        int p[2];
-        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) continue;
-        int gen = s->gen + 1;
-        pid_t pid = spawn(cfg, i, gen, p[0], p[1]);
-        close(p[1]);
-        if (pid < 0) { close(p[0]); continue; }
-        int ok = wait_ready(p[0], READY_TIMEOUT_MS);
-        close(p[0]);
-        if (ok != 0) {
-            log_worker(LOG_ERROR, "new worker did not start; keeping the old one", i, pid, NULL, NULL);
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            metrics_shared_clear(i * 2 + (gen & 1));
-            continue;
-        }
-        if (s->ready_rd >= 0) { /* the one being replaced had not reported yet */
-            close(s->ready_rd);
-            s->ready_rd = -1;
-        }
-        s->old_pid = s->pid;
-        s->old_gen = s->gen;
-        s->pid = pid;
-        s->gen = gen;
-        s->ready = 1;
-        s->start_fails = 0;
-        s->started_ms = mono_ms();
-        kill(s->old_pid, WORKER_SIG_RETIRE); /* drain and stop accepting: the new one accepts */
-        log_worker(LOG_INFO, "worker replaced", i, pid, NULL, NULL);
-        reap();
+        if (slots_[i].pid != asker) continue;
+        log_worker(LOG_INFO, "worker asked for a successor (job limit)", i, asker, NULL, NULL);
+        replace_slot(cfg, i);
+        return;
     }
 }
 
@@ -444,6 +467,7 @@ int master_run(const struct config *cfg_in) {
     sigaddset(&sigs_, WORKER_SIG_DRAIN);
     sigaddset(&sigs_, WORKER_SIG_RETIRE);
     sigaddset(&sigs_, WORKER_SIG_STOP);
+    sigaddset(&sigs_, WORKER_SIG_REPLACE_ME);
     sigprocmask(SIG_BLOCK, &sigs_, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (master_preload_engine(cfg) != 0) {
@@ -483,6 +507,8 @@ int master_run(const struct config *cfg_in) {
             else begin_stop(0);
         } else if (sig == SIGHUP && !stopping_) {
             rolling_restart(cfg);
+        } else if (sig == WORKER_SIG_REPLACE_ME && !stopping_) {
+            replace_asker(cfg, si.si_pid);
         }
         reap();
         for (int i = 0; i < nslots_; i++) poll_ready(i);

@@ -10,6 +10,7 @@
 #include <http_parser.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "engines/registry.h"
 #include "base/err.h"
 #include "net/http.h"
+#include "net/httpc.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "server/status.h"
@@ -77,12 +79,19 @@ static void ip_release(struct conn *c) {
     free(e);
 }
 
+/* A draining worker exits once no connection is left and no job run is in
+ * progress (runs finish; a run still going at the drain timeout goes back
+ * to the queue at exit). */
+static int drained(struct worker *w) {
+    return w->api_env.draining && metrics.connections_active == 0 && api_jobs_running(w->api) == 0;
+}
+
 /* conn_set's hook: a connection was freed. */
 static void on_conn_closed(void *ctx, struct conn *c) {
     struct worker *w = ctx;
     ip_release(c);
     metrics.connections_active--;
-    if (w->api_env.draining && metrics.connections_active == 0) uv_stop(w->loop);
+    if (drained(w)) uv_stop(w->loop);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -170,6 +179,7 @@ static void close_idle_http(struct worker *w) {
 /* ---- process figures: descriptors counted a slice per iteration --------- */
 
 static void on_proc_idle(uv_idle_t *h);
+static void budget_figures(struct worker *w);
 
 static void proc_start(struct worker *w) {
     w->proc_busy = 1;
@@ -184,6 +194,7 @@ static void on_proc_idle(uv_idle_t *h) {
     w->proc_busy = 0;
     struct metrics_proc p = {.rss_bytes = metrics_rss_bytes(), .open_fds = w->proc_walk.open};
     metrics_proc_set(&p);
+    budget_figures(w);
     struct worker_proc_waiter *wt = w->proc_waiters;
     w->proc_waiters = w->proc_next;  /* they came during this count: the next one is theirs */
     w->proc_next = NULL;
@@ -283,15 +294,31 @@ static void adapt_window(struct worker *w) {
     metrics.adaptive_window_ms = cur;
 }
 
+/* The memory budgets' figures, for the metrics (each tick, and before a
+ * metrics answer). */
+static void budget_figures(struct worker *w) {
+    const struct budget *u = &w->upload_mem, *m = &w->message_mem;
+    metrics.mem_upload_bytes = budget_used(u);
+    metrics.mem_upload_peak = __atomic_load_n(&u->peak, __ATOMIC_RELAXED);
+    metrics.mem_upload_limit = u->limit;
+    metrics.mem_upload_refused = __atomic_load_n(&u->refused, __ATOMIC_RELAXED);
+    metrics.mem_message_bytes = budget_used(m);
+    metrics.mem_message_peak = __atomic_load_n(&m->peak, __ATOMIC_RELAXED);
+    metrics.mem_message_limit = m->limit;
+    metrics.mem_message_refused = __atomic_load_n(&m->refused, __ATOMIC_RELAXED);
+}
+
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     pool_figures(w);
     adapt_window(w);
+    budget_figures(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
     worker_proc_refresh(w, NULL);
     conn_check_timeouts(&w->conns);
     if (w->api_env.draining) close_idle_http(w);
+    if (drained(w)) uv_stop(w->loop);
     if (w->api_env.draining && uv_now(w->loop) >= w->drain_deadline_ms) {
         struct log_line *l = log_begin(LOG_WARN, "drain timeout");
         if (l) { log_u64(l, "connections", metrics.connections_active); log_end(l); }
@@ -312,8 +339,9 @@ static void start_drain(struct worker *w, const char *why, int close_listener) {
         w->listening = 0;
     }
     api_stream_shutdown(w->api, close_listener); /* sets w->api_env.draining */
+    api_jobs_drain(w->api);
     close_idle_http(w);
-    if (metrics.connections_active == 0) uv_stop(w->loop);
+    if (drained(w)) uv_stop(w->loop);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -371,23 +399,41 @@ static int bind_listener(struct worker *w, int fd) {
     return 0;
 }
 
+/* The job runner reached ASR_WORKER_MAX_JOBS: the master starts a successor
+ * and then retires this worker (docs/internals/workers.md, "Retiring after
+ * N jobs"). A stand-alone worker has no one to ask: it says so and goes on
+ * (taking no more runs). */
+static void want_replacement(void *ctx) {
+    struct worker *w = ctx;
+    if (w->under_master && getppid() > 1) {
+        kill(getppid(), WORKER_SIG_REPLACE_ME);
+        return;
+    }
+    struct log_line *l = log_begin(LOG_WARN, "job limit reached, but no master to start a successor");
+    if (l) log_end(l);
+}
+
 static void close_walk(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 static void routes_init(struct worker *w) {
     const struct http_route routes[] = {
-        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL},
-        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL},
+        {"/v1/transcribe", HTTP_POST, ROUTE_TRANSCRIBE, api_rest_transcribe, w->api, NULL, api_rest_check, 0},
+        {"/v1/transcribe/stream", HTTP_GET, ROUTE_STREAM, api_stream_upgrade, w->api, NULL, NULL, 0},
         {"/v1/audio/transcriptions", HTTP_POST, ROUTE_AUDIO_TRANSCRIPTIONS, api_openai_transcriptions, w->api,
-         api_openai_error_body},
+         api_openai_error_body, api_rest_check, 0},
         {"/v1/audio/translations", HTTP_POST, ROUTE_AUDIO_TRANSLATIONS, api_openai_translations, w->api,
-         api_openai_error_body},
-        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body},
-        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL},
-        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL},
-        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL},
-        {"/metrics/streaming", HTTP_GET, ROUTE_METRICS_STREAMING, status_metrics_streaming, w, NULL},
+         api_openai_error_body, NULL, 0},
+        {"/v1/models", HTTP_GET, ROUTE_MODELS, api_openai_models, w->api, api_openai_error_body, NULL, 0},
+        {"/v1/health", HTTP_GET, ROUTE_HEALTH, status_health, w, NULL, NULL, 0},
+        {"/v1/metrics", HTTP_GET, ROUTE_METRICS_JSON, status_metrics_json, w, NULL, NULL, 0},
+        {"/metrics", HTTP_GET, ROUTE_METRICS_PROM, status_metrics_prometheus, w, NULL, NULL, 0},
+        {"/v1/jobs", HTTP_POST, ROUTE_JOBS, api_jobs_submit, w->api, NULL, api_rest_check, 0},
+        {"/v1/jobs/", HTTP_GET, ROUTE_JOBS, api_jobs_get, w->api, NULL, NULL, 1},
+        {"/v1/jobs/", HTTP_DELETE, ROUTE_JOBS, api_jobs_delete, w->api, NULL, NULL, 1},
+        {"/v1/batches/", HTTP_GET, ROUTE_JOBS, api_jobs_batch, w->api, NULL, NULL, 1},
+        {"/metrics/streaming", HTTP_GET, ROUTE_METRICS_STREAMING, status_metrics_streaming, w, NULL, NULL, 0},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -397,6 +443,7 @@ static void routes_init(struct worker *w) {
         .n_routes = sizeof routes / sizeof routes[0],
         .max_header_bytes = c->max_header_bytes,
         .max_upload_bytes = c->max_upload_bytes,
+        .body_budget = &w->upload_mem,
         .handshake_timeout_ms = (uint64_t)c->handshake_timeout_s * 1000,
         .body_timeout_ms = (uint64_t)c->body_timeout_s * 1000,
     };
@@ -404,6 +451,15 @@ static void routes_init(struct worker *w) {
 
 int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     memset(w, 0, sizeof *w);
+    httpc_global_init(); /* before the inference pool's threads start */
+    /* Large buffers (request bodies, decoded blocks, long messages) come
+     * from mmap and go back to the kernel when freed. glibc's default moves
+     * the threshold up to the size of the largest block freed (up to 32 MiB),
+     * after which a 24 MB body was carved from the heap: realloc then copied
+     * it (two copies at once) and free kept the pages, so RSS passed the
+     * upload budget by half (docs/BENCHMARKS.md, "Memory in flight"). A
+     * fixed threshold turns that adjustment off. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     w->loop = loop;
     w->cfg = cfg;
     w->start_ms = util_wall_ms();
@@ -413,7 +469,11 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
     w->conns.send_timeout_ms = (uint64_t)cfg->send_timeout_s * 1000;
     w->conns.on_closed = on_conn_closed;
     w->conns.ctx = w;
-    w->api_env = (struct api_env){.loop = loop, .cfg = cfg};
+    budget_init(&w->upload_mem, cfg->upload_memory_bytes);
+    budget_init(&w->message_mem, cfg->message_memory_bytes);
+    w->api_env = (struct api_env){.loop = loop, .cfg = cfg, .upload_mem = &w->upload_mem,
+                                  .message_mem = &w->message_mem, .on_want_replacement = want_replacement,
+                                  .replacement_ctx = w};
     struct engine_cfg ecfg = {.loop = loop, .settings = cfg->engine_settings};
     const struct engine_ops *ops = engines_find(cfg->engine);
     if (!ops) {
@@ -463,6 +523,7 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
     uv_loop_configure(loop, UV_METRICS_IDLE_TIME); /* before the loop runs */
     int r = worker_init(w, cfg, loop);
     if (r != 0) return r;
+    w->under_master = boot != NULL;
     if ((r = bind_listener(w, boot ? boot->listen_fd : -1)) != 0) return r;
     uv_timer_init(w->loop, &w->tick);
     w->tick.data = w;
@@ -477,6 +538,7 @@ int worker_run(const struct config *cfg, const struct worker_boot *boot) {
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
+        signal(WORKER_SIG_REPLACE_ME, SIG_IGN); /* the master's to receive */
     } else {
         signal_watch(w, &w->sig_term, SIGTERM);
         signal_watch(w, &w->sig_int, SIGINT);

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "base/budget.h"
 #include "base/config.h"
 #include "base/metrics.h"
 #include "net/conn.h"
@@ -31,6 +32,10 @@ struct worker_proc_waiter {
 #define WORKER_SIG_DRAIN  SIGUSR1   /* shut down gracefully; also the parent-death signal */
 #define WORKER_SIG_RETIRE SIGUSR2   /* rolling restart: stop accepting (the successor does), drain */
 #define WORKER_SIG_STOP   SIGRTMIN  /* stop now: the master got a second SIGINT/SIGTERM */
+/* The other way: a worker asks the master for a successor (it finished
+ * ASR_WORKER_MAX_JOBS job runs); the master starts one on the same socket
+ * and then sends the asker WORKER_SIG_RETIRE, as in a rolling restart. */
+#define WORKER_SIG_REPLACE_ME (SIGRTMIN + 1)
 
 struct worker {
     uv_loop_t   *loop;               /* borrowed (uv_default_loop) */
@@ -39,6 +44,8 @@ struct worker {
     struct api_env api_env;          /* what the API layer gets; its draining flags */
     struct api  *api;                /* owned: the API context (api_create), freed at exit */
     struct http_server http;         /* routes and request limits */
+    struct budget upload_mem;        /* bodies and decoding of uploads in flight (ASR_UPLOAD_MEMORY_BYTES) */
+    struct budget message_mem;       /* partial WebSocket messages (ASR_MESSAGE_MEMORY_BYTES) */
     struct http_route routes[WORKER_ROUTES];
     struct pool *pool;               /* owned: a windowed engine's inference pool, or NULL */
     uv_tcp_t     listener;
@@ -47,6 +54,7 @@ struct worker {
     uv_timer_t   tick;               /* 1 s: rates, expiry, drain progress */
     uv_signal_t  sig_drain, sig_retire, sig_stop; /* WORKER_SIG_* */
     uv_signal_t  sig_term, sig_int;  /* stand-alone (no master) only: drain, then stop */
+    int          under_master;       /* forked by a master (WORKER_SIG_REPLACE_ME has someone to go to) */
     uint64_t     start_ms;           /* wall clock at start */
     int          listening;
     uint64_t     drain_deadline_ms;  /* loop time when drain gives up */

@@ -1,7 +1,8 @@
-/* fuzz_audio: audio_decode() (src/core/audio.h): Content-Type parsing, sniffing,
- * libsndfile over memory (WAV/RF64, FLAC, Ogg Vorbis/Opus, MP3), raw PCM
- * (audio/pcm, audio/L16, channels), mixing to mono and soxr resampling;
- * plus audio_resample().
+/* fuzz_audio: audio_decode() and the block decoder behind it
+ * (audio_decoder_open/read/input, src/core/audio.h): Content-Type parsing,
+ * sniffing, libsndfile over memory (WAV/RF64, FLAC, Ogg Vorbis/Opus, MP3),
+ * the RIFF chunk walk of the input report, raw PCM (audio/pcm, audio/L16,
+ * channels), mixing to mono and soxr resampling; plus audio_resample().
  *
  * Input: two flags bytes, then the body.
  * byte 0: the Content-Type, an index into TYPES below; 0xff = the type is
@@ -10,7 +11,9 @@
  * byte 1: bits 0-1 target rate (16000 as REST uses, 8000, 48000, 22050);
  *         bit 2 max_samples one second instead of one minute;
  *         bit 3 audio_resample() mode: the body is s16 samples, bits 4-6
- *         choose the input rate from RATES.
+ *         choose the input rate from RATES;
+ *         otherwise bits 4-6, when not 0, also decode the body block by
+ *         block (audio_decoder_read) in blocks of BLOCKS[bits - 1] samples.
  * max_samples: REST allows one hour at 16 kHz; the fuzzer uses one minute so
  * that an input cannot spend seconds resampling an hour of silence (the
  * limit logic is the same code either way).
@@ -20,7 +23,11 @@
  * samples, every sample readable; on failure *out is zeroed and errbuf
  * holds a message. Raw PCM at the target rate has an exact oracle: mono
  * comes back unchanged (little- or big-endian as declared), two channels
- * come back as their average rounded to nearest-even. */
+ * come back as their average rounded to nearest-even. Block by block gives
+ * the same samples, or fails with the same code, as the whole decode; the
+ * input report is consistent (a truncated file states a length, more than
+ * was decoded for FLAC; trailing bytes within the body; raw PCM states
+ * nothing and has nothing trailing; frames decoded whenever samples came). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +59,7 @@ static const char *const TYPES[] = {
 
 static const unsigned TARGETS[] = {16000, 8000, 48000, 22050};
 static const unsigned RATES[] = {16000, 8000, 22050, 44100, 48000, 1000, 384000, 11025};
+static const size_t BLOCKS[] = {1, 7, 160, 1000, 4096, 16000, 65536};
 
 static void fail(const char *what, int rc) { fuzz_fail("fuzz_audio: %s (rc %d)", what, rc); }
 
@@ -69,6 +77,51 @@ static void read_all(const struct audio_pcm *pcm) {
     int64_t s = 0;
     for (size_t i = 0; i < pcm->n; i++) s += pcm->samples[i];
     sink_ = s;
+}
+
+/* Decodes body in blocks of `block` samples and compares with the whole
+ * decode (rc_whole, whole); checks the input report. */
+static void check_blocks(const uint8_t *body, size_t size, const char *type, unsigned target, size_t max_samples,
+                         size_t block, int rc_whole, const struct audio_pcm *whole, int raw) {
+    struct audio_decoder *d;
+    char err[160];
+    int rc = audio_decoder_open(body, size, type, target, max_samples, &d, err, sizeof err);
+    if (rc != 0) {
+        if (d) fail("decoder: open failed but gave a decoder", rc);
+        if (rc != rc_whole) fail("decoder: open fails unlike audio_decode", rc);
+        return;
+    }
+    int16_t *buf = malloc(block * sizeof *buf);
+    size_t n = 0;
+    for (;;) {
+        size_t got;
+        rc = audio_decoder_read(d, buf, block, &got, err, sizeof err);
+        if (rc != 0) {
+            if (got) fail("decoder: samples with an error", rc);
+            break;
+        }
+        if (got > block) fail("decoder: more than asked", rc);
+        if (rc_whole == 0 && (n + got > whole->n || (got && memcmp(buf, whole->samples + n, got * 2) != 0)))
+            fail("decoder: blocks differ from the whole decode", rc);
+        n += got;
+        if (got < block) break;
+    }
+    if (rc != rc_whole) fail("decoder: ends unlike audio_decode", rc);
+    if (rc == 0) {
+        if (n != whole->n) fail("decoder: a different length than audio_decode", rc);
+        size_t again;
+        if (audio_decoder_read(d, buf, block, &again, err, sizeof err) != 0 || again) fail("decoder: more after the end", rc);
+        struct audio_input in;
+        audio_decoder_input(d, &in);
+        if (n && !in.decoded_frames) fail("input: samples but no frames decoded", rc);
+        if (in.truncated && !in.declared_frames) fail("input: truncated without a stated length", rc);
+        if (in.trailing_bytes > size) fail("input: more trailing bytes than the body", rc);
+        if (raw && (in.declared_frames || in.truncated || in.trailing_bytes)) fail("input: raw PCM states something", rc);
+        if (!raw && body[0] == 'f' && in.truncated && in.declared_frames <= in.decoded_frames)
+            fail("input: a truncated FLAC decoded all it states", rc);
+    }
+    free(buf);
+    audio_decoder_close(d);
 }
 
 static void check_resample(const uint8_t *d, size_t n, unsigned in_rate, unsigned out_rate) {
@@ -150,6 +203,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             else want = (int)lrint(((double)le16(p) + le16(p + 2)) / 2.0);
             if (out.samples[i] != want) fail("raw PCM: sample changed", rc);
         }
+    }
+    unsigned bsel = (f >> 4) & 7;
+    if (bsel) {
+        unsigned ti = t % N_TYPES;
+        int raw = t != 0xff && ti >= 7 && ti <= 13; /* the audio/pcm and audio/L16 rows of TYPES */
+        check_blocks(body, size, type, target, max_samples, BLOCKS[bsel - 1], rc, &out, raw);
     }
     audio_pcm_cleanup(&out);
     free(body);

@@ -23,6 +23,10 @@
  *   bit 3     small socket buffers: the server's writes go short
  *   bit 4     half-close after the last byte instead of settling
  *   bit 5     ASR_MOCK_ERROR_RATE=0.25 (MODEL_ERROR answers)
+ *   bit 6     the worker's message budget is 8 KiB (set on the worker's
+ *             budget directly: the setting allows no less than twice the
+ *             largest message), so a message reassembled from pieces past it
+ *             closes the connection 1013 (src/net/ws.c)
  *
  * Oracle (docs/API.md "What the server sends", "Sequence numbers", RFC 6455):
  * what the server sent after its 101 must be unmasked frames with no RSV
@@ -276,6 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned k = f0 >> 4;
     size_t piece = k ? (size_t)1 << (k - 1) : 0;
     fuzz_net_engine_error_rate((f1 & 0x20) ? 0.25 : 0);
+    if (f1 & 0x40) fuzz_net_worker()->message_mem.limit = 8192;
     const uint8_t *p = data;
     size_t n = size;
     if (f1 & 1) {

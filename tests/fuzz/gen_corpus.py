@@ -159,6 +159,28 @@ put("audio", "resample_16k_to_8k", bytes([0, 8 | 1 | (0 << 4)]) + SPEECH[:3200])
 put("audio", "resample_44k_to_16k", bytes([0, 8 | 0 | (3 << 4)]) + SPEECH[:3200])
 put("audio", "resample_1k_to_48k", bytes([0, 8 | 2 | (5 << 4)]) + SPEECH[:200])
 
+# Files that lie (the input report) and the block decoder (byte 1 bits 4-6:
+# blocks of 1, 7, 160, 1000, 4096, 16000 or 65536 samples).
+def wav_claiming(pcm, data_size, riff_size=None, tail=b""):
+    r = 36 + len(pcm) + len(tail) if riff_size is None else riff_size
+    return (b"RIFF" + struct.pack("<I", r) + b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+            + b"data" + struct.pack("<I", data_size) + pcm + tail)
+
+
+LIST_CHUNK = b"LIST" + struct.pack("<I", 18) + b"INFOISFT" + struct.pack("<I", 6) + b"asrd\0\0"
+put("audio", "wav_header_says_less", bytes([1, 3 << 4]) + wav_claiming(SPEECH[:3200], 800, 36 + 800))
+put("audio", "wav_header_says_less_riff_all", bytes([0, 4 << 4]) + wav_claiming(SPEECH[:3200], 800))
+put("audio", "wav_cut_in_half", bytes([1, 5 << 4]) + wav_claiming(SPEECH[:3200], 3200)[:44 + 1600])
+put("audio", "wav_list_after_data", bytes([1, 2 << 4]) + wav_claiming(SPEECH[:1600], 1600, tail=LIST_CHUNK))
+put("audio", "wav_garbage_after_data", bytes([6, 6 << 4]) + wav_claiming(SPEECH[:1600], 1600) + b"\x01" * 300)
+put("audio", "wav_empty_data_then_audio", bytes([1, 1 << 4]) + wav_claiming(SPEECH[:1600], 0))
+put("audio", "wav_size_unknown_blocks", bytes([1, 7 << 4]) + wav_claiming(SPEECH[:1600], 0xffffffff, 0xffffffff))
+fl = bytearray(AUDIO["flac_16k_mono.flac"])
+fl[22:26] = struct.pack(">I", struct.unpack(">I", bytes(fl[22:26]))[0] * 2)  # STREAMINFO: twice the samples
+put("audio", "flac_streaminfo_says_more", bytes([3, 5 << 4]) + bytes(fl))
+put("audio", "rf64_blocks", bytes([0, 6 << 4]) + AUDIO["rf64_16k.wav"])
+put("audio", "raw_pcm_blocks_44k_2ch", bytes([10, 2 << 4]) + SPEECH[:4000])
+
 # ---- fuzz_http ----------------------------------------------------------
 # byte 0: bits 0-3 write size (0 all, k: 2^(k-1)), bit 4 API keys and origins, bit 5 drain,
 # bit 6 half-close, bit 7 small socket buffers.
@@ -265,6 +287,25 @@ http("folded_header", b"GET /v1/health HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n")
 http("expect_continue", b"POST /v1/transcribe HTTP/1.1\r\nExpect: 100-continue\r\nContent-Type: audio/pcm; rate=16000\r\n"
      b"Content-Length: 2\r\n\r\n\0\0")
 
+# Expect: 100-continue answered 100 or refused at once; a request cut by the
+# client's half-close (bit 6) answered 400.
+http("expect_continue_404", b"POST /v1/nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nabcd")
+http("expect_continue_405", b"PUT /v1/transcribe HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nabcd")
+http("expect_continue_413", b"POST /v1/transcribe HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 999999999\r\n\r\n")
+http("expect_continue_401", b"POST /v1/transcribe HTTP/1.1\r\nExpect: 100-continue\r\nAuthorization: Bearer nope\r\n"
+     b"Content-Length: 4\r\n\r\nabcd", 0x10)
+http("expect_continue_key", b"POST /v1/transcribe HTTP/1.1\r\nExpect: 100-Continue\r\nX-API-Key: fuzzkey2\r\n"
+     b"Content-Type: audio/pcm; rate=16000\r\nContent-Length: 3200\r\n\r\n" + SPEECH[:3200], 0x10 | 0x04)
+http("expect_continue_chunked", b"POST /v1/transcribe HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n"
+     b"Content-Type: audio/pcm; rate=16000\r\n\r\n" + b"%x\r\n" % 1600 + SPEECH[:1600] + b"\r\n0\r\n\r\n")
+http("expect_http10", b"POST /v1/transcribe HTTP/1.0\r\nExpect: 100-continue\r\nContent-Type: audio/pcm; rate=16000\r\n"
+     b"Content-Length: 2\r\n\r\n\0\0")
+http("half_close_short_body", b"POST /v1/transcribe HTTP/1.1\r\nContent-Type: audio/pcm; rate=16000\r\n"
+     b"Content-Length: 3200\r\n\r\n" + SPEECH[:100], 0x40)
+http("half_close_in_head", b"POST /v1/transcribe HTTP/1.1\r\nContent-Ty", 0x40)
+http("half_close_chunked_no_last", b"POST /v1/transcribe HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"4\r\nabcd\r\n", 0x40 | 0x02)
+
 # ---- fuzz_ws ------------------------------------------------------------
 # byte 0: bits 0-1 rate (none, 8000, 32000, 48000), bit 2 together, bit 3 shed load,
 #         bits 4-7 write size; byte 1: bit 0 frame mode, bit 1 resume, bit 2 slow reader,
@@ -331,6 +372,12 @@ ws("slow_reader_speech", b"".join(rec(2, SPEECH[i:i + 640]) for i in range(0, 12
 ws("small_buffers_speech", b"".join(rec(2, SPEECH[i:i + 3200]) for i in range(0, 12800, 3200)) + rec(1, '{"type":"stop"}'),
    f1=1 | 8)
 ws("half_close", frame(2, SPEECH[:3200]), f1=16)
+# byte 1 bit 6: an 8 KiB message budget; messages in pieces past it close 1013
+ws("budget_fragments_1013", rec(1, '{"type":"audio_chunk","data":"' + "A" * 4000, fin=False)
+   + rec(0, "A" * 4000, fin=False) + rec(0, "A" * 4000 + '"}') + rec(1, '{"type":"stop"}'), f1=1 | 0x40)
+ws("budget_small_fragments_pass", rec(2, SPEECH[:1600], fin=False) + rec(0, SPEECH[1600:3200])
+   + rec(1, '{"type":"stop"}'), f1=1 | 0x40)
+ws("budget_split_frame_1013", frame(2, SPEECH[:3200] * 3) + frame(1, '{"type":"stop"}'), f0=10 << 4, f1=0x40)
 ws("frames_rate_limit_8k", rec(2, SPEECH[:1600], opt=15 << 4) + rec(1, '{"type":"stop"}'), f0=1, f1=1)
 ws("frames_rate_limit_json", rec(1, chunk_json(SPEECH[:3200]), opt=12 << 4) + rec(1, '{"type":"finalize"}'), f0=1, f1=1)
 ws("frames_backpressure", rec(2, SPEECH[:640], opt=10 << 4) + rec(9, "p") + rec(1, '{"type":"stop"}'), f1=1)
@@ -524,6 +571,32 @@ q = {
 }
 for name, (sel, url) in q.items():
     put("query", name, bytes([sel]) + url.encode())
+
+# ---- fuzz_jobreq -------------------------------------------------------
+# byte 0: bits 0-1 parser (0 JSON, 1 multipart, 2 option), bits 2-4 the
+# option's name or the multipart bound; multipart: Content-Type, '\n', body
+jr = {
+    "json_full": (0, '{"url":"https://a.example/x.wav","callback":"http://b/c","granularity":"segment",'
+                     '"hint":"go forward","endpointing_ms":400,"metadata":"m1"}'),
+    "json_url_only": (0, '{"url":"http://127.0.0.1:8000/a.wav"}'),
+    "json_unknown": (0, '{"url":"http://a/b","model":"x"}'),
+    "json_dup": (0, '{"url":"http://a/b","url":"http://a/c"}'),
+    "json_not_object": (0, '["http://a/b"]'),
+    "mp_two_files": (1 | 3 << 2, 'multipart/form-data; boundary=XyZ\n--XyZ\r\nContent-Disposition: form-data; '
+                     'name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\nRIFF1\r\n--XyZ\r\n'
+                     'Content-Disposition: form-data; name=file; filename="b.flac"\r\n\r\nfLaC2\r\n--XyZ\r\n'
+                     'Content-Disposition: form-data; name="callback"\r\n\r\nhttp://x/y\r\n--XyZ--\r\n'),
+    "mp_quoted_boundary": (1 | 1 << 2, 'multipart/form-data; charset=x; boundary="a b"\n--a b\r\n'
+                           'Content-Disposition: form-data; name="file"\r\n\r\ndata\r\n--a b--'),
+    "mp_no_end": (1, 'multipart/form-data; boundary=q\n--q\r\nContent-Disposition: form-data; name=a\r\n\r\nx'),
+    "opt_callback": (2 | 0 << 2, "https://hooks.example/asrd?x=1"),
+    "opt_granularity": (2 | 1 << 2, "segment"),
+    "opt_hint": (2 | 2 << 2, "go forward ten meters"),
+    "opt_endpointing": (2 | 3 << 2, "300"),
+    "opt_metadata": (2 | 4 << 2, "order 4712"),
+}
+for name, (sel, text) in jr.items():
+    put("jobreq", name, bytes([sel]) + text.encode())
 
 shutil.rmtree(TMP)
 for t in sorted(os.listdir(ROOT)):

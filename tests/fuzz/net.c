@@ -267,5 +267,11 @@ void fuzz_net_reset(void) {
     if (w->conns.conns || api_stream_count(w->api) != 0 || loop_->active_reqs.count || loop_->closing_handles)
         fuzz_fail("state left after the input: conns %p, sessions %zu, requests %u, closing handles %d",
                   (void *)w->conns.conns, api_stream_count(w->api), loop_->active_reqs.count, loop_->closing_handles != NULL);
+    /* Every byte charged to the memory budgets was given back with what held it. */
+    if (budget_used(&w->upload_mem) || budget_used(&w->message_mem))
+        fuzz_fail("memory budgets not given back: uploads %zu, messages %zu", budget_used(&w->upload_mem),
+                  budget_used(&w->message_mem));
+    w->upload_mem.limit = base_cfg_.upload_memory_bytes;
+    w->message_mem.limit = base_cfg_.message_memory_bytes;
     fuzz_cfg = base_cfg_;
 }

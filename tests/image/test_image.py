@@ -161,6 +161,27 @@ def test_rest_transcribes_an_espeak_wav(container):
 
 
 @pytest.mark.timeout(90)
+def test_job_and_openai_routes_in_the_image(container):
+    """The job queue on the image's private redis-server (the default store)
+    and the OpenAI-compatible route (GMime, libav in the runtime stage)."""
+    c = container(ASR_WORKERS=1)
+    wait_healthy(c)
+    wav = espeak_wav("a job for the container image")
+    r = requests.post(c.http + "/v1/jobs", data=wav, headers={"Content-Type": "audio/wav"}, timeout=30)
+    assert r.status_code == 202, (r.status_code, r.text[:500])
+    job_id = r.json()["id"]
+
+    def done():
+        j = requests.get(c.http + "/v1/jobs/" + job_id, timeout=5).json()
+        return j if j["status"] in ("completed", "error", "canceled") else None
+    j = h.poll(done, 30, 0.2, desc="the job ends")
+    assert j["status"] == "completed" and j["result"]["text"], j
+    r = requests.post(c.http + "/v1/audio/transcriptions", files={"file": ("a.wav", wav, "audio/wav")},
+                      data={"model": "whisper-1", "response_format": "json"}, timeout=30)
+    assert r.status_code == 200 and r.json()["text"], (r.status_code, r.text[:500])
+
+
+@pytest.mark.timeout(90)
 def test_podman_stop_drains_open_utterance(container):
     # One worker: with several, a worker without connections exits at once
     # on SIGTERM while its listening socket stays open in the master, so a

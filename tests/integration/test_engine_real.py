@@ -151,10 +151,12 @@ async def run_streams(url, n, pcm, stagger=0.05):
 
 
 def answer_latencies(timed):
-    """Per stream: the latency_ms.total of each partial that carried a window."""
+    """Per stream: the latency_ms.total of each partial that carried a window
+    (its buffer is the window's; the same partial may say server_busy for
+    the next window, which its own chunk would have started)."""
     out = []
     for t, m in timed:
-        if m["type"] == "partial" and m["latency_ms"]["buffer"] > 0 and not m.get("server_busy"):
+        if m["type"] == "partial" and m["latency_ms"]["buffer"] > 0:
             out.append(m["latency_ms"]["total"])
     return out
 
@@ -168,9 +170,10 @@ def p95(xs):
 @pytest.mark.timeout(240)
 def test_twenty_streams_share_a_small_pool_fairly(start_server):
     """20 real-time streams on mock-windowed with 2 pool threads, decodes
-    taking 0.08 s of thread time per second of audio, a window a second
-    starting 0.5 s before the committed words (about 1.7 times what 2 threads
-    can do):
+    taking 0.05 s of thread time per second of audio, a window a second
+    starting 0.5 s before the committed words (more than 2 threads can do,
+    while the finals alone leave room even when the host is busy and the
+    threads get less than their cores):
     every stream gets answers (none starved: per-stream p95 within 2x of the
     median stream's), the queue never passes its bound, windows are skipped
     with server_busy while overloaded, every final arrives, and a stream after
@@ -179,7 +182,7 @@ def test_twenty_streams_share_a_small_pool_fairly(start_server):
     # the stream after it would get no window in its 2 s of speech
     srv = start_server(ASR_ENGINE="mock-windowed", ASR_WORKERS=1, ASR_INFERENCE_THREADS=2,
                        ASR_INFERENCE_QUEUE_MAX=16, ASR_WINDOW_MS=1000, ASR_WINDOW_OVERLAP_MS=500,
-                       ASR_MOCK_RTF=0.08, ASR_MOCK_LATENCY_MS=5, ASR_ADAPTIVE_WINDOW=0)
+                       ASR_MOCK_RTF=0.05, ASR_MOCK_LATENCY_MS=5, ASR_ADAPTIVE_WINDOW=0)
     pcm = h.speech_pcm() * 3
     depth = []
     stop = False

@@ -250,6 +250,18 @@ def test_feedback_without_library(start_server):
     assert "ASR_REFERENCE_DIR" in doc["error"]["message"]
 
 
+def test_feedback_not_with_callback(start_server):
+    """POST /v1/transcribe?callback= is a job, whose result has no reading
+    feedback: an expected text with it is refused, not ignored."""
+    srv = start_server()
+    body = open(h.gen_path("speech16k.wav"), "rb").read()
+    for extra in ({"expected_text": "go forward"}, {"reference_id": "lesson-1"}):
+        r = requests.post(srv.http + "/v1/transcribe" + q(callback="http://127.0.0.1:9/hook", **extra), data=body,
+                          headers={"Content-Type": "audio/wav"}, timeout=30)
+        doc = h.assert_json_error(r, 400, "BAD_REQUEST")
+        assert "callback" in doc["error"]["message"]
+
+
 def test_feedback_text_word_bound(start_server):
     """An expected text of more than 1000 words is refused, though within
     ASR_EXPECTED_TEXT_MAX_BYTES: at the upgrade, in a config message and on

@@ -527,3 +527,162 @@ TEST(audio_rate_supported_values) {
     ASSERT_EQ_INT(audio_rate_supported(0), 0);
     audio_pcm_cleanup(NULL);
 }
+
+/* ---- the block decoder and its input report ------------------------------ */
+
+/* Decodes with audio_decoder_read in blocks of `block` samples; returns the
+ * samples (caller frees) and the report. */
+static int16_t *decode_blocks(const void *d, size_t len, const char *ct, size_t block, size_t *n,
+                              struct audio_input *in, int *rc_out) {
+    struct audio_decoder *dec;
+    char err[200];
+    *n = 0;
+    *rc_out = audio_decoder_open(d, len, ct, 16000, BIG, &dec, err, sizeof err);
+    if (*rc_out != 0) return NULL;
+    int16_t *all = NULL;
+    for (;;) {
+        int16_t *nb = realloc(all, (*n + block) * sizeof *all);
+        ASSERT(nb != NULL);
+        all = nb;
+        size_t got;
+        int rc = audio_decoder_read(dec, all + *n, block, &got, err, sizeof err);
+        if (rc != 0) {
+            ASSERT(err[0] != '\0');
+            ASSERT_EQ_INT(got, 0);
+            size_t again;
+            ASSERT_EQ_INT(audio_decoder_read(dec, all, block, &again, err, sizeof err), rc); /* stays failed */
+            *rc_out = rc;
+            break;
+        }
+        *n += got;
+        if (got < block) {
+            ASSERT_EQ_INT(audio_decoder_read(dec, all, block, &got, err, sizeof err), 0);
+            ASSERT_EQ_INT(got, 0); /* the end stays the end */
+            break;
+        }
+    }
+    audio_decoder_input(dec, in);
+    audio_decoder_close(dec);
+    return all;
+}
+
+/* Block by block gives exactly what the whole-file decode gives, for every
+ * block size, with and without resampling, for each container. */
+TEST(audio_decoder_blocks_equal_whole) {
+    size_t len;
+    float *x = sine(44100, 44100 * 3 / 2, 440, 0.5, 2, 3);
+    uint8_t *files[3];
+    size_t lens[3];
+    files[0] = encode(SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2, 44100, x, 44100 * 3 / 2, &lens[0]);
+    files[1] = encode(SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 2, 44100, x, 44100 * 3 / 2, &lens[1]);
+    int16_t raw[16000];
+    for (int i = 0; i < 16000; i++) raw[i] = (int16_t)(i * 13);
+    files[2] = (uint8_t *)raw;
+    lens[2] = sizeof raw;
+    const char *cts[3] = {NULL, NULL, "audio/pcm; rate=16000"};
+    static const size_t blocks[] = {1, 333, 4096, 16000, 100000};
+    for (int f = 0; f < 3; f++) {
+        struct audio_pcm whole;
+        ASSERT_EQ_INT(decode(files[f], lens[f], cts[f], 16000, BIG, &whole), 0);
+        for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+            size_t n;
+            struct audio_input in;
+            int rc;
+            int16_t *s = decode_blocks(files[f], lens[f], cts[f], blocks[b], &n, &in, &rc);
+            ASSERT_EQ_INT(rc, 0);
+            ASSERT_EQ_INT(n, whole.n);
+            ASSERT(memcmp(s, whole.samples, n * 2) == 0);
+            ASSERT_EQ_INT(in.truncated, 0);
+            ASSERT_EQ_INT(in.trailing_bytes, 0);
+            ASSERT_EQ_INT(in.decoded_frames, f == 2 ? 16000 : 44100 * 3 / 2);
+            ASSERT_EQ_INT(in.declared_frames, f == 2 ? 0 : 44100 * 3 / 2);
+            free(s);
+        }
+        audio_pcm_cleanup(&whole);
+    }
+    free(files[0]);
+    free(files[1]);
+    free(x);
+    (void)len;
+}
+
+/* Files that lie: what the header states against what the bytes hold. */
+TEST(audio_decoder_reports_truncated_and_trailing) {
+    static int16_t x[16000 * 4];
+    for (size_t i = 0; i < sizeof x / 2; i++) x[i] = (int16_t)((i * 37) % 20000 - 10000);
+    size_t len, n;
+    struct audio_input in;
+    int rc;
+    /* a header that says 1 s, 3 s more behind it (RIFF size says 1 s too) */
+    uint8_t *w = wav_s16(x, 16000 * 4, 1, 16000, 36 + 32000, 32000, &len);
+    free(decode_blocks(w, len, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_EQ_INT(n, 16000);
+    ASSERT_EQ_INT(in.declared_frames, 16000);
+    ASSERT_EQ_INT(in.truncated, 0);
+    ASSERT_EQ_INT(in.trailing_bytes, 3 * 32000);
+    free(w);
+    /* the same with a RIFF size that covers everything: the bytes after the
+     * data chunk are no chunk either */
+    w = wav_s16(x, 16000 * 4, 1, 16000, 36 + 4 * 32000, 32000, &len);
+    free(decode_blocks(w, len, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(in.trailing_bytes, 3 * 32000);
+    free(w);
+    /* a header that says 4 s, cut after 2 s */
+    w = wav_s16(x, 16000 * 4, 1, 16000, 36 + 4 * 32000, 4 * 32000, &len);
+    free(decode_blocks(w, 44 + 2 * 32000, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_EQ_INT(n, 32000);
+    ASSERT_EQ_INT(in.truncated, 1);
+    ASSERT_EQ_INT(in.declared_frames, 64000);
+    ASSERT_EQ_INT(in.decoded_frames, 32000);
+    ASSERT_EQ_INT(in.trailing_bytes, 0);
+    /* whole, with a LIST chunk after the data: the file's own, nothing trails */
+    uint8_t *wl = malloc(len + 26);
+    ASSERT(wl != NULL);
+    memcpy(wl, w, len);
+    memcpy(wl + len, "LIST\x12\x00\x00\x00INFOISFT\x06\x00\x00\x00asrd\x00\x00", 26);
+    wl[4] = (uint8_t)((36 + 4 * 32000 + 26) & 0xff);
+    wl[5] = (uint8_t)(((36 + 4 * 32000 + 26) >> 8) & 0xff);
+    wl[6] = (uint8_t)(((36 + 4 * 32000 + 26) >> 16) & 0xff);
+    free(decode_blocks(wl, len + 26, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_EQ_INT(n, 64000);
+    ASSERT_EQ_INT(in.truncated, 0);
+    ASSERT_EQ_INT(in.trailing_bytes, 0);
+    /* ... and garbage after it */
+    memset(wl + len, 1, 26);
+    free(decode_blocks(wl, len + 26, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(in.trailing_bytes, 26);
+    free(wl);
+    free(w);
+    /* a streaming writer's "size unknown" (0xFFFFFFFF): all of it, nothing claimed */
+    w = wav_s16(x, 16000, 1, 16000, 0xffffffffu, 0xffffffffu, &len);
+    free(decode_blocks(w, len, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_EQ_INT(n, 16000);
+    ASSERT_EQ_INT(in.declared_frames, 0); /* the header states no length */
+    ASSERT_EQ_INT(in.truncated, 0);
+    ASSERT_EQ_INT(in.trailing_bytes, 0);
+    free(w);
+    /* an empty data chunk with audio behind it: no samples, and the message says why */
+    w = wav_s16(x, 16000, 1, 16000, 36, 0, &len);
+    struct audio_pcm p;
+    char err[200];
+    ASSERT_EQ_INT(audio_decode(w, len, NULL, 16000, BIG, &p, err, sizeof err), ASR_E_INVALID_AUDIO);
+    ASSERT(strstr(err, "32000 bytes follow") != NULL);
+    free(w);
+    /* a FLAC whose STREAMINFO states more samples than its frames hold */
+    float *f = sine(16000, 16000, 440, 0.5, 1, 1);
+    uint8_t *fl = encode(SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 1, 16000, f, 16000, &len);
+    ASSERT(memcmp(fl, "fLaC", 4) == 0 && fl[22] == 0 && fl[23] == 0 && fl[24] == 0x3e && fl[25] == 0x80);
+    fl[24] = 0x7d; /* total samples 16000 -> 32000 (0x3e80 -> 0x7d00) */
+    fl[25] = 0x00;
+    free(decode_blocks(fl, len, NULL, 4096, &n, &in, &rc));
+    ASSERT_EQ_INT(rc, 0);
+    ASSERT_EQ_INT(in.declared_frames, 32000);
+    ASSERT_EQ_INT(in.decoded_frames, 16000);
+    ASSERT_EQ_INT(in.truncated, 1);
+    free(fl);
+    free(f);
+}

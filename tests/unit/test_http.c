@@ -78,16 +78,41 @@ static void h_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     upgraded_++;
 }
 
+static char seen_[64];                /* h_item: the method and path it got */
+
+static void h_item(void *ctx, struct http_conn *hc, struct http_req *req) {
+    size_t pl;
+    const char *p = http_path(req, &pl);
+    snprintf(seen_, sizeof seen_, "%s %s %.*s", (const char *)ctx, http_method_str((enum http_method)req->method),
+             (int)pl, p);
+    http_respond(hc, 200, "text/plain", "item", 4, NULL);
+}
+
 static int shaped_body(struct buf *out, int status, const char *code, const char *msg) {
     return buf_printf(out, "{\"shaped\":%d,\"c\":\"%s\"}", status, code);
 }
 
+/* The route check of /guarded: a request without "Key: k" is refused. */
+static int checks_;
+static int check_key(void *ctx, const struct http_req *req, const char **msg) {
+    (void)ctx;
+    checks_++;
+    const char *k = http_header(req, "key", NULL);
+    if (k && strcmp(k, "k") == 0) return 0;
+    *msg = "no key";
+    return ASR_E_UNAUTHORIZED;
+}
+
 static const struct http_route routes[] = {
-    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body},
-    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL},
-    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL},
-    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL},
-    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL},
+    {"/shaped", HTTP_POST, ROUTE_OTHER, h_sync, NULL, shaped_body, NULL, 0},
+    {"/sync", HTTP_GET, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/post", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, NULL, 0},
+    {"/guarded", HTTP_POST, ROUTE_OTHER, h_sync, NULL, NULL, check_key, 0},
+    {"/async", HTTP_GET, ROUTE_OTHER, h_async, NULL, NULL, NULL, 0},
+    {"/up", HTTP_GET, ROUTE_OTHER, h_upgrade, NULL, NULL, NULL, 0},
+    {"/items", HTTP_POST, ROUTE_OTHER, h_item, "exact", NULL, NULL, 0},
+    {"/items/", HTTP_GET, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
+    {"/items/", HTTP_DELETE, ROUTE_OTHER, h_item, "prefix", shaped_body, NULL, 1},
 };
 
 static struct http_server srv = {
@@ -109,6 +134,7 @@ static struct conn *start(int *peer) {
     np_init();
     held_ = NULL;
     upgraded_ = 0;
+    checks_ = 0;
     return open_http(peer);
 }
 
@@ -379,5 +405,234 @@ TEST(http_drain_closes_only_an_idle_connection_that_served) {
     ASSERT_EQ_INT(conn_state(c2), CONN_LAST_WRITE);
     np_pump(3);
     ASSERT_EQ_INT(np_closed_, 2);
+    close(peer);
+}
+
+/* A prefix route serves every path under it; the exact route of the
+ * collection is not one of them, and a method no route of the matching
+ * kind has is a 405 listing that kind's methods, in that kind's error shape. */
+TEST(http_prefix_routes) {
+    int peer;
+    start(&peer);
+    char buf[4096];
+    np_send(peer, "GET /items/abc/result HTTP/1.1\r\n\r\n", strlen("GET /items/abc/result HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix GET /items/abc/result");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "DELETE /items/abc HTTP/1.1\r\n\r\n", strlen("DELETE /items/abc HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
+    np_recv(peer, buf, sizeof buf, NULL);
+    np_send(peer, "POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    ASSERT_STR_EQ(seen_, "exact POST /items");
+    np_recv(peer, buf, sizeof buf, NULL);
+    seen_[0] = 0;
+    np_send(peer, "GET /items HTTP/1.1\r\n\r\n", strlen("GET /items HTTP/1.1\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: POST\r\n") != NULL);
+    ASSERT(strstr(buf, "\"shaped\"") == NULL); /* the exact route's error shape, not the prefix's */
+    np_send(peer, "POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", strlen("POST /items/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
+    ASSERT(strstr(buf, "Allow: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(buf, "{\"shaped\":405") != NULL); /* a prefix route's error_body serves its paths */
+    np_send(peer, "GET /items/ HTTP/1.1\r\n\r\n", strlen("GET /items/ HTTP/1.1\r\n\r\n")); /* the prefix alone is no item */
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strstr(buf, "HTTP/1.1 404") != NULL);
+    ASSERT_EQ_INT(seen_[0], 0);
+    close(peer);
+}
+
+/* ---- Expect: 100-continue, the body budget, the half-close --------------------- */
+
+/* The route takes the body: "100 Continue" goes out as soon as the head is
+ * in, before any of the body was sent; the answer follows the body. */
+TEST(http_expect_continue_is_answered_100) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    np_send(peer, "POST /guarded HTTP/1.1\r\nKey: k\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n", strlen("POST /guarded HTTP/1.1\r\nKey: k\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n"));
+    np_pump(3);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_BODY);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 100 Continue\r\nX-Request-Id: ", 37) == 0);
+    ASSERT_EQ_INT(count(buf, "\r\n\r\n"), 1); /* the interim head only */
+    ASSERT_EQ_INT(checks_, 1);
+    np_send(peer, "abcde", strlen("abcde"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_IDLE);
+    /* HTTP/1.0 and a request without a body: no 100 */
+    np_send(peer, "POST /post HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", strlen("POST /post HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT_EQ_INT(count(buf, "100 Continue"), 0);
+    close(peer);
+}
+
+/* Refused on its head: the final status at once, no 100, the body never
+ * read; the connection closes after the client's EOF (it lingers). */
+static void expect_refused(const char *req, const char *status, const char *extra) {
+    int peer;
+    int closed = np_closed_;
+    struct conn *c = open_http(&peer);
+    char buf[4096];
+    int eof;
+    np_send(peer, req, strlen(req));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    if (strncmp(buf, status, strlen(status)) != 0) TEST_FAIL_("got %s", buf);
+    ASSERT_EQ_INT(count(buf, "100 Continue"), 0);
+    ASSERT(strstr(buf, "Connection: close") != NULL);
+    if (extra) ASSERT(strstr(buf, extra) != NULL);
+    ASSERT(!eof);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN); /* lingering: reads, discards */
+    np_send(peer, "body bytes that are not a request", strlen("body bytes that are not a request"));
+    np_pump(2);
+    ASSERT_EQ_INT(np_recv(peer, buf, sizeof buf, &eof), 0);
+    ASSERT(!eof);
+    shutdown(peer, SHUT_WR);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(eof);
+    ASSERT_EQ_INT(np_closed_, closed + 1);
+    close(peer);
+}
+
+TEST(http_expect_continue_refused_at_once) {
+    int peer0;
+    start(&peer0); /* the loop; each case opens a connection of its own */
+    expect_refused("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                   "HTTP/1.1 404 Not Found", "NOT_FOUND");
+    expect_refused("PUT /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                   "HTTP/1.1 405 Method Not Allowed", "Allow: POST");
+    expect_refused("POST /guarded HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   "HTTP/1.1 401 Unauthorized", "no key");
+    ASSERT_EQ_INT(checks_, 1);
+    expect_refused("POST /post HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
+                   "HTTP/1.1 413 Payload Too Large", "PAYLOAD_TOO_LARGE");
+    close(peer0);
+}
+
+/* A lingering connection whose client neither stops nor closes is closed
+ * after HTTP_LINGER_MS of silence. */
+TEST(http_linger_ends_on_silence) {
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[4096];
+    int eof;
+    np_send(peer, "POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", strlen("POST /nowhere HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT_EQ_INT(conn_state(c), CONN_OPEN);
+    wait_ms(HTTP_LINGER_MS + 200);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(eof);
+    ASSERT_EQ_INT(np_closed_, 1);
+    close(peer);
+}
+
+/* Bodies are charged to the body budget as they arrive (exactly their
+ * Content-Length), given back once answered; a Content-Length over what is
+ * left is 503 with Retry-After before the body is sent, and so is a chunked
+ * body that grows past it. */
+TEST(http_body_budget) {
+    struct budget bud;
+    budget_init(&bud, 10000);
+    srv.body_budget = &bud;
+    int peer;
+    struct conn *c = start(&peer);
+    char buf[8192];
+    int eof;
+    np_send(peer, "POST /async HTTP/1.1\r\nContent-Length: 6000\r\n\r\n", strlen("POST /async HTTP/1.1\r\nContent-Length: 6000\r\n\r\n"));
+    np_pump(2);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    char body[6000];
+    memset(body, 'b', sizeof body);
+    np_send(peer, body, 3000);
+    np_pump(2);
+    ASSERT_EQ_INT(budget_used(&bud), 4096);
+    np_send(peer, body, 3000);
+    np_pump(2);
+    np_recv(peer, buf, sizeof buf, NULL);
+    if (!strstr(buf, "405")) TEST_FAIL_("got %s", buf);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    close(peer);
+
+    c = open_http(&peer);
+    np_send(peer, "POST /post HTTP/1.1\r\nContent-Length: 6000\r\n\r\n", strlen("POST /post HTTP/1.1\r\nContent-Length: 6000\r\n\r\n"));
+    np_send(peer, body, 6000);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, NULL);
+    ASSERT(strncmp(buf, "HTTP/1.1 200 OK", 15) == 0);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    ASSERT_EQ_INT(bud.peak, 6001);
+    /* another body holds 6000: this Content-Length does not fit */
+    ASSERT_EQ_INT(budget_try_charge(&bud, 6000), 0);
+    np_send(peer, "POST /post HTTP/1.1\r\nContent-Length: 4000\r\n\r\n", strlen("POST /post HTTP/1.1\r\nContent-Length: 4000\r\n\r\n"));
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 503 Service Unavailable", 32) == 0);
+    ASSERT(strstr(buf, "Retry-After: 1\r\n") != NULL);
+    ASSERT(strstr(buf, "SERVER_BUSY") != NULL);
+    ASSERT_EQ_INT(bud.refused, 1);
+    ASSERT_EQ_INT(http_state(hc_of(c)), HTTP_ST_DONE);
+    close(peer);
+
+    c = open_http(&peer);
+    np_send(peer, "POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n", strlen("POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n"));
+    np_send(peer, body, 4096);
+    np_pump(3);
+    np_recv(peer, buf, sizeof buf, &eof);
+    ASSERT(strncmp(buf, "HTTP/1.1 503 Service Unavailable", 32) == 0);
+    ASSERT_EQ_INT(budget_used(&bud), 6000);
+    budget_release(&bud, 6000);
+    close(peer);
+    srv.body_budget = NULL;
+}
+
+/* The client's half-close before its request is complete: answered 400,
+ * then closed; before any request: closed silently. */
+TEST(http_half_close_mid_request_is_a_400) {
+    static const char *const cut[] = {
+        "POST /post HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly this",
+        "POST /post HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n",
+        "GET /sync HTTP/1.1\r\nHost: x\r\n",
+    };
+    static const char *const why[] = {"Content-Length", "last chunk", "request head"};
+    np_init();
+    for (int i = 0; i < 3; i++) {
+        int peer;
+        struct conn *c = open_http(&peer);
+        char buf[4096];
+        int eof;
+        np_send(peer, cut[i], strlen(cut[i]));
+        np_pump(2);
+        shutdown(peer, SHUT_WR);
+        np_pump(3);
+        np_recv(peer, buf, sizeof buf, &eof);
+        ASSERT(strncmp(buf, "HTTP/1.1 400 Bad Request", 24) == 0);
+        ASSERT(strstr(buf, "request incomplete") != NULL);
+        ASSERT(strstr(buf, why[i]) != NULL);
+        ASSERT(strstr(buf, "Connection: close") != NULL);
+        ASSERT(eof);
+        (void)c;
+        close(peer);
+    }
+    int peer;
+    open_http(&peer);
+    char buf[256];
+    int eof;
+    shutdown(peer, SHUT_WR);
+    np_pump(3);
+    ASSERT_EQ_INT(np_recv(peer, buf, sizeof buf, &eof), 0);
+    ASSERT(eof);
     close(peer);
 }

@@ -2,6 +2,7 @@
 #include <sched.h>
 #include "test.h"
 
+#include "base/budget.h"
 #include "base/err.h"
 #include "base/util.h"
 
@@ -110,4 +111,56 @@ TEST(util_utf8_valid_edges) {
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         ASSERT_EQ_INT(util_utf8_valid(v[i].s, strlen(v[i].s)), v[i].ok);
+}
+
+/* A budget refuses a charge past its limit (nothing charged, counted),
+ * releases give it back, the peak stays; no limit means none. */
+TEST(util_budget_charges_refuses_and_releases) {
+    struct budget b;
+    budget_init(&b, 1000);
+    ASSERT_EQ_INT(budget_try_charge(&b, 600), 0);
+    ASSERT_EQ_INT(budget_try_charge(&b, 401), ASR_EAGAIN);
+    ASSERT_EQ_INT(b.refused, 1);
+    ASSERT_EQ_INT(budget_used(&b), 600);
+    ASSERT_EQ_INT(budget_left(&b), 400);
+    ASSERT_EQ_INT(budget_try_charge(&b, 400), 0);
+    ASSERT_EQ_INT(budget_left(&b), 0);
+    budget_release(&b, 1000);
+    ASSERT_EQ_INT(budget_used(&b), 0);
+    ASSERT_EQ_INT(b.peak, 1000);
+    ASSERT_EQ_INT(budget_try_charge(&b, (size_t)-1), ASR_EAGAIN);
+    ASSERT_EQ_INT(budget_try_charge(NULL, 12345), 0);
+    struct budget open;
+    budget_init(&open, 0);
+    ASSERT_EQ_INT(budget_try_charge(&open, (size_t)1 << 40), 0);
+    ASSERT_EQ_INT(budget_left(&open), (long long)SIZE_MAX);
+}
+
+/* A buffer bound to a budget keeps its capacity charged: growth past the
+ * budget fails with ASR_EAGAIN and leaves the buffer as it was; the charge
+ * moves with the struct and buf_cleanup gives it all back. */
+TEST(util_buf_charges_its_budget) {
+    struct budget bud;
+    budget_init(&bud, 4096);
+    struct buf b;
+    buf_init(&b, 0);
+    buf_set_budget(&b, &bud);
+    ASSERT_EQ_INT(buf_append(&b, "abc", 3), 0);
+    ASSERT_EQ_INT(budget_used(&bud), b.cap);
+    ASSERT_EQ_INT(buf_reserve_exact(&b, 1000), 0);
+    ASSERT_EQ_INT(b.cap, 1004);
+    ASSERT_EQ_INT(budget_used(&bud), 1004);
+    char big[5000];
+    memset(big, 'x', sizeof big);
+    ASSERT_EQ_INT(buf_append(&b, big, sizeof big), ASR_EAGAIN);
+    ASSERT_EQ_INT(b.len, 3);
+    ASSERT_EQ_INT(b.cap, 1004);
+    ASSERT_EQ_INT(bud.refused, 1);
+    struct buf moved = b; /* adopted by value, as a request body is */
+    buf_init(&b, 0);
+    ASSERT_EQ_INT(budget_used(&bud), 1004);
+    buf_cleanup(&moved);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    buf_cleanup(&b);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
 }

@@ -73,9 +73,12 @@ static void nothing_read(struct conn *c, const char *p, size_t n) {
 }
 static const struct conn_handler before_ws = {.on_read = nothing_read};
 
+static struct budget *budget_; /* the message budget of the next start(), NULL = none */
+
 static struct ws_conn *start(int *peer) {
-    static const struct ws_limits lim = {
+    struct ws_limits lim = {
         .max_message_bytes = 65536, .max_queue_bytes = 262144, .max_queue_msgs = 256, .slow_client_threshold = 10,
+        .msg_budget = budget_,
     };
     np_init();
     binaries_ = closed_ = sent_code_ = rcvd_code_ = 0;
@@ -350,4 +353,76 @@ TEST(ws_no_pings_when_off) {
     ASSERT_EQ_INT(np_closed_, 0);
     close(peer);
     run_ms(20);
+}
+/* A masked client frame of any length, FIN as given. */
+static void send_frame_any(int fd, int opcode, int fin, const uint8_t *payload, size_t n, int pieces) {
+    static uint8_t f[10 + 4 + 70000];
+    size_t h = 2;
+    ASSERT(n <= 70000);
+    f[0] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+    if (n < 126) {
+        f[1] = (uint8_t)(0x80 | n);
+    } else if (n <= 0xffff) {
+        f[1] = 0x80 | 126;
+        f[2] = (uint8_t)(n >> 8);
+        f[3] = (uint8_t)n;
+        h = 4;
+    } else {
+        f[1] = 0x80 | 127;
+        for (int i = 0; i < 8; i++) f[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        h = 10;
+    }
+    memset(f + h, 0, 4); /* a zero mask: the payload as it is */
+    memcpy(f + h + 4, payload, n);
+    size_t all = h + 4 + n, step = all / (size_t)pieces + 1;
+    for (size_t off = 0; off < all; off += step) { /* each piece in a read of its own */
+        np_send(fd, f + off, off + step < all ? step : all - off);
+        np_pump(1);
+    }
+}
+
+/* Messages that come in pieces are charged to the message budget while they
+ * are open, exactly their size when one frame holds them, and given back
+ * when complete; one that cannot grow in it is dropped and the connection
+ * closed 1013 at once (the budget given back when it is freed). */
+TEST(ws_message_budget) {
+    static uint8_t payload[60000];
+    memset(payload, 'p', sizeof payload);
+    struct budget bud;
+    budget_init(&bud, 50000);
+    budget_ = &bud;
+    int peer;
+    struct ws_conn *ws = start(&peer);
+    /* one frame of 40,000 bytes in two reads: 40,001 charged, then none */
+    send_frame_any(peer, 0x2, 1, payload, 40000, 2);
+    ASSERT_EQ_INT(ws_state(ws), WS_ST_OPEN);
+    np_pump(3);
+    ASSERT_EQ_INT(binaries_, 1);
+    ASSERT_EQ_INT(bud.peak, 40001);
+    ASSERT_EQ_INT(budget_used(&bud), 0);
+    /* fragments of an unfinished message: held, charged */
+    send_frame_any(peer, 0x2, 0, payload, 10000, 1);
+    np_pump(2);
+    ASSERT_EQ_INT(ws->msg_state, WS_MSG_KEEP);
+    ASSERT_GE_INT(budget_used(&bud), 10000);
+    /* another holder takes the rest: the next fragment cannot grow */
+    size_t other = 50000 - budget_used(&bud) - 100;
+    ASSERT_EQ_INT(budget_try_charge(&bud, other), 0);
+    send_frame_any(peer, 0x0, 0, payload, 10000, 1);
+    np_pump(3);
+    uint8_t buf[4096];
+    size_t len;
+    int code = 0, eof;
+    long at = read_until_close(peer, buf, sizeof buf, &len, &code, &eof);
+    ASSERT(at >= 0);
+    ASSERT_EQ_INT(code, 1013);
+    ASSERT(memmem(buf, len, "server busy", 11) != NULL);
+    ASSERT_EQ_INT(bud.refused, 1);
+    np_pump(3);
+    ASSERT_EQ_INT(closed_, 1);
+    ASSERT_EQ_INT(sent_code_, 1013);
+    ASSERT_EQ_INT(budget_used(&bud), other);
+    budget_release(&bud, other);
+    budget_ = NULL;
+    close(peer);
 }

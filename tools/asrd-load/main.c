@@ -2,7 +2,8 @@
  *
  * The wiring: options (opts.h), audio (clips.h), the run (runner.h) of the
  * chosen scenario (scenario.h) on its driver (streams.h, rest.h), and the
- * report (report.h). Only loopback targets are accepted. */
+ * report (report.h); the jobs scenario has its own options and run (jobs.h).
+ * Only loopback targets are accepted. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <sodium.h>
@@ -11,6 +12,7 @@
 #include <uv.h>
 
 #include "clips.h"
+#include "jobs.h"
 #include "opts.h"
 #include "report.h"
 #include "runner.h"
@@ -45,6 +47,7 @@ static void raise_nofile(const struct load_cfg *cfg) {
 }
 
 int main(int argc, char **argv) {
+    if (jobs_scenario_wanted(argc, argv)) return jobs_scenario_main(argc, argv); /* jobs.c */
     struct load_cfg cfg;
     struct clips clips;
     opts_parse(&cfg, argc, argv);

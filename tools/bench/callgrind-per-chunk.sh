@@ -18,7 +18,11 @@ rm -f "$out".*
 env ASR_HOST=127.0.0.1 ASR_PORT="$port" ASR_WORKERS=1 ASR_LOG_LEVEL=warn "$@" \
     valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out.%p" build/release/asrd 2>/dev/null &
 vp=$!
-sleep 6
+# valgrind starts slowly: wait for the worker to answer (up to a minute)
+for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
 build/release/asrd-load --url "ws://127.0.0.1:$port" --scenario sustained --sessions 20 --duration 10 \
     --ramp 1 --json "$out.load.json" >/dev/null 2>&1
 sleep 1
