@@ -16,7 +16,7 @@ PKGS      := libuv jansson libsodium hiredis sndfile soxr nettle libcrypto libcu
              libavformat libavcodec libswresample libavutil
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lwslay \
-              -lwebrtc_audio_processing -lstdc++ -lm -lpthread
+              -lwebrtc_audio_processing -lunistring -lstdc++ -lm -lpthread
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=gnu11 -g -DASRD_VERSION=\"0.1.0\" $(WARN) -Isrc $(PKG_CFLAGS)
 

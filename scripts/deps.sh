@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 RUN_PKGS="build-essential pkg-config
 libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsodium-dev
 libhiredis-dev libwebrtc-audio-processing-dev libsndfile1-dev libsoxr-dev
-nettle-dev libssl-dev libcurl4-openssl-dev redis-server libgmime-3.0-dev
+nettle-dev libssl-dev libunistring-dev libcurl4-openssl-dev redis-server libgmime-3.0-dev
 libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
 libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us"
 TEST_PKGS="clang libclang-rt-14-dev clang-format valgrind espeak-ng sox

@@ -40,6 +40,8 @@ struct api_env {
     const struct config *cfg;       /* borrowed, process lifetime */
     struct pool         *pool;      /* borrowed: the inference pool of a windowed engine, or NULL */
     const struct engine_ops *engine;/* borrowed: the loaded engine's table */
+    unsigned window_ms;             /* the adaptive window new sessions get (set by the server each
+                                       second); 0 = ASR_WINDOW_MS */
     struct budget       *upload_mem;  /* borrowed: uploads' bodies and decoding in flight (NULL = no bound) */
     struct budget       *message_mem; /* borrowed: partial WebSocket messages (NULL = no bound) */
     int      draining;              /* shutdown or rolling restart began: no new sessions */

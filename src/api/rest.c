@@ -6,7 +6,9 @@
  * short, bytes after the audio) or, at the first part of the audio the
  * engine fails on or refuses, with an error naming that part. With
  * ?callback= it is a job instead (docs/API.md "POST /v1/transcribe?callback="),
- * answered at once. */
+ * answered at once. With an expected text (expected_text or reference_id:
+ * docs/API.md "Reading feedback") the answer also has the finals' words
+ * against it, and the text goes to the engine as its hint. */
 #include "api/api_int.h"
 
 #include <http_parser.h>
@@ -15,10 +17,13 @@
 #include <string.h>
 
 #include "api/auth.h"
+#include "api/reference.h"
 #include "api/transcribe.h"
+#include "api/wire.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "core/feedback.h"
 
 /* One request: the transcription (api/transcribe.h) and the answer it
  * builds. Freed when answered (on_end) or when the client goes (abort). */
@@ -27,10 +32,12 @@ struct rest_req {
     struct transcription *tx;     /* the transcription; it frees itself after on_end */
     struct transcript answer;     /* its segments so far */
     char   request_id[64];        /* for the log line of a lying file */
+    struct buf expected;          /* owned: reading feedback's expected text (empty: none) */
 };
 
 static void req_free(struct rest_req *r) {
     transcript_cleanup(&r->answer);
+    buf_cleanup(&r->expected);
     free(r);
 }
 
@@ -61,6 +68,32 @@ static void respond_failure(struct rest_req *r, const struct transcribe_end *e) 
     else
         respond_and_forget(r, 500, OOM_BODY, sizeof OOM_BODY - 1, NULL);
     buf_cleanup(&body);
+}
+
+/* Reading feedback of an upload (docs/API.md "Reading feedback"): every
+ * final's words against the expected text, as the verification at the
+ * end of a stream: word_feedback, score and counts appended to the body's
+ * open object. 0 or ASR_ENOMEM. */
+static int put_feedback(struct rest_req *r, struct buf *b) {
+    struct fb_text *t = NULL;
+    const char *why;
+    struct fb_session *f = NULL;
+    struct fb_entry *e = NULL;
+    const struct buf *heard = &r->answer.text;
+    int rc = fb_text_parse(r->expected.data, r->expected.len, FB_TEXT_MAX_WORDS, &t, &why);
+    if (rc == 0 && !(f = fb_create(t, 0))) rc = ASR_ENOMEM;
+    if (rc == 0 && !(e = calloc(fb_text_count(t), sizeof *e))) rc = ASR_ENOMEM;
+    if (rc == 0) rc = fb_evaluate_text(f, heard->data ? heard->data : "", heard->len, 1, e);
+    if (rc == 0) {
+        struct fb_view v = {.text = t, .e = e, .n = fb_text_count(t)};
+        wire_put_score(b, &v);
+        buf_puts(b, ",\"word_feedback\":");
+        wire_put_feedback(b, &v);
+    }
+    free(e);
+    fb_destroy(f);
+    fb_text_destroy(t);
+    return rc == 0 ? 0 : ASR_ENOMEM;
 }
 
 static void rest_segment(void *ctx, const struct sess_final *f) {
@@ -99,7 +132,13 @@ static void rest_end(void *ctx, const struct transcribe_end *e) {
         struct buf b;
         buf_init(&b, 0);
         if (e->has_input) note_input(r, &e->input);
-        if (transcript_json(&r->answer, e, &b) == 0) {
+        int bad = transcript_json(&r->answer, e, &b) != 0;
+        if (!bad && r->expected.len) {
+            b.len--; /* reopen the object */
+            bad |= put_feedback(r, &b);
+            bad |= buf_puts(&b, "}");
+        }
+        if (!bad) {
             respond_and_forget(r, 200, b.data, b.len, NULL);
         } else {
             metrics.rest_failed[RFAIL_INTERNAL]++;
@@ -126,6 +165,18 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
     struct api_env *env = ((struct api *)ctx)->env;
     char cb[8];
     if (http_query(req, "callback", cb, sizeof cb) != -1) { /* present: a job (a too long value included) */
+        char x[8];
+        if (http_query(req, "expected_text", x, sizeof x) != -1 || http_query(req, "reference_id", x, sizeof x) != -1) {
+            if (auth_check_key(env->cfg, req) != 0) {
+                http_respond_err(hc, ASR_E_UNAUTHORIZED, NULL);
+                return;
+            }
+            http_respond_error(hc, 400, "BAD_REQUEST",
+                               "expected_text and reference_id are not taken with callback: reading feedback is "
+                               "answered on the request itself",
+                               NULL);
+            return;
+        }
         api_jobs_shorthand(ctx, hc, req);
         return;
     }
@@ -138,11 +189,23 @@ void api_rest_transcribe(void *ctx, struct http_conn *hc, struct http_req *req) 
         http_respond_error(hc, 400, "BAD_REQUEST", "empty body: send an audio file", NULL);
         return;
     }
+    struct buf expected;
+    buf_init(&expected, 0);
+    const char *code, *why;
+    int status = reference_from_query(env->cfg, req, &expected, &code, &why);
+    if (status != 0) {
+        http_respond_error(hc, status, code, why, NULL);
+        return;
+    }
+    if (expected.len) metrics.feedback_rest++;
     struct rest_req *r = xcalloc(1, sizeof *r);
     r->hc = hc;
+    r->expected = expected;                 /* adopt */
     snprintf(r->request_id, sizeof r->request_id, "%s", req->request_id);
     transcript_init(&r->answer, 0);
     struct transcribe_opts opts = {.content_type = http_header(req, "content-type", NULL),
+                                   .hint = expected.len ? expected.data : NULL, /* the engine may use it */
+                                   .hint_len = expected.len,
                                    .request_id = req->request_id};
     size_t len = req->body.len;
     int rc = transcribe_start(env, &req->body, 0, len, &opts, &rest_sink, r, &r->tx);

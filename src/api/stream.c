@@ -17,6 +17,7 @@
 
 #include "api/api_int.h"
 #include "api/auth.h"
+#include "api/reference.h"
 #include "api/wire.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -137,6 +138,14 @@ static void on_error(void *ctx, int err, int has_seq, uint64_t seq, const char *
     send_out(st, 0);
 }
 
+/* The verification of a reading session, after its last final (docs/API.md
+ * "Reading feedback"). */
+static void on_verification(void *ctx, const struct sess_verification *v) {
+    struct stream *st = ctx;
+    wire_encode_verification(&st->api->out, v, util_wall_ms());
+    send_out(st, 0);
+}
+
 /* The session has answered everything after its stop or drain (ENDING,
  * DRAINING): the close goes out behind the answers. */
 static void on_done(void *ctx) {
@@ -157,6 +166,7 @@ static void on_pending_low(void *ctx) {
 static const struct sess_sink sink = {
     .on_speech_started = on_speech_started, .on_partial = on_partial, .on_final = on_final,
     .on_error = on_error, .on_done = on_done, .on_pending_low = on_pending_low,
+    .on_verification = on_verification,
 };
 
 /* ---- the end of a stream ----------------------------------------------------------- */
@@ -355,6 +365,26 @@ static void ws_on_binary(void *ctx, const uint8_t *p, size_t n) {
     after_chunk(st);
 }
 
+/* A config message: the expected text of reading feedback, inline or from
+ * the reference library, before any audio (docs/API.md "Reading
+ * feedback"). Answered with a `config` message, or INVALID_MESSAGE. */
+static void stream_config(struct stream *st, const struct wire_client_msg *m) {
+    struct buf t;
+    buf_init(&t, 0);
+    const char *code, *why;
+    int status = reference_expected_text(cfg_of(st), m->is_reference ? NULL : m->text, m->text_len,
+                                         m->is_reference ? m->text : NULL, m->text_len, &t, &code, &why);
+    if (status != 0) {
+        sess_invalid_message(st->sess, why);
+    } else if (sess_set_expected(st->sess, t.data ? t.data : "", t.len, &why) != 0) {
+        sess_invalid_message(st->sess, why);
+    } else {
+        wire_encode_config(&st->api->out, sess_expected_words(st->sess));
+        send_out(st, 0);
+    }
+    buf_cleanup(&t);
+}
+
 static void ws_on_text(void *ctx, const uint8_t *p, size_t n) {
     struct stream *st = ctx;
     uint64_t now_ns = util_now_ns();
@@ -370,7 +400,13 @@ static void ws_on_text(void *ctx, const uint8_t *p, size_t n) {
         after_chunk(st);
         break;
     case WIRE_STOP:
-        stream_end(st, END_STOP, 1000, "");
+        /* the client's stop: with an expected text, a verification follows
+         * the last final (sess_stop_verify) */
+        if (st->state == STREAM_ATTACHED && begin_end(st, STREAM_ENDING, END_STOP, 1000, "") == 0)
+            sess_stop_verify(st->sess);
+        break;
+    case WIRE_CONFIG:
+        stream_config(st, &m);
         break;
     case WIRE_FINALIZE:
         if (sess_state(st->sess) == SESS_ACTIVE) sess_finalize(st->sess);
@@ -404,6 +440,7 @@ static void send_session_message(struct stream *st, int resumed) {
         .idle_timeout_s = c->idle_timeout_s,
         .resume_timeout_s = c->resume_timeout_s,
         .endpointing_ms = c->endpointing_ms,
+        .expected_words = sess_expected_words(st->sess),
     };
     wire_encode_session(&st->api->out, &s);
     send_out(st, 0);
@@ -499,9 +536,10 @@ static void sess_cfg_for(const struct api_env *env, struct sess_cfg *scfg, unsig
         .engine_rate = sess_rate_for(rate, env->engine ? env->engine->sample_rate : 0),
         .pool = env->pool,
         .final_class = POOL_FINAL,
-        .window_ms = (unsigned)c->window_ms,
+        .window_ms = env->window_ms ? env->window_ms : (unsigned)c->window_ms, /* the adaptive window */
         .window_overlap_ms = (unsigned)c->window_overlap_ms,
         .max_utterance_ms = (unsigned)c->max_utterance_ms,
+        .verify_max_ms = (unsigned)c->verify_max_audio_ms,
         .max_chunk_bytes = c->max_chunk_bytes,
         .rate_bytes_per_sec = config_audio_rate(c, rate),
         .max_pending_chunks = c->max_pending_chunks,
@@ -590,8 +628,22 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
         refuse(hc, 400, "BAD_REQUEST", "encoding must be pcm_s16le", NULL);
         return;
     }
+    /* reading feedback: an expected text for a new session */
+    struct buf expected;
+    buf_init(&expected, 0);
+    const char *ecode, *ewhy;
+    int estatus = reference_from_query(c, req, &expected, &ecode, &ewhy);
+    if (estatus != 0) {
+        refuse(hc, estatus, ecode, ewhy, NULL);
+        return;
+    }
     char sid[80];
     r = http_query(req, "session_id", sid, sizeof sid);
+    if ((r >= 0 || r == -2) && expected.len) {
+        buf_cleanup(&expected);
+        refuse(hc, 400, "BAD_REQUEST", "expected_text and reference_id are for new sessions, not a resume", NULL);
+        return;
+    }
     struct pending_upgrade *pu = xcalloc(1, sizeof *pu);
     pu->api = api;
     pu->hc = hc;
@@ -638,13 +690,17 @@ void api_stream_upgrade(void *ctx, struct http_conn *hc, struct http_req *req) {
     }
     if (api_stream_count(api) >= (size_t)c->max_sessions_per_worker) {
         free(pu);
+        buf_cleanup(&expected);
         metrics.sessions_refused++;
         refuse(hc, 503, "SESSION_LIMIT", "session limit reached", "Retry-After: 1\r\n");
         return;
     }
     struct sess_cfg scfg;
     sess_cfg_for(api->env, &scfg, rate ? (unsigned)rate : 16000);
+    scfg.expected = expected.len ? expected.data : NULL;
+    scfg.expected_len = expected.len;
     struct stream *st = stream_create(api, sess_create(&scfg));
+    buf_cleanup(&expected);
     if (!st) {
         free(pu);
         refuse(hc, 500, "INTERNAL", "could not create a session", NULL);

@@ -172,6 +172,25 @@ static int decode_audio(json_t *msg, const char *span, size_t span_len, struct b
     return 0;
 }
 
+/* {"type":"config","expected_text":"..."} or {"type":"config","reference_id":"..."}
+ * (docs/API.md "Reading feedback"). */
+static int decode_config(json_t *msg, struct buf *scratch, struct wire_client_msg *out) {
+    json_t *t = json_object_get(msg, "expected_text"), *r = json_object_get(msg, "reference_id");
+    if (t && r) return invalid(out, "config takes expected_text or reference_id, not both");
+    if (!t && !r) return invalid(out, "config needs \"expected_text\" or \"reference_id\"");
+    json_t *v = t ? t : r;
+    if (!json_is_string(v)) return invalid(out, t ? "\"expected_text\" must be a string" : "\"reference_id\" must be a string");
+    size_t len = json_string_length(v);
+    buf_reset(scratch);
+    if (buf_append(scratch, json_string_value(v), len) != 0 || buf_append(scratch, "", 1) != 0)
+        return invalid(out, "config text too large");
+    out->type = WIRE_CONFIG;
+    out->text = scratch->data;
+    out->text_len = len;
+    out->is_reference = r != NULL;
+    return 0;
+}
+
 int wire_decode_client_msg(const uint8_t *p, size_t n, struct buf *scratch, struct wire_client_msg *out) {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -201,6 +220,7 @@ int wire_decode_client_msg(const uint8_t *p, size_t n, struct buf *scratch, stru
         } else if (strcmp(type, "stop") == 0) { out->type = WIRE_STOP; r = 0; }
         else if (strcmp(type, "finalize") == 0) { out->type = WIRE_FINALIZE; r = 0; }
         else if (strcmp(type, "keepalive") == 0) { out->type = WIRE_KEEPALIVE; r = 0; }
+        else if (strcmp(type, "config") == 0) r = decode_config(msg, scratch, out);
         else r = invalid(out, "unknown message type");
     }
     json_decref(msg);
@@ -221,6 +241,69 @@ void wire_encode_session(struct buf *out, const struct wire_session *s) {
                s->sample_rate, s->resumed ? "true" : "false", (unsigned long long)s->last_sequence,
                s->max_chunk_bytes, s->max_message_bytes, s->max_audio_rate, s->idle_timeout_s,
                s->resume_timeout_s, s->endpointing_ms);
+    if (s->expected_words) {
+        out->len--; /* reopen the object */
+        buf_printf(out, ",\"expected_words\":%zu}", s->expected_words);
+    }
+}
+
+void wire_put_feedback(struct buf *b, const struct fb_view *v) {
+    buf_puts(b, "[");
+    for (size_t i = 0; i < v->n; i++) {
+        size_t wl;
+        const char *w = fb_text_word(v->text, i, &wl);
+        buf_puts(b, i ? ",{\"word\":" : "{\"word\":");
+        buf_json_str(b, w, wl);
+        buf_puts(b, ",\"status\":\"");
+        buf_puts(b, fb_status_name((enum fb_status)v->e[i].status));
+        buf_puts(b, "\"");
+        if (v->e[i].heard) {
+            buf_puts(b, ",\"heard\":");
+            buf_json_str(b, v->e[i].heard, v->e[i].heard_len);
+        }
+        buf_puts(b, "}");
+    }
+    buf_puts(b, "]");
+}
+
+void wire_put_score(struct buf *b, const struct fb_view *v) {
+    size_t c[FB__N];
+    double score = fb_score(v, c);
+    buf_puts(b, ",\"score\":");
+    buf_put_fixed3(b, score);
+    buf_printf(b, ",\"counts\":{\"correct\":%zu,\"minor_mistake\":%zu,\"wrong\":%zu,\"missing\":%zu,\"pending\":%zu}",
+               c[FB_CORRECT], c[FB_MINOR], c[FB_WRONG], c[FB_MISSING], c[FB_PENDING]);
+}
+
+void wire_encode_verification(struct buf *out, const struct sess_verification *v, uint64_t now_ms) {
+    buf_reset(out);
+    if (v->status != 0) {
+        const char *code = v->status == ASR_E_TOO_LARGE ? "AUDIO_TOO_LONG" : asr_err_code(v->status);
+        const char *why = v->status == ASR_E_SERVER_BUSY ? "the verification was refused: the server is loaded"
+                          : v->status == ASR_E_TOO_LARGE ? "the session's audio is longer than the verification takes"
+                          : v->status == ASR_E_MODEL_ERROR ? "the engine failed on the session's audio"
+                                                           : "the verification could not be made";
+        buf_puts(out, "{\"type\":\"verification_error\",\"code\":");
+        buf_json_str(out, code, strlen(code));
+        buf_printf(out, ",\"message\":\"%s; send the recording to POST /v1/transcribe with the same expected_text "
+                        "(or reference_id) for the same word_feedback and score\",\"fallback\":\"POST /v1/transcribe\""
+                        ",\"timestamp\":%llu}",
+                   why, (unsigned long long)now_ms);
+        return;
+    }
+    buf_puts(out, "{\"type\":\"verification\"");
+    wire_put_score(out, v->feedback);
+    buf_puts(out, ",\"text\":");
+    buf_json_str(out, v->text ? v->text : "", v->len);
+    buf_printf(out, ",\"audio_ms\":%llu,\"timestamp\":%llu,\"word_feedback\":", (unsigned long long)v->audio_ms,
+               (unsigned long long)now_ms);
+    wire_put_feedback(out, v->feedback);
+    buf_puts(out, "}");
+}
+
+void wire_encode_config(struct buf *out, size_t expected_words) {
+    buf_reset(out);
+    buf_printf(out, "{\"type\":\"config\",\"expected_words\":%zu}", expected_words);
 }
 
 void wire_encode_partial(struct buf *out, const struct sess_partial *p, uint64_t now_ms) {
@@ -244,7 +327,12 @@ void wire_encode_partial(struct buf *out, const struct sess_partial *p, uint64_t
     buf_put_fixed3(out, p->lat.inference_ms);
     buf_puts(out, ",\"total\":");
     buf_put_fixed3(out, p->lat.total_ms);
-    buf_puts(out, "}}");
+    buf_puts(out, "}");
+    if (p->feedback) {
+        buf_puts(out, ",\"word_feedback\":");
+        wire_put_feedback(out, p->feedback);
+    }
+    buf_puts(out, "}");
 }
 
 void wire_put_words(struct buf *b, const struct engine_word *w, size_t n) {
@@ -274,6 +362,10 @@ void wire_encode_final(struct buf *out, const struct sess_final *f, uint64_t now
     if (f->n_words) {
         buf_puts(out, ",\"words\":");
         wire_put_words(out, f->words, f->n_words);
+    }
+    if (f->feedback) {
+        buf_puts(out, ",\"word_feedback\":");
+        wire_put_feedback(out, f->feedback);
     }
     buf_puts(out, "}");
 }

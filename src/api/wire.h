@@ -15,7 +15,7 @@
 
 /* ---- client -> server ------------------------------------------------------ */
 
-enum wire_client_type { WIRE_AUDIO_CHUNK = 1, WIRE_STOP, WIRE_FINALIZE, WIRE_KEEPALIVE };
+enum wire_client_type { WIRE_AUDIO_CHUNK = 1, WIRE_STOP, WIRE_FINALIZE, WIRE_KEEPALIVE, WIRE_CONFIG };
 
 struct wire_client_msg {
     enum wire_client_type type;
@@ -24,6 +24,10 @@ struct wire_client_msg {
     const uint8_t *audio;        /* WIRE_AUDIO_CHUNK: PCM bytes in scratch (borrowed) */
     size_t      audio_len;
     int         audio_err;       /* ASR_E_INVALID_AUDIO when data is not valid base64 */
+    const char *text;            /* WIRE_CONFIG: expected_text or reference_id, UTF-8 in scratch
+                                    (borrowed; NUL-terminated, no NUL inside) */
+    size_t      text_len;
+    int         is_reference;    /* WIRE_CONFIG: text is a reference_id, not the expected text */
     const char *why;             /* on ASR_E_INVALID_MESSAGE: static reason */
 };
 
@@ -32,8 +36,9 @@ struct wire_client_msg {
  * allocation once grown; during the call it also holds a copy of a long
  * message for jansson, so it grows to the largest message seen). On
  * ASR_E_INVALID_MESSAGE (not JSON, not an object, no or unknown type, wrong
- * field types, audio_chunk without data, negative sequence), out->why says
- * why. A bad base64 payload is not an invalid message: it is returned as
+ * field types, audio_chunk without data, negative sequence, config with
+ * neither or both of expected_text and reference_id), out->why says why.
+ * A config's string is copied into scratch (out->text). A bad base64 payload is not an invalid message: it is returned as
  * WIRE_AUDIO_CHUNK with audio_err set, so the chunk still gets its sequence
  * number and an INVALID_AUDIO answer. */
 int wire_decode_client_msg(const uint8_t *p, size_t n, struct buf *scratch, struct wire_client_msg *out);
@@ -58,6 +63,7 @@ struct wire_session {
     int         idle_timeout_s;
     int         resume_timeout_s;
     int         endpointing_ms;
+    size_t      expected_words;  /* reading feedback: words of the expected text (0 = none: omitted) */
 };
 void wire_encode_session(struct buf *out, const struct wire_session *s);
 
@@ -73,6 +79,21 @@ void wire_encode_final(struct buf *out, const struct sess_final *f, uint64_t now
 /* Appends words as a JSON array of {"word","start_ms","end_ms"[,"confidence"]}
  * (docs/API.md "final"); REST segments use it too. */
 void wire_put_words(struct buf *out, const struct engine_word *w, size_t n);
+
+/* Appends reading feedback as a JSON array, one object per expected word:
+ * {"word","status"[,"heard"]} (docs/API.md "Reading feedback"). */
+void wire_put_feedback(struct buf *out, const struct fb_view *v);
+/* Appends ,"score":..,"counts":{..} for a feedback view (the score is the
+ * share of correct words). */
+void wire_put_score(struct buf *out, const struct fb_view *v);
+
+/* `verification` at the end of a reading session, or
+ * `verification_error` when there is none (v->status != 0), which tells
+ * the client to send its recording to POST /v1/transcribe. */
+void wire_encode_verification(struct buf *out, const struct sess_verification *v, uint64_t now_ms);
+
+/* `config`: the answer to a config message, the expected text's word count. */
+void wire_encode_config(struct buf *out, size_t expected_words);
 
 /* `speech_started`: voice activity begins offset_ms into the session. */
 void wire_encode_speech_started(struct buf *out, uint64_t seq, uint64_t offset_ms, uint64_t now_ms);

@@ -76,6 +76,24 @@ static const struct config_opt opts[] = {
      "words' end minus this much"},
     {"ASR_MAX_UTTERANCE_MS", OPT_INT, F(max_utterance_ms), "30000", 0, 600000, NULL, 0,
      "an utterance this long ends with a final and the next speech begins another; 0 = no limit"},
+    {"ASR_ADAPTIVE_WINDOW", OPT_INT, F(adaptive_window), "1", 0, 1, NULL, 0,
+     "windowed engines: 1 = new sessions get the adaptive window (starts at ASR_WINDOW_MS, moves by 500 ms "
+     "between ASR_WINDOW_MIN_MS and ASR_WINDOW_MAX_MS with the mean stream latency); 0 = always ASR_WINDOW_MS"},
+    {"ASR_ADAPTIVE_LATENCY_HIGH_MS", OPT_INT, F(adaptive_latency_high_ms), "800", 1, 600000, NULL, 0,
+     "adaptive window: a mean stream latency above this makes the window 500 ms longer"},
+    {"ASR_ADAPTIVE_LATENCY_LOW_MS", OPT_INT, F(adaptive_latency_low_ms), "300", 0, 600000, NULL, 0,
+     "adaptive window: a mean stream latency below this makes the window 500 ms shorter"},
+    {"ASR_WINDOW_MIN_MS", OPT_INT, F(window_min_ms), "1000", 100, 60000, NULL, 0,
+     "adaptive window: the shortest it gets"},
+    {"ASR_WINDOW_MAX_MS", OPT_INT, F(window_max_ms), "5000", 100, 60000, NULL, 0,
+     "adaptive window: the longest it gets"},
+    {"ASR_EXPECTED_TEXT_MAX_BYTES", OPT_SIZE, F(expected_text_max_bytes), "4096", 16, 65536, NULL, 0,
+     "reading feedback: largest expected text (query parameter, config message, reference file), bytes of UTF-8"},
+    {"ASR_REFERENCE_DIR", OPT_STR, F(reference_dir), "", 0, 0, NULL, 0,
+     "reading feedback: a directory of expected texts, one UTF-8 file <id>.txt per reference_id; empty = none"},
+    {"ASR_VERIFY_MAX_AUDIO_MS", OPT_INT, F(verify_max_audio_ms), "120000", 0, 600000, NULL, 0,
+     "reading feedback, windowed engines: session audio kept for the verification decode at stop (longer "
+     "sessions get verification_error AUDIO_TOO_LONG); 0 = the verification aligns the session's finals"},
     {"ASR_VAD_FRAME_MS", OPT_CHOICE, F(vad_frame_ms), "30", 0, 0, "10|20|30", 0,
      "VAD frame length, ms"},
     {"ASR_VAD_MODE", OPT_INT, F(vad_mode), "2", 0, 3, NULL, 0,
@@ -354,6 +372,16 @@ int config_load_from(struct config *cfg, const char *(*get)(const char *name), c
     if (cfg->token_secret[0] && strlen(cfg->token_secret) < 16) {
         snprintf(err, errlen, "ASR_TOKEN_SECRET: %zu bytes is too short, allowed 16..255 bytes (or empty)",
                  strlen(cfg->token_secret));
+        return ASR_EINVAL;
+    }
+    if (cfg->adaptive_latency_low_ms >= cfg->adaptive_latency_high_ms) {
+        snprintf(err, errlen, "ASR_ADAPTIVE_LATENCY_LOW_MS: %d is not below ASR_ADAPTIVE_LATENCY_HIGH_MS (%d)",
+                 cfg->adaptive_latency_low_ms, cfg->adaptive_latency_high_ms);
+        return ASR_EINVAL;
+    }
+    if (cfg->window_min_ms > cfg->window_max_ms) {
+        snprintf(err, errlen, "ASR_WINDOW_MIN_MS: %d is above ASR_WINDOW_MAX_MS (%d)", cfg->window_min_ms,
+                 cfg->window_max_ms);
         return ASR_EINVAL;
     }
     if (cfg->upload_memory_bytes && cfg->upload_memory_bytes < cfg->max_upload_bytes + CONFIG_UPLOAD_DECODE_BYTES) {

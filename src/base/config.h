@@ -46,6 +46,16 @@ struct config {
     int      window_ms;                /* ASR_WINDOW_MS: new utterance audio per partial window */
     int      window_overlap_ms;        /* ASR_WINDOW_OVERLAP_MS: 0 = windows from the utterance start */
     int      max_utterance_ms;         /* ASR_MAX_UTTERANCE_MS: longer utterances end with a final */
+    /* adaptive window (docs/internals/reading-feedback.md, "Adaptive window") */
+    int      adaptive_window;          /* ASR_ADAPTIVE_WINDOW: 1 = new sessions get the adaptive window */
+    int      adaptive_latency_high_ms; /* ASR_ADAPTIVE_LATENCY_HIGH_MS: mean latency above it: +500 ms */
+    int      adaptive_latency_low_ms;  /* ASR_ADAPTIVE_LATENCY_LOW_MS: below it: -500 ms */
+    int      window_min_ms;            /* ASR_WINDOW_MIN_MS: the adaptive window's floor */
+    int      window_max_ms;            /* ASR_WINDOW_MAX_MS: its ceiling */
+    /* reading feedback */
+    size_t   expected_text_max_bytes;  /* ASR_EXPECTED_TEXT_MAX_BYTES: largest expected text */
+    char     reference_dir[512];       /* ASR_REFERENCE_DIR: <id>.txt files; "" = no library */
+    int      verify_max_audio_ms;      /* ASR_VERIFY_MAX_AUDIO_MS: audio kept for the verification decode */
     /* VAD */
     int      vad_frame_ms;             /* ASR_VAD_FRAME_MS: 10, 20, 30 (an int choice) */
     int      vad_mode;                 /* ASR_VAD_MODE: 0..3 */

@@ -35,7 +35,7 @@ static const char *const err_names[MERR__N] = {"INVALID_MESSAGE", "INVALID_AUDIO
 static const char *const route_names[ROUTE__N] = {"transcribe", "stream", "health",
                                                   "metrics_json", "metrics_prom", "audio_transcriptions",
                                                   "audio_translations", "models", "auth_token", "web", "other",
-                                                  "jobs"};
+                                                  "jobs", "metrics_streaming"};
 static const char *const hook_names[HOOK__N] = {"delivered", "retried", "rejected", "gave_up", "dropped"};
 static const char *const fetch_names[FETCH__N] = {"ok", "refused", "too_large", "http_error", "failed"};
 static const char *const openai_refusal_names[OREF__N] = {"form", "params", "audio"};
@@ -45,16 +45,57 @@ static const char *const rest_fail_names[RFAIL__N] = {"model_error", "engine_bus
                                                         "aborted"};
 static const char *const end_names[END__N] = {"stop", "idle", "expired", "slow_client",
                                               "policy", "too_big", "shutdown", "error", "moved", "evicted"};
+static const char *const verify_names[METRIC_VERIFY__N] = {"ok", "server_busy", "failed", "too_long"};
 
 /* Per-second rates: a ring of samples taken by metrics_tick(). */
 #define RATE_WINDOW 11
 static struct { uint64_t t_ms, chunks, requests; } samples[RATE_WINDOW];
 static unsigned sample_head, sample_count;
 
+/* The last METRIC_STREAM_LAT_SAMPLES stream latencies (a ring). */
+static double stream_lat[METRIC_STREAM_LAT_SAMPLES];
+static uint64_t stream_lat_n;         /* recorded so far; the ring holds the last ones */
+
 void metrics_init(void) {
     memset(&metrics, 0, sizeof metrics);
     metrics.start_ms = util_wall_ms();
     sample_head = sample_count = 0;
+    stream_lat_n = 0;
+}
+
+void metrics_stream_latency(double ms) {
+    stream_lat[stream_lat_n % METRIC_STREAM_LAT_SAMPLES] = ms > 0 ? ms : 0;
+    stream_lat_n++;
+}
+
+uint64_t metrics_stream_latency_count(void) { return stream_lat_n; }
+
+void metrics_stream_latency_since(uint64_t from, double *avg_ms, uint64_t *n) {
+    uint64_t k = stream_lat_n > from ? stream_lat_n - from : 0;
+    if (k > METRIC_STREAM_LAT_SAMPLES) k = METRIC_STREAM_LAT_SAMPLES;
+    double sum = 0;
+    for (uint64_t i = 0; i < k; i++) sum += stream_lat[(stream_lat_n - 1 - i) % METRIC_STREAM_LAT_SAMPLES];
+    *n = k;
+    *avg_ms = k ? sum / (double)k : 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void metrics_stream_latency_stats(double *avg_ms, double *p95_ms, uint64_t *n) {
+    static double sorted[METRIC_STREAM_LAT_SAMPLES];
+    size_t k = stream_lat_n < METRIC_STREAM_LAT_SAMPLES ? (size_t)stream_lat_n : METRIC_STREAM_LAT_SAMPLES;
+    *n = k;
+    *avg_ms = *p95_ms = 0;
+    if (!k) return;
+    double sum = 0;
+    for (size_t i = 0; i < k; i++) sum += sorted[i] = stream_lat[i];
+    qsort(sorted, k, sizeof *sorted, cmp_double);
+    *avg_ms = sum / (double)k;
+    size_t rank = (size_t)ceil(0.95 * (double)k);
+    *p95_ms = sorted[(rank ? rank : 1) - 1];
 }
 
 static double bucket_upper(int i) { return HIST_BASE_MS * pow(2.0, i / HIST_PER_OCTAVE); }
@@ -115,6 +156,7 @@ void metrics_count_request(enum metric_route route, int status) {
 static void publish(void);
 
 void metrics_tick(void) {
+    metrics_stream_latency_stats(&metrics.stream_lat_avg_ms, &metrics.stream_lat_p95_ms, &metrics.stream_lat_samples);
     samples[sample_head].t_ms = util_wall_ms();
     samples[sample_head].chunks = metrics.chunks_total;
     samples[sample_head].requests = metrics.requests_total;
@@ -190,6 +232,35 @@ static void json_hist(struct buf *b, const char *name, const struct hist *h) {
                name, (unsigned long long)h->count, h->count ? h->sum_ms / (double)h->count : 0.0,
                hist_percentile(h, 50), hist_percentile(h, 95), hist_percentile(h, 99),
                hist_percentile(h, 99.9));
+}
+
+/* The streaming figures of the instance (docs/API.md "GET /metrics/streaming"):
+ * counters summed (M), the latency mean weighted by each worker's samples,
+ * the 95th percentile the highest of the workers' (their samples are not
+ * shared), the adaptive window the mean of the workers'. This worker's
+ * latencies are fresh, the others' from their last tick. */
+static void streaming_obj(struct buf *b, const struct metrics *M, const struct mview *v, int nv) {
+    double wsum = 0, p95 = 0, win = 0;
+    uint64_t n = 0;
+    int nwin = 0;
+    for (int k = 0; k < nv; k++) {
+        double avg = v[k].m->stream_lat_avg_ms, p = v[k].m->stream_lat_p95_ms;
+        uint64_t c = v[k].m->stream_lat_samples;
+        if (v[k].m == &metrics) metrics_stream_latency_stats(&avg, &p, &c);
+        wsum += avg * (double)c;
+        n += c;
+        if (p > p95) p95 = p;
+        win += (double)v[k].m->adaptive_window_ms;
+        nwin++;
+    }
+    buf_printf(b,
+               "{\"active_connections\":%llu,\"avg_latency_ms\":%.3f,\"p95_latency_ms\":%.3f,"
+               "\"latency_sample_count\":%llu,\"asr_failure_count\":%llu,\"dropped_segments\":%llu,"
+               "\"adaptive_window_seconds\":%.3f}",
+               (unsigned long long)M->sessions_attached, n ? wsum / (double)n : 0.0, p95, (unsigned long long)n,
+               (unsigned long long)M->engine_errors,
+               (unsigned long long)(M->windows_skipped + M->errors[MERR_SERVER_BUSY]),
+               nwin ? win / nwin / 1000.0 : 0.0);
 }
 
 #define U(x) ((unsigned long long)(x))
@@ -334,6 +405,13 @@ static void render_json(struct buf *b, const char *worker_id, const struct metri
                (unsigned long long)M->pool_audio_ms,
                (unsigned long long)M->pool_busy_ms,
                M->pool_audio_ms ? (double)M->pool_busy_ms / (double)M->pool_audio_ms : 0.0);
+    buf_printf(b, ",\"feedback\":{\"streams\":%llu,\"rest\":%llu,\"updates\":%llu,\"verifications\":{",
+               (unsigned long long)M->feedback_streams, (unsigned long long)M->feedback_rest,
+               (unsigned long long)M->feedback_updates);
+    for (int i = 0; i < METRIC_VERIFY__N; i++)
+        buf_printf(b, "%s\"%s\":%llu", i ? "," : "", verify_names[i], (unsigned long long)M->verifications[i]);
+    buf_puts(b, "}},\"streaming\":");
+    streaming_obj(b, M, v, nv);
     buf_printf(b, ",\"vad\":{\"frames\":%llu,\"speech_frames\":%llu,\"speech_ratio\":%.4f}",
                (unsigned long long)M->vad_frames, (unsigned long long)M->vad_speech_frames,
                M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
@@ -544,6 +622,19 @@ static void render_prom(struct buf *b, const struct mview *v, int nv) {
               (double)M->pool_evicted);
     PROM_EACH("counter", "pool_audio_seconds_total", "Audio decoded by the inference pool.", (double)M->pool_audio_ms / 1000.0);
     PROM_EACH("counter", "pool_busy_seconds_total", "Thread time the inference pool spent decoding.", (double)M->pool_busy_ms / 1000.0);
+    PROM_EACH("counter", "feedback_streams_total", "Streams given an expected text (reading feedback).", (double)M->feedback_streams);
+    PROM_EACH("counter", "feedback_rest_total", "REST transcriptions with an expected text.", (double)M->feedback_rest);
+    PROM_EACH("counter", "feedback_updates_total", "Partials and finals that carried word_feedback.", (double)M->feedback_updates);
+    buf_puts(b, "# HELP asrd_verifications_total Verifications at the end of reading sessions, by result.\n"
+                "# TYPE asrd_verifications_total counter\n");
+    EACH_WORKER for (int i = 0; i < METRIC_VERIFY__N; i++)
+        buf_printf(b, "asrd_verifications_total{worker=\"%s\",result=\"%s\"} %llu\n", w, verify_names[i],
+                   (unsigned long long)M->verifications[i]);
+    PROM_EACH("gauge", "streaming_latency_avg_seconds", "Mean of the last 1000 stream latencies (partial total, windowed: without the buffer part).", M->stream_lat_avg_ms / 1000.0);
+    PROM_EACH("gauge", "streaming_latency_p95_seconds", "95th percentile of the last 1000 stream latencies.", M->stream_lat_p95_ms / 1000.0);
+    PROM_EACH("gauge", "streaming_latency_samples", "Stream latencies behind the streaming latency gauges.", (double)M->stream_lat_samples);
+    PROM_EACH("counter", "dropped_segments_total", "Windows skipped under load plus chunks refused with SERVER_BUSY.", (double)(M->windows_skipped + M->errors[MERR_SERVER_BUSY]));
+    PROM_EACH("gauge", "adaptive_window_seconds", "The partial window new streaming sessions get (0: none).", (double)M->adaptive_window_ms / 1000.0);
     PROM_EACH("gauge", "vad_speech_ratio", "Share of VAD frames classified as speech.", M->vad_frames ? (double)M->vad_speech_frames / (double)M->vad_frames : 0.0);
     PROM_HIST("chunk_queue_seconds", "Chunk arrival to engine submit.", lat_queue);
     PROM_HIST("chunk_engine_seconds", "Engine submit to result.", lat_engine);
@@ -668,6 +759,8 @@ static void metrics_sum(struct metrics *a, const struct metrics *b) {
     S_(store_up); S_(store_ops); S_(store_errors); S_(store_timeouts); S_(store_reconnects); S_(store_writes);
     S_(store_republished);
     S_(engine_requests); S_(engine_errors); S_(windows_skipped); S_(utterances_cut);
+    S_(feedback_streams); S_(feedback_rest); S_(feedback_updates); SA_(verifications);
+    /* stream_lat_*, adaptive_window_ms: per worker (streaming_obj combines them) */
     S_(pool_threads); S_(pool_busy); S_(pool_queued); S_(pool_queued_finals); S_(pool_queue_max); S_(pool_completed); S_(pool_failed);
     S_(pool_refused); S_(pool_evicted); S_(pool_audio_ms); S_(pool_busy_ms); S_(vad_frames); S_(vad_speech_frames); S_(ws_paused);
     S_(ws_pings); S_(ws_pongs); S_(ws_ping_timeouts);
@@ -728,6 +821,16 @@ int metrics_json(struct buf *b, const char *worker_id) {
     memset(&sum, 0, sizeof sum);
     for (int k = 0; k < nv; k++) metrics_sum(&sum, v[k].m);
     render_json(b, worker_id, &sum, v, nv);
+    return b->len ? 0 : ASR_ENOMEM;
+}
+
+int metrics_streaming_json(struct buf *b) {
+    static struct mview v[MAX_VIEWS];
+    int nv = collect(v);
+    static struct metrics sum;
+    memset(&sum, 0, sizeof sum);
+    for (int k = 0; k < nv; k++) metrics_sum(&sum, v[k].m);
+    streaming_obj(b, &sum, v, nv);
     return b->len ? 0 : ASR_ENOMEM;
 }
 

@@ -28,7 +28,7 @@ enum metric_route {
     ROUTE_TRANSCRIBE, ROUTE_STREAM, ROUTE_HEALTH, ROUTE_METRICS_JSON, ROUTE_METRICS_PROM,
     ROUTE_AUDIO_TRANSCRIPTIONS, ROUTE_AUDIO_TRANSLATIONS, ROUTE_MODELS, /* the OpenAI-compatible ones */
     ROUTE_AUTH_TOKEN, ROUTE_WEB,      /* POST /v1/auth/token; the page's static files */
-    ROUTE_OTHER, ROUTE_JOBS, ROUTE__N
+    ROUTE_OTHER, ROUTE_JOBS, ROUTE_METRICS_STREAMING, ROUTE__N
 };
 
 enum metric_openai_refusal {          /* why POST /v1/audio/transcriptions refused a request (4xx) */
@@ -58,6 +58,19 @@ enum metric_rest_fail {               /* why a REST transcription did not answer
     RFAIL_ABORTED,                    /* the client went away mid-transcription */
     RFAIL__N
 };
+
+enum metric_verify {                  /* the verification at the end of a reading session */
+    METRIC_VERIFY_OK,                 /* sent */
+    METRIC_VERIFY_BUSY,               /* refused under load */
+    METRIC_VERIFY_FAILED,             /* the engine failed, or no memory */
+    METRIC_VERIFY_TOO_LONG,           /* the session's audio passed ASR_VERIFY_MAX_AUDIO_MS */
+    METRIC_VERIFY__N
+};
+
+/* Stream latencies kept for the streaming figures (docs/API.md "GET
+ * /metrics/streaming"): the last this many. */
+#define METRIC_STREAM_LAT_SAMPLES 1000
+
 
 enum metric_hook {                    /* webhook delivery attempts by outcome (docs/API.md "Webhooks") */
     HOOK_DELIVERED,                   /* a 2xx */
@@ -110,6 +123,16 @@ struct metrics {
     uint64_t engine_errors;
     uint64_t windows_skipped;         /* windowed engines: partial windows skipped under load */
     uint64_t utterances_cut;          /* utterances ended at ASR_MAX_UTTERANCE_MS */
+    /* reading feedback (docs/internals/reading-feedback.md) */
+    uint64_t feedback_streams;        /* streams given an expected text */
+    uint64_t feedback_rest;           /* REST transcriptions with an expected text */
+    uint64_t feedback_updates;        /* partials and finals that carried word_feedback */
+    uint64_t verifications[METRIC_VERIFY__N];
+    /* the streaming figures: gauges set by metrics_tick() from the last
+     * METRIC_STREAM_LAT_SAMPLES stream latencies, and the adaptive window */
+    double   stream_lat_avg_ms, stream_lat_p95_ms;
+    uint64_t stream_lat_samples;      /* gauge: how many of those there are */
+    uint64_t adaptive_window_ms;      /* gauge: the window new sessions get (0: no partial windows) */
     /* the inference pool of a windowed engine (the worker copies its figures
      * each tick); gauges: threads, busy, queued, queue_max */
     uint64_t pool_threads, pool_busy, pool_queued, pool_queued_finals, pool_queue_max;
@@ -196,8 +219,23 @@ void metrics_count_error(int err);
 void metrics_count_close(int code);
 /* Counts one HTTP response. */
 void metrics_count_request(enum metric_route route, int status);
-/* Samples the counters behind per-second rates; call once a second. */
+/* Samples the counters behind per-second rates and computes the streaming
+ * latency gauges; call once a second. */
 void metrics_tick(void);
+
+/* Records one stream latency (ms) among the last METRIC_STREAM_LAT_SAMPLES:
+ * a partial's latency_ms.total, without its buffer part for a windowed
+ * engine (docs/API.md "GET /metrics/streaming"). */
+void metrics_stream_latency(double ms);
+/* Mean and 95th percentile of the latencies recorded (0 when none), and
+ * their count; fresh (the gauges in `metrics` are from the last tick). */
+void metrics_stream_latency_stats(double *avg_ms, double *p95_ms, uint64_t *n);
+/* Stream latencies recorded since this process started (a position for
+ * metrics_stream_latency_since). */
+uint64_t metrics_stream_latency_count(void);
+/* Mean of the latencies recorded since position from (at most the last
+ * METRIC_STREAM_LAT_SAMPLES of them) and how many that is. */
+void metrics_stream_latency_since(uint64_t from, double *avg_ms, uint64_t *n);
 
 /* Process figures: RSS and open descriptors. Counting descriptors by
  * listing /proc/self/fd makes the kernel build a directory entry per
@@ -251,5 +289,8 @@ int metrics_shared_peers(struct metrics_peer *out, int max);
 /* Renders snapshots. worker_id is the answering worker. Return 0 or ASR_ENOMEM. */
 int metrics_json(struct buf *out, const char *worker_id);
 int metrics_prometheus(struct buf *out, const char *worker_id);
+/* The streaming figures of the instance in the shape of docs/API.md "GET
+ * /metrics/streaming". */
+int metrics_streaming_json(struct buf *out);
 
 #endif

@@ -29,31 +29,35 @@
 #include "core/agree.h"
 #include "core/audio.h"
 #include "core/engine.h"
+#include "core/feedback.h"
 #include "core/pool.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "asrd reads s16le PCM in place and needs a little-endian host"
 #endif
 
-enum ans_kind { ANS_PARTIAL, ANS_FINAL, ANS_SPEECH, ANS_ERROR };
+enum ans_kind { ANS_PARTIAL, ANS_FINAL, ANS_SPEECH, ANS_ERROR, ANS_VERIFY };
 
 struct answer {
     uint8_t  kind;             /* enum ans_kind */
-    uint8_t  failed;           /* PARTIAL: a part failed -> MODEL_ERROR; FINAL: its text did not come */
+    uint8_t  failed;           /* PARTIAL: a part failed -> MODEL_ERROR; FINAL: its text did not come;
+                                  VERIFY: none (err says why) */
     uint8_t  is_speech;        /* PARTIAL */
-    uint8_t  has_text;         /* FINAL: text arrived (or empty final) */
+    uint8_t  has_text;         /* FINAL: text arrived (or empty final); VERIFY: ready */
     uint8_t  server_busy;      /* PARTIAL (windowed): its window was skipped */
+    uint8_t  redecoded;        /* VERIFY: from a second decode of the session's audio */
     uint16_t parts_left;       /* PARTIAL: engine submits not yet done */
     int      err;              /* ERROR: asr_err; failed PARTIAL/FINAL: the first engine status */
     uint64_t seq;              /* sequence it answers / refers to */
-    uint64_t a, b;             /* FINAL: start_ms, end_ms; SPEECH: offset_ms; ERROR: detail */
+    uint64_t a, b;             /* FINAL: start_ms, end_ms; SPEECH: offset_ms; ERROR: detail;
+                                  VERIFY: audio_ms decoded (0: the session's finals) */
     uint64_t t_arrival_ns;     /* PARTIAL timing */
     uint64_t t_submit_ns;
     uint64_t t_done_ns;
     const char *why;           /* ERROR without a sequence (INVALID_MESSAGE): static reason */
-    char    *text;             /* FINAL: owned, malloc'd; NULL = empty */
+    char    *text;             /* FINAL, VERIFY: owned, malloc'd; NULL = empty */
     size_t   text_len;
-    struct engine_word *words; /* FINAL: owned, one block with the words' texts (words_copy); NULL = none */
+    struct engine_word *words; /* FINAL, VERIFY: owned, one block with the words' texts (words_copy); NULL = none */
     size_t   n_words;
     uint64_t end_sample;       /* PARTIAL: stream position after its chunk */
     size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
@@ -87,6 +91,19 @@ struct win {
     struct agree agree;              /* this utterance's committed words and tentative tail */
     struct buf tentative;            /* the tail as text, for partials */
     char    *hint;                   /* owned copy of cfg.hint */
+    int      verify_lost;            /* reading feedback: the session's audio passed verify_max_ms, so
+                                        the buffer is trimmed as usual and no verification decode */
+};
+
+/* Reading feedback (core/feedback.h): the expected text, the alignment of
+ * what was heard, and for per-chunk engines the open utterance's words. */
+struct fbk {
+    struct fb_text    *text;         /* owned */
+    struct fb_session *fb;           /* owned */
+    struct fb_entry   *raw;          /* owned: scratch, one entry per expected word */
+    struct buf         utt;          /* STREAMING engines: the open utterance's partial words */
+    struct buf         heard;        /* the session's finals, space-joined (bounded), for a
+                                        verification without a second decode */
 };
 
 struct asr_session {
@@ -96,6 +113,7 @@ struct asr_session {
     unsigned rate;                   /* Hz of the VAD and the engine (cfg.engine_rate or sample_rate) */
     struct audio_resampler *rs;      /* owned: client rate -> rate; NULL when they match */
     struct win *win;                 /* owned: windowed engines only */
+    struct fbk *fbk;                 /* owned: reading feedback, NULL without an expected text */
     struct vad *vad;                 /* owned */
     struct engine_session *eng;      /* owned: STREAMING engines only */
     const struct sess_sink *sink;    /* borrowed; NULL while detached */
@@ -130,6 +148,7 @@ struct asr_session {
     char    *utt_prefix;             /* owned: restored text of an utterance open at the
                                         move; prefixed to its final */
     int      dirty;                  /* SESS_DIRTY_* since sess_take_dirty() */
+    int      hint_given;             /* cfg.hint was set: the expected text does not replace it */
 };
 
 /* ---- state machine ---------------------------------------------------- */
@@ -197,12 +216,56 @@ unsigned sess_rate_for(unsigned client_rate, unsigned engine_rate) {
 
 static void win_destroy(struct asr_session *s);
 
+/* ---- reading feedback (core/feedback.h) ------------------------------------- */
+
+static void fbk_destroy(struct fbk *k) {
+    if (!k) return;
+    fb_destroy(k->fb);
+    fb_text_destroy(k->text);
+    free(k->raw);
+    buf_cleanup(&k->utt);
+    buf_cleanup(&k->heard);
+    free(k);
+}
+
+#define SESS_HEARD_MAX (64 * 1024)
+
+static int fbk_create(const char *text, size_t len, struct fbk **out, const char **why) {
+    struct fbk *k = calloc(1, sizeof *k);
+    if (!k) return ASR_ENOMEM;
+    buf_init(&k->utt, SESS_UTT_TEXT_MAX);
+    buf_init(&k->heard, SESS_HEARD_MAX);
+    int rc = fb_text_parse(text, len, FB_TEXT_MAX_WORDS, &k->text, why);
+    if (rc == 0 && !(k->fb = fb_create(k->text, 0))) rc = ASR_ENOMEM;
+    if (rc == 0 && !(k->raw = calloc(fb_text_count(k->text), sizeof *k->raw))) rc = ASR_ENOMEM;
+    if (rc != 0) {
+        fbk_destroy(k);
+        return rc;
+    }
+    *out = k;
+    return 0;
+}
+
 struct asr_session *sess_create(const struct sess_cfg *cfg) {
     struct asr_session *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->cfg = *cfg;
     s->cfg.hint = NULL; /* borrowed for this call only: copied below where kept */
     s->cfg.hint_len = 0;
+    s->cfg.expected = NULL;
+    s->cfg.expected_len = 0;
+    s->hint_given = cfg->hint != NULL;
+    /* the expected text is the engine's hint unless one was given */
+    const char *hint = cfg->hint ? cfg->hint : cfg->expected;
+    size_t hint_len = cfg->hint ? cfg->hint_len : cfg->expected_len;
+    if (cfg->expected) {
+        const char *why;
+        if (fbk_create(cfg->expected, cfg->expected_len, &s->fbk, &why) != 0) {
+            free(s);
+            return NULL;
+        }
+        if (cfg->kind == SESS_KIND_STREAM) metrics.feedback_streams++;
+    }
     s->rate = cfg->engine_rate ? cfg->engine_rate : cfg->sample_rate;
     s->cfg.vad.sample_rate = s->rate;
     util_random_id(s->id);
@@ -215,15 +278,15 @@ struct asr_session *sess_create(const struct sess_cfg *cfg) {
         agree_init(&s->win->agree);
         buf_init(&s->win->tentative, SESS_UTT_TEXT_MAX);
         buf_init(&s->win->pending, SESS_UTT_TEXT_MAX);
-        if (cfg->hint && cfg->hint_len) {
-            if (!(s->win->hint = malloc(cfg->hint_len + 1))) goto fail;
-            memcpy(s->win->hint, cfg->hint, cfg->hint_len);
-            s->win->hint[cfg->hint_len] = '\0';
+        if (hint && hint_len) {
+            if (!(s->win->hint = malloc(hint_len + 1))) goto fail;
+            memcpy(s->win->hint, hint, hint_len);
+            s->win->hint[hint_len] = '\0';
             s->cfg.hint = s->win->hint;
-            s->cfg.hint_len = cfg->hint_len;
+            s->cfg.hint_len = hint_len;
         }
     } else {
-        struct engine_session_cfg ecfg = {.sample_rate = s->rate, .hint = cfg->hint, .hint_len = cfg->hint_len};
+        struct engine_session_cfg ecfg = {.sample_rate = s->rate, .hint = hint, .hint_len = hint_len};
         s->eng = engine_session_create(&ecfg);
         if (!s->eng) goto fail;
     }
@@ -235,10 +298,50 @@ struct asr_session *sess_create(const struct sess_cfg *cfg) {
     return s;
 fail:
     win_destroy(s);
+    fbk_destroy(s->fbk);
     audio_resampler_destroy(s->rs);
     if (s->vad) vad_destroy(s->vad);
     free(s);
     return NULL;
+}
+
+size_t sess_expected_words(const struct asr_session *s) { return s->fbk ? fb_text_count(s->fbk->text) : 0; }
+
+int sess_set_expected(struct asr_session *s, const char *text, size_t len, const char **why) {
+    if (s->stats.chunks || (s->state != SESS_CREATED && s->state != SESS_ACTIVE)) {
+        *why = "the expected text must come before any audio";
+        return ASR_EINVAL;
+    }
+    struct fbk *k;
+    int rc = fbk_create(text, len, &k, why);
+    if (rc != 0) return rc;
+    if (!s->hint_given && s->win) {
+        char *h = malloc(len + 1);
+        if (!h) {
+            fbk_destroy(k);
+            return ASR_ENOMEM;
+        }
+        memcpy(h, text, len);
+        h[len] = '\0';
+        free(s->win->hint);
+        s->win->hint = h;
+        s->cfg.hint = h;
+        s->cfg.hint_len = len;
+    } else if (!s->hint_given) {
+        /* no audio yet, so no request is out: a new engine session with the hint */
+        struct engine_session_cfg ecfg = {.sample_rate = s->rate, .hint = text, .hint_len = len};
+        struct engine_session *e = engine_session_create(&ecfg);
+        if (!e) {
+            fbk_destroy(k);
+            return ASR_ENOMEM;
+        }
+        engine_session_destroy(s->eng);
+        s->eng = e;
+    }
+    if (!s->fbk && s->cfg.kind == SESS_KIND_STREAM) metrics.feedback_streams++;
+    fbk_destroy(s->fbk);
+    s->fbk = k;
+    return 0;
 }
 
 static void win_destroy(struct asr_session *s) {
@@ -258,6 +361,7 @@ void sess_destroy(struct asr_session *s) {
     if (!s) return;
     engine_session_destroy(s->eng);
     win_destroy(s);
+    fbk_destroy(s->fbk);
     audio_resampler_destroy(s->rs);
     vad_destroy(s->vad);
     for (unsigned i = 0; i < s->ring_len; i++) {
@@ -340,7 +444,8 @@ static void queue_speech_started(struct asr_session *s, uint64_t cur_seq, uint64
 static int answer_ready(const struct answer *a) {
     switch (a->kind) {
     case ANS_PARTIAL: return a->parts_left == 0;
-    case ANS_FINAL: return a->has_text;
+    case ANS_FINAL:
+    case ANS_VERIFY: return a->has_text;
     default: return 1;
     }
 }
@@ -384,6 +489,101 @@ static void apply_prefix(struct asr_session *s, struct answer *a) {
     s->utt_prefix = NULL;
 }
 
+/* Reading feedback of a partial that brought a new hypothesis: windowed,
+ * the partial that carries a window's result (carries: it goes out after
+ * one or more windows came back; their words are this utterance's
+ * committed words and the tentative tail); per-chunk engines, the open
+ * utterance's words so far. 0 and *v
+ * (the smoothed statuses), ASR_EAGAIN when the partial brings nothing new,
+ * or ASR_ENOMEM. */
+static int fb_partial(struct asr_session *s, int carries, const char *text, size_t tlen, struct fb_view *v) {
+    struct fbk *k = s->fbk;
+    int rc;
+    if (s->win) {
+        if (!carries) return ASR_EAGAIN;
+        const struct agree *ag = &s->win->agree;
+        size_t n = ag->n_committed + ag->n_prev;
+        struct engine_word *w = malloc((n ? n : 1) * sizeof *w);
+        if (!w) return ASR_ENOMEM;
+        for (size_t i = 0; i < ag->n_committed; i++)
+            w[i] = (struct engine_word){.text = ag->committed[i].text, .len = ag->committed[i].len};
+        for (size_t i = 0; i < ag->n_prev; i++)
+            w[ag->n_committed + i] = (struct engine_word){.text = ag->prev[i].text, .len = ag->prev[i].len};
+        rc = fb_evaluate(k->fb, w, n, 0, k->raw);
+        free(w);
+    } else {
+        if (!tlen) return ASR_EAGAIN;
+        /* bounded: an utterance past it stops adding words to the hypothesis */
+        if (!k->utt.len || buf_append(&k->utt, " ", 1) == 0) buf_append(&k->utt, text, tlen);
+        rc = fb_evaluate_text(k->fb, k->utt.data ? k->utt.data : "", k->utt.len, 0, k->raw);
+    }
+    if (rc == 0) rc = fb_smooth(k->fb, k->raw, 0);
+    if (rc == 0) *v = fb_shown(k->fb);
+    return rc;
+}
+
+/* Reading feedback of a final: its words after the session's earlier
+ * ones, smoothed as settled (the utterance's words will not change, so
+ * its mistakes show at once); then they join the session's words. */
+static int fb_final(struct asr_session *s, const struct answer *a, struct fb_view *v) {
+    struct fbk *k = s->fbk;
+    buf_reset(&k->utt);
+    if (!a->text_len) return ASR_EAGAIN;
+    int rc = a->words ? fb_evaluate(k->fb, a->words, a->n_words, 0, k->raw)
+                      : fb_evaluate_text(k->fb, a->text, a->text_len, 0, k->raw);
+    if (rc == 0) rc = fb_smooth(k->fb, k->raw, 1);
+    if (rc == 0) rc = a->words ? fb_commit(k->fb, a->words, a->n_words) : fb_commit_text(k->fb, a->text, a->text_len);
+    if (rc == 0) *v = fb_shown(k->fb);
+    /* bounded: past it a verification without a second decode shows less text */
+    if (!k->heard.len || buf_append(&k->heard, " ", 1) == 0) buf_append(&k->heard, a->text, a->text_len);
+    return rc;
+}
+
+/* The verification (sess_stop_verify): a second decode's words aligned on
+ * their own, or the session's words; raw statuses, words never reached
+ * missing. */
+static void emit_verification(struct asr_session *s, struct answer *a) {
+    struct sess_verification v = {.status = a->failed ? a->err : 0, .audio_ms = a->redecoded ? a->a : 0};
+    struct fbk *k = s->fbk;
+    struct fb_session *fresh = NULL;
+    struct fb_view view;
+    if (!v.status && k) {
+        int rc;
+        if (a->redecoded) {
+            fresh = fb_create(k->text, 0);
+            rc = !fresh ? ASR_ENOMEM
+                 : a->words ? fb_evaluate(fresh, a->words, a->n_words, 1, k->raw)
+                            : fb_evaluate_text(fresh, a->text ? a->text : "", a->text_len, 1, k->raw);
+            v.text = a->text ? a->text : "";
+            v.len = a->text_len;
+        } else {
+            rc = fb_evaluate(k->fb, NULL, 0, 1, k->raw);
+            v.text = k->heard.data ? k->heard.data : "";
+            v.len = k->heard.len;
+        }
+        if (rc == 0) {
+            view = (struct fb_view){.text = k->text, .e = k->raw, .n = fb_text_count(k->text)};
+            v.feedback = &view;
+            v.score = fb_score(&view, NULL);
+        } else {
+            v.status = ASR_ENOMEM;
+            v.text = NULL;
+            v.len = 0;
+        }
+    } else if (!v.status) {
+        v.status = ASR_EINVAL;
+    }
+    int m = v.status == 0 ? METRIC_VERIFY_OK : v.status == ASR_E_SERVER_BUSY ? METRIC_VERIFY_BUSY
+            : v.status == ASR_E_TOO_LARGE ? METRIC_VERIFY_TOO_LONG : METRIC_VERIFY_FAILED;
+    metrics.verifications[m]++;
+    if (s->sink && s->sink->on_verification) s->sink->on_verification(s->sink_ctx, &v);
+    fb_destroy(fresh);
+    free(a->text);
+    free(a->words);
+    a->text = NULL;
+    a->words = NULL;
+}
+
 static void emit_final(struct asr_session *s, struct answer *a) {
     if (a->failed && s->sink && s->sink->on_engine_error)
         s->sink->on_engine_error(s->sink_ctx, a->err, 1, a->seq, a->a, a->b);
@@ -394,9 +594,13 @@ static void emit_final(struct asr_session *s, struct answer *a) {
     buf_reset(&s->utt_text);
     s->finals_sent++;
     s->dirty |= SESS_DIRTY_CHANGED | SESS_DIRTY_FINAL;
+    struct fb_view view;
+    const struct fb_view *fbv = s->fbk && fb_final(s, a, &view) == 0 ? &view : NULL;
+    if (fbv && !is_rest(s)) metrics.feedback_updates++;
     if (s->sink) {
         struct sess_final f = {.seq = a->seq, .text = a->text ? a->text : "", .len = a->text_len,
-                               .start_ms = a->a, .end_ms = a->b, .words = a->words, .n_words = a->n_words};
+                               .start_ms = a->a, .end_ms = a->b, .words = a->words, .n_words = a->n_words,
+                               .feedback = fbv};
         s->sink->on_final(s->sink_ctx, &f);
         free(a->text);
         free(a->words);
@@ -424,6 +628,9 @@ static void emit(struct asr_session *s, struct answer *a) {
         break;
     case ANS_FINAL:
         emit_final(s, a);
+        break;
+    case ANS_VERIFY:
+        emit_verification(s, a);
         break;
     case ANS_PARTIAL:
         s->pending--;
@@ -461,6 +668,10 @@ static void emit(struct asr_session *s, struct answer *a) {
                 hist_add(&metrics.lat_engine, lat.inference_ms);
                 hist_add(&metrics.lat_total, lat.total_ms);
                 metrics.partials_total++;
+                /* the streaming latency of docs/API.md "GET /metrics/streaming": a chunk's
+                 * processing (for a windowed engine, of a chunk whose window came back) */
+                if (!s->win) metrics_stream_latency(lat.total_ms);
+                else if (carries) metrics_stream_latency(lat.total_ms - lat.buffer_ms);
             }
             s->stats.partials++;
             if (a->seq > s->ans_seq) s->ans_seq = a->seq;
@@ -478,9 +689,12 @@ static void emit(struct asr_session *s, struct answer *a) {
             }
             s->dirty |= SESS_DIRTY_CHANGED;
             if (a->server_busy) s->stats.skipped_windows++;
+            struct fb_view view;
+            const struct fb_view *fbv = s->fbk && fb_partial(s, carries, text, tlen, &view) == 0 ? &view : NULL;
+            if (fbv && !is_rest(s)) metrics.feedback_updates++;
             if (s->sink) {
                 struct sess_partial p = {.seq = a->seq, .text = text, .len = tlen, .is_speech = a->is_speech,
-                                         .server_busy = a->server_busy, .lat = lat};
+                                         .server_busy = a->server_busy, .lat = lat, .feedback = fbv};
                 if (s->win) {
                     p.tentative = s->win->tentative.data ? s->win->tentative.data : "";
                     p.tentative_len = s->win->tentative.len;
@@ -691,6 +905,12 @@ static int win_append(struct asr_session *s, const int16_t *x, size_t n) {
  * buffer gives memory back when it holds little again. */
 static void win_trim(struct asr_session *s) {
     struct win *w = s->win;
+    /* reading feedback: the whole session is kept for the verification
+     * decode at stop, up to verify_max_ms */
+    if (s->fbk && s->cfg.verify_max_ms && !is_rest(s) && !w->verify_lost) {
+        if (w->base == 0 && w->n <= ms_to_samples(s, s->cfg.verify_max_ms)) return;
+        w->verify_lost = 1;
+    }
     uint64_t end = w->base + w->n, pad = ms_to_samples(s, WIN_PAD_MS) + ms_to_samples(s, s->cfg.vad.frame_ms);
     uint64_t keep_from = vad_in_utterance(s->vad) ? (w->utt_start > pad ? w->utt_start - pad : 0)
                                                    : (end > pad ? end - pad : 0);
@@ -875,6 +1095,64 @@ static void win_request_final(struct asr_session *s, struct answer *f) {
         mark_failed(f, rc); /* ASR_EAGAIN: the pool is full (REST answers 503) */
     }
     w->first_new_ns = 0;
+}
+
+static void on_verify_done(struct pool_job *job, int status, const struct engine_result *res) {
+    struct asr_session *s = job->arg;
+    for (unsigned i = 0; i < s->ring_len; i++) {
+        struct answer *a = ring_at(s, i);
+        if (a->kind != ANS_VERIFY || a->has_text) continue;
+        a->has_text = 1;
+        if (status != 0) {
+            mark_failed(a, status);
+            a->err = ASR_E_MODEL_ERROR;
+        } else if (res->len) {
+            a->text = malloc(res->len);
+            a->words = res->n_words ? words_copy(res->words, res->n_words) : NULL;
+            if (!a->text || (res->n_words && !a->words)) {
+                a->failed = 1;
+                a->err = ASR_ENOMEM;
+            } else {
+                memcpy(a->text, res->text, res->len);
+                a->text_len = res->len;
+                a->n_words = res->n_words;
+            }
+        }
+        break;
+    }
+    flush(s);
+}
+
+/* The verification answer after the final sess_stop_verify() queued: ready
+ * at once (the session's finals, or a refusal), or when its job is done. */
+static void queue_verification(struct asr_session *s) {
+    struct answer *v = ring_push(s, ANS_VERIFY, s->last_seq);
+    struct win *w = s->win;
+    if (!w || !s->cfg.verify_max_ms) {
+        v->has_text = 1;
+        return;
+    }
+    v->redecoded = 1;
+    v->a = w->n * 1000 / s->rate;
+    int rc = 0;
+    if (w->verify_lost) {
+        rc = ASR_E_TOO_LARGE;
+    } else {
+        /* refused when the pool would refuse a window: it is a big job */
+        const struct pool_stats *ps = pool_stats(s->cfg.pool);
+        if (ps->queued - ps->queued_class[POOL_FINAL] >= ps->queue_max) rc = ASR_E_SERVER_BUSY;
+    }
+    if (rc == 0) {
+        struct pool_job *j = win_job(s, w->base, w->base + w->n, 1, on_verify_done);
+        rc = j ? pool_submit(s->cfg.pool, &w->pc, POOL_FINAL, j) : ASR_ENOMEM;
+        if (rc != 0) pool_job_free(j);
+        else metrics.engine_requests++;
+    }
+    if (rc != 0) {
+        v->has_text = 1;
+        v->failed = 1;
+        v->err = rc;
+    }
 }
 
 /* After a chunk: a window of the open utterance if enough new audio came
@@ -1160,6 +1438,15 @@ int sess_stop(struct asr_session *s) {
     return sess_drain(s);
 }
 
+int sess_stop_verify(struct asr_session *s) {
+    if (s->state == SESS_CLOSING || s->state == SESS_CLOSED) return 0;
+    if (s->state == SESS_ACTIVE) {
+        sess_finalize(s);
+        if (s->fbk) queue_verification(s);
+    }
+    return sess_drain(s);
+}
+
 /* ---- snapshot and restore (the session store) ------------------------------ */
 
 int sess_take_dirty(struct asr_session *s) {
@@ -1230,6 +1517,12 @@ struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, con
     s->ans_speech_end_ms = (uint64_t)json_integer_value(json_object_get(j, "speech_end_ms"));
     vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms, s->ans_silence_ms,
                 s->ans_speech_end_ms);
+    if (s->win) {
+        /* the buffer starts where the stream goes on (engine-rate positions,
+         * as the VAD's), not at 0: else every job would be clipped empty */
+        s->win->base = s->win->last_window_end = s->ans_samples;
+        if (s->ans_utt_open) s->win->utt_start = ms_to_samples(s, s->utt_start_ms);
+    }
     const char *ut = json_string_value(json_object_get(j, "utt_text"));
     if (s->ans_utt_open && ut && *ut && !(s->utt_prefix = strdup(ut))) {
         json_decref(j);

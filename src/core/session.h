@@ -18,6 +18,7 @@
 
 #include "base/util.h"
 #include "core/engine.h"
+#include "core/feedback.h"
 #include "core/pool.h"
 #include "core/vad.h"
 
@@ -45,8 +46,16 @@ struct sess_cfg {
                                       pace); 0 = partials go out at once and a window's words ride on
                                       a later one (live streams: ingest never waits for decoding) */
     unsigned max_utterance_ms;     /* an utterance this long ends with a final (0 = no limit) */
-    const char *hint;              /* text hint for the engine (copied); NULL = none */
+    const char *hint;              /* text hint for the engine (copied); NULL = none (the expected
+                                      text when there is one) */
     size_t   hint_len;
+    const char *expected;          /* reading feedback: the text the speaker should read (copied,
+                                      valid UTF-8, checked by the caller: fb_text_parse); NULL = none */
+    size_t   expected_len;
+    unsigned verify_max_ms;        /* reading feedback, windowed engines: the session's audio kept
+                                      (from its start) for the verification at stop; past it the
+                                      verification is refused (ASR_E_TOO_LARGE); 0 = the
+                                      verification aligns the session's finals, no second decode */
     size_t   max_chunk_bytes;      /* CHUNK_TOO_LARGE above */
     size_t   rate_bytes_per_sec;   /* token bucket refill; holds 2 s */
     int      max_pending_chunks;   /* chunks waiting for the engine */
@@ -73,6 +82,8 @@ struct sess_partial {
     int         is_speech;
     int         server_busy;       /* windowed: this chunk's window was skipped (load) */
     struct sess_latency lat;
+    const struct fb_view *feedback;/* reading feedback: the expected words' shown statuses, when
+                                      this partial brought a new hypothesis; NULL otherwise */
 };
 
 /* A final, borrowed for the on_final call. words is NULL (n_words 0) when
@@ -84,6 +95,22 @@ struct sess_final {
     uint64_t    start_ms, end_ms;
     const struct engine_word *words;
     size_t      n_words;
+    const struct fb_view *feedback;/* reading feedback: the shown statuses after this utterance
+                                      (NULL without an expected text or when the final is empty) */
+};
+
+/* The verification at the end of a session with an expected text
+ * (sess_stop_verify), borrowed for the on_verification call. */
+struct sess_verification {
+    int         status;            /* 0, or why there is none: ASR_E_SERVER_BUSY (refused under
+                                      load), ASR_E_MODEL_ERROR (the decode failed), ASR_E_TOO_LARGE
+                                      (the session's audio passed verify_max_ms), ASR_ENOMEM */
+    const struct fb_view *feedback;/* status 0: the final status of every expected word (no
+                                      smoothing; words never reached are missing) */
+    double      score;             /* status 0: share of the expected words that are correct */
+    const char *text;              /* status 0: what the verification heard, words space-separated */
+    size_t      len;
+    uint64_t    audio_ms;          /* audio it decoded (0: no second decode, the session's finals) */
 };
 
 /* Where answers go. Every callback is optional except on_error/on_partial/
@@ -114,6 +141,9 @@ struct sess_sink {
      * callback that MODEL_ERROR or short final is the only sign. */
     void (*on_engine_error)(void *ctx, int status, int is_final, uint64_t seq, uint64_t start_ms,
                             uint64_t end_ms);
+    /* The verification sess_stop_verify() asked for, after the last final
+     * (optional; without it the verification is dropped). */
+    void (*on_verification)(void *ctx, const struct sess_verification *v);
 };
 
 /* Per-session counters, logged when the session ends. */
@@ -169,6 +199,24 @@ int sess_finalize(struct asr_session *s);
 /* finalize + CLOSING: on_done fires once everything is answered. Used for
  * stop, idle timeout and shutdown alike. Idempotent. */
 int sess_stop(struct asr_session *s);
+
+/* The client's stop of a session with an expected text: sess_stop, and
+ * after the last final one verification (on_verification): with a windowed
+ * engine and verify_max_ms, the session's whole audio decoded once more (a
+ * POOL_FINAL job; refused with ASR_E_SERVER_BUSY when the pool's bounded
+ * queue is full, as a window would be); otherwise the session's finals.
+ * Without an expected text, the same as sess_stop. Idempotent. */
+int sess_stop_verify(struct asr_session *s);
+
+/* Sets the expected text of reading feedback (and the engine's text hint
+ * when none was given) on a session that has not taken any audio yet:
+ * docs/API.md "Reading feedback", the `config` message. text is copied.
+ * Returns 0; ASR_EINVAL when audio came already; ASR_E_BAD_REQUEST with a
+ * static reason in *why when the text has no word or is not UTF-8;
+ * ASR_ENOMEM. A text set before is replaced. */
+int sess_set_expected(struct asr_session *s, const char *text, size_t len, const char **why);
+/* Words of the session's expected text (0: none). */
+size_t sess_expected_words(const struct asr_session *s);
 
 /* CLOSING without a final: pending chunks are still answered, then on_done
  * fires (a policy close after the refusals that caused it went out). */

@@ -13,7 +13,8 @@
  *     thread's time. Its words are a function of the audio and its position
  *     only, so growing windows of one utterance agree on their prefix (what
  *     stable partials need), unless ASR_MOCK_UNSTABLE_TAIL makes the last
- *     word of every partial window a wrong one, as real engines' tails are.
+ *     word of every partial window a wrong one, as real engines' tails are,
+ *     or ASR_MOCK_MISHEAR_MS makes one partial window mishear a few words.
  *
  * Settings: the table below (ASR_MOCK_*), shared by both; ASR_MOCK_LOAD_FAIL
  * is a test aid for the master's start-up rules. */
@@ -40,6 +41,8 @@ struct mock_settings {
     double rtf;                     /* ASR_MOCK_RTF: windowed: thread time per second of audio */
     int    unstable_tail;           /* ASR_MOCK_UNSTABLE_TAIL: windowed partials end in a wrong word */
     int    sleep;                   /* ASR_MOCK_SLEEP: windowed: a decode's time slept, not computed */
+    int    mishear_ms;              /* ASR_MOCK_MISHEAR_MS: the partial window ending in [this, +500) ms
+                                       gets the words of its middle 100 ms wrong (0 = off) */
     char   load_fail[8];            /* ASR_MOCK_LOAD_FAIL: no | error | crash (a test aid for start-up) */
 };
 
@@ -60,6 +63,9 @@ static const struct config_opt mock_opts[] = {
     {"ASR_MOCK_SLEEP", CONFIG_INT, M(sleep), "0", 0, 1, NULL, 0,
      "mock-windowed: 1 = a decode sleeps its time instead of computing (a pool whose capacity does not "
      "depend on how busy the host is: scheduling tests)"},
+    {"ASR_MOCK_MISHEAR_MS", CONFIG_INT, M(mishear_ms), "0", 0, 86400000, NULL, 0,
+     "mock-windowed, test aid: a partial window whose audio ends from this many ms into the session to 500 ms "
+     "later gets the words of its middle 100 ms wrong (one misrecognised window); 0 = off"},
     {"ASR_MOCK_LOAD_FAIL", CONFIG_CHOICE, M(load_fail), "no", 0, 0, "no|error|crash", 0,
      "mock engines, test aid: error = loading fails (start-up stops, exit 2); crash = the worker dies while loading"},
 };
@@ -495,25 +501,42 @@ static int mockw_loud(const int16_t *pcm, size_t from, size_t to) {
 
 /* ASR_MOCK_WORDS_PER_CHUNK words per loud 100 ms block, each drawn from
  * (seed, the block's position in the session's audio, its place in the
- * block): the same audio at the same place always gives the same words. */
+ * block): the same audio at the same place always gives the same words.
+ * Blocks lie on whole 100 ms of the session's audio (the part of a window
+ * before its first such boundary is not heard), so windows that start at
+ * different places (partials, finals, a whole session's verification)
+ * hear the same words in the audio they share.
+ * A partial window ending in [ASR_MOCK_MISHEAR_MS, +500 ms) draws the words
+ * of its middle block from another seed: with windows at least 500 ms
+ * apart, exactly one window of a stream misrecognises a few words that the
+ * windows before and after it hear right (reading feedback's tests). */
 static int mockw_decode(void *instance, const struct engine_window *w, struct engine_output *out) {
     double audio_ms = (double)w->n * 1000.0 / w->sample_rate;
     mockw_spend(mockw.latency_ms + mockw.rtf * audio_ms);
     uint64_t st = mix3((uint64_t)mockw.seed, w->offset_ms, w->n);
     if (mock_rand_unit(&st) < mockw.error_rate) return ASR_E_MODEL_ERROR;
     size_t block = w->sample_rate / 10, wpc = (size_t)mockw.words_per_chunk;
+    uint64_t lead_ms = (100 - w->offset_ms % 100) % 100;   /* to the first whole 100 ms */
+    size_t lead = (size_t)(lead_ms * w->sample_rate / 1000);
+    if (lead >= w->n) return 0;
+    const int16_t *pcm = w->pcm + lead;
+    size_t n = w->n - lead;
     size_t last = SIZE_MAX; /* the last loud block: its last word is the tail */
-    for (size_t b = 0; b * block < w->n; b++)
-        if (mockw_loud(w->pcm, b * block, b * block + block < w->n ? b * block + block : w->n)) last = b;
+    uint64_t end_ms = w->offset_ms + (uint64_t)w->n * 1000 / w->sample_rate;
+    int mishear = !w->final && mockw.mishear_ms && end_ms >= (uint64_t)mockw.mishear_ms &&
+                  end_ms < (uint64_t)mockw.mishear_ms + 500;
+    for (size_t b = 0; b * block < n; b++)
+        if (mockw_loud(pcm, b * block, b * block + block < n ? b * block + block : n)) last = b;
     for (size_t b = 0; last != SIZE_MAX && b <= last; b++) {
-        if (!mockw_loud(w->pcm, b * block, b * block + block < w->n ? b * block + block : w->n)) continue;
+        if (!mockw_loud(pcm, b * block, b * block + block < n ? b * block + block : n)) continue;
         for (size_t k = 0; k < wpc; k++) {
-            uint64_t pos = w->offset_ms + b * 100;
-            uint64_t h = mix3((uint64_t)mockw.seed, pos, k);
+            uint64_t pos = w->offset_ms + lead_ms + b * 100;
+            int bad = mishear && b == (n / block) / 2;
+            uint64_t h = mix3((uint64_t)mockw.seed ^ (bad ? 0xbadbad : 0), pos, k);
             if (!w->final && mockw.unstable_tail && b == last && k == wpc - 1)
                 h = mix3((uint64_t)mockw.seed ^ 0x5a5a, pos + w->n, k); /* a tail that changes with the window */
             const char *word = mock_vocab[h % MOCK_VOCAB_N];
-            uint64_t start = b * 100 + k * 100 / wpc, end = b * 100 + (k + 1) * 100 / wpc;
+            uint64_t start = lead_ms + b * 100 + k * 100 / wpc, end = lead_ms + b * 100 + (k + 1) * 100 / wpc;
             if (engine_output_word(out, word, strlen(word), start, end, 0.9f) != 0) return ASR_ENOMEM;
         }
     }

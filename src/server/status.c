@@ -119,3 +119,11 @@ void status_metrics_prometheus(void *ctx, struct http_conn *hc, struct http_req 
     metrics_any(ctx, hc, 1);
 }
 
+
+void status_metrics_streaming(void *ctx, struct http_conn *hc, struct http_req *req) {
+    struct buf b;
+    buf_init(&b, 0);
+    if (metrics_streaming_json(&b) == 0) http_respond(hc, 200, "application/json", b.data, b.len, NULL);
+    else http_respond_error(hc, 500, "INTERNAL", "out of memory", NULL);
+    buf_cleanup(&b);
+}

@@ -18,6 +18,7 @@
 
 #include "api/api.h"
 #include "net/conn.h"
+#include "core/adaptive.h"
 #include "core/engine.h"
 #include "engines/registry.h"
 #include "base/err.h"
@@ -259,6 +260,42 @@ static void pool_figures(struct worker *w) {
     metrics.pool_busy_ms = p->busy_ms;
 }
 
+/* The adaptive window (core/adaptive.h): once a second, from the stream
+ * latencies recorded since the window last changed. Windowed engines with
+ * partial windows only. */
+static void adapt_window(struct worker *w) {
+    const struct config *c = w->cfg;
+    if (!w->pool || !c->window_ms) {
+        metrics.adaptive_window_ms = 0;
+        return;
+    }
+    unsigned cur = w->api_env.window_ms ? w->api_env.window_ms : (unsigned)c->window_ms;
+    if (c->adaptive_window) {
+        struct adaptive_cfg ac = {.high_ms = (unsigned)c->adaptive_latency_high_ms,
+                                  .low_ms = (unsigned)c->adaptive_latency_low_ms,
+                                  .min_ms = (unsigned)c->window_min_ms, .max_ms = (unsigned)c->window_max_ms,
+                                  .step_ms = 500, .min_samples = 5};
+        double avg;
+        uint64_t n;
+        metrics_stream_latency_since(w->adapt_mark, &avg, &n);
+        unsigned next = adaptive_next(&ac, cur, avg, n);
+        if (next != cur) {
+            struct log_line *l = log_begin(LOG_INFO, "adaptive window");
+            if (l) {
+                log_u64(l, "from_ms", cur);
+                log_u64(l, "to_ms", next);
+                log_u64(l, "mean_latency_ms", (uint64_t)avg);
+                log_u64(l, "samples", n);
+                log_end(l);
+            }
+            cur = next;
+            w->adapt_mark = metrics_stream_latency_count();
+        }
+    }
+    w->api_env.window_ms = cur;
+    metrics.adaptive_window_ms = cur;
+}
+
 /* The memory budgets' figures, for the metrics (each tick, and before a
  * metrics answer). */
 static void budget_figures(struct worker *w) {
@@ -276,6 +313,7 @@ static void budget_figures(struct worker *w) {
 static void on_tick(uv_timer_t *t) {
     struct worker *w = t->data;
     pool_figures(w);
+    adapt_window(w);
     budget_figures(w);
     loop_utilization(w);
     metrics_tick();             /* publishes the figures of the previous refresh */
@@ -398,6 +436,7 @@ static void routes_init(struct worker *w) {
         {"/v1/jobs/", HTTP_GET, ROUTE_JOBS, api_jobs_get, w->api, NULL, NULL, 1},
         {"/v1/jobs/", HTTP_DELETE, ROUTE_JOBS, api_jobs_delete, w->api, NULL, NULL, 1},
         {"/v1/batches/", HTTP_GET, ROUTE_JOBS, api_jobs_batch, w->api, NULL, NULL, 1},
+        {"/metrics/streaming", HTTP_GET, ROUTE_METRICS_STREAMING, status_metrics_streaming, w, NULL, NULL, 0},
     };
     _Static_assert(sizeof routes / sizeof routes[0] <= WORKER_ROUTES, "WORKER_ROUTES");
     memcpy(w->routes, routes, sizeof routes);
@@ -516,6 +555,7 @@ int worker_init(struct worker *w, const struct config *cfg, uv_loop_t *loop) {
         w->http.fallback_ctx = w->files;
         w->http.fallback_route = ROUTE_WEB;
     }
+    adapt_window(w);
     uv_prepare_init(loop, &w->prep);
     w->prep.data = w;
     uv_prepare_start(&w->prep, on_prepare);

@@ -69,6 +69,7 @@ struct worker {
     struct worker_proc_waiter *proc_next;    /* came during it: called after the next count */
     uint64_t     it_prev_ns, it_prev_idle_ns;     /* loop accounting (on_check) */
     uint64_t     tick_prev_ns, tick_prev_idle_ns; /* loop utilization per tick */
+    uint64_t     adapt_mark;         /* stream latencies recorded when the adaptive window last changed */
 };
 
 /* How the master started this worker (NULL boot: a stand-alone process that

@@ -6,7 +6,8 @@
  * (JSON_REJECT_DUPLICATES) and the strict base64 decoder of common.c (API.md:
  * standard alphabet, padded, no whitespace): same verdict (message or
  * INVALID_MESSAGE), same type, same sequence, same INVALID_AUDIO verdict,
- * same PCM bytes. wire.c takes a faster path for messages over 256
+ * same PCM bytes, and for a config message the same string (expected_text
+ * or reference_id, exactly one of them a string). wire.c takes a faster path for messages over 256
  * bytes (the base64 value is cut out before jansson sees the rest), so this
  * is a differential test of that path against the plain one.
  * (It found docs/FUZZING.md findings 3 and 4.) */
@@ -27,6 +28,10 @@ struct ref {
     uint64_t seq;
     unsigned char *audio;    /* owned */
     size_t audio_len;
+    const char *text;        /* config: borrowed from the jansson value until ref_free */
+    size_t text_len;
+    int is_reference;
+    json_t *json;            /* owned */
 };
 
 static void ref_decode(const uint8_t *p, size_t n, struct ref *r) {
@@ -40,7 +45,17 @@ static void ref_decode(const uint8_t *p, size_t n, struct ref *r) {
     if (strcmp(type, "stop") == 0) r->type = WIRE_STOP;
     else if (strcmp(type, "finalize") == 0) r->type = WIRE_FINALIZE;
     else if (strcmp(type, "keepalive") == 0) r->type = WIRE_KEEPALIVE;
-    else if (strcmp(type, "audio_chunk") == 0) {
+    else if (strcmp(type, "config") == 0) {
+        json_t *t = json_object_get(m, "expected_text"), *ref = json_object_get(m, "reference_id");
+        if ((t != NULL) == (ref != NULL)) goto out;
+        json_t *v = t ? t : ref;
+        if (!json_is_string(v)) goto out;
+        r->type = WIRE_CONFIG;
+        r->text = json_string_value(v);
+        r->text_len = json_string_length(v);
+        r->is_reference = ref != NULL;
+        r->json = json_incref(m);
+    } else if (strcmp(type, "audio_chunk") == 0) {
         json_t *data = json_object_get(m, "data"), *seq = json_object_get(m, "sequence");
         if (!json_is_string(data)) goto out;
         if (seq) {
@@ -87,6 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc == 0) {
         if ((int)m.type != r.type) mismatch("types differ", &m, &r, rc);
         if (m.has_seq != r.has_seq || (m.has_seq && m.seq != r.seq)) mismatch("sequences differ", &m, &r, rc);
+        if (m.type == WIRE_CONFIG &&
+            (m.is_reference != r.is_reference || m.text_len != r.text_len ||
+             (m.text_len && memcmp(m.text, r.text, m.text_len) != 0) || m.text[m.text_len] != '\0' ||
+             m.text < scratch.data || m.text + m.text_len >= scratch.data + scratch.cap))
+            mismatch("config strings differ", &m, &r, rc);
         if (m.type == WIRE_AUDIO_CHUNK) {
             if (m.audio_err != r.audio_err) mismatch("base64 verdicts differ", &m, &r, rc);
             if (!m.audio_err && !r.audio_err) {
@@ -100,5 +120,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
     free(r.audio);
+    json_decref(r.json);
     return 0;
 }

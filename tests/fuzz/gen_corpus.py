@@ -575,9 +575,31 @@ msgs = {
     "nul_escape": '{"type":"st\\u0000op"}',
     "deep_nesting": '{"type":"stop","x":' + "[" * 300 + "]" * 300 + "}",
     "not_json": "hello",
+    "config_text": '{"type":"config","expected_text":"He was not an ill-disposed young man."}',
+    "config_text_escapes": '{"type":"config","expected_text":"Caf\\u00e9 \\"na\\u00efve\\" \\u2014 done"}',
+    "config_reference": '{"type":"config","reference_id":"verse-1.1"}',
+    "config_both": '{"type":"config","expected_text":"a","reference_id":"b"}',
+    "config_neither": '{"type":"config"}',
+    "config_not_string": '{"type":"config","expected_text":["a"]}',
+    "config_with_data": '{"type":"config","data":"' + "A" * 400 + '","expected_text":"go forward"}',
 }
 for name, m in msgs.items():
     put("stream_msg", name, m)
+
+# ---- fuzz_feedback -------------------------------------------------------
+# byte 0: bit 0 at the end of the reading, bit 1 settled; the text, 0xff, the
+# hypothesis (utterances separated by newlines)
+fb = {
+    "exact": (0, "go forward ten meters", "go forward\nten meters"),
+    "at_end_missing": (1, "He was not an ill-disposed old man. He was rich.", "he was not an ill disposed he an man"),
+    "restart": (0, "a b c d e f", "a b c d\nc d e f"),
+    "repeated": (2, "the cat and the dog", "the the cat and dog"),
+    "unicode": (1, "Caf\u00e9 na\u00efve \u00c5ngstr\u00f6m \ufb01ne STRASSE", "cafe naive angstrom fine stra\u00dfe"),
+    "punct_only": (0, "-- ... !", "a"),
+    "marks": (0, "e.\u0301 co\u00adoperate", "\u00e9 cooperate"),
+}
+for name, (flags, text, hyp) in fb.items():
+    put("feedback", name, bytes([flags]) + text.encode() + b"\xff" + hyp.encode())
 
 # ---- fuzz_base64 --------------------------------------------------------
 # byte 0: bit 0 escape as JSON, bit 1 data first, bit 2 sequence, bit 3 pad past 256, bit 4 spaces

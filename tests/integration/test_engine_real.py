@@ -177,9 +177,11 @@ def test_twenty_streams_share_a_small_pool_fairly(start_server):
     median stream's), the queue never passes its bound, windows are skipped
     with server_busy while overloaded, every final arrives, and a stream after
     the overload gets no server_busy."""
+    # a fixed window: the adaptive one would grow under this overload and
+    # the stream after it would get no window in its 2 s of speech
     srv = start_server(ASR_ENGINE="mock-windowed", ASR_WORKERS=1, ASR_INFERENCE_THREADS=2,
                        ASR_INFERENCE_QUEUE_MAX=16, ASR_WINDOW_MS=1000, ASR_WINDOW_OVERLAP_MS=500,
-                       ASR_MOCK_RTF=0.08, ASR_MOCK_LATENCY_MS=5, ASR_MOCK_SLEEP=1)
+                       ASR_MOCK_RTF=0.08, ASR_MOCK_LATENCY_MS=5, ASR_MOCK_SLEEP=1, ASR_ADAPTIVE_WINDOW=0)
     pcm = h.speech_pcm() * 3
     depth = []
     stop = False

@@ -17,9 +17,20 @@
 struct ev {
     char kind; int err; int has_seq; uint64_t seq; char text[512]; uint64_t a, b; int speech;
     int busy, has_tentative; char tentative[256]; double buffer_ms; size_t n_words;
+    int has_fb; char fb[128]; double score; /* reading feedback: one letter per expected word */
 };
 static struct ev evs[MAXEV];
 static int n_evs, done_calls, low_calls;
+
+/* c correct, m minor_mistake, w wrong, x missing, . pending */
+static void fb_letters(struct ev *e, const struct fb_view *v) {
+    static const char map[FB__N] = {'.', 'c', 'm', 'w', 'x'};
+    if (!v) return;
+    e->has_fb = 1;
+    size_t i = 0;
+    for (; i < v->n && i < sizeof e->fb - 1; i++) e->fb[i] = map[v->e[i].status];
+    e->fb[i] = '\0';
+}
 
 static struct ev *push(struct ev e) {
     if (n_evs >= MAXEV) TEST_FAIL_("more than %d answers", MAXEV);
@@ -32,10 +43,18 @@ static void on_p(void *c, const struct sess_partial *p) {
                                     .has_tentative = p->tentative != NULL, .buffer_ms = p->lat.buffer_ms});
     snprintf(e->text, sizeof e->text, "%.*s", (int)p->len, p->text);
     if (p->tentative) snprintf(e->tentative, sizeof e->tentative, "%.*s", (int)p->tentative_len, p->tentative);
+    fb_letters(e, p->feedback);
 }
 static void on_f(void *c, const struct sess_final *f) {
     struct ev *e = push((struct ev){.kind = 'F', .seq = f->seq, .a = f->start_ms, .b = f->end_ms, .n_words = f->n_words});
     snprintf(e->text, sizeof e->text, "%.*s", (int)f->len, f->text);
+    fb_letters(e, f->feedback);
+}
+/* 'V': the verification, err = status */
+static void on_v(void *c, const struct sess_verification *v) {
+    struct ev *e = push((struct ev){.kind = 'V', .err = v->status, .score = v->score, .a = v->audio_ms});
+    if (v->text) snprintf(e->text, sizeof e->text, "%.*s", (int)v->len, v->text);
+    fb_letters(e, v->feedback);
 }
 static void on_e(void *c, int err, int has_seq, uint64_t seq, const char *m) {
     push((struct ev){.kind = 'E', .err = err, .has_seq = has_seq, .seq = seq});
@@ -46,7 +65,7 @@ static void on_low(void *c) { low_calls++; }
 static void on_x(void *c, int status, int is_final, uint64_t seq, uint64_t a, uint64_t b) {
     push((struct ev){.kind = 'X', .err = status, .speech = is_final, .seq = seq, .a = a, .b = b});
 }
-static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low, on_x};
+static const struct sess_sink sink = {on_ss, on_p, on_f, on_e, on_done, on_low, on_x, on_v};
 
 static void *settings; /* the mock's, heap; one per process (each test is its own process) */
 
@@ -721,4 +740,336 @@ TEST(session_long_utterance_is_cut) {
     ASSERT(w.finals >= 3);
     ASSERT_EQ_INT(w.committed[0], '\0');               /* window_ms 0: finals only */
     wteardown(s);
+}
+
+/* ---- reading feedback ------------------------------------------------------ */
+
+/* The finals' words of a run, space-joined. */
+static void finals_text(char *out, size_t n) {
+    out[0] = '\0';
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'F' && evs[i].text[0]) {
+            size_t l = strlen(out);
+            snprintf(out + l, n - l, "%s%s", l ? " " : "", evs[i].text);
+        }
+}
+
+/* The last answer of a kind (for finals: the last one with text). */
+static const struct ev *last_of(char kind) {
+    for (int i = n_evs - 1; i >= 0; i--)
+        if (evs[i].kind == kind && (kind != 'F' || evs[i].text[0])) return &evs[i];
+    return NULL;
+}
+
+/* 1 when the words of a (space-separated) are the first words of b. */
+static int word_prefix(const char *a, const char *b) {
+    size_t l = strlen(a);
+    return strncmp(a, b, l) == 0 && (b[l] == ' ' || b[l] == '\0');
+}
+
+static int only(const char *s, const char *allowed) { return strspn(s, allowed) == strlen(s); }
+
+static struct asr_session *wmk_fb(unsigned window_ms, const char *expected, unsigned verify_ms) {
+    struct sess_cfg sc = {.sample_rate = 16000, .engine_rate = 16000, .pool = wpool, .final_class = POOL_FINAL,
+                          .window_ms = window_ms, .max_chunk_bytes = 1 << 20, .rate_bytes_per_sec = (size_t)1 << 30,
+                          .max_pending_chunks = 1000, .rate_abuse_threshold = 3, .expected = expected,
+                          .expected_len = expected ? strlen(expected) : 0, .verify_max_ms = verify_ms,
+                          .vad = {.frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *s = sess_create(&sc);
+    ASSERT(s != NULL);
+    ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+    sess_attach(s, &sink, NULL);
+    return s;
+}
+
+/* What mock-windowed says for wfeed's 2 s of speech (its words are a
+ * function of the audio and its place). */
+static void windowed_reference(char *out, size_t n) {
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk(16000, 600, 0);
+    wfeed(s, 16000, 2.0, 1);
+    wrun(s);
+    finals_text(out, n);
+    wteardown(s);
+    ASSERT(count_words(out) >= 30);
+}
+
+/* Read exactly as expected: every window's feedback is correct words then
+ * pending ones, the final's all correct, and at stop the verification
+ * (a second decode of the whole session) says so with a score of 1. */
+TEST(session_feedback_windowed_correct_reading) {
+    char ref[4096];
+    windowed_reference(ref, sizeof ref);
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk_fb(600, ref, 60000);
+    ASSERT_EQ_INT(sess_expected_words(s), (size_t)count_words(ref));
+    wfeed(s, 16000, 2.0, 1);
+    ASSERT_EQ_INT(sess_stop_verify(s), 0);
+    wrun(s);
+    int with_fb = 0;
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'P' && evs[i].has_fb) {
+            with_fb++;
+            ASSERT(only(evs[i].fb, "c."));
+            ASSERT(strstr(evs[i].fb, ".c") == NULL);          /* correct words then pending ones */
+        }
+    ASSERT(with_fb >= 2);
+    const struct ev *f = last_of('F');
+    ASSERT(f && f->has_fb && only(f->fb, "c"));
+    const struct ev *v = last_of('V');
+    ASSERT(v != NULL);
+    ASSERT_EQ_INT(v->err, 0);
+    ASSERT(only(v->fb, "c") && strlen(v->fb) == (size_t)count_words(ref));
+    ASSERT_NEAR(v->score, 1.0, 1e-9);
+    ASSERT(v->a >= 2000);                                    /* the whole session decoded again */
+    ASSERT_STR_EQ(v->text, ref);
+    ASSERT(&evs[n_evs - 1] == v);                            /* the last answer */
+    ASSERT_EQ_INT(done_calls, 1);
+    wteardown(s);
+}
+
+/* Windowed partials do not wait for their window: a window's words ride
+ * on the next partial out, and word_feedback goes on exactly that partial
+ * (the one whose latency describes a window: buffer > 0), live and with
+ * window_wait (file transcription: the chunk's own partial waits). */
+TEST(session_feedback_on_the_partial_that_carries_the_window) {
+    char ref[4096];
+    windowed_reference(ref, sizeof ref);
+    for (int wait = 0; wait <= 1; wait++) {
+        wsetup(1, 0, 2, 16);
+        struct sess_cfg sc = {.sample_rate = 16000, .engine_rate = 16000, .pool = wpool, .final_class = POOL_FINAL,
+                              .window_ms = 600, .window_wait = wait, .max_chunk_bytes = 1 << 20,
+                              .rate_bytes_per_sec = (size_t)1 << 30, .max_pending_chunks = 1000,
+                              .rate_abuse_threshold = 3, .expected = ref, .expected_len = strlen(ref),
+                              .vad = {.frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+        struct asr_session *s = sess_create(&sc);
+        ASSERT(s != NULL);
+        ASSERT_EQ_INT(sess_transition(s, SESS_ACTIVE), 0);
+        sess_attach(s, &sink, NULL);
+        wfeed(s, 16000, 2.0, 1);
+        ASSERT_EQ_INT(sess_stop(s), 0);
+        wrun(s);
+        int with_fb = 0, carrying = 0;
+        for (int i = 0; i < n_evs; i++) {
+            if (evs[i].kind != 'P') continue;
+            with_fb += evs[i].has_fb;
+            carrying += evs[i].buffer_ms > 0;
+            ASSERT_EQ_INT(evs[i].has_fb, evs[i].buffer_ms > 0);
+            if (evs[i].text[0]) ASSERT(evs[i].has_fb);        /* committed words come with their feedback */
+        }
+        ASSERT(with_fb >= 2);
+        ASSERT_EQ_INT(with_fb, carrying);
+        wteardown(s);
+    }
+}
+
+/* The same audio against a text with its fourth word replaced and three
+ * words more: the word ends wrong, the extra words pending while reading
+ * and missing in the verification. */
+TEST(session_feedback_windowed_wrong_and_missing_words) {
+    char ref[4096], ex[4200];
+    windowed_reference(ref, sizeof ref);
+    const char *p = ref;
+    for (int k = 0; k < 3; k++) p = strchr(p, ' ') + 1;
+    const char *q = strchr(p, ' ');
+    snprintf(ex, sizeof ex, "%.*szebra%s and three more", (int)(p - ref), ref, q);
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk_fb(600, ex, 60000);
+    wfeed(s, 16000, 2.0, 1);
+    ASSERT_EQ_INT(sess_stop_verify(s), 0);
+    wrun(s);
+    size_t n = (size_t)count_words(ex);
+    const struct ev *f = last_of('F');
+    ASSERT(f && f->has_fb && strlen(f->fb) == n);
+    ASSERT_EQ_INT(f->fb[3], 'w');
+    ASSERT(strcmp(f->fb + n - 3, "...") == 0);               /* not reached: pending while reading */
+    const struct ev *v = last_of('V');
+    ASSERT(v && v->err == 0 && strlen(v->fb) == n);
+    ASSERT_EQ_INT(v->fb[3], 'w');
+    ASSERT(strcmp(v->fb + n - 3, "xxx") == 0);               /* never read: missing at the end */
+    ASSERT(only(v->fb + 4, "cx") && v->fb[0] == 'c');
+    ASSERT_NEAR(v->score, (double)(n - 4) / (double)n, 1e-9);
+    wteardown(s);
+}
+
+/* One window misrecognises a few words in its middle (ASR_MOCK_MISHEAR_MS):
+ * its raw alignment has them wrong, but nothing the client is shown
+ * flickers: no word is ever shown as a mistake, and a word shown correct
+ * stays so. */
+TEST(session_feedback_one_misheard_window_does_not_flicker) {
+    char ref[4096];
+    windowed_reference(ref, sizeof ref);
+    free(settings);
+    mock_env_extra_name = "ASR_MOCK_MISHEAR_MS";
+    mock_env_extra_value = "1700";
+    settings = mock_settings(1, 2, 0, 7);
+    mock_env_extra_name = NULL;
+    ASSERT(settings != NULL);
+    const struct engine_ops *ops = engines_find("mock-windowed");
+    struct engine_cfg ec = {.loop = uv_default_loop(), .settings = settings};
+    ASSERT_EQ_INT(engine_load(ops, &ec), 0);
+    struct pool_cfg pc = {.threads = 2, .queue_max = 16};
+    ASSERT_EQ_INT(pool_create(uv_default_loop(), ops, settings, &pc, &wpool), 0);
+    n_evs = done_calls = 0;
+    struct asr_session *s = wmk_fb(600, ref, 0);
+    wfeed(s, 16000, 2.0, 1);
+    wrun(s);
+    int misheard = 0, with_fb = 0;
+    char seen[128] = "", committed[4096] = "";
+    for (int i = 0; i < n_evs; i++) {
+        if (evs[i].kind != 'P') continue;
+        if (evs[i].text[0]) {
+            size_t l = strlen(committed);
+            snprintf(committed + l, sizeof committed - l, "%s%s", l ? " " : "", evs[i].text);
+        }
+        if (!evs[i].has_fb) continue;
+        with_fb++;
+        /* what this window heard: the committed words and its tentative tail */
+        char hyp[4096 + 512];
+        snprintf(hyp, sizeof hyp, "%s%s%s", committed, committed[0] && evs[i].tentative[0] ? " " : "",
+                 evs[i].tentative);
+        misheard += !word_prefix(hyp, ref);
+        ASSERT(only(evs[i].fb, "c."));                       /* never a mistake */
+        for (size_t k = 0; evs[i].fb[k]; k++) {              /* correct stays correct */
+            if (seen[k] == 'c') ASSERT_EQ_INT(evs[i].fb[k], 'c');
+            seen[k] = evs[i].fb[k];
+        }
+    }
+    ASSERT_EQ_INT(misheard, 1);                              /* exactly one window heard wrong words */
+    ASSERT(with_fb >= 3);
+    const struct ev *f = last_of('F');
+    ASSERT(f && only(f->fb, "c"));
+    wteardown(s);
+}
+
+/* Speech only, no trailing silence: the utterance stays open, so a window
+ * of it still waiting in the pool is not taken back by its final. */
+static void wfeed_open(struct asr_session *s, double speech_s) {
+    size_t n = (size_t)(speech_s * 16000), chunk = 1600;
+    int16_t *pcm = calloc(n, sizeof *pcm);
+    ASSERT(pcm != NULL);
+    synth_voiced(pcm, n, 16000, 0.5);
+    for (size_t off = 0; off + chunk <= n; off += chunk)
+        ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)(pcm + off), chunk * 2, 0, 0, 0, util_now_ns()), 0);
+    free(pcm);
+}
+
+/* Verification refused: under load (the pool's bounded queue full, as a
+ * window would be refused) and past verify_max_ms. The session still ends. */
+TEST(session_feedback_verification_refused) {
+    wsetup(300, 0, 1, 1);
+    struct asr_session *a = wmk_fb(600, "one two three", 60000), *b = wmk(16000, 300, 0), *c = wmk(16000, 300, 0);
+    wfeed_open(b, 1.0);                                      /* a window on the one thread */
+    wfeed_open(c, 1.0);                                      /* another waiting: the queue is full */
+    ASSERT_EQ_INT((int)pool_stats(wpool)->queued_class[POOL_WINDOW], 1);
+    ASSERT_EQ_INT(sess_stop_verify(a), 0);
+    for (int i = 0; i < 1000 && !(sess_idle(a) && sess_idle(b) && sess_idle(c)); i++)
+        uv_run(uv_default_loop(), UV_RUN_ONCE);
+    const struct ev *v = last_of('V');
+    ASSERT(v && v->err == ASR_E_SERVER_BUSY && !v->has_fb);
+    ASSERT(done_calls >= 1);
+    sess_destroy(b);
+    sess_destroy(c);
+    wteardown(a);
+
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk_fb(600, "one two three", 1000);  /* 1 s kept, 4 s sent */
+    wfeed(s, 16000, 2.0, 1);
+    ASSERT_EQ_INT(sess_stop_verify(s), 0);
+    wrun(s);
+    v = last_of('V');
+    ASSERT(v && v->err == ASR_E_TOO_LARGE);
+    ASSERT_EQ_INT(done_calls, 1);
+    wteardown(s);
+}
+
+/* A per-chunk engine (the mock): feedback on partials that bring words and
+ * on finals; the verification aligns the session's finals (no second
+ * decode). */
+TEST(session_feedback_streaming_engine) {
+    setup(1, 0);
+    static int16_t pcm[16000 * 3];
+    synth_voiced(pcm + 8000, 16000, 16000, 0.5);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    for (int i = 0; i < 30; i++) sess_chunk(s, (const uint8_t *)(pcm + i * 1600), 3200, 0, 0, 0, 0);
+    run();
+    char ref[4096];
+    finals_text(ref, sizeof ref);
+    ASSERT(count_words(ref) >= 10);
+    sess_destroy(s);
+    n_evs = 0;
+
+    s = mk(1 << 30, 1000, 0);
+    const char *why = NULL;
+    ASSERT_EQ_INT(sess_set_expected(s, "-- ...", 6, &why), ASR_E_BAD_REQUEST);
+    ASSERT_STR_EQ(why, "the expected text has no word");
+    ASSERT_EQ_INT(sess_expected_words(s), 0);
+    ASSERT_EQ_INT(sess_set_expected(s, ref, strlen(ref), &why), 0);
+    for (int i = 0; i < 30; i++) sess_chunk(s, (const uint8_t *)(pcm + i * 1600), 3200, 0, 0, 0, 0);
+    ASSERT_EQ_INT(sess_set_expected(s, ref, strlen(ref), &why), ASR_EINVAL);  /* audio came */
+    run();
+    int with_fb = 0;
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'P') {
+            ASSERT_EQ_INT(evs[i].has_fb, evs[i].text[0] != 0);  /* exactly the partials with words */
+            with_fb += evs[i].has_fb;
+            if (evs[i].has_fb) ASSERT(only(evs[i].fb, "c."));
+        }
+    ASSERT(with_fb >= 5);
+    ASSERT(only(last_of('F')->fb, "c"));
+    ASSERT_EQ_INT(sess_stop_verify(s), 0);
+    run();
+    const struct ev *v = last_of('V');
+    ASSERT(v && v->err == 0 && only(v->fb, "c") && v->a == 0);
+    ASSERT_NEAR(v->score, 1.0, 1e-9);
+    ASSERT_STR_EQ(v->text, ref);
+    ASSERT_EQ_INT(done_calls, 1);
+    sess_destroy(s);
+}
+
+/* A windowed session rebuilt from its snapshot (a resume on another
+ * worker) goes on decoding: its buffer starts at the restored position. */
+TEST(session_windowed_restored_session_still_decodes) {
+    wsetup(1, 0, 2, 16);
+    struct asr_session *s = wmk(16000, 300, 0);
+    static int16_t sil[1600];
+    for (int i = 0; i < 20; i++) ASSERT_EQ_INT(sess_chunk(s, (const uint8_t *)sil, sizeof sil, 0, 0, 0, util_now_ns()), 0);
+    wrun(s);
+    struct buf snap;
+    buf_init(&snap, 0);
+    ASSERT_EQ_INT(sess_snapshot(s, &snap), 0);
+    struct sess_cfg sc = {.sample_rate = 16000, .engine_rate = 16000, .pool = wpool, .final_class = POOL_FINAL,
+                          .window_ms = 300, .max_chunk_bytes = 1 << 20, .rate_bytes_per_sec = (size_t)1 << 30,
+                          .max_pending_chunks = 1000, .rate_abuse_threshold = 3,
+                          .vad = {.frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *r = sess_restore(&sc, "0123456789abcdef0123456789abcdef", snap.data, snap.len);
+    ASSERT(r != NULL);
+    sess_destroy(s);
+    buf_cleanup(&snap);
+    ASSERT_EQ_INT(sess_transition(r, SESS_ACTIVE), 0);
+    sess_attach(r, &sink, NULL);
+    n_evs = 0;
+    wfeed(r, 16000, 1.5, 1);
+    wrun(r);
+    struct wsum w;
+    wsummary(&w);
+    ASSERT_EQ_INT(w.finals, 1);
+    ASSERT(count_words(w.final) >= 10);
+    wteardown(r);
+}
+
+/* An expected text past FB_TEXT_MAX_WORDS is refused (it would make the
+ * alignment's memory and time per window unbounded by the byte limit). */
+TEST(session_feedback_text_word_bound) {
+    setup(1, 0);
+    struct asr_session *s = mk(1 << 30, 16, 0);
+    static char text[4 * FB_TEXT_MAX_WORDS];
+    size_t n = 0;
+    for (int i = 0; i <= FB_TEXT_MAX_WORDS; i++) n += (size_t)snprintf(text + n, sizeof text - n, "a ");
+    const char *why = NULL;
+    ASSERT_EQ_INT(sess_set_expected(s, text, n, &why), ASR_E_BAD_REQUEST);
+    ASSERT_STR_EQ(why, "the expected text has too many words");
+    ASSERT_EQ_INT(sess_set_expected(s, text, n - 2, &why), 0);
+    ASSERT_EQ_INT(sess_expected_words(s), FB_TEXT_MAX_WORDS);
+    sess_destroy(s);
 }

@@ -233,3 +233,87 @@ TEST(wire_encode_session_exact_text) {
     ASSERT_EQ_INT(b.len, strlen(b.data));
     buf_cleanup(&b);
 }
+
+/* ---- reading feedback ------------------------------------------------------ */
+
+TEST(wire_decode_config_messages) {
+    struct wire_client_msg m;
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"expected_text\":\"Caf\\u00e9, s'il vous pla\\u00eet\"}", &m), 0);
+    ASSERT_EQ_INT(m.type, WIRE_CONFIG);
+    ASSERT_EQ_INT(m.is_reference, 0);
+    ASSERT_EQ_INT(m.text_len, strlen("Caf\xc3\xa9, s'il vous pla\xc3\xaet"));
+    ASSERT_STR_EQ(m.text, "Caf\xc3\xa9, s'il vous pla\xc3\xaet");
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"reference_id\":\"verse-1.1\",\"other\":1}", &m), 0);
+    ASSERT_EQ_INT(m.type, WIRE_CONFIG);
+    ASSERT_EQ_INT(m.is_reference, 1);
+    ASSERT_STR_EQ(m.text, "verse-1.1");
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"expected_text\":\"\"}", &m), 0);   /* empty: the session says why */
+    ASSERT_EQ_INT(m.text_len, 0);
+    ASSERT_EQ_INT(dec("{\"type\":\"config\"}", &m), ASR_E_INVALID_MESSAGE);
+    ASSERT_STR_EQ(m.why, "config needs \"expected_text\" or \"reference_id\"");
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"expected_text\":\"a\",\"reference_id\":\"b\"}", &m), ASR_E_INVALID_MESSAGE);
+    ASSERT_STR_EQ(m.why, "config takes expected_text or reference_id, not both");
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"expected_text\":[\"a\"]}", &m), ASR_E_INVALID_MESSAGE);
+    ASSERT_STR_EQ(m.why, "\"expected_text\" must be a string");
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"reference_id\":7}", &m), ASR_E_INVALID_MESSAGE);
+    ASSERT_STR_EQ(m.why, "\"reference_id\" must be a string");
+    ASSERT_EQ_INT(dec("{\"type\":\"config\",\"expected_text\":\"a\\u0000b\"}", &m), ASR_E_INVALID_MESSAGE);
+}
+
+/* A view of three expected words: correct, wrong (heard "x\"y"), pending. */
+static struct fb_view view3(struct fb_text **t, struct fb_entry e[3]) {
+    const char *why;
+    ASSERT_EQ_INT(fb_text_parse("Go \"forward\" now", 16, 0, t, &why), 0);
+    e[0] = (struct fb_entry){.status = FB_CORRECT, .heard = "go", .heard_len = 2};
+    e[1] = (struct fb_entry){.status = FB_WRONG, .heard = "x\"y", .heard_len = 3};
+    e[2] = (struct fb_entry){.status = FB_PENDING};
+    return (struct fb_view){.text = *t, .e = e, .n = 3};
+}
+
+#define FB3_JSON "[{\"word\":\"Go\",\"status\":\"correct\",\"heard\":\"go\"},{\"word\":\"\\\"forward\\\"\"," \
+                 "\"status\":\"wrong\",\"heard\":\"x\\\"y\"},{\"word\":\"now\",\"status\":\"pending\"}]"
+
+TEST(wire_encode_feedback_exact_text) {
+    struct fb_text *t;
+    struct fb_entry e[3];
+    struct fb_view v = view3(&t, e);
+    struct buf b;
+    buf_init(&b, 0);
+    struct sess_partial p = {.seq = 3, .text = "go", .len = 2, .tentative = "x\"y", .tentative_len = 3,
+                             .is_speech = 1, .feedback = &v};
+    wire_encode_partial(&b, &p, 6);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"partial\",\"sequence\":3,\"text\":\"go\",\"tentative\":\"x\\\"y\",\"is_speech\":true,"
+                          "\"timestamp\":6,\"latency_ms\":{\"buffer\":0.000,\"queue\":0.000,\"inference\":0.000,"
+                          "\"total\":0.000},\"word_feedback\":" FB3_JSON "}");
+    struct sess_final f = {.seq = 4, .text = "go x\"y", .len = 6, .start_ms = 1, .end_ms = 2, .feedback = &v};
+    wire_encode_final(&b, &f, 7);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"final\",\"sequence\":4,\"text\":\"go x\\\"y\",\"start_ms\":1,\"end_ms\":2,"
+                          "\"timestamp\":7,\"word_feedback\":" FB3_JSON "}");
+    struct sess_verification ver = {.feedback = &v, .score = 1.0 / 3, .text = "go x\"y", .len = 6, .audio_ms = 2500};
+    wire_encode_verification(&b, &ver, 8);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"verification\",\"score\":0.333,\"counts\":{\"correct\":1,\"minor_mistake\":0,"
+                          "\"wrong\":1,\"missing\":0,\"pending\":1},\"text\":\"go x\\\"y\",\"audio_ms\":2500,"
+                          "\"timestamp\":8,\"word_feedback\":" FB3_JSON "}");
+    ver = (struct sess_verification){.status = ASR_E_SERVER_BUSY};
+    wire_encode_verification(&b, &ver, 9);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"verification_error\",\"code\":\"SERVER_BUSY\",\"message\":\"the verification "
+                          "was refused: the server is loaded; send the recording to POST /v1/transcribe with the same "
+                          "expected_text (or reference_id) for the same word_feedback and score\",\"fallback\":"
+                          "\"POST /v1/transcribe\",\"timestamp\":9}");
+    ver.status = ASR_E_TOO_LARGE;
+    wire_encode_verification(&b, &ver, 9);
+    ASSERT(strstr(b.data, "\"code\":\"AUDIO_TOO_LONG\"") != NULL);
+    wire_encode_config(&b, 3);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"config\",\"expected_words\":3}");
+    struct wire_session s = {.session_id = "0123456789abcdef0123456789abcdef", .worker_id = "w0", .sample_rate = 16000,
+                             .max_chunk_bytes = 1, .max_message_bytes = 2, .max_audio_rate = 3, .idle_timeout_s = 4,
+                             .resume_timeout_s = 6, .endpointing_ms = 5, .expected_words = 3};
+    wire_encode_session(&b, &s);
+    ASSERT_STR_EQ(b.data, "{\"type\":\"session\",\"session_id\":\"0123456789abcdef0123456789abcdef\",\"worker_id\":\"w0\","
+                          "\"sample_rate\":16000,\"resumed\":false,\"last_sequence\":0,\"limits\":{\"max_chunk_bytes\":1,"
+                          "\"max_message_bytes\":2,\"max_audio_rate_bytes_per_sec\":3,\"idle_timeout_s\":4,"
+                          "\"resume_timeout_s\":6,\"endpointing_ms\":5},\"expected_words\":3}");
+    ASSERT_EQ_INT(b.len, strlen(b.data));
+    buf_cleanup(&b);
+    fb_text_destroy(t);
+}
