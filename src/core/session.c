@@ -63,6 +63,7 @@ struct answer {
     size_t   bytes;            /* PARTIAL: PCM bytes of its chunk (pending bytes) */
     uint32_t vad_silence_ms;   /* PARTIAL: VAD state after its chunk (snapshot) */
     uint64_t vad_speech_end_ms;
+    uint64_t vad_speech_seq;   /* PARTIAL: the chunk of the last speech frame, after its chunk */
 };
 
 #define KEPT_FINALS_MAX 16
@@ -141,6 +142,7 @@ struct asr_session {
     uint64_t ans_samples;            /* stream position after that chunk */
     unsigned ans_silence_ms;         /* VAD silence run and last speech end there */
     uint64_t ans_speech_end_ms;
+    uint64_t ans_speech_seq;         /* last_speech_seq there (the open utterance's final goes to it) */
     int      ans_utt_open;           /* speech_started sent, its final not yet */
     uint64_t ans_utt_start_ms;
     struct buf utt_text;             /* partial texts of the open utterance, space-joined */
@@ -678,6 +680,7 @@ static void emit(struct asr_session *s, struct answer *a) {
             s->ans_samples = a->end_sample;
             s->ans_silence_ms = a->vad_silence_ms;
             s->ans_speech_end_ms = a->vad_speech_end_ms;
+            s->ans_speech_seq = a->vad_speech_seq;
             /* per-chunk engines: the text gathered in ptext; windowed: the
              * words the latest window(s) committed */
             const char *text = carries ? (s->win->pending.data ? s->win->pending.data : "")
@@ -1352,6 +1355,7 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
     p->end_sample = vad_samples(s->vad);
     p->vad_silence_ms = vad_silence_ms(s->vad);
     p->vad_speech_end_ms = vad_last_speech_end_ms(s->vad);
+    p->vad_speech_seq = s->last_speech_seq;
     p->bytes = len;
     s->pending_bytes += len;
     p->is_speech = speech_end > speech0 || vad_in_utterance(s->vad);
@@ -1463,10 +1467,10 @@ static void json_text(struct buf *b, const char *key, const char *t, size_t n) {
 int sess_snapshot(const struct asr_session *s, struct buf *b) {
     int bad = 0;
     buf_printf(b, "{\"v\":1,\"rate\":%u,\"seq\":%llu,\"samples\":%llu,\"utt\":%d,\"utt_start_ms\":%llu"
-                  ",\"silence_ms\":%u,\"speech_end_ms\":%llu",
+                  ",\"silence_ms\":%u,\"speech_end_ms\":%llu,\"speech_seq\":%llu",
                s->cfg.sample_rate, (unsigned long long)s->ans_seq, (unsigned long long)s->ans_samples,
                s->ans_utt_open, (unsigned long long)s->ans_utt_start_ms, s->ans_silence_ms,
-               (unsigned long long)s->ans_speech_end_ms);
+               (unsigned long long)s->ans_speech_end_ms, (unsigned long long)s->ans_speech_seq);
     /* an utterance that already moved once keeps its earlier text */
     if (s->ans_utt_open) {
         struct buf t;
@@ -1515,6 +1519,15 @@ struct asr_session *sess_restore(const struct sess_cfg *cfg, const char *id, con
     s->ans_utt_start_ms = s->utt_start_ms = (uint64_t)json_integer_value(json_object_get(j, "utt_start_ms"));
     s->ans_silence_ms = (unsigned)json_integer_value(json_object_get(j, "silence_ms"));
     s->ans_speech_end_ms = (uint64_t)json_integer_value(json_object_get(j, "speech_end_ms"));
+    /* The open utterance's final goes to the chunk of its last speech frame
+     * (docs/API.md "final"), which may be before the snapshot's last chunk:
+     * a snapshot taken during the endpointing silence. Older snapshots
+     * without it fall back to their last chunk. */
+    json_t *ss = json_object_get(j, "speech_seq");
+    if (json_is_integer(ss) && (uint64_t)json_integer_value(ss) <= s->last_seq)
+        s->last_speech_seq = s->ans_speech_seq = (uint64_t)json_integer_value(ss);
+    else
+        s->ans_speech_seq = s->last_seq;
     vad_restore(s->vad, s->ans_samples, s->ans_utt_open, s->utt_start_ms, s->ans_silence_ms,
                 s->ans_speech_end_ms);
     if (s->win) {

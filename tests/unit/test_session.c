@@ -1073,3 +1073,41 @@ TEST(session_feedback_text_word_bound) {
     ASSERT_EQ_INT(sess_expected_words(s), FB_TEXT_MAX_WORDS);
     sess_destroy(s);
 }
+
+/* A session snapshotted during the endpointing silence (its utterance's
+ * last speech frame a chunk or two back) and restored elsewhere gives the
+ * utterance's final the chunk that holds its end, as the uninterrupted
+ * session does (docs/API.md "final"), not the snapshot's last chunk. */
+TEST(session_restored_in_the_endpointing_silence_keeps_the_final_chunk) {
+    setup(1, 0);
+    struct asr_session *s = mk(1 << 30, 1000, 0);
+    static int16_t pcm[16000 * 3];
+    synth_voiced(pcm + 8000, 16000, 16000, 0.5); /* 0.5 s silence, 1 s speech, 1.5 s silence */
+    for (int i = 0; i < 17; i++) sess_chunk(s, (const uint8_t *)(pcm + i * 1600), 3200, 0, 0, 0, 0);
+    run(); /* 1.7 s answered: the speech ended less than 300 ms ago, no final yet */
+    for (int i = 0; i < n_evs; i++) ASSERT(evs[i].kind != 'F');
+    struct buf snap;
+    buf_init(&snap, 0);
+    ASSERT_EQ_INT(sess_snapshot(s, &snap), 0);
+    sess_destroy(s);
+    struct sess_cfg sc = {.sample_rate = 16000, .max_chunk_bytes = 65536, .rate_bytes_per_sec = 1 << 30,
+                          .max_pending_chunks = 1000, .rate_abuse_threshold = 3,
+                          .vad = {.sample_rate = 16000, .frame_ms = 30, .mode = 2, .endpointing_ms = 300}};
+    struct asr_session *r = sess_restore(&sc, "0123456789abcdef0123456789abcdef", snap.data, snap.len);
+    buf_cleanup(&snap);
+    ASSERT(r != NULL);
+    ASSERT_EQ_INT(sess_transition(r, SESS_ACTIVE), 0);
+    sess_attach(r, &sink, NULL);
+    n_evs = 0;
+    for (int i = 17; i < 30; i++) sess_chunk(r, (const uint8_t *)(pcm + i * 1600), 3200, 0, 0, 0, 0);
+    run();
+    int finals = 0;
+    for (int i = 0; i < n_evs; i++)
+        if (evs[i].kind == 'F' && evs[i].b > evs[i].a) {
+            finals++;
+            ASSERT(evs[i].b >= 1400 && evs[i].b <= 1560);
+            ASSERT_EQ_INT(evs[i].seq, (evs[i].b + 99) / 100); /* the chunk holding end_ms */
+        }
+    ASSERT_EQ_INT(finals, 1);
+    sess_destroy(r);
+}
