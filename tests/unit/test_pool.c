@@ -84,6 +84,14 @@ static void run_until(uv_loop_t *loop, int n) {
     for (int i = 0; i < 20000 && n_recs < n; i++) uv_run(loop, UV_RUN_ONCE);
 }
 
+/* Waits (up to 200 ms) until a thread is decoding. */
+static void wait_running(void) {
+    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void finish(uv_loop_t *loop, struct pool *p) {
     pool_destroy(p);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -204,10 +212,7 @@ TEST(pool_priority_and_bound) {
     decode_ms = 30;
     /* the blocker occupies the thread while the others queue */
     ASSERT_EQ_INT(pool_submit(p, &blocker, POOL_WINDOW, job("block", 160, 0)), 0);
-    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    wait_running();
     ASSERT_EQ_INT(pool_submit(p, &cb, POOL_BATCH, job("batch", 160, 0)), 0);
     ASSERT_EQ_INT(pool_submit(p, &cr, POOL_REST, job("rest", 160, 0)), 0);
     ASSERT_EQ_INT(pool_submit(p, &cw, POOL_WINDOW, job("window", 160, 0)), 0);
@@ -246,10 +251,7 @@ TEST(pool_cancel_drops_queued_and_running) {
     decode_ms = 20;
     for (int i = 0; i < 3; i++) ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a", 160, 0)), 0);
     ASSERT_EQ_INT(pool_submit(p, &b, POOL_WINDOW, job("b", 160, 0)), 0);
-    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    wait_running();
     pool_client_cancel(p, &a);   /* one running, two queued */
     ASSERT_EQ_INT(pool_client_jobs(&a), 0);
     run_until(&loop, 1);
@@ -292,10 +294,7 @@ TEST(pool_cancel_one_waiting_job) {
     decode_ms = 30;
     struct pool_job *a = job("a", 160, 0), *b = job("b", 160, 0), *f = job("f", 160, 0);
     ASSERT_EQ_INT(pool_submit(p, &c, POOL_WINDOW, a), 0);
-    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    wait_running();
     ASSERT_EQ_INT(pool_submit(p, &c, POOL_WINDOW, b), 0);
     ASSERT_EQ_INT(pool_submit(p, &c, POOL_FINAL, f), 0);
     ASSERT_EQ_INT(pool_job_cancel(p, &c, a), ASR_EAGAIN);   /* running */
@@ -332,10 +331,7 @@ TEST(pool_full_queue_evicts_the_most_served_window) {
     ASSERT_EQ_INT(n_recs, 2);
     decode_ms = 40;
     ASSERT_EQ_INT(pool_submit(p, &blocker, POOL_WINDOW, job("block", 160, 0)), 0);
-    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    wait_running();
     ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a1", 160, 0)), 0);
     ASSERT_EQ_INT(pool_submit(p, &x, POOL_WINDOW, job("x1", 160, 0)), 0);
     ASSERT_EQ_INT(pool_submit(p, &n, POOL_WINDOW, job("n1", 160, 0)), 0); /* a1 gives way */
@@ -389,10 +385,7 @@ TEST(pool_cancel_forgets_an_evicted_window) {
     run_until(&loop, 1);
     decode_ms = 40;
     ASSERT_EQ_INT(pool_submit(p, &blocker, POOL_WINDOW, job("block", 160, 0)), 0);
-    for (int i = 0; i < 200 && atomic_load(&running) == 0; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    wait_running();
     ASSERT_EQ_INT(pool_submit(p, &a, POOL_WINDOW, job("a1", 160, 0)), 0);
     ASSERT_EQ_INT(pool_submit(p, &n, POOL_WINDOW, job("n1", 160, 0)), 0); /* a1 evicted */
     pool_client_cancel(p, &a); /* before the loop delivers it */
