@@ -631,23 +631,31 @@ static void submit_start(struct jreq *j) {
     j->pending++;
 }
 
+/* A read of the job queue came back: 1 to go on with it; 0 when it was
+ * answered here (the client gone: released; not found: 404; the queue did
+ * not answer: 503 with Retry-After). */
+static int read_answered(struct jreq *j, int status, const char *not_found) {
+    j->pending--;
+    if (!j->hc) {
+        jreq_release(j);
+        return 0;
+    }
+    if (status == STORE_NOT_FOUND) {
+        answer_err(j, ASR_E_JOB_NOT_FOUND, not_found, NULL);
+        return 0;
+    }
+    if (status != STORE_OK) {
+        answer_err(j, ASR_E_JOBS_UNAVAILABLE, "the job queue did not answer", "Retry-After: 1\r\n");
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- reading a job ------------------------------------------------------------------------- */
 
 static void on_got(void *arg, int status, const struct jobs_view *v) {
     struct jreq *j = arg;
-    j->pending--;
-    if (!j->hc) {
-        jreq_release(j);
-        return;
-    }
-    if (status == STORE_NOT_FOUND) {
-        answer_err(j, ASR_E_JOB_NOT_FOUND, "unknown or expired job", NULL);
-        return;
-    }
-    if (status != STORE_OK) {
-        answer_err(j, ASR_E_JOBS_UNAVAILABLE, "the job queue did not answer", "Retry-After: 1\r\n");
-        return;
-    }
+    if (!read_answered(j, status, "unknown or expired job")) return;
     struct buf b;
     buf_init(&b, 0);
     if (j->kind == J_GET) {
@@ -682,19 +690,7 @@ static void get_start(struct jreq *j) {
 
 static void on_canceled(void *arg, int status, enum jobs_cancel_outcome outcome, const struct jobs_view *v) {
     struct jreq *j = arg;
-    j->pending--;
-    if (!j->hc) {
-        jreq_release(j);
-        return;
-    }
-    if (status == STORE_NOT_FOUND) {
-        answer_err(j, ASR_E_JOB_NOT_FOUND, "unknown or expired job", NULL);
-        return;
-    }
-    if (status != STORE_OK) {
-        answer_err(j, ASR_E_JOBS_UNAVAILABLE, "the job queue did not answer", "Retry-After: 1\r\n");
-        return;
-    }
+    if (!read_answered(j, status, "unknown or expired job")) return;
     struct buf b;
     buf_init(&b, 0);
     if (outcome == JOBS_PURGED) {
@@ -718,19 +714,7 @@ static void delete_start(struct jreq *j) {
 
 static void on_batch(void *arg, int status, const struct jobs_batch *b) {
     struct jreq *j = arg;
-    j->pending--;
-    if (!j->hc) {
-        jreq_release(j);
-        return;
-    }
-    if (status == STORE_NOT_FOUND) {
-        answer_err(j, ASR_E_JOB_NOT_FOUND, "unknown or expired batch", NULL);
-        return;
-    }
-    if (status != STORE_OK) {
-        answer_err(j, ASR_E_JOBS_UNAVAILABLE, "the job queue did not answer", "Retry-After: 1\r\n");
-        return;
-    }
+    if (!read_answered(j, status, "unknown or expired batch")) return;
     struct jobs_batch bb = *b;
     bb.id = j->id;
     struct buf out;
