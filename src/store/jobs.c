@@ -63,6 +63,17 @@
     "  drop_spool(run)\n"                                                                            \
     "  redis.call('DEL', rkey(run), rjobs(run))\n"                                                   \
     "end\n"                                                                                          \
+    /* job id stops waiting for run; a queued run no job waits for is dropped */                   \
+    "local function leave_run(run, id)\n"                                                            \
+    "  redis.call('SREM', rjobs(run), id)\n"                                                         \
+    "  local rk = rkey(run)\n"                                                                       \
+    "  if redis.call('SCARD', rjobs(run)) == 0 and redis.call('HGET', rk, 'state') == 'queued' then\n" \
+    "    local eid = redis.call('HGET', rk, 'eid')\n"                                                \
+    "    if eid then redis.call('XDEL', QS, eid) end\n"                                              \
+    "    redis.call('DECR', QUEUED)\n"                                                               \
+    "    end_run(run)\n"                                                                             \
+    "  end\n"                                                                                        \
+    "end\n"                                                                                          \
     "local function hook(jid, jk, event)\n"                                                          \
     "  if (redis.call('HGET', jk, 'callback') or '') ~= '' then\n"                                   \
     "    redis.call('XADD', HS, '*', 'job', jid, 'event', event)\n"                                  \
@@ -140,7 +151,7 @@
     "local function lease_ok(run, token) return redis.call('HGET', rkey(run), 'lease') == token end\n"
 
 enum {
-    S_INIT, S_SUBMIT, S_GET, S_CANCEL, S_BATCH_CREATE, S_BATCH_GET, S_RATE, S_TAKE, S_START, S_RENEW, S_COMPLETE,
+    S_INIT, S_SUBMIT, S_GET, S_CANCEL, S_WITHDRAW, S_BATCH_CREATE, S_BATCH_GET, S_RATE, S_TAKE, S_START, S_RENEW, S_COMPLETE,
     S_FAIL, S_RELEASE, S_ABANDON, S_RESOLVE, S_HOOKS_TAKE, S_HOOK_ATTEMPT, S_HOOK_DONE, S_STATS, S__N
 };
 
@@ -250,17 +261,24 @@ static const char *const script_body[S__N] = {
     "local now = now_ms()\n"
     "redis.call('HSET', jk, 'state', 'canceled', 'finished', now)\n"
     "redis.call('PEXPIRE', jk, TTL)\n"
-    "if run then\n"
-    "  redis.call('SREM', rjobs(run), id)\n"
-    "  local rk = rkey(run)\n"
-    "  if redis.call('SCARD', rjobs(run)) == 0 and redis.call('HGET', rk, 'state') == 'queued' then\n"
-    "    local eid = redis.call('HGET', rk, 'eid')\n"
-    "    if eid then redis.call('XDEL', QS, eid) end\n"
-    "    redis.call('DECR', QUEUED)\n"
-    "    end_run(run)\n"
-    "  end\n"
-    "end\n"
+    "if run then leave_run(run, id) end\n"
     "return {0, view(id)}\n",
+    /* withdraw: [7] job id, [8] owner, [9] the submission's run id, [10] "1" to
+     * keep the job (it has an idempotency key: the client's retry finds it).
+     * A submission whose answer was lost (no reply in time, the connection
+     * dropped): its client was told 503, so what the submit may have left
+     * goes: the job, its place in its run (a queued run nobody else waits for
+     * with it), and a spool the script never took over. -> 1 job withdrawn */
+    [S_WITHDRAW] =
+    "local id, run = ARGV[7], ARGV[9]\n"
+    "if redis.call('EXISTS', rkey(run)) == 0 then redis.call('DEL', spool(run)) end\n"
+    "if ARGV[10] == '1' then return 0 end\n"
+    "local jk = jkey(id)\n"
+    "local j = redis.call('HMGET', jk, 'owner', 'state', 'run')\n"
+    "if not j[1] or j[1] ~= ARGV[8] then return 0 end\n"
+    "if j[3] and not final(j[2]) then leave_run(j[3], id) end\n"
+    "redis.call('DEL', jk)\n"
+    "return 1\n",
     /* batch create: [7] id, [8] owner, [9..] job ids */
     [S_BATCH_CREATE] =
     "local bk = p .. 'batch:' .. ARGV[7]\n"
@@ -449,6 +467,15 @@ static const char *const script_body[S__N] = {
 /* ---- types ------------------------------------------------------------------ */
 
 #define JOBS_KEY_MAX 512
+#define WITHDRAW_MAX 4096              /* submissions waiting to be withdrawn */
+
+/* A submission whose answer was lost, withdrawn once Redis answers again
+ * (S_WITHDRAW). */
+struct withdraw {
+    char  job[STORE_ID_MAX + 1], run[STORE_ID_MAX + 1];
+    char *owner;                       /* owned */
+    int   keep;                        /* it has an idempotency key: only its stray spool goes */
+};
 
 struct jobs {
     uv_loop_t     *loop;               /* borrowed */
@@ -466,6 +493,8 @@ struct jobs {
     void         (*on_closed)(void *arg);
     void          *closed_arg;
     int            waiting;            /* a jobs_wait is out */
+    struct withdraw *wd[WITHDRAW_MAX]; /* owned: withdrawals not yet answered by Redis */
+    size_t         n_wd;
 };
 
 /* One op: what the reply handler needs. */
@@ -488,6 +517,8 @@ struct jop {
     } cb;
     void        *arg;
     char         token[40];            /* jobs_wait: the token to start the entry with */
+    struct withdraw *wd;               /* owned: S_SUBMIT, what to withdraw if its answer is lost;
+                                        * S_WITHDRAW, the withdrawal */
 };
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -652,6 +683,42 @@ static void complete_hooks(struct jop *o, const redisReply *r) {
 }
 
 /* Every script's reply comes here and goes to its op's callback. */
+static void withdraw_free(struct withdraw *w) {
+    if (!w) return;
+    free(w->owner);
+    free(w);
+}
+
+/* Keeps w to be withdrawn (at most WITHDRAW_MAX: past it the submission
+ * stays, said in the log). */
+static void withdraw_keep(struct jobs *j, struct withdraw *w) {
+    if (j->n_wd == WITHDRAW_MAX || j->closing) {
+        struct log_line *l = log_begin(LOG_WARN, "lost submission not withdrawn");
+        if (l) {
+            log_str(l, "job_id", w->job);
+            log_end(l);
+        }
+        withdraw_free(w);
+        return;
+    }
+    j->wd[j->n_wd++] = w;
+}
+
+/* Sends every kept withdrawal (while Redis is up; one whose send or reply
+ * fails is kept for the next time it is). */
+static void withdraw_flush(struct jobs *j) {
+    while (j->n_wd && !j->closing && rconn_usable(j->main)) {
+        struct withdraw *w = j->wd[--j->n_wd];
+        struct jop *o = xcalloc(1, sizeof *o);
+        o->wd = w;
+        const char *a[4] = {w->job, w->owner, w->run, w->keep ? "1" : "0"};
+        if (send_script(j, o, S_WITHDRAW, a, NULL, 4) != 0) {
+            j->wd[j->n_wd++] = w;
+            break;
+        }
+    }
+}
+
 static void on_reply(void *arg, int status, const redisReply *r) {
     struct jop *o = arg;
     struct jobs *j = o->j;
@@ -681,6 +748,11 @@ static void on_reply(void *arg, int status, const redisReply *r) {
         struct jobs_view v;
         struct jobs_submit_res res = {0};
         if (st != STORE_OK || code < 0 || code > R_SPOOL_FULL) { /* 7: the spool SET failed (Redis full) */
+            /* The client hears 503: whatever the script may still have
+             * done goes again (docs/internals/jobs.md "A run's life"). */
+            withdraw_keep(j, o->wd);
+            o->wd = NULL;
+            withdraw_flush(j);
             o->cb.submit(o->arg, STORE_UNAVAILABLE, NULL);
             break;
         }
@@ -699,6 +771,19 @@ static void on_reply(void *arg, int status, const redisReply *r) {
         o->cb.submit(o->arg, STORE_OK, &res);
         break;
     }
+    case S_WITHDRAW:
+        if (st != STORE_OK) {
+            withdraw_keep(j, o->wd);  /* sent again when Redis is back (on_main_state) */
+        } else if (code == 1) {
+            struct log_line *l = log_begin(LOG_WARN, "lost submission withdrawn");
+            if (l) {
+                log_str(l, "job_id", o->wd->job);
+                log_end(l);
+            }
+        }
+        if (st == STORE_OK) withdraw_free(o->wd);
+        o->wd = NULL;
+        break;
     case S_GET: {
         struct jobs_view v;
         if (st != STORE_OK) o->cb.view(o->arg, st, NULL);
@@ -786,6 +871,7 @@ static void on_reply(void *arg, int status, const redisReply *r) {
                                                             : STORE_OK);
         break;
     }
+    withdraw_free(o->wd);
     free(o);
 }
 
@@ -796,6 +882,7 @@ static void on_main_state(void *ctx, int up) {
     if (up) {
         struct jop *o = jop_new(NULL);
         (void)send_script(j, o, S_INIT, NULL, NULL, 0);
+        withdraw_flush(j);
     }
     if (j->on_state) j->on_state(j->ctx, up);
 }
@@ -852,6 +939,7 @@ static void on_conn_closed(void *arg) {
     if (--j->open_conns) return;
     void (*cb)(void *) = j->on_closed;
     void *a = j->closed_arg;
+    while (j->n_wd) withdraw_free(j->wd[--j->n_wd]);
     for (int i = 0; i < S__N; i++) free(j->scripts[i]);
     free(j);
     if (cb) cb(a);
@@ -890,11 +978,20 @@ int jobs_submit(struct jobs *j, const struct jobs_submit *s, jobs_submit_fn cb, 
         int r = spool_upload(j, s);
         if (r != 0) return r;
     }
+    struct withdraw *w = xcalloc(1, sizeof *w);
+    snprintf(w->job, sizeof w->job, "%s", s->job_id);
+    snprintf(w->run, sizeof w->run, "%s", s->run_id);
+    w->owner = xstrdup(s->owner);
+    w->keep = s->idem_key && s->idem_key[0];
     struct jop *o = jop_new(arg);
     o->cb.submit = cb;
+    o->wd = w;
     const char *a[16] = {s->job_id, s->run_id, s->owner, s->hash, bytes, s->ctype, s->url, s->opts, s->run_opts,
                          s->callback, s->batch, s->idem_key, s->idem_fp, s->request_id, j->a_maxq, j->a_smax};
-    return send_script(j, o, S_SUBMIT, a, NULL, 16);
+    int r = send_script(j, o, S_SUBMIT, a, NULL, 16);
+    if (r != 0 && n) withdraw_keep(j, w);  /* the spool's SET may be out: it goes when Redis is back */
+    else if (r != 0) withdraw_free(w);
+    return r;
 }
 
 int jobs_get(struct jobs *j, const char *id, const char *owner, jobs_view_fn cb, void *arg) {

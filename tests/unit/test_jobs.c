@@ -195,13 +195,13 @@ static void close_all(struct jobs *a, struct jobs *b) {
 }
 
 struct qcfg {
-    uint64_t lease_ms, cache_ttl_ms, max_queued, spool_max;
+    uint64_t lease_ms, cache_ttl_ms, max_queued, spool_max, op_timeout_ms;
     unsigned max_attempts;
 };
 
 static struct jobs *open_q(const char *worker, struct qcfg c) {
     struct jobs_cfg cfg = {
-        .redis_url = rs_url_, .worker_id = worker, .op_timeout_ms = 2000,
+        .redis_url = rs_url_, .worker_id = worker, .op_timeout_ms = c.op_timeout_ms ? c.op_timeout_ms : 2000,
         .lease_ms = c.lease_ms ? c.lease_ms : 30000, .max_attempts = c.max_attempts ? c.max_attempts : 3,
         .ttl_ms = 60000, .cache_ttl_ms = c.cache_ttl_ms, .max_queued = c.max_queued, .spool_max_bytes = c.spool_max,
     };
@@ -702,6 +702,75 @@ TEST(jobs_every_key_expires_or_is_owned) {
         freeReplyObject(ttl);
     }
     freeReplyObject(r);
+    redisFree(c);
+    close_all(q, NULL);
+}
+
+/* Redis runs a submission after its answer was lost (the worker's deadline
+ * passed while Redis was busy; the connection was dropped): the client was
+ * told 503, so the job must not stay, run or call back. Once Redis answers
+ * again the queue withdraws what that submit left, its spool included. */
+static long long rs_integer(redisContext *c, const char *fmt, const char *arg) {
+    redisReply *r = redisCommand(c, fmt, arg);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer
+                  : r && r->type == REDIS_REPLY_STRING ? atoll(r->str)
+                                                        : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static void lost_answer(struct jobs *q, const char *id, const char *idem, char run[40]) {
+    /* Redis busy for 600 ms on another connection, past the 200 ms deadline */
+    redisContext *busy = rs_sync();
+    ASSERT(busy);
+    redisAppendCommand(busy, "EVAL %s 0",
+                       "local t = redis.call('TIME') local e = t[1] * 1000000 + t[2] + 600000 "
+                       "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= e return 1");
+    int done = 0;
+    while (!done) ASSERT_EQ_INT(redisBufferWrite(busy, &done), REDIS_OK);
+    sleep_ms(50);
+    struct got g = {0};
+    util_random_id(run);
+    struct jobs_submit s = {
+        .job_id = id, .run_id = run, .owner = "k1", .hash = "hl", .audio = "audio", .audio_len = 5,
+        .ctype = "audio/wav", .url = "", .opts = "{}", .run_opts = "{}", .callback = "http://cb", .batch = "",
+        .idem_key = idem, .idem_fp = idem[0] ? "f" : "", .request_id = "r1",
+    };
+    ASSERT_EQ_INT(jobs_submit(q, &s, on_submit, &g), 0);
+    wait_call(&g.calls, 0);
+    ASSERT_EQ_INT(g.status, STORE_UNAVAILABLE);
+    redisReply *r = NULL;
+    ASSERT_EQ_INT(redisGetReply(busy, (void **)&r), REDIS_OK); /* the busy script is over */
+    freeReplyObject(r);
+    redisFree(busy);
+    uint64_t end = uv_hrtime() + 8000000000ull;
+    while (!jobs_up(q) && uv_hrtime() < end) uv_run(&loop_, UV_RUN_ONCE);
+    ASSERT(jobs_up(q));
+    sleep_ms(300); /* the withdrawal's round trip */
+}
+
+TEST(jobs_submission_whose_answer_was_lost_is_withdrawn) {
+    setup();
+    struct jobs *q = open_q("w0", (struct qcfg){.op_timeout_ms = 200});
+    char run[40];
+    lost_answer(q, "lost1", "", run);
+    redisContext *c = rs_sync();
+    char key[128];
+    snprintf(key, sizeof key, "asrd:job:%s", "lost1");
+    ASSERT_EQ_INT(rs_integer(c, "EXISTS %s", key), 0);
+    snprintf(key, sizeof key, "asrd:run:%s:audio", run);
+    ASSERT_EQ_INT(rs_integer(c, "EXISTS %s", key), 0);
+    snprintf(key, sizeof key, "asrd:run:%s", run);
+    ASSERT_EQ_INT(rs_integer(c, "EXISTS %s", key), 0);
+    ASSERT_EQ_INT(rs_integer(c, "GET %s", "asrd:jobs:queued"), 0);
+    ASSERT_EQ_INT(rs_integer(c, "GET %s", "asrd:jobs:spool_bytes"), 0);
+    ASSERT_EQ_INT(rs_integer(c, "XLEN %s", "asrd:jobs:queue"), 0);
+    /* nothing to run */
+    ASSERT_EQ_INT(take(q).outcome, JOBS_NONE);
+    /* with an idempotency key the job stays: the client's retry finds it */
+    lost_answer(q, "lost2", "key2", run);
+    ASSERT_EQ_INT(submit(q, "again2", "hl", "audio", NULL, "http://cb", "key2", "f").outcome, JOBS_REPLAY);
+    ASSERT_STR_EQ(get(q, "lost2", "k1").state, "queued");
     redisFree(c);
     close_all(q, NULL);
 }
