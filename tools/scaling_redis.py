@@ -30,6 +30,7 @@ set while W worker ids are registered (its cost grows with W). Reported:
 calls per second of one Redis core and Redis CPU per call.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -40,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -107,18 +110,64 @@ def children(pid):
     return out
 
 
-def lua_scripts():
-    """{name: full script text} exactly as src/store/redis.c sends them
-    (LUA_PRELUDE + body): the C string literals, concatenated."""
-    for rel in ("src/store/redis.c", "src/store_redis.c"):      # after / before the src/ layers
-        if os.path.exists(os.path.join(REPO, rel)):
+def start_redis(tmp, aof=True):
+    """A throwaway redis-server on a free loopback port, AOF on and fsync
+    every second (as compose.yaml runs it) unless aof is False; (process,
+    port) once it answers."""
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "yes" if aof else "no", "--appendfsync", "everysec", "--dir", tmp,
+                              "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if cli(port, "PING").strip() == "PONG":
             break
+        time.sleep(0.05)
+    return redis, port
+
+
+def start_asrd(a, tmp, rport, extra, pin=(), log="asrd.log"):
+    """asrd on a free loopback port with the Redis store on rport and the
+    settings in extra; (process, port) once it accepts connections."""
+    aport = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASR_")}
+    env.update({"ASR_HOST": "127.0.0.1", "ASR_PORT": str(aport), "ASR_WORKERS": "1",
+                "ASR_WORKER_ID": "m-", "ASR_REDIS_URL": "redis://127.0.0.1:%d" % rport,
+                "ASR_STORE_REQUIRED": "1", "ASR_LOG_LEVEL": "warn"})
+    env.update(extra)
+    asrd = subprocess.Popen(list(pin) + [os.path.join(a.bin, "asrd")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(tmp, log), "ab"))
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", aport), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return asrd, aport
+
+
+def stop(procs):
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def lua_scripts(rel="src/store/redis.c"):
+    """{name: full script text} exactly as rel (src/store/redis.c, the
+    session store, or src/store/jobs.c, the job queue) sends them
+    (LUA_PRELUDE + body): the C string literals, concatenated."""
+    if rel == "src/store/redis.c" and not os.path.exists(os.path.join(REPO, rel)):
+        rel = "src/store_redis.c"                               # before the src/ layers
     with open(os.path.join(REPO, rel)) as f:
         src = f.read()
 
     def literals(text):
         out = []
-        for m in re.finditer(r'"((?:[^"\\]|\\.)*)"', text):
+        for m in re.finditer(r'"((?:[^"\\]|\\.)*)"', re.sub(r"/\*.*?\*/", "", text, flags=re.S)):
             out.append(m.group(1).encode().decode("unicode_escape"))
         return "".join(out)
     pre = src[src.index("#define LUA_PRELUDE"):]
@@ -127,9 +176,10 @@ def lua_scripts():
     body = src[src.index("script_body[S__N] = {"):]
     body = body[:body.index("\n};")]
     out = {}
-    parts = re.split(r"\[S_([A-Z]+)\] =", body)
+    parts = re.split(r"\[S_([A-Z_]+)\] =", body)
     for name, text in zip(parts[1::2], parts[2::2]):
-        out[name.lower()] = prelude + literals(re.sub(r"/\*.*?\*/", "", text, flags=re.S))
+        if not name.startswith("_"):                            # script_body[S__N] itself
+            out[name.lower()] = prelude + literals(text)
     return out
 
 
@@ -146,15 +196,8 @@ def bench(port, args, n, clients=50, pipeline=16, keyspace=10000):
 
 def bench_scripts(a):
     tmp = tempfile.mkdtemp(prefix="asrd-scaling-")
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "yes", "--appendfsync", "everysec", "--dir", tmp,
-                              "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis, port = start_redis(tmp)
     try:
-        for _ in range(100):
-            if cli(port, "PING").strip() == "PONG":
-                break
-            time.sleep(0.05)
         sha = {}
         for name, text in lua_scripts().items():
             r = subprocess.run(["redis-cli", "-p", str(port), "-x", "SCRIPT", "LOAD"], input=text,
@@ -203,6 +246,217 @@ def bench_scripts(a):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cmd_delta(c0, c1):
+    """commandstats c1 - c0: {command: {"calls", "usec"}}, changed ones only."""
+    out = {}
+    for k, (c, u) in c1.items():
+        b = c0.get(k, (0, 0))
+        if c - b[0]:
+            out[k] = {"calls": c - b[0], "usec": u - b[1]}
+    return out
+
+
+def scan(port, pattern):
+    keys, cursor = [], "0"
+    while True:
+        r = cli(port, "SCAN", cursor, "MATCH", pattern, "COUNT", 1000).split()
+        cursor, keys = r[0], keys + r[1:]
+        if cursor == "0":
+            return keys
+
+
+def usage(port, pattern, n=20):
+    """MEMORY USAGE of up to n keys matching pattern (a trailing "$": no
+    further ':' after the pattern's last '*'): min, mean, max, count."""
+    exact = pattern.endswith("$")
+    keys = scan(port, pattern.rstrip("$"))
+    if exact:
+        stem = pattern.rstrip("$").rsplit("*", 1)[0]
+        keys = [k for k in keys if ":" not in k[len(stem):]]
+    u = [int(cli(port, "MEMORY", "USAGE", k, "SAMPLES", 0).strip() or 0) for k in keys[:n]]
+    if not u:
+        return {"keys": 0}
+    return {"keys": len(keys), "min": min(u), "mean": round(sum(u) / len(u)), "max": max(u)}
+
+
+def jobs_ready(aport, timeout=20):
+    """The job routes answer: an unknown job is 404 once the queue's Redis
+    answers (503 before)."""
+    url = "http://127.0.0.1:%d/v1/jobs/00000000000000000000000000000000" % aport
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit("scaling_redis: the job routes of asrd did not come up")
+
+
+class Window:
+    """Redis's figures over a stretch of time: commandstats, CPU, used_memory,
+    and with monitor=True the EVALSHA calls by script (a MONITOR running
+    meanwhile: it costs Redis CPU, so CPU is not read from such a window)."""
+
+    def __init__(self, port, tmp, monitor=False):
+        self.port, self.tmp = port, tmp
+        self.mon = None
+        if monitor:
+            self.mpath = os.path.join(tmp, "monitor-%d.txt" % time.monotonic_ns())
+            self.mfile = open(self.mpath, "wb")
+            self.mon = subprocess.Popen(["redis-cli", "-p", str(port), "MONITOR"], stdout=self.mfile)
+            time.sleep(0.3)
+        self.cmd0, self.cpu0 = commandstats(port), redis_cpu(port)
+        self.mem0, self.t0 = int(info(port, "memory")["used_memory"]), time.monotonic()
+
+    def end(self, names=None):
+        cmd1, cpu1 = commandstats(self.port), redis_cpu(self.port)
+        self.wall = time.monotonic() - self.t0
+        self.cmd = cmd_delta(self.cmd0, cmd1)
+        self.cpu = cpu1 - self.cpu0
+        self.mem1 = int(info(self.port, "memory")["used_memory"])
+        self.by_script = {}
+        if self.mon:
+            self.mon.send_signal(signal.SIGINT)
+            self.mon.wait(5)
+            self.mfile.close()
+            with open(self.mpath, errors="replace") as f:
+                for line in f:
+                    m = re.search(r'\] "(?:evalsha|EVALSHA)" "([0-9a-f]{40})"', line)
+                    if m:
+                        k = (names or {}).get(m.group(1), m.group(1)[:8])
+                        self.by_script[k] = self.by_script.get(k, 0) + 1
+        return self
+
+    def calls(self):
+        return sum(v["calls"] for v in self.cmd.values())
+
+
+def run_load(a, args, tmp, name):
+    out_json = os.path.join(tmp, name + ".json")
+    cmd = [os.path.join(a.bin, "asrd-load"), "--scenario", "jobs", "--wav", a.job_wav,
+           "--json", out_json] + [str(x) for x in args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    sys.stderr.write(r.stdout)
+    if not os.path.exists(out_json):
+        sys.exit("scaling_redis: asrd-load failed: %s" % r.stderr[-2000:])
+    with open(out_json) as f:
+        return " ".join(cmd), json.load(f)
+
+
+def per(n, d):
+    return round(n / d, 2) if d else None
+
+
+def jobs_mode(a):
+    """What jobs cost the shared Redis (docs/SCALING.md "Redis per job")."""
+    names = {hashlib.sha1(t.encode()).hexdigest(): n for n, t in lua_scripts("src/store/jobs.c").items()}
+    names.update({hashlib.sha1(t.encode()).hexdigest(): "session:" + n for n, t in lua_scripts().items()})
+    tmp = tempfile.mkdtemp(prefix="asrd-scaling-")
+    procs = []
+    W = a.job_workers
+    base_env = {"ASR_WORKERS": str(W), "ASR_JOB_QUEUE_MAX": "0", "ASR_JOB_SPOOL_MAX_MB": "0",
+                "ASR_OUTBOUND_ALLOW_PRIVATE": "1", "ASR_ENGINE": "mock"}
+    res = {"command": " ".join(sys.argv), "workers": W, "jobs": a.jobs, "wav": a.job_wav,
+           "redis": None}
+    try:
+        redis, rport = start_redis(tmp, aof=not a.no_aof)
+        procs.append(redis)
+        res["aof"] = not a.no_aof
+        res["redis"] = info(rport, "server")["redis_version"]
+        # 1. the queue alone: nobody runs the jobs; submissions at a steady rate
+        asrd, aport = start_asrd(a, tmp, rport, dict(base_env, ASR_JOB_CONCURRENCY="0"))
+        procs.append(asrd)
+        jobs_ready(aport)
+        missing = [n for n in lua_scripts("src/store/jobs.c")
+                   if cli(rport, "SCRIPT", "EXISTS", hashlib.sha1(lua_scripts("src/store/jobs.c")[n].encode())
+                          .hexdigest()).strip() != "1"]
+        res["scripts_not_recognised"] = missing   # the extraction gave another text than asrd loaded
+        time.sleep(2)
+        idle = Window(rport, tmp)
+        time.sleep(a.idle)
+        idle.end()
+        res["idle_no_runners"] = {
+            "wall_s": round(idle.wall, 1),
+            "calls_per_worker_per_s": {k: per(v["calls"], idle.wall * W) for k, v in idle.cmd.items()},
+            "redis_cpu_share_per_worker": per(idle.cpu, idle.wall * W)}
+        dur = max(1, round(a.jobs / a.rate))
+        w = Window(rport, tmp, monitor=a.monitor_jobs)
+        cmd, lj = run_load(a, ["--url", "http://127.0.0.1:%d" % aport, "--rate", a.rate, "--duration", dur,
+                               "--connections", 16], tmp, "submit")
+        w.end(names)
+        q = int(cli(rport, "GET", "asrd:jobs:queued").strip() or 0)
+        bg = idle.calls() / idle.wall * w.wall
+        res["submit"] = {
+            "load_command": cmd, "accepted": lj["accepted"], "refused_503": lj["refused_503"],
+            "submit_ms_p50_p99": [lj["submit_ms"]["p50"], lj["submit_ms"]["p99"]],
+            "queued_runs": q,
+            "evalsha_per_submit": per(w.cmd.get("evalsha", {}).get("calls", 0) - idle.cmd.get("evalsha", {})
+                                      .get("calls", 0) / idle.wall * w.wall, lj["accepted"]),
+            "commands_per_submit_all_in": per(w.calls() - bg, lj["accepted"]),
+            "top_commands": {k: per(v["calls"], lj["accepted"]) for k, v in
+                             sorted(w.cmd.items(), key=lambda kv: -kv[1]["calls"])[:12]},
+            "scripts_by_name": w.by_script,
+            "redis_cpu_us_per_submit": None if a.monitor_jobs else
+            round((w.cpu - idle.cpu / idle.wall * w.wall) / lj["accepted"] * 1e6, 1),
+            "bytes_per_queued_job": per(w.mem1 - w.mem0, q),
+            "spool_bytes_per_run": per(int(cli(rport, "GET", "asrd:jobs:spool_bytes").strip() or 0), q),
+            "memory_usage": {k: usage(rport, "asrd:" + k) for k in ("job:*", "run:*$", "run:*:jobs",
+                                                                      "run:*:audio", "runhash:*")},
+            "queue_stream": int(cli(rport, "MEMORY", "USAGE", "asrd:jobs:queue", "SAMPLES", 0).strip() or 0),
+        }
+        stop([asrd])
+        procs.remove(asrd)
+        # 2. with runners: a burst of N jobs end to end, webhooks included
+        cli(rport, "FLUSHALL")
+        asrd, aport = start_asrd(a, tmp, rport, dict(base_env, ASR_JOB_CONCURRENCY=str(a.concurrency)))
+        procs.append(asrd)
+        jobs_ready(aport)
+        time.sleep(2)
+        idle = Window(rport, tmp)
+        time.sleep(a.idle)
+        idle.end()
+        res["idle_with_runners"] = {
+            "wall_s": round(idle.wall, 1),
+            "calls_per_worker_per_s": {k: per(v["calls"], idle.wall * W) for k, v in idle.cmd.items()},
+            "redis_cpu_share_per_worker": per(idle.cpu, idle.wall * W)}
+        w = Window(rport, tmp, monitor=a.monitor_jobs)
+        cmd, lj = run_load(a, ["--url", "http://127.0.0.1:%d" % aport, "--count", a.jobs, "--connections", 32,
+                               "--server-pid", asrd.pid], tmp, "burst")
+        time.sleep(1)      # the last webhooks' outcomes written
+        w.end(names)
+        bg = idle.calls() / idle.wall * w.wall
+        n = lj["done"]
+        res["end_to_end"] = {
+            "load_command": cmd, "done": n, "wall_s": round(w.wall, 1), "jobs_per_s": lj["jobs_per_s"],
+            "evalsha_per_job": per(w.cmd.get("evalsha", {}).get("calls", 0) - idle.cmd.get("evalsha", {})
+                                   .get("calls", 0) / idle.wall * w.wall, n),
+            "commands_per_job_all_in": per(w.calls() - bg, n),
+            "background_share_of_calls": per(bg, w.calls()),
+            "top_commands": {k: per(v["calls"], n) for k, v in
+                             sorted(w.cmd.items(), key=lambda kv: -kv[1]["calls"])[:16]},
+            "scripts_by_name_per_job": {k: per(v, n) for k, v in sorted(w.by_script.items(), key=lambda kv: -kv[1])},
+            "redis_cpu_us_per_job": None if a.monitor_jobs else
+            round((w.cpu - idle.cpu / idle.wall * w.wall) / n * 1e6, 1),
+            "bytes_per_finished_job": per(w.mem1 - w.mem0, n),
+            "memory_usage": {k: usage(rport, "asrd:" + k) for k in ("job:*", "cache:*", "jobs:done:*")},
+            "result_bytes_sample": [len(cli(rport, "HGET", k, "result").rstrip("\n"))
+                                    for k in scan(rport, "asrd:job:*")[:5]],
+            "left": {k: len(scan(rport, "asrd:" + k)) for k in ("run:*", "runhash:*", "job:*", "cache:*")},
+        }
+        text = json.dumps(res, indent=2)
+        print(text)
+        if a.json:
+            with open(a.json, "w") as f:
+                f.write(text + "\n")
+    finally:
+        stop(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench-scripts", action="store_true")
@@ -216,40 +470,33 @@ def main():
     ap.add_argument("--bin", default=os.path.join(REPO, "build/release"))
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--jobs", type=int, default=0, help="measure jobs instead: N submissions, then N run")
+    ap.add_argument("--job-workers", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=2, help="--jobs: ASR_JOB_CONCURRENCY of the run phase")
+    ap.add_argument("--rate", type=float, default=100, help="--jobs: submissions per second (queue phase)")
+    ap.add_argument("--idle", type=float, default=10, help="--jobs: seconds of idle background measured")
+    ap.add_argument("--job-wav", default=os.path.join(REPO, "tests/data/generated/speech16k.wav"))
+    ap.add_argument("--no-aof", action="store_true", help="--jobs: Redis without its append-only file")
+    ap.add_argument("--monitor-jobs", action="store_true",
+                    help="--jobs: count script calls by name with MONITOR (no CPU figures then)")
     a = ap.parse_args()
     for exe in ("redis-server", "redis-cli", "redis-benchmark"):
         if not shutil.which(exe):
             sys.exit("scaling_redis: %s is not installed" % exe)
     if a.bench_scripts:
         return bench_scripts(a)
+    if a.jobs:
+        return jobs_mode(a)
     pin_s = [] if a.no_pin else ["taskset", "-c", "0"]
     pin_c = [] if a.no_pin else ["taskset", "-c", "1"]
     tmp = tempfile.mkdtemp(prefix="asrd-scaling-")
-    rport, aport = free_port(), free_port()
     procs = []
     try:
-        redis = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "yes", "--appendfsync", "everysec", "--dir", tmp,
-                                  "--protected-mode", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        redis, rport = start_redis(tmp)
         procs.append(redis)
-        for _ in range(100):
-            if cli(rport, "PING").strip() == "PONG":
-                break
-            time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASR_")}
-        env.update({"ASR_HOST": "127.0.0.1", "ASR_PORT": str(aport), "ASR_WORKERS": "1",
-                    "ASR_WORKER_ID": "m-", "ASR_REDIS_URL": "redis://127.0.0.1:%d" % rport,
-                    "ASR_STORE_REQUIRED": "1", "ASR_LOG_LEVEL": "warn",
-                    "ASR_MAX_SESSIONS_PER_WORKER": "20000", "ASR_MAX_CONNECTIONS": "20000"})
-        asrd = subprocess.Popen(pin_s + [os.path.join(a.bin, "asrd")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(tmp, "asrd.log"), "wb"))
+        asrd, aport = start_asrd(a, tmp, rport, {"ASR_MAX_SESSIONS_PER_WORKER": "20000",
+                                                 "ASR_MAX_CONNECTIONS": "20000"}, pin_s)
         procs.append(asrd)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", aport), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         time.sleep(1.5)            # the store connected and registered
         server_pids = [asrd.pid] + children(asrd.pid)
         base = {"cmd": commandstats(rport), "cpu": redis_cpu(rport),
@@ -339,14 +586,7 @@ def main():
         if err:
             sys.stderr.write(err.decode(errors="replace")[-2000:])
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(40)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
