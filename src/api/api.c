@@ -25,15 +25,16 @@ static void on_stats_timer(uv_timer_t *t) {
     if (api->jobs && jobs_up(api->jobs)) (void)jobs_stats(api->jobs, on_stats, api);
 }
 
-/* The job queue, its runner and the webhook deliveries, on the same Redis
- * as the session store (docs/internals/jobs.md, "Where the queue lives").
- * Without Redis (ASR_REDIS_URL=memory) there are none: the job routes
- * answer 503 JOBS_UNAVAILABLE. */
+/* The job queue, its runner and the webhook deliveries, on the session
+ * store's Redis or on ASR_JOB_REDIS_URL's (docs/internals/jobs.md, "Where
+ * the queue lives"). Without either (ASR_REDIS_URL=memory alone) there are
+ * none: the job routes answer 503 JOBS_UNAVAILABLE. */
 static int jobs_create(struct api *api) {
     const struct config *c = api->env->cfg;
-    if (!c->redis_url[0]) return 0;
+    const char *url = c->job_redis_url[0] ? c->job_redis_url : c->redis_url;
+    if (!url[0]) return 0;
     struct jobs_cfg jc = {
-        .redis_url = c->redis_url,
+        .redis_url = url,
         .worker_id = c->worker_id,
         .lease_ms = (uint64_t)c->job_lease_s * 1000,
         .max_attempts = (unsigned)c->job_max_attempts,

@@ -209,7 +209,8 @@ static void jreq_begin(struct api *api, struct http_conn *hc, struct http_req *r
     const struct config *c = api->env->cfg;
     if (!api->jobs) {
         http_respond_error(hc, 503, "JOBS_UNAVAILABLE",
-                           "jobs need Redis: this instance runs with ASR_REDIS_URL=memory (docs/API.md \"Jobs\")", NULL);
+                           "jobs need Redis: this instance runs with ASR_REDIS_URL=memory and no ASR_JOB_REDIS_URL "
+                           "(docs/API.md \"Jobs\")", NULL);
         return;
     }
     if (!jobs_up(api->jobs)) {

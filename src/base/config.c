@@ -51,6 +51,9 @@ static const struct config_opt opts[] = {
      "session store: empty = a private redis-server the master starts (unix socket, no persistence); "
      "redis://[:password@]host:port[/db] or unix:///path = a shared Redis; "
      "memory = in-process store (one worker's view; ASR_WORKERS=1 only)"},
+    {"ASR_JOB_REDIS_URL", OPT_STR, F(job_redis_url), "", 0, 0, NULL, 1,
+     "the job queue's Redis: empty = the session store's (ASR_REDIS_URL; none with memory); "
+     "redis://[:password@]host:port[/db] or unix:///path = a Redis of its own"},
     {"ASR_REDIS_SERVER", OPT_STR, F(redis_server), "/usr/bin/redis-server", 0, 0, NULL, 0,
      "redis-server binary of the private store (ASR_REDIS_URL empty)"},
     {"ASR_REDIS_MAXMEMORY_MB", OPT_INT, F(redis_maxmemory_mb), "256", 8, 1048576, NULL, 0,

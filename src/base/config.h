@@ -30,6 +30,8 @@ struct config {
     char     redis_url[512];           /* ASR_REDIS_URL: empty = a private redis-server the master
                                         * starts; "memory" = in-process store (one worker);
                                         * else redis:// or unix:// (shared); secret (password) */
+    char     job_redis_url[512];       /* ASR_JOB_REDIS_URL: the job queue's Redis; empty = the
+                                        * session store's; secret (password) */
     char     redis_server[256];        /* ASR_REDIS_SERVER: redis-server binary for the private store */
     int      redis_maxmemory_mb;       /* ASR_REDIS_MAXMEMORY_MB: memory bound of the private store */
     char     runtime_dir[200];         /* ASR_RUNTIME_DIR: parent of the private runtime directory

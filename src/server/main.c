@@ -64,6 +64,12 @@ static int check_choices(const struct config *cfg) {
             fprintf(stderr, "asrd: ASR_ENGINE: unknown engine \"%s\", allowed %s\n", cfg->engine, engines_names());
         return 2;
     }
+    struct store_url su;
+    if (cfg->job_redis_url[0] && store_url_parse(cfg->job_redis_url, &su) != 0) {
+        fprintf(stderr, "asrd: invalid configuration: ASR_JOB_REDIS_URL: not a redis://[:password@]host[:port][/db] "
+                        "or unix:///path URL\n");
+        return 2;
+    }
     if (strcmp(cfg->redis_url, CONFIG_STORE_MEMORY) == 0) {
         if (cfg->workers != 1) {
             fprintf(stderr, "asrd: ASR_REDIS_URL=memory keeps sessions inside one worker process, so it needs "
@@ -74,7 +80,6 @@ static int check_choices(const struct config *cfg) {
         }
         return 0;
     }
-    struct store_url su;
     if (cfg->redis_url[0] && store_url_parse(cfg->redis_url, &su) != 0) {
         fprintf(stderr, "asrd: invalid configuration: ASR_REDIS_URL: not a redis://[:password@]host[:port][/db] "
                         "or unix:///path URL, nor \"memory\"\n");

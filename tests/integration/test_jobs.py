@@ -9,6 +9,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -162,6 +163,34 @@ def test_memory_store_has_no_jobs(start_server):
     srv = start_server(ASR_REDIS_URL="memory")
     r = ju.submit(srv, h.read_bytes("speech16k.wav"))
     assert r.status_code == 503 and r.json()["error"]["code"] == "JOBS_UNAVAILABLE"
+
+
+def redis_keys(port, pattern):
+    """KEYS pattern of the Redis on port (redis-cli)."""
+    r = subprocess.run(["redis-cli", "-p", str(port), "--raw", "KEYS", pattern], capture_output=True, text=True,
+                       timeout=10)
+    return [k for k in r.stdout.split() if k]
+
+
+@pytest.mark.parametrize("sessions", ["memory", "private"])
+def test_job_queue_on_a_redis_of_its_own(aof_redis, start_server, sessions):
+    env = {"ASR_JOB_REDIS_URL": aof_redis.url}
+    if sessions == "memory":
+        env.update(ASR_REDIS_URL="memory", ASR_WORKERS=1)
+    srv = start_server(**env)
+    job = ju.submit(srv, h.read_bytes("speech16k.wav")).json()
+    done = ju.wait_final(srv, job["id"])
+    assert done["status"] == "completed" and done["result"]["text"], done
+    assert redis_keys(aof_redis.port, "asrd:job:*") == ["asrd:job:" + job["id"]]
+    # a stream on the same instance works, its session kept apart from the jobs' Redis
+
+    async def stream():
+        w, _ = await h.WS.open_session(srv.stream_url)
+        await w.send_bytes(h.read_bytes("speech16k.pcm")[:3200])
+        await w.until(lambda m: m["type"] == "partial")
+        assert redis_keys(aof_redis.port, "asrd:session:*") == []
+        await w.conn.close()
+    h.arun(stream())
 
 
 def test_cancel_a_queued_job_then_purge(start_server):
