@@ -321,7 +321,11 @@ class Window:
         self.by_script = {}
         if self.mon:
             self.mon.send_signal(signal.SIGINT)
-            self.mon.wait(5)
+            try:
+                self.mon.wait(5)
+            except subprocess.TimeoutExpired:
+                self.mon.kill()
+                self.mon.wait(5)
             self.mfile.close()
             with open(self.mpath, errors="replace") as f:
                 for line in f:
@@ -478,7 +482,8 @@ def main():
     ap.add_argument("--job-wav", default=os.path.join(REPO, "tests/data/generated/speech16k.wav"))
     ap.add_argument("--no-aof", action="store_true", help="--jobs: Redis without its append-only file")
     ap.add_argument("--monitor-jobs", action="store_true",
-                    help="--jobs: count script calls by name with MONITOR (no CPU figures then)")
+                    help="--jobs: count script calls by name with MONITOR (no CPU figures then; MONITOR echoes "
+                         "every upload, and Redis drops it past its output buffer limit: a few hundred jobs)")
     a = ap.parse_args()
     for exe in ("redis-server", "redis-cli", "redis-benchmark"):
         if not shutil.which(exe):
