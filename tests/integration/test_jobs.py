@@ -9,6 +9,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -426,6 +427,35 @@ def test_queue_full_503_with_retry_after(start_server):
     assert ju.submit(srv, ju.distinct_wav(20)).status_code == 202  # a join needs no room
     h.poll(lambda: ju.metrics_jobs(srv)["queue"]["depth"] == 2, 5, desc="depth in the metrics")
     assert ju.metrics_jobs(srv)["refused_full"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_job_waits_while_the_upload_memory_is_full(start_server):
+    """Two uploads that stop half way hold the worker's upload memory, so the
+    job cannot charge its decoding: it waits (still processing, keeping its
+    lease, nothing given back) and completes once they are gone."""
+    srv = start_server(ASR_WORKERS=1, ASR_MAX_UPLOAD_BYTES=1048576, ASR_UPLOAD_MEMORY_BYTES=5242880,
+                       ASR_JOB_CONCURRENCY=1)
+    holders = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(b"POST /v1/transcribe HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+                  b"Content-Length: 1000000\r\n\r\n" + b"\0" * 900000)
+        holders.append(s)
+    try:
+        h.poll(lambda: srv.metrics()["memory"]["uploads"]["bytes"] >= 1800000, 10, desc="the uploads held")
+        job = ju.submit(srv, h.read_bytes("speech16k.wav")).json()
+        h.poll(lambda: ju.get(srv, job["id"]).json()["status"] == "processing", 10, desc="taken")
+        time.sleep(2.5)            # two tries at its decoding meanwhile (1 s, then 2 s)
+        j = ju.get(srv, job["id"]).json()
+        assert j["status"] == "processing", j
+        assert ju.metrics_jobs(srv)["runs"]["released"] == 0
+    finally:
+        for s in holders:
+            s.close()
+    done = ju.wait_final(srv, job["id"], timeout=30)
+    assert done["status"] == "completed" and done["attempts"] == 1, done
+    assert ju.metrics_jobs(srv)["runs"]["released"] == 0
 
 
 def test_spool_full_503(start_server):
