@@ -338,6 +338,20 @@ class Window:
     def calls(self):
         return sum(v["calls"] for v in self.cmd.values())
 
+    def per_worker(self, workers):
+        """The window's calls and Redis CPU per worker per second."""
+        return {"wall_s": round(self.wall, 1),
+                "calls_per_worker_per_s": {k: per(v["calls"], self.wall * workers) for k, v in self.cmd.items()},
+                "redis_cpu_share_per_worker": round(self.cpu / (self.wall * workers), 4)}
+
+
+def idle_window(port, tmp, seconds):
+    """Redis's figures over `seconds` of an idle asrd (after 2 s to settle)."""
+    time.sleep(2)
+    w = Window(port, tmp)
+    time.sleep(seconds)
+    return w.end()
+
 
 def run_load(a, args, tmp, name):
     out_json = os.path.join(tmp, name + ".json")
@@ -379,14 +393,8 @@ def jobs_mode(a):
                    if cli(rport, "SCRIPT", "EXISTS", hashlib.sha1(lua_scripts("src/store/jobs.c")[n].encode())
                           .hexdigest()).strip() != "1"]
         res["scripts_not_recognised"] = missing   # the extraction gave another text than asrd loaded
-        time.sleep(2)
-        idle = Window(rport, tmp)
-        time.sleep(a.idle)
-        idle.end()
-        res["idle_no_runners"] = {
-            "wall_s": round(idle.wall, 1),
-            "calls_per_worker_per_s": {k: per(v["calls"], idle.wall * W) for k, v in idle.cmd.items()},
-            "redis_cpu_share_per_worker": per(idle.cpu, idle.wall * W)}
+        idle = idle_window(rport, tmp, a.idle)
+        res["idle_no_runners"] = idle.per_worker(W)
         dur = max(1, round(a.jobs / a.rate))
         w = Window(rport, tmp, monitor=a.monitor_jobs)
         cmd, lj = run_load(a, ["--url", "http://127.0.0.1:%d" % aport, "--rate", a.rate, "--duration", dur,
@@ -419,14 +427,8 @@ def jobs_mode(a):
         asrd, aport = start_asrd(a, tmp, rport, dict(base_env, ASR_JOB_CONCURRENCY=str(a.concurrency)))
         procs.append(asrd)
         jobs_ready(aport)
-        time.sleep(2)
-        idle = Window(rport, tmp)
-        time.sleep(a.idle)
-        idle.end()
-        res["idle_with_runners"] = {
-            "wall_s": round(idle.wall, 1),
-            "calls_per_worker_per_s": {k: per(v["calls"], idle.wall * W) for k, v in idle.cmd.items()},
-            "redis_cpu_share_per_worker": per(idle.cpu, idle.wall * W)}
+        idle = idle_window(rport, tmp, a.idle)
+        res["idle_with_runners"] = idle.per_worker(W)
         w = Window(rport, tmp, monitor=a.monitor_jobs)
         cmd, lj = run_load(a, ["--url", "http://127.0.0.1:%d" % aport, "--count", a.jobs, "--connections", 32,
                                "--server-pid", asrd.pid], tmp, "burst")
