@@ -8,83 +8,20 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { OpenAI, toFile } = require('openai');
+const { startServer } = require('./asrd');
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = path.resolve(ROOT, process.env.ASRD_BIN || 'build/release/asrd');
 const RAW = '/usr/share/pocketsphinx/test/data/goforward.raw';
 const TEXT = 'go forward ten meters';
 const KEY = 'sk-asrd-test-0123456789';
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function get(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 1000, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function startServer(extra) {
-  const port = await freePort();
-  const env = { ...process.env, ASR_HOST: '127.0.0.1', ASR_PORT: String(port), ASR_WORKERS: '1',
-                ASR_REDIS_URL: 'memory', ASR_ENGINE: 'pocketsphinx', ASR_INFERENCE_THREADS: '2', ...extra };
-  if (BIN.includes('asan')) {
-    env.ASAN_OPTIONS = 'detect_leaks=1:abort_on_error=0';
-    env.UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1';
-  }
-  const proc = spawn(BIN, [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`asrd exited ${proc.exitCode}: ${stderr}`);
-    try {
-      const r = await get(`http://127.0.0.1:${port}/v1/health`);
-      if (r.status === 200) break;
-    } catch (e) { /* not up yet */ }
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`asrd did not answer /v1/health in 20 s: ${stderr}`);
-    }
-    await sleep(50);
-  }
-  return { port, proc, exited, stderr: () => stderr };
-}
-
-async function stopServer(srv) {
-  srv.proc.kill('SIGTERM');
-  const t = setTimeout(() => srv.proc.kill('SIGKILL'), 10000);
-  const r = await srv.exited;
-  clearTimeout(t);
-  for (const m of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer']) {
-    assert.ok(!srv.stderr().includes(m), `server stderr has ${m}:\n${srv.stderr()}`);
-  }
-  assert.equal(r.code, 0, `asrd exit ${r.code} signal ${r.sig}:\n${srv.stderr().slice(-2000)}`);
-}
+// One worker, sessions in memory, pocketsphinx with two inference threads.
+const startPs = (extra) => startServer({ ASR_WORKERS: '1', ASR_REDIS_URL: 'memory', ASR_ENGINE: 'pocketsphinx',
+                                         ASR_INFERENCE_THREADS: '2', ...extra });
 
 // The recording as the files people upload, made at test time.
 function makeMedia(dir) {
@@ -106,7 +43,7 @@ test('openai SDK: transcriptions in every format, words, streaming, errors', { t
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asrd-openai-'));
   const files = makeMedia(dir);
-  const srv = await startServer({ ASR_API_KEYS: KEY });
+  const srv = await startPs({ ASR_API_KEYS: KEY });
   try {
     const client = new OpenAI({ apiKey: KEY, baseURL: `http://127.0.0.1:${srv.port}/v1`, maxRetries: 0 });
 
@@ -188,7 +125,7 @@ test('openai SDK: transcriptions in every format, words, streaming, errors', { t
       file: await toFile(Buffer.from('this is not audio at all'), 'notes.txt'), model: 'whisper-1' }),
       (e) => e instanceof OpenAI.BadRequestError && e.code === 'invalid_file_format');
   } finally {
-    await stopServer(srv);
+    await srv.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -4,42 +4,14 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
-const http = require('node:http');
-const net = require('node:net');
 const path = require('node:path');
 const WebSocket = require('ws');
+const { ROOT, sleep, startServer } = require('./asrd');
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = path.resolve(ROOT, process.env.ASRD_BIN || 'build/release/asrd');
 const PCM = path.join(ROOT, 'tests', 'data', 'generated', 'speech16k.pcm');
 const CHUNK = 3200; // 100 ms of 16 kHz s16 mono
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function get(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 1000, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Resolves like p, or rejects after ms; the timer never outlives p.
 function withTimeout(p, ms, what) {
@@ -50,53 +22,8 @@ function withTimeout(p, ms, what) {
   return Promise.race([p, timer]).finally(() => clearTimeout(t));
 }
 
-async function startServer() {
-  const port = await freePort();
-  const env = { ...process.env, ASR_HOST: '127.0.0.1', ASR_PORT: String(port),
-                ASR_MOCK_LATENCY_MS: '20' };
-  if (BIN.includes('asan')) {
-    env.ASAN_OPTIONS = 'detect_leaks=1:abort_on_error=0';
-    env.UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1';
-  }
-  const proc = spawn(BIN, [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`asrd exited ${proc.exitCode}: ${stderr}`);
-    try {
-      const r = await get(`http://127.0.0.1:${port}/v1/health`);
-      if (r.status === 200) break;
-    } catch (e) { /* not up yet */ }
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`asrd did not answer /v1/health in 10 s: ${stderr}`);
-    }
-    await sleep(50);
-  }
-  return { port, proc, exited, stderr: () => stderr };
-}
-
-async function stopServer(srv) {
-  const t0 = Date.now();
-  srv.proc.kill('SIGTERM');
-  let r;
-  try {
-    r = await withTimeout(srv.exited, 10000, 'asrd exit after SIGTERM');
-  } catch (e) {
-    srv.proc.kill('SIGKILL');
-    throw e;
-  }
-  if (process.env.ASRD_DEBUG) console.log(`stop took ${Date.now() - t0} ms`);
-  for (const m of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer']) {
-    assert.ok(!srv.stderr().includes(m), `server stderr has ${m}:\n${srv.stderr()}`);
-  }
-  assert.equal(r.code, 0, `asrd exit ${r.code} signal ${r.sig}:\n${srv.stderr().slice(-2000)}`);
-}
-
 test('ws client: full binary streaming session', { timeout: 60000 }, async () => {
-  const srv = await startServer();
+  const srv = await startServer({ ASR_MOCK_LATENCY_MS: '20' });
   try {
     let audio = Buffer.concat([Buffer.alloc(CHUNK * 5), fs.readFileSync(PCM)]);
     const pad = (CHUNK - (audio.length % CHUNK)) % CHUNK;
@@ -166,6 +93,6 @@ test('ws client: full binary streaming session', { timeout: 60000 }, async () =>
     assert.equal(tail[0].sequence, n);
     assert.equal(tail[0].start_ms, tail[0].end_ms);
   } finally {
-    await stopServer(srv);
+    await srv.stop();
   }
 });

@@ -18,90 +18,23 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
+const { ROOT, BIN, sleep, freePort, request, startServer: startAsrd } = require('./asrd');
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = path.resolve(ROOT, process.env.ASRD_BIN || 'build/release/asrd');
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'build', 'artifacts');
 const GOFORWARD = '/usr/share/pocketsphinx/test/data/goforward.raw';
 const KEY = 'browser-test-key';
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'asrd-web-'));
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function request(method, url, { headers = {}, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, timeout: 30000, agent: false }, (res) => {
-      const parts = [];
-      res.on('data', (d) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-// asrd on a free port with these settings; stop() sends SIGTERM and checks
-// the exit status (and, for sanitized builds, stderr).
-async function startServer(extra = {}) {
-  const port = await freePort();
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('ASR_')) delete env[k];
-  Object.assign(env, { ASR_HOST: '127.0.0.1', ASR_PORT: String(port), ASR_WORKERS: '1',
-                       ASR_REDIS_URL: 'memory', ASR_MOCK_LATENCY_MS: '20' }, extra);
-  if (BIN.includes('asan')) {
-    env.ASAN_OPTIONS = 'detect_leaks=1:abort_on_error=0';
-    env.UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1';
-  }
-  const proc = spawn(BIN, [], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`asrd exited ${proc.exitCode}: ${stderr}`);
-    try {
-      const r = await request('GET', `http://127.0.0.1:${port}/v1/health`);
-      if (r.status === 200) break;
-    } catch { /* not up yet */ }
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`asrd did not answer /v1/health in 20 s: ${stderr}`);
-    }
-    await sleep(50);
-  }
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    port, base,
-    async metrics() { return JSON.parse((await request('GET', `${base}/v1/metrics`)).body); },
-    async stop() {
-      proc.kill('SIGTERM');
-      const { code } = await exited;
-      assert.equal(code, 0, `asrd exited ${code}: ${stderr.slice(-2000)}`);
-      for (const m of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer'])
-        assert.ok(!stderr.includes(m), `sanitizer report: ${stderr.slice(-3000)}`);
-    },
-  };
-}
+// One worker, sessions in memory, the mock at 20 ms (the page's tests).
+const startServer = (extra = {}) => startAsrd({ ASR_WORKERS: '1', ASR_REDIS_URL: 'memory', ASR_MOCK_LATENCY_MS: '20',
+                                                 ...extra });
 
 // The fake microphone's recordings, 48 kHz mono 16-bit, with silence around
 // the speech so that utterances end.
