@@ -395,6 +395,8 @@ class Conn:
 
 
 class Client:
+    stall_s = None                  # a connection silent this long is given up (None: never)
+
     def __init__(self, name, url, chunks):
         self.name = name
         self.url = url
@@ -458,7 +460,12 @@ class Client:
             try:
                 while True:
                     try:
-                        raw = await w.conn.recv()
+                        raw = await asyncio.wait_for(w.conn.recv(), self.stall_s)
+                    except asyncio.TimeoutError:
+                        conn.close_code, conn.close_reason = 1006, "stalled"
+                        conn.t_close = time.monotonic()
+                        w.abort()
+                        break
                     except websockets.ConnectionClosed as e:
                         conn.close_code = e.rcvd.code if e.rcvd is not None else 1006
                         conn.close_reason = e.rcvd.reason if e.rcvd is not None else ""

@@ -24,18 +24,16 @@ host killed while it runs a job leaves a lease that runs out, and a
 surviving host takes the run over and finishes it once.
 """
 import asyncio
-import json
 import time
 
 import pytest
 import requests
-import websockets
 
 import asrd_harness as h
 import jobs_util as ju
 import netns_cluster as nc
 from asrd_harness import arun, of_type
-from test_balancer import (BOUNDS_TOL_MS, HEARTBEAT_S, Client, Conn, bounds, check_like_control,
+from test_balancer import (BOUNDS_TOL_MS, HEARTBEAT_S, Client, bounds, check_like_control,
                            check_session, control_run, final_keys, finals_of, session_chunks, total_ms)
 
 REASON = nc.unavailable()
@@ -78,46 +76,7 @@ class NetClient(Client):
     """test_balancer's client plus what a client needs on a real network:
     a connection that goes silent (no FIN: a cut link) is given up after
     STALL_S and resumed like a dropped one."""
-
-    async def run(self):
-        while True:
-            w, s = await self._connect()
-            conn = Conn(s, time.monotonic())
-            self.conns.append(conn)
-            if self.session_id is None:
-                self.session_id = s["session_id"]
-                first = 1
-            else:
-                assert s["session_id"] == self.session_id, (self.name, s)
-                first = s["last_sequence"] + 1
-            sender = asyncio.ensure_future(self._send(w, conn, first))
-            try:
-                while True:
-                    try:
-                        raw = await asyncio.wait_for(w.conn.recv(), STALL_S * (3 if SLOW else 1))
-                    except asyncio.TimeoutError:
-                        conn.close_code, conn.close_reason = 1006, "stalled"
-                        conn.t_close = time.monotonic()
-                        w.abort()
-                        break
-                    except websockets.ConnectionClosed as e:
-                        conn.close_code = e.rcvd.code if e.rcvd is not None else 1006
-                        conn.close_reason = e.rcvd.reason if e.rcvd is not None else ""
-                        conn.t_close = time.monotonic()
-                        break
-                    conn.msgs.append(json.loads(raw))
-                    conn.times.append(time.monotonic())
-            finally:
-                if not sender.done():
-                    sender.cancel()
-                    try:
-                        await sender
-                    except asyncio.CancelledError:
-                        pass
-            if conn.close_code == 1000 and conn.stop_sent:
-                return self
-            assert conn.close_code in (1001, 1006), \
-                "%s: closed %r %r" % (self.name, conn.close_code, conn.close_reason)
+    stall_s = STALL_S * (3 if SLOW else 1)
 
 
 def host_of(conn):
