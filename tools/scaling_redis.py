@@ -476,6 +476,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(REPO, "build/release"))
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--env", action="append", default=[], metavar="ASR_X=V",
+                    help="a setting of the asrd measured (repeatable), e.g. ASR_SNAPSHOT_INTERVAL_S=3")
     ap.add_argument("--jobs", type=int, default=0, help="measure jobs instead: N submissions, then N run")
     ap.add_argument("--job-workers", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=2, help="--jobs: ASR_JOB_CONCURRENCY of the run phase")
@@ -501,8 +503,9 @@ def main():
     try:
         redis, rport = start_redis(tmp)
         procs.append(redis)
-        asrd, aport = start_asrd(a, tmp, rport, {"ASR_MAX_SESSIONS_PER_WORKER": "20000",
-                                                 "ASR_MAX_CONNECTIONS": "20000"}, pin_s)
+        extra = {"ASR_MAX_SESSIONS_PER_WORKER": "20000", "ASR_MAX_CONNECTIONS": "20000"}
+        extra.update(kv.split("=", 1) for kv in a.env)
+        asrd, aport = start_asrd(a, tmp, rport, extra, pin_s)
         procs.append(asrd)
         time.sleep(1.5)            # the store connected and registered
         server_pids = [asrd.pid] + children(asrd.pid)
@@ -561,6 +564,7 @@ def main():
         wall = end["t"] - base["t"]
         res = {
             "command": " ".join(sys.argv),
+            "settings": a.env,
             "load_command": " ".join(load_cmd),
             "sessions": a.sessions, "ramp_s": a.ramp, "duration_s": a.duration,
             "load": {k: lj["total"].get(k) for k in ("sessions_opened", "sessions_completed", "chunks_sent",

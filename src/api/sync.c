@@ -187,7 +187,7 @@ static void on_store_state(void *ctx, int available) {
 
 /* ---- the 1 s tick -------------------------------------------------------------------- */
 
-/* Changed sessions, and (so that the record's TTL never runs out under a
+/* Every ASR_SNAPSHOT_INTERVAL_S ticks: changed sessions, and (so that the record's TTL never runs out under a
  * session that only sends keepalives) any not written for a minute. */
 static void snapshot_if_due(void *ctx, void *owner) {
     struct sync *sy = ctx;
@@ -208,7 +208,8 @@ static void on_tick(uv_timer_t *t) {
     for (int i = 0; i < STORE_OP__N; i++) ops += ss->ops[i];
     metrics.store_ops = ops;
     if (!sync_shared(sy)) return;
-    registry_each(sy->streams_, snapshot_if_due, sy);
+    unsigned every = sy->cfg_->snapshot_interval_s > 0 ? (unsigned)sy->cfg_->snapshot_interval_s : 1;
+    if (++sy->ticks_ % every == 0) registry_each(sy->streams_, snapshot_if_due, sy);
 }
 
 /* ---- open and close ------------------------------------------------------------------ */

@@ -51,7 +51,9 @@ struct sync {
     uv_loop_t *loop_;                /* borrowed */
     const struct config *cfg_;       /* borrowed */
     struct registry *streams_;       /* borrowed: the api's registry (the tick and reconcile walk it) */
-    uv_timer_t timer_;               /* 1 s: snapshots of changed sessions, store metrics */
+    uv_timer_t timer_;               /* 1 s: store metrics; snapshots of changed sessions every
+                                      * ASR_SNAPSHOT_INTERVAL_S ticks */
+    uint64_t ticks_;
     struct buf snap_;                /* scratch: one snapshot (limit STORE_BLOB_MAX) */
     uint64_t republishing_;          /* records sent by the last republish (for its log line) */
 };

@@ -113,6 +113,9 @@ static const struct config_opt opts[] = {
      "seconds without audio, keepalive or ping before a session ends"},
     {"ASR_RESUME_TIMEOUT_S", OPT_INT, F(resume_timeout_s), "60", 1, 86400, NULL, 0,
      "seconds a dropped session stays resumable (detached) before it expires"},
+    {"ASR_SNAPSHOT_INTERVAL_S", OPT_INT, F(snapshot_interval_s), "1", 1, 60, NULL, 0,
+     "shared store: a changed session's progress is written this often (finals and drops at once); "
+     "a session resumed after its worker died goes back at most this far"},
     {"ASR_MAX_DETACHED_SESSIONS", OPT_INT, F(max_detached_sessions), "1000", 1, 1000000, NULL, 0,
      "dropped, resumable sessions per worker; past it the oldest is evicted (ended); they also give way "
      "(oldest first) to a new live session at ASR_MAX_SESSIONS_PER_WORKER"},

@@ -68,6 +68,8 @@ struct config {
     int      max_connections_per_ip;   /* ASR_MAX_CONNECTIONS_PER_IP (0 = unlimited) */
     int      idle_timeout_s;           /* ASR_IDLE_TIMEOUT_S */
     int      resume_timeout_s;         /* ASR_RESUME_TIMEOUT_S: a dropped session stays resumable this long */
+    int      snapshot_interval_s;      /* ASR_SNAPSHOT_INTERVAL_S: a changed session's record is rewritten
+                                        * this often (shared store) */
     int      max_detached_sessions;    /* ASR_MAX_DETACHED_SESSIONS: dropped, resumable sessions per worker */
     int      max_detached_per_ip;      /* ASR_MAX_DETACHED_PER_IP: of those, per client address
                                         * (0 = max_connections_per_ip, itself 0 = no bound) */

@@ -7,6 +7,7 @@ processes; clients are Python websockets/requests."""
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -158,6 +159,33 @@ def test_global_session_limit_across_instances(redis, start_server):
         assert "retry-after" in {k.lower() for k in r.headers}
     refused_metric = sum(h.metric(s.metrics(), "sessions.refused") for s in servers)
     assert refused_metric == 30 - limit
+
+
+def record_written(redis, session_id):
+    """The `last` write time of a session's record in Redis ("" if none)."""
+    return subprocess.run(["redis-cli", "-p", str(redis.port), "HGET", "asrd:session:" + session_id, "last"],
+                          capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def test_snapshot_interval_spaces_the_store_writes(redis, start_server):
+    """ASR_SNAPSHOT_INTERVAL_S=4: a session streaming in real time has its
+    record rewritten every 4 s instead of every second."""
+    writes = {}
+    for every in (1, 4):
+        srv = start_server(**store_env(redis, "S%d" % every, ASR_SNAPSHOT_INTERVAL_S=every))
+
+        async def go():
+            w, s = await WS.open_session(srv.stream_url)
+            seen = set()
+            for _ in range(80):         # 8 s of silence (no final to write at once)
+                await w.send_bytes(b"\0" * CH)
+                await asyncio.sleep(0.1)
+                seen.add(record_written(redis, s["session_id"]))
+            await w.stop(timeout=20)
+            return len(seen)
+        writes[every] = arun(go(), 60)
+        srv.stop()
+    assert writes[1] >= 6 and writes[4] <= 3, writes
 
 
 def test_killed_worker_sessions_resume_elsewhere(redis, start_server):
