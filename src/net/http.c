@@ -924,10 +924,11 @@ static void path_methods(const struct http_server *srv, const char *path, size_t
     for (size_t i = 0; pass >= 0 && i < srv->n_routes; i++) {
         const struct http_route *rt = &srv->routes[i];
         if (rt->prefix != pass || !route_matches(rt, path, pl)) continue;
+        /* a GET route answers HEAD too (route_find) */
         snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? ", " : "",
-                 http_method_str((enum http_method)rt->method));
+                 rt->method == HTTP_GET ? "GET, HEAD" : http_method_str((enum http_method)rt->method));
     }
-    if (fallback && !out[0]) snprintf(out, cap, "GET");
+    if (fallback && !out[0]) snprintf(out, cap, "GET, HEAD");
 }
 
 /* methods (path_methods) names m exactly (methods are case-sensitive). */

@@ -264,7 +264,7 @@ def test_request_survivors(srv):
                b"4;ext=1\r\nabcd\r\n0\r\nX-T: 1\r\n\r\nGET /v1/health HTTP/1.1\r\n\r\n")
     rs, _ = exchange(srv.port, data, count=2)
     assert [r.status for r in rs] == [405, 200], rs
-    assert rs[0].headers.get("allow") == "GET", rs[0].headers
+    assert rs[0].headers.get("allow") == "GET, HEAD", rs[0].headers
     assert_counted(srv, m0, {"requests.by_route.health.200": len(ok) + 1, "requests.by_route.health.405": 1})
     assert_serves(srv)
 
@@ -890,11 +890,11 @@ def test_query_nul_byte_in_api_key(start_server):
 
 
 def test_post_upgrade_405(srv):
-    """An upgrade with POST: 405 with Allow: GET, no session."""
+    """An upgrade with POST: 405 with Allow: GET (and HEAD), no session."""
     m0 = srv.metrics()
     rs, _ = exchange(srv.port, upgrade_bytes("POST"), count=1)
     h.assert_json_error(rs[0], 405, "METHOD_NOT_ALLOWED")
-    assert rs[0].headers.get("allow") == "GET", rs[0].headers
+    assert rs[0].headers.get("allow") == "GET, HEAD", rs[0].headers
     assert_counted(srv, m0, {"requests.by_route.stream.405": 1, "sessions.total": 0})
     assert_serves(srv)
 

@@ -143,7 +143,7 @@ def test_refusals_and_unknown_jobs(start_server):
         assert r.status_code == 404 and r.json()["error"]["code"] == "JOB_NOT_FOUND", (path, r.text)
     assert requests.delete(srv.http + "/v1/jobs/" + "0" * 32, timeout=T).status_code == 404
     r = requests.put(srv.http + "/v1/jobs/" + "0" * 32, timeout=T)
-    assert r.status_code == 405 and r.headers["Allow"] == "GET, DELETE"
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, DELETE"
     r = requests.get(srv.http + "/v1/jobs", timeout=T)
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
 

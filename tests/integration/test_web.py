@@ -163,11 +163,12 @@ def test_cors_preflight_and_answers(start_server):
                        ASR_API_KEYS=KEY)
     m0 = srv.metrics()
     for path, method in [("/v1/transcribe", "POST"), ("/v1/auth/token", "POST"),
-                         ("/v1/audio/transcriptions", "POST"), ("/v1/health", "GET"), ("/app.js", "GET")]:
+                         ("/v1/audio/transcriptions", "POST"), ("/v1/health", "GET"), ("/app.js", "GET"),
+                         ("/v1/health", "HEAD")]:
         r = preflight(srv, path, APP, method)
         assert r.status == 204, (path, r)
         assert r.headers["access-control-allow-origin"] == APP
-        assert r.headers["access-control-allow-methods"] == method
+        assert r.headers["access-control-allow-methods"] == ("GET, HEAD" if method in ("GET", "HEAD") else method)
         allow = [x.strip().lower() for x in r.headers["access-control-allow-headers"].split(",")]
         assert {"authorization", "content-type", "x-api-key", "x-request-id"} <= set(allow)
         assert r.headers["access-control-max-age"] == "120"
@@ -183,7 +184,7 @@ def test_cors_preflight_and_answers(start_server):
     h.assert_json_error(r, 401, "UNAUTHORIZED")
     assert r.headers["Access-Control-Allow-Origin"] == APP
     m1 = srv.metrics()
-    assert delta(m1, m0, "cors.preflights") == 5
+    assert delta(m1, m0, "cors.preflights") == 6
     assert delta(m1, m0, "requests.by_route.transcribe.204") == 1
     assert delta(m1, m0, "cors.refused") == 0
 
@@ -218,10 +219,10 @@ def test_cors_refusals(start_server):
     r = preflight(srv, "/v1/transcribe", APP, "PUT")
     h.assert_json_error(r, 405, "METHOD_NOT_ALLOWED")
     assert r.headers["allow"] == "POST" and "access-control-allow-methods" not in r.headers
-    # a path no route has may be one of the page's files: GET only
+    # a path no route has may be one of the page's files: GET (and HEAD) only
     r = preflight(srv, "/v1/nothing", APP, "POST")
     h.assert_json_error(r, 405, "METHOD_NOT_ALLOWED")
-    assert r.headers["allow"] == "GET"
+    assert r.headers["allow"] == "GET, HEAD"
 
     # the server's own page: its Origin's host and port are the Host header
     own = "http://127.0.0.1:%d" % srv.port
@@ -505,7 +506,7 @@ def test_job_from_a_cors_origin_with_a_token(start_server):
     assert "idempotency-key" in allow
     r = preflight(srv, "/v1/jobs/" + "0" * 32, APP, "DELETE")
     assert r.status == 204, r
-    assert r.headers["access-control-allow-methods"] == "GET, DELETE"
+    assert r.headers["access-control-allow-methods"] == "GET, HEAD, DELETE"
     assert r.headers["access-control-allow-origin"] == APP
 
     tok = token(srv, scope=["transcribe"])

@@ -492,12 +492,12 @@ TEST(http_cors_preflight_refusals) {
         "OPTIONS /nothing HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\n\r\n",
         b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 404 ", 13) == 0);
-    /* ... unless the fallback does: GET only */
+    /* ... unless the fallback does: GET (and so HEAD) only */
     ask(&cors_, 1,
         "OPTIONS /nothing HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\n\r\n",
         b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
-    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET, HEAD\r\n") != NULL);
     ASSERT_EQ_INT(fallback_calls_, 0);
 }
 
@@ -664,7 +664,7 @@ TEST(http_prefix_routes) {
     np_pump(2);
     np_recv(peer, buf, sizeof buf, NULL);
     ASSERT(strstr(buf, "HTTP/1.1 405") != NULL);
-    ASSERT(strstr(buf, "Allow: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(buf, "Allow: GET, HEAD, DELETE\r\n") != NULL);
     ASSERT(strstr(buf, "{\"shaped\":405") != NULL); /* a prefix route's error_body serves its paths */
     np_send(peer, "GET /items/ HTTP/1.1\r\n\r\n", strlen("GET /items/ HTTP/1.1\r\n\r\n")); /* the prefix alone is no item */
     np_pump(2);
@@ -684,7 +684,7 @@ TEST(http_cors_and_fallback_with_prefix_routes) {
         "OPTIONS /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: DELETE\r\n\r\n",
         b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 204 ", 13) == 0);
-    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAccess-Control-Allow-Methods: GET, HEAD, DELETE\r\n") != NULL);
     ASSERT_EQ_INT(fallback_calls_, 0);
     ask(&cors_, 1,
         "OPTIONS /items HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n", b,
@@ -695,7 +695,7 @@ TEST(http_cors_and_fallback_with_prefix_routes) {
         "OPTIONS /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
         b, sizeof b);
     ASSERT(strncmp(b, "HTTP/1.1 405 ", 13) == 0);
-    ASSERT(strstr(b, "\r\nAllow: GET, DELETE\r\n") != NULL);
+    ASSERT(strstr(b, "\r\nAllow: GET, HEAD, DELETE\r\n") != NULL);
     seen_[0] = 0;
     ask(&cors_, 1, "DELETE /items/abc HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n", b, sizeof b);
     ASSERT_STR_EQ(seen_, "prefix DELETE /items/abc");
