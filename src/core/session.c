@@ -123,8 +123,10 @@ struct asr_session {
     size_t   pending_bytes;          /* PCM bytes of pending chunks (ASR_MAX_SESSION_BUFFER_BYTES) */
     int      pending;                /* accepted chunks not yet answered */
     int      rate_strikes;           /* RATE_LIMITED in a row */
-    double   tokens;                 /* rate bucket, bytes */
+    double   tokens;                 /* rate bucket, bytes; above the 2 s cap only by a hold's credit */
     uint64_t tokens_ns;              /* last refill */
+    int      held;                   /* pending at its bound and the caller stopped reading: the
+                                        bucket refills without its cap until the hold ends (refill) */
     uint64_t last_speech_seq;        /* chunk in which the last speech frame was classified */
     uint64_t utt_start_ms;           /* open utterance start */
     struct answer *ring;             /* owned; answers waiting to leave */
@@ -728,10 +730,13 @@ static void emit(struct asr_session *s, struct answer *a) {
     }
 }
 
-/* Sends every ready answer at the head, in order. Fires on_pending_low when
- * the pending count drops below the limit, and on_done when a CLOSING session
- * has nothing left. Callbacks may re-enter the session (e.g. stop from
- * on_done is harmless), so a guard keeps one flush running at a time. */
+static void hold_end(struct asr_session *s);
+
+/* Sends every ready answer at the head, in order. When the pending count
+ * drops below the limit it ends the hold of the session's input (refill) and
+ * fires on_pending_low; on_done fires when a CLOSING session has nothing
+ * left. Callbacks may re-enter the session (e.g. stop from on_done is
+ * harmless), so a guard keeps one flush running at a time. */
 static void flush(struct asr_session *s) {
     if (s->flushing) return;
     s->flushing = 1;
@@ -743,6 +748,7 @@ static void flush(struct asr_session *s) {
         emit(s, &a);
     }
     s->flushing = 0;
+    if (s->held && !sess_pending_full(s)) hold_end(s);
     if (was_full && !sess_pending_full(s) && s->sink && s->sink->on_pending_low)
         s->sink->on_pending_low(s->sink_ctx);
     if (s->state == SESS_CLOSING && s->ring_len == 0 && s->sink && s->sink->on_done)
@@ -858,14 +864,43 @@ static void submit_part(struct asr_session *s, struct answer *p, const int16_t *
     }
 }
 
+/* The rate bucket (docs/API.md "error", the rate limit) measures the
+ * client's rate, which it cannot do while the server does not read: a stream
+ * whose pending chunks reach their bound stops being read (api/stream.c
+ * after_chunk, docs/internals/backpressure.md), a live client's audio waits
+ * in the kernel meanwhile and arrives in one burst when reading resumes.
+ * So while the session is held (s->held, from the chunk that filled it to
+ * the flush that ends the hold) the bucket refills without its 2 s cap: the
+ * client gets credit for exactly what it could have sent at the allowed
+ * rate during the hold, never more, so a client that floods gains nothing
+ * it could not have had. Credit the burst does not use fades at the refill
+ * rate once the hold is over (the bucket does not grow meanwhile): after a
+ * hold of T the bucket is back at its cap within T, so saved credit cannot
+ * buy a burst later. */
 static void refill(struct asr_session *s, uint64_t now_ns) {
     double cap = 2.0 * (double)s->cfg.rate_bytes_per_sec;
     if (s->tokens_ns == 0) s->tokens_ns = now_ns;
-    if (now_ns > s->tokens_ns) {
-        s->tokens += (double)(now_ns - s->tokens_ns) / 1e9 * (double)s->cfg.rate_bytes_per_sec;
-        if (s->tokens > cap) s->tokens = cap;
-        s->tokens_ns = now_ns;
-    }
+    if (now_ns <= s->tokens_ns) return;
+    double add = (double)(now_ns - s->tokens_ns) / 1e9 * (double)s->cfg.rate_bytes_per_sec;
+    s->tokens_ns = now_ns;
+    if (s->held) s->tokens += add;
+    else if (s->tokens > cap) s->tokens = s->tokens - add > cap ? s->tokens - add : cap;
+    else s->tokens = s->tokens + add < cap ? s->tokens + add : cap;
+}
+
+/* The caller of a stream stops reading when the pending chunks reach their
+ * bound, unless it sheds load (SERVER_BUSY instead: the client is read and
+ * measured as usual). A REST upload is paced by its own window. */
+static int hold_starts(const struct asr_session *s) {
+    return !s->held && !s->cfg.shed_load && !is_rest(s) && sess_pending_full(s);
+}
+
+/* The hold is over (flush took pending under its bound): the time since the
+ * last refill is credited without the cap, on the clock of the arrival
+ * times (util_now_ns, core/session.h sess_chunk). */
+static void hold_end(struct asr_session *s) {
+    refill(s, util_now_ns());
+    s->held = 0;
 }
 
 /* ---- windowed engines (docs/internals/windowed-streaming.md) --------------
@@ -1404,6 +1439,8 @@ int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_er
         }
     }
     if (s->win) win_trim(s);
+    /* the caller stops reading now (refill: the bucket's clock is at now_ns) */
+    if (hold_starts(s)) s->held = 1;
     flush(s);
     return 0;
 }

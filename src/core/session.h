@@ -186,7 +186,9 @@ const struct sess_stats *sess_stats(const struct asr_session *s);
  * `sequence`. The chunk gets its number and exactly one answer
  * (docs/API.md "Sequence numbers", "Fine points" for precedence).
  * Returns 0 if accepted, else the asr_err it was refused with (its error
- * answer is already queued). now_ns is the arrival time (monotonic). */
+ * answer is already queued). now_ns is the arrival time, on util_now_ns()'s
+ * clock: the rate bucket runs on it, and the session reads that clock itself
+ * when a hold of its input ends (sess_pending_full). */
 int sess_chunk(struct asr_session *s, const uint8_t *pcm, size_t len, int pre_err, int has_seq,
                uint64_t seq, uint64_t now_ns);
 
@@ -238,7 +240,11 @@ int sess_idle(const struct asr_session *s);
  * go out before the finalizes its audio asked for are done, so this is not
  * bounded by the pending chunks alone. */
 unsigned sess_engine_outstanding(const struct asr_session *s);
-/* 1 when the pending limit is reached (caller pauses reading). */
+/* 1 when the pending limit is reached (caller pauses reading). A stream
+ * without shed_load counts the time from the chunk that reached the limit
+ * until answers take pending under it again (on_pending_low) as a hold of
+ * its input, which its rate bucket does not charge to the client (docs/API.md
+ * "Backpressure", docs/internals/backpressure.md). */
 int sess_pending_full(const struct asr_session *s);
 /* 1 when the client broke the rate limit rate_abuse_threshold times in a
  * row, or piled up more refusals than the answer ring's bound. */

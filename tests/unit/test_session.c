@@ -208,6 +208,155 @@ TEST(session_shed_load_answers_server_busy) {
     sess_destroy(s);
 }
 
+/* ---- the rate bucket and the server's holds ---------------------------------
+ * A live client at 16 kHz: chunk i (100 ms, 3200 bytes) is made at base + i x
+ * 100 ms; the default rate (4 x 16000 = 64000 bytes/s, a bucket of 128000 =
+ * 40 chunks); 16 pending chunks stop the reading (api/stream.c after_chunk);
+ * the mock answers 20 ms into the loop. Arrival times are on util_now_ns()'s
+ * clock but seconds in the past, so that a hold of seconds (from a past
+ * arrival to the real now, when the loop answers and the session reads that
+ * clock) takes no test time. */
+#define RT_BYTES 3200
+#define RT_NS 100000000ull
+#define RT_RATE 64000
+
+/* A session of the live client above, and the base of its clock: its hold
+ * starts 6 s before the real now. Returns the session after chunks 0..15,
+ * the 16th of which filled it. */
+static struct asr_session *rt_held(int shed, uint64_t *base) {
+    uint64_t now = util_now_ns();
+    ASSERT(now > 20000000000ull); /* 20 s of monotonic clock behind us */
+    *base = now - 6000000000ull - 15 * RT_NS;
+    struct asr_session *s = mk(RT_RATE, 16, shed);
+    for (int i = 0; i < 16; i++) ASSERT_EQ_INT(sess_chunk(s, zeros, RT_BYTES, 0, 0, 0, *base + i * RT_NS), 0);
+    ASSERT_EQ_INT(sess_pending_full(s), 1);
+    return s;
+}
+
+/* Runs the loop until the session takes input again (its pending chunks
+ * fell under the bound): where a reading server resumes. */
+static void until_not_full(struct asr_session *s) {
+    for (int i = 0; i < 100000 && sess_pending_full(s); i++) uv_run(uv_default_loop(), UV_RUN_ONCE);
+    ASSERT_EQ_INT(sess_pending_full(s), 0);
+}
+
+/* n chunks arriving at `at` (0: the real now, taken per chunk), read as the
+ * server reads: not while the session is full. Returns how many were
+ * RATE_LIMITED; *first: the index of the first (-1 if none); *bytes adds
+ * what was accepted. Nothing else may refuse them. */
+static int deliver(struct asr_session *s, int n, uint64_t at, int *first, long long *bytes) {
+    int refused = 0;
+    *first = -1;
+    for (int i = 0; i < n; i++) {
+        if (sess_pending_full(s)) until_not_full(s);
+        int rc = sess_chunk(s, zeros, RT_BYTES, 0, 0, 0, at ? at : util_now_ns());
+        if (rc == ASR_E_RATE_LIMITED) {
+            if (refused++ == 0) *first = i;
+        } else {
+            ASSERT_EQ_INT(rc, 0);
+            *bytes += RT_BYTES;
+        }
+    }
+    return refused;
+}
+
+/* The defect this guards: a real-time client whose session filled (a late
+ * answer) was not read for 6 s; its 6 s of audio waited in the kernel and
+ * came in one burst, past the 4 s the bucket holds, and was refused
+ * RATE_LIMITED although the client never sent faster than real time. The
+ * hold is not charged: every chunk of the burst passes. */
+TEST(session_rate_hold_is_not_charged_to_a_real_time_client) {
+    setup(20, 0);
+    uint64_t base;
+    struct asr_session *s = rt_held(0, &base);
+    until_not_full(s); /* the hold ends at the real now, 6 s after it began */
+    int backlog = (int)((util_now_ns() - base) / RT_NS) - 15; /* what the client made meanwhile */
+    ASSERT_GE_INT(backlog, 60);
+    int first;
+    long long bytes = 0;
+    ASSERT_EQ_INT(deliver(s, backlog, 0, &first, &bytes), 0);
+    ASSERT_EQ_INT(bytes, (long long)backlog * RT_BYTES);
+    run();
+    for (int i = 0; i < n_evs; i++) ASSERT(evs[i].kind != 'E');
+    sess_destroy(s);
+}
+
+/* The control: the same burst without a hold (the client itself went quiet
+ * for 6 s, the session never filled) gets the bucket's 40 chunks, then
+ * RATE_LIMITED, as before. */
+TEST(session_rate_burst_without_a_hold_is_refused) {
+    setup(20, 0);
+    uint64_t now = util_now_ns();
+    ASSERT(now > 20000000000ull);
+    uint64_t base = now - 6000000000ull - 15 * RT_NS;
+    struct asr_session *s = mk(RT_RATE, 1000, 0);
+    for (int i = 0; i < 16; i++) ASSERT_EQ_INT(sess_chunk(s, zeros, RT_BYTES, 0, 0, 0, base + i * RT_NS), 0);
+    ASSERT_EQ_INT(sess_pending_full(s), 0);
+    int first;
+    long long bytes = 0;
+    ASSERT_EQ_INT(deliver(s, 60, now, &first, &bytes), 20);
+    ASSERT_EQ_INT(first, 40);
+    run();
+    sess_destroy(s);
+}
+
+/* With ASR_SHED_LOAD the server keeps reading (SERVER_BUSY instead of a
+ * pause), so a full session is no hold and earns nothing: a burst after it
+ * gets the bucket's 40 chunks, as before. */
+TEST(session_rate_shed_load_earns_no_hold_credit) {
+    setup(20, 0);
+    uint64_t base;
+    struct asr_session *s = rt_held(1, &base);
+    until_not_full(s);
+    int first;
+    long long bytes = 0;
+    ASSERT_EQ_INT(deliver(s, 60, util_now_ns(), &first, &bytes), 20); /* all arriving at once */
+    ASSERT_EQ_INT(first, 40);
+    run();
+    sess_destroy(s);
+}
+
+/* A flood gains nothing it could not have had: over the whole session, the
+ * audio accepted is at most the full bucket plus the allowed rate times the
+ * time since the first chunk, hold or no hold; and it does get refused. */
+TEST(session_rate_hold_credit_is_bounded_by_the_rate) {
+    setup(20, 0);
+    uint64_t base;
+    struct asr_session *s = rt_held(0, &base);
+    long long bytes = 16 * RT_BYTES;
+    int first;
+    int refused = deliver(s, 400, 0, &first, &bytes);
+    uint64_t end = util_now_ns();
+    ASSERT_GE_INT(refused, 1);
+    double allowed = 2.0 * RT_RATE + (double)(end - base) / 1e9 * RT_RATE;
+    ASSERT((double)bytes <= allowed);
+    /* and the hold is all credited: only what the cap cut while the client
+     * was live (1.5 s at half the rate: 48000) and a few ms of fading between
+     * the end of one hold and the next are missing */
+    ASSERT((double)bytes >= allowed - 48000 - 3.0 * RT_BYTES);
+    run();
+    sess_destroy(s);
+}
+
+/* Credit the burst does not use fades once the hold is over: a client that
+ * was held 6 s, sent nothing, and bursts 6.5 s after the hold ended gets the
+ * bucket's 40 chunks, not 6 s more. */
+TEST(session_rate_unused_hold_credit_fades) {
+    setup(20, 0);
+    uint64_t base;
+    struct asr_session *s = rt_held(0, &base);
+    until_not_full(s);
+    run(); /* every chunk answered */
+    uint64_t later = util_now_ns() + 6500000000ull;
+    int first;
+    long long bytes = 0;
+    int refused = deliver(s, 60, later, &first, &bytes);
+    ASSERT_EQ_INT(first, 40);
+    ASSERT_EQ_INT(refused, 20);
+    run();
+    sess_destroy(s);
+}
+
 /* ASR_MAX_SESSION_BUFFER_BYTES: the pending bound also counts bytes, so a
  * few big chunks fill it long before the chunk count does. */
 TEST(session_pending_bytes_bound) {
