@@ -682,7 +682,6 @@ static void complete_hooks(struct jop *o, const redisReply *r) {
     free(v);
 }
 
-/* Every script's reply comes here and goes to its op's callback. */
 static void withdraw_free(struct withdraw *w) {
     if (!w) return;
     free(w->owner);
@@ -719,6 +718,7 @@ static void withdraw_flush(struct jobs *j) {
     }
 }
 
+/* Every script's reply comes here and goes to its op's callback. */
 static void on_reply(void *arg, int status, const redisReply *r) {
     struct jop *o = arg;
     struct jobs *j = o->j;
