@@ -231,6 +231,9 @@ def test_redis_restart_is_survived(redis, start_server):
     ASR_STORE_REQUIRED=1 new sessions get 503 STORE_UNAVAILABLE until Redis
     is back; then the store reconnects and sessions are stored again."""
     a = start_server(**store_env(redis, "A", ASR_STORE_REQUIRED=1))
+    # /v1/health answers before the store's first connect is done; with the
+    # store required a session opened before that is 503
+    h.poll(lambda: h.metric(a.metrics(), "store.available") == 1, 10, desc="store up")
     chunks = speech_chunks(40)
 
     async def go():
