@@ -509,11 +509,11 @@ static const char *main_hs_end(void *ctx, const redisReply *reply) {
     return NULL;
 }
 
-/* Connection state changes while the store is closing are not reported
- * (the caller asked to stop hearing from it). */
+/* A connection lost while the store is closing is not reported (nor
+ * counted): the close fails what is left. */
 static void main_state(void *ctx, int up) {
     struct rstore *rs = ctx;
-    if (rs->base.closing_) return;
+    if (!up && rs->base.closing_) return;
     if (up && rs->main_ever_up) rs->base.stats_.reconnects++;
     if (up) rs->main_ever_up = 1;
     store__set_available(&rs->base, up);
@@ -521,7 +521,7 @@ static void main_state(void *ctx, int up) {
 
 static void sub_state(void *ctx, int up) {
     struct rstore *rs = ctx;
-    if (rs->base.closing_) return;
+    if (!up && rs->base.closing_) return;
     rs->base.stats_.pubsub_connected = up ? 1 : 0;
 }
 
