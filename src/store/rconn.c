@@ -1,7 +1,25 @@
 /* One Redis connection with reconnect, deadlines and scripts (rconn.h).
- * The shape is store/redis.c's (the session store's connections); see there
- * for why the loop attachment is ours and why names are resolved with
- * uv_getaddrinfo. */
+ * Used by the session store (store/redis.c: its main and pub/sub
+ * connections) and the job queue (store/jobs.c).
+ *
+ * Host names are resolved with uv_getaddrinfo (hiredis 0.14 would call
+ * getaddrinfo on the loop thread), so hiredis only ever sees an address.
+ *
+ * The loop attachment (ev_*) is ours rather than hiredis' adapters/libuv.h:
+ * the Debian 12 (0.14) adapter ignores a poll error, so hiredis never hears
+ * of a refused connect or a reset connection and a pub/sub connection,
+ * which sends nothing, would hang for ever. Ours hands an error to hiredis
+ * as the events it waits for, so it reads the error and disconnects.
+ *
+ * Deadlines: hiredis 0.14 has no command timeout, so the commands sent are
+ * kept in a list ordered by deadline with one timer for the oldest. When it
+ * fires the expired ones complete with ASR_E_TIMEOUT and the connection is
+ * dropped (replies come in order: if the oldest gets none, the later ones
+ * will not either), which fails the rest at once and starts the reconnect.
+ * A timed-out command stays allocated, marked completed, until hiredis
+ * hands its privdata back (reply, or NULL when the context is freed).
+ * The code is written against hiredis 0.14 (Debian 12) and uses nothing
+ * that 1.x changed. */
 #include "store/rconn.h"
 
 #include <arpa/inet.h>
@@ -21,7 +39,7 @@
 /* Arguments of a script call kept for a re-send after NOSCRIPT (a flushed
  * script cache): calls larger than this (a spooled upload) fail instead,
  * and the scripts are loaded again for the next one. */
-#define RC_KEEP_ARGS_MAX  (64u << 10)
+#define RC_KEEP_ARGS_MAX  (64u << 10)   /* the default of rconn_cfg.keep_args_max */
 
 enum rc_state { RC_DOWN, RC_CONNECTING, RC_READY };
 
@@ -34,8 +52,10 @@ struct rcop {
     int            in_list;
     struct rcop   *prev, *next;        /* in-flight list, by deadline */
     uint64_t       deadline_ms;        /* loop ms */
+    uint64_t       wait_ms;            /* the deadline's length, for the log */
     long           script;             /* script number, or -1 */
     int            retried;            /* re-sent after NOSCRIPT */
+    unsigned       gen;                /* rc->script_gen when sent */
     int            argc;               /* kept arguments (script calls up to RC_KEEP_ARGS_MAX) */
     char         **argv;               /* owned */
     size_t        *lens;               /* owned */
@@ -46,11 +66,17 @@ struct rconn {
     struct store_url   url;            /* password inside: never logged */
     char               addr[300];      /* for logs */
     const char        *name;           /* static */
-    const char *const *scripts;        /* static */
+    const char *const *scripts;        /* borrowed: outlive rc */
     size_t             n_scripts;
     char             (*sha)[41];       /* owned: SHA-1 of each script */
+    unsigned           script_gen;     /* SCRIPT LOADs queued so far (rounds) */
     uint64_t           op_timeout_ms;
+    size_t             keep_args_max;  /* bytes of a script call kept for a re-send */
+    char              *channel;        /* owned: pub/sub mode's channel, or NULL */
     rconn_state_fn     on_state;
+    rconn_message_fn   on_message;
+    rconn_hs_begin_fn  hs_begin;
+    rconn_hs_end_fn    hs_end;
     void              *ctx;
     redisAsyncContext *ac;             /* hiredis frees it; NULL while down */
     enum rc_state      state;
@@ -61,6 +87,7 @@ struct rconn {
     uint64_t           backoff_ms;
     int                ever_ready;
     int                down_logged;
+    uint64_t           down_since_ms;  /* loop ms the outage started */
     struct rcop       *in_head, *in_tail;  /* in flight, ordered by deadline */
     size_t             n_inflight;
     int                closing;
@@ -81,6 +108,7 @@ static void maybe_free(struct rconn *rc) {
     rconn_closed_fn cb = rc->on_closed;
     void *arg = rc->closed_arg;
     free(rc->sha);
+    free(rc->channel);
     memset(&rc->url, 0, sizeof rc->url);
     free(rc);
     if (cb) cb(arg);
@@ -172,10 +200,12 @@ static void set_down(struct rconn *rc, int was_ready, const char *why) {
     uv_timer_stop(&rc->timer);
     if (rc->closing) return;
     if (was_ready) {
+        rc->down_since_ms = now_ms(rc);
         log_conn(LOG_WARN, "store connection lost", rc, why);
         rc->down_logged = 1;
         if (rc->on_state) rc->on_state(rc->ctx, 0);
     } else if (!rc->down_logged) {
+        if (!rc->down_since_ms) rc->down_since_ms = now_ms(rc);
         log_conn(LOG_WARN, "store unavailable", rc, why);
         rc->down_logged = 1;
     } else {
@@ -209,13 +239,29 @@ static void rc_ready(struct rconn *rc) {
     uv_timer_stop(&rc->timer);
     rc->state = RC_READY;
     rc->backoff_ms = RC_BACKOFF_MIN_MS;
-    log_conn(LOG_INFO, rc->ever_ready ? "store connection restored" : "store connected", rc, NULL);
+    if (rc->ever_ready) {
+        struct log_line *l = log_begin(LOG_INFO, "store connection restored");
+        if (l) {
+            log_str(l, "store", "redis");
+            log_str(l, "conn", rc->name);
+            log_str(l, "addr", rc->addr);
+            log_u64(l, "down_ms", now_ms(rc) - rc->down_since_ms);
+            log_end(l);
+        }
+    } else {
+        log_conn(LOG_INFO, "store connected", rc, NULL);
+    }
     rc->ever_ready = 1;
     rc->down_logged = 0;
+    rc->down_since_ms = 0;
     if (rc->on_state) rc->on_state(rc->ctx, 1);
 }
 
-/* ---- loop attachment (as store/redis.c) -------------------------------------------- */
+/* ---- loop attachment ---------------------------------------------------------------- */
+
+/* hiredis event hooks on a uv_poll_t. Freed by the close callback that
+ * ev_cleanup (hiredis freeing the context) starts; the connection waits for
+ * it (a hold) so that nothing of it is left on the loop after close. */
 
 struct uvev {
     redisAsyncContext *ac;             /* borrowed; NULL once hiredis cleaned up */
@@ -276,6 +322,9 @@ static int ev_attach(struct rconn *rc, redisAsyncContext *ac) {
 
 /* ---- handshake ------------------------------------------------------------------------ */
 
+/* A reply callback's common start: 0 when the reply belongs to a context
+ * that was replaced (ignore it) or is NULL (the connection is lost; handled
+ * here). */
 static int reply_live(struct rconn *rc, redisAsyncContext *ac, const redisReply *reply) {
     if (ac != rc->ac) return 0;
     if (!reply) {
@@ -292,13 +341,49 @@ static void on_hs_reply(redisAsyncContext *ac, void *r, void *priv) {
     if (reply->type == REDIS_REPLY_ERROR) rc_drop(rc, reply->str);
 }
 
-/* The last handshake step answered: ready. */
-static void on_hs_ping(redisAsyncContext *ac, void *r, void *priv) {
+/* The last handshake step answered (PING, or the caller's step, which
+ * judges its reply): ready. */
+static void on_hs_last(redisAsyncContext *ac, void *r, void *priv) {
     struct rconn *rc = priv;
     redisReply *reply = r;
     if (!reply_live(rc, ac, reply)) return;
-    if (reply->type == REDIS_REPLY_ERROR) rc_drop(rc, reply->str);
+    const char *why = rc->hs_end ? rc->hs_end(rc->ctx, reply)
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
+    if (why) rc_drop(rc, why);
     else if (rc->state == RC_CONNECTING) rc_ready(rc);
+}
+
+/* Pub/sub mode: the subscribe confirmation makes the connection READY; each
+ * message on the channel goes to on_message. */
+static void on_sub_message(redisAsyncContext *ac, void *r, void *priv) {
+    struct rconn *rc = priv;
+    redisReply *reply = r;
+    if (!reply_live(rc, ac, reply)) return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || !reply->element[0] ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    const redisReply *payload = reply->element[2];
+    if (strcmp(kind, "subscribe") == 0) {
+        if (rc->state == RC_CONNECTING) rc_ready(rc);
+    } else if (strcmp(kind, "message") == 0 && payload && payload->type == REDIS_REPLY_STRING) {
+        if (rc->on_message) rc->on_message(rc->ctx, payload->str, payload->len);
+    }
+}
+
+int rconn_hs_eval(struct rconn *rc, size_t script, int argc, const char *const *argv, const size_t *lens) {
+    if (!rc->ac || rc->state != RC_CONNECTING || script >= rc->n_scripts || argc < 0) return ASR_EINVAL;
+    const char *full[argc + 3];
+    size_t flen[argc + 3];
+    full[0] = "EVALSHA";
+    full[1] = rc->sha[script];
+    full[2] = "0";
+    for (int i = 0; i < 3; i++) flen[i] = strlen(full[i]);
+    for (int i = 0; i < argc; i++) {
+        full[i + 3] = argv[i];
+        flen[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    return redisAsyncCommandArgv(rc->ac, on_hs_last, rc, argc + 3, full, flen) == REDIS_OK ? 0 : STORE_UNAVAILABLE;
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -314,10 +399,12 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
 }
 
 static void load_scripts(struct rconn *rc) {
+    rc->script_gen++;
     for (size_t i = 0; i < rc->n_scripts; i++)
         redisAsyncCommand(rc->ac, on_hs_reply, rc, "SCRIPT LOAD %s", rc->scripts[i]);
 }
 
+/* Queues the handshake; hiredis writes it once the socket connects. */
 static void rc_handshake(struct rconn *rc) {
     redisAsyncContext *ac = rc->ac;
     const struct store_url *u = &rc->url;
@@ -325,9 +412,14 @@ static void rc_handshake(struct rconn *rc) {
         if (u->user[0]) redisAsyncCommand(ac, on_hs_reply, rc, "AUTH %s %s", u->user, u->password);
         else redisAsyncCommand(ac, on_hs_reply, rc, "AUTH %s", u->password);
     }
+    if (rc->channel) {                 /* channels are not per db: no SELECT */
+        redisAsyncCommand(ac, on_sub_message, rc, "SUBSCRIBE %s", rc->channel);
+        return;
+    }
     if (u->db) redisAsyncCommand(ac, on_hs_reply, rc, "SELECT %u", u->db);
     load_scripts(rc);
-    redisAsyncCommand(ac, on_hs_ping, rc, "PING");
+    if (rc->hs_begin) rc->hs_begin(rc->ctx, rc);
+    else redisAsyncCommand(ac, on_hs_last, rc, "PING");
 }
 
 static void rc_start(struct rconn *rc, const char *ip) {
@@ -350,6 +442,8 @@ static void rc_start(struct rconn *rc, const char *ip) {
         set_down(rc, 0, "cannot attach to the loop");
         return;
     }
+    /* TCP keepalive finds a dead peer on a quiet (pub/sub) connection. (On
+     * a unix socket it would fail and leave an error in the context.) */
     if (!rc->url.is_unix) redisEnableKeepAlive(&ac->c);
     rc->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -369,6 +463,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     int current = rc->gai == req && rc->attempt == g->attempt && rc->state == RC_CONNECTING && !rc->closing;
     if (rc->gai == req) rc->gai = NULL;
     if (current) {
+        /* IPv4 first, as hiredis itself prefers ("localhost" may list ::1
+         * first while Redis listens on 127.0.0.1 only). */
         char ip[64] = "";
         const struct addrinfo *v4 = NULL, *v6 = NULL;
         for (const struct addrinfo *ai = status == 0 ? res : NULL; ai; ai = ai->ai_next) {
@@ -434,7 +530,7 @@ static void on_rc_timer(uv_timer_t *t) {
 /* ---- commands ---------------------------------------------------------------------------- */
 
 /* The oldest command got no reply in time: every expired one completes
- * with STORE_UNAVAILABLE (new commands from those callbacks fail fast: the
+ * with ASR_E_TIMEOUT (new commands from those callbacks fail fast: the
  * state is DOWN first), then the connection is dropped, which fails the
  * rest and starts the reconnect. */
 static void on_op_timer(uv_timer_t *t) {
@@ -449,13 +545,14 @@ static void on_op_timer(uv_timer_t *t) {
     int was_ready = rc->state == RC_READY;
     rc->state = RC_DOWN;
     size_t expired = 0;
+    uint64_t wait_ms = h->wait_ms;
     while ((h = rc->in_head) && h->deadline_ms <= now) {
         inflight_remove(rc, h);
         expired++;
-        op_complete(h, STORE_UNAVAILABLE, NULL);
+        op_complete(h, ASR_E_TIMEOUT, NULL);
     }
     char why[96];
-    snprintf(why, sizeof why, "%zu command(s) without reply in time", expired);
+    snprintf(why, sizeof why, "%zu op(s) without reply in %llu ms", expired, (unsigned long long)wait_ms);
     redisAsyncContext *ac = rc->ac;
     rc->ac = NULL;
     if (ac) redisAsyncFree(ac);
@@ -492,7 +589,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
     }
     if (reply && reply->type == REDIS_REPLY_ERROR && o->script >= 0 && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
         ac == rc->ac && rc->state == RC_READY) {
-        load_scripts(rc);              /* for this op and the ones after it */
+        /* Load them again unless that was queued after o was sent (then it
+         * runs before the re-send): one round per flush, not one per op. */
+        if (o->gen == rc->script_gen) load_scripts(rc);
+        o->gen = rc->script_gen;
         if (!o->retried && o->argv && op_send(rc, o, o->argc, (const char *const *)o->argv, o->lens) == 0) {
             o->retried = 1;
             inflight_add(rc, o);
@@ -505,7 +605,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
 
 static int submit(struct rconn *rc, long script, int argc, const char *const *argv, const size_t *lens,
                   uint64_t extra_ms, rconn_reply_fn cb, void *arg) {
-    if (rc->closing) return ASR_EINVAL;
+    if (rc->closing || rc->channel) return ASR_EINVAL;
     /* CONNECTING: hiredis holds the command behind the handshake and sends
      * it once connected (its deadline runs from now). */
     if (rc->state == RC_DOWN || !rc->ac || rc->n_inflight >= RC_MAX_INFLIGHT) return STORE_UNAVAILABLE;
@@ -517,24 +617,33 @@ static int submit(struct rconn *rc, long script, int argc, const char *const *ar
     if (script >= 0) {
         size_t total = 0;
         for (int i = 0; i < argc; i++) total += lens ? lens[i] : strlen(argv[i]);
-        if (total <= RC_KEEP_ARGS_MAX) {
+        if (total <= rc->keep_args_max) {
+            /* Sized by the caller's data (a session blob): a failed
+             * allocation fails the command instead of aborting. */
             o->argv = xcalloc((size_t)argc + 1, sizeof *o->argv);
             o->lens = xcalloc((size_t)argc + 1, sizeof *o->lens);
             for (int i = 0; i < argc; i++) {
                 size_t n = lens ? lens[i] : strlen(argv[i]);
-                o->argv[i] = xmalloc(n + 1);
-                memcpy(o->argv[i], argv[i], n);
-                o->argv[i][n] = 0;
+                char *copy = malloc(n + 1);
+                if (!copy) {
+                    op_free(o);
+                    return STORE_UNAVAILABLE;
+                }
+                memcpy(copy, argv[i], n);
+                copy[n] = 0;
+                o->argv[i] = copy;
                 o->lens[i] = n;
+                o->argc = i + 1;
             }
-            o->argc = argc;
         }
     }
     if (op_send(rc, o, argc, argv, lens) != 0) {
         op_free(o);
         return STORE_UNAVAILABLE;
     }
-    o->deadline_ms = now_ms(rc) + rc->op_timeout_ms + extra_ms;
+    o->gen = rc->script_gen;
+    o->wait_ms = rc->op_timeout_ms + extra_ms;
+    o->deadline_ms = now_ms(rc) + o->wait_ms;
     inflight_add(rc, o);
     return 0;
 }
@@ -551,7 +660,9 @@ int rconn_eval(struct rconn *rc, size_t script, int argc, const char *const *arg
 }
 
 int rconn_up(const struct rconn *rc) { return rc->state == RC_READY; }
-int rconn_usable(const struct rconn *rc) { return rc->state == RC_READY || (rc->state == RC_CONNECTING && rc->ac); }
+int rconn_usable(const struct rconn *rc) {
+    return !rc->channel && (rc->state == RC_READY || (rc->state == RC_CONNECTING && rc->ac));
+}
 size_t rconn_inflight(const struct rconn *rc) { return rc->n_inflight; }
 
 /* ---- open / close -------------------------------------------------------------------------- */
@@ -577,7 +688,12 @@ int rconn_open(uv_loop_t *loop, const struct rconn_cfg *cfg, struct rconn **out)
         for (int k = 0; k < SHA1_DIGEST_SIZE; k++) snprintf(&rc->sha[i][2 * k], 3, "%02x", d[k]);
     }
     rc->op_timeout_ms = cfg->op_timeout_ms ? cfg->op_timeout_ms : 1000;
+    rc->keep_args_max = cfg->keep_args_max ? cfg->keep_args_max : RC_KEEP_ARGS_MAX;
+    if (cfg->subscribe) rc->channel = xstrdup(cfg->subscribe);
     rc->on_state = cfg->on_state;
+    rc->on_message = cfg->on_message;
+    rc->hs_begin = cfg->hs_begin;
+    rc->hs_end = cfg->hs_end;
     rc->ctx = cfg->ctx;
     rc->state = RC_DOWN;
     rc->backoff_ms = RC_BACKOFF_MIN_MS;

@@ -1128,6 +1128,9 @@ TEST(store_redis_restart) {
     const char *lost = strstr(log, "\"store connection lost\",\"store\":\"redis\",\"conn\":\"main\"");
     const char *back = strstr(log, "\"store connection restored\",\"store\":\"redis\",\"conn\":\"main\"");
     ASSERT(lost != NULL && back != NULL && lost < back);
+    const char *eol = strchr(back, '\n');
+    const char *down = strstr(back, "\"down_ms\":");
+    ASSERT(down != NULL && (!eol || down < eol));                 /* how long it was down */
     ASSERT(strstr(lost + 1, "\"store connection lost\",\"store\":\"redis\",\"conn\":\"main\"") == NULL);
     ASSERT(strstr(log, "\"conn\":\"pubsub\"") != NULL);
     teardown();
@@ -1148,10 +1151,16 @@ TEST(store_redis_hung_times_out) {
     kill(redis_pid, SIGSTOP);
     WAIT_UNTIL(proc_state(redis_pid) == 'T', 2000);
     uint64_t t0 = now_ms();
-    ASSERT_EQ_INT(op_get(w.s, "s1", &r), STORE_UNAVAILABLE);
+    memset(&r, 0, sizeof r);
+    CALL(store_get(w.s, "s1", cb_rec, &r));
+    ASSERT_EQ_INT(store_stats(w.s)->inflight, 1);               /* sent, no reply */
+    WAIT_UNTIL(r.calls, 10000);
+    ASSERT_EQ_INT(r.status, STORE_UNAVAILABLE);
     ASSERT_GE_INT(r.t_done - t0, 400 - 20);
     ASSERT_LE_INT(r.t_done - t0, 400 + 500);
     ASSERT_EQ_INT(store_stats(w.s)->timeouts, 1);
+    ASSERT_EQ_INT(store_stats(w.s)->inflight, 0);
+    ASSERT_EQ_INT(store_stats(w.s)->errors, 1);
     ASSERT(!store_available(w.s));
     t0 = now_ms();
     ASSERT_EQ_INT(op_get(w.s, "s1", &r), STORE_UNAVAILABLE);
@@ -1192,8 +1201,9 @@ TEST(store_redis_unreachable_at_start) {
     teardown();
 }
 
-/* The script cache is flushed under the store: EVALSHA gets NOSCRIPT and
- * the op is re-sent with EVAL. */
+/* The script cache is flushed under the store: EVALSHA gets NOSCRIPT, the
+ * scripts are loaded again and the op is re-sent; the ops after it find
+ * them loaded. Several ops answered NOSCRIPT together load them once. */
 TEST(store_redis_noscript_fallback) {
     setup(REDIS);
     struct wk w;
@@ -1205,9 +1215,36 @@ TEST(store_redis_noscript_fallback) {
     ASSERT_EQ_INT(op_claim(w.s, "s1", &r), STORE_BUSY);
     redisReply *info = redis_cmd("INFO commandstats", NULL);
     ASSERT_EQ_INT(info->type, REDIS_REPLY_STRING);
-    ASSERT(strstr(info->str, "cmdstat_eval:calls=2") != NULL);
+    ASSERT(strstr(info->str, "cmdstat_script|load:calls=8,") != NULL);   /* one round of S__N */
+    ASSERT(strstr(info->str, "cmdstat_evalsha:calls=3,") != NULL);       /* NOSCRIPT, re-send, claim */
     freeReplyObject(info);
     ASSERT_EQ_INT(store_stats(w.s)->errors, 0);
+
+    /* Five ops in flight when the cache is flushed: one more round. */
+    freeReplyObject(redis_cmd("SCRIPT FLUSH", NULL));
+    freeReplyObject(redis_cmd("CONFIG RESETSTAT", NULL));
+    struct res rs[5];
+    memset(rs, 0, sizeof rs);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "p%d", i);
+        CALL(store_create(w.s, id, "y", 1, cb_done, &rs[i]));
+    }
+    WAIT_UNTIL(rs[0].calls && rs[1].calls && rs[2].calls && rs[3].calls && rs[4].calls, 10000);
+    for (int i = 0; i < 5; i++) ASSERT_EQ_INT(rs[i].status, STORE_OK);
+    info = redis_cmd("INFO commandstats", NULL);
+    ASSERT_EQ_INT(info->type, REDIS_REPLY_STRING);
+    ASSERT(strstr(info->str, "cmdstat_script|load:calls=8,") != NULL);
+    ASSERT(strstr(info->str, "cmdstat_evalsha:calls=10,") != NULL);
+    freeReplyObject(info);
+    ASSERT_EQ_INT(store_stats(w.s)->errors, 0);
+
+    /* A blob past rconn's default of kept arguments (64 KiB) is re-sent too. */
+    static char big[200 * 1024];
+    memset(big, 'b', sizeof big - 1);
+    freeReplyObject(redis_cmd("SCRIPT FLUSH", NULL));
+    ASSERT_EQ_INT(op_create(w.s, "big", big), STORE_OK);
+    ASSERT_EQ_INT(op_update(w.s, "big", 1, big), STORE_OK);
     wk_close(&w);
     teardown();
 }
