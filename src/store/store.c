@@ -1,7 +1,7 @@
 /* Session store: configuration, argument checks, dispatch to the backend
  * chosen at open time, the deferred-completion queue both backends use so
  * that callbacks never run inside the caller's call, and the close sequence.
- * The backends are store_memory.c and store_redis.c. */
+ * The backends are memory.c and redis.c. */
 #include "store/store.h"
 
 #include <stdio.h>

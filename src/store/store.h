@@ -200,7 +200,7 @@ int store_list_by_worker(struct store *s, const char *worker_id, store_list_fn c
  * worker. Status: STORE_OK, STORE_UNAVAILABLE. */
 int store_count_active(struct store *s, store_count_fn cb, void *arg);
 
-/* ---- internal: shared by store.c, store_memory.c and store_redis.c ------
+/* ---- internal: shared by store.c, memory.c and redis.c ------
  * Not a contract for callers; fields end in an underscore. */
 
 struct store__op;
