@@ -138,9 +138,11 @@ class Server:
         self.port = free_port()
         # the parent of the private store's runtime directory (empty
         # ASR_REDIS_URL): one per server, so that stop() can tell that its
-        # redis-server and directory are gone
-        self.runtime_dir = os.path.join(log_dir(), "rt-%d" % self.port)
-        os.makedirs(self.runtime_dir, exist_ok=True)
+        # redis-server and directory are gone. Not named by the port alone:
+        # a port comes back in a later test, and a server that was killed
+        # (no clean exit) leaves its directory behind
+        os.makedirs(log_dir(), exist_ok=True)
+        self.runtime_dir = tempfile.mkdtemp(prefix="rt-%d-" % self.port, dir=log_dir())
         # one worker unless a test asks for more: this machine has several
         # cores, and most tests read one worker's counters
         self.env = {"ASR_HOST": "127.0.0.1", "ASR_PORT": self.port, "ASR_WORKERS": 1,
